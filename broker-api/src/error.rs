@@ -1,0 +1,66 @@
+//! The one error type of the storage contract.
+
+use thiserror::Error;
+
+/// Every failure a [`crate::Store`] reports. Each variant names something a caller can act on.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The topic does not exist (or the partition is outside `0..partitions`).
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopic(String),
+    /// A topic with that name already exists.
+    #[error("topic already exists: {0}")]
+    TopicExists(String),
+    /// An argument breaks a rule of the contract (bad name, empty batch, zero partitions, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The requested offset is below the log start offset or above the high watermark.
+    #[error("offset {offset} out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    /// A record is larger than the topic's `max_record_bytes`; the whole batch was refused.
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
+    RecordTooLarge { size: usize, limit: usize },
+    /// The lease token expired or was superseded; nothing was changed.
+    #[error("lease expired or superseded")]
+    LeaseExpired,
+    /// An idempotent batch does not continue its producer's sequence.
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    /// An idempotent batch carries an epoch older than the producer's current one.
+    #[error("producer {producer_id} fenced: epoch {epoch} is older than {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    /// The storage is out of space; nothing of the failed call was acknowledged. Retriable.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The store cannot serve the call right now (database down, connection lost, closed store
+    /// being reopened). Nothing of the failed call was acknowledged. Retriable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data failed a check and cannot be served.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// Anything else: a bug or an unexpected I/O error.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when the same call may succeed if repeated later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::StorageFull(_))
+    }
+}
+
+/// The result type of every store call.
+pub type StoreResult<T> = Result<T, StoreError>;

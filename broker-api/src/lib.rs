@@ -1,0 +1,17 @@
+//! The storage contract of the broker.
+//!
+//! [`Store`] is the one trait every storage engine implements; its doc comment is the
+//! specification, and the `conformance` crate checks every rule it states.
+
+mod clock;
+mod error;
+mod names;
+mod store;
+mod types;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use error::{StoreError, StoreResult};
+pub use names::{validate_group_name, validate_topic_name, MAX_TOPIC_NAME_LEN};
+pub use store::Store;
+pub use types::*;
+

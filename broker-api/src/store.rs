@@ -1,0 +1,251 @@
+//! The storage contract: the trait every store implements.
+//!
+//! Each rule below is written as "must" and is named in bold; the check in the `conformance`
+//! crate that enforces it has the same name.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::types::*;
+use crate::StoreResult;
+
+/// A message store: topics of partitions of append-only records, consumer-group offsets, and
+/// leases (queue semantics) per lease group. Used as `Arc<dyn Store>`.
+///
+/// # Topics
+/// - **topic_names_are_validated**: a name must be 1-249 characters of `[A-Za-z0-9._-]`, not `.`
+///   or `..` ([`crate::validate_topic_name`]); anything else is `InvalidArgument`.
+/// - **create_topic_requires_partitions**: zero partitions is `InvalidArgument`.
+/// - **duplicate_topic_is_rejected**: creating an existing name is `TopicExists`.
+/// - **topics_are_listed_and_described**: `list_topics` returns every topic (sorted by name) and
+///   `describe_topic` returns the config exactly as created or last updated.
+/// - **unknown_topic_is_reported**: every call naming a missing topic, or a partition outside
+///   `0..partitions`, is `UnknownTopic`.
+/// - **delete_topic_removes_everything**: after delete, the topic's records, committed offsets
+///   and lease state are gone; a new topic of the same name starts empty at offset 0.
+///
+/// # Append
+/// - **offsets_are_dense_from_zero**: a partition's offsets start at 0 and grow by exactly 1 per
+///   record; a batch of n records gets `base..base+n`.
+/// - **empty_batch_is_rejected**: an empty batch is `InvalidArgument`.
+/// - **record_too_large_fails_the_batch**: a record whose [`Record::size`] exceeds the topic's
+///   `max_record_bytes` fails the whole batch with `RecordTooLarge`; nothing is appended.
+/// - **timestamps_default_to_append_time**: a record without a timestamp is stored with the
+///   batch's append time; a given timestamp is stored unchanged.
+/// - **records_round_trip**: key, value (each possibly absent), headers (in order), timestamp and
+///   not-before come back from fetch exactly as appended.
+/// - **concurrent_appends_are_gapless**: concurrent appenders to one partition get disjoint,
+///   gapless ranges, and batches are never interleaved.
+/// - **offsets_are_never_reused**: offsets keep growing after delete-records and retention.
+///
+/// # Idempotent producers
+/// - **producer_ids_are_unique**: `init_producer_id` must never return the same id twice,
+///   also across reopen.
+/// - **idempotent_retry_is_not_duplicated**: a batch whose (producer, epoch, first sequence,
+///   length) equals one of the producer's last 5 batches on the partition returns that batch's
+///   original offsets with `duplicate = true` and appends nothing.
+/// - **sequence_gap_is_rejected**: a producer's first batch (or first batch in a newer epoch)
+///   on a partition must start at sequence 0; after that each batch must start at the previous
+///   batch's last sequence + 1 (wrapping after `i32::MAX` to 0); else `OutOfOrderSequence`.
+/// - **fenced_epoch_is_rejected**: an epoch older than the producer's newest on the partition is
+///   `ProducerFenced`.
+///
+/// # Fetch
+/// - **fetch_returns_records_in_order**: records come in offset order starting exactly at the
+///   requested offset (also in the middle of a batch), at most `max_records`, and no more than
+///   `max_bytes` except that the first record is always returned if one exists.
+/// - **fetch_at_high_watermark_is_empty**: fetching at the high watermark returns no records.
+/// - **fetch_out_of_range_is_rejected**: below the log start or above the high watermark is
+///   `OffsetOutOfRange`.
+/// - **wait_returns_when_data_arrives**: `wait_for` returns `true` as soon as a record at or
+///   after the offset exists, without waiting for the timeout, and `false` after the timeout
+///   when none arrived.
+/// - **list_offsets_by_timestamp**: `offset_for_timestamp(t)` is the first offset at or after
+///   the log start whose record timestamp is `>= t` (equivalently, the first whose
+///   max-timestamp-so-far is `>= t`), with that record's timestamp; `None` when there is none.
+///
+/// # Consumer-group offsets
+/// - **committed_offsets_round_trip**: the last commit for (group, topic, partition) wins and
+///   is returned with its metadata; they survive reopen and vanish with the topic.
+///
+/// # Leases
+/// - **lease_returns_oldest_available**: `lease` returns up to `max` of the oldest records of the
+///   partition that the group has not finished, that are not leased now, and whose not-before and
+///   release delay have passed, in offset order, each with a fresh token and delivery count (1 on
+///   the first lease, +1 on each later one).
+/// - **leases_are_exclusive**: a record is leased to at most one holder per group at a time,
+///   also under concurrency.
+/// - **expired_lease_is_redelivered**: once `expires_at_ms` has passed the record is leasable
+///   again; its old token is then `LeaseExpired` for ack, release and extend.
+/// - **ack_is_final**: an acked record is never leased again by that group; acking with a stale
+///   token is `LeaseExpired` and changes nothing.
+/// - **release_with_delay**: a released record becomes leasable after the given delay.
+/// - **extend_moves_expiry**: extend sets the expiry to now + visibility.
+/// - **groups_are_independent**: every group sees every record; one group's acks do not affect
+///   another's.
+/// - **max_deliveries_dead_letters**: with `max_deliveries = n`, a record that would be leased an
+///   (n+1)-th time is instead appended to the dead-letter topic (key, value, timestamp and headers
+///   kept, plus the [`dead_letter_headers`]) and counted as done and dead-lettered; this happens
+///   atomically with the lease call that found it.
+/// - **ordered_by_key_blocks_later_records**: with `ordered_by_key`, a record is not leased while
+///   an earlier record with the same key is not done; keyless records are not ordered.
+/// - **not_before_delays_leasing**: a record whose `not_before_ms` is in the future is not
+///   leased (and is counted as delayed) until that time.
+/// - **lease_counts_add_up**: `lease_counts` reports available, leased, delayed, done and
+///   dead-lettered, and the first four sum to `high_watermark - log_start`.
+/// - **lease_state_survives_reopen**: acks, delivery counts, releases and lease group configs
+///   survive close and reopen (in-flight leases may come back available).
+///
+/// # Retention
+/// - **delete_records_moves_log_start**: `delete_records(before)` sets the log start to exactly
+///   `before` (no-op if already past it); `before` above the high watermark is `OffsetOutOfRange`.
+/// - **retention_by_time**: `enforce_retention` removes whole batches (or larger units made of
+///   whole batches, like segments) whose newest timestamp is older than `retention_ms`, oldest
+///   first, and stops at the first unit it must keep.
+/// - **retention_by_size**: with `retention_bytes`, the oldest units are removed while the
+///   partition is over the limit.
+/// - **retention_keeps_newest_batch**: retention never removes the newest batch of a partition,
+///   nor anything at or past the high watermark.
+///
+/// # Time and lifecycle
+/// - Stores take a [`crate::Clock`]; every "now" above is that clock's.
+/// - **data_survives_reopen**: after `close` and opening the same data again, topics, records,
+///   offsets and producer ids are all there.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the implementation (`memory`, `log`, `postgres`).
+    fn kind(&self) -> &'static str;
+
+    // ---- topics ----
+
+    /// Creates a topic; see the Topics rules.
+    async fn create_topic(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo>;
+    /// Deletes a topic and everything stored for it.
+    async fn delete_topic(&self, name: &str) -> StoreResult<()>;
+    /// Every topic, sorted by name.
+    async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>>;
+    /// One topic.
+    async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo>;
+    /// Replaces a topic's settings; `partitions` must stay the same (`InvalidArgument`).
+    async fn update_topic_config(&self, name: &str, config: TopicConfig)
+        -> StoreResult<TopicInfo>;
+
+    // ---- append ----
+
+    /// Appends a batch atomically to one partition; see the Append rules.
+    async fn append(&self, topic: &str, partition: i32, batch: AppendBatch)
+        -> StoreResult<AppendResult>;
+    /// A fresh producer id with epoch 0.
+    async fn init_producer_id(&self) -> StoreResult<ProducerIdentity>;
+
+    // ---- fetch ----
+
+    /// Reads records from `offset`; never waits. See the Fetch rules.
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: FetchLimits,
+    ) -> StoreResult<FetchResult>;
+    /// Waits until a record at or after `offset` exists (`true`) or `timeout` passes (`false`).
+    /// Must return as soon as such a record is appended; no polling loop.
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> StoreResult<bool>;
+    /// Log start offset and high watermark.
+    async fn partition_offsets(&self, topic: &str, partition: i32)
+        -> StoreResult<PartitionOffsets>;
+    /// The first offset whose timestamp is at or after `timestamp_ms`.
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> StoreResult<Option<OffsetAndTimestamp>>;
+
+    // ---- consumer-group offsets ----
+
+    /// Stores committed offsets for a group; all topics must exist.
+    async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()>;
+    /// The group's last commit for one partition.
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<CommittedOffset>>;
+    /// Every commit of a group, sorted by topic and partition.
+    async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>>;
+    /// Every group that has at least one committed offset, sorted.
+    async fn list_consumer_groups(&self) -> StoreResult<Vec<String>>;
+
+    // ---- leases ----
+
+    /// Creates or replaces a lease group's config. The dead-letter topic must exist.
+    async fn set_lease_group(
+        &self,
+        topic: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()>;
+    /// Every lease group of a topic with its config (groups used without a config appear with
+    /// the default config once they hold state).
+    async fn lease_groups(&self, topic: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>>;
+    /// Leases up to `max` records for `visibility`; see the Leases rules.
+    async fn lease(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>>;
+    /// Acks each token; one result per token, in order.
+    async fn ack(
+        &self,
+        topic: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>>;
+    /// Ends a lease early; the record is leasable again after `delay`.
+    async fn release(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> StoreResult<()>;
+    /// Sets a lease's expiry to now + `visibility`; returns the new expiry.
+    async fn extend(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        visibility: Duration,
+    ) -> StoreResult<i64>;
+    /// The group's counts for one partition.
+    async fn lease_counts(&self, topic: &str, partition: i32, group: &str)
+        -> StoreResult<LeaseCounts>;
+
+    // ---- retention ----
+
+    /// Moves the log start to `before`; returns the new log start.
+    async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64>;
+    /// Applies the topic's time and size retention to every partition; returns how many
+    /// records were removed.
+    async fn enforce_retention(&self, topic: &str) -> StoreResult<u64>;
+
+    // ---- lifecycle ----
+
+    /// Ok when the store can serve calls (for health checks).
+    async fn health(&self) -> StoreResult<()>;
+    /// Flushes everything and marks a clean shutdown; later calls fail with `Closed`.
+    async fn close(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,351 @@
+//! The values that cross the storage contract.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Default `max_record_bytes`: Kafka's `message.max.bytes` (1 MiB plus batch overhead).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_048_588;
+/// Default fsync interval of [`Durability::Interval`].
+pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 100;
+
+/// When an append's bytes reach stable storage, for stores that have a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "policy")]
+pub enum Durability {
+    /// An append (and an ack) returns only after its bytes are fsynced; appenders that arrive
+    /// together share one fsync (group commit).
+    Always,
+    /// Bytes are fsynced at least every `ms` milliseconds; a crash may lose that much.
+    Interval { ms: u64 },
+    /// The store never fsyncs on its own; the OS decides.
+    Never,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::Interval {
+            ms: DEFAULT_FSYNC_INTERVAL_MS,
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durability::Always => write!(f, "always"),
+            Durability::Interval { ms } => write!(f, "interval:{ms}"),
+            Durability::Never => write!(f, "never"),
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    /// Parses `always`, `never`, `interval` (default interval) or `interval:MS`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Durability::Always),
+            "never" => Ok(Durability::Never),
+            "interval" => Ok(Durability::default()),
+            other => match other.strip_prefix("interval:").map(str::parse::<u64>) {
+                Some(Ok(ms)) if ms > 0 => Ok(Durability::Interval { ms }),
+                _ => Err(format!(
+                    "unknown durability {other:?}: use always, interval, interval:MS or never"
+                )),
+            },
+        }
+    }
+}
+
+/// Per-topic settings. Stores keep all of them and return them unchanged from `describe_topic`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Number of partitions, at least 1.
+    pub partitions: u32,
+    /// Largest record accepted, as measured by [`Record::size`].
+    pub max_record_bytes: usize,
+    /// Records older than this (by timestamp) may be removed by retention. `None`: kept forever.
+    pub retention_ms: Option<i64>,
+    /// The partition is trimmed, oldest first, towards this many bytes. `None`: no limit.
+    pub retention_bytes: Option<u64>,
+    /// Fsync policy, for stores that have one.
+    pub durability: Durability,
+    /// Roll to a new segment past this size, for stores with segments. `None`: store default.
+    pub segment_bytes: Option<u64>,
+    /// Roll to a new segment past this age, for stores with segments. `None`: store default.
+    pub segment_ms: Option<i64>,
+    /// Free-form settings kept for the layers above (queue attributes and the like).
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    /// A config with `partitions` partitions and every other setting at its default.
+    pub fn with_partitions(partitions: u32) -> Self {
+        TopicConfig {
+            partitions,
+            ..TopicConfig::default()
+        }
+    }
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            partitions: 1,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            retention_ms: None,
+            retention_bytes: None,
+            durability: Durability::default(),
+            segment_bytes: None,
+            segment_ms: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// A topic as the store describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub config: TopicConfig,
+}
+
+/// A record header: a string key and optional bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Bytes>,
+}
+
+/// A record as an appender hands it to the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// Producer timestamp in ms since the epoch; `None` means the append time.
+    pub timestamp_ms: Option<i64>,
+    /// The record must not be leased before this time (delayed delivery). Fetch ignores it.
+    pub not_before_ms: Option<i64>,
+}
+
+impl Record {
+    /// A record with only a value.
+    pub fn from_value(value: impl Into<Bytes>) -> Self {
+        Record {
+            value: Some(value.into()),
+            ..Record::default()
+        }
+    }
+
+    /// A record with a key and a value.
+    pub fn keyed(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        Record {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            ..Record::default()
+        }
+    }
+
+    /// The size checked against `max_record_bytes`: key + value + every header key and value.
+    pub fn size(&self) -> usize {
+        record_size(&self.key, &self.value, &self.headers)
+    }
+}
+
+fn record_size(key: &Option<Bytes>, value: &Option<Bytes>, headers: &[Header]) -> usize {
+    key.as_ref().map_or(0, Bytes::len)
+        + value.as_ref().map_or(0, Bytes::len)
+        + headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+            .sum::<usize>()
+}
+
+/// A record as the store returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    pub offset: i64,
+    /// The producer timestamp, or the append time when the producer gave none.
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    pub not_before_ms: Option<i64>,
+}
+
+impl StoredRecord {
+    /// The same measure as [`Record::size`]; fetch byte limits count this.
+    pub fn size(&self) -> usize {
+        record_size(&self.key, &self.value, &self.headers)
+    }
+}
+
+/// Identity of an idempotent producer's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Sequence number of the batch's first record; the batch covers
+    /// `first_sequence .. first_sequence + records.len()`.
+    pub first_sequence: i32,
+}
+
+/// A producer id handed out by [`crate::Store::init_producer_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerIdentity {
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+/// One atomic append to one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendBatch {
+    pub records: Vec<Record>,
+    pub producer: Option<ProducerBatch>,
+}
+
+impl AppendBatch {
+    /// A batch of plain records without producer identity.
+    pub fn new(records: Vec<Record>) -> Self {
+        AppendBatch {
+            records,
+            producer: None,
+        }
+    }
+}
+
+/// What an append reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+    /// The time the store appended the batch (ms since epoch).
+    pub append_time_ms: i64,
+    /// The partition's log start offset after the append.
+    pub log_start_offset: i64,
+    /// True when this was a retry of an already appended idempotent batch.
+    pub duplicate: bool,
+}
+
+/// Limits of one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// At most this many records.
+    pub max_records: usize,
+    /// At most this many bytes (by [`StoredRecord::size`]), except that the first record is
+    /// always returned.
+    pub max_bytes: usize,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            max_records: 10_000,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What a fetch returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchResult {
+    pub records: Vec<StoredRecord>,
+    /// The offset the next appended record will get.
+    pub high_watermark: i64,
+    /// The first offset still stored.
+    pub log_start_offset: i64,
+}
+
+/// Log start and high watermark of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// The answer of a timestamp lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+}
+
+/// A committed consumer-group offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// One entry of a commit, or of a group's list of commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// How a lease group treats its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGroupConfig {
+    /// A record is leased at most this many times; the next time it would be leased it is
+    /// dead-lettered instead. `None`: no limit.
+    pub max_deliveries: Option<u32>,
+    /// Where dead-lettered records go (partition 0 of this topic). Required with `max_deliveries`.
+    pub dead_letter_topic: Option<String>,
+    /// A record is never leased while an earlier record with the same key is not done.
+    pub ordered_by_key: bool,
+}
+
+/// Identifies one lease of one record; opaque to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseToken {
+    pub partition: i32,
+    pub offset: i64,
+    /// Distinguishes this lease from every other lease of the same record.
+    pub nonce: u64,
+}
+
+/// A leased record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub record: StoredRecord,
+    pub token: LeaseToken,
+    /// 1 on the first lease, +1 on every lease after.
+    pub delivery_count: u32,
+    /// When the lease lapses unless extended, acked or released (ms since epoch).
+    pub expires_at_ms: i64,
+    /// When this record was first leased by this group (ms since epoch).
+    pub first_leased_at_ms: i64,
+}
+
+/// Per-group state of a partition's records in `[log_start, high_watermark)`.
+/// `available + leased + delayed + done == high_watermark - log_start`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseCounts {
+    /// Leasable now.
+    pub available: u64,
+    /// In flight: leased and not expired.
+    pub leased: u64,
+    /// Not leasable yet: not-before in the future, or released with a delay still running.
+    pub delayed: u64,
+    /// Acked or dead-lettered.
+    pub done: u64,
+    /// Dead-lettered (a subset of `done`).
+    pub dead_lettered: u64,
+}
+
+/// Header names a dead-lettered record carries, naming where it came from.
+pub mod dead_letter_headers {
+    pub const SOURCE_TOPIC: &str = "x-dead-letter-source-topic";
+    pub const SOURCE_PARTITION: &str = "x-dead-letter-source-partition";
+    pub const SOURCE_OFFSET: &str = "x-dead-letter-source-offset";
+    pub const GROUP: &str = "x-dead-letter-group";
+    pub const DELIVERY_COUNT: &str = "x-dead-letter-delivery-count";
+}
