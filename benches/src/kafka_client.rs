@@ -1,0 +1,208 @@
+//! A minimal Kafka load client built on the kafka-protocol crate: Produce (v7) of record
+//! batch v2 and Fetch (v11), one request in flight per connection.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{BenchError, BenchResult};
+
+const PRODUCE_VERSION: i16 = 7;
+const FETCH_VERSION: i16 = 11;
+
+fn proto(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Protocol(e.to_string())
+}
+
+/// One connection to the broker's Kafka listener.
+pub struct KafkaConn {
+    stream: TcpStream,
+    correlation: i32,
+    buf: BytesMut,
+}
+
+impl KafkaConn {
+    /// Connects to `addr`.
+    pub async fn connect(addr: std::net::SocketAddr) -> BenchResult<KafkaConn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(KafkaConn {
+            stream,
+            correlation: 0,
+            buf: BytesMut::with_capacity(1 << 20),
+        })
+    }
+
+    async fn call<Req, Resp>(&mut self, key: ApiKey, version: i16, req: &Req) -> BenchResult<Resp>
+    where
+        Req: Encodable + HeaderVersion,
+        Resp: Decodable + HeaderVersion,
+    {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("broker-bench")));
+        self.buf.clear();
+        self.buf.put_i32(0);
+        header
+            .encode(&mut self.buf, Req::header_version(version))
+            .map_err(proto)?;
+        req.encode(&mut self.buf, version).map_err(proto)?;
+        let len = (self.buf.len() - 4) as i32;
+        self.buf[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&self.buf).await?;
+        let len = self.stream.read_i32().await?;
+        if !(0..=256 << 20).contains(&len) {
+            return Err(BenchError::Protocol(format!("response frame of {len} bytes")));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.stream.read_exact(&mut body).await?;
+        let mut body = Bytes::from(body);
+        let rh = ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(proto)?;
+        if rh.correlation_id != self.correlation {
+            return Err(BenchError::Protocol(format!(
+                "correlation id {} for request {}",
+                rh.correlation_id, self.correlation
+            )));
+        }
+        Resp::decode(&mut body, version).map_err(proto)
+    }
+
+    /// Produces one batch of `count` records with `size`-byte values to partition 0 of
+    /// `topic` with acks=-1; returns the base offset.
+    pub async fn produce(&mut self, topic: &str, batch: &Bytes) -> BenchResult<i64> {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.clone()))])]);
+        let resp: ProduceResponse = self.call(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| BenchError::Protocol("empty produce response".into()))?;
+        if p.error_code != 0 {
+            return Err(BenchError::Protocol(format!(
+                "produce error code {}",
+                p.error_code
+            )));
+        }
+        Ok(p.base_offset)
+    }
+
+    /// Fetches from `offset` of partition 0 without waiting; returns the decoded records'
+    /// count, payload bytes, the next offset and the high watermark.
+    pub async fn fetch(&mut self, topic: &str, offset: i64) -> BenchResult<FetchOutcome> {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let resp: FetchResponse = self.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;
+        if resp.error_code != 0 {
+            return Err(BenchError::Protocol(format!("fetch error code {}", resp.error_code)));
+        }
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| BenchError::Protocol("empty fetch response".into()))?;
+        if p.error_code != 0 {
+            return Err(BenchError::Protocol(format!(
+                "fetch partition error code {}",
+                p.error_code
+            )));
+        }
+        let mut out = FetchOutcome {
+            records: 0,
+            bytes: 0,
+            next_offset: offset,
+            high_watermark: p.high_watermark,
+        };
+        if let Some(mut data) = p.records.clone() {
+            while data.has_remaining() {
+                let set = RecordBatchDecoder::decode(&mut data).map_err(proto)?;
+                for r in set.records {
+                    if r.offset < offset {
+                        continue; // a batch may start before the requested offset
+                    }
+                    out.records += 1;
+                    out.bytes += r.value.as_ref().map_or(0, |v| v.len()) as u64;
+                    out.next_offset = r.offset + 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What one fetch returned.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchOutcome {
+    pub records: u64,
+    pub bytes: u64,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// A record batch v2 of `count` records with `size`-byte values, uncompressed.
+pub fn encode_batch(count: usize, size: usize) -> BenchResult<Bytes> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let value = Bytes::from(vec![0x5a_u8; size]);
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: None,
+            value: Some(value.clone()),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(proto)?;
+    Ok(buf.freeze())
+}

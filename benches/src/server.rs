@@ -1,0 +1,361 @@
+//! The same workloads through the `broker` server: a Kafka load client and an SQS load client
+//! against a `broker` process started for each store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::kafka_client::{encode_batch, KafkaConn};
+use crate::model::{Layer, Measurement, Metric};
+use crate::runner::{append_case, RunOptions};
+use crate::sqs_client::SqsClient;
+use crate::{BenchError, BenchResult};
+
+/// Finds the `broker` binary: `BROKER_BIN`, else beside this executable.
+pub fn find_broker() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BROKER_BIN").map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join("broker");
+    p.is_file().then_some(p)
+}
+
+fn free_port() -> BenchResult<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+/// A running `broker` process, killed on drop.
+struct Broker {
+    child: Child,
+    kafka: SocketAddr,
+    http: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    async fn start(store: &str, opts: &RunOptions, no: usize) -> BenchResult<Broker> {
+        let bin = opts.broker_bin.clone().ok_or_else(|| {
+            BenchError::NotAvailable(
+                "broker binary not found (build it: cargo build -p broker-server; or set BROKER_BIN)"
+                    .into(),
+            )
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("bench-server-")
+            .tempdir_in(&opts.env.data_dir)?;
+        let (kafka, http) = (free_port()?, free_port()?);
+        let mut cmd = Command::new(bin);
+        cmd.arg("--store")
+            .arg(store)
+            .arg("--kafka-addr")
+            .arg(kafka.to_string())
+            .arg("--http-addr")
+            .arg(http.to_string())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--default-durability")
+            .arg("interval:100")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if store == "postgres" {
+            let url = opts.env.database_url.clone().ok_or_else(|| {
+                BenchError::NotAvailable("DATABASE_URL is not set".into())
+            })?;
+            cmd.arg("--database-url")
+                .arg(url)
+                .arg("--pg-schema")
+                .arg(format!("{}_srv{no}", opts.env.pg_schema_prefix));
+        }
+        let mut child = cmd.spawn()?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = e.read_to_string(&mut err).await;
+                }
+                let tail: String = err.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                return Err(BenchError::NotAvailable(format!(
+                    "broker --store {store} exited at start ({status}): {tail}"
+                )));
+            }
+            let k = tokio::net::TcpStream::connect(kafka).await.is_ok();
+            let h = tokio::net::TcpStream::connect(http).await.is_ok();
+            if k && h {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(BenchError::NotAvailable(format!(
+                    "broker --store {store} did not listen on {kafka} and {http} within 30 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Keep draining stderr so the process never blocks on a full pipe.
+        if let Some(mut e) = child.stderr.take() {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut e, &mut tokio::io::sink()).await;
+            });
+        }
+        Ok(Broker {
+            child,
+            kafka,
+            http,
+            _dir: dir,
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM for a clean shutdown, then kill if it lingers.
+            let _ = Command::new("kill").arg(pid.to_string()).status().await;
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = self.child.kill().await;
+            }
+        }
+    }
+}
+
+/// The contract measurement a server figure is divided by.
+fn contract_subject(store: &str) -> &'static str {
+    match store {
+        "memory" => "memory",
+        "log" => "log-interval",
+        _ => "postgres",
+    }
+}
+
+fn planned(store: &str, want_kafka: bool, want_sqs: bool) -> Vec<Measurement> {
+    let c = contract_subject(store);
+    let k = format!("kafka@{store}");
+    let s = format!("sqs@{store}");
+    let mut v = Vec::new();
+    if want_kafka {
+        for (batch, conns) in [(1000, 1), (1000, 16), (1, 16)] {
+            let case = append_case(100, batch, conns);
+            v.push(
+                Measurement::new(Layer::Server, &k, "produce", &case, Metric::RecordsPerS)
+                    .against(format!("{c}/append/{case}")),
+            );
+        }
+        v.push(
+            Measurement::new(Layer::Server, &k, "fetch", "100B", Metric::MbPerS)
+                .against(format!("{c}/fetch/100B")),
+        );
+    }
+    if want_sqs {
+        for conns in [1, 16] {
+            v.push(
+                Measurement::new(Layer::Server, &s, "send", &append_case(100, 10, conns), Metric::RecordsPerS)
+                    .against(format!("{c}/append/{}", append_case(100, 100, conns)))
+                    .noted("SendMessageBatch of 10; compared with contract appends of 100"),
+            );
+        }
+        for conns in [1, 8] {
+            v.push(
+                Measurement::new(Layer::Server, &s, "receive+delete", &format!("b10 c{conns}"), Metric::RecordsPerS)
+                    .against(format!("{c}/lease/b100 c{conns}"))
+                    .noted("ReceiveMessage(10) + DeleteMessageBatch; compared with contract lease(100) + ack"),
+            );
+        }
+    }
+    v
+}
+
+/// Starts a broker on `store`, runs the Kafka and SQS cases the options select, stops it.
+pub async fn run_suite(store: &str, opts: &RunOptions, no: usize) -> Vec<Measurement> {
+    let want = |w: &str| opts.workloads.iter().any(|x| x == w);
+    let mut ms = planned(store, want("kafka"), want("sqs"));
+    let broker = match Broker::start(store, opts, no).await {
+        Ok(b) => b,
+        Err(e) => return ms.into_iter().map(|m| m.unavailable(&e)).collect(),
+    };
+    let d = opts.sizing.duration;
+    let budget = opts.sizing.max_bytes / 100;
+    for m in ms.iter_mut() {
+        let r = match (m.workload.as_str(), m.case.as_str()) {
+            ("produce", case) => {
+                let (batch, conns) = parse_case(case);
+                let topic = format!("bench-{}", case.replace(' ', "-"));
+                kafka_produce(broker.kafka, &topic, batch, conns, d, budget).await
+            }
+            ("fetch", _) => kafka_fetch(broker.kafka, "bench-100B-b1000-c1", d).await,
+            ("send", case) => {
+                let (_, conns) = parse_case(case);
+                sqs_send(broker.http, conns, d, budget).await
+            }
+            ("receive+delete", case) => {
+                let conns = case.rsplit('c').next().and_then(|c| c.parse().ok()).unwrap_or(1);
+                sqs_receive(broker.http, conns, d, opts.sizing.lease_records as u64).await
+            }
+            _ => Err(BenchError::Wrong(format!("unknown server case {}", m.id))),
+        };
+        let taken = std::mem::replace(m, Measurement::new(Layer::Server, "", "", "", Metric::OpsPerS));
+        *m = match r {
+            Ok((records, bytes_each, secs)) => taken.with_records(records, bytes_each, secs),
+            Err(e) => taken.unavailable(&e),
+        };
+    }
+    broker.stop().await;
+    if store == "postgres" {
+        if let Some(url) = &opts.env.database_url {
+            let _ = crate::baseline_pg::drop_schema(url, &format!("{}_srv{no}", opts.env.pg_schema_prefix)).await;
+        }
+    }
+    ms
+}
+
+fn parse_case(case: &str) -> (usize, usize) {
+    let mut batch = 1;
+    let mut conns = 1;
+    for part in case.split(' ') {
+        if let Some(b) = part.strip_prefix('b') {
+            batch = b.parse().unwrap_or(1);
+        }
+        if let Some(c) = part.strip_prefix('c') {
+            conns = c.parse().unwrap_or(1);
+        }
+    }
+    (batch, conns)
+}
+
+type Counted = BenchResult<(u64, usize, f64)>;
+
+async fn kafka_produce(
+    addr: SocketAddr,
+    topic: &str,
+    batch: usize,
+    conns: usize,
+    d: Duration,
+    budget: u64,
+) -> Counted {
+    let data = encode_batch(batch, 100)?;
+    // The first produce creates the topic; keep it out of the timing.
+    KafkaConn::connect(addr).await?.produce(topic, &data).await?;
+    let per_conn = budget.div_ceil(conns as u64);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let data = data.clone();
+        let topic = topic.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut c = KafkaConn::connect(addr).await?;
+            let mut n = 0u64;
+            while n < per_conn && start.elapsed() < d {
+                c.produce(&topic, &data).await?;
+                n += batch as u64;
+            }
+            Ok::<u64, BenchError>(n)
+        }));
+    }
+    let total = join(tasks).await?;
+    Ok((total, 100, start.elapsed().as_secs_f64()))
+}
+
+async fn kafka_fetch(addr: SocketAddr, topic: &str, d: Duration) -> Counted {
+    let mut c = KafkaConn::connect(addr).await?;
+    let start = Instant::now();
+    let mut records = 0u64;
+    loop {
+        let mut offset = 0i64;
+        loop {
+            let got = c.fetch(topic, offset).await?;
+            if got.records == 0 {
+                if offset < got.high_watermark {
+                    return Err(BenchError::Wrong(format!(
+                        "fetch at {offset} below the high watermark {} returned nothing",
+                        got.high_watermark
+                    )));
+                }
+                break;
+            }
+            records += got.records;
+            offset = got.next_offset;
+            if start.elapsed() >= d {
+                break;
+            }
+        }
+        if start.elapsed() >= d {
+            break;
+        }
+    }
+    Ok((records, 100, start.elapsed().as_secs_f64()))
+}
+
+async fn sqs_send(addr: SocketAddr, conns: usize, d: Duration, budget: u64) -> Counted {
+    let client = SqsClient::new(addr)?;
+    let url = client.create_queue("bench").await?;
+    let per_conn = budget.div_ceil(conns as u64);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while n < per_conn && start.elapsed() < d {
+                n += client.send_batch(&url, 10, 100).await?;
+            }
+            Ok::<u64, BenchError>(n)
+        }));
+    }
+    let total = join(tasks).await?;
+    Ok((total, 100, start.elapsed().as_secs_f64()))
+}
+
+async fn sqs_receive(addr: SocketAddr, conns: usize, d: Duration, backlog: u64) -> Counted {
+    let client = SqsClient::new(addr)?;
+    let url = client.create_queue("bench").await?;
+    // Untimed: make sure there is a backlog to drain.
+    let mut fill = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), url.clone());
+        let each = backlog.div_ceil(8);
+        fill.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while n < each {
+                n += client.send_batch(&url, 10, 100).await?;
+            }
+            Ok::<u64, BenchError>(n)
+        }));
+    }
+    join(fill).await?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while start.elapsed() < d {
+                let got = client.receive_delete(&url).await?;
+                if got == 0 {
+                    break;
+                }
+                n += got;
+            }
+            Ok::<u64, BenchError>(n)
+        }));
+    }
+    let total = join(tasks).await?;
+    Ok((total, 100, start.elapsed().as_secs_f64()))
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<BenchResult<u64>>>) -> BenchResult<u64> {
+    let mut total = 0;
+    for t in tasks {
+        total += t
+            .await
+            .map_err(|e| BenchError::Wrong(format!("client task panicked: {e}")))??;
+    }
+    Ok(total)
+}

@@ -1,0 +1,173 @@
+//! The store issues' targets, judged from one run's measurements.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::model::Measurement;
+
+/// One target and what the run says about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub store: String,
+    pub requirement: String,
+    /// The figures the verdict rests on, in words.
+    pub measured: String,
+    /// The measured ratio compared with `threshold`.
+    pub ratio: Option<f64>,
+    pub threshold: f64,
+    /// `None`: a figure it needs was not measured.
+    pub met: Option<bool>,
+}
+
+struct Lookup<'a>(HashMap<&'a str, &'a Measurement>);
+
+impl<'a> Lookup<'a> {
+    fn rate(&self, id: &str) -> Option<f64> {
+        self.0.get(id).and_then(|m| m.records_per_s.filter(|_| m.value().is_some()))
+    }
+    fn mb(&self, id: &str) -> Option<f64> {
+        self.0.get(id).and_then(|m| m.mb_per_s.filter(|_| m.value().is_some()))
+    }
+}
+
+fn target(store: &str, req: &str, threshold: f64, ratio: Option<f64>, measured: String) -> Target {
+    Target {
+        store: store.into(),
+        requirement: req.into(),
+        measured,
+        ratio,
+        threshold,
+        met: ratio.map(|r| r >= threshold),
+    }
+}
+
+fn f(v: Option<f64>) -> String {
+    v.map_or("not measured".into(), crate::report::human)
+}
+
+/// Every target of the log and Postgres store issues.
+pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
+    let l = Lookup(ms.iter().map(|m| (m.id.as_str(), m)).collect());
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let mut t = Vec::new();
+
+    let v = l.rate("log-interval/append/100B b1000 c1");
+    t.push(target(
+        "log",
+        "append 100 B records, batches of 1000, `interval`, one appender: >= 2M records/s",
+        1.0,
+        v.map(|v| v / 2e6),
+        format!("{} rec/s (ratio to 2M)", f(v)),
+    ));
+
+    let log_mb = l.mb("log-never/append/100B b1000 c1");
+    let dd = l.mb("disk/write/1MiB sync-end");
+    let same = l.mb("disk/write/100B b1000 sync-end");
+    t.push(target(
+        "log",
+        "bytes appended with one fdatasync at the end >= 80% of a sequential write with fdatasync (dd-like, 1 MiB blocks)",
+        0.8,
+        div(log_mb, dd),
+        format!(
+            "log-never 100B b1000 c1 incl. the fdatasync of close: {} MB/s; dd-like: {} MB/s; same 100 KB writes: {} MB/s (ratio {})",
+            f(log_mb),
+            f(dd),
+            f(same),
+            f(div(log_mb, same))
+        ),
+    ));
+
+    let one = l.rate("log-always/append/100B b1 c1");
+    let many = l.rate("log-always/append/100B b1 c64");
+    t.push(target(
+        "log",
+        "`always`, 64 concurrent appenders of single records >= 20x one such appender (group commit)",
+        20.0,
+        div(many, one),
+        format!("c64: {} rec/s; c1: {} rec/s", f(many), f(one)),
+    ));
+
+    let fetch = ["log-interval", "log-never", "log-always"]
+        .iter()
+        .filter_map(|s| l.mb(&format!("{s}/fetch/1024B")))
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+    let pc = l.mb("disk/read/page-cache 1MiB blocks");
+    t.push(target(
+        "log",
+        "catch-up fetch from the page cache >= 3 GB/s (1 KiB records)",
+        1.0,
+        fetch.map(|v| v / 3000.0),
+        format!(
+            "{} MB/s (ratio to 3 GB/s); page-cache read of a file: {} MB/s (ratio {})",
+            f(fetch),
+            f(pc),
+            f(div(fetch, pc))
+        ),
+    ));
+
+    let pg = l.rate("postgres/append/100B b1000 c1");
+    t.push(target(
+        "postgres",
+        "append 100 B in batches of 1000 >= 150k records/s",
+        1.0,
+        pg.map(|v| v / 150e3),
+        format!("{} rec/s (ratio to 150k)", f(pg)),
+    ));
+    let copy = l.rate("pg-copy/append/100B b1000 c1");
+    t.push(target(
+        "postgres",
+        "append 100 B in batches of 1000 >= 40% of binary COPY of the same rows into a bare table",
+        0.4,
+        div(pg, copy),
+        format!("store: {} rec/s; COPY: {} rec/s", f(pg), f(copy)),
+    ));
+
+    let best = |prefix: &str| {
+        [1, 8, 64]
+            .iter()
+            .filter_map(|c| l.rate(&format!("{prefix}{c}")).map(|v| (v, *c)))
+            .fold(None, |a: Option<(f64, i32)>, x| match a {
+                Some(a) if a.0 >= x.0 => Some(a),
+                _ => Some(x),
+            })
+    };
+    let lease = best("postgres/lease/b100 c");
+    let naive = best("pg-naive/queue/b1 c");
+    t.push(target(
+        "postgres",
+        "lease + ack with batches of 100 >= 60k records/s",
+        1.0,
+        lease.map(|(v, _)| v / 60e3),
+        format!(
+            "best: {} rec/s with {} consumers (ratio to 60k)",
+            f(lease.map(|x| x.0)),
+            lease.map_or("?".into(), |x| x.1.to_string())
+        ),
+    ));
+    t.push(target(
+        "postgres",
+        "lease + ack >= 10x the naive queue (best of 1/8/64 consumers each)",
+        10.0,
+        div(lease.map(|x| x.0), naive.map(|x| x.0)),
+        format!(
+            "store: {} rec/s; naive queue: {} rec/s with {} consumers",
+            f(lease.map(|x| x.0)),
+            f(naive.map(|x| x.0)),
+            naive.map_or("?".into(), |x| x.1.to_string())
+        ),
+    ));
+    let c8 = l.rate("postgres/lease/b100 c8");
+    let c64 = l.rate("postgres/lease/b100 c64");
+    t.push(target(
+        "postgres",
+        "no anti-scaling from 8 to 64 concurrent leasers (c64 >= 90% of c8)",
+        0.9,
+        div(c64, c8),
+        format!("c64: {} rec/s; c8: {} rec/s", f(c64), f(c8)),
+    ));
+    t
+}
