@@ -1,19 +1,82 @@
 //! The HTTP listener: the SQS-compatible API on `POST /`, `GET /metrics` and `GET /healthz`.
 
+#[path = "sqs/mod.rs"]
+pub mod sqs;
+
 use std::sync::Arc;
 
-use broker_api::Store;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use broker_api::{SharedClock, Store, SystemClock};
 
 use crate::metrics::Metrics;
+pub use sqs::SigV4Credentials;
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone, Default)]
 pub struct HttpConfig {
-    /// The URL prefix queue URLs are built from, e.g. `http://127.0.0.1:9324`.
+    /// The URL prefix queue URLs are built from, e.g. `http://127.0.0.1:9324`. Empty: taken
+    /// from each request's `Host` header.
     pub base_url: String,
+    /// With keys, SQS requests must be SigV4-signed by one of them; `None` accepts any request.
+    pub credentials: Option<SigV4Credentials>,
+    /// The clock per-message delays and signature dates are measured with; it must be the
+    /// store's clock. `None`: the system clock.
+    pub clock: Option<SharedClock>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
 }
 
 /// The axum router serving the SQS API, `/metrics` and `/healthz` over `store`.
-pub fn router(_store: Arc<dyn Store>, _metrics: Arc<Metrics>, _config: HttpConfig) -> axum::Router {
-    axum::Router::new()
+pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, config: HttpConfig) -> axum::Router {
+    let clock: SharedClock = config.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let sqs = Arc::new(sqs::Sqs::new(
+        store.clone(),
+        metrics.clone(),
+        clock,
+        config.credentials.filter(|c| !c.is_empty()),
+        config.base_url,
+    ));
+    let ops = axum::Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(health_handler))
+        .with_state(AppState { store, metrics });
+    let api = axum::Router::new()
+        .route("/", post(sqs::handle).get(sqs::handle))
+        .fallback(sqs::handle)
+        .with_state(sqs);
+    ops.merge(api)
+}
+
+async fn metrics_handler(State(s): State<AppState>) -> Response {
+    let text = s.metrics.render(s.store.as_ref()).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn health_handler(State(s): State<AppState>) -> Response {
+    match s.store.health().await {
+        Ok(()) => (
+            StatusCode::OK,
+            format!("ok: {} store reachable\n", s.store.kind()),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {} store: {e}\n", s.store.kind()),
+        )
+            .into_response(),
+    }
 }

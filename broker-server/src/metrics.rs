@@ -1,16 +1,314 @@
 //! Request and storage metrics, rendered in the Prometheus text format on `GET /metrics`.
 
+use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::time::Duration;
+
+use broker_api::Store;
+use parking_lot::Mutex;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
+];
+/// Most distinct SQS action labels kept (actions are a fixed set; this bounds bad input).
+const MAX_ACTIONS: usize = 64;
+/// Most topics and groups inspected per scrape.
+const MAX_SCRAPE_ITEMS: usize = 10_000;
+/// The lease group SQS queues read through.
+const QUEUE_GROUP: &str = "sqs";
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, value: &str) {
+        let value = escape(value);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label}=\"{value}\",le=\"{b}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{label}=\"{value}\"}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{label}=\"{value}\"}} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    kafka: BTreeMap<&'static str, Histogram>,
+    sqs: BTreeMap<String, Histogram>,
+    appended: BTreeMap<String, (u64, u64)>,
+}
 
 /// Counters and histograms shared by the Kafka listener and the HTTP API.
 #[derive(Debug, Default)]
-pub struct Metrics {}
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// A label value escaped for the text format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
 
 impl Metrics {
+    /// Empty metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Records one Kafka request of API `api` (e.g. "Produce") that took `elapsed`.
-    pub fn kafka_request(&self, _api: &'static str, _elapsed: Duration) {}
+    pub fn kafka_request(&self, api: &'static str, elapsed: Duration) {
+        self.inner
+            .lock()
+            .kafka
+            .entry(api)
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Records one SQS action (e.g. "SendMessage") that took `elapsed`.
-    pub fn sqs_request(&self, _action: &str, _elapsed: Duration) {}
+    pub fn sqs_request(&self, action: &str, elapsed: Duration) {
+        let mut inner = self.inner.lock();
+        if !inner.sqs.contains_key(action) && inner.sqs.len() >= MAX_ACTIONS {
+            return;
+        }
+        inner
+            .sqs
+            .entry(action.to_string())
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Records records and bytes appended to `topic`.
-    pub fn appended(&self, _topic: &str, _records: u64, _bytes: u64) {}
+    pub fn appended(&self, topic: &str, records: u64, bytes: u64) {
+        let mut inner = self.inner.lock();
+        let e = inner.appended.entry(topic.to_string()).or_default();
+        e.0 += records;
+        e.1 += bytes;
+    }
+
+    /// The request counters and histograms in the Prometheus text format.
+    pub fn render_requests(&self) -> String {
+        let inner = self.inner.lock();
+        let mut out = String::new();
+        out.push_str("# HELP broker_kafka_requests_total Kafka requests served, per API.\n");
+        out.push_str("# TYPE broker_kafka_requests_total counter\n");
+        for (api, h) in &inner.kafka {
+            let _ = writeln!(
+                out,
+                "broker_kafka_requests_total{{api=\"{}\"}} {}",
+                escape(api),
+                h.count
+            );
+        }
+        out.push_str(
+            "# HELP broker_kafka_request_duration_seconds Kafka request latency, per API.\n",
+        );
+        out.push_str("# TYPE broker_kafka_request_duration_seconds histogram\n");
+        for (api, h) in &inner.kafka {
+            h.render(
+                &mut out,
+                "broker_kafka_request_duration_seconds",
+                "api",
+                api,
+            );
+        }
+        out.push_str("# HELP broker_sqs_requests_total SQS requests served, per action.\n");
+        out.push_str("# TYPE broker_sqs_requests_total counter\n");
+        for (action, h) in &inner.sqs {
+            let _ = writeln!(
+                out,
+                "broker_sqs_requests_total{{action=\"{}\"}} {}",
+                escape(action),
+                h.count
+            );
+        }
+        out.push_str(
+            "# HELP broker_sqs_request_duration_seconds SQS request latency, per action.\n",
+        );
+        out.push_str("# TYPE broker_sqs_request_duration_seconds histogram\n");
+        for (action, h) in &inner.sqs {
+            h.render(
+                &mut out,
+                "broker_sqs_request_duration_seconds",
+                "action",
+                action,
+            );
+        }
+        out.push_str("# HELP broker_topic_appended_records_total Records appended, per topic.\n");
+        out.push_str("# TYPE broker_topic_appended_records_total counter\n");
+        for (topic, (records, _)) in &inner.appended {
+            let _ = writeln!(
+                out,
+                "broker_topic_appended_records_total{{topic=\"{}\"}} {records}",
+                escape(topic)
+            );
+        }
+        out.push_str("# HELP broker_topic_appended_bytes_total Bytes appended, per topic.\n");
+        out.push_str("# TYPE broker_topic_appended_bytes_total counter\n");
+        for (topic, (_, bytes)) in &inner.appended {
+            let _ = writeln!(
+                out,
+                "broker_topic_appended_bytes_total{{topic=\"{}\"}} {bytes}",
+                escape(topic)
+            );
+        }
+        out
+    }
+
+    /// Everything: the request metrics, plus queue depths and consumer-group lag read from
+    /// `store` now. Store errors are reported as `broker_store_up 0`, never as a failure.
+    pub async fn render(&self, store: &dyn Store) -> String {
+        let mut out = self.render_requests();
+        let store_metrics = store_gauges(store).await;
+        out.push_str("# HELP broker_store_up Whether the store answered the last scrape.\n");
+        out.push_str("# TYPE broker_store_up gauge\n");
+        match store_metrics {
+            Ok(text) => {
+                out.push_str("broker_store_up 1\n");
+                out.push_str(&text);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics scrape could not read the store");
+                out.push_str("broker_store_up 0\n");
+            }
+        }
+        out
+    }
+}
+
+async fn store_gauges(store: &dyn Store) -> broker_api::StoreResult<String> {
+    let mut out = String::new();
+    let topics = store.list_topics().await?;
+    out.push_str("# HELP broker_queue_messages SQS queue messages by state (visible, in_flight, delayed, dead_lettered).\n");
+    out.push_str("# TYPE broker_queue_messages gauge\n");
+    for t in topics.iter().take(MAX_SCRAPE_ITEMS) {
+        let groups = match store.lease_groups(&t.name).await {
+            Ok(g) => g,
+            Err(broker_api::StoreError::UnknownTopic(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let is_queue = groups.contains_key(QUEUE_GROUP)
+            || t.config.attributes.keys().any(|k| k.starts_with("sqs."));
+        if !is_queue {
+            continue;
+        }
+        let mut sums = [0u64; 4];
+        for p in 0..t.config.partitions as i32 {
+            match store.lease_counts(&t.name, p, QUEUE_GROUP).await {
+                Ok(c) => {
+                    sums[0] += c.available;
+                    sums[1] += c.leased;
+                    sums[2] += c.delayed;
+                    sums[3] += c.dead_lettered;
+                }
+                Err(broker_api::StoreError::UnknownTopic(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let q = escape(&t.name);
+        for (state, v) in ["visible", "in_flight", "delayed", "dead_lettered"]
+            .iter()
+            .zip(sums)
+        {
+            let _ = writeln!(
+                out,
+                "broker_queue_messages{{queue=\"{q}\",state=\"{state}\"}} {v}"
+            );
+        }
+    }
+    out.push_str("# HELP broker_consumer_group_lag Records between a group's committed offsets and the high watermarks, per topic.\n");
+    out.push_str("# TYPE broker_consumer_group_lag gauge\n");
+    for group in store
+        .list_consumer_groups()
+        .await?
+        .iter()
+        .take(MAX_SCRAPE_ITEMS)
+    {
+        let mut lag: BTreeMap<String, i64> = BTreeMap::new();
+        for c in store.list_committed(group).await? {
+            let hw = match store.partition_offsets(&c.topic, c.partition).await {
+                Ok(o) => o.high_watermark,
+                Err(broker_api::StoreError::UnknownTopic(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            *lag.entry(c.topic).or_default() += (hw - c.offset).max(0);
+        }
+        for (topic, v) in lag {
+            let _ = writeln!(
+                out,
+                "broker_consumer_group_lag{{group=\"{}\",topic=\"{}\"}} {v}",
+                escape(group),
+                escape(&topic)
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_and_counters_render() {
+        let m = Metrics::new();
+        m.kafka_request("Produce", Duration::from_millis(3));
+        m.kafka_request("Produce", Duration::from_secs(30));
+        m.sqs_request("SendMessage", Duration::from_micros(100));
+        m.appended("orders", 2, 10);
+        m.appended("orders", 1, 5);
+        let text = m.render_requests();
+        assert!(
+            text.contains("broker_kafka_requests_total{api=\"Produce\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "broker_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "broker_kafka_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 2"
+        ));
+        assert!(text.contains(
+            "broker_sqs_request_duration_seconds_bucket{action=\"SendMessage\",le=\"0.0005\"} 1"
+        ));
+        assert!(text.contains("broker_topic_appended_records_total{topic=\"orders\"} 3"));
+        assert!(text.contains("broker_topic_appended_bytes_total{topic=\"orders\"} 15"));
+        assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
 }

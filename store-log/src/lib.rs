@@ -1,1 +1,17 @@
-//! Placeholder; see the issue.
+//! The default store: topics of partitions kept as segmented, CRC-checked log files on the
+//! local disk, with crash-safe metadata. See docs/log-format.md for every byte on disk.
+
+mod batch;
+mod error;
+mod index;
+mod io;
+mod lease;
+mod meta;
+mod partition;
+mod producer;
+mod segment;
+mod store;
+
+pub use error::{LogError, LogResult};
+pub use io::FaultInjector;
+pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN};

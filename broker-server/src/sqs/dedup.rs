@@ -1,0 +1,127 @@
+//! FIFO deduplication: the ids sent in the last five minutes, rebuilt from the log on first use.
+
+use std::collections::{HashMap, VecDeque};
+
+use broker_api::{FetchLimits, Store};
+
+use super::error::SqsResult;
+use super::message::{header_str, DEDUP_HEADER};
+use super::queue::DEDUP_WINDOW_MS;
+
+/// Where the first message of a deduplication id went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Original {
+    pub partition: i32,
+    pub offset: i64,
+    pub sent_ms: i64,
+}
+
+/// The deduplication ids of one FIFO queue within the window.
+#[derive(Debug, Default)]
+pub struct DedupIndex {
+    ids: HashMap<String, Original>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl DedupIndex {
+    /// Rebuilds the index of `topic` from the records of the last five minutes.
+    pub async fn load(
+        store: &dyn Store,
+        topic: &str,
+        partitions: u32,
+        now_ms: i64,
+    ) -> SqsResult<Self> {
+        let mut index = DedupIndex::default();
+        let mut found = Vec::new();
+        for p in 0..partitions as i32 {
+            let Some(start) = store
+                .offset_for_timestamp(topic, p, now_ms - DEDUP_WINDOW_MS)
+                .await?
+            else {
+                continue;
+            };
+            let mut offset = start.offset;
+            loop {
+                let r = store
+                    .fetch(
+                        topic,
+                        p,
+                        offset,
+                        FetchLimits {
+                            max_records: 1000,
+                            max_bytes: 4 << 20,
+                        },
+                    )
+                    .await?;
+                let Some(last) = r.records.last() else { break };
+                offset = last.offset + 1;
+                for rec in &r.records {
+                    if let Some(id) = header_str(rec, DEDUP_HEADER) {
+                        found.push((
+                            id,
+                            Original {
+                                partition: p,
+                                offset: rec.offset,
+                                sent_ms: rec.timestamp_ms,
+                            },
+                        ));
+                    }
+                }
+                if offset >= r.high_watermark {
+                    break;
+                }
+            }
+        }
+        found.sort_by_key(|(_, o)| o.sent_ms);
+        for (id, o) in found {
+            index.insert(id, o, now_ms);
+        }
+        Ok(index)
+    }
+
+    fn expire(&mut self, now_ms: i64) {
+        while let Some((ts, _)) = self.order.front() {
+            if *ts > now_ms - DEDUP_WINDOW_MS {
+                break;
+            }
+            let (ts, id) = self.order.pop_front().expect("front exists");
+            if self.ids.get(&id).is_some_and(|o| o.sent_ms == ts) {
+                self.ids.remove(&id);
+            }
+        }
+    }
+
+    /// The original send of `id` if it happened within the window.
+    pub fn get(&mut self, id: &str, now_ms: i64) -> Option<Original> {
+        self.expire(now_ms);
+        self.ids.get(id).copied()
+    }
+
+    /// Remembers that `id` was sent as `original` (the first send within the window wins).
+    pub fn insert(&mut self, id: String, original: Original, now_ms: i64) {
+        self.expire(now_ms);
+        if original.sent_ms <= now_ms - DEDUP_WINDOW_MS || self.ids.contains_key(&id) {
+            return;
+        }
+        self.order.push_back((original.sent_ms, id.clone()));
+        self.ids.insert(id, original);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_expire_after_the_window() {
+        let mut d = DedupIndex::default();
+        let o = Original {
+            partition: 0,
+            offset: 1,
+            sent_ms: 1000,
+        };
+        d.insert("a".into(), o, 1000);
+        assert_eq!(d.get("a", 1000 + DEDUP_WINDOW_MS - 1), Some(o));
+        assert_eq!(d.get("a", 1000 + DEDUP_WINDOW_MS), None);
+    }
+}

@@ -1,0 +1,338 @@
+//! Messages as records: attribute headers, checksums, message ids and sequence numbers.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use broker_api::{Header, StoredRecord};
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use serde_json::{json, Map, Value};
+
+use super::error::{SqsError, SqsResult};
+
+/// Header carrying a message attribute's value: `sqs.attr.<Name>`.
+pub const ATTR_HEADER: &str = "sqs.attr.";
+/// Header carrying a message attribute's data type: `sqs.type.<Name>`.
+pub const TYPE_HEADER: &str = "sqs.type.";
+/// Header carrying a FIFO message's MessageGroupId.
+pub const GROUP_HEADER: &str = "sqs.group-id";
+/// Header carrying a FIFO message's MessageDeduplicationId.
+pub const DEDUP_HEADER: &str = "sqs.dedup-id";
+/// Header carrying the AWSTraceHeader system attribute.
+pub const TRACE_HEADER: &str = "sqs.trace";
+
+/// One message attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttrValue {
+    pub data_type: String,
+    pub value: Bytes,
+}
+
+impl AttrValue {
+    fn is_binary(&self) -> bool {
+        self.data_type.starts_with("Binary")
+    }
+
+    /// The attribute in the JSON shape of the API.
+    pub fn to_json(&self) -> Value {
+        if self.is_binary() {
+            json!({
+                "DataType": self.data_type,
+                "BinaryValue": base64::engine::general_purpose::STANDARD.encode(&self.value),
+            })
+        } else {
+            json!({
+                "DataType": self.data_type,
+                "StringValue": String::from_utf8_lossy(&self.value),
+            })
+        }
+    }
+
+    /// The bytes SQS counts towards the message size.
+    pub fn size(&self, name: &str) -> usize {
+        name.len() + self.data_type.len() + self.value.len()
+    }
+}
+
+fn valid_attr_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.to_ascii_lowercase().starts_with("aws.")
+        && !name.to_ascii_lowercase().starts_with("amazon.")
+}
+
+/// True when every character of `body` is one SQS accepts.
+pub fn valid_body_chars(body: &str) -> bool {
+    body.chars().all(|c| {
+        matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}')
+    })
+}
+
+/// Parses the `MessageAttributes` map of a send request.
+pub fn parse_attributes(v: Option<&Value>) -> SqsResult<BTreeMap<String, AttrValue>> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else { return Ok(out) };
+    let map = v.as_object().ok_or_else(|| {
+        SqsError::InvalidParameterValue("MessageAttributes must be a map.".into())
+    })?;
+    if map.len() > 10 {
+        return Err(SqsError::InvalidParameterValue(format!(
+            "Number of message attributes [{}] exceeds the allowed maximum [10].",
+            map.len()
+        )));
+    }
+    for (name, attr) in map {
+        if !valid_attr_name(name) {
+            return Err(SqsError::InvalidParameterValue(format!(
+                "Message attribute name '{name}' is invalid."
+            )));
+        }
+        let data_type = attr
+            .get("DataType")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let base = data_type.split('.').next().unwrap_or("");
+        if data_type.len() > 256 || !matches!(base, "String" | "Number" | "Binary") {
+            return Err(SqsError::InvalidParameterValue(format!(
+                "The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."
+            )));
+        }
+        let value = if base == "Binary" {
+            let b64 = attr
+                .get("BinaryValue")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    SqsError::InvalidParameterValue(format!(
+                    "The message attribute '{name}' with type 'Binary' must use field 'Binary'."
+                ))
+                })?;
+            Bytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| {
+                        SqsError::InvalidParameterValue(format!(
+                            "The message attribute '{name}' has an invalid base64 binary value."
+                        ))
+                    })?,
+            )
+        } else {
+            let s = attr
+                .get("StringValue")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    SqsError::InvalidParameterValue(format!(
+                    "The message attribute '{name}' with type '{base}' must use field 'String'."
+                ))
+                })?;
+            if base == "Number" && s.trim().parse::<f64>().is_err() {
+                return Err(SqsError::InvalidParameterValue(format!(
+                    "Can't cast the value of message (user) attribute '{name}' to a number."
+                )));
+            }
+            if s.is_empty() || !valid_body_chars(s) {
+                return Err(SqsError::InvalidParameterValue(format!(
+                    "Message attribute '{name}' must contain a non-empty value of valid characters."
+                )));
+            }
+            Bytes::copy_from_slice(s.as_bytes())
+        };
+        out.insert(name.clone(), AttrValue { data_type, value });
+    }
+    Ok(out)
+}
+
+/// The headers that carry `attrs`.
+pub fn attribute_headers(attrs: &BTreeMap<String, AttrValue>) -> Vec<Header> {
+    let mut out = Vec::with_capacity(attrs.len() * 2);
+    for (name, a) in attrs {
+        out.push(Header {
+            key: format!("{TYPE_HEADER}{name}"),
+            value: Some(Bytes::copy_from_slice(a.data_type.as_bytes())),
+        });
+        out.push(Header {
+            key: format!("{ATTR_HEADER}{name}"),
+            value: Some(a.value.clone()),
+        });
+    }
+    out
+}
+
+/// The message attributes a stored record carries in its headers.
+pub fn attributes_of(record: &StoredRecord) -> BTreeMap<String, AttrValue> {
+    let mut types: BTreeMap<&str, String> = BTreeMap::new();
+    for h in &record.headers {
+        if let (Some(name), Some(v)) = (h.key.strip_prefix(TYPE_HEADER), &h.value) {
+            types.insert(name, String::from_utf8_lossy(v).into_owned());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for h in &record.headers {
+        if let Some(name) = h.key.strip_prefix(ATTR_HEADER) {
+            let data_type = types.get(name).cloned().unwrap_or_else(|| "String".into());
+            out.insert(
+                name.to_string(),
+                AttrValue {
+                    data_type,
+                    value: h.value.clone().unwrap_or_default(),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The value of the first header named `key`, as text.
+pub fn header_str(record: &StoredRecord, key: &str) -> Option<String> {
+    record
+        .headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value.as_ref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Hex MD5 of `data`.
+pub fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+/// MD5OfMessageAttributes as AWS computes it: over the attributes sorted by name, each as
+/// length-prefixed name, length-prefixed type, a transport byte (1 text, 2 binary) and the
+/// length-prefixed value. `None` when there are no attributes.
+pub fn md5_of_attributes(attrs: &BTreeMap<String, AttrValue>) -> Option<String> {
+    if attrs.is_empty() {
+        return None;
+    }
+    let mut h = Md5::new();
+    for (name, a) in attrs {
+        h.update((name.len() as u32).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update((a.data_type.len() as u32).to_be_bytes());
+        h.update(a.data_type.as_bytes());
+        h.update([if a.is_binary() { 2u8 } else { 1u8 }]);
+        h.update((a.value.len() as u32).to_be_bytes());
+        h.update(&a.value);
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// The attributes named by `names` (`All`, `.*`, exact names, or `prefix.*`), as JSON.
+pub fn select_attributes(
+    attrs: &BTreeMap<String, AttrValue>,
+    names: &[String],
+) -> BTreeMap<String, AttrValue> {
+    attrs
+        .iter()
+        .filter(|(name, _)| {
+            names.iter().any(|n| {
+                n == "All"
+                    || n == ".*"
+                    || n == *name
+                    || n.strip_suffix(".*")
+                        .is_some_and(|p| name.starts_with(&format!("{p}.")))
+            })
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The attributes as the JSON map of the API.
+pub fn attributes_json(attrs: &BTreeMap<String, AttrValue>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in attrs {
+        m.insert(k.clone(), v.to_json());
+    }
+    Value::Object(m)
+}
+
+/// The MessageId of the record at (`topic`, `partition`, `offset`), UUID-formatted.
+pub fn message_id(topic: &str, partition: i32, offset: i64) -> String {
+    use sha2::Sha256;
+    let mut h = Sha256::new();
+    h.update(topic.as_bytes());
+    h.update([0]);
+    h.update(partition.to_be_bytes());
+    h.update(offset.to_be_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).hyphenated().to_string()
+}
+
+/// The SequenceNumber of a FIFO message: grows with the offset within a partition.
+pub fn sequence_number(partition: i32, offset: i64) -> String {
+    let n = (offset.max(0) as u128) * 65_536 + partition.max(0) as u128;
+    format!("{n:020}")
+}
+
+/// The deduplication id content-based deduplication uses: hex SHA-256 of the body.
+pub fn content_dedup_id(body: &[u8]) -> String {
+    use sha2::Sha256;
+    hex::encode(Sha256::digest(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: &'static [u8]) -> AttrValue {
+        AttrValue {
+            data_type: "String".into(),
+            value: Bytes::from_static(v),
+        }
+    }
+
+    #[test]
+    fn md5_of_attributes_matches_aws() {
+        // Checksums shown (abbreviated) in the AWS CLI's receive-message examples.
+        let mut attrs = BTreeMap::new();
+        attrs.insert("PostalCode".to_string(), text(b"ABC123"));
+        let got = md5_of_attributes(&attrs).unwrap();
+        assert!(
+            got.starts_with("b8e89563") && got.ends_with("e088e74f"),
+            "{got}"
+        );
+        attrs.insert("City".to_string(), text(b"Any City"));
+        let got = md5_of_attributes(&attrs).unwrap();
+        assert!(
+            got.starts_with("9424c491") && got.ends_with("26bc3ae7"),
+            "{got}"
+        );
+        assert!(md5_of_attributes(&BTreeMap::new()).is_none());
+        let body = md5_hex(b"Information about the largest city in Any Region.");
+        assert!(body.starts_with("51b0a325") && body.ends_with("39163aa0"));
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        assert_eq!(message_id("q", 0, 1), message_id("q", 0, 1));
+        assert_ne!(message_id("q", 0, 1), message_id("q", 0, 2));
+        assert_eq!(message_id("q", 0, 1).len(), 36);
+        assert!(sequence_number(0, 2) > sequence_number(0, 1));
+        assert_eq!(sequence_number(0, 1).len(), 20);
+    }
+
+    #[test]
+    fn attribute_names_are_checked() {
+        let v = json!({"a.b": {"DataType": "String", "StringValue": "x"}});
+        assert!(parse_attributes(Some(&v)).is_ok());
+        let v = json!({"AWS.x": {"DataType": "String", "StringValue": "x"}});
+        assert!(parse_attributes(Some(&v)).is_err());
+        let v = json!({"n": {"DataType": "Number", "StringValue": "abc"}});
+        assert!(parse_attributes(Some(&v)).is_err());
+        let v = json!({"b": {"DataType": "Binary", "BinaryValue": "AAE="}});
+        assert_eq!(
+            parse_attributes(Some(&v)).unwrap()["b"].value.as_ref(),
+            &[0, 1]
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! The SQS-compatible API: AWS JSON 1.0 and the older query protocol on `POST /`, over the
+//! leases of any store. A queue is a topic plus the lease group [`LEASE_GROUP`].
+
+pub mod actions;
+pub mod dedup;
+pub mod error;
+pub mod message;
+pub mod query;
+pub mod queue;
+pub mod receipt;
+pub mod sigv4;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use broker_api::{SharedClock, Store};
+use serde_json::{json, Value};
+
+use crate::metrics::Metrics;
+use actions::Ctx;
+use dedup::DedupIndex;
+use error::SqsError;
+pub use sigv4::SigV4Credentials;
+
+/// The lease group every queue reads through.
+pub const LEASE_GROUP: &str = "sqs";
+/// Largest request body read; larger ones are refused before being buffered whole.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Every action the API serves.
+pub const ACTIONS: &[&str] = &[
+    "CreateQueue",
+    "GetQueueUrl",
+    "ListQueues",
+    "DeleteQueue",
+    "PurgeQueue",
+    "GetQueueAttributes",
+    "SetQueueAttributes",
+    "SendMessage",
+    "SendMessageBatch",
+    "ReceiveMessage",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch",
+];
+
+/// The SQS service state shared by all requests.
+pub struct Sqs {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: SharedClock,
+    pub(crate) credentials: Option<SigV4Credentials>,
+    pub(crate) base_url: String,
+    pub(crate) round_robin: AtomicUsize,
+    pub(crate) dedup:
+        parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
+}
+
+/// Which wire protocol a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Json,
+    Query,
+}
+
+impl Sqs {
+    /// A service over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        clock: SharedClock,
+        credentials: Option<SigV4Credentials>,
+        base_url: String,
+    ) -> Self {
+        Sqs {
+            store,
+            metrics,
+            clock,
+            credentials,
+            base_url,
+            round_robin: AtomicUsize::new(0),
+            dedup: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn dispatch(&self, action: &str, ctx: &Ctx, input: &Value) -> Result<Value, SqsError> {
+        match action {
+            "CreateQueue" => self.create_queue(ctx, input).await,
+            "GetQueueUrl" => self.get_queue_url(ctx, input).await,
+            "ListQueues" => self.list_queues(ctx, input).await,
+            "DeleteQueue" => self.delete_queue(input).await,
+            "PurgeQueue" => self.purge_queue(input).await,
+            "GetQueueAttributes" => self.get_queue_attributes(input).await,
+            "SetQueueAttributes" => self.set_queue_attributes(input).await,
+            "SendMessage" => self.send_message(input).await,
+            "SendMessageBatch" => self.send_message_batch(input).await,
+            "ReceiveMessage" => self.receive_message(input).await,
+            "DeleteMessage" => self.delete_message(input).await,
+            "DeleteMessageBatch" => self.delete_message_batch(input).await,
+            "ChangeMessageVisibility" => self.change_message_visibility(input).await,
+            "ChangeMessageVisibilityBatch" => self.change_message_visibility_batch(input).await,
+            other => Err(SqsError::InvalidAction(other.chars().take(64).collect())),
+        }
+    }
+
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        if !self.base_url.is_empty() {
+            return self.base_url.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
+/// Serves one SQS request of either protocol.
+pub async fn handle(State(sqs): State<Arc<Sqs>>, req: Request) -> Response {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let protocol = if target.is_some() {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = SqsError::RequestTooLarge(format!(
+                "The request body could not be read or is larger than {MAX_BODY_BYTES} bytes."
+            ));
+            return render_error(protocol, &e, &request_id);
+        }
+    };
+    let parsed = match protocol {
+        Protocol::Json => parse_json(target.as_deref().unwrap_or(""), &body),
+        Protocol::Query => query::parse(parts.uri.path(), parts.uri.query(), &body),
+    };
+    let (action, input) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            sqs.metrics.sqs_request("Unknown", start.elapsed());
+            return render_error(protocol, &e, &request_id);
+        }
+    };
+    if let Some(creds) = &sqs.credentials {
+        if let Err(e) = creds.verify(
+            parts.method.as_str(),
+            &parts.uri,
+            &parts.headers,
+            &body,
+            sqs.clock.now_ms(),
+        ) {
+            sqs.metrics.sqs_request("Unauthorized", start.elapsed());
+            return render_error(protocol, &e, &request_id);
+        }
+    }
+    let ctx = Ctx {
+        base_url: sqs.base_url(&parts.headers),
+    };
+    let result = sqs.dispatch(&action, &ctx, &input).await;
+    let metric_name = ACTIONS
+        .iter()
+        .find(|a| **a == action)
+        .copied()
+        .unwrap_or("Unknown");
+    sqs.metrics.sqs_request(metric_name, start.elapsed());
+    match result {
+        Ok(v) => match protocol {
+            Protocol::Json => json_response(StatusCode::OK, &v, &request_id),
+            Protocol::Query => xml_response(
+                StatusCode::OK,
+                query::render_result(&action, &v, &request_id),
+                &request_id,
+            ),
+        },
+        Err(e) => {
+            if matches!(e, SqsError::Internal(_) | SqsError::ServiceUnavailable(_)) {
+                tracing::warn!(action = %action, error = %e, "sqs request failed");
+            }
+            render_error(protocol, &e, &request_id)
+        }
+    }
+}
+
+fn parse_json(target: &str, body: &[u8]) -> Result<(String, Value), SqsError> {
+    let action = target
+        .strip_prefix("AmazonSQS.")
+        .ok_or_else(|| SqsError::InvalidAction(target.chars().take(64).collect()))?;
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            SqsError::Serialization(format!("The request body is not valid JSON: {e}"))
+        })?
+    };
+    if !input.is_object() {
+        return Err(SqsError::Serialization(
+            "The request body must be a JSON object.".into(),
+        ));
+    }
+    Ok((action.to_string(), input))
+}
+
+fn json_response(status: StatusCode, v: &Value, request_id: &str) -> Response {
+    let mut r = (status, v.to_string()).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn xml_response(status: StatusCode, xml: String, request_id: &str) -> Response {
+    let mut r = (status, xml).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn render_error(protocol: Protocol, e: &SqsError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = match protocol {
+        Protocol::Json => json_response(
+            status,
+            &json!({
+                "__type": format!("com.amazonaws.sqs#{}", e.shape()),
+                "message": e.to_string(),
+            }),
+            request_id,
+        ),
+        Protocol::Query => xml_response(status, query::render_error(e, request_id), request_id),
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("{};{}", e.query_code(), e.fault())) {
+        r.headers_mut().insert("x-amzn-query-error", v);
+    }
+    r
+}

@@ -1,0 +1,420 @@
+//! Queues: names, URLs, and the queue attributes kept in the topic's config.
+
+use std::collections::BTreeMap;
+
+use broker_api::{TopicConfig, TopicInfo};
+
+use super::error::{SqsError, SqsResult};
+
+/// The account id every queue URL and ARN carries.
+pub const ACCOUNT_ID: &str = "000000000000";
+/// The region queue ARNs name.
+pub const REGION: &str = "us-east-1";
+/// Prefix of the queue attributes inside `TopicConfig::attributes`.
+pub const ATTR_PREFIX: &str = "sqs.";
+/// Room left in `max_record_bytes` above `MaximumMessageSize` for the headers the API adds.
+pub const HEADER_ALLOWANCE: usize = 64 * 1024;
+/// How long FIFO deduplication ids are remembered.
+pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+pub const DEFAULT_VISIBILITY: u32 = 30;
+pub const DEFAULT_RETENTION_S: u32 = 345_600;
+pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 1_048_576;
+pub const MAX_VISIBILITY: i64 = 43_200;
+pub const MAX_WAIT: i64 = 20;
+pub const MAX_DELAY: i64 = 900;
+
+/// Attributes a caller may set (FifoQueue only at creation).
+const SETTABLE: &[&str] = &[
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "Policy",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
+
+/// Attributes only GetQueueAttributes reports.
+pub const READ_ONLY: &[&str] = &[
+    "QueueArn",
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+];
+
+/// Ok when `name` is a name CreateQueue accepts: 1-80 characters of `[A-Za-z0-9_-]`, with a
+/// `.fifo` suffix (counted in the 80) for FIFO queues.
+pub fn validate_queue_name(name: &str, fifo: bool) -> SqsResult<()> {
+    let base = if fifo {
+        name.strip_suffix(".fifo").ok_or_else(|| {
+            SqsError::InvalidParameterValue(
+                "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length.".into(),
+            )
+        })?
+    } else {
+        name
+    };
+    if name.len() > 80
+        || base.is_empty()
+        || !base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(SqsError::InvalidParameterValue(
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The queue name a queue URL (or a bare name) names: its last path segment.
+pub fn name_from_url(url: &str) -> SqsResult<String> {
+    let url = url.split(['?', '#']).next().unwrap_or("");
+    let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    if broker_api::validate_topic_name(name).is_err() {
+        return Err(SqsError::QueueDoesNotExist);
+    }
+    Ok(name.to_string())
+}
+
+/// The URL of queue `name` under `base_url`.
+pub fn queue_url(base_url: &str, name: &str) -> String {
+    format!("{}/{ACCOUNT_ID}/{name}", base_url.trim_end_matches('/'))
+}
+
+/// The ARN of queue `name`.
+pub fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
+}
+
+/// The queue name an ARN (or a URL, or a bare name) names.
+pub fn name_from_arn(arn: &str) -> String {
+    arn.rsplit([':', '/']).next().unwrap_or("").to_string()
+}
+
+/// The redrive policy of a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    pub dead_letter_queue: String,
+    pub max_receive_count: u32,
+}
+
+/// Parses a RedrivePolicy value (`{"deadLetterTargetArn":..., "maxReceiveCount":...}`).
+pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| {
+        SqsError::InvalidAttributeValue(format!(
+            "Value {value} for parameter RedrivePolicy is invalid. Reason: {why}"
+        ))
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let arn = v
+        .get("deadLetterTargetArn")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| {
+            bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+        })?;
+    let count = match v.get("maxReceiveCount") {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| bad("Redrive policy does not contain mandatory attribute: maxReceiveCount."))?;
+    if !(1..=1000).contains(&count) {
+        return Err(bad("Value for maxReceiveCount must be between 1 and 1000."));
+    }
+    let dead_letter_queue = name_from_arn(arn);
+    if broker_api::validate_topic_name(&dead_letter_queue).is_err() {
+        return Err(bad("Dead-letter target is not a valid queue ARN."));
+    }
+    Ok(Some(Redrive {
+        dead_letter_queue,
+        max_receive_count: count as u32,
+    }))
+}
+
+fn int_in(name: &str, value: &str, lo: i64, hi: i64) -> SqsResult<()> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(()),
+        _ => Err(SqsError::InvalidAttributeValue(format!(
+            "Invalid value for the parameter {name}: must be an integer from {lo} to {hi}, got {value:?}."
+        ))),
+    }
+}
+
+fn boolean(name: &str, value: &str) -> SqsResult<()> {
+    match value {
+        "true" | "false" => Ok(()),
+        _ => Err(SqsError::InvalidAttributeValue(format!(
+            "Invalid value for the parameter {name}: must be true or false."
+        ))),
+    }
+}
+
+/// Checks the attributes of a CreateQueue (`creating`) or SetQueueAttributes call on a queue
+/// that is (or will be) FIFO when `fifo`. Returns them with normalised values.
+pub fn validate_attributes(
+    attrs: &BTreeMap<String, String>,
+    fifo: bool,
+    creating: bool,
+) -> SqsResult<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in attrs {
+        if !SETTABLE.contains(&name.as_str()) {
+            return Err(SqsError::InvalidAttributeName(name.clone()));
+        }
+        let mut value = value.trim().to_string();
+        match name.as_str() {
+            "DelaySeconds" => int_in(name, &value, 0, MAX_DELAY)?,
+            "MaximumMessageSize" => int_in(name, &value, 1024, DEFAULT_MAX_MESSAGE_SIZE as i64)?,
+            "MessageRetentionPeriod" => int_in(name, &value, 60, 1_209_600)?,
+            "ReceiveMessageWaitTimeSeconds" => int_in(name, &value, 0, MAX_WAIT)?,
+            "VisibilityTimeout" => int_in(name, &value, 0, MAX_VISIBILITY)?,
+            "KmsDataKeyReusePeriodSeconds" => int_in(name, &value, 60, 86_400)?,
+            "RedrivePolicy" => {
+                parse_redrive(&value)?;
+            }
+            "SqsManagedSseEnabled" => boolean(name, &value)?,
+            "FifoQueue" => {
+                if !creating {
+                    return Err(SqsError::InvalidAttributeName(
+                        "FifoQueue can only be set at queue creation".into(),
+                    ));
+                }
+                boolean(name, &value)?;
+                if (value == "true") != fifo {
+                    return Err(SqsError::InvalidParameterValue(
+                        "The name of a FIFO queue must end with the .fifo suffix, and only FIFO queues may have it.".into(),
+                    ));
+                }
+            }
+            "ContentBasedDeduplication" | "DeduplicationScope" | "FifoThroughputLimit" if !fifo => {
+                return Err(SqsError::InvalidAttributeName(format!(
+                    "{name} is only valid for FIFO queues"
+                )));
+            }
+            "ContentBasedDeduplication" => boolean(name, &value)?,
+            "DeduplicationScope" => {
+                if value != "messageGroup" && value != "queue" {
+                    return Err(SqsError::InvalidAttributeValue(format!(
+                        "Invalid value for the parameter {name}."
+                    )));
+                }
+            }
+            "FifoThroughputLimit" => {
+                if value != "perQueue" && value != "perMessageGroupId" {
+                    return Err(SqsError::InvalidAttributeValue(format!(
+                        "Invalid value for the parameter {name}."
+                    )));
+                }
+            }
+            _ => value = value.to_string(),
+        }
+        if let Ok(n) = value.parse::<i64>() {
+            value = n.to_string();
+        }
+        out.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+/// A topic seen as a queue.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub name: String,
+    pub info: TopicInfo,
+    /// The stored SQS attributes (without the prefix).
+    pub attrs: BTreeMap<String, String>,
+    pub fifo: bool,
+}
+
+impl Queue {
+    /// The queue view of a topic; a topic without SQS attributes gets the defaults.
+    pub fn from_topic(info: TopicInfo) -> Queue {
+        let attrs: BTreeMap<String, String> = info
+            .config
+            .attributes
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(ATTR_PREFIX)
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect();
+        let fifo = info.name.ends_with(".fifo")
+            || attrs.get("FifoQueue").map(String::as_str) == Some("true");
+        Queue {
+            name: info.name.clone(),
+            info,
+            attrs,
+            fifo,
+        }
+    }
+
+    /// True when the topic carries SQS attributes (it was created or configured as a queue).
+    pub fn has_sqs_attributes(&self) -> bool {
+        !self.attrs.is_empty()
+    }
+
+    fn int_attr(&self, name: &str, default: u32) -> u32 {
+        self.attrs
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    pub fn visibility_timeout(&self) -> u32 {
+        self.int_attr("VisibilityTimeout", DEFAULT_VISIBILITY)
+    }
+
+    pub fn delay_seconds(&self) -> u32 {
+        self.int_attr("DelaySeconds", 0)
+    }
+
+    pub fn wait_seconds(&self) -> u32 {
+        self.int_attr("ReceiveMessageWaitTimeSeconds", 0)
+    }
+
+    pub fn max_message_size(&self) -> u32 {
+        self.int_attr("MaximumMessageSize", DEFAULT_MAX_MESSAGE_SIZE)
+    }
+
+    pub fn retention_seconds(&self) -> u32 {
+        match self.info.config.retention_ms {
+            Some(ms) => (ms / 1000).clamp(0, u32::MAX as i64) as u32,
+            None => self.int_attr("MessageRetentionPeriod", DEFAULT_RETENTION_S),
+        }
+    }
+
+    pub fn content_based_dedup(&self) -> bool {
+        self.attrs
+            .get("ContentBasedDeduplication")
+            .map(String::as_str)
+            == Some("true")
+    }
+
+    pub fn redrive(&self) -> Option<Redrive> {
+        self.attrs
+            .get("RedrivePolicy")
+            .and_then(|v| parse_redrive(v).ok().flatten())
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.info.config.partitions.max(1)
+    }
+
+    /// The settable attributes with their current values (defaults filled in).
+    pub fn settable_values(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert(
+            "VisibilityTimeout".into(),
+            self.visibility_timeout().to_string(),
+        );
+        out.insert("DelaySeconds".into(), self.delay_seconds().to_string());
+        out.insert(
+            "ReceiveMessageWaitTimeSeconds".into(),
+            self.wait_seconds().to_string(),
+        );
+        out.insert(
+            "MessageRetentionPeriod".into(),
+            self.retention_seconds().to_string(),
+        );
+        out.insert(
+            "MaximumMessageSize".into(),
+            self.max_message_size().to_string(),
+        );
+        out.insert("SqsManagedSseEnabled".into(), "false".into());
+        if self.fifo {
+            out.insert("FifoQueue".into(), "true".into());
+            out.insert(
+                "ContentBasedDeduplication".into(),
+                self.content_based_dedup().to_string(),
+            );
+            out.insert("DeduplicationScope".into(), "queue".into());
+            out.insert("FifoThroughputLimit".into(), "perQueue".into());
+        }
+        for (k, v) in &self.attrs {
+            if SETTABLE.contains(&k.as_str()) && !v.is_empty() {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Writes SQS attributes into a topic config: the attribute map, and the retention and record
+/// size limits they imply.
+pub fn apply_attributes(config: &mut TopicConfig, attrs: &BTreeMap<String, String>) {
+    for (k, v) in attrs {
+        if k == "RedrivePolicy" && v.is_empty() {
+            config.attributes.remove(&format!("{ATTR_PREFIX}{k}"));
+            continue;
+        }
+        config
+            .attributes
+            .insert(format!("{ATTR_PREFIX}{k}"), v.clone());
+        match k.as_str() {
+            "MessageRetentionPeriod" => {
+                config.retention_ms = v.parse::<i64>().ok().map(|s| s * 1000);
+            }
+            "MaximumMessageSize" => {
+                if let Ok(n) = v.parse::<usize>() {
+                    config.max_record_bytes = n + HEADER_ALLOWANCE;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        assert!(validate_queue_name("orders", false).is_ok());
+        assert!(validate_queue_name("orders.fifo", true).is_ok());
+        assert!(validate_queue_name("orders.fifo", false).is_err());
+        assert!(validate_queue_name("orders", true).is_err());
+        assert!(validate_queue_name(&"a".repeat(81), false).is_err());
+        assert!(validate_queue_name("", false).is_err());
+        assert_eq!(
+            name_from_url("http://h:1/000000000000/orders").unwrap(),
+            "orders"
+        );
+        assert_eq!(name_from_url("orders.fifo").unwrap(), "orders.fifo");
+        assert!(name_from_url("http://h/a/b c").is_err());
+        assert_eq!(
+            name_from_arn("arn:aws:sqs:us-east-1:000000000000:dlq"),
+            "dlq"
+        );
+    }
+
+    #[test]
+    fn redrive_policy() {
+        let r = parse_redrive(
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":"3"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.dead_letter_queue, "dlq");
+        assert_eq!(r.max_receive_count, 3);
+        assert!(parse_redrive(r#"{"deadLetterTargetArn":"x","maxReceiveCount":0}"#).is_err());
+        assert!(parse_redrive("").unwrap().is_none());
+    }
+}

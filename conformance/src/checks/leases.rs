@@ -1,0 +1,919 @@
+//! Checks of the Leases rules.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_api::{dead_letter_headers as dlh, Header, LeaseGroupConfig, Record, StoreError};
+use bytes::Bytes;
+
+use super::util::*;
+use super::CheckResult;
+use crate::harness::Backend;
+
+const MIN: u64 = 60_000;
+
+/// **lease_returns_oldest_available**
+pub async fn lease_returns_oldest_available(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "lease_returns_oldest_available").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["r0", "r1", "r2"]).await?;
+    append_values(st, "t", 0, &["r3", "r4", "r5"]).await?;
+    let all = fetch_all(st, "t", 0, 0).await?;
+    let t0 = clock_now(&s);
+    let first = lease(st, "t", 0, "g", 2, 30_000).await?;
+    ensure_eq!(leased_offsets(&first), vec![0, 1], "first lease of 2");
+    for l in &first {
+        ensure_eq!(l.record, all[l.record.offset as usize], "leased record");
+        ensure_eq!(l.delivery_count, 1, "delivery count of a first lease");
+        ensure_eq!(l.expires_at_ms, t0 + 30_000, "expiry of a 30 s lease");
+        ensure_eq!(
+            l.first_leased_at_ms,
+            t0,
+            "first_leased_at_ms of a first lease"
+        );
+        ensure_eq!(
+            (l.token.partition, l.token.offset),
+            (0, l.record.offset),
+            "token partition and offset"
+        );
+    }
+    ensure!(first[0].token != first[1].token, "two leases share a token");
+    let rest = lease(st, "t", 0, "g", 10, 30_000).await?;
+    ensure_eq!(
+        leased_offsets(&rest),
+        vec![2, 3, 4, 5],
+        "lease of up to 10 after 2 taken"
+    );
+    let none = lease(st, "t", 0, "g", 10, 30_000).await?;
+    ensure_eq!(
+        leased_offsets(&none),
+        Vec::<i64>::new(),
+        "lease while everything is leased"
+    );
+    s.clock.advance(1_000);
+    st.release("t", "g", first[1].token, Duration::ZERO)
+        .await
+        .ctx("release offset 1")?;
+    st.release("t", "g", rest[1].token, Duration::ZERO)
+        .await
+        .ctx("release offset 3")?;
+    let again = lease(st, "t", 0, "g", 10, 5_000).await?;
+    ensure_eq!(
+        leased_offsets(&again),
+        vec![1, 3],
+        "released records leased again, oldest first"
+    );
+    ensure_eq!(
+        deliveries(&again),
+        vec![2, 2],
+        "delivery counts of second leases"
+    );
+    ensure_eq!(
+        again[0].first_leased_at_ms,
+        t0,
+        "first_leased_at_ms keeps the first lease time"
+    );
+    ensure_eq!(
+        again[0].expires_at_ms,
+        t0 + 1_000 + 5_000,
+        "expiry of the second lease"
+    );
+    ensure!(
+        again[0].token != first[1].token,
+        "a new lease of the same record reused its token"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **leases_are_exclusive**
+pub async fn leases_are_exclusive(backend: Arc<dyn Backend>) -> CheckResult {
+    const RECORDS: usize = 200;
+    const TASKS: usize = 8;
+    let s = fresh(backend, "leases_are_exclusive").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    for chunk in 0..(RECORDS / 20) {
+        let vals: Vec<String> = (0..20).map(|k| format!("m{}", chunk * 20 + k)).collect();
+        let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+        append_values(st, "t", 0, &refs).await?;
+    }
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let st = st.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = st
+                    .lease("t", 0, "g", 1 + task % 3, Duration::from_secs(3600))
+                    .await?;
+                if batch.is_empty() {
+                    return Ok::<_, StoreError>(got);
+                }
+                got.extend(batch);
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut leases = Vec::new();
+    for t in tasks {
+        leases.extend(
+            t.await
+                .map_err(|e| format!("lease task failed: {e}"))?
+                .ctx("concurrent lease")?,
+        );
+    }
+    let mut seen = HashSet::new();
+    for l in &leases {
+        ensure!(
+            seen.insert(l.record.offset),
+            "offset {} was leased to two holders at once",
+            l.record.offset
+        );
+        ensure_eq!(
+            l.delivery_count,
+            1,
+            "delivery count of offset {}",
+            l.record.offset
+        );
+    }
+    ensure_eq!(
+        seen.len(),
+        RECORDS,
+        "distinct records leased by all tasks together"
+    );
+    // Acks from many tasks at once: every one succeeds exactly once.
+    let mut acks = Vec::new();
+    for chunk in leases.chunks(25) {
+        let st = st.clone();
+        let tokens: Vec<_> = chunk.iter().map(|l| l.token).collect();
+        acks.push(tokio::spawn(async move { st.ack("t", "g", &tokens).await }));
+    }
+    for a in acks {
+        let res = a
+            .await
+            .map_err(|e| format!("ack task failed: {e}"))?
+            .ctx("concurrent ack")?;
+        ensure!(
+            res.iter().all(|r| r.is_ok()),
+            "a concurrent ack failed: {res:?}"
+        );
+    }
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (0, 0, 0, RECORDS as u64, 0),
+        "counts after acking everything"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **expired_lease_is_redelivered**
+pub async fn expired_lease_is_redelivered(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "expired_lease_is_redelivered").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["a", "b"]).await?;
+    let t0 = clock_now(&s);
+    let first = lease(st, "t", 0, "g", 1, 5_000).await?;
+    ensure_eq!(leased_offsets(&first), vec![0], "first lease");
+    s.clock.advance(4_999);
+    let before = lease(st, "t", 0, "g", 1, 5_000).await?;
+    ensure_eq!(
+        leased_offsets(&before),
+        vec![1],
+        "lease 1 ms before expiry gets the next record"
+    );
+    let after_b = lease(st, "t", 0, "g", 1, 5_000).await?;
+    ensure_eq!(
+        leased_offsets(&after_b),
+        Vec::<i64>::new(),
+        "lease while both are in flight"
+    );
+    s.clock.advance(1);
+    let again = lease(st, "t", 0, "g", 5, 5_000).await?;
+    ensure_eq!(
+        leased_offsets(&again),
+        vec![0],
+        "lease at exactly expires_at_ms (the lease has lapsed)"
+    );
+    ensure_eq!(
+        deliveries(&again),
+        vec![2],
+        "delivery count of the redelivery"
+    );
+    ensure_eq!(
+        again[0].first_leased_at_ms,
+        t0,
+        "first_leased_at_ms of the redelivery"
+    );
+    let old = first[0].token;
+    let res = st.ack("t", "g", &[old]).await.ctx("ack old token")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack with the superseded token: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ensure_err!(
+        st.release("t", "g", old, Duration::ZERO).await,
+        StoreError::LeaseExpired,
+        "release with the superseded token"
+    );
+    ensure_err!(
+        st.extend("t", "g", old, Duration::from_secs(60)).await,
+        StoreError::LeaseExpired,
+        "extend with the superseded token"
+    );
+    // A lapsed lease nobody has taken again is just as dead.
+    s.clock.advance(4_999);
+    let b_token = before[0].token;
+    let res = st.ack("t", "g", &[b_token]).await.ctx("ack lapsed token")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack of a lapsed lease not yet taken again: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ensure_err!(
+        st.extend("t", "g", b_token, Duration::from_secs(60)).await,
+        StoreError::LeaseExpired,
+        "extend of a lapsed lease"
+    );
+    let b_again = lease(st, "t", 0, "g", 5, 5_000).await?;
+    ensure_eq!(
+        leased_offsets(&b_again),
+        vec![1],
+        "the lapsed record is leased again"
+    );
+    ensure_eq!(deliveries(&b_again), vec![2], "its delivery count");
+    ack_ok(st, "t", "g", again[0].token).await?;
+    s.finish().await.ctx("close")
+}
+
+/// **ack_is_final**
+pub async fn ack_is_final(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "ack_is_final").await?;
+    topic(&s.store, "t", 1).await?;
+    let st = s.store.clone();
+    append_values(&st, "t", 0, &["a", "b", "c", "d"]).await?;
+    let l = lease(&st, "t", 0, "g", 3, 1_000).await?;
+    ensure_eq!(leased_offsets(&l), vec![0, 1, 2], "lease of 3");
+    let res = st
+        .ack("t", "g", &[l[0].token, l[2].token])
+        .await
+        .ctx("ack")?;
+    ensure!(
+        matches!(res.as_slice(), [Ok(()), Ok(())]),
+        "ack of two live leases: expected [Ok, Ok], got {res:?}"
+    );
+    let res = st
+        .ack("t", "g", &[l[0].token, l[1].token])
+        .await
+        .ctx("ack")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired), Ok(())]),
+        "ack of an acked token then a live one: expected [Err(LeaseExpired), Ok], got {res:?}"
+    );
+    ensure_err!(
+        st.release("t", "g", l[2].token, Duration::ZERO).await,
+        StoreError::LeaseExpired,
+        "release of an acked record"
+    );
+    ensure_err!(
+        st.extend("t", "g", l[2].token, Duration::from_secs(10))
+            .await,
+        StoreError::LeaseExpired,
+        "extend of an acked record"
+    );
+    // Offset 3 lapses and is leased again; the first token must not ack it.
+    let d1 = lease(&st, "t", 0, "g", 1, 1_000).await?;
+    ensure_eq!(leased_offsets(&d1), vec![3], "lease of the last record");
+    s.clock.advance(1_000);
+    let d2 = lease(&st, "t", 0, "g", 5, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&d2),
+        vec![3],
+        "redelivery of the last record"
+    );
+    let res = st.ack("t", "g", &[d1[0].token]).await.ctx("ack")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack with a superseded token: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (0, 1, 0, 3, 0),
+        "counts after a stale ack (it must change nothing)"
+    );
+    ack_ok(&st, "t", "g", d2[0].token).await?;
+    s.clock.advance(3_600_000);
+    let none = lease(&st, "t", 0, "g", 10, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&none),
+        Vec::<i64>::new(),
+        "lease after everything was acked"
+    );
+    s.reopen().await.ctx("reopen")?;
+    let none = lease(&s.store, "t", 0, "g", 10, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&none),
+        Vec::<i64>::new(),
+        "lease after acking and reopening"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **release_with_delay**
+pub async fn release_with_delay(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "release_with_delay").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["a", "b"]).await?;
+    let l = lease(st, "t", 0, "g", 2, MIN).await?;
+    st.release("t", "g", l[0].token, Duration::from_millis(5_000))
+        .await
+        .ctx("release with delay")?;
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (0, 1, 1, 0, 0),
+        "counts after a delayed release (available, leased, delayed, done, dead)"
+    );
+    ensure_err!(
+        st.release("t", "g", l[0].token, Duration::ZERO).await,
+        StoreError::LeaseExpired,
+        "second release with the same token"
+    );
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 5, MIN).await?),
+        Vec::<i64>::new(),
+        "lease right after the release"
+    );
+    s.clock.advance(4_999);
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 5, MIN).await?),
+        Vec::<i64>::new(),
+        "lease 1 ms before the delay ends"
+    );
+    s.clock.advance(1);
+    let again = lease(st, "t", 0, "g", 5, MIN).await?;
+    ensure_eq!(leased_offsets(&again), vec![0], "lease when the delay ends");
+    ensure_eq!(deliveries(&again), vec![2], "delivery count after release");
+    st.release("t", "g", l[1].token, Duration::ZERO)
+        .await
+        .ctx("release without delay")?;
+    let b = lease(st, "t", 0, "g", 5, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&b),
+        vec![1],
+        "lease right after a release without delay"
+    );
+    ensure_eq!(
+        deliveries(&b),
+        vec![2],
+        "delivery count after release without delay"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **extend_moves_expiry**
+pub async fn extend_moves_expiry(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "extend_moves_expiry").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["a"]).await?;
+    let t0 = clock_now(&s);
+    let l = lease(st, "t", 0, "g", 1, 5_000).await?;
+    s.clock.advance(3_000);
+    let exp = st
+        .extend("t", "g", l[0].token, Duration::from_millis(10_000))
+        .await
+        .ctx("extend")?;
+    ensure_eq!(
+        exp,
+        t0 + 13_000,
+        "expiry returned by extend (now + visibility)"
+    );
+    s.clock.advance(9_999);
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 5, 5_000).await?),
+        Vec::<i64>::new(),
+        "lease before the extended expiry"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (0, 1, 0, 0, 0),
+        "counts before the extended expiry"
+    );
+    let exp = st
+        .extend("t", "g", l[0].token, Duration::from_millis(1_000))
+        .await
+        .ctx("second extend (shorter)")?;
+    ensure_eq!(exp, t0 + 13_999, "expiry after a shorter extend");
+    s.clock.advance(1_000);
+    ensure_err!(
+        st.extend("t", "g", l[0].token, Duration::from_millis(1_000))
+            .await,
+        StoreError::LeaseExpired,
+        "extend after the lease lapsed"
+    );
+    let again = lease(st, "t", 0, "g", 5, 5_000).await?;
+    ensure_eq!(
+        leased_offsets(&again),
+        vec![0],
+        "lease after the extended expiry"
+    );
+    ensure_eq!(
+        deliveries(&again),
+        vec![2],
+        "delivery count after the extended expiry"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **groups_are_independent**
+pub async fn groups_are_independent(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "groups_are_independent").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["a", "b", "c"]).await?;
+    let g1 = lease(st, "t", 0, "g1", 10, MIN).await?;
+    ensure_eq!(leased_offsets(&g1), vec![0, 1, 2], "g1 leases all");
+    let tokens: Vec<_> = g1.iter().map(|l| l.token).collect();
+    let res = st.ack("t", "g1", &tokens).await.ctx("ack g1")?;
+    ensure!(res.iter().all(|r| r.is_ok()), "acks of g1: {res:?}");
+    let g2 = lease(st, "t", 0, "g2", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&g2),
+        vec![0, 1, 2],
+        "g2 leases all after g1 acked"
+    );
+    ensure_eq!(deliveries(&g2), vec![1, 1, 1], "g2 delivery counts");
+    let res = st
+        .ack("t", "g2", &[g1[0].token])
+        .await
+        .ctx("ack g1 token as g2")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "g2 acking with g1's token: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g1").await?),
+        (0, 0, 0, 3, 0),
+        "g1 counts"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g2").await?),
+        (0, 3, 0, 0, 0),
+        "g2 counts"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g3").await?),
+        (3, 0, 0, 0, 0),
+        "counts of an unused group"
+    );
+    let groups = st.lease_groups("t").await.ctx("lease_groups")?;
+    for g in ["g1", "g2"] {
+        ensure_eq!(
+            groups.get(g),
+            Some(&LeaseGroupConfig::default()),
+            "lease_groups entry of {g} (used without a config)"
+        );
+    }
+    s.finish().await.ctx("close")
+}
+
+fn header(headers: &[Header], key: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value.as_ref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// **max_deliveries_dead_letters**
+pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "max_deliveries_dead_letters").await?;
+    let st = &s.store;
+    topic(st, "work", 2).await?;
+    topic(st, "dlq", 1).await?;
+    ensure_err!(
+        st.set_lease_group(
+            "work",
+            "g",
+            LeaseGroupConfig {
+                max_deliveries: Some(2),
+                dead_letter_topic: None,
+                ordered_by_key: false
+            }
+        )
+        .await,
+        StoreError::InvalidArgument(_),
+        "max_deliveries without a dead-letter topic"
+    );
+    let config = LeaseGroupConfig {
+        max_deliveries: Some(2),
+        dead_letter_topic: Some("dlq".into()),
+        ordered_by_key: false,
+    };
+    st.set_lease_group("work", "g", config.clone())
+        .await
+        .ctx("set_lease_group")?;
+    let groups = st.lease_groups("work").await.ctx("lease_groups")?;
+    ensure_eq!(groups.get("g"), Some(&config), "lease_groups entry of g");
+    let ts = clock_now(&s) - 77_000;
+    let orig_headers = vec![
+        Header {
+            key: "h1".into(),
+            value: Some(Bytes::from_static(b"one")),
+        },
+        Header {
+            key: "h0".into(),
+            value: None,
+        },
+    ];
+    append(
+        st,
+        "work",
+        1,
+        vec![
+            Record {
+                key: Some(Bytes::from_static(b"k")),
+                value: Some(Bytes::from_static(b"poison")),
+                headers: orig_headers.clone(),
+                timestamp_ms: Some(ts),
+                not_before_ms: None,
+            },
+            Record::from_value("fine"),
+        ],
+    )
+    .await?;
+    for d in 1..=2 {
+        let l = lease(st, "work", 1, "g", 1, 1_000).await?;
+        ensure_eq!(
+            leased_offsets(&l),
+            vec![0],
+            "delivery {d} of the poison record"
+        );
+        ensure_eq!(deliveries(&l), vec![d], "delivery count {d}");
+        if d == 1 {
+            s.clock.advance(1_000);
+        } else {
+            st.release("work", "g", l[0].token, Duration::ZERO)
+                .await
+                .ctx("release")?;
+        }
+    }
+    let dl_before = st.partition_offsets("dlq", 0).await.ctx("dlq offsets")?;
+    ensure_eq!(
+        dl_before.high_watermark,
+        0,
+        "dead-letter topic before the third lease"
+    );
+    let l = lease(st, "work", 1, "g", 1, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&l),
+        vec![1],
+        "the lease call that dead-letters offset 0 returns the next record"
+    );
+    let dead = fetch_all(st, "dlq", 0, 0).await?;
+    ensure_eq!(dead.len(), 1, "records in the dead-letter topic");
+    let d = &dead[0];
+    ensure_eq!(d.key, Some(Bytes::from_static(b"k")), "dead-lettered key");
+    ensure_eq!(
+        d.value,
+        Some(Bytes::from_static(b"poison")),
+        "dead-lettered value"
+    );
+    ensure_eq!(d.timestamp_ms, ts, "dead-lettered timestamp");
+    ensure_eq!(
+        d.headers[..2].to_vec(),
+        orig_headers,
+        "original headers first, in order"
+    );
+    let want = [
+        (dlh::SOURCE_TOPIC, "work"),
+        (dlh::SOURCE_PARTITION, "1"),
+        (dlh::SOURCE_OFFSET, "0"),
+        (dlh::GROUP, "g"),
+        (dlh::DELIVERY_COUNT, "2"),
+    ];
+    for (k, v) in want {
+        ensure_eq!(
+            header(&d.headers, k),
+            Some(v.to_string()),
+            "dead-letter header {k}"
+        );
+    }
+    ensure_eq!(
+        d.headers.len(),
+        7,
+        "header count of the dead-lettered record"
+    );
+    ensure_eq!(
+        tuple(counts(st, "work", 1, "g").await?),
+        (0, 1, 0, 1, 1),
+        "counts after dead-lettering (available, leased, delayed, done, dead)"
+    );
+    s.clock.advance(3_600_000);
+    let l = lease(st, "work", 1, "g", 5, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&l),
+        vec![1],
+        "a dead-lettered record is never leased again"
+    );
+    let other = lease(st, "work", 1, "other", 5, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&other),
+        vec![0, 1],
+        "another group still sees the record"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **ordered_by_key_blocks_later_records**
+pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "ordered_by_key_blocks_later_records").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    let ordered = LeaseGroupConfig {
+        ordered_by_key: true,
+        ..LeaseGroupConfig::default()
+    };
+    st.set_lease_group("t", "g", ordered)
+        .await
+        .ctx("set_lease_group")?;
+    let rec = |k: Option<&'static str>, v: &str| Record {
+        key: k.map(|k| Bytes::from_static(k.as_bytes())),
+        ..Record::from_value(v.to_string())
+    };
+    append(
+        st,
+        "t",
+        0,
+        vec![
+            rec(Some("a"), "0"),
+            rec(Some("b"), "1"),
+            rec(Some("a"), "2"),
+            rec(None, "3"),
+            rec(Some("b"), "4"),
+            rec(None, "5"),
+            rec(Some("c"), "6"),
+        ],
+    )
+    .await?;
+    let first = lease(st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&first),
+        vec![0, 1, 3, 5, 6],
+        "first lease (2 waits for 0, 4 waits for 1; keyless records are not ordered)"
+    );
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        Vec::<i64>::new(),
+        "lease while the heads are in flight"
+    );
+    let by = |o: i64| first.iter().find(|l| l.record.offset == o).unwrap().token;
+    ack_ok(st, "t", "g", by(0)).await?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        vec![2],
+        "after acking 0"
+    );
+    st.release("t", "g", by(1), Duration::from_millis(5_000))
+        .await
+        .ctx("release 1 with delay")?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        Vec::<i64>::new(),
+        "while 1 is delayed (4 stays blocked)"
+    );
+    s.clock.advance(5_000);
+    let l1 = lease(st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&l1),
+        vec![1],
+        "after the delay of 1 (4 still blocked)"
+    );
+    ack_ok(st, "t", "g", l1[0].token).await?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        vec![4],
+        "after acking 1"
+    );
+    let plain = lease(st, "t", 0, "plain", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&plain),
+        vec![0, 1, 2, 3, 4, 5, 6],
+        "a group without ordered_by_key"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **not_before_delays_leasing**
+pub async fn not_before_delays_leasing(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "not_before_delays_leasing").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    let now = clock_now(&s);
+    let nb = |v: &str, at: Option<i64>| Record {
+        not_before_ms: at,
+        ..Record::from_value(v.to_string())
+    };
+    append(
+        st,
+        "t",
+        0,
+        vec![
+            nb("later", Some(now + 5_000)),
+            nb("plain", None),
+            nb("now", Some(now)),
+            nb("past", Some(now - 1)),
+        ],
+    )
+    .await?;
+    let l = lease(st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&l),
+        vec![1, 2, 3],
+        "lease before the not-before of offset 0"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (0, 3, 1, 0, 0),
+        "counts (available, leased, delayed, done, dead)"
+    );
+    let all = fetch_all(st, "t", 0, 0).await?;
+    ensure_eq!(all.len(), 4, "fetch ignores not-before");
+    s.clock.advance(4_999);
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        Vec::<i64>::new(),
+        "1 ms before not-before"
+    );
+    s.clock.advance(1);
+    let l = lease(st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(leased_offsets(&l), vec![0], "at not-before");
+    ensure_eq!(
+        deliveries(&l),
+        vec![1],
+        "delivery count of the delayed record"
+    );
+    ensure_eq!(
+        l[0].first_leased_at_ms,
+        now + 5_000,
+        "first_leased_at_ms of the delayed record"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **lease_counts_add_up**
+pub async fn lease_counts_add_up(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "lease_counts_add_up").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    topic(st, "dlq", 1).await?;
+    let config = LeaseGroupConfig {
+        max_deliveries: Some(1),
+        dead_letter_topic: Some("dlq".into()),
+        ordered_by_key: false,
+    };
+    st.set_lease_group("t", "g", config)
+        .await
+        .ctx("set_lease_group")?;
+    let now = clock_now(&s);
+    let mut records: Vec<Record> = (0..8)
+        .map(|i| Record::from_value(format!("r{i}")))
+        .collect();
+    for i in 8..10 {
+        records.push(Record {
+            not_before_ms: Some(now + MIN as i64),
+            ..Record::from_value(format!("r{i}"))
+        });
+    }
+    append(st, "t", 0, records).await?;
+    let c = |s: &str| format!("counts {s} (available, leased, delayed, done, dead)");
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (8, 0, 2, 0, 0),
+        "{}",
+        c("at start")
+    );
+    let l = lease(st, "t", 0, "g", 4, 10_000).await?;
+    ensure_eq!(leased_offsets(&l), vec![0, 1, 2, 3], "lease of 4");
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (4, 4, 2, 0, 0),
+        "{}",
+        c("after leasing 4")
+    );
+    ack_ok(st, "t", "g", l[0].token).await?;
+    st.release("t", "g", l[1].token, Duration::from_millis(5_000))
+        .await
+        .ctx("release")?;
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (4, 2, 3, 1, 0),
+        "{}",
+        c("after ack and release")
+    );
+    s.clock.advance(10_000);
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (7, 0, 2, 1, 0),
+        "{}",
+        c("after leases lapsed")
+    );
+    let l = lease(st, "t", 0, "g", 1, 10_000).await?;
+    ensure_eq!(
+        leased_offsets(&l),
+        vec![4],
+        "lease that dead-letters 1, 2 and 3"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (3, 1, 2, 4, 3),
+        "{}",
+        c("after dead-lettering")
+    );
+    st.delete_records("t", 0, 3).await.ctx("delete_records")?;
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (3, 1, 2, 1, 1),
+        "{}",
+        c("after delete_records(3)")
+    );
+    ensure_eq!(
+        fetch_all(st, "dlq", 0, 0).await?.len(),
+        3,
+        "dead-lettered records"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **lease_state_survives_reopen**
+pub async fn lease_state_survives_reopen(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "lease_state_survives_reopen").await?;
+    topic(&s.store, "t", 1).await?;
+    topic(&s.store, "dlq", 1).await?;
+    let config = LeaseGroupConfig {
+        max_deliveries: Some(3),
+        dead_letter_topic: Some("dlq".into()),
+        ordered_by_key: true,
+    };
+    s.store
+        .set_lease_group("t", "g", config.clone())
+        .await
+        .ctx("set_lease_group")?;
+    let rec = |k: &str| Record::keyed(k.to_string(), format!("v-{k}"));
+    append(
+        &s.store,
+        "t",
+        0,
+        vec![rec("a"), rec("b"), rec("c"), rec("d"), rec("a")],
+    )
+    .await?;
+    let t0 = clock_now(&s);
+    let l = lease(&s.store, "t", 0, "g", 3, 10_000).await?;
+    ensure_eq!(leased_offsets(&l), vec![0, 1, 2], "lease of 3");
+    ack_ok(&s.store, "t", "g", l[0].token).await?;
+    s.store
+        .release("t", "g", l[1].token, Duration::from_millis(5_000))
+        .await
+        .ctx("release")?;
+    s.clock.advance(1);
+    s.reopen().await.ctx("reopen")?;
+    let st = s.store.clone();
+    let mut want = BTreeMap::new();
+    want.insert("g".to_string(), config);
+    ensure_eq!(
+        st.lease_groups("t").await.ctx("lease_groups")?,
+        want,
+        "lease groups after reopen"
+    );
+    let c = counts(&st, "t", 0, "g").await?;
+    ensure!(
+        tuple(c) == (2, 1, 1, 1, 0) || tuple(c) == (3, 0, 1, 1, 0),
+        "counts after reopen: expected (2, 1, 1, 1, 0) or, if the in-flight lease came back, (3, 0, 1, 1, 0); got {:?}",
+        tuple(c)
+    );
+    let res = st.ack("t", "g", &[l[0].token]).await.ctx("ack")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack of a record acked before reopen: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    s.clock.advance(10_000);
+    let again = lease(&st, "t", 0, "g", 10, 10_000).await?;
+    ensure_eq!(
+        leased_offsets(&again),
+        vec![1, 2, 3, 4],
+        "lease after reopen (0 acked; 4 unblocked because 0 is done)"
+    );
+    ensure_eq!(
+        deliveries(&again),
+        vec![2, 2, 1, 1],
+        "delivery counts after reopen"
+    );
+    ensure_eq!(
+        again[0].first_leased_at_ms,
+        t0,
+        "first_leased_at_ms kept over reopen"
+    );
+    s.finish().await.ctx("close")
+}

@@ -1,0 +1,181 @@
+//! One check per rule of the [`broker_api::Store`] contract, named after the rule.
+//!
+//! Every check opens its own slot with [`Subject::fresh`], drives time with a manual clock and
+//! asserts exact values; it returns `Err` with what was expected and what came back.
+
+pub mod append;
+pub mod fetch;
+pub mod leases;
+pub mod lifecycle;
+pub mod offsets;
+pub mod producer;
+pub mod retention;
+pub mod topics;
+
+mod util;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::harness::Backend;
+
+/// The outcome of one check: `Err` says what was expected and what the store did.
+pub type CheckResult = Result<(), String>;
+
+/// A check's entry point.
+pub type CheckFn = fn(Arc<dyn Backend>) -> BoxFuture<'static, CheckResult>;
+
+/// One named check of the suite.
+#[derive(Clone, Copy)]
+pub struct Check {
+    /// The rule's name, as written in bold in the contract.
+    pub name: &'static str,
+    /// Runs the check on a backend.
+    pub run: CheckFn,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+macro_rules! checks {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        /// Every check of the suite, in the order of the contract.
+        pub const CHECKS: &[Check] = &[
+            $(Check {
+                name: stringify!($name),
+                run: |backend| Box::pin($module::$name(backend)),
+            }),*
+        ];
+    };
+}
+
+checks! {
+    topics::topic_names_are_validated,
+    topics::create_topic_requires_partitions,
+    topics::duplicate_topic_is_rejected,
+    topics::topics_are_listed_and_described,
+    topics::unknown_topic_is_reported,
+    topics::delete_topic_removes_everything,
+    append::offsets_are_dense_from_zero,
+    append::empty_batch_is_rejected,
+    append::record_too_large_fails_the_batch,
+    append::timestamps_default_to_append_time,
+    append::records_round_trip,
+    append::concurrent_appends_are_gapless,
+    append::offsets_are_never_reused,
+    producer::producer_ids_are_unique,
+    producer::idempotent_retry_is_not_duplicated,
+    producer::sequence_gap_is_rejected,
+    producer::fenced_epoch_is_rejected,
+    fetch::fetch_returns_records_in_order,
+    fetch::fetch_at_high_watermark_is_empty,
+    fetch::fetch_out_of_range_is_rejected,
+    fetch::wait_returns_when_data_arrives,
+    fetch::list_offsets_by_timestamp,
+    offsets::committed_offsets_round_trip,
+    leases::lease_returns_oldest_available,
+    leases::leases_are_exclusive,
+    leases::expired_lease_is_redelivered,
+    leases::ack_is_final,
+    leases::release_with_delay,
+    leases::extend_moves_expiry,
+    leases::groups_are_independent,
+    leases::max_deliveries_dead_letters,
+    leases::ordered_by_key_blocks_later_records,
+    leases::not_before_delays_leasing,
+    leases::lease_counts_add_up,
+    leases::lease_state_survives_reopen,
+    retention::delete_records_moves_log_start,
+    retention::retention_by_time,
+    retention::retention_by_size,
+    retention::retention_keeps_newest_batch,
+    lifecycle::data_survives_reopen,
+    lifecycle::calls_after_close_fail,
+}
+
+/// How long one check may run before it counts as hung.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The outcome of a whole suite run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Names of the checks that passed.
+    pub passed: Vec<&'static str>,
+    /// Names of the checks that failed, with what went wrong.
+    pub failed: Vec<(&'static str, String)>,
+}
+
+impl Report {
+    /// True when no check failed.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// The names of the failed checks, in suite order.
+    pub fn failed_names(&self) -> Vec<&'static str> {
+        self.failed.iter().map(|(n, _)| *n).collect()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} of {} checks passed, {} failed",
+            self.passed.len(),
+            self.passed.len() + self.failed.len(),
+            self.failed.len()
+        )?;
+        for (name, why) in &self.failed {
+            writeln!(f, "FAILED {name}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one check in its own task with [`CHECK_TIMEOUT`]; a panic or a hang is a failure.
+pub async fn run_check(check: &Check, backend: Arc<dyn Backend>) -> CheckResult {
+    let mut task = tokio::spawn((check.run)(backend));
+    match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) if join.is_panic() => Err(format!("panicked: {}", panic_text(join))),
+        Ok(Err(join)) => Err(format!("task failed: {join}")),
+        Err(_) => {
+            task.abort();
+            Err(format!("did not finish within {CHECK_TIMEOUT:?}"))
+        }
+    }
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-text panic".into())
+}
+
+/// Runs every check of [`CHECKS`] one after another and reports each outcome.
+pub async fn run_all(backend: Arc<dyn Backend>) -> Report {
+    let mut report = Report::default();
+    for check in CHECKS {
+        match run_check(check, backend.clone()).await {
+            Ok(()) => report.passed.push(check.name),
+            Err(why) => report.failed.push((check.name, why)),
+        }
+    }
+    report
+}
+
+/// Runs every check; panics listing every failed rule with its message.
+pub async fn assert_all(backend: Arc<dyn Backend>) {
+    let report = run_all(backend).await;
+    assert!(report.is_success(), "conformance suite failed:\n{report}");
+}

@@ -1,0 +1,688 @@
+//! [`MemoryStore`], the in-memory reference implementation of [`Store`], and
+//! [`MemoryBackend`], which keeps each slot's data across close and reopen.
+//!
+//! All state sits behind one mutex; every call is atomic. In-flight leases survive a reopen
+//! (the contract allows them to come back available instead; this store keeps them).
+
+mod lease;
+mod log;
+mod producer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use broker_api::{
+    validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
+    FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, OffsetAndTimestamp,
+    OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock, Store, StoreError, StoreResult,
+    StoredRecord, TopicConfig, TopicInfo,
+};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::harness::Backend;
+use lease::LeaseGroup;
+use log::Log;
+use producer::{Producers, SeqCheck};
+
+/// One partition: its log, producer states and a channel announcing the high watermark.
+struct Partition {
+    log: Log,
+    producers: Producers,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl Partition {
+    fn new() -> Self {
+        Partition {
+            log: Log::default(),
+            producers: Producers::default(),
+            high_watermark: watch::Sender::new(0),
+        }
+    }
+}
+
+struct Topic {
+    config: TopicConfig,
+    partitions: Vec<Partition>,
+    groups: BTreeMap<String, LeaseGroup>,
+}
+
+impl Topic {
+    fn info(&self, name: &str) -> TopicInfo {
+        TopicInfo {
+            name: name.to_string(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Everything a slot holds.
+#[derive(Default)]
+struct State {
+    topics: BTreeMap<String, Topic>,
+    /// group -> (topic, partition) -> committed offset
+    commits: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    next_producer_id: i64,
+    next_nonce: u64,
+}
+
+fn unknown(topic: &str) -> StoreError {
+    StoreError::UnknownTopic(topic.to_string())
+}
+
+fn unknown_partition(topic: &str, partition: i32) -> StoreError {
+    StoreError::UnknownTopic(format!("{topic}/{partition}"))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl State {
+    fn topic(&self, name: &str) -> StoreResult<&Topic> {
+        self.topics.get(name).ok_or_else(|| unknown(name))
+    }
+
+    fn topic_mut(&mut self, name: &str) -> StoreResult<&mut Topic> {
+        self.topics.get_mut(name).ok_or_else(|| unknown(name))
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> StoreResult<&Partition> {
+        let t = self.topic(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+            .ok_or_else(|| unknown_partition(topic, partition))
+    }
+
+    fn check_partition(&self, topic: &str, partition: i32) -> StoreResult<()> {
+        self.partition(topic, partition).map(|_| ())
+    }
+
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: AppendBatch,
+        now: i64,
+    ) -> StoreResult<AppendResult> {
+        let limit = self.topic(topic)?.config.max_record_bytes;
+        self.check_partition(topic, partition)?;
+        if batch.records.is_empty() {
+            return Err(StoreError::InvalidArgument("empty batch".into()));
+        }
+        if let Some(size) = batch
+            .records
+            .iter()
+            .map(|r| r.size())
+            .find(|&size| size > limit)
+        {
+            return Err(StoreError::RecordTooLarge { size, limit });
+        }
+        let p = &mut self.topic_mut(topic)?.partitions[partition as usize];
+        let count = batch.records.len();
+        if let Some(pb) = &batch.producer {
+            if let SeqCheck::Duplicate(dup) = p.producers.check(pb, count)? {
+                return Ok(AppendResult {
+                    base_offset: dup.base_offset,
+                    last_offset: dup.last_offset,
+                    append_time_ms: dup.append_time_ms,
+                    log_start_offset: p.log.log_start(),
+                    duplicate: true,
+                });
+            }
+        }
+        let records = batch
+            .records
+            .into_iter()
+            .map(|r| StoredRecord {
+                offset: 0,
+                timestamp_ms: r.timestamp_ms.unwrap_or(now),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                not_before_ms: r.not_before_ms,
+            })
+            .collect();
+        let base = p.log.append(records);
+        if let Some(pb) = &batch.producer {
+            p.producers.record(pb, count, base, now);
+        }
+        p.high_watermark.send_replace(p.log.high_watermark());
+        Ok(AppendResult {
+            base_offset: base,
+            last_offset: base + count as i64 - 1,
+            append_time_ms: now,
+            log_start_offset: p.log.log_start(),
+            duplicate: false,
+        })
+    }
+
+    fn token_op<T>(
+        &mut self,
+        topic: &str,
+        group: &str,
+        token: &LeaseToken,
+        op: impl FnOnce(&mut lease::PartitionLeases, &Log) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        validate_group_name(group)?;
+        self.check_partition(topic, token.partition)?;
+        let t = self.topic_mut(topic)?;
+        let p = &t.partitions[token.partition as usize];
+        let Some(g) = t.groups.get_mut(group) else {
+            return Err(StoreError::LeaseExpired);
+        };
+        let pl = g.partitions.entry(token.partition).or_default();
+        op(pl, &p.log)
+    }
+}
+
+/// Shared state of one slot; survives close and reopen.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+/// The in-memory reference store. Passes every check of the conformance suite.
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+    clock: SharedClock,
+    closed: watch::Sender<bool>,
+}
+
+impl MemoryStore {
+    /// An empty store using `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        Self::on(Arc::new(Shared::default()), clock)
+    }
+
+    fn on(shared: Arc<Shared>, clock: SharedClock) -> Self {
+        MemoryStore {
+            shared,
+            clock,
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Runs `f` on the state unless the store is closed.
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> StoreResult<T>) -> StoreResult<T> {
+        if *self.closed.borrow() {
+            return Err(StoreError::Closed);
+        }
+        f(&mut self.shared.state.lock())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn create_topic(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        self.with(|s| {
+            validate_topic_name(name)?;
+            if config.partitions == 0 {
+                return Err(StoreError::InvalidArgument(
+                    "a topic needs at least 1 partition".into(),
+                ));
+            }
+            if s.topics.contains_key(name) {
+                return Err(StoreError::TopicExists(name.to_string()));
+            }
+            let topic = Topic {
+                partitions: (0..config.partitions).map(|_| Partition::new()).collect(),
+                config,
+                groups: BTreeMap::new(),
+            };
+            let info = topic.info(name);
+            s.topics.insert(name.to_string(), topic);
+            Ok(info)
+        })
+    }
+
+    async fn delete_topic(&self, name: &str) -> StoreResult<()> {
+        self.with(|s| {
+            s.topics.remove(name).ok_or_else(|| unknown(name))?;
+            for commits in s.commits.values_mut() {
+                commits.retain(|(t, _), _| t != name);
+            }
+            s.commits.retain(|_, c| !c.is_empty());
+            Ok(())
+        })
+    }
+
+    async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>> {
+        self.with(|s| Ok(s.topics.iter().map(|(n, t)| t.info(n)).collect()))
+    }
+
+    async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo> {
+        self.with(|s| Ok(s.topic(name)?.info(name)))
+    }
+
+    async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        self.with(|s| {
+            let t = s.topic_mut(name)?;
+            if config.partitions != t.config.partitions {
+                return Err(StoreError::InvalidArgument(format!(
+                    "partitions cannot change from {} to {}",
+                    t.config.partitions, config.partitions
+                )));
+            }
+            t.config = config;
+            Ok(t.info(name))
+        })
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: AppendBatch,
+    ) -> StoreResult<AppendResult> {
+        let now = self.now();
+        self.with(|s| s.append(topic, partition, batch, now))
+    }
+
+    async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
+        self.with(|s| {
+            let producer_id = s.next_producer_id;
+            s.next_producer_id += 1;
+            Ok(ProducerIdentity {
+                producer_id,
+                epoch: 0,
+            })
+        })
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: FetchLimits,
+    ) -> StoreResult<FetchResult> {
+        self.with(|s| {
+            let log = &s.partition(topic, partition)?.log;
+            let (log_start, hwm) = (log.log_start(), log.high_watermark());
+            if offset < log_start || offset > hwm {
+                return Err(StoreError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    high_watermark: hwm,
+                });
+            }
+            let mut records = Vec::new();
+            let mut bytes = 0usize;
+            for r in log.iter_from(offset).take(limits.max_records) {
+                bytes += r.size();
+                if !records.is_empty() && bytes > limits.max_bytes {
+                    break;
+                }
+                records.push(r.clone());
+            }
+            Ok(FetchResult {
+                records,
+                high_watermark: hwm,
+                log_start_offset: log_start,
+            })
+        })
+    }
+
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> StoreResult<bool> {
+        // Subscribing under the lock: no append can slip between the check and the wait.
+        let rx = self.with(|s| {
+            let p = s.partition(topic, partition)?;
+            Ok((p.log.high_watermark() <= offset).then(|| p.high_watermark.subscribe()))
+        })?;
+        let Some(mut rx) = rx else {
+            return Ok(true);
+        };
+        let mut closed = self.closed.subscribe();
+        let arrived = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return Err(unknown(topic));
+                }
+                if *rx.borrow_and_update() > offset {
+                    return Ok(true);
+                }
+            }
+        };
+        tokio::select! {
+            r = arrived => r,
+            _ = closed.wait_for(|c| *c) => Err(StoreError::Closed),
+            _ = tokio::time::sleep(timeout) => Ok(false),
+        }
+    }
+
+    async fn partition_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<PartitionOffsets> {
+        self.with(|s| {
+            let log = &s.partition(topic, partition)?.log;
+            Ok(PartitionOffsets {
+                log_start_offset: log.log_start(),
+                high_watermark: log.high_watermark(),
+            })
+        })
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        self.with(|s| {
+            let log = &s.partition(topic, partition)?.log;
+            Ok(log
+                .offset_for_timestamp(timestamp_ms)
+                .map(|r| OffsetAndTimestamp {
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                }))
+        })
+    }
+
+    async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            for c in commits {
+                s.check_partition(&c.topic, c.partition)?;
+            }
+            let g = s.commits.entry(group.to_string()).or_default();
+            for c in commits {
+                g.insert(
+                    (c.topic.clone(), c.partition),
+                    CommittedOffset {
+                        offset: c.offset,
+                        metadata: c.metadata.clone(),
+                    },
+                );
+            }
+            if g.is_empty() {
+                s.commits.remove(group);
+            }
+            Ok(())
+        })
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<CommittedOffset>> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.check_partition(topic, partition)?;
+            Ok(s.commits
+                .get(group)
+                .and_then(|g| g.get(&(topic.to_string(), partition)))
+                .cloned())
+        })
+    }
+
+    async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            Ok(s.commits
+                .get(group)
+                .into_iter()
+                .flatten()
+                .map(|((topic, partition), c)| OffsetCommit {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: c.offset,
+                    metadata: c.metadata.clone(),
+                })
+                .collect())
+        })
+    }
+
+    async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
+        self.with(|s| Ok(s.commits.keys().cloned().collect()))
+    }
+
+    async fn set_lease_group(
+        &self,
+        topic: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.topic(topic)?;
+            if config.max_deliveries == Some(0) {
+                return Err(StoreError::InvalidArgument(
+                    "max_deliveries must be at least 1".into(),
+                ));
+            }
+            match &config.dead_letter_topic {
+                Some(dlq) => {
+                    s.topic(dlq)?;
+                }
+                None if config.max_deliveries.is_some() => {
+                    return Err(StoreError::InvalidArgument(
+                        "max_deliveries needs a dead_letter_topic".into(),
+                    ))
+                }
+                None => {}
+            }
+            s.topic_mut(topic)?
+                .groups
+                .entry(group.to_string())
+                .or_default()
+                .config = config;
+            Ok(())
+        })
+    }
+
+    async fn lease_groups(&self, topic: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
+        self.with(|s| {
+            Ok(s.topic(topic)?
+                .groups
+                .iter()
+                .map(|(n, g)| (n.clone(), g.config.clone()))
+                .collect())
+        })
+    }
+
+    async fn lease(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        let now = self.now();
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.check_partition(topic, partition)?;
+            let config = s
+                .topic(topic)?
+                .groups
+                .get(group)
+                .map(|g| g.config.clone())
+                .unwrap_or_default();
+            if let Some(dlq) = &config.dead_letter_topic {
+                s.check_partition(dlq, 0)?;
+            }
+            let mut nonce = s.next_nonce;
+            let t = s.topic_mut(topic)?;
+            let log = &t.partitions[partition as usize].log;
+            let g = t.groups.entry(group.to_string()).or_default();
+            let outcome = g.partitions.entry(partition).or_default().lease(
+                log,
+                &config,
+                (topic, partition, group),
+                max,
+                millis(visibility),
+                now,
+                &mut nonce,
+            );
+            s.next_nonce = nonce;
+            if let Some(dlq) = &config.dead_letter_topic {
+                for record in outcome.dead_letters {
+                    s.append(dlq, 0, AppendBatch::new(vec![record]), now)?;
+                }
+            }
+            Ok(outcome.leases)
+        })
+    }
+
+    async fn ack(
+        &self,
+        topic: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let now = self.now();
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.topic(topic)?;
+            Ok(tokens
+                .iter()
+                .map(|t| s.token_op(topic, group, t, |pl, log| pl.ack(log, t, now)))
+                .collect())
+        })
+    }
+
+    async fn release(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        let now = self.now();
+        self.with(|s| {
+            s.token_op(topic, group, &token, |pl, log| {
+                pl.release(log, &token, now, millis(delay))
+            })
+        })
+    }
+
+    async fn extend(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        visibility: Duration,
+    ) -> StoreResult<i64> {
+        let now = self.now();
+        self.with(|s| {
+            s.token_op(topic, group, &token, |pl, log| {
+                pl.extend(log, &token, now, millis(visibility))
+            })
+        })
+    }
+
+    async fn lease_counts(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<LeaseCounts> {
+        let now = self.now();
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.check_partition(topic, partition)?;
+            let t = s.topic_mut(topic)?;
+            let log = &t.partitions[partition as usize].log;
+            let mut fresh = lease::PartitionLeases::default();
+            let pl = match t.groups.get_mut(group) {
+                Some(g) => g.partitions.entry(partition).or_default(),
+                None => &mut fresh,
+            };
+            Ok(pl.counts(log, now))
+        })
+    }
+
+    async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
+        self.with(|s| {
+            s.check_partition(topic, partition)?;
+            let log = &mut s.topic_mut(topic)?.partitions[partition as usize].log;
+            if before > log.high_watermark() {
+                return Err(StoreError::OffsetOutOfRange {
+                    offset: before,
+                    log_start: log.log_start(),
+                    high_watermark: log.high_watermark(),
+                });
+            }
+            log.delete_before(before);
+            Ok(log.log_start())
+        })
+    }
+
+    async fn enforce_retention(&self, topic: &str) -> StoreResult<u64> {
+        let now = self.now();
+        self.with(|s| {
+            let t = s.topic_mut(topic)?;
+            let (ms, bytes) = (t.config.retention_ms, t.config.retention_bytes);
+            Ok(t.partitions
+                .iter_mut()
+                .map(|p| p.log.enforce_retention(now, ms, bytes))
+                .sum())
+        })
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        self.with(|_| Ok(()))
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.with(|_| Ok(()))?;
+        self.closed.send_replace(true);
+        Ok(())
+    }
+}
+
+/// A [`Backend`] of [`MemoryStore`]s: each slot's data lives in this value, so a store opened
+/// after another closed sees its data (in-flight leases included).
+#[derive(Default)]
+pub struct MemoryBackend {
+    slots: Mutex<HashMap<String, Arc<Shared>>>,
+}
+
+impl MemoryBackend {
+    /// A backend with no slots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn open(&self, slot: &str, clock: SharedClock) -> StoreResult<Arc<dyn Store>> {
+        let shared = self
+            .slots
+            .lock()
+            .entry(slot.to_string())
+            .or_default()
+            .clone();
+        Ok(Arc::new(MemoryStore::on(shared, clock)))
+    }
+
+    async fn wipe(&self, slot: &str) -> StoreResult<()> {
+        self.slots.lock().remove(slot);
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The crate's error type and its mapping onto the contract's [`StoreError`].
+
+use std::io;
+
+use broker_api::StoreError;
+use thiserror::Error;
+
+/// Everything that can go wrong inside the log store.
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// The disk (or its quota) is full; nothing of the failed call was acknowledged.
+    #[error("{context}: disk full: {source}")]
+    Full {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Any other I/O failure.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Stored bytes failed a check.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The metadata journal or snapshot could not be decoded.
+    #[error("bad metadata: {0}")]
+    Metadata(String),
+}
+
+impl LogError {
+    /// Wraps an I/O error, classifying "no space" and "quota exceeded" as [`LogError::Full`].
+    pub fn io(context: impl Into<String>, source: io::Error) -> LogError {
+        let context = context.into();
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => {
+                LogError::Full { context, source }
+            }
+            _ => LogError::Io { context, source },
+        }
+    }
+}
+
+impl From<LogError> for StoreError {
+    fn from(e: LogError) -> StoreError {
+        match e {
+            LogError::Full { .. } => StoreError::StorageFull(e.to_string()),
+            LogError::Io { .. } => StoreError::Internal(e.to_string()),
+            LogError::Corrupt(m) => StoreError::Corrupt(m),
+            LogError::Metadata(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type LogResult<T> = Result<T, LogError>;

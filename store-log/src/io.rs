@@ -1,0 +1,135 @@
+//! Every write and fsync of the store goes through [`Io`], so tests can inject faults.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Produces disk failures on purpose: a full disk, or a write that stores only a prefix.
+#[derive(Debug)]
+pub struct FaultInjector {
+    full: AtomicBool,
+    /// Writes left before the planned failure; negative: none planned.
+    fail_in: AtomicI64,
+    /// Bytes the failing write stores before it fails.
+    torn_prefix: AtomicUsize,
+}
+
+impl Default for FaultInjector {
+    fn default() -> Self {
+        FaultInjector {
+            full: AtomicBool::new(false),
+            fail_in: AtomicI64::new(-1),
+            torn_prefix: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl FaultInjector {
+    /// An injector that injects nothing until told to.
+    pub fn new() -> Arc<FaultInjector> {
+        Arc::new(FaultInjector::default())
+    }
+
+    /// While `full`, every write and preallocation fails with `ENOSPC` and stores nothing.
+    pub fn set_disk_full(&self, full: bool) {
+        self.full.store(full, Ordering::SeqCst);
+    }
+
+    /// The write after the next `n` writes stores its first `prefix` bytes, then fails with
+    /// `ENOSPC` (a torn write on a filling disk). Later writes succeed again.
+    pub fn fail_write_after(&self, n: u64, prefix: usize) {
+        self.torn_prefix.store(prefix, Ordering::SeqCst);
+        self.fail_in.store(n as i64, Ordering::SeqCst);
+    }
+
+    /// Decides the fate of one write of `len` bytes: `None` to let it through, or the number
+    /// of bytes to store before failing.
+    fn on_write(&self, len: usize) -> Option<usize> {
+        if self.full.load(Ordering::SeqCst) {
+            return Some(0);
+        }
+        let left = self.fail_in.load(Ordering::SeqCst);
+        if left < 0 {
+            return None;
+        }
+        if left == 0 {
+            self.fail_in.store(-1, Ordering::SeqCst);
+            return Some(self.torn_prefix.load(Ordering::SeqCst).min(len));
+        }
+        self.fail_in.store(left - 1, Ordering::SeqCst);
+        None
+    }
+
+    fn is_full(&self) -> bool {
+        self.full.load(Ordering::SeqCst)
+    }
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+/// The storage layer: positioned writes, fsyncs and preallocation, with optional faults.
+#[derive(Debug, Clone, Default)]
+pub struct Io {
+    faults: Option<Arc<FaultInjector>>,
+}
+
+impl Io {
+    /// Plain I/O, or I/O through `faults`.
+    pub fn new(faults: Option<Arc<FaultInjector>>) -> Io {
+        Io { faults }
+    }
+
+    /// Writes all of `buf` at `pos`, or fails (possibly after storing a prefix).
+    pub fn write_at(&self, file: &File, buf: &[u8], pos: u64) -> io::Result<()> {
+        if let Some(f) = &self.faults {
+            if let Some(prefix) = f.on_write(buf.len()) {
+                if prefix > 0 {
+                    file.write_all_at(&buf[..prefix], pos)?;
+                }
+                return Err(enospc());
+            }
+        }
+        file.write_all_at(buf, pos)
+    }
+
+    /// Makes the file's data durable (fdatasync).
+    pub fn sync_data(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    /// Makes the file's data and metadata durable (fsync); used for directories and renames.
+    pub fn sync_all(&self, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
+
+    /// Reserves `len` bytes of real disk space for `file` (so writes through a mapping
+    /// cannot hit a full disk later).
+    pub fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
+        if let Some(f) = &self.faults {
+            if f.is_full() {
+                return Err(enospc());
+            }
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: plain syscall on a valid descriptor.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+        match rc {
+            0 => Ok(()),
+            libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// Fsyncs a directory so that file creations, renames and removals in it are durable.
+pub fn sync_dir(io: &Io, dir: &std::path::Path) -> io::Result<()> {
+    let f = File::open(dir)?;
+    io.sync_all(&f)
+}

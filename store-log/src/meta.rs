@@ -1,0 +1,379 @@
+//! Crash-safe metadata: topics, committed offsets, lease groups and lease state, producer-id
+//! allocation and log start offsets. A CRC-framed journal of changes, compacted into a
+//! snapshot written to a temporary file and atomically renamed.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use broker_api::{CommittedOffset, LeaseGroupConfig, OffsetCommit, TopicConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LogError, LogResult};
+use crate::io::{sync_dir, Io};
+use crate::lease::{PartLeases, RecState};
+
+/// A topic as the metadata knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub id: u64,
+    pub config: TopicConfig,
+    pub log_start: Vec<i64>,
+}
+
+/// Everything the metadata holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub next_topic_id: u64,
+    pub next_producer_id: i64,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// group -> topic -> partition -> commit.
+    pub commits: BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>,
+    /// topic -> group -> config.
+    pub lease_groups: BTreeMap<String, BTreeMap<String, LeaseGroupConfig>>,
+    /// topic -> group -> partition -> state.
+    pub leases: BTreeMap<String, BTreeMap<String, BTreeMap<i32, PartLeases>>>,
+}
+
+/// One journaled change. Applying a change twice has the effect of applying it once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    CreateTopic {
+        name: String,
+        id: u64,
+        config: TopicConfig,
+    },
+    UpdateTopic {
+        name: String,
+        config: TopicConfig,
+    },
+    DeleteTopic {
+        name: String,
+        id: u64,
+    },
+    NextProducerId(i64),
+    Commit {
+        group: String,
+        commits: Vec<OffsetCommit>,
+    },
+    LogStart {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    LeaseGroup {
+        topic: String,
+        group: String,
+        config: LeaseGroupConfig,
+    },
+    Lease {
+        topic: String,
+        group: String,
+        partition: i32,
+        floor: i64,
+        set: Vec<(i64, RecState)>,
+        dead: Vec<i64>,
+    },
+}
+
+impl MetaState {
+    /// Applies one change.
+    pub fn apply(&mut self, op: &Op) {
+        match op {
+            Op::CreateTopic { name, id, config } => {
+                self.next_topic_id = self.next_topic_id.max(id + 1);
+                if self.topics.get(name).is_none_or(|t| t.id < *id) {
+                    self.remove_topic(name);
+                    self.topics.insert(
+                        name.clone(),
+                        TopicMeta {
+                            id: *id,
+                            config: config.clone(),
+                            log_start: vec![0; config.partitions as usize],
+                        },
+                    );
+                }
+            }
+            Op::UpdateTopic { name, config } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.config = config.clone();
+                }
+            }
+            Op::DeleteTopic { name, id } => {
+                if self.topics.get(name).is_some_and(|t| t.id == *id) {
+                    self.remove_topic(name);
+                }
+            }
+            Op::NextProducerId(n) => self.next_producer_id = self.next_producer_id.max(*n),
+            Op::Commit { group, commits } => {
+                let g = self.commits.entry(group.clone()).or_default();
+                for c in commits {
+                    g.entry(c.topic.clone()).or_default().insert(
+                        c.partition,
+                        CommittedOffset {
+                            offset: c.offset,
+                            metadata: c.metadata.clone(),
+                        },
+                    );
+                }
+            }
+            Op::LogStart {
+                topic,
+                partition,
+                offset,
+            } => {
+                if let Some(ls) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.log_start.get_mut(*partition as usize))
+                {
+                    *ls = (*ls).max(*offset);
+                }
+            }
+            Op::LeaseGroup {
+                topic,
+                group,
+                config,
+            } => {
+                self.lease_groups
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(group.clone(), config.clone());
+            }
+            Op::Lease {
+                topic,
+                group,
+                partition,
+                floor,
+                set,
+                dead,
+            } => {
+                self.leases
+                    .entry(topic.clone())
+                    .or_default()
+                    .entry(group.clone())
+                    .or_default()
+                    .entry(*partition)
+                    .or_default()
+                    .apply(*floor, set, dead);
+            }
+        }
+    }
+
+    /// Forgets a topic and everything stored for it.
+    pub fn remove_topic(&mut self, name: &str) {
+        self.topics.remove(name);
+        self.lease_groups.remove(name);
+        self.leases.remove(name);
+        for g in self.commits.values_mut() {
+            g.remove(name);
+        }
+        self.commits.retain(|_, g| !g.is_empty());
+    }
+}
+
+/// Frame: length u32 (of seq + payload), CRC-32 u32 (of seq + payload), seq u64, payload.
+const FRAME_HEAD: usize = 8;
+
+fn frame(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(8 + payload.len());
+    body.extend_from_slice(&seq.to_le_bytes());
+    body.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(FRAME_HEAD + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Parses frames from `data`; returns them and the length of the valid prefix.
+fn parse_frames(data: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + FRAME_HEAD + 8 <= data.len() {
+        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap());
+        let end = pos + FRAME_HEAD + len;
+        if len < 8 || end > data.len() {
+            break;
+        }
+        let body = &data[pos + FRAME_HEAD..end];
+        if crc32fast::hash(body) != crc {
+            break;
+        }
+        let seq = u64::from_le_bytes(body[..8].try_into().unwrap());
+        out.push((seq, &body[8..]));
+        pos = end;
+    }
+    (out, pos)
+}
+
+const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+
+fn journal_name(n: u64) -> String {
+    format!("journal-{n:020}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    seq: u64,
+    state: MetaState,
+}
+
+/// The metadata state with its journal.
+pub struct Meta {
+    pub state: MetaState,
+    dir: PathBuf,
+    io: Io,
+    file: Arc<File>,
+    file_no: u64,
+    pos: u64,
+    seq: u64,
+    snapshot_bytes: u64,
+}
+
+impl Meta {
+    /// Loads the snapshot and replays the journal after it; a torn journal tail is cut off.
+    pub fn load(dir: &Path, io: &Io, snapshot_bytes: u64) -> LogResult<Meta> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        let mut state = MetaState {
+            next_producer_id: 1,
+            ..MetaState::default()
+        };
+        let mut snap_seq = 0u64;
+        match std::fs::read(dir.join(SNAPSHOT)) {
+            Ok(data) => {
+                let (frames, _) = parse_frames(&data);
+                let (_, payload) = frames
+                    .first()
+                    .ok_or_else(|| LogError::Metadata("metadata snapshot fails its CRC".into()))?;
+                let snap: Snapshot = serde_json::from_slice(payload)
+                    .map_err(|e| LogError::Metadata(format!("metadata snapshot: {e}")))?;
+                snap_seq = snap.seq;
+                state = snap.state;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io("reading the metadata snapshot", e)),
+        }
+        let _ = std::fs::remove_file(dir.join(SNAPSHOT_TMP));
+        let mut journals: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(|e| LogError::io("listing metadata", e))?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("journal-")?.parse().ok()
+            })
+            .collect();
+        journals.sort_unstable();
+        let mut seq = snap_seq;
+        let mut last_valid = 0usize;
+        for &n in &journals {
+            let path = dir.join(journal_name(n));
+            let data = std::fs::read(&path).map_err(|e| LogError::io("reading the journal", e))?;
+            let (frames, valid) = parse_frames(&data);
+            for (s, payload) in frames {
+                if s <= snap_seq {
+                    continue;
+                }
+                let op: Op = serde_json::from_slice(payload)
+                    .map_err(|e| LogError::Metadata(format!("journal entry {s}: {e}")))?;
+                state.apply(&op);
+                seq = seq.max(s);
+            }
+            if valid < data.len() {
+                tracing::warn!(journal = %path.display(), valid, len = data.len(), "cutting a torn journal tail");
+            }
+            last_valid = valid;
+        }
+        let file_no = journals.last().copied().unwrap_or(0);
+        let path = dir.join(journal_name(file_no));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| LogError::io("opening the journal", e))?;
+        file.set_len(last_valid as u64)
+            .map_err(|e| LogError::io("truncating the journal", e))?;
+        io.sync_all(&file)
+            .map_err(|e| LogError::io("syncing the journal", e))?;
+        sync_dir(io, dir).map_err(|e| LogError::io("syncing metadata directory", e))?;
+        Ok(Meta {
+            state,
+            dir: dir.to_path_buf(),
+            io: io.clone(),
+            file: Arc::new(file),
+            file_no,
+            pos: last_valid as u64,
+            seq,
+            snapshot_bytes,
+        })
+    }
+
+    /// Applies `op` and appends it to the journal (not yet synced); returns its sequence
+    /// number. On failure nothing changes.
+    pub fn record(&mut self, op: Op) -> LogResult<u64> {
+        let payload = serde_json::to_vec(&op)
+            .map_err(|e| LogError::Metadata(format!("encoding a journal entry: {e}")))?;
+        let seq = self.seq + 1;
+        let bytes = frame(seq, &payload);
+        if let Err(e) = self.io.write_at(&self.file, &bytes, self.pos) {
+            let _ = self.file.set_len(self.pos);
+            return Err(LogError::io("writing the journal", e));
+        }
+        self.pos += bytes.len() as u64;
+        self.seq = seq;
+        self.state.apply(&op);
+        if self.pos >= self.snapshot_bytes {
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %e, "metadata snapshot failed; the journal keeps growing");
+            }
+        }
+        Ok(seq)
+    }
+
+    /// The newest sequence number and the journal file holding it (for syncing).
+    pub fn sync_target(&self) -> (u64, Arc<File>) {
+        (self.seq, self.file.clone())
+    }
+
+    /// Writes a snapshot of the whole state and starts a fresh journal file.
+    pub fn compact(&mut self) -> LogResult<()> {
+        let snap = Snapshot {
+            seq: self.seq,
+            state: self.state.clone(),
+        };
+        let payload = serde_json::to_vec(&snap)
+            .map_err(|e| LogError::Metadata(format!("encoding the snapshot: {e}")))?;
+        let bytes = frame(self.seq, &payload);
+        let tmp = self.dir.join(SNAPSHOT_TMP);
+        let f = File::create(&tmp).map_err(|e| LogError::io("creating the snapshot", e))?;
+        self.io
+            .write_at(&f, &bytes, 0)
+            .map_err(|e| LogError::io("writing the snapshot", e))?;
+        self.io
+            .sync_all(&f)
+            .map_err(|e| LogError::io("syncing the snapshot", e))?;
+        std::fs::rename(&tmp, self.dir.join(SNAPSHOT))
+            .map_err(|e| LogError::io("renaming the snapshot", e))?;
+        let next_no = self.file_no + 1;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(journal_name(next_no)))
+            .map_err(|e| LogError::io("creating a journal", e))?;
+        sync_dir(&self.io, &self.dir).map_err(|e| LogError::io("syncing metadata directory", e))?;
+        for n in 0..=self.file_no {
+            let _ = std::fs::remove_file(self.dir.join(journal_name(n)));
+        }
+        self.file = Arc::new(file);
+        self.file_no = next_no;
+        self.pos = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,717 @@
+//! One partition's log: a list of segments, appends, reads, lookups and retention.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use broker_api::{
+    AppendResult, FetchLimits, FetchResult, OffsetAndTimestamp, ProducerBatch, Record, StoreError,
+    StoreResult, StoredRecord,
+};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::{LogError, LogResult};
+use crate::io::{sync_dir, Io};
+use crate::producer::{Check, Producers};
+use crate::segment::{read_at, Segment};
+
+/// Segment and index settings of one append, from the topic config and store options.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval: u64,
+    pub index_bytes: usize,
+}
+
+/// Segments (with their sizes) a read needs, the high watermark and the log start.
+type ReadPlan = (Vec<(Arc<Segment>, u64)>, i64, i64);
+
+struct State {
+    segments: Vec<Arc<Segment>>,
+    hw: i64,
+    log_start: i64,
+    producers: Producers,
+    /// Offset -> not-before of every record that has one (the lease side table).
+    not_before: BTreeMap<i64, i64>,
+    buf: Vec<u8>,
+}
+
+/// A partition of a topic.
+pub struct Partition {
+    dir: PathBuf,
+    io: Io,
+    state: Mutex<State>,
+    hw_tx: watch::Sender<i64>,
+    sync_lock: tokio::sync::Mutex<()>,
+    synced: AtomicI64,
+    /// Bytes were appended since the last fsync.
+    dirty: AtomicBool,
+}
+
+fn corrupt(seg: &Segment, pos: u64, what: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{} at byte {pos} of {}",
+        what,
+        seg.log_path.display()
+    ))
+}
+
+fn io_err(ctx: &str, e: std::io::Error) -> StoreError {
+    LogError::io(ctx, e).into()
+}
+
+fn collect_not_before(body: &Bytes, h: &BatchHeader, out: &mut BTreeMap<i64, i64>) {
+    let _ = batch::decode_records(body, h, 0, |r| {
+        if let Some(nb) = r.not_before_ms {
+            out.insert(r.offset, nb);
+        }
+        true
+    });
+}
+
+impl Partition {
+    /// Opens (or creates) the partition in `dir`. `recover`: the last shutdown was not clean,
+    /// so the last segment is verified batch by batch and its torn or corrupt tail cut off.
+    pub fn open(
+        dir: &Path,
+        recover: bool,
+        log_start: i64,
+        layout: Layout,
+        io: &Io,
+        now: i64,
+    ) -> LogResult<Partition> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let stem = name.strip_suffix(".log")?;
+                (stem.len() == 20)
+                    .then(|| stem.parse::<i64>().ok())
+                    .flatten()
+            })
+            .collect();
+        bases.sort_unstable();
+        let snap = load_producer_snapshot(dir);
+        let snap_next = snap.as_ref().map_or(i64::MIN, |(n, _)| *n);
+        let mut producers = snap.map(|(_, p)| p).unwrap_or_default();
+        let mut not_before = BTreeMap::new();
+        let mut segments: Vec<Arc<Segment>> = Vec::new();
+        let n = bases.len();
+        for (i, &base) in bases.iter().enumerate() {
+            if let Some(prev) = segments.last() {
+                if prev.next_offset.load(Ordering::Acquire) != base {
+                    tracing::warn!(dir = %dir.display(), base, "dropping segments after a gap");
+                    for &b in &bases[i..] {
+                        for ext in ["log", "index", "timeindex"] {
+                            let _ = std::fs::remove_file(
+                                dir.join(format!("{}.{ext}", crate::segment::stem(b))),
+                            );
+                        }
+                    }
+                    break;
+                }
+            }
+            let last = i + 1 == n;
+            let seg = Segment::open(
+                dir,
+                base,
+                recover && last,
+                last,
+                layout.index_interval,
+                layout.index_bytes,
+                io,
+                now,
+                |b| {
+                    if let Some(p) = b
+                        .header
+                        .producer()
+                        .filter(|_| b.header.base_offset >= snap_next)
+                    {
+                        producers.record(
+                            &p,
+                            b.header.record_count,
+                            b.header.base_offset,
+                            b.header.append_time,
+                        );
+                    }
+                    if let Some(body) = b.body {
+                        if b.header.flags & batch::FLAG_NOT_BEFORE != 0 {
+                            collect_not_before(body, b.header, &mut not_before);
+                        }
+                    }
+                },
+            )?;
+            segments.push(Arc::new(seg));
+        }
+        if segments.is_empty() {
+            let seg = Segment::create(dir, log_start.max(0), layout.index_bytes, io, now)?;
+            sync_dir(io, dir).map_err(|e| LogError::io("syncing partition directory", e))?;
+            segments.push(Arc::new(seg));
+        }
+        let hw = segments.last().unwrap().next_offset.load(Ordering::Acquire);
+        if snap_next > hw {
+            tracing::warn!(dir = %dir.display(), "producer snapshot is ahead of the log; ignoring it");
+            producers = Producers::default();
+            for s in &segments {
+                crate::segment::scan(&s.log, s.base, false, layout.index_interval, |b| {
+                    if let Some(p) = b.header.producer() {
+                        producers.record(
+                            &p,
+                            b.header.record_count,
+                            b.header.base_offset,
+                            b.header.append_time,
+                        );
+                    }
+                })
+                .ok();
+            }
+        }
+        let first = segments[0].base;
+        let log_start = log_start.max(first).min(hw);
+        not_before.retain(|&o, _| o >= log_start);
+        let (hw_tx, _) = watch::channel(hw);
+        Ok(Partition {
+            dir: dir.to_path_buf(),
+            io: io.clone(),
+            state: Mutex::new(State {
+                segments,
+                hw,
+                log_start,
+                producers,
+                not_before,
+                buf: Vec::new(),
+            }),
+            hw_tx,
+            sync_lock: tokio::sync::Mutex::new(()),
+            synced: AtomicI64::new(hw),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    /// Log start offset and high watermark.
+    pub fn offsets(&self) -> (i64, i64) {
+        let st = self.state.lock();
+        (st.log_start, st.hw)
+    }
+
+    /// A receiver of the high watermark, for waiting on new records.
+    pub fn watch_hw(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// Appends a batch; see the Append rules of the contract. The bytes are written but not
+    /// necessarily synced: call [`Partition::sync_to`] for that.
+    pub fn append(
+        &self,
+        records: &[Record],
+        producer: Option<ProducerBatch>,
+        now: i64,
+        layout: Layout,
+    ) -> StoreResult<AppendResult> {
+        let n = records.len() as u32;
+        let mut st = self.state.lock();
+        if let Some(p) = &producer {
+            if let Check::Duplicate(r) = st.producers.check(p, n)? {
+                return Ok(AppendResult {
+                    base_offset: r.base_offset,
+                    last_offset: r.base_offset + r.count as i64 - 1,
+                    append_time_ms: r.append_time,
+                    log_start_offset: st.log_start,
+                    duplicate: true,
+                });
+            }
+        }
+        let base = st.hw;
+        let mut buf = std::mem::take(&mut st.buf);
+        let enc = batch::encode(&mut buf, base, records, now, producer);
+        let len = buf.len() as u64;
+        let result = self.write_batch(&mut st, &buf, base, n, enc.max_timestamp, now, layout);
+        if buf.capacity() > 16 << 20 {
+            buf = Vec::new();
+        }
+        st.buf = buf;
+        result?;
+        let _ = len;
+        st.hw = base + n as i64;
+        if let Some(p) = &producer {
+            st.producers.record(p, n, base, now);
+        }
+        if enc.has_not_before {
+            for (i, r) in records.iter().enumerate() {
+                if let Some(nb) = r.not_before_ms {
+                    st.not_before.insert(base + i as i64, nb);
+                }
+            }
+        }
+        let hw = st.hw;
+        let log_start = st.log_start;
+        drop(st);
+        self.dirty.store(true, Ordering::Release);
+        self.hw_tx.send_replace(hw);
+        Ok(AppendResult {
+            base_offset: base,
+            last_offset: base + n as i64 - 1,
+            append_time_ms: now,
+            log_start_offset: log_start,
+            duplicate: false,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_batch(
+        &self,
+        st: &mut State,
+        buf: &[u8],
+        base: i64,
+        n: u32,
+        max_ts: i64,
+        now: i64,
+        layout: Layout,
+    ) -> StoreResult<()> {
+        let len = buf.len() as u64;
+        let mut active = st.segments.last().unwrap().clone();
+        let rel_end = base - active.base + n as i64;
+        let must_roll = !active.is_empty()
+            && (active.size() + len > layout.segment_bytes
+                || now.saturating_sub(active.created_ms.load(Ordering::Acquire))
+                    >= layout.segment_ms
+                || active.index_full(layout.index_interval)
+                || rel_end >= u32::MAX as i64
+                || active.size() + len >= u32::MAX as u64);
+        if must_roll {
+            active = self.roll(st, now, layout)?;
+        }
+        let pos = active.size();
+        if let Err(e) = self.io.write_at(&active.log, buf, pos) {
+            // Cut off whatever part of the batch reached the file; it was never acknowledged.
+            let _ = active.log.set_len(pos);
+            return Err(io_err(
+                &format!("appending to {}", active.log_path.display()),
+                e,
+            ));
+        }
+        active.index_batch(pos, base, len, layout.index_interval);
+        if pos == 0 {
+            active.created_ms.store(now, Ordering::Release);
+        }
+        active.max_ts.fetch_max(max_ts, Ordering::AcqRel);
+        active.next_offset.store(base + n as i64, Ordering::Release);
+        active.size.store(pos + len, Ordering::Release);
+        Ok(())
+    }
+
+    /// Seals the active segment (synced, indexes trimmed) and starts a new one at the high
+    /// watermark.
+    fn roll(&self, st: &mut State, now: i64, layout: Layout) -> StoreResult<Arc<Segment>> {
+        let old = st.segments.last().unwrap().clone();
+        self.io
+            .sync_data(&old.log)
+            .map_err(|e| io_err("syncing a sealed segment", e))?;
+        old.trim_indexes()?;
+        let seg = Segment::create(&self.dir, st.hw, layout.index_bytes, &self.io, now)?;
+        sync_dir(&self.io, &self.dir).map_err(|e| io_err("syncing partition directory", e))?;
+        let seg = Arc::new(seg);
+        st.segments.push(seg.clone());
+        tracing::debug!(dir = %self.dir.display(), base = st.hw, "rolled segment");
+        Ok(seg)
+    }
+
+    /// Returns once every record below `target` is on stable storage. Callers that arrive
+    /// while a sync runs share the next one (group commit).
+    pub async fn sync_to(&self, target: i64) -> StoreResult<()> {
+        if self.synced.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _g = self.sync_lock.lock().await;
+        if self.synced.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let (hw, seg) = {
+            let st = self.state.lock();
+            (st.hw, st.segments.last().unwrap().clone())
+        };
+        let io = self.io.clone();
+        self.dirty.store(false, Ordering::Release);
+        let r = tokio::task::spawn_blocking(move || io.sync_data(&seg.log))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sync task failed: {e}")))?;
+        if let Err(e) = r {
+            self.dirty.store(true, Ordering::Release);
+            return Err(io_err("syncing the log", e));
+        }
+        self.synced.fetch_max(hw, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Syncs the active segment now if anything was appended since the last sync (blocking).
+    pub fn sync_if_dirty(&self) -> StoreResult<()> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (hw, seg) = {
+            let st = self.state.lock();
+            (st.hw, st.segments.last().unwrap().clone())
+        };
+        if let Err(e) = self.io.sync_data(&seg.log) {
+            self.dirty.store(true, Ordering::Release);
+            return Err(io_err("syncing the log", e));
+        }
+        self.synced.fetch_max(hw, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Syncs everything and trims the active indexes (before a clean shutdown).
+    pub fn close(&self) -> StoreResult<()> {
+        let st = self.state.lock();
+        let seg = st.segments.last().unwrap().clone();
+        self.io
+            .sync_data(&seg.log)
+            .map_err(|e| io_err("syncing the log", e))?;
+        seg.trim_indexes()?;
+        write_producer_snapshot(&self.dir, &self.io, st.hw, &st.producers)?;
+        Ok(())
+    }
+
+    /// Snapshot of the segments a read starting at `offset` needs, with their sizes.
+    fn read_plan(&self, offset: i64) -> StoreResult<ReadPlan> {
+        let st = self.state.lock();
+        if offset < st.log_start || offset > st.hw {
+            return Err(StoreError::OffsetOutOfRange {
+                offset,
+                log_start: st.log_start,
+                high_watermark: st.hw,
+            });
+        }
+        let i = st
+            .segments
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1);
+        let segs = st.segments[i..]
+            .iter()
+            .map(|s| (s.clone(), s.size()))
+            .collect();
+        Ok((segs, st.hw, st.log_start))
+    }
+
+    /// Reads records from `offset`; see the Fetch rules. `verify`: check batch CRCs.
+    pub fn read(&self, offset: i64, limits: FetchLimits, verify: bool) -> StoreResult<FetchResult> {
+        let (segs, hw, log_start) = self.read_plan(offset)?;
+        let mut records = Vec::new();
+        if offset < hw && limits.max_records > 0 {
+            let chunk = (limits.max_bytes.saturating_add(limits.max_bytes / 4) + 4096)
+                .clamp(64 << 10, 16 << 20);
+            let mut next = offset;
+            let mut bytes = 0usize;
+            let mut full = false;
+            'segs: for (seg, size) in segs {
+                let mut pos = seg.position_for(next);
+                while pos < size {
+                    let want = chunk.min((size - pos) as usize);
+                    let mut buf =
+                        read_at(&seg.log, pos, want).map_err(|e| io_err("reading the log", e))?;
+                    let mut cpos = 0usize;
+                    while cpos + HEADER_LEN <= buf.len() {
+                        let h = BatchHeader::parse(&buf[cpos..])
+                            .ok_or_else(|| corrupt(&seg, pos + cpos as u64, "bad batch header"))?;
+                        let total = h.total_len();
+                        if cpos + total > buf.len() {
+                            if cpos > 0 {
+                                break;
+                            }
+                            if pos + total as u64 > size {
+                                return Err(corrupt(&seg, pos, "batch runs past the segment end"));
+                            }
+                            buf = read_at(&seg.log, pos, total)
+                                .map_err(|e| io_err("reading the log", e))?;
+                        }
+                        if h.last_offset() >= next {
+                            let body = buf.slice(cpos..cpos + total);
+                            if verify && !batch::crc_ok(&body, &h) {
+                                return Err(corrupt(&seg, pos + cpos as u64, "batch CRC mismatch"));
+                            }
+                            batch::decode_records(&body, &h, next, |r| {
+                                if records.len() >= limits.max_records {
+                                    full = true;
+                                    return false;
+                                }
+                                let sz = r.size();
+                                if !records.is_empty() && bytes + sz > limits.max_bytes {
+                                    full = true;
+                                    return false;
+                                }
+                                bytes += sz;
+                                next = r.offset + 1;
+                                records.push(r);
+                                true
+                            })
+                            .ok_or_else(|| corrupt(&seg, pos + cpos as u64, "malformed record"))?;
+                            if full || records.len() >= limits.max_records || next >= hw {
+                                break 'segs;
+                            }
+                        }
+                        cpos += total;
+                    }
+                    if cpos == 0 {
+                        return Err(corrupt(&seg, pos, "truncated batch"));
+                    }
+                    pos += cpos as u64;
+                }
+            }
+        }
+        Ok(FetchResult {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// Calls `f` with each batch header of `seg` from `pos` to `size`, until it returns false.
+    fn walk_headers(
+        seg: &Segment,
+        mut pos: u64,
+        size: u64,
+        mut f: impl FnMut(&BatchHeader, u64) -> bool,
+    ) -> StoreResult<()> {
+        while pos + HEADER_LEN as u64 <= size {
+            let hb =
+                read_at(&seg.log, pos, HEADER_LEN).map_err(|e| io_err("reading the log", e))?;
+            let h = BatchHeader::parse(&hb).ok_or_else(|| corrupt(seg, pos, "bad batch header"))?;
+            if !f(&h, pos) {
+                return Ok(());
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The first offset at or after the log start whose timestamp is `>= ts`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> StoreResult<Option<OffsetAndTimestamp>> {
+        let (log_start, _) = self.offsets();
+        let (segs, hw, _) = self.read_plan(log_start)?;
+        for (seg, size) in segs {
+            if seg.max_ts.load(Ordering::Acquire) < ts {
+                continue;
+            }
+            let start = seg.position_for_timestamp(ts);
+            let mut found: Option<(i64, u64)> = None;
+            Self::walk_headers(&seg, start, size, |h, pos| {
+                if h.max_timestamp >= ts && h.last_offset() >= log_start {
+                    found = Some((h.base_offset, pos));
+                    false
+                } else {
+                    true
+                }
+            })?;
+            let Some((_, pos)) = found else { continue };
+            // Scan records from that batch on (later batches of this segment too).
+            let mut next = log_start.max(seg.base);
+            let mut p = pos;
+            while p < size {
+                let hb =
+                    read_at(&seg.log, p, HEADER_LEN).map_err(|e| io_err("reading the log", e))?;
+                let h =
+                    BatchHeader::parse(&hb).ok_or_else(|| corrupt(&seg, p, "bad batch header"))?;
+                if h.max_timestamp >= ts && h.last_offset() >= next {
+                    let body = read_at(&seg.log, p, h.total_len())
+                        .map_err(|e| io_err("reading the log", e))?;
+                    let mut hit = None;
+                    batch::decode_records(&body, &h, next, |r| {
+                        if r.timestamp_ms >= ts && r.offset < hw {
+                            hit = Some(OffsetAndTimestamp {
+                                offset: r.offset,
+                                timestamp_ms: r.timestamp_ms,
+                            });
+                            return false;
+                        }
+                        true
+                    })
+                    .ok_or_else(|| corrupt(&seg, p, "malformed record"))?;
+                    if hit.is_some() {
+                        return Ok(hit);
+                    }
+                }
+                next = next.max(h.last_offset() + 1);
+                p += h.total_len() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets the log start to `before` in memory (no-op when already past it); returns the
+    /// new log start. Call [`Partition::drop_segments`] once the new start is persisted.
+    pub fn set_log_start(&self, before: i64) -> StoreResult<i64> {
+        let mut st = self.state.lock();
+        if before > st.hw || before < 0 {
+            return Err(StoreError::OffsetOutOfRange {
+                offset: before,
+                log_start: st.log_start,
+                high_watermark: st.hw,
+            });
+        }
+        if before > st.log_start {
+            st.log_start = before;
+            let ls = st.log_start;
+            st.not_before = st.not_before.split_off(&ls);
+        }
+        Ok(st.log_start)
+    }
+
+    /// Deletes the files of segments wholly below the log start (never the active one).
+    pub fn drop_segments(&self) {
+        let dropped: Vec<Arc<Segment>> = {
+            let mut st = self.state.lock();
+            if let Err(e) = write_producer_snapshot(&self.dir, &self.io, st.hw, &st.producers) {
+                tracing::warn!(error = %e, "cannot save producer state; keeping old segments");
+                return;
+            }
+            let keep_from = st
+                .segments
+                .iter()
+                .position(|s| s.next_offset.load(Ordering::Acquire) > st.log_start)
+                .unwrap_or(st.segments.len() - 1)
+                .min(st.segments.len() - 1);
+            st.segments.drain(..keep_from).collect()
+        };
+        for s in dropped {
+            s.delete_files();
+        }
+    }
+
+    /// The log start that time and size retention allow: whole batches whose newest
+    /// timestamp is older than `cutoff`, then the oldest batches while the partition is over
+    /// `max_bytes`; never the newest batch.
+    pub fn retention_target(
+        &self,
+        cutoff: Option<i64>,
+        max_bytes: Option<u64>,
+    ) -> StoreResult<i64> {
+        let (segs, hw, log_start) = {
+            let st = self.state.lock();
+            let segs: Vec<(Arc<Segment>, u64)> =
+                st.segments.iter().map(|s| (s.clone(), s.size())).collect();
+            (segs, st.hw, st.log_start)
+        };
+        let mut start = log_start;
+        if let Some(cutoff) = cutoff {
+            let mut stop = false;
+            for (seg, size) in &segs {
+                if stop {
+                    break;
+                }
+                if seg.next_offset.load(Ordering::Acquire) <= start {
+                    continue;
+                }
+                let from = seg.position_for(start);
+                Self::walk_headers(seg, from, *size, |h, _| {
+                    if h.last_offset() < start {
+                        return true;
+                    }
+                    if h.last_offset() + 1 >= hw || h.max_timestamp >= cutoff {
+                        stop = true;
+                        return false;
+                    }
+                    start = h.last_offset() + 1;
+                    true
+                })?;
+            }
+        }
+        if let Some(limit) = max_bytes {
+            // Bytes from the batch holding `start` to the end.
+            let mut batches: Vec<(i64, u64)> = Vec::new();
+            let mut total = 0u64;
+            for (seg, size) in &segs {
+                if seg.next_offset.load(Ordering::Acquire) <= start {
+                    continue;
+                }
+                let from = seg.position_for(start);
+                Self::walk_headers(seg, from, *size, |h, _| {
+                    if h.last_offset() >= start {
+                        total += h.total_len() as u64;
+                        batches.push((h.last_offset(), h.total_len() as u64));
+                    }
+                    true
+                })?;
+            }
+            let mut i = 0;
+            while total > limit && i + 1 < batches.len() {
+                total -= batches[i].1;
+                start = batches[i].0 + 1;
+                i += 1;
+            }
+        }
+        Ok(start)
+    }
+
+    /// Number of records at offsets in `[from, to)` that carry a not-before in the future.
+    pub fn not_before_after(&self, from: i64, now: i64) -> Vec<(i64, i64)> {
+        let st = self.state.lock();
+        st.not_before
+            .range(from..)
+            .filter(|(_, &nb)| nb > now)
+            .map(|(&o, &nb)| (o, nb))
+            .collect()
+    }
+
+    /// Reads the records `[from, from + max)` (fewer at the end) for the lease scan.
+    pub fn read_for_lease(
+        &self,
+        from: i64,
+        max: usize,
+        verify: bool,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let r = self.read(
+            from,
+            FetchLimits {
+                max_records: max,
+                max_bytes: 4 << 20,
+            },
+            verify,
+        )?;
+        Ok(r.records)
+    }
+}
+
+const PRODUCERS: &str = "producers.snapshot";
+
+/// Saves the producer state as of `next_offset` (CRC-framed JSON, atomic rename).
+fn write_producer_snapshot(dir: &Path, io: &Io, next_offset: i64, p: &Producers) -> LogResult<()> {
+    let payload = serde_json::to_vec(&(next_offset, p))
+        .map_err(|e| LogError::Metadata(format!("encoding producer state: {e}")))?;
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    let tmp = dir.join(format!("{PRODUCERS}.tmp"));
+    let f =
+        std::fs::File::create(&tmp).map_err(|e| LogError::io("creating producer snapshot", e))?;
+    io.write_at(&f, &out, 0)
+        .map_err(|e| LogError::io("writing producer snapshot", e))?;
+    io.sync_data(&f)
+        .map_err(|e| LogError::io("syncing producer snapshot", e))?;
+    std::fs::rename(&tmp, dir.join(PRODUCERS))
+        .map_err(|e| LogError::io("renaming producer snapshot", e))?;
+    sync_dir(io, dir).map_err(|e| LogError::io("syncing partition directory", e))
+}
+
+/// The saved producer state and the offset it is valid up to, if a good snapshot exists.
+fn load_producer_snapshot(dir: &Path) -> Option<(i64, Producers)> {
+    let data = std::fs::read(dir.join(PRODUCERS)).ok()?;
+    if data.len() < 8 {
+        return None;
+    }
+    let len = u32::from_le_bytes(data[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(data[4..8].try_into().ok()?);
+    let payload = data.get(8..8 + len)?;
+    if crc32fast::hash(payload) != crc {
+        tracing::warn!(dir = %dir.display(), "producer snapshot fails its CRC; ignoring it");
+        return None;
+    }
+    serde_json::from_slice(payload).ok()
+}

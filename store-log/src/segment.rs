@@ -1,0 +1,398 @@
+//! One segment: a `.log` file of batches plus its `.index` and `.timeindex`.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::{LogError, LogResult};
+use crate::index::{self, IndexFile, OFFSET_ENTRY, TIME_ENTRY};
+use crate::io::Io;
+
+/// File name stem of a segment: its base offset padded to 20 digits.
+pub fn stem(base: i64) -> String {
+    format!("{base:020}")
+}
+
+/// The two indexes of a segment and the state that decides their next entry.
+#[derive(Debug)]
+pub struct Indexes {
+    pub offset: IndexFile,
+    pub time: IndexFile,
+    /// Log bytes appended since the last index entry.
+    pub bytes_since_entry: u64,
+}
+
+/// A segment of a partition's log.
+#[derive(Debug)]
+pub struct Segment {
+    pub base: i64,
+    pub log_path: PathBuf,
+    pub log: File,
+    /// Bytes of whole, acknowledged batches.
+    pub size: AtomicU64,
+    /// The offset after the segment's last record.
+    pub next_offset: AtomicI64,
+    /// Largest record timestamp in the segment (`i64::MIN` when empty).
+    pub max_ts: AtomicI64,
+    /// Clock time of the segment's first append (for rolling by age).
+    pub created_ms: AtomicI64,
+    pub indexes: RwLock<Indexes>,
+}
+
+/// One batch met while scanning a segment.
+pub struct ScannedBatch<'a> {
+    pub header: &'a BatchHeader,
+    /// The whole batch, when it was read (verifying, or it holds not-before records).
+    pub body: Option<&'a Bytes>,
+}
+
+/// What a scan of a `.log` file found.
+pub struct Scan {
+    /// Bytes of the valid prefix.
+    pub valid_len: u64,
+    pub next_offset: i64,
+    pub max_ts: i64,
+    pub first_append_time: Option<i64>,
+    pub offset_entries: Vec<u8>,
+    pub time_entries: Vec<u8>,
+    pub bytes_since_entry: u64,
+}
+
+/// Reads `len` bytes at `pos` into a fresh buffer.
+pub fn read_at(file: &File, pos: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the kernel writes at most `len - done` bytes into the spare capacity.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done) as *mut libc::c_void,
+                len - done,
+                (pos + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "short read",
+            ));
+        }
+        done += n as usize;
+    }
+    // SAFETY: `done == len` bytes were initialised by pread.
+    unsafe { buf.set_len(len) };
+    Ok(Bytes::from(buf))
+}
+
+/// Scans a segment's log from the start, stopping at the first batch that is torn, malformed,
+/// out of sequence or (with `verify`) fails its CRC. Calls `on_batch` for every good batch and
+/// rebuilds the index entries with `interval` bytes between entries.
+pub fn scan(
+    file: &File,
+    base: i64,
+    verify: bool,
+    interval: u64,
+    mut on_batch: impl FnMut(ScannedBatch<'_>),
+) -> LogResult<Scan> {
+    let len = file
+        .metadata()
+        .map_err(|e| LogError::io("reading segment size", e))?
+        .len();
+    let mut s = Scan {
+        valid_len: 0,
+        next_offset: base,
+        max_ts: i64::MIN,
+        first_append_time: None,
+        offset_entries: Vec::new(),
+        time_entries: Vec::new(),
+        bytes_since_entry: 0,
+    };
+    let mut pos = 0u64;
+    while pos + HEADER_LEN as u64 <= len {
+        let Ok(hb) = read_at(file, pos, HEADER_LEN) else {
+            break;
+        };
+        let Some(h) = BatchHeader::parse(&hb) else {
+            break;
+        };
+        let total = h.total_len() as u64;
+        if pos + total > len || h.base_offset != s.next_offset {
+            break;
+        }
+        let need_body = verify || h.flags & batch::FLAG_NOT_BEFORE != 0;
+        let body = if need_body {
+            let Ok(b) = read_at(file, pos, total as usize) else {
+                break;
+            };
+            if verify && !batch::crc_ok(&b, &h) {
+                break;
+            }
+            Some(b)
+        } else {
+            None
+        };
+        if pos > 0 && s.bytes_since_entry >= interval {
+            let rel = (h.base_offset - base) as u32;
+            s.offset_entries
+                .extend_from_slice(&index::offset_entry(rel, pos as u32));
+            s.time_entries
+                .extend_from_slice(&index::time_entry(s.max_ts, rel));
+            s.bytes_since_entry = 0;
+        }
+        s.bytes_since_entry += total;
+        on_batch(ScannedBatch {
+            header: &h,
+            body: body.as_ref(),
+        });
+        s.first_append_time.get_or_insert(h.append_time);
+        s.max_ts = s.max_ts.max(h.max_timestamp);
+        s.next_offset = h.base_offset + h.record_count as i64;
+        pos += total;
+    }
+    s.valid_len = pos;
+    Ok(s)
+}
+
+/// True when trimmed index bytes agree with a segment: entries strictly increasing, pointing
+/// inside the log, and the two indexes pairing up.
+fn indexes_valid(off: &[u8], time: &[u8], log_len: u64) -> bool {
+    if off.len() / OFFSET_ENTRY != time.len() / TIME_ENTRY {
+        return false;
+    }
+    let mut prev: Option<(u32, u32)> = None;
+    for (i, e) in off.chunks_exact(OFFSET_ENTRY).enumerate() {
+        let (rel, pos) = index::read_offset_entry(e);
+        let (_, trel) = index::read_time_entry(&time[i * TIME_ENTRY..(i + 1) * TIME_ENTRY]);
+        if trel != rel || pos == 0 || pos as u64 >= log_len {
+            return false;
+        }
+        if let Some((pr, pp)) = prev {
+            if rel <= pr || pos <= pp {
+                return false;
+            }
+        }
+        prev = Some((rel, pos));
+    }
+    true
+}
+
+impl Segment {
+    fn paths(dir: &Path, base: i64) -> (PathBuf, PathBuf, PathBuf) {
+        let s = stem(base);
+        (
+            dir.join(format!("{s}.log")),
+            dir.join(format!("{s}.index")),
+            dir.join(format!("{s}.timeindex")),
+        )
+    }
+
+    /// Creates an empty segment at `base`.
+    pub fn create(
+        dir: &Path,
+        base: i64,
+        index_bytes: usize,
+        io: &Io,
+        now: i64,
+    ) -> LogResult<Segment> {
+        let (lp, ip, tp) = Self::paths(dir, base);
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&lp)
+            .map_err(|e| LogError::io(format!("creating {}", lp.display()), e))?;
+        let entries = index_bytes / OFFSET_ENTRY;
+        let offset = IndexFile::create(&ip, OFFSET_ENTRY, entries * OFFSET_ENTRY, io, &[])?;
+        let time = IndexFile::create(&tp, TIME_ENTRY, entries * TIME_ENTRY, io, &[])?;
+        Ok(Segment {
+            base,
+            log_path: lp,
+            log,
+            size: AtomicU64::new(0),
+            next_offset: AtomicI64::new(base),
+            max_ts: AtomicI64::new(i64::MIN),
+            created_ms: AtomicI64::new(now),
+            indexes: RwLock::new(Indexes {
+                offset,
+                time,
+                bytes_since_entry: 0,
+            }),
+        })
+    }
+
+    /// Opens an existing segment. `recover`: verify every batch CRC, truncate the log after
+    /// the last good batch and rebuild the indexes. Otherwise the log is trusted and the
+    /// indexes are reused when they check out (rebuilt when missing or damaged). `active`:
+    /// the indexes get room for more entries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        dir: &Path,
+        base: i64,
+        recover: bool,
+        active: bool,
+        interval: u64,
+        index_bytes: usize,
+        io: &Io,
+        now: i64,
+        on_batch: impl FnMut(ScannedBatch<'_>),
+    ) -> LogResult<Segment> {
+        let (lp, ip, tp) = Self::paths(dir, base);
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lp)
+            .map_err(|e| LogError::io(format!("opening {}", lp.display()), e))?;
+        let scan = scan(&log, base, recover, interval, on_batch)?;
+        let file_len = log
+            .metadata()
+            .map_err(|e| LogError::io("reading segment size", e))?
+            .len();
+        if scan.valid_len < file_len {
+            tracing::warn!(
+                segment = %lp.display(),
+                valid = scan.valid_len,
+                file_len,
+                "truncating a torn or corrupt segment tail"
+            );
+            log.set_len(scan.valid_len)
+                .map_err(|e| LogError::io(format!("truncating {}", lp.display()), e))?;
+            io.sync_data(&log)
+                .map_err(|e| LogError::io(format!("syncing {}", lp.display()), e))?;
+        }
+        let mut off_bytes = scan.offset_entries.clone();
+        let mut time_bytes = scan.time_entries.clone();
+        if !recover {
+            if let (Some(o), Some(t)) = (
+                IndexFile::read_trimmed(&ip, OFFSET_ENTRY),
+                IndexFile::read_trimmed(&tp, TIME_ENTRY),
+            ) {
+                if indexes_valid(&o, &t, scan.valid_len) && o == scan.offset_entries {
+                    off_bytes = o;
+                    time_bytes = t;
+                } else {
+                    tracing::warn!(segment = %lp.display(), "rebuilding damaged indexes");
+                }
+            } else {
+                tracing::warn!(segment = %lp.display(), "rebuilding missing indexes");
+            }
+        }
+        let entries = if active {
+            (index_bytes / OFFSET_ENTRY).max(off_bytes.len() / OFFSET_ENTRY + 1)
+        } else {
+            off_bytes.len() / OFFSET_ENTRY
+        };
+        let mut offset =
+            IndexFile::create(&ip, OFFSET_ENTRY, entries * OFFSET_ENTRY, io, &off_bytes)?;
+        let mut time = IndexFile::create(&tp, TIME_ENTRY, entries * TIME_ENTRY, io, &time_bytes)?;
+        if !active {
+            offset.trim()?;
+            time.trim()?;
+        }
+        Ok(Segment {
+            base,
+            log_path: lp,
+            log,
+            size: AtomicU64::new(scan.valid_len),
+            next_offset: AtomicI64::new(scan.next_offset),
+            max_ts: AtomicI64::new(scan.max_ts),
+            created_ms: AtomicI64::new(scan.first_append_time.unwrap_or(now)),
+            indexes: RwLock::new(Indexes {
+                offset,
+                time,
+                bytes_since_entry: scan.bytes_since_entry,
+            }),
+        })
+    }
+
+    /// Committed size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// True when the segment holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.size() == 0
+    }
+
+    /// File position of the batch to start a scan at for `offset`: the last indexed batch at
+    /// or before it, or the segment start.
+    pub fn position_for(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base).clamp(0, u32::MAX as i64) as u32;
+        let ix = self.indexes.read();
+        match ix
+            .offset
+            .last_where(|e| index::read_offset_entry(e).0 <= rel)
+        {
+            Some(i) => index::read_offset_entry(ix.offset.get(i)).1 as u64,
+            None => 0,
+        }
+    }
+
+    /// File position of a batch from which a scan for the first timestamp `>= ts` may start:
+    /// every record before it has a smaller timestamp.
+    pub fn position_for_timestamp(&self, ts: i64) -> u64 {
+        let ix = self.indexes.read();
+        match ix.time.last_where(|e| index::read_time_entry(e).0 < ts) {
+            Some(i) => index::read_offset_entry(ix.offset.get(i)).1 as u64,
+            None => 0,
+        }
+    }
+
+    /// Records the index entries for a batch about to be written at `pos`. Returns false
+    /// when the indexes are full (the caller rolls first).
+    pub fn index_batch(&self, pos: u64, base_offset: i64, len: u64, interval: u64) -> bool {
+        let mut ix = self.indexes.write();
+        if pos > 0 && ix.bytes_since_entry >= interval {
+            if ix.offset.is_full() || ix.time.is_full() {
+                return false;
+            }
+            let rel = (base_offset - self.base) as u32;
+            let max_ts = self.max_ts.load(Ordering::Acquire);
+            ix.offset.push(&index::offset_entry(rel, pos as u32));
+            ix.time.push(&index::time_entry(max_ts, rel));
+            ix.bytes_since_entry = 0;
+        }
+        ix.bytes_since_entry += len;
+        true
+    }
+
+    /// True when the next indexed batch would not fit in the indexes.
+    pub fn index_full(&self, interval: u64) -> bool {
+        let ix = self.indexes.read();
+        ix.bytes_since_entry >= interval && (ix.offset.is_full() || ix.time.is_full())
+    }
+
+    /// Shrinks the indexes to their entries (sealing the segment, or closing).
+    pub fn trim_indexes(&self) -> LogResult<()> {
+        let mut ix = self.indexes.write();
+        ix.offset.trim()?;
+        ix.time.trim()
+    }
+
+    /// Removes the segment's files.
+    pub fn delete_files(&self) {
+        let s = stem(self.base);
+        let dir = self
+            .log_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        for ext in ["log", "index", "timeindex"] {
+            let _ = std::fs::remove_file(dir.join(format!("{s}.{ext}")));
+        }
+    }
+}

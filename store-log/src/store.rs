@@ -1,0 +1,1253 @@
+//! [`LogStore`]: the `broker_api::Store` over partitions of segment files and the metadata
+//! journal.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use broker_api::{
+    dead_letter_headers, validate_group_name, validate_topic_name, AppendBatch, AppendResult,
+    CommittedOffset, Durability, FetchLimits, FetchResult, Header, Lease, LeaseCounts,
+    LeaseGroupConfig, LeaseToken, OffsetAndTimestamp, OffsetCommit, PartitionOffsets,
+    ProducerIdentity, Record, SharedClock, Store, StoreError, StoreResult, TopicConfig, TopicInfo,
+};
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{LogError, LogResult};
+use crate::io::{sync_dir, FaultInjector, Io};
+use crate::lease::{PartLeases, Phase, RecState};
+use crate::meta::{Meta, Op};
+use crate::partition::{Layout, Partition};
+
+/// Name of the clean-shutdown marker file in the store directory.
+pub const CLEAN_SHUTDOWN: &str = "clean-shutdown";
+
+/// Store-wide settings.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Log bytes between two index entries (Kafka's `index.interval.bytes`).
+    pub index_interval_bytes: u64,
+    /// Segment size when the topic does not set one.
+    pub segment_bytes: u64,
+    /// Segment age when the topic does not set one.
+    pub segment_ms: i64,
+    /// Bytes preallocated for each `.index` (the `.timeindex` gets room for as many entries);
+    /// a segment rolls when its index is full.
+    pub index_bytes: usize,
+    /// Check every batch's CRC when reading it.
+    pub verify_reads: bool,
+    /// The metadata journal is compacted into a snapshot past this size.
+    pub snapshot_bytes: u64,
+    /// Injected disk faults, for tests.
+    pub faults: Option<Arc<FaultInjector>>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            index_interval_bytes: 4096,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_bytes: 1 << 20,
+            verify_reads: true,
+            snapshot_bytes: 8 << 20,
+            faults: None,
+        }
+    }
+}
+
+struct TopicHandle {
+    id: u64,
+    config: RwLock<TopicConfig>,
+    partitions: Vec<Arc<Partition>>,
+    dir: PathBuf,
+}
+
+impl TopicHandle {
+    fn partition(&self, name: &str, p: i32) -> StoreResult<&Arc<Partition>> {
+        if p < 0 {
+            return Err(StoreError::UnknownTopic(format!("{name}/{p}")));
+        }
+        self.partitions
+            .get(p as usize)
+            .ok_or_else(|| StoreError::UnknownTopic(format!("{name}/{p}")))
+    }
+}
+
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: LogOptions,
+    io: Io,
+    clock: SharedClock,
+    closed: AtomicBool,
+    topics: RwLock<BTreeMap<String, Arc<TopicHandle>>>,
+    meta: Mutex<Meta>,
+    meta_sync: tokio::sync::Mutex<()>,
+    meta_synced: AtomicU64,
+    meta_dirty: AtomicBool,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+/// The log store. Cheap to share through `Arc<dyn Store>`.
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+fn topic_dir(root: &Path, name: &str, id: u64) -> PathBuf {
+    root.join("topics").join(format!("{name}~{id}"))
+}
+
+fn layout(opts: &LogOptions, cfg: &TopicConfig) -> Layout {
+    Layout {
+        segment_bytes: cfg.segment_bytes.unwrap_or(opts.segment_bytes).max(1),
+        segment_ms: cfg.segment_ms.unwrap_or(opts.segment_ms).max(1),
+        index_interval: opts.index_interval_bytes.max(1),
+        index_bytes: opts.index_bytes.max(64),
+    }
+}
+
+fn validate_config(cfg: &TopicConfig) -> StoreResult<()> {
+    if cfg.partitions == 0 {
+        return Err(StoreError::InvalidArgument(
+            "a topic needs at least one partition".into(),
+        ));
+    }
+    if cfg.partitions > 100_000 {
+        return Err(StoreError::InvalidArgument(format!(
+            "{} partitions is more than the 100000 allowed",
+            cfg.partitions
+        )));
+    }
+    if cfg.segment_bytes == Some(0) {
+        return Err(StoreError::InvalidArgument(
+            "segment_bytes must be positive".into(),
+        ));
+    }
+    if cfg.segment_ms.is_some_and(|ms| ms <= 0) {
+        return Err(StoreError::InvalidArgument(
+            "segment_ms must be positive".into(),
+        ));
+    }
+    if let Durability::Interval { ms: 0 } = cfg.durability {
+        return Err(StoreError::InvalidArgument(
+            "fsync interval must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl LogStore {
+    /// Opens the store in `dir` (creating it empty). After an unclean shutdown every
+    /// partition's last segment is verified and cut back to its last good batch; a clean
+    /// shutdown skips that.
+    pub fn open(dir: &Path, opts: LogOptions, clock: SharedClock) -> LogResult<LogStore> {
+        let io = Io::new(opts.faults.clone());
+        std::fs::create_dir_all(dir.join("topics"))
+            .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        let meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
+        let now = clock.now_ms();
+        let mut topics = BTreeMap::new();
+        let mut known = HashSet::new();
+        for (name, t) in &meta.state.topics {
+            let tdir = topic_dir(dir, name, t.id);
+            known.insert(tdir.clone());
+            let lay = layout(&opts, &t.config);
+            let mut parts = Vec::with_capacity(t.config.partitions as usize);
+            for p in 0..t.config.partitions {
+                let ls = t.log_start.get(p as usize).copied().unwrap_or(0);
+                let part = Partition::open(&tdir.join(p.to_string()), !clean, ls, lay, &io, now)?;
+                parts.push(Arc::new(part));
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(TopicHandle {
+                    id: t.id,
+                    config: RwLock::new(t.config.clone()),
+                    partitions: parts,
+                    dir: tdir,
+                }),
+            );
+        }
+        // Directories of topics deleted before a crash.
+        if let Ok(rd) = std::fs::read_dir(dir.join("topics")) {
+            for e in rd.flatten() {
+                if !known.contains(&e.path()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        if clean {
+            std::fs::remove_file(&marker)
+                .map_err(|e| LogError::io("removing the clean-shutdown marker", e))?;
+            sync_dir(&io, dir).map_err(|e| LogError::io("syncing the store directory", e))?;
+        }
+        tracing::info!(dir = %dir.display(), clean, topics = topics.len(), "opened log store");
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            opts,
+            io,
+            clock,
+            closed: AtomicBool::new(false),
+            topics: RwLock::new(topics),
+            meta: Mutex::new(meta),
+            meta_sync: tokio::sync::Mutex::new(()),
+            meta_synced: AtomicU64::new(0),
+            meta_dirty: AtomicBool::new(false),
+            flusher: Mutex::new(None),
+        });
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let weak = Arc::downgrade(&inner);
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("log-flusher".into())
+            .spawn(move || flusher_loop(weak, stop2))
+            .map_err(|e| LogError::io("starting the flusher", e))?;
+        *inner.flusher.lock() = Some(Flusher {
+            stop,
+            thread: Some(thread),
+        });
+        Ok(LogStore { inner })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.inner.stop_flusher();
+    }
+}
+
+/// Fsyncs, every interval, the partitions of `interval` topics and the metadata journal.
+fn flusher_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
+    let mut last: HashMap<u64, Instant> = HashMap::new();
+    let mut last_meta = Instant::now();
+    loop {
+        {
+            let mut stopped = stop.0.lock();
+            if *stopped {
+                return;
+            }
+            stop.1.wait_for(&mut stopped, Duration::from_millis(10));
+            if *stopped {
+                return;
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let topics: Vec<Arc<TopicHandle>> = inner.topics.read().values().cloned().collect();
+        let mut min_ms = u64::MAX;
+        for t in topics {
+            let d = t.config.read().durability;
+            if let Durability::Interval { ms } = d {
+                min_ms = min_ms.min(ms);
+                let due = last
+                    .get(&t.id)
+                    .is_none_or(|at| at.elapsed() >= Duration::from_millis(ms));
+                if due {
+                    last.insert(t.id, Instant::now());
+                    for p in &t.partitions {
+                        if let Err(e) = p.sync_if_dirty() {
+                            tracing::warn!(error = %e, "background fsync failed");
+                        }
+                    }
+                }
+            }
+        }
+        let meta_ms = if min_ms == u64::MAX {
+            broker_api::DEFAULT_FSYNC_INTERVAL_MS
+        } else {
+            min_ms
+        };
+        if last_meta.elapsed() >= Duration::from_millis(meta_ms)
+            && inner.meta_dirty.load(Ordering::Acquire)
+        {
+            last_meta = Instant::now();
+            if let Err(e) = inner.sync_meta_blocking() {
+                tracing::warn!(error = %e, "background journal fsync failed");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn stop_flusher(&self) {
+        let f = self.flusher.lock().take();
+        if let Some(mut f) = f {
+            *f.stop.0.lock() = true;
+            f.stop.1.notify_all();
+            if let Some(t) = f.thread.take() {
+                if t.thread().id() != std::thread::current().id() {
+                    let _ = t.join();
+                }
+            }
+        }
+    }
+
+    fn check_open(&self) -> StoreResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn topic(&self, name: &str) -> StoreResult<Arc<TopicHandle>> {
+        self.check_open()?;
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))
+    }
+
+    /// Journals `op`; returns its sequence number.
+    fn record(&self, meta: &mut Meta, op: Op) -> StoreResult<u64> {
+        let seq = meta.record(op)?;
+        self.meta_dirty.store(true, Ordering::Release);
+        Ok(seq)
+    }
+
+    fn sync_meta_blocking(&self) -> StoreResult<()> {
+        self.meta_dirty.store(false, Ordering::Release);
+        let (seq, file) = self.meta.lock().sync_target();
+        if let Err(e) = self.io.sync_data(&file) {
+            self.meta_dirty.store(true, Ordering::Release);
+            return Err(LogError::io("syncing the journal", e).into());
+        }
+        self.meta_synced.fetch_max(seq, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Returns once journal entry `seq` is durable; concurrent callers share one fsync.
+    async fn sync_meta(&self, seq: u64) -> StoreResult<()> {
+        if self.meta_synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _g = self.meta_sync.lock().await;
+        if self.meta_synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let (target, file) = self.meta.lock().sync_target();
+        let io = self.io.clone();
+        let r = tokio::task::spawn_blocking(move || io.sync_data(&file))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sync task failed: {e}")))?;
+        r.map_err(|e| StoreError::from(LogError::io("syncing the journal", e)))?;
+        self.meta_synced.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Makes journal entry `seq` durable now when `d` asks for it.
+    async fn meta_durable(&self, seq: u64, d: Durability) -> StoreResult<()> {
+        if d == Durability::Always {
+            self.sync_meta(seq).await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn info(name: &str, t: &TopicHandle) -> TopicInfo {
+        TopicInfo {
+            name: name.to_string(),
+            config: t.config.read().clone(),
+        }
+    }
+
+    fn append_sync(
+        &self,
+        t: &TopicHandle,
+        name: &str,
+        partition: i32,
+        batch: &AppendBatch,
+    ) -> StoreResult<(AppendResult, Arc<Partition>, Durability)> {
+        let p = t.partition(name, partition)?.clone();
+        if batch.records.is_empty() {
+            return Err(StoreError::InvalidArgument("empty batch".into()));
+        }
+        let cfg = t.config.read().clone();
+        for r in &batch.records {
+            let size = r.size();
+            if size > cfg.max_record_bytes {
+                return Err(StoreError::RecordTooLarge {
+                    size,
+                    limit: cfg.max_record_bytes,
+                });
+            }
+            for h in &r.headers {
+                if h.key.len() > u32::MAX as usize / 2 {
+                    return Err(StoreError::InvalidArgument("header key too long".into()));
+                }
+            }
+        }
+        if batch.records.len() > u32::MAX as usize / 2 {
+            return Err(StoreError::InvalidArgument(
+                "batch has too many records".into(),
+            ));
+        }
+        if let Some(pb) = &batch.producer {
+            if pb.first_sequence < 0 || pb.producer_id < 0 || pb.epoch < 0 {
+                return Err(StoreError::InvalidArgument(
+                    "producer id, epoch and sequence must not be negative".into(),
+                ));
+            }
+        }
+        let now = self.clock.now_ms();
+        let res = p.append(
+            &batch.records,
+            batch.producer,
+            now,
+            layout(&self.opts, &cfg),
+        )?;
+        Ok((res, p, cfg.durability))
+    }
+
+    /// Moves a partition's log start and persists it.
+    async fn move_log_start(
+        &self,
+        name: &str,
+        t: &TopicHandle,
+        partition: i32,
+        before: i64,
+    ) -> StoreResult<i64> {
+        let p = t.partition(name, partition)?;
+        let (old, _) = p.offsets();
+        let new = p.set_log_start(before)?;
+        if new > old {
+            let seq = {
+                let mut meta = self.meta.lock();
+                self.record(
+                    &mut meta,
+                    Op::LogStart {
+                        topic: name.to_string(),
+                        partition,
+                        offset: new,
+                    },
+                )?
+            };
+            self.sync_meta(seq).await?;
+            p.drop_segments();
+        }
+        Ok(new)
+    }
+}
+
+fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
+    meta.state
+        .lease_groups
+        .get(topic)
+        .and_then(|g| g.get(group))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Store for LogStore {
+    fn kind(&self) -> &'static str {
+        "log"
+    }
+
+    async fn create_topic(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        validate_topic_name(name)?;
+        validate_config(&config)?;
+        let seq = {
+            let mut meta = inner.meta.lock();
+            if meta.state.topics.contains_key(name) {
+                return Err(StoreError::TopicExists(name.to_string()));
+            }
+            let id = meta.state.next_topic_id;
+            let tdir = topic_dir(&inner.dir, name, id);
+            let lay = layout(&inner.opts, &config);
+            let now = inner.clock.now_ms();
+            let mut parts = Vec::new();
+            for p in 0..config.partitions {
+                match Partition::open(&tdir.join(p.to_string()), false, 0, lay, &inner.io, now) {
+                    Ok(part) => parts.push(Arc::new(part)),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&tdir);
+                        return Err(e.into());
+                    }
+                }
+            }
+            let _ = sync_dir(&inner.io, &inner.dir.join("topics"));
+            let seq = match inner.record(
+                &mut meta,
+                Op::CreateTopic {
+                    name: name.to_string(),
+                    id,
+                    config: config.clone(),
+                },
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tdir);
+                    return Err(e);
+                }
+            };
+            inner.topics.write().insert(
+                name.to_string(),
+                Arc::new(TopicHandle {
+                    id,
+                    config: RwLock::new(config.clone()),
+                    partitions: parts,
+                    dir: tdir,
+                }),
+            );
+            seq
+        };
+        inner.sync_meta(seq).await?;
+        Ok(TopicInfo {
+            name: name.to_string(),
+            config,
+        })
+    }
+
+    async fn delete_topic(&self, name: &str) -> StoreResult<()> {
+        let inner = &self.inner;
+        let t = inner.topic(name)?;
+        let seq = {
+            let mut meta = inner.meta.lock();
+            if meta.state.topics.get(name).is_none_or(|m| m.id != t.id) {
+                return Err(StoreError::UnknownTopic(name.to_string()));
+            }
+            let seq = inner.record(
+                &mut meta,
+                Op::DeleteTopic {
+                    name: name.to_string(),
+                    id: t.id,
+                },
+            )?;
+            inner.topics.write().remove(name);
+            seq
+        };
+        inner.sync_meta(seq).await?;
+        let _ = std::fs::remove_dir_all(&t.dir);
+        Ok(())
+    }
+
+    async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>> {
+        self.inner.check_open()?;
+        Ok(self
+            .inner
+            .topics
+            .read()
+            .iter()
+            .map(|(n, t)| Inner::info(n, t))
+            .collect())
+    }
+
+    async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo> {
+        let t = self.inner.topic(name)?;
+        Ok(Inner::info(name, &t))
+    }
+
+    async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        let inner = &self.inner;
+        let t = inner.topic(name)?;
+        validate_config(&config)?;
+        if config.partitions as usize != t.partitions.len() {
+            return Err(StoreError::InvalidArgument(format!(
+                "the partition count of {name} is {} and cannot change",
+                t.partitions.len()
+            )));
+        }
+        let seq = {
+            let mut meta = inner.meta.lock();
+            let seq = inner.record(
+                &mut meta,
+                Op::UpdateTopic {
+                    name: name.to_string(),
+                    config: config.clone(),
+                },
+            )?;
+            *t.config.write() = config.clone();
+            seq
+        };
+        inner.sync_meta(seq).await?;
+        Ok(TopicInfo {
+            name: name.to_string(),
+            config,
+        })
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: AppendBatch,
+    ) -> StoreResult<AppendResult> {
+        let t = self.inner.topic(topic)?;
+        let (res, p, durability) = self.inner.append_sync(&t, topic, partition, &batch)?;
+        if durability == Durability::Always {
+            p.sync_to(res.last_offset + 1).await?;
+        }
+        Ok(res)
+    }
+
+    async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let (id, seq) = {
+            let mut meta = inner.meta.lock();
+            let id = meta.state.next_producer_id.max(1);
+            let seq = inner.record(&mut meta, Op::NextProducerId(id + 1))?;
+            (id, seq)
+        };
+        inner.sync_meta(seq).await?;
+        Ok(ProducerIdentity {
+            producer_id: id,
+            epoch: 0,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: FetchLimits,
+    ) -> StoreResult<FetchResult> {
+        let t = self.inner.topic(topic)?;
+        let p = t.partition(topic, partition)?;
+        p.read(offset, limits, self.inner.opts.verify_reads)
+    }
+
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> StoreResult<bool> {
+        let t = self.inner.topic(topic)?;
+        let p = t.partition(topic, partition)?;
+        let mut rx = p.watch_hw();
+        let r = tokio::time::timeout(timeout, rx.wait_for(|hw| *hw > offset)).await;
+        Ok(matches!(r, Ok(Ok(_))))
+    }
+
+    async fn partition_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<PartitionOffsets> {
+        let t = self.inner.topic(topic)?;
+        let (log_start_offset, high_watermark) = t.partition(topic, partition)?.offsets();
+        Ok(PartitionOffsets {
+            log_start_offset,
+            high_watermark,
+        })
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        let t = self.inner.topic(topic)?;
+        t.partition(topic, partition)?
+            .offset_for_timestamp(timestamp_ms)
+    }
+
+    async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        validate_group_name(group)?;
+        let mut durability = Durability::Never;
+        for c in commits {
+            let t = inner.topic(&c.topic)?;
+            t.partition(&c.topic, c.partition)?;
+            if t.config.read().durability == Durability::Always {
+                durability = Durability::Always;
+            }
+        }
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let seq = {
+            let mut meta = inner.meta.lock();
+            for c in commits {
+                if !meta.state.topics.contains_key(&c.topic) {
+                    return Err(StoreError::UnknownTopic(c.topic.clone()));
+                }
+            }
+            inner.record(
+                &mut meta,
+                Op::Commit {
+                    group: group.to_string(),
+                    commits: commits.to_vec(),
+                },
+            )?
+        };
+        inner.meta_durable(seq, durability).await
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<CommittedOffset>> {
+        let t = self.inner.topic(topic)?;
+        t.partition(topic, partition)?;
+        let meta = self.inner.meta.lock();
+        Ok(meta
+            .state
+            .commits
+            .get(group)
+            .and_then(|g| g.get(topic))
+            .and_then(|p| p.get(&partition))
+            .cloned())
+    }
+
+    async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>> {
+        self.inner.check_open()?;
+        let meta = self.inner.meta.lock();
+        let mut out = Vec::new();
+        if let Some(g) = meta.state.commits.get(group) {
+            for (topic, parts) in g {
+                for (p, c) in parts {
+                    out.push(OffsetCommit {
+                        topic: topic.clone(),
+                        partition: *p,
+                        offset: c.offset,
+                        metadata: c.metadata.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
+        self.inner.check_open()?;
+        let meta = self.inner.meta.lock();
+        Ok(meta
+            .state
+            .commits
+            .iter()
+            .filter(|(_, g)| g.values().any(|p| !p.is_empty()))
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
+    async fn set_lease_group(
+        &self,
+        topic: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        if config.max_deliveries.is_some() && config.dead_letter_topic.is_none() {
+            return Err(StoreError::InvalidArgument(
+                "max_deliveries needs a dead_letter_topic".into(),
+            ));
+        }
+        if config.max_deliveries == Some(0) {
+            return Err(StoreError::InvalidArgument(
+                "max_deliveries must be at least 1".into(),
+            ));
+        }
+        if let Some(dl) = &config.dead_letter_topic {
+            inner.topic(dl)?;
+        }
+        let seq = {
+            let mut meta = inner.meta.lock();
+            inner.record(
+                &mut meta,
+                Op::LeaseGroup {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    config,
+                },
+            )?
+        };
+        let d = t.config.read().durability;
+        inner.meta_durable(seq, d).await
+    }
+
+    async fn lease_groups(&self, topic: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
+        self.inner.topic(topic)?;
+        let meta = self.inner.meta.lock();
+        let mut out: BTreeMap<String, LeaseGroupConfig> = meta
+            .state
+            .lease_groups
+            .get(topic)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(groups) = meta.state.leases.get(topic) {
+            for g in groups.keys() {
+                out.entry(g.clone()).or_default();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lease(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, partition)?.clone();
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let vis = visibility.as_millis().min(i64::MAX as u128 / 4) as i64;
+        let verify = inner.opts.verify_reads;
+        let mut out = Vec::new();
+        let mut dl_syncs: Vec<(Arc<Partition>, i64)> = Vec::new();
+        let seq = {
+            let mut meta = inner.meta.lock();
+            let cfg = group_config(&meta, topic, group);
+            let now = inner.clock.now_ms();
+            let (log_start, hw) = p.offsets();
+            let mut st: PartLeases = meta
+                .state
+                .leases
+                .get(topic)
+                .and_then(|g| g.get(group))
+                .and_then(|p| p.get(&partition))
+                .cloned()
+                .unwrap_or(PartLeases {
+                    floor: log_start,
+                    ..PartLeases::default()
+                });
+            st.normalize(log_start);
+            let mut changed: Vec<(i64, RecState)> = Vec::new();
+            let mut dead: Vec<i64> = Vec::new();
+            let mut blocked: HashSet<Bytes> = HashSet::new();
+            let mut pos = st.floor;
+            'scan: while pos < hw {
+                let recs = p.read_for_lease(pos, 512, verify)?;
+                if recs.is_empty() {
+                    break;
+                }
+                for rec in recs {
+                    pos = rec.offset + 1;
+                    let state = st.recs.get(&rec.offset).copied();
+                    if state.is_some_and(|s| s.is_done()) {
+                        continue;
+                    }
+                    let busy = state.is_some_and(|s| s.is_busy(now))
+                        || rec.not_before_ms.is_some_and(|nb| nb > now);
+                    let key_blocked =
+                        cfg.ordered_by_key && rec.key.as_ref().is_some_and(|k| blocked.contains(k));
+                    if busy || key_blocked {
+                        if cfg.ordered_by_key {
+                            if let Some(k) = &rec.key {
+                                blocked.insert(k.clone());
+                            }
+                        }
+                        continue;
+                    }
+                    let prev = state.map_or(0, |s| s.deliveries);
+                    let first = state.map_or(now, |s| {
+                        if s.deliveries == 0 {
+                            now
+                        } else {
+                            s.first_leased_at
+                        }
+                    });
+                    if cfg.max_deliveries.is_some_and(|m| prev >= m) {
+                        // Dead-letter instead of a delivery beyond the limit.
+                        let dl_name = cfg.dead_letter_topic.clone().unwrap_or_default();
+                        let dlt = inner.topic(&dl_name)?;
+                        let mut headers = rec.headers.clone();
+                        let h = |k: &str, v: String| Header {
+                            key: k.to_string(),
+                            value: Some(Bytes::from(v)),
+                        };
+                        headers.push(h(dead_letter_headers::SOURCE_TOPIC, topic.to_string()));
+                        headers.push(h(
+                            dead_letter_headers::SOURCE_PARTITION,
+                            partition.to_string(),
+                        ));
+                        headers.push(h(
+                            dead_letter_headers::SOURCE_OFFSET,
+                            rec.offset.to_string(),
+                        ));
+                        headers.push(h(dead_letter_headers::GROUP, group.to_string()));
+                        headers.push(h(dead_letter_headers::DELIVERY_COUNT, prev.to_string()));
+                        let dl_batch = AppendBatch::new(vec![Record {
+                            key: rec.key.clone(),
+                            value: rec.value.clone(),
+                            headers,
+                            timestamp_ms: Some(rec.timestamp_ms),
+                            not_before_ms: None,
+                        }]);
+                        let (res, dlp, d) = inner.append_sync(&dlt, &dl_name, 0, &dl_batch)?;
+                        if d == Durability::Always {
+                            dl_syncs.push((dlp, res.last_offset + 1));
+                        }
+                        let s = RecState {
+                            deliveries: prev,
+                            first_leased_at: state.map_or(now, |s| s.first_leased_at),
+                            phase: Phase::Done { dead: true },
+                        };
+                        st.recs.insert(rec.offset, s);
+                        st.dead.insert(rec.offset);
+                        changed.push((rec.offset, s));
+                        dead.push(rec.offset);
+                        continue;
+                    }
+                    let nonce = rand::random::<u64>();
+                    let expires = now.saturating_add(vis);
+                    let s = RecState {
+                        deliveries: prev + 1,
+                        first_leased_at: first,
+                        phase: Phase::Leased { nonce, expires },
+                    };
+                    st.recs.insert(rec.offset, s);
+                    changed.push((rec.offset, s));
+                    if cfg.ordered_by_key {
+                        if let Some(k) = &rec.key {
+                            blocked.insert(k.clone());
+                        }
+                    }
+                    out.push(Lease {
+                        token: LeaseToken {
+                            partition,
+                            offset: rec.offset,
+                            nonce,
+                        },
+                        record: rec,
+                        delivery_count: prev + 1,
+                        expires_at_ms: expires,
+                        first_leased_at_ms: first,
+                    });
+                    if out.len() >= max {
+                        break 'scan;
+                    }
+                }
+            }
+            st.advance_floor();
+            if changed.is_empty() {
+                None
+            } else {
+                let floor = st.floor;
+                let seq = inner.record(
+                    &mut meta,
+                    Op::Lease {
+                        topic: topic.to_string(),
+                        group: group.to_string(),
+                        partition,
+                        floor,
+                        set: changed,
+                        dead,
+                    },
+                )?;
+                Some(seq)
+            }
+        };
+        for (dlp, hw) in dl_syncs {
+            dlp.sync_to(hw).await?;
+        }
+        if let Some(seq) = seq {
+            let d = t.config.read().durability;
+            inner.meta_durable(seq, d).await?;
+        }
+        Ok(out)
+    }
+
+    async fn ack(
+        &self,
+        topic: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let mut results = Vec::with_capacity(tokens.len());
+        let mut seqs = Vec::new();
+        {
+            let mut meta = inner.meta.lock();
+            let now = inner.clock.now_ms();
+            let mut by_part: BTreeMap<i32, Vec<(i64, RecState)>> = BTreeMap::new();
+            for tok in tokens {
+                let r = (|| {
+                    let p = t.partition(topic, tok.partition)?;
+                    let (log_start, _) = p.offsets();
+                    let st = meta
+                        .state
+                        .leases
+                        .get_mut(topic)
+                        .and_then(|g| g.get_mut(group))
+                        .and_then(|p| p.get_mut(&tok.partition))
+                        .ok_or(StoreError::LeaseExpired)?;
+                    st.normalize(log_start);
+                    let rec = st.live(tok, now)?;
+                    rec.phase = Phase::Done { dead: false };
+                    by_part
+                        .entry(tok.partition)
+                        .or_default()
+                        .push((tok.offset, *rec));
+                    Ok(())
+                })();
+                results.push(r);
+            }
+            for (partition, set) in by_part {
+                let floor = {
+                    let st = meta
+                        .state
+                        .leases
+                        .get_mut(topic)
+                        .and_then(|g| g.get_mut(group))
+                        .and_then(|p| p.get_mut(&partition))
+                        .expect("state of an acked partition");
+                    st.advance_floor();
+                    st.floor
+                };
+                seqs.push(inner.record(
+                    &mut meta,
+                    Op::Lease {
+                        topic: topic.to_string(),
+                        group: group.to_string(),
+                        partition,
+                        floor,
+                        set,
+                        dead: Vec::new(),
+                    },
+                )?);
+            }
+        }
+        if let Some(&seq) = seqs.iter().max() {
+            let d = t.config.read().durability;
+            inner.meta_durable(seq, d).await?;
+        }
+        Ok(results)
+    }
+
+    async fn release(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, token.partition)?;
+        let (log_start, _) = p.offsets();
+        let delay = delay.as_millis().min(i64::MAX as u128 / 4) as i64;
+        let seq = {
+            let mut meta = inner.meta.lock();
+            let now = inner.clock.now_ms();
+            let st = meta
+                .state
+                .leases
+                .get_mut(topic)
+                .and_then(|g| g.get_mut(group))
+                .and_then(|p| p.get_mut(&token.partition))
+                .ok_or(StoreError::LeaseExpired)?;
+            st.normalize(log_start);
+            let rec = st.live(&token, now)?;
+            rec.phase = Phase::Released {
+                at: now.saturating_add(delay),
+            };
+            let set = vec![(token.offset, *rec)];
+            let floor = st.floor;
+            inner.record(
+                &mut meta,
+                Op::Lease {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    partition: token.partition,
+                    floor,
+                    set,
+                    dead: Vec::new(),
+                },
+            )?
+        };
+        let d = t.config.read().durability;
+        inner.meta_durable(seq, d).await
+    }
+
+    async fn extend(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        visibility: Duration,
+    ) -> StoreResult<i64> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, token.partition)?;
+        let (log_start, _) = p.offsets();
+        let vis = visibility.as_millis().min(i64::MAX as u128 / 4) as i64;
+        let (seq, expires) = {
+            let mut meta = inner.meta.lock();
+            let now = inner.clock.now_ms();
+            let st = meta
+                .state
+                .leases
+                .get_mut(topic)
+                .and_then(|g| g.get_mut(group))
+                .and_then(|p| p.get_mut(&token.partition))
+                .ok_or(StoreError::LeaseExpired)?;
+            st.normalize(log_start);
+            let rec = st.live(&token, now)?;
+            let expires = now.saturating_add(vis);
+            rec.phase = Phase::Leased {
+                nonce: token.nonce,
+                expires,
+            };
+            let set = vec![(token.offset, *rec)];
+            let floor = st.floor;
+            let seq = inner.record(
+                &mut meta,
+                Op::Lease {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    partition: token.partition,
+                    floor,
+                    set,
+                    dead: Vec::new(),
+                },
+            )?;
+            (seq, expires)
+        };
+        let d = t.config.read().durability;
+        inner.meta_durable(seq, d).await?;
+        Ok(expires)
+    }
+
+    async fn lease_counts(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<LeaseCounts> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, partition)?;
+        let meta = inner.meta.lock();
+        let now = inner.clock.now_ms();
+        let (log_start, hw) = p.offsets();
+        let mut st = meta
+            .state
+            .leases
+            .get(topic)
+            .and_then(|g| g.get(group))
+            .and_then(|p| p.get(&partition))
+            .cloned()
+            .unwrap_or(PartLeases {
+                floor: log_start,
+                ..PartLeases::default()
+            });
+        drop(meta);
+        st.normalize(log_start);
+        let floor = st.floor.min(hw);
+        let mut c = LeaseCounts {
+            done: (floor - log_start).max(0) as u64,
+            ..LeaseCounts::default()
+        };
+        for (o, r) in st.recs.range(floor..hw) {
+            let _ = o;
+            match r.phase {
+                Phase::Done { .. } => c.done += 1,
+                Phase::Leased { expires, .. } if expires > now => c.leased += 1,
+                Phase::Released { at } if at > now => c.delayed += 1,
+                _ => {}
+            }
+        }
+        for (o, _) in p.not_before_after(floor, now) {
+            if o >= hw {
+                break;
+            }
+            let counted = st.recs.get(&o).is_some_and(|r| r.is_busy(now));
+            if !counted {
+                c.delayed += 1;
+            }
+        }
+        c.dead_lettered = st.dead.range(log_start..hw).count() as u64;
+        let total = (hw - log_start).max(0) as u64;
+        c.available = total.saturating_sub(c.done + c.leased + c.delayed);
+        Ok(c)
+    }
+
+    async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
+        let t = self.inner.topic(topic)?;
+        self.inner
+            .move_log_start(topic, &t, partition, before)
+            .await
+    }
+
+    async fn enforce_retention(&self, topic: &str) -> StoreResult<u64> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        let cfg = t.config.read().clone();
+        if cfg.retention_ms.is_none() && cfg.retention_bytes.is_none() {
+            return Ok(0);
+        }
+        let now = inner.clock.now_ms();
+        let cutoff = cfg.retention_ms.map(|ms| now.saturating_sub(ms));
+        let mut removed = 0u64;
+        for (i, p) in t.partitions.iter().enumerate() {
+            let (old, _) = p.offsets();
+            let target = p.retention_target(cutoff, cfg.retention_bytes)?;
+            if target > old {
+                let new = inner.move_log_start(topic, &t, i as i32, target).await?;
+                removed += (new - old) as u64;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        self.inner.check_open()
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        inner.stop_flusher();
+        let topics: Vec<Arc<TopicHandle>> = inner.topics.read().values().cloned().collect();
+        for t in topics {
+            for p in &t.partitions {
+                p.close()?;
+            }
+        }
+        inner.sync_meta_blocking()?;
+        let marker = inner.dir.join(CLEAN_SHUTDOWN);
+        let f = std::fs::File::create(&marker)
+            .map_err(|e| StoreError::from(LogError::io("writing the clean-shutdown marker", e)))?;
+        inner
+            .io
+            .sync_all(&f)
+            .map_err(|e| StoreError::from(LogError::io("syncing the clean-shutdown marker", e)))?;
+        sync_dir(&inner.io, &inner.dir)
+            .map_err(|e| StoreError::from(LogError::io("syncing the store directory", e)))?;
+        tracing::info!(dir = %inner.dir.display(), "closed log store");
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! The store's own checks of its core behaviour, reopen and recovery.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_api::{
+    AppendBatch, Durability, FetchLimits, Header, ManualClock, ProducerBatch, Record, Store,
+    StoreError, TopicConfig,
+};
+use bytes::Bytes;
+use store_log::{LogOptions, LogStore};
+
+fn small_opts() -> LogOptions {
+    LogOptions {
+        index_interval_bytes: 256,
+        segment_bytes: 4096,
+        index_bytes: 4096,
+        ..LogOptions::default()
+    }
+}
+
+fn open(dir: &Path, clock: &ManualClock) -> LogStore {
+    LogStore::open(dir, small_opts(), Arc::new(clock.clone())).expect("open")
+}
+
+fn rec(i: usize) -> Record {
+    Record {
+        key: Some(Bytes::from(format!("k{}", i % 7))),
+        value: Some(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 50)))),
+        headers: vec![Header {
+            key: "h".into(),
+            value: Some(Bytes::from(i.to_string())),
+        }],
+        timestamp_ms: Some(1000 + i as i64),
+        not_before_ms: None,
+    }
+}
+
+async fn fill(s: &LogStore, topic: &str, n: usize, per_batch: usize) {
+    let mut i = 0;
+    while i < n {
+        let k = per_batch.min(n - i);
+        let r = s
+            .append(topic, 0, AppendBatch::new((i..i + k).map(rec).collect()))
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, i as i64);
+        assert_eq!(r.last_offset, (i + k - 1) as i64);
+        i += k;
+    }
+}
+
+async fn check_all(s: &LogStore, topic: &str, from: usize, n: usize) {
+    let mut next = from;
+    while next < n {
+        let f = s
+            .fetch(
+                topic,
+                0,
+                next as i64,
+                FetchLimits {
+                    max_records: 37,
+                    max_bytes: 1 << 20,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!f.records.is_empty(), "nothing at {next}");
+        for r in &f.records {
+            let want = rec(next);
+            assert_eq!(r.offset, next as i64);
+            assert_eq!(r.key, want.key);
+            assert_eq!(r.value, want.value);
+            assert_eq!(r.headers, want.headers);
+            assert_eq!(r.timestamp_ms, want.timestamp_ms.unwrap());
+            next += 1;
+        }
+    }
+    assert_eq!(next, n);
+}
+
+#[tokio::test]
+async fn append_fetch_roll_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let s = open(dir.path(), &clock);
+    s.create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    fill(&s, "t", 500, 7).await;
+    check_all(&s, "t", 0, 500).await;
+    check_all(&s, "t", 123, 500).await;
+    let segs = std::fs::read_dir(dir.path().join("topics/t~0/0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(segs > 3, "expected several segments, got {segs}");
+    let ts = s.offset_for_timestamp("t", 0, 1250).await.unwrap().unwrap();
+    assert_eq!((ts.offset, ts.timestamp_ms), (250, 1250));
+    assert!(s
+        .offset_for_timestamp("t", 0, 99999)
+        .await
+        .unwrap()
+        .is_none());
+    s.close().await.unwrap();
+    assert!(matches!(
+        s.fetch("t", 0, 0, FetchLimits::default()).await,
+        Err(StoreError::Closed)
+    ));
+    drop(s);
+
+    let s = open(dir.path(), &clock);
+    check_all(&s, "t", 0, 500).await;
+    let r = s
+        .append("t", 0, AppendBatch::new(vec![rec(500)]))
+        .await
+        .unwrap();
+    assert_eq!(r.base_offset, 500);
+    let ts = s.offset_for_timestamp("t", 0, 1400).await.unwrap().unwrap();
+    assert_eq!(ts.offset, 400);
+    // Unclean: no close.
+    drop(s);
+    let s = open(dir.path(), &clock);
+    check_all(&s, "t", 0, 501).await;
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn idempotent_producer_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let s = open(dir.path(), &clock);
+    let cfg = TopicConfig {
+        retention_bytes: Some(2000),
+        durability: Durability::Always,
+        ..TopicConfig::with_partitions(1)
+    };
+    s.create_topic("t", cfg).await.unwrap();
+    let pid = s.init_producer_id().await.unwrap();
+    let pb = |seq| {
+        Some(ProducerBatch {
+            producer_id: pid.producer_id,
+            epoch: 0,
+            first_sequence: seq,
+        })
+    };
+    let b = |seq| AppendBatch {
+        records: vec![rec(0), rec(1)],
+        producer: pb(seq),
+    };
+    let r1 = s.append("t", 0, b(0)).await.unwrap();
+    let r2 = s.append("t", 0, b(0)).await.unwrap();
+    assert!(r2.duplicate && r2.base_offset == r1.base_offset);
+    assert!(matches!(
+        s.append("t", 0, b(5)).await,
+        Err(StoreError::OutOfOrderSequence {
+            expected: 2,
+            got: 5
+        })
+    ));
+    s.append("t", 0, b(2)).await.unwrap();
+    fill_more(&s, 200).await;
+    let removed = s.enforce_retention("t").await.unwrap();
+    assert!(removed > 0);
+    let o = s.partition_offsets("t", 0).await.unwrap();
+    assert_eq!(o.high_watermark, 204);
+    s.close().await.unwrap();
+    let s = open(dir.path(), &clock);
+    let o2 = s.partition_offsets("t", 0).await.unwrap();
+    assert_eq!(o, o2);
+    let r3 = s.append("t", 0, b(2)).await.unwrap();
+    assert!(r3.duplicate, "producer state must survive reopen");
+    assert_ne!(
+        s.init_producer_id().await.unwrap().producer_id,
+        pid.producer_id
+    );
+    s.close().await.unwrap();
+}
+
+async fn fill_more(s: &LogStore, n: usize) {
+    for i in 0..n {
+        s.append("t", 0, AppendBatch::new(vec![rec(i)]))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn leases_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let s = open(dir.path(), &clock);
+    s.create_topic("q", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        s.append(
+            "q",
+            0,
+            AppendBatch::new(vec![Record::from_value(format!("m{i}"))]),
+        )
+        .await
+        .unwrap();
+    }
+    let l = s
+        .lease("q", 0, "g", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        l.iter().map(|l| l.record.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let acks = s.ack("q", "g", &[l[0].token, l[2].token]).await.unwrap();
+    assert!(acks.iter().all(|r| r.is_ok()));
+    assert!(matches!(
+        s.ack("q", "g", &[l[0].token]).await.unwrap()[0],
+        Err(StoreError::LeaseExpired)
+    ));
+    let c = s.lease_counts("q", 0, "g").await.unwrap();
+    assert_eq!((c.done, c.leased, c.available), (2, 1, 7));
+    s.close().await.unwrap();
+    let s = open(dir.path(), &clock);
+    let c2 = s.lease_counts("q", 0, "g").await.unwrap();
+    assert_eq!(c2.done, 2);
+    clock.advance(31_000);
+    let l = s
+        .lease("q", 0, "g", 100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(l.len(), 8);
+    assert_eq!(l[0].record.offset, 1);
+    assert_eq!(l[0].delivery_count, 2);
+    s.close().await.unwrap();
+}
