@@ -94,7 +94,9 @@ impl PgBaseline {
         max_bytes: u64,
     ) -> BenchResult<Throughput> {
         self.truncate("copy_rows").await?;
-        let budget = (max_bytes / size as u64).max(batch as u64).div_ceil(clients as u64);
+        let budget = (max_bytes / size as u64)
+            .max(batch as u64)
+            .div_ceil(clients as u64);
         let sql = format!(
             "COPY {} (part, off, ts, key, value) FROM STDIN BINARY",
             self.table("copy_rows")
@@ -135,9 +137,16 @@ impl PgBaseline {
     }
 
     /// `clients` connections each INSERT one 100-byte row per statement into the naive queue.
-    pub async fn naive_insert(&self, clients: usize, duration: Duration) -> BenchResult<Throughput> {
+    pub async fn naive_insert(
+        &self,
+        clients: usize,
+        duration: Duration,
+    ) -> BenchResult<Throughput> {
         self.truncate("naive_q").await?;
-        let sql = format!("INSERT INTO {} (payload) VALUES ($1)", self.table("naive_q"));
+        let sql = format!(
+            "INSERT INTO {} (payload) VALUES ($1)",
+            self.table("naive_q")
+        );
         let start = Instant::now();
         let deadline = start + duration;
         let mut tasks = Vec::new();
@@ -254,14 +263,13 @@ impl PgBaseline {
 
     async fn truncate(&self, t: &str) -> BenchResult<()> {
         let c = connect(&self.url).await?;
-        c.batch_execute(&format!("TRUNCATE {}", self.table(t))).await?;
+        c.batch_execute(&format!("TRUNCATE {}", self.table(t)))
+            .await?;
         Ok(())
     }
 }
 
-async fn join_counts(
-    tasks: Vec<tokio::task::JoinHandle<BenchResult<u64>>>,
-) -> BenchResult<u64> {
+async fn join_counts(tasks: Vec<tokio::task::JoinHandle<BenchResult<u64>>>) -> BenchResult<u64> {
     let mut total = 0;
     for t in tasks {
         total += t

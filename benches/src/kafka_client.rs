@@ -13,8 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -69,7 +68,9 @@ impl KafkaConn {
         self.stream.write_all(&self.buf).await?;
         let len = self.stream.read_i32().await?;
         if !(0..=256 << 20).contains(&len) {
-            return Err(BenchError::Protocol(format!("response frame of {len} bytes")));
+            return Err(BenchError::Protocol(format!(
+                "response frame of {len} bytes"
+            )));
         }
         let mut body = vec![0u8; len as usize];
         self.stream.read_exact(&mut body).await?;
@@ -125,7 +126,10 @@ impl KafkaConn {
                     .with_partition_max_bytes(1 << 20)])]);
         let resp: FetchResponse = self.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;
         if resp.error_code != 0 {
-            return Err(BenchError::Protocol(format!("fetch error code {}", resp.error_code)));
+            return Err(BenchError::Protocol(format!(
+                "fetch error code {}",
+                resp.error_code
+            )));
         }
         let p = resp
             .responses

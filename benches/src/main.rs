@@ -94,7 +94,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     };
     for w in &cli.workload {
         if !WORKLOADS.contains(&w.as_str()) {
-            eprintln!("broker-bench: unknown workload {w:?}; use one of {}", WORKLOADS.join(", "));
+            eprintln!(
+                "broker-bench: unknown workload {w:?}; use one of {}",
+                WORKLOADS.join(", ")
+            );
             return std::process::ExitCode::from(2);
         }
     }
@@ -145,7 +148,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         server_stores,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let mut info = report::RunInfo::gather(command, duration, quick, data_dir.display().to_string());
+    let mut info =
+        report::RunInfo::gather(command, duration, quick, data_dir.display().to_string());
     if let Some(url) = &database_url {
         info.postgres = benches::baseline_pg::version(url).await.ok();
     }
@@ -164,7 +168,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             Some(false) => "NOT MET",
             None => "not available",
         };
-        println!("target [{}] {}: {verdict} ({})", t.store, t.requirement, t.measured);
+        println!(
+            "target [{}] {}: {verdict} ({})",
+            t.store, t.requirement, t.measured
+        );
     }
     let mut code = std::process::ExitCode::SUCCESS;
     if let Err(e) = report::write_files(&cli.out, &info, &ms, &ts)
@@ -173,7 +180,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         eprintln!("broker-bench: {e}");
         code = std::process::ExitCode::FAILURE;
     }
-    let failed: Vec<_> = ms.iter().filter(|m| matches!(m.status, Status::Failed(_))).collect();
+    let failed: Vec<_> = ms
+        .iter()
+        .filter(|m| matches!(m.status, Status::Failed(_)))
+        .collect();
     if !failed.is_empty() {
         eprintln!("broker-bench: {} case(s) FAILED:", failed.len());
         for m in failed {

@@ -38,7 +38,11 @@ impl RunInfo {
             .unwrap_or_default()
             .lines()
             .find(|l| l.starts_with("MemTotal"))
-            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
             .unwrap_or(0.0);
         RunInfo {
             command,
@@ -87,9 +91,16 @@ fn figure(m: &Measurement) -> String {
         Status::Failed(_) => "FAILED".into(),
         Status::Ok => match m.metric {
             Metric::P99Us => m.latency.map_or("-".into(), |l| {
-                format!("p50 {} / p99 {} / p99.9 {} us", human(l.p50_us), human(l.p99_us), human(l.p999_us))
+                format!(
+                    "p50 {} / p99 {} / p99.9 {} us",
+                    human(l.p50_us),
+                    human(l.p99_us),
+                    human(l.p999_us)
+                )
             }),
-            _ => m.value().map_or("-".into(), |v| format!("{} {}", human(v), m.metric.unit())),
+            _ => m
+                .value()
+                .map_or("-".into(), |v| format!("{} {}", human(v), m.metric.unit())),
         },
     }
 }
@@ -109,7 +120,9 @@ fn ratio(m: &Measurement) -> String {
     }
 }
 
-const HEAD: [&str; 7] = ["subject", "workload", "case", "figure", "MB/s", "ratio", "baseline"];
+const HEAD: [&str; 7] = [
+    "subject", "workload", "case", "figure", "MB/s", "ratio", "baseline",
+];
 
 fn rows(ms: &[Measurement]) -> Vec<[String; 7]> {
     let mut order: Vec<&Measurement> = ms.iter().collect();
@@ -119,12 +132,27 @@ fn rows(ms: &[Measurement]) -> Vec<[String; 7]> {
         Layer::Server => 2,
     };
     let wl_rank = |w: &str| {
-        ["append", "write", "insert", "produce", "send", "fetch", "read", "tail", "latency",
-         "write+fdatasync", "insert-latency", "lease", "queue", "receive+delete", "ts-lookup",
-         "random-read"]
-            .iter()
-            .position(|x| *x == w)
-            .unwrap_or(99)
+        [
+            "append",
+            "write",
+            "insert",
+            "produce",
+            "send",
+            "fetch",
+            "read",
+            "tail",
+            "latency",
+            "write+fdatasync",
+            "insert-latency",
+            "lease",
+            "queue",
+            "receive+delete",
+            "ts-lookup",
+            "random-read",
+        ]
+        .iter()
+        .position(|x| *x == w)
+        .unwrap_or(99)
     };
     order.sort_by_key(|m| (layer_rank(m.layer), wl_rank(&m.workload)));
     order
@@ -176,14 +204,25 @@ pub fn markdown_table(ms: &[Measurement]) -> String {
     let _ = writeln!(out, "| {} |", HEAD.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(HEAD.len()));
     for r in rows(ms) {
-        let _ = writeln!(out, "| {} |", r.map(|c| if c.is_empty() { " ".into() } else { c.replace('|', "\\|") }).join(" | "));
+        let _ = writeln!(
+            out,
+            "| {} |",
+            r.map(|c| if c.is_empty() {
+                " ".into()
+            } else {
+                c.replace('|', "\\|")
+            })
+            .join(" | ")
+        );
     }
     out
 }
 
 /// The targets in Markdown.
 pub fn markdown_targets(ts: &[Target]) -> String {
-    let mut out = String::from("| store | target | verdict | measured ratio | figures |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| store | target | verdict | measured ratio | figures |\n|---|---|---|---|---|\n",
+    );
     for t in ts {
         let verdict = match t.met {
             Some(true) => "met",
@@ -229,11 +268,20 @@ struct Results<'a> {
 }
 
 /// Writes `results.json` and `results.md` into `out`.
-pub fn write_files(out: &Path, info: &RunInfo, ms: &[Measurement], ts: &[Target]) -> BenchResult<()> {
+pub fn write_files(
+    out: &Path,
+    info: &RunInfo,
+    ms: &[Measurement],
+    ts: &[Target],
+) -> BenchResult<()> {
     let err = |e: std::io::Error| BenchError::Output(format!("{}: {e}", out.display()));
     std::fs::create_dir_all(out).map_err(err)?;
-    let json = serde_json::to_string_pretty(&Results { run: info, measurements: ms, targets: ts })
-        .map_err(|e| BenchError::Output(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&Results {
+        run: info,
+        measurements: ms,
+        targets: ts,
+    })
+    .map_err(|e| BenchError::Output(e.to_string()))?;
     std::fs::write(out.join("results.json"), json).map_err(err)?;
     let mut md = String::new();
     let _ = writeln!(md, "# broker-bench results\n");
@@ -241,12 +289,22 @@ pub fn write_files(out: &Path, info: &RunInfo, ms: &[Measurement], ts: &[Target]
     let _ = writeln!(
         md,
         "- machine: {} x {} ({}), {:.1} GiB RAM, Linux {}",
-        info.cores, info.cpu, if info.cores == 2 { "2 cores" } else { "cores" }, info.memory_gib, info.kernel
+        info.cores,
+        info.cpu,
+        if info.cores == 2 { "2 cores" } else { "cores" },
+        info.memory_gib,
+        info.kernel
     );
     if let Some(pg) = &info.postgres {
         let _ = writeln!(md, "- postgres: {pg}");
     }
-    let _ = writeln!(md, "- per-case duration: {} s{}; data dir: {}", info.duration_s, if info.quick { " (--quick)" } else { "" }, info.data_dir);
+    let _ = writeln!(
+        md,
+        "- per-case duration: {} s{}; data dir: {}",
+        info.duration_s,
+        if info.quick { " (--quick)" } else { "" },
+        info.data_dir
+    );
     let _ = writeln!(md, "- ratio: figure / baseline figure measured in the same run (for latency: p99 / baseline p99)\n");
     let _ = writeln!(md, "## Targets\n\n{}", markdown_targets(ts));
     let _ = writeln!(md, "## All figures\n\n{}", markdown_table(ms));
@@ -254,7 +312,10 @@ pub fn write_files(out: &Path, info: &RunInfo, ms: &[Measurement], ts: &[Target]
     if !p.is_empty() {
         let _ = writeln!(md, "## Not measured\n\n{p}");
     }
-    let _ = writeln!(md, "![throughput](throughput.svg)\n\n![latency](latency.svg)");
+    let _ = writeln!(
+        md,
+        "![throughput](throughput.svg)\n\n![latency](latency.svg)"
+    );
     std::fs::write(out.join("results.md"), md).map_err(err)?;
     Ok(())
 }

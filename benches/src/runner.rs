@@ -16,7 +16,15 @@ use crate::{baseline_mem, server, BenchError, BenchResult};
 use broker_api::Durability;
 
 /// Every workload name `--workload` accepts.
-pub const WORKLOADS: &[&str] = &["append", "fetch", "tail", "lease", "ts-lookup", "kafka", "sqs"];
+pub const WORKLOADS: &[&str] = &[
+    "append",
+    "fetch",
+    "tail",
+    "lease",
+    "ts-lookup",
+    "kafka",
+    "sqs",
+];
 
 /// Record sizes of the append and fetch cases.
 pub const SIZES: &[usize] = &[100, 1024];
@@ -45,21 +53,50 @@ pub struct RunOptions {
 /// One step of a run.
 #[derive(Debug, Clone)]
 enum Job {
-    DiskWrite { bytes: usize, batch: usize, sync: SyncPattern },
+    DiskWrite {
+        bytes: usize,
+        batch: usize,
+        sync: SyncPattern,
+    },
     DiskRead,
     DiskRandomRead,
     DiskFsyncLatency,
     ChannelLatency,
-    PgCopy { size: usize, batch: usize, clients: usize },
-    PgNaiveInsert { clients: usize },
-    PgNaiveQueue { consumers: usize },
+    PgCopy {
+        size: usize,
+        batch: usize,
+        clients: usize,
+    },
+    PgNaiveInsert {
+        clients: usize,
+    },
+    PgNaiveQueue {
+        consumers: usize,
+    },
     PgInsertLatency,
-    Append { spec: StoreSpec, size: usize, batch: usize, appenders: usize },
-    Fetch { spec: StoreSpec, size: usize },
-    Tail { spec: StoreSpec },
-    Lease { spec: StoreSpec, consumers: usize },
-    TsLookup { spec: StoreSpec },
-    Server { store: String },
+    Append {
+        spec: StoreSpec,
+        size: usize,
+        batch: usize,
+        appenders: usize,
+    },
+    Fetch {
+        spec: StoreSpec,
+        size: usize,
+    },
+    Tail {
+        spec: StoreSpec,
+    },
+    Lease {
+        spec: StoreSpec,
+        consumers: usize,
+    },
+    TsLookup {
+        spec: StoreSpec,
+    },
+    Server {
+        store: String,
+    },
 }
 
 fn append_cases() -> Vec<(usize, usize, usize)> {
@@ -114,17 +151,29 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
     // Baselines first, so that every later case has its reference.
     if want("append") && !non_pg.is_empty() {
         let patterns: BTreeSet<&str> = non_pg.iter().map(|s| sync_for(*s).name()).collect();
-        for sync in [SyncPattern::EachWrite, SyncPattern::Every100Ms, SyncPattern::End] {
+        for sync in [
+            SyncPattern::EachWrite,
+            SyncPattern::Every100Ms,
+            SyncPattern::End,
+        ] {
             if !patterns.contains(sync.name()) {
                 continue;
             }
             for &size in SIZES {
                 for &batch in BATCHES {
-                    jobs.push(Job::DiskWrite { bytes: size, batch, sync });
+                    jobs.push(Job::DiskWrite {
+                        bytes: size,
+                        batch,
+                        sync,
+                    });
                 }
             }
         }
-        jobs.push(Job::DiskWrite { bytes: 1 << 20, batch: 1, sync: SyncPattern::End });
+        jobs.push(Job::DiskWrite {
+            bytes: 1 << 20,
+            batch: 1,
+            sync: SyncPattern::End,
+        });
     }
     if want("fetch") {
         jobs.push(Job::DiskRead);
@@ -145,7 +194,11 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
         let mut seen = BTreeSet::new();
         for (size, batch, clients) in append_cases() {
             if seen.insert((size, batch, clients)) {
-                jobs.push(Job::PgCopy { size, batch, clients });
+                jobs.push(Job::PgCopy {
+                    size,
+                    batch,
+                    clients,
+                });
             }
         }
         jobs.push(Job::PgNaiveInsert { clients: 1 });
@@ -159,7 +212,12 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
     for &spec in &opts.stores {
         if want("append") {
             for (size, batch, appenders) in append_cases() {
-                jobs.push(Job::Append { spec, size, batch, appenders });
+                jobs.push(Job::Append {
+                    spec,
+                    size,
+                    batch,
+                    appenders,
+                });
             }
         }
         if want("fetch") {
@@ -189,17 +247,32 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
 
 fn job_label(job: &Job) -> String {
     match job {
-        Job::DiskWrite { bytes, batch, sync } => format!("disk write {}", disk_write_case(*bytes, *batch, *sync)),
+        Job::DiskWrite { bytes, batch, sync } => {
+            format!("disk write {}", disk_write_case(*bytes, *batch, *sync))
+        }
         Job::DiskRead => "disk page-cache read".into(),
         Job::DiskRandomRead => "disk random 4 KiB read".into(),
         Job::DiskFsyncLatency => "disk write+fdatasync latency".into(),
         Job::ChannelLatency => "channel latency".into(),
-        Job::PgCopy { size, batch, clients } => format!("pg COPY {}", append_case(*size, *batch, *clients)),
+        Job::PgCopy {
+            size,
+            batch,
+            clients,
+        } => format!("pg COPY {}", append_case(*size, *batch, *clients)),
         Job::PgNaiveInsert { clients } => format!("pg naive INSERT c{clients}"),
         Job::PgNaiveQueue { consumers } => format!("pg naive queue c{consumers}"),
         Job::PgInsertLatency => "pg INSERT latency".into(),
-        Job::Append { spec, size, batch, appenders } => {
-            format!("{} append {}", spec.name(), append_case(*size, *batch, *appenders))
+        Job::Append {
+            spec,
+            size,
+            batch,
+            appenders,
+        } => {
+            format!(
+                "{} append {}",
+                spec.name(),
+                append_case(*size, *batch, *appenders)
+            )
         }
         Job::Fetch { spec, size } => format!("{} fetch {size}B", spec.name()),
         Job::Tail { spec } => format!("{} tail", spec.name()),
@@ -285,14 +358,29 @@ async fn run_job(
                 Metric::RecordsPerS,
             );
             let r = blocking(move || {
-                baseline_disk::sequential_write(&dir, bytes * batch, sync, sz.duration, sz.max_bytes)
+                baseline_disk::sequential_write(
+                    &dir,
+                    bytes * batch,
+                    sync,
+                    sz.duration,
+                    sz.max_bytes,
+                )
             })
             .await
-            .map(|t| m.clone().with_records(t.records * batch as u64, bytes, t.elapsed_s));
+            .map(|t| {
+                m.clone()
+                    .with_records(t.records * batch as u64, bytes, t.elapsed_s)
+            });
             vec![fill(m, r)]
         }
         Job::DiskRead => {
-            let m = Measurement::new(Layer::Baseline, "disk", "read", "page-cache 1MiB blocks", Metric::MbPerS);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "disk",
+                "read",
+                "page-cache 1MiB blocks",
+                Metric::MbPerS,
+            );
             let bytes = sz.fetch_bytes;
             let r = blocking(move || baseline_disk::page_cache_read(&dir, bytes, sz.duration))
                 .await
@@ -300,37 +388,74 @@ async fn run_job(
             vec![fill(m, r)]
         }
         Job::DiskRandomRead => {
-            let m = Measurement::new(Layer::Baseline, "disk", "random-read", "4KiB page-cache", Metric::OpsPerS);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "disk",
+                "random-read",
+                "4KiB page-cache",
+                Metric::OpsPerS,
+            );
             let r = blocking(move || baseline_disk::random_read(&dir, sz.duration))
                 .await
                 .map(|t| m.clone().with_ops(t.records, t.elapsed_s));
             vec![fill(m, r)]
         }
         Job::DiskFsyncLatency => {
-            let m = Measurement::new(Layer::Baseline, "disk", "write+fdatasync", &tail_case(rate), Metric::P99Us);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "disk",
+                "write+fdatasync",
+                &tail_case(rate),
+                Metric::P99Us,
+            );
             let r = blocking(move || baseline_disk::fsync_latency(&dir, 100, rate, sz.duration))
                 .await
                 .map(|(h, e)| m.clone().with_latency(&h, e));
             vec![fill(m, r)]
         }
         Job::ChannelLatency => {
-            let m = Measurement::new(Layer::Baseline, "channel", "latency", &format!("@{rate}/s"), Metric::P99Us);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "channel",
+                "latency",
+                &format!("@{rate}/s"),
+                Metric::P99Us,
+            );
             let r = baseline_mem::channel_latency(rate, sz.duration)
                 .await
                 .map(|(h, e)| m.clone().with_latency(&h, e));
             vec![fill(m, r)]
         }
-        Job::PgCopy { size, batch, clients } => {
-            let m = Measurement::new(Layer::Baseline, "pg-copy", "append", &append_case(size, batch, clients), Metric::RecordsPerS);
+        Job::PgCopy {
+            size,
+            batch,
+            clients,
+        } => {
+            let m = Measurement::new(
+                Layer::Baseline,
+                "pg-copy",
+                "append",
+                &append_case(size, batch, clients),
+                Metric::RecordsPerS,
+            );
             let r = match pg {
-                Ok(pg) => pg.copy(size, batch, clients, sz.duration, sz.max_bytes).await,
+                Ok(pg) => {
+                    pg.copy(size, batch, clients, sz.duration, sz.max_bytes)
+                        .await
+                }
                 Err(e) => Err(e),
             }
             .map(|t| m.clone().with_records(t.records, size, t.elapsed_s));
             vec![fill(m, r)]
         }
         Job::PgNaiveInsert { clients } => {
-            let m = Measurement::new(Layer::Baseline, "pg-naive", "insert", &append_case(100, 1, clients), Metric::RecordsPerS);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "pg-naive",
+                "insert",
+                &append_case(100, 1, clients),
+                Metric::RecordsPerS,
+            );
             let r = match pg {
                 Ok(pg) => pg.naive_insert(clients, sz.duration).await,
                 Err(e) => Err(e),
@@ -339,16 +464,31 @@ async fn run_job(
             vec![fill(m, r)]
         }
         Job::PgNaiveQueue { consumers } => {
-            let m = Measurement::new(Layer::Baseline, "pg-naive", "queue", &format!("b1 c{consumers}"), Metric::RecordsPerS);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "pg-naive",
+                "queue",
+                &format!("b1 c{consumers}"),
+                Metric::RecordsPerS,
+            );
             let r = match pg {
-                Ok(pg) => pg.naive_queue(consumers, sz.lease_records, sz.duration).await,
+                Ok(pg) => {
+                    pg.naive_queue(consumers, sz.lease_records, sz.duration)
+                        .await
+                }
                 Err(e) => Err(e),
             }
             .map(|t| m.clone().with_records(t.records, 100, t.elapsed_s));
             vec![fill(m, r)]
         }
         Job::PgInsertLatency => {
-            let m = Measurement::new(Layer::Baseline, "pg-naive", "insert-latency", &tail_case(rate), Metric::P99Us);
+            let m = Measurement::new(
+                Layer::Baseline,
+                "pg-naive",
+                "insert-latency",
+                &tail_case(rate),
+                Metric::P99Us,
+            );
             let r = match pg {
                 Ok(pg) => pg.insert_latency(rate, sz.duration).await,
                 Err(e) => Err(e),
@@ -356,13 +496,29 @@ async fn run_job(
             .map(|(h, e)| m.clone().with_latency(&h, e));
             vec![fill(m, r)]
         }
-        Job::Append { spec, size, batch, appenders } => {
+        Job::Append {
+            spec,
+            size,
+            batch,
+            appenders,
+        } => {
             let base = match spec {
-                StoreSpec::Postgres => format!("pg-copy/append/{}", append_case(size, batch, appenders)),
-                _ => format!("disk/write/{}", disk_write_case(size, batch, sync_for(spec))),
+                StoreSpec::Postgres => {
+                    format!("pg-copy/append/{}", append_case(size, batch, appenders))
+                }
+                _ => format!(
+                    "disk/write/{}",
+                    disk_write_case(size, batch, sync_for(spec))
+                ),
             };
-            let m = Measurement::new(Layer::Contract, &spec.name(), "append", &append_case(size, batch, appenders), Metric::RecordsPerS)
-                .against(base);
+            let m = Measurement::new(
+                Layer::Contract,
+                &spec.name(),
+                "append",
+                &append_case(size, batch, appenders),
+                Metric::RecordsPerS,
+            )
+            .against(base);
             let r = with_store(spec, &opts.env, no, |s| {
                 workloads::append(s, spec.durability(), size, batch, appenders, &sz)
             })
@@ -371,8 +527,14 @@ async fn run_job(
             vec![fill(m, r)]
         }
         Job::Fetch { spec, size } => {
-            let m = Measurement::new(Layer::Contract, &spec.name(), "fetch", &format!("{size}B"), Metric::MbPerS)
-                .against("disk/read/page-cache 1MiB blocks");
+            let m = Measurement::new(
+                Layer::Contract,
+                &spec.name(),
+                "fetch",
+                &format!("{size}B"),
+                Metric::MbPerS,
+            )
+            .against("disk/read/page-cache 1MiB blocks");
             let r = with_store(spec, &opts.env, no, |s| workloads::catch_up(s, size, &sz))
                 .await
                 .map(|t| m.clone().with_records(t.records, size, t.elapsed_s));
@@ -381,11 +543,19 @@ async fn run_job(
         Job::Tail { spec } => {
             let base = match spec {
                 StoreSpec::Postgres => format!("pg-naive/insert-latency/{}", tail_case(rate)),
-                StoreSpec::Log(Durability::Always) => format!("disk/write+fdatasync/{}", tail_case(rate)),
+                StoreSpec::Log(Durability::Always) => {
+                    format!("disk/write+fdatasync/{}", tail_case(rate))
+                }
                 _ => format!("channel/latency/@{rate}/s"),
             };
-            let m = Measurement::new(Layer::Contract, &spec.name(), "tail", &tail_case(rate), Metric::P99Us)
-                .against(base);
+            let m = Measurement::new(
+                Layer::Contract,
+                &spec.name(),
+                "tail",
+                &tail_case(rate),
+                Metric::P99Us,
+            )
+            .against(base);
             let r = with_store(spec, &opts.env, no, |s| {
                 workloads::tail_latency(s, spec.durability(), 100, &sz)
             })
@@ -394,8 +564,14 @@ async fn run_job(
             vec![fill(m, r)]
         }
         Job::Lease { spec, consumers } => {
-            let m = Measurement::new(Layer::Contract, &spec.name(), "lease", &lease_case(consumers), Metric::RecordsPerS)
-                .against(format!("pg-naive/queue/b1 c{consumers}"));
+            let m = Measurement::new(
+                Layer::Contract,
+                &spec.name(),
+                "lease",
+                &lease_case(consumers),
+                Metric::RecordsPerS,
+            )
+            .against(format!("pg-naive/queue/b1 c{consumers}"));
             let r = with_store(spec, &opts.env, no, |s| {
                 workloads::lease_ack(s, spec.durability(), consumers, LEASE_BATCH, &sz)
             })
@@ -404,8 +580,14 @@ async fn run_job(
             vec![fill(m, r)]
         }
         Job::TsLookup { spec } => {
-            let m = Measurement::new(Layer::Contract, &spec.name(), "ts-lookup", "random", Metric::OpsPerS)
-                .against("disk/random-read/4KiB page-cache");
+            let m = Measurement::new(
+                Layer::Contract,
+                &spec.name(),
+                "ts-lookup",
+                "random",
+                Metric::OpsPerS,
+            )
+            .against("disk/random-read/4KiB page-cache");
             let r = with_store(spec, &opts.env, no, |s| workloads::timestamp_lookup(s, &sz))
                 .await
                 .map(|t| m.clone().with_ops(t.records, t.elapsed_s));

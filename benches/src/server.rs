@@ -65,9 +65,11 @@ impl Broker {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if store == "postgres" {
-            let url = opts.env.database_url.clone().ok_or_else(|| {
-                BenchError::NotAvailable("DATABASE_URL is not set".into())
-            })?;
+            let url = opts
+                .env
+                .database_url
+                .clone()
+                .ok_or_else(|| BenchError::NotAvailable("DATABASE_URL is not set".into()))?;
             cmd.arg("--database-url")
                 .arg(url)
                 .arg("--pg-schema")
@@ -157,9 +159,15 @@ fn planned(store: &str, want_kafka: bool, want_sqs: bool) -> Vec<Measurement> {
     if want_sqs {
         for conns in [1, 16] {
             v.push(
-                Measurement::new(Layer::Server, &s, "send", &append_case(100, 10, conns), Metric::RecordsPerS)
-                    .against(format!("{c}/append/{}", append_case(100, 100, conns)))
-                    .noted("SendMessageBatch of 10; compared with contract appends of 100"),
+                Measurement::new(
+                    Layer::Server,
+                    &s,
+                    "send",
+                    &append_case(100, 10, conns),
+                    Metric::RecordsPerS,
+                )
+                .against(format!("{c}/append/{}", append_case(100, 100, conns)))
+                .noted("SendMessageBatch of 10; compared with contract appends of 100"),
             );
         }
         for conns in [1, 8] {
@@ -196,12 +204,19 @@ pub async fn run_suite(store: &str, opts: &RunOptions, no: usize) -> Vec<Measure
                 sqs_send(broker.http, conns, d, budget).await
             }
             ("receive+delete", case) => {
-                let conns = case.rsplit('c').next().and_then(|c| c.parse().ok()).unwrap_or(1);
+                let conns = case
+                    .rsplit('c')
+                    .next()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
                 sqs_receive(broker.http, conns, d, opts.sizing.lease_records as u64).await
             }
             _ => Err(BenchError::Wrong(format!("unknown server case {}", m.id))),
         };
-        let taken = std::mem::replace(m, Measurement::new(Layer::Server, "", "", "", Metric::OpsPerS));
+        let taken = std::mem::replace(
+            m,
+            Measurement::new(Layer::Server, "", "", "", Metric::OpsPerS),
+        );
         *m = match r {
             Ok((records, bytes_each, secs)) => taken.with_records(records, bytes_each, secs),
             Err(e) => taken.unavailable(&e),
@@ -210,7 +225,11 @@ pub async fn run_suite(store: &str, opts: &RunOptions, no: usize) -> Vec<Measure
     broker.stop().await;
     if store == "postgres" {
         if let Some(url) = &opts.env.database_url {
-            let _ = crate::baseline_pg::drop_schema(url, &format!("{}_srv{no}", opts.env.pg_schema_prefix)).await;
+            let _ = crate::baseline_pg::drop_schema(
+                url,
+                &format!("{}_srv{no}", opts.env.pg_schema_prefix),
+            )
+            .await;
         }
     }
     ms
@@ -242,7 +261,10 @@ async fn kafka_produce(
 ) -> Counted {
     let data = encode_batch(batch, 100)?;
     // The first produce creates the topic; keep it out of the timing.
-    KafkaConn::connect(addr).await?.produce(topic, &data).await?;
+    KafkaConn::connect(addr)
+        .await?
+        .produce(topic, &data)
+        .await?;
     let per_conn = budget.div_ceil(conns as u64);
     let start = Instant::now();
     let mut tasks = Vec::new();

@@ -40,7 +40,9 @@ impl SqsClient {
             .await
             .map_err(|e| BenchError::Protocol(format!("{action}: {e}")))?;
         if !status.is_success() {
-            return Err(BenchError::Protocol(format!("{action}: HTTP {status}: {text}")));
+            return Err(BenchError::Protocol(format!(
+                "{action}: HTTP {status}: {text}"
+            )));
         }
         serde_json::from_str(&text)
             .map_err(|e| BenchError::Protocol(format!("{action}: bad JSON reply ({e}): {text}")))
@@ -71,7 +73,9 @@ impl SqsClient {
             )
             .await?;
         if v["Failed"].as_array().is_some_and(|f| !f.is_empty()) {
-            return Err(BenchError::Protocol(format!("SendMessageBatch failed entries: {v}")));
+            return Err(BenchError::Protocol(format!(
+                "SendMessageBatch failed entries: {v}"
+            )));
         }
         Ok(v["Successful"].as_array().map_or(0, |s| s.len() as u64))
     }
@@ -100,7 +104,9 @@ impl SqsClient {
             )
             .await?;
         if d["Failed"].as_array().is_some_and(|f| !f.is_empty()) {
-            return Err(BenchError::Protocol(format!("DeleteMessageBatch failed entries: {d}")));
+            return Err(BenchError::Protocol(format!(
+                "DeleteMessageBatch failed entries: {d}"
+            )));
         }
         Ok(d["Successful"].as_array().map_or(0, |s| s.len() as u64))
     }

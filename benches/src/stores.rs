@@ -109,9 +109,10 @@ pub async fn open(spec: StoreSpec, env: &StoreEnv, case_no: usize) -> BenchResul
             })
         }
         StoreSpec::Postgres => {
-            let url = env.database_url.as_deref().ok_or_else(|| {
-                BenchError::NotAvailable("DATABASE_URL is not set".to_string())
-            })?;
+            let url = env
+                .database_url
+                .as_deref()
+                .ok_or_else(|| BenchError::NotAvailable("DATABASE_URL is not set".to_string()))?;
             let schema = format!("{}_s{case_no}", env.pg_schema_prefix);
             let store = open_postgres(url, &schema).await?;
             Ok(Opened {
@@ -123,10 +124,15 @@ pub async fn open(spec: StoreSpec, env: &StoreEnv, case_no: usize) -> BenchResul
     }
 }
 
-async fn open_log(_dir: &Path) -> BenchResult<Arc<dyn Store>> {
-    Err(BenchError::NotAvailable(
-        "store-log has no store yet".to_string(),
-    ))
+async fn open_log(dir: &Path) -> BenchResult<Arc<dyn Store>> {
+    let dir = dir.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || {
+        store_log::LogStore::open(&dir, store_log::LogOptions::default(), clock())
+    })
+    .await
+    .map_err(|e| BenchError::Wrong(format!("opening the log store panicked: {e}")))?
+    .map_err(broker_api::StoreError::from)?;
+    Ok(Arc::new(store))
 }
 
 async fn open_postgres(_url: &str, _schema: &str) -> BenchResult<Arc<dyn Store>> {

@@ -24,10 +24,14 @@ struct Lookup<'a>(HashMap<&'a str, &'a Measurement>);
 
 impl<'a> Lookup<'a> {
     fn rate(&self, id: &str) -> Option<f64> {
-        self.0.get(id).and_then(|m| m.records_per_s.filter(|_| m.value().is_some()))
+        self.0
+            .get(id)
+            .and_then(|m| m.records_per_s.filter(|_| m.value().is_some()))
     }
     fn mb(&self, id: &str) -> Option<f64> {
-        self.0.get(id).and_then(|m| m.mb_per_s.filter(|_| m.value().is_some()))
+        self.0
+            .get(id)
+            .and_then(|m| m.mb_per_s.filter(|_| m.value().is_some()))
     }
 }
 

@@ -87,7 +87,9 @@ pub async fn append(
 ) -> BenchResult<Throughput> {
     store.create_topic(TOPIC, config(durability)).await?;
     let value = payload(size);
-    let records: Vec<Record> = (0..batch).map(|_| Record::from_value(value.clone())).collect();
+    let records: Vec<Record> = (0..batch)
+        .map(|_| Record::from_value(value.clone()))
+        .collect();
     let budget_records = (sizing.max_bytes / size as u64).max(batch as u64);
     let per_task = budget_records.div_ceil(appenders as u64);
     let start = Instant::now();
@@ -195,7 +197,9 @@ pub async fn tail_latency(
                         "no record at {offset} within 10 s"
                     )));
                 }
-                let got = store.fetch(TOPIC, 0, offset, FetchLimits::default()).await?;
+                let got = store
+                    .fetch(TOPIC, 0, offset, FetchLimits::default())
+                    .await?;
                 let now = t0.elapsed().as_nanos() as u64;
                 for r in &got.records {
                     let v = r.value.as_ref().ok_or_else(|| {
@@ -275,9 +279,7 @@ pub async fn lease_ack(
 /// Prefills `sizing.ts_records` records with timestamps 1 ms apart, then looks up random
 /// timestamps; every answer is checked against the expected offset.
 pub async fn timestamp_lookup(store: Arc<dyn Store>, sizing: &Sizing) -> BenchResult<Throughput> {
-    store
-        .create_topic(TOPIC, config(Durability::Never))
-        .await?;
+    store.create_topic(TOPIC, config(Durability::Never)).await?;
     let base = 1_767_225_600_000i64;
     let n = sizing.ts_records.max(1);
     prefill(&store, TOPIC, 100, n, Some(base)).await?;
