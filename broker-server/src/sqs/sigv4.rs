@@ -75,7 +75,7 @@ impl SigV4Credentials {
             }
             let (id, secret) = line
                 .split_once([':', '=', ' ', '\t'])
-                .map(|(a, b)| (a.trim(), b.trim()))
+                .map(|(a, b)| (a.trim(), b.trim_start_matches([':', '=', ' ', '\t']).trim()))
                 .filter(|(a, b)| !a.is_empty() && !b.is_empty())
                 .ok_or_else(|| format!("line {}: expected ACCESS_KEY_ID:SECRET", n + 1))?;
             c.insert(id, secret);

@@ -1,0 +1,95 @@
+//! The crate's error type and how PostgreSQL errors map onto the storage contract's errors.
+
+use std::error::Error as _;
+
+use broker_api::StoreError;
+use thiserror::Error;
+use tokio_postgres::error::SqlState;
+
+/// What can go wrong while opening a [`crate::PgStore`].
+#[derive(Debug, Error)]
+pub enum PgError {
+    /// The database URL or an option is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The schema was written by a newer version of this store.
+    #[error("schema {schema:?} is at version {found}, newer than this binary's {supported}; upgrade the broker")]
+    SchemaTooNew {
+        schema: String,
+        found: i32,
+        supported: i32,
+    },
+    /// PostgreSQL could not be reached or failed a start-up statement.
+    #[error("database error: {0}")]
+    Database(StoreError),
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Database(e) => e,
+            other => StoreError::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
+/// Maps a driver error onto the contract: lost connections and shutdowns are retriable
+/// `Unavailable`, a full disk is `StorageFull`, the rest is `Internal`.
+pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let text = format!("{} ({})", db.message(), code.code());
+        if *code == SqlState::DISK_FULL {
+            return StoreError::StorageFull(text);
+        }
+        let retriable = code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::OUT_OF_MEMORY,
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+            ]
+            .contains(code);
+        return if retriable {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Internal(text)
+        };
+    }
+    let io = e
+        .source()
+        .is_some_and(|s| s.is::<std::io::Error>() || s.to_string().contains("timed out"));
+    if e.is_closed() || io || e.to_string().contains("timeout") {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+/// True when `e` is a unique-key violation.
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// True when `e` is a foreign-key violation (a parent row vanished concurrently).
+pub(crate) fn is_fk_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+/// Maps a pool error: timeouts and failed connects are retriable, a closed pool is `Closed`.
+pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    use deadpool_postgres::PoolError;
+    match e {
+        PoolError::Backend(e) => match db_err(e) {
+            StoreError::Internal(m) => StoreError::Unavailable(m),
+            other => other,
+        },
+        PoolError::Closed => StoreError::Closed,
+        PoolError::Timeout(t) => StoreError::Unavailable(format!("connection pool timeout: {t:?}")),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}

@@ -1,0 +1,834 @@
+//! Leases (queue semantics) per lease group.
+//!
+//! Per (topic, partition, group) a cursor row holds the done floor (everything below is acked
+//! or dead-lettered), the next never-leased offset, and `check_at`, a lower bound of when any
+//! pending lease row can become visible. `lease_state` has rows only for records in between
+//! that have state (leased, released or delayed, acked above the floor) and for dead letters.
+//! Leasing one partition for one group is serialised by the cursor row lock (and an
+//! in-process mutex, so waiting leasers hold no connection); acks, extends and releases touch
+//! only their own rows, and those updates change no indexed column (HOT updates).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_api::{
+    dead_letter_headers as dlh, validate_group_name, Header, Lease, LeaseCounts, LeaseGroupConfig,
+    LeaseToken, Record, StoreError, StoreResult, StoredRecord,
+};
+use bytes::Bytes;
+
+use crate::append::{lock_partition, write_batch};
+use crate::error::db_err;
+use crate::records::{from_row, RECORD_COLUMNS};
+use crate::{millis, PgStore};
+
+const LEASED: i16 = 1;
+const RELEASED: i16 = 2;
+const DEAD: i16 = 4;
+
+/// Most fresh records one lease call looks at beyond what it returns (delayed ones).
+const SCAN_SLACK: usize = 1_000;
+
+const LOCK_CURSOR: &str = "SELECT c.floor, c.next_offset, c.check_at, p.log_start, p.next_offset,
+        g.id, g.max_deliveries, g.dead_letter_topic, g.ordered_by_key, t.id
+    FROM topics t
+    JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
+    JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
+    JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
+    WHERE t.name = $1
+    FOR UPDATE OF c";
+
+const ADVANCE_FLOOR: &str = r#"WITH f AS (
+        SELECT coalesce((SELECT "offset" FROM lease_state
+            WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" >= $4
+              AND state IN (1, 2)
+            ORDER BY "offset" LIMIT 1), $5) AS nf),
+    d AS (DELETE FROM lease_state WHERE topic_id = $1 AND partition = $2 AND group_id = $3
+          AND "offset" >= $4 AND "offset" < (SELECT nf FROM f) AND state = 3)
+    SELECT nf FROM f"#;
+
+const WRITE_STATE: &str = r#"WITH s AS (
+        INSERT INTO lease_state (topic_id, partition, group_id, "offset", state, nonce,
+            delivery_count, visible_at, first_leased_at)
+        SELECT $1, $2, $3, u.o, u.s, u.n, u.d, u.v, u.f
+        FROM unnest($4::bigint[], $5::smallint[], $6::bigint[], $7::int[], $8::bigint[],
+                    $9::bigint[]) AS u(o, s, n, d, v, f)
+        ON CONFLICT (topic_id, partition, group_id, "offset") DO UPDATE SET
+            state = excluded.state, nonce = excluded.nonce,
+            delivery_count = excluded.delivery_count, visible_at = excluded.visible_at,
+            first_leased_at = excluded.first_leased_at)
+    UPDATE lease_cursors SET floor = $10, next_offset = $11, check_at = $12
+    WHERE topic_id = $1 AND partition = $2 AND group_id = $3"#;
+
+const ACK: &str = r#"UPDATE lease_state s SET state = 3
+    FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS u(p, o, n)
+    WHERE s.topic_id = $1 AND s.group_id = $2 AND s.partition = u.p AND s."offset" = u.o
+      AND s.nonce = u.n AND s.state = 1 AND s.visible_at > $6
+    RETURNING s.partition, s."offset", s.nonce"#;
+
+/// The locked cursor and what the lease call needs around it.
+struct Cursor {
+    floor: i64,
+    next: i64,
+    check_at: i64,
+    log_start: i64,
+    hw: i64,
+    group_id: i64,
+    config: LeaseGroupConfig,
+    topic_id: i64,
+}
+
+/// A pending (leased or released) row.
+struct Pending {
+    offset: i64,
+    deliveries: i32,
+    visible_at: i64,
+    first_leased_at: Option<i64>,
+    key: Option<Vec<u8>>,
+}
+
+/// One row to write to `lease_state`.
+struct StateWrite {
+    offset: i64,
+    state: i16,
+    nonce: i64,
+    deliveries: i32,
+    visible_at: i64,
+    first_leased_at: Option<i64>,
+}
+
+fn group_config(row: &tokio_postgres::Row, at: usize) -> LeaseGroupConfig {
+    LeaseGroupConfig {
+        max_deliveries: row.get::<_, Option<i32>>(at).map(|n| n.max(0) as u32),
+        dead_letter_topic: row.get(at + 1),
+        ordered_by_key: row.get(at + 2),
+    }
+}
+
+fn token_nonce(token: &LeaseToken) -> i64 {
+    token.nonce as i64
+}
+
+/// The record a dead-lettered `record` becomes in the dead-letter topic.
+fn dead_letter(record: &StoredRecord, topic: &str, partition: i32, group: &str, n: i32) -> Record {
+    let mut headers = record.headers.clone();
+    let text = |k: &str, v: String| Header {
+        key: k.to_string(),
+        value: Some(Bytes::from(v)),
+    };
+    headers.push(text(dlh::SOURCE_TOPIC, topic.to_string()));
+    headers.push(text(dlh::SOURCE_PARTITION, partition.to_string()));
+    headers.push(text(dlh::SOURCE_OFFSET, record.offset.to_string()));
+    headers.push(text(dlh::GROUP, group.to_string()));
+    headers.push(text(dlh::DELIVERY_COUNT, n.to_string()));
+    Record {
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers,
+        timestamp_ms: Some(record.timestamp_ms),
+        not_before_ms: None,
+    }
+}
+
+impl PgStore {
+    /// The in-process lock serialising lease calls of one (topic, partition, group).
+    fn lease_lock(&self, topic: &str, partition: i32, group: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.lease_locks.lock();
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks
+            .entry((topic.to_string(), partition, group.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Creates the group (default config) and its cursor for the partition when missing.
+    async fn ensure_cursor(
+        &self,
+        client: &deadpool_postgres::Object,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<()> {
+        let t = self.topic_partition(&***client, topic, partition).await?;
+        client
+            .execute(
+                "INSERT INTO lease_groups (topic_id, name) VALUES ($1, $2)
+                 ON CONFLICT (topic_id, name) DO NOTHING",
+                &[&t.id, &group],
+            )
+            .await
+            .map_err(db_err)?;
+        client
+            .execute(
+                "INSERT INTO lease_cursors (topic_id, partition, group_id)
+                 SELECT $1, $2, id FROM lease_groups WHERE topic_id = $1 AND name = $3
+                 ON CONFLICT DO NOTHING",
+                &[&t.id, &partition, &group],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn do_set_lease_group(
+        &self,
+        topic: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        let t = self.topic_row(&**client, topic).await?;
+        if config.max_deliveries == Some(0) {
+            return Err(StoreError::InvalidArgument(
+                "max_deliveries must be at least 1".into(),
+            ));
+        }
+        match &config.dead_letter_topic {
+            Some(dlq) => {
+                self.topic_row(&**client, dlq).await?;
+            }
+            None if config.max_deliveries.is_some() => {
+                return Err(StoreError::InvalidArgument(
+                    "max_deliveries needs a dead_letter_topic".into(),
+                ))
+            }
+            None => {}
+        }
+        let max = config
+            .max_deliveries
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        client
+            .execute(
+                "INSERT INTO lease_groups (topic_id, name, max_deliveries, dead_letter_topic, ordered_by_key)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (topic_id, name) DO UPDATE SET max_deliveries = excluded.max_deliveries,
+                     dead_letter_topic = excluded.dead_letter_topic,
+                     ordered_by_key = excluded.ordered_by_key",
+                &[&t.id, &group, &max, &config.dead_letter_topic, &config.ordered_by_key],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn do_lease_groups(
+        &self,
+        topic: &str,
+    ) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
+        let client = self.conn().await?;
+        let t = self.topic_row(&**client, topic).await?;
+        let rows = client
+            .query(
+                "SELECT name, max_deliveries, dead_letter_topic, ordered_by_key
+                 FROM lease_groups WHERE topic_id = $1",
+                &[&t.id],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), group_config(r, 1)))
+            .collect())
+    }
+
+    pub(crate) async fn do_lease(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        validate_group_name(group)?;
+        self.check_open()?;
+        let lock = self.lease_lock(topic, partition, group);
+        let _serial = lock.lock().await;
+        let mut client = self.conn().await?;
+        let stmt = client.prepare_cached(LOCK_CURSOR).await.map_err(db_err)?;
+        for attempt in 0..2 {
+            let tx = client.transaction().await.map_err(db_err)?;
+            let row = tx
+                .query_opt(&stmt, &[&topic, &partition, &group])
+                .await
+                .map_err(db_err)?;
+            if let Some(row) = row {
+                return self
+                    .lease_in_tx(tx, row, topic, partition, group, max, visibility)
+                    .await;
+            }
+            tx.rollback().await.map_err(db_err)?;
+            if attempt == 0 {
+                self.ensure_cursor(&client, topic, partition, group).await?;
+            }
+        }
+        Err(StoreError::Unavailable(
+            "lease group vanished while leasing".into(),
+        ))
+    }
+
+    /// The body of a lease call, with the cursor row locked by `tx`.
+    #[allow(clippy::too_many_arguments)]
+    async fn lease_in_tx(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        row: tokio_postgres::Row,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        let c = Cursor {
+            floor: row.get(0),
+            next: row.get(1),
+            check_at: row.get(2),
+            log_start: row.get(3),
+            hw: row.get(4),
+            group_id: row.get(5),
+            config: group_config(&row, 6),
+            topic_id: row.get(9),
+        };
+        if let Some(dlq) = &c.config.dead_letter_topic {
+            self.topic_partition(&*tx, dlq, 0).await?;
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let vis = millis(visibility);
+        let expires = now.saturating_add(vis);
+        let nonce_base = (rand::random::<u64>() >> 2) as i64;
+        let mut nonce_seq = 0i64;
+        let mut next_nonce = || {
+            nonce_seq += 1;
+            (nonce_base.wrapping_add(nonce_seq)) & i64::MAX
+        };
+        let (tid, gid) = (c.topic_id, c.group_id);
+
+        // Move the floor over done records; forget acked rows below it.
+        let mut floor = c.floor.max(c.log_start);
+        let next = c.next.max(floor);
+        if floor < next {
+            let adv = tx.prepare_cached(ADVANCE_FLOOR).await.map_err(db_err)?;
+            floor = tx
+                .query_one(&adv, &[&tid, &partition, &gid, &floor, &next])
+                .await
+                .map_err(db_err)?
+                .get(0);
+        }
+
+        let ordered = c.config.ordered_by_key;
+        let max_deliveries = c.config.max_deliveries.map(|n| n as i64);
+        let mut writes: Vec<StateWrite> = Vec::new();
+        let mut leases: Vec<(i64, i32, i64, i64)> = Vec::new(); // offset, deliveries, first, nonce
+        let mut dead: Vec<(i64, i32)> = Vec::new(); // offset, deliveries
+        let mut fresh_records: BTreeMap<i64, StoredRecord> = BTreeMap::new();
+        let mut blocked: HashSet<Vec<u8>> = HashSet::new();
+        let mut check_at = c.check_at;
+
+        // 1. Pending rows (expired, released, delayed, blocked), oldest first.
+        if floor < next && (ordered || now >= c.check_at) {
+            let sql = if ordered {
+                r#"SELECT s."offset", s.state, s.delivery_count, s.visible_at, s.first_leased_at, r.key
+                   FROM lease_state s LEFT JOIN records r ON r.topic_id = s.topic_id
+                     AND r.partition = s.partition AND r."offset" = s."offset"
+                   WHERE s.topic_id = $1 AND s.partition = $2 AND s.group_id = $3
+                     AND s."offset" >= $4 AND s.state IN (1, 2)
+                   ORDER BY s."offset""#
+            } else {
+                r#"SELECT s."offset", s.state, s.delivery_count, s.visible_at, s.first_leased_at, NULL::bytea
+                   FROM lease_state s
+                   WHERE s.topic_id = $1 AND s.partition = $2 AND s.group_id = $3
+                     AND s."offset" >= $4 AND s.state IN (1, 2)
+                   ORDER BY s."offset""#
+            };
+            let stmt = tx.prepare_cached(sql).await.map_err(db_err)?;
+            let rows = tx
+                .query(&stmt, &[&tid, &partition, &gid, &floor])
+                .await
+                .map_err(db_err)?;
+            let pending: Vec<Pending> = rows
+                .iter()
+                .map(|r| Pending {
+                    offset: r.get(0),
+                    deliveries: r.get(2),
+                    visible_at: r.get(3),
+                    first_leased_at: r.get(4),
+                    key: r.get(5),
+                })
+                .collect();
+            let mut candidates = Vec::new();
+            let mut to_lease = 0usize;
+            let mut new_check = i64::MAX;
+            for p in &pending {
+                let key = if ordered { p.key.clone() } else { None };
+                let is_blocked = key.as_ref().is_some_and(|k| blocked.contains(k));
+                let eligible = p.visible_at <= now && !is_blocked;
+                let dies = max_deliveries.is_some_and(|n| i64::from(p.deliveries) >= n);
+                if eligible && (dies || to_lease < max) {
+                    // Dead letters do not count towards `max`.
+                    if !dies {
+                        to_lease += 1;
+                    }
+                    candidates.push(p);
+                } else if p.visible_at <= now && !is_blocked {
+                    new_check = new_check.min(now); // left for the next call
+                } else {
+                    new_check = new_check.min(if is_blocked { now } else { p.visible_at });
+                }
+                if let Some(k) = key {
+                    blocked.insert(k);
+                }
+            }
+            check_at = new_check;
+            if !candidates.is_empty() {
+                // Lock them; an ack that committed meanwhile drops its row from the set.
+                let offs: Vec<i64> = candidates.iter().map(|p| p.offset).collect();
+                let locked: HashSet<i64> = tx
+                    .query(
+                        r#"SELECT "offset" FROM lease_state
+                           WHERE topic_id = $1 AND partition = $2 AND group_id = $3
+                             AND "offset" = ANY($4) AND state IN (1, 2) AND visible_at <= $5
+                           FOR UPDATE"#,
+                        &[&tid, &partition, &gid, &offs, &now],
+                    )
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                for p in candidates {
+                    if !locked.contains(&p.offset) {
+                        continue;
+                    }
+                    let first = p.first_leased_at.unwrap_or(now);
+                    if max_deliveries.is_some_and(|n| i64::from(p.deliveries) >= n) {
+                        dead.push((p.offset, p.deliveries));
+                        writes.push(StateWrite {
+                            offset: p.offset,
+                            state: DEAD,
+                            nonce: 0,
+                            deliveries: p.deliveries,
+                            visible_at: now,
+                            first_leased_at: Some(first),
+                        });
+                        continue;
+                    }
+                    let nonce = next_nonce();
+                    leases.push((p.offset, p.deliveries + 1, first, nonce));
+                    writes.push(StateWrite {
+                        offset: p.offset,
+                        state: LEASED,
+                        nonce,
+                        deliveries: p.deliveries + 1,
+                        visible_at: expires,
+                        first_leased_at: Some(first),
+                    });
+                }
+            }
+        }
+
+        // 2. Fresh records from the cursor on.
+        let mut new_next = next;
+        let mut scanned = 0usize;
+        while leases.len() < max && new_next < c.hw && scanned < max + SCAN_SLACK {
+            let want = (max - leases.len()) as i64;
+            let stmt = tx
+                .prepare_cached(&format!(
+                    r#"SELECT {RECORD_COLUMNS} FROM records
+                       WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
+                       ORDER BY "offset" LIMIT $5"#
+                ))
+                .await
+                .map_err(db_err)?;
+            let rows = tx
+                .query(&stmt, &[&tid, &partition, &new_next, &c.hw, &want])
+                .await
+                .map_err(db_err)?;
+            if rows.is_empty() {
+                new_next = c.hw;
+                break;
+            }
+            for r in &rows {
+                let rec = from_row(r, 0);
+                scanned += 1;
+                new_next = rec.offset + 1;
+                let key = if ordered { rec.key.clone() } else { None };
+                let is_blocked = key.as_ref().is_some_and(|k| blocked.contains(k.as_ref()));
+                if let Some(nb) = rec.not_before_ms.filter(|&nb| nb > now) {
+                    writes.push(StateWrite {
+                        offset: rec.offset,
+                        state: RELEASED,
+                        nonce: 0,
+                        deliveries: 0,
+                        visible_at: nb,
+                        first_leased_at: None,
+                    });
+                    check_at = check_at.min(nb);
+                } else if is_blocked || leases.len() >= max {
+                    writes.push(StateWrite {
+                        offset: rec.offset,
+                        state: RELEASED,
+                        nonce: 0,
+                        deliveries: 0,
+                        visible_at: now,
+                        first_leased_at: None,
+                    });
+                    check_at = check_at.min(now);
+                } else if max_deliveries == Some(0) {
+                    dead.push((rec.offset, 0));
+                    writes.push(StateWrite {
+                        offset: rec.offset,
+                        state: DEAD,
+                        nonce: 0,
+                        deliveries: 0,
+                        visible_at: now,
+                        first_leased_at: Some(now),
+                    });
+                } else {
+                    let nonce = next_nonce();
+                    leases.push((rec.offset, 1, now, nonce));
+                    writes.push(StateWrite {
+                        offset: rec.offset,
+                        state: LEASED,
+                        nonce,
+                        deliveries: 1,
+                        visible_at: expires,
+                        first_leased_at: Some(now),
+                    });
+                }
+                if let Some(k) = key {
+                    blocked.insert(k.to_vec());
+                }
+                fresh_records.insert(rec.offset, rec);
+            }
+        }
+        if !leases.is_empty() {
+            check_at = check_at.min(expires);
+        }
+
+        // 3. Write the state rows and the cursor in one statement.
+        if !writes.is_empty() || floor != c.floor || new_next != c.next || check_at != c.check_at {
+            let offs: Vec<i64> = writes.iter().map(|w| w.offset).collect();
+            let states: Vec<i16> = writes.iter().map(|w| w.state).collect();
+            let nonces: Vec<i64> = writes.iter().map(|w| w.nonce).collect();
+            let dcs: Vec<i32> = writes.iter().map(|w| w.deliveries).collect();
+            let vis_at: Vec<i64> = writes.iter().map(|w| w.visible_at).collect();
+            let firsts: Vec<Option<i64>> = writes.iter().map(|w| w.first_leased_at).collect();
+            let stmt = tx.prepare_cached(WRITE_STATE).await.map_err(db_err)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &tid, &partition, &gid, &offs, &states, &nonces, &dcs, &vis_at, &firsts,
+                    &floor, &new_next, &check_at,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+
+        // 4. Bodies of re-leased and dead-lettered records that were not read above.
+        let missing: Vec<i64> = leases
+            .iter()
+            .map(|l| l.0)
+            .chain(dead.iter().map(|d| d.0))
+            .filter(|o| !fresh_records.contains_key(o))
+            .collect();
+        if !missing.is_empty() {
+            let stmt = tx
+                .prepare_cached(&format!(
+                    r#"SELECT {RECORD_COLUMNS} FROM records
+                       WHERE topic_id = $1 AND partition = $2 AND "offset" = ANY($3)"#
+                ))
+                .await
+                .map_err(db_err)?;
+            for r in tx
+                .query(&stmt, &[&tid, &partition, &missing])
+                .await
+                .map_err(db_err)?
+            {
+                let rec = from_row(&r, 0);
+                fresh_records.insert(rec.offset, rec);
+            }
+        }
+
+        // 5. Dead letters, in the same transaction.
+        let mut dlq_bump = None;
+        if !dead.is_empty() {
+            let dlq = c.config.dead_letter_topic.clone().ok_or_else(|| {
+                StoreError::Internal("dead-lettering without a dead-letter topic".into())
+            })?;
+            dead.sort_unstable();
+            let mut locked = lock_partition(&tx, &dlq, 0).await?;
+            for (offset, n) in &dead {
+                let Some(rec) = fresh_records.get(offset) else {
+                    continue;
+                };
+                let dl = dead_letter(rec, topic, partition, group, *n);
+                let hw = write_batch(&tx, &self.channel, &locked, 0, &[dl], now, None).await?;
+                locked.next_offset = hw;
+                locked.max_ts = Some(
+                    locked
+                        .max_ts
+                        .map_or(rec.timestamp_ms, |m| m.max(rec.timestamp_ms)),
+                );
+                dlq_bump = Some((locked.topic_id, hw));
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        if let Some((t, hw)) = dlq_bump {
+            self.waiters.bump(t, 0, hw);
+        }
+        let mut out = Vec::with_capacity(leases.len());
+        leases.sort_unstable_by_key(|l| l.0);
+        for (offset, deliveries, first, nonce) in leases {
+            let record = fresh_records.remove(&offset).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "leased record {topic}/{partition}@{offset} is missing"
+                ))
+            })?;
+            out.push(Lease {
+                record,
+                token: LeaseToken {
+                    partition,
+                    offset,
+                    nonce: nonce as u64,
+                },
+                delivery_count: deliveries as u32,
+                expires_at_ms: expires,
+                first_leased_at_ms: first,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn do_ack(
+        &self,
+        topic: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        let now = self.now();
+        let row = client
+            .query_opt(
+                "SELECT t.id, t.partitions, g.id FROM topics t
+                 LEFT JOIN lease_groups g ON g.topic_id = t.id AND g.name = $2
+                 WHERE t.name = $1",
+                &[&topic, &group],
+            )
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::UnknownTopic(topic.to_string()))?;
+        let (tid, partitions, gid): (i64, i32, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+        let mut done: HashSet<(i32, i64, i64)> = HashSet::new();
+        if let Some(gid) = gid {
+            let valid: Vec<&LeaseToken> = tokens
+                .iter()
+                .filter(|t| t.partition >= 0 && t.partition < partitions)
+                .collect();
+            if !valid.is_empty() {
+                let parts: Vec<i32> = valid.iter().map(|t| t.partition).collect();
+                let offs: Vec<i64> = valid.iter().map(|t| t.offset).collect();
+                let nonces: Vec<i64> = valid.iter().map(|t| token_nonce(t)).collect();
+                let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
+                for r in client
+                    .query(&stmt, &[&tid, &gid, &parts, &offs, &nonces, &now])
+                    .await
+                    .map_err(db_err)?
+                {
+                    done.insert((r.get(0), r.get(1), r.get(2)));
+                }
+            }
+        }
+        Ok(tokens
+            .iter()
+            .map(|t| {
+                if t.partition < 0 || t.partition >= partitions {
+                    Err(crate::unknown_partition(topic, t.partition))
+                } else if done.remove(&(t.partition, t.offset, token_nonce(t))) {
+                    Ok(())
+                } else {
+                    Err(StoreError::LeaseExpired)
+                }
+            })
+            .collect())
+    }
+
+    /// Topic id and group id for a token call; `LeaseExpired` when the group does not exist.
+    async fn token_target(
+        &self,
+        client: &deadpool_postgres::Object,
+        topic: &str,
+        group: &str,
+        token: &LeaseToken,
+    ) -> StoreResult<(i64, i64)> {
+        validate_group_name(group)?;
+        let t = self
+            .topic_partition(&***client, topic, token.partition)
+            .await?;
+        let gid: i64 = client
+            .query_opt(
+                "SELECT id FROM lease_groups WHERE topic_id = $1 AND name = $2",
+                &[&t.id, &group],
+            )
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::LeaseExpired)?
+            .get(0);
+        Ok((t.id, gid))
+    }
+
+    pub(crate) async fn do_release(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        let mut client = self.conn().await?;
+        let (tid, gid) = self.token_target(&client, topic, group, &token).await?;
+        let now = self.now();
+        let visible = now.saturating_add(millis(delay));
+        let tx = client.transaction().await.map_err(db_err)?;
+        // The cursor first: the same lock order as leasing.
+        tx.execute(
+            "UPDATE lease_cursors SET check_at = least(check_at, $4)
+             WHERE topic_id = $1 AND partition = $2 AND group_id = $3",
+            &[&tid, &token.partition, &gid, &visible],
+        )
+        .await
+        .map_err(db_err)?;
+        let n = tx
+            .execute(
+                r#"UPDATE lease_state SET state = 2, visible_at = $6
+                   WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" = $4
+                     AND nonce = $5 AND state = 1 AND visible_at > $7"#,
+                &[
+                    &tid,
+                    &token.partition,
+                    &gid,
+                    &token.offset,
+                    &token_nonce(&token),
+                    &visible,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(StoreError::LeaseExpired);
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub(crate) async fn do_extend(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        visibility: Duration,
+    ) -> StoreResult<i64> {
+        let client = self.conn().await?;
+        let (tid, gid) = self.token_target(&client, topic, group, &token).await?;
+        let now = self.now();
+        let expires = now.saturating_add(millis(visibility));
+        let n = client
+            .execute(
+                r#"UPDATE lease_state SET visible_at = $6
+                   WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" = $4
+                     AND nonce = $5 AND state = 1 AND visible_at > $7"#,
+                &[
+                    &tid,
+                    &token.partition,
+                    &gid,
+                    &token.offset,
+                    &token_nonce(&token),
+                    &expires,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(StoreError::LeaseExpired);
+        }
+        Ok(expires)
+    }
+
+    pub(crate) async fn do_lease_counts(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<LeaseCounts> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        let (tid, log_start, hw) = self.offsets_of(&client, topic, partition).await?;
+        let now = self.now();
+        let cursor = client
+            .query_opt(
+                "SELECT c.floor, c.next_offset, g.id FROM lease_groups g
+                 JOIN lease_cursors c ON c.group_id = g.id AND c.partition = $2
+                 WHERE g.topic_id = $1 AND g.name = $3",
+                &[&tid, &partition, &group],
+            )
+            .await
+            .map_err(db_err)?;
+        let (floor, next, gid) = match cursor {
+            Some(r) => (
+                r.get::<_, i64>(0),
+                r.get::<_, i64>(1),
+                Some(r.get::<_, i64>(2)),
+            ),
+            None => (0, 0, None),
+        };
+        let floor = floor.max(log_start).min(hw);
+        let next = next.max(floor).min(hw);
+        let mut c = LeaseCounts {
+            done: (floor - log_start) as u64,
+            ..LeaseCounts::default()
+        };
+        if let Some(gid) = gid {
+            let r = client
+                .query_one(
+                    r#"SELECT
+                         count(*) FILTER (WHERE state IN (3, 4) AND "offset" >= $4),
+                         count(*) FILTER (WHERE state = 4),
+                         count(*) FILTER (WHERE state = 1 AND visible_at > $6 AND "offset" >= $4),
+                         count(*) FILTER (WHERE state = 2 AND visible_at > $6 AND "offset" >= $4),
+                         count(*) FILTER (WHERE state IN (1, 2) AND visible_at <= $6 AND "offset" >= $4)
+                       FROM lease_state
+                       WHERE topic_id = $1 AND partition = $2 AND group_id = $3
+                         AND "offset" >= $5 AND "offset" < $7"#,
+                    &[&tid, &partition, &gid, &floor, &log_start, &now, &next],
+                )
+                .await
+                .map_err(db_err)?;
+            c.done += r.get::<_, i64>(0) as u64;
+            c.dead_lettered = r.get::<_, i64>(1) as u64;
+            c.leased = r.get::<_, i64>(2) as u64;
+            c.delayed = r.get::<_, i64>(3) as u64;
+            c.available = r.get::<_, i64>(4) as u64;
+        }
+        // Never-leased records: delayed while their not-before is in the future.
+        let delayed: i64 = client
+            .query_one(
+                r#"SELECT count(*) FROM records
+                   WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
+                     AND not_before_ms IS NOT NULL AND not_before_ms > $5"#,
+                &[&tid, &partition, &next, &hw, &now],
+            )
+            .await
+            .map_err(db_err)?
+            .get(0);
+        c.delayed += delayed as u64;
+        c.available += (hw - next - delayed) as u64;
+        Ok(c)
+    }
+}

@@ -1,0 +1,217 @@
+//! Versioned migrations, embedded in the binary and applied at start-up under an advisory lock.
+
+use tokio_postgres::Client;
+
+use crate::error::{db_err, PgError};
+
+/// Every migration in order; version n is `MIGRATIONS[n - 1]`. `{schema}` stands for the
+/// quoted schema name.
+const MIGRATIONS: &[(&str, &str)] = &[("initial tables", V1)];
+
+/// The newest schema version this binary knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+const V1: &str = r#"
+CREATE TABLE {schema}.topics (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name             text   NOT NULL UNIQUE,
+    partitions       int    NOT NULL CHECK (partitions > 0),
+    max_record_bytes bigint NOT NULL,
+    config           jsonb  NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per partition: its watermark row, locked by every append.
+CREATE TABLE {schema}.partitions (
+    topic_id    bigint NOT NULL REFERENCES {schema}.topics (id) ON DELETE CASCADE,
+    partition   int    NOT NULL,
+    log_start   bigint NOT NULL DEFAULT 0,
+    next_offset bigint NOT NULL DEFAULT 0,
+    purged_to   bigint NOT NULL DEFAULT 0,
+    bytes       bigint NOT NULL DEFAULT 0,
+    max_ts      bigint,
+    PRIMARY KEY (topic_id, partition)
+) WITH (fillfactor = 50);
+
+CREATE TABLE {schema}.records (
+    topic_id      bigint  NOT NULL,
+    partition     int     NOT NULL,
+    "offset"      bigint  NOT NULL,
+    timestamp_ms  bigint  NOT NULL,
+    not_before_ms bigint,
+    key           bytea,
+    value         bytea,
+    header_keys   text[],
+    header_values bytea[],
+    size          int     NOT NULL,
+    PRIMARY KEY (topic_id, partition, "offset")
+);
+CREATE INDEX records_not_before ON {schema}.records (topic_id, partition, "offset")
+    WHERE not_before_ms IS NOT NULL;
+
+CREATE TABLE {schema}.batches (
+    topic_id       bigint   NOT NULL,
+    partition      int      NOT NULL,
+    base_offset    bigint   NOT NULL,
+    last_offset    bigint   NOT NULL,
+    max_ts         bigint   NOT NULL,
+    ts_high        bigint   NOT NULL,
+    bytes          bigint   NOT NULL,
+    append_time_ms bigint   NOT NULL,
+    producer_id    bigint,
+    epoch          smallint,
+    first_seq      int,
+    PRIMARY KEY (topic_id, partition, base_offset)
+);
+CREATE INDEX batches_ts_high ON {schema}.batches (topic_id, partition, ts_high, base_offset);
+CREATE INDEX batches_producer ON {schema}.batches (topic_id, partition, producer_id, base_offset)
+    WHERE producer_id IS NOT NULL;
+
+CREATE TABLE {schema}.producer_state (
+    topic_id    bigint   NOT NULL,
+    partition   int      NOT NULL,
+    producer_id bigint   NOT NULL,
+    epoch       smallint NOT NULL,
+    last_seq    int      NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+) WITH (fillfactor = 70);
+
+CREATE SEQUENCE {schema}.producer_ids MINVALUE 0 START 0;
+
+CREATE TABLE {schema}.consumer_offsets (
+    grp       text   NOT NULL,
+    topic_id  bigint NOT NULL REFERENCES {schema}.topics (id) ON DELETE CASCADE,
+    partition int    NOT NULL,
+    "offset"  bigint NOT NULL,
+    metadata  text   NOT NULL,
+    PRIMARY KEY (grp, topic_id, partition)
+);
+CREATE INDEX consumer_offsets_topic ON {schema}.consumer_offsets (topic_id);
+
+CREATE TABLE {schema}.lease_groups (
+    id                bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic_id          bigint  NOT NULL REFERENCES {schema}.topics (id) ON DELETE CASCADE,
+    name              text    NOT NULL,
+    max_deliveries    int,
+    dead_letter_topic text,
+    ordered_by_key    boolean NOT NULL DEFAULT false,
+    UNIQUE (topic_id, name)
+);
+
+-- Per (topic, partition, group): everything below floor is done; nothing at or above
+-- next_offset has ever been leased; no pending lease_state row becomes visible before check_at.
+CREATE TABLE {schema}.lease_cursors (
+    topic_id    bigint NOT NULL,
+    partition   int    NOT NULL,
+    group_id    bigint NOT NULL REFERENCES {schema}.lease_groups (id) ON DELETE CASCADE,
+    floor       bigint NOT NULL DEFAULT 0,
+    next_offset bigint NOT NULL DEFAULT 0,
+    check_at    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic_id, partition, group_id)
+) WITH (fillfactor = 50);
+
+-- Rows only for records in [floor, next_offset) with state, plus dead letters.
+-- state: 1 leased, 2 released/delayed, 3 acked, 4 dead-lettered.
+CREATE TABLE {schema}.lease_state (
+    topic_id        bigint   NOT NULL,
+    partition       int      NOT NULL,
+    group_id        bigint   NOT NULL,
+    "offset"        bigint   NOT NULL,
+    state           smallint NOT NULL,
+    nonce           bigint   NOT NULL,
+    delivery_count  int      NOT NULL,
+    visible_at      bigint   NOT NULL,
+    first_leased_at bigint,
+    PRIMARY KEY (topic_id, partition, group_id, "offset")
+) WITH (fillfactor = 50);
+"#;
+
+/// Validates a schema name: 1-48 characters of `[a-z0-9_]`, not starting with a digit.
+pub(crate) fn validate_schema_name(name: &str) -> Result<(), PgError> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with("pg_");
+    if ok {
+        Ok(())
+    } else {
+        Err(PgError::Config(format!(
+            "schema name {name:?} must be 1-48 characters of [a-z0-9_], not start with a digit or pg_"
+        )))
+    }
+}
+
+/// The schema name quoted as an SQL identifier (the name is validated, so this is exact).
+pub(crate) fn quoted(schema: &str) -> String {
+    format!("\"{}\"", schema.replace('"', "\"\""))
+}
+
+/// A stable 64-bit key for the schema's advisory lock.
+pub(crate) fn lock_key(schema: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"store-postgres:".iter().chain(schema.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// Creates the schema if needed and applies every missing migration, in one transaction that
+/// holds an advisory lock, so brokers starting together apply each migration exactly once.
+/// A schema newer than [`SCHEMA_VERSION`] is `SchemaTooNew` and changes nothing.
+pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i32, PgError> {
+    let q = quoted(schema);
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(schema)])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {q};
+         CREATE TABLE IF NOT EXISTS {q}.schema_migrations (
+             version int PRIMARY KEY,
+             description text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now());"
+    ))
+    .await
+    .map_err(pg)?;
+    let current: i32 = tx
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {q}.schema_migrations"),
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if current > SCHEMA_VERSION {
+        return Err(PgError::SchemaTooNew {
+            schema: schema.to_string(),
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, (description, sql)) in MIGRATIONS.iter().enumerate() {
+        let version = i as i32 + 1;
+        if version <= current {
+            continue;
+        }
+        tracing::info!(schema, version, description, "applying migration");
+        tx.batch_execute(&sql.replace("{schema}", &q))
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &format!("INSERT INTO {q}.schema_migrations (version, description) VALUES ($1, $2)"),
+            &[&version, description],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(SCHEMA_VERSION)
+}
+
+fn pg(e: tokio_postgres::Error) -> PgError {
+    PgError::Database(db_err(e))
+}

@@ -1,0 +1,192 @@
+//! The `Store` trait on top of the inherent methods of [`PgStore`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use broker_api::*;
+
+use crate::error::db_err;
+use crate::PgStore;
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_topic(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        self.do_create_topic(name, config).await
+    }
+
+    async fn delete_topic(&self, name: &str) -> StoreResult<()> {
+        self.do_delete_topic(name).await
+    }
+
+    async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>> {
+        self.do_list_topics().await
+    }
+
+    async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo> {
+        self.do_describe_topic(name).await
+    }
+
+    async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        self.do_update_topic_config(name, config).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: AppendBatch,
+    ) -> StoreResult<AppendResult> {
+        self.do_append(topic, partition, batch).await
+    }
+
+    async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
+        self.do_init_producer_id().await
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: FetchLimits,
+    ) -> StoreResult<FetchResult> {
+        self.do_fetch(topic, partition, offset, limits).await
+    }
+
+    async fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: Duration,
+    ) -> StoreResult<bool> {
+        self.do_wait_for(topic, partition, offset, timeout).await
+    }
+
+    async fn partition_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<PartitionOffsets> {
+        self.do_partition_offsets(topic, partition).await
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp_ms: i64,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        self.do_offset_for_timestamp(topic, partition, timestamp_ms)
+            .await
+    }
+
+    async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
+        self.do_commit_offsets(group, commits).await
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<CommittedOffset>> {
+        self.do_committed_offset(group, topic, partition).await
+    }
+
+    async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>> {
+        self.do_list_committed(group).await
+    }
+
+    async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
+        self.do_list_consumer_groups().await
+    }
+
+    async fn set_lease_group(
+        &self,
+        topic: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()> {
+        self.do_set_lease_group(topic, group, config).await
+    }
+
+    async fn lease_groups(&self, topic: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
+        self.do_lease_groups(topic).await
+    }
+
+    async fn lease(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        self.do_lease(topic, partition, group, max, visibility)
+            .await
+    }
+
+    async fn ack(
+        &self,
+        topic: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        self.do_ack(topic, group, tokens).await
+    }
+
+    async fn release(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        self.do_release(topic, group, token, delay).await
+    }
+
+    async fn extend(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        visibility: Duration,
+    ) -> StoreResult<i64> {
+        self.do_extend(topic, group, token, visibility).await
+    }
+
+    async fn lease_counts(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<LeaseCounts> {
+        self.do_lease_counts(topic, partition, group).await
+    }
+
+    async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
+        self.do_delete_records(topic, partition, before).await
+    }
+
+    async fn enforce_retention(&self, topic: &str) -> StoreResult<u64> {
+        self.do_enforce_retention(topic).await
+    }
+
+    async fn health(&self) -> StoreResult<()> {
+        let client = self.conn().await?;
+        client.simple_query("SELECT 1").await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.check_open()?;
+        self.shutdown();
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! The shared conformance suite against a real PostgreSQL server (DATABASE_URL).
+
+mod support;
+
+use std::sync::Arc;
+
+use support::PgBackend;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_suite() {
+    conformance::assert_all(Arc::new(PgBackend::new("conf"))).await;
+}
