@@ -135,8 +135,13 @@ async fn open_log(dir: &Path) -> BenchResult<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-async fn open_postgres(_url: &str, _schema: &str) -> BenchResult<Arc<dyn Store>> {
-    Err(BenchError::NotAvailable(
-        "store-postgres has no store yet".to_string(),
-    ))
+async fn open_postgres(url: &str, schema: &str) -> BenchResult<Arc<dyn Store>> {
+    let options = store_postgres::PgOptions {
+        schema: schema.to_string(),
+        ..store_postgres::PgOptions::default()
+    };
+    let store = store_postgres::PgStore::connect(url, options, clock())
+        .await
+        .map_err(|e| BenchError::NotAvailable(format!("cannot open the postgres store: {e}")))?;
+    Ok(Arc::new(store))
 }
