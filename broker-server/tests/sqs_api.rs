@@ -202,6 +202,17 @@ impl Server {
     }
 }
 
+async fn queue_arn_of(s: &Server, url: &str) -> String {
+    s.ok(
+        "GetQueueAttributes",
+        json!({"QueueUrl": url, "AttributeNames": ["QueueArn"]}),
+    )
+    .await["Attributes"]["QueueArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
 }
@@ -848,6 +859,41 @@ async fn queue_management() {
     assert!(s.receive(&url, json!({})).await.is_empty());
     s.clock.advance(3_000);
     assert_eq!(s.receive(&url, json!({})).await.len(), 1);
+
+    // Tags.
+    let tagged = s
+        .ok(
+            "CreateQueue",
+            json!({"QueueName": "tagged", "tags": {"team": "a"}}),
+        )
+        .await["QueueUrl"]
+        .clone();
+    s.ok(
+        "TagQueue",
+        json!({"QueueUrl": tagged, "Tags": {"env": "test", "team": "b"}}),
+    )
+    .await;
+    s.ok(
+        "UntagQueue",
+        json!({"QueueUrl": tagged, "TagKeys": ["env"]}),
+    )
+    .await;
+    assert_eq!(
+        s.ok("ListQueueTags", json!({"QueueUrl": tagged})).await,
+        json!({"Tags": {"team": "b"}})
+    );
+    // Dead-letter sources.
+    let arn = queue_arn_of(&s, &url).await;
+    let policy = json!({"deadLetterTargetArn": arn, "maxReceiveCount": 3}).to_string();
+    s.ok(
+        "SetQueueAttributes",
+        json!({"QueueUrl": tagged, "Attributes": {"RedrivePolicy": policy}}),
+    )
+    .await;
+    let r = s
+        .ok("ListDeadLetterSourceQueues", json!({"QueueUrl": url}))
+        .await;
+    assert_eq!(r["queueUrls"], json!([tagged]));
 
     s.ok("DeleteQueue", json!({"QueueUrl": url})).await;
     let (_, shape, _) = s.err("GetQueueUrl", json!({"QueueName": "mgmt-a"})).await;

@@ -48,6 +48,10 @@ pub const ACTIONS: &[&str] = &[
     "DeleteMessageBatch",
     "ChangeMessageVisibility",
     "ChangeMessageVisibilityBatch",
+    "TagQueue",
+    "UntagQueue",
+    "ListQueueTags",
+    "ListDeadLetterSourceQueues",
 ];
 
 /// The SQS service state shared by all requests.
@@ -105,6 +109,10 @@ impl Sqs {
             "DeleteMessageBatch" => self.delete_message_batch(input).await,
             "ChangeMessageVisibility" => self.change_message_visibility(input).await,
             "ChangeMessageVisibilityBatch" => self.change_message_visibility_batch(input).await,
+            "TagQueue" => self.tag_queue(input).await,
+            "UntagQueue" => self.untag_queue(input).await,
+            "ListQueueTags" => self.list_queue_tags(input).await,
+            "ListDeadLetterSourceQueues" => self.list_dead_letter_source_queues(ctx, input).await,
             other => Err(SqsError::InvalidAction(other.chars().take(64).collect())),
         }
     }
