@@ -71,6 +71,11 @@ pub enum Op {
         max_records: usize,
         max_bytes: usize,
     },
+    /// Fetches everything from the log start, as often as needed, and compares it all.
+    ReadAll {
+        topic: usize,
+        partition: i32,
+    },
     Offsets {
         topic: usize,
         partition: i32,
@@ -135,8 +140,8 @@ fn gen_record() -> impl Strategy<Value = GenRecord> {
     (
         prop::option::of(0u8..3),
         0usize..10,
-        prop::option::weighted(0.3, -6_000i64..1_000),
-        prop::option::weighted(0.3, -500i64..4_000),
+        prop::option::weighted(0.3, (-12i64..3).prop_map(|k| k * 500)),
+        prop::option::weighted(0.3, (-1i64..8).prop_map(|k| k * 500)),
     )
         .prop_map(|(key, value_len, ts_delta, not_before_delta)| GenRecord {
             key,
@@ -158,40 +163,88 @@ fn time_step() -> impl Strategy<Value = i64> {
     ]
 }
 
+fn topic_idx() -> impl Strategy<Value = usize> {
+    prop_oneof![6 => Just(0usize), 2 => Just(1), 1 => Just(2)]
+}
+
+fn group_idx() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => Just(0usize), 1 => Just(1)]
+}
+
+fn partition() -> impl Strategy<Value = i32> {
+    prop_oneof![4 => Just(0i32), 1 => Just(1)]
+}
+
+fn any_partition() -> impl Strategy<Value = i32> {
+    prop_oneof![1 => Just(-1i32), 6 => Just(0), 2 => Just(1), 1 => Just(2)]
+}
+
+fn set_lease_group() -> impl Strategy<Value = Op> {
+    (
+        topic_idx(),
+        group_idx(),
+        prop::option::of(1u32..4),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(topic, group, max_deliveries, ordered)| Op::SetLeaseGroup {
+                topic,
+                group,
+                max_deliveries,
+                ordered,
+            },
+        )
+}
+
 fn op() -> impl Strategy<Value = Op> {
-    let topic = 0usize..3;
-    let part = -1i32..3;
     prop_oneof![
-        2 => (0usize..3).prop_map(|topic| Op::CreateTopic { topic }),
+        2 => topic_idx().prop_map(|topic| Op::CreateTopic { topic }),
         1 => (0usize..2).prop_map(|topic| Op::DeleteTopic { topic }),
-        10 => (topic.clone(), 0i32..2, prop::collection::vec(gen_record(), 0..4))
+        10 => (topic_idx(), partition(), prop::collection::vec(gen_record(), 0..4))
             .prop_map(|(topic, partition, records)| Op::Append { topic, partition, records }),
-        4 => (topic.clone(), part.clone(), -1i64..12, 1usize..6, 0usize..24).prop_map(
+        4 => (topic_idx(), any_partition(), -1i64..12, 1usize..6, 0usize..24).prop_map(
             |(topic, partition, offset, max_records, max_bytes)| Op::Fetch {
                 topic, partition, offset, max_records, max_bytes
             }),
-        1 => (topic.clone(), part.clone()).prop_map(|(topic, partition)| Op::Offsets { topic, partition }),
-        2 => (topic.clone(), 0i32..2, -7_000i64..1_500).prop_map(|(topic, partition, delta)| {
+        1 => (topic_idx(), any_partition())
+            .prop_map(|(topic, partition)| Op::Offsets { topic, partition }),
+        2 => (0usize..3, partition())
+            .prop_map(|(topic, partition)| Op::ReadAll { topic, partition }),
+        2 => (topic_idx(), partition(), (-14i64..4).prop_map(|k| k * 500)).prop_map(|(topic, partition, delta)| {
             Op::OffsetForTimestamp { topic, partition, delta }
         }),
-        2 => (0usize..2, topic.clone(), part.clone(), 0i64..10, 0u8..3).prop_map(
+        2 => (group_idx(), topic_idx(), any_partition(), 0i64..10, 0u8..3).prop_map(
             |(group, topic, partition, offset, meta)| Op::Commit { group, topic, partition, offset, meta }),
-        1 => (0usize..2, topic.clone(), 0i32..2).prop_map(|(group, topic, partition)| {
+        1 => (group_idx(), topic_idx(), partition()).prop_map(|(group, topic, partition)| {
             Op::Committed { group, topic, partition }
         }),
-        1 => (0usize..2).prop_map(|group| Op::ListCommitted { group }),
+        1 => group_idx().prop_map(|group| Op::ListCommitted { group }),
         1 => Just(Op::ListGroups),
-        2 => (topic.clone(), 0usize..2, prop::option::of(1u32..4), any::<bool>()).prop_map(
-            |(topic, group, max_deliveries, ordered)| Op::SetLeaseGroup { topic, group, max_deliveries, ordered }),
-        10 => (topic.clone(), 0i32..2, 0usize..2, 1usize..5, time_step()).prop_map(
+        2 => set_lease_group(),
+        12 => (topic_idx(), partition(), group_idx(), 1usize..5, time_step()).prop_map(
             |(topic, partition, group, max, visibility)| Op::Lease { topic, partition, group, max, visibility }),
         4 => prop::collection::vec(any::<usize>(), 1..3).prop_map(|picks| Op::Ack { picks }),
         3 => (any::<usize>(), time_step()).prop_map(|(pick, delay)| Op::Release { pick, delay }),
         2 => (any::<usize>(), time_step()).prop_map(|(pick, visibility)| Op::Extend { pick, visibility }),
-        3 => (topic, 0i32..2, 0usize..2).prop_map(|(topic, partition, group)| Op::Counts { topic, partition, group }),
-        5 => time_step().prop_map(|ms| Op::Advance { ms }),
+        3 => (topic_idx(), partition(), group_idx())
+            .prop_map(|(topic, partition, group)| Op::Counts { topic, partition, group }),
+        6 => time_step().prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Reopen),
     ]
+}
+
+/// A case: topics t0 and t1 created, a random lease-group config or two, then random ops.
+fn case() -> impl Strategy<Value = Vec<Op>> {
+    (
+        prop::collection::vec(set_lease_group(), 0..3),
+        prop::collection::vec(op(), 1..48),
+    )
+        .prop_map(|(setup, ops)| {
+            let mut all = vec![Op::CreateTopic { topic: 0 }, Op::CreateTopic { topic: 1 }];
+            all.extend(setup);
+            all.extend(ops);
+            all
+        })
 }
 
 /// A lease handed out during a case: the store's token and the model's.
@@ -357,6 +410,27 @@ impl Driver {
                     }
                     _ => agree("fetch", &got.map(|_| ()), &want.map(|_| ())),
                 }
+            }
+            Op::ReadAll { topic, partition } => {
+                let t = TOPICS[*topic];
+                let all = FetchLimits::default();
+                let want = m.fetch(t, *partition, 0, all).map(|r| r.records);
+                let mut got = Vec::new();
+                let mut next = 0;
+                let got = loop {
+                    match st.fetch(t, *partition, next, all).await {
+                        Err(e) => break Err(e),
+                        Ok(r) if r.records.is_empty() => break Ok(got),
+                        Ok(r) => {
+                            next = r.records.last().map_or(next, |l| l.offset + 1);
+                            got.extend(r.records);
+                        }
+                    }
+                };
+                let canon_all = |r: StoreResult<Vec<StoredRecord>>| {
+                    r.map(|v| v.iter().map(canon).collect::<Vec<_>>())
+                };
+                agree("read all records", &canon_all(got), &canon_all(want))
             }
             Op::Offsets { topic, partition } => {
                 let t = TOPICS[*topic];
@@ -618,7 +692,7 @@ pub fn check_properties(backend: Arc<dyn Backend>, cases: u32) {
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
-    let strategy = prop::collection::vec(op(), 1..48);
+    let strategy = case();
     let result = runner.run(&strategy, |ops| {
         rt.block_on(run_case(backend.clone(), &ops))
             .map_err(TestCaseError::fail)

@@ -238,6 +238,7 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "leases_are_exclusive",
             "ack_is_final",
             "groups_are_independent",
+            "max_deliveries_dead_letters",
             "ordered_by_key_blocks_later_records",
             "lease_counts_add_up",
             "lease_state_survives_reopen",
