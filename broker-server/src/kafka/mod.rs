@@ -5,6 +5,8 @@
 //! refused from its size prefix alone; a frame that does not decode closes the connection.
 
 mod admin;
+#[cfg(unix)]
+pub mod alloc;
 pub mod client;
 mod errors;
 mod fetch;
@@ -13,7 +15,7 @@ mod group;
 mod group_api;
 mod metadata;
 mod offsets;
-mod produce;
+pub mod produce;
 mod unsupported;
 pub mod versions;
 
