@@ -49,6 +49,7 @@ async fn serve(
             base_url: String::new(),
             credentials,
             clock: Some(shared),
+            shutdown: None,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1215,4 +1216,34 @@ async fn kafka_made_fifo_topic_orders_by_key_and_trace_header_round_trips() {
     );
     let got = s.receive(&q, json!({})).await;
     assert_eq!(got[0]["Attributes"]["AWSTraceHeader"], "Root=1-abc");
+}
+
+#[tokio::test]
+async fn shutdown_ends_pending_long_polls() {
+    let clock = ManualClock::default();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router(
+        store.clone(),
+        Arc::new(Metrics::new()),
+        HttpConfig {
+            shutdown: Some(stop_rx),
+            clock: Some(Arc::new(clock.clone())),
+            ..Default::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let s = Arc::new(Server { addr, clock, store });
+    let url = s.create("stopping", json!({})).await;
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { s.receive(&url, json!({"WaitTimeSeconds": 20})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "the long poll ended before shutdown");
+    stop_tx.send(true).unwrap();
+    let got = waiter.await.unwrap();
+    assert!(got.is_empty());
 }

@@ -905,8 +905,19 @@ impl Sqs {
                 let name = q.name.clone();
                 Box::pin(async move { store.wait_for(&name, p as i32, hw, step).await })
             });
-            let (r, _, _) = select_all(waits).await;
-            r?;
+            let mut stop = self.shutdown.clone();
+            let stopping = async {
+                match stop.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|v| *v).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                (r, _, _) = select_all(waits) => { r?; }
+                _ = stopping => return Ok(Vec::new()),
+            }
         }
     }
 

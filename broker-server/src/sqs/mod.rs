@@ -62,6 +62,7 @@ pub struct Sqs {
     pub(crate) credentials: Option<SigV4Credentials>,
     pub(crate) base_url: String,
     pub(crate) round_robin: AtomicUsize,
+    pub(crate) shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) dedup:
         parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
 }
@@ -81,6 +82,7 @@ impl Sqs {
         clock: SharedClock,
         credentials: Option<SigV4Credentials>,
         base_url: String,
+        shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Self {
         Sqs {
             store,
@@ -89,6 +91,7 @@ impl Sqs {
             credentials,
             base_url,
             round_robin: AtomicUsize::new(0),
+            shutdown,
             dedup: parking_lot::Mutex::new(HashMap::new()),
         }
     }
