@@ -189,7 +189,8 @@ async fn crash_cycles() {
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if l.ends_with("READY") {
+                // Started once its first append was acknowledged.
+                if l.starts_with("A ") {
                     let _ = tx.send(());
                 }
                 lines.push(l);
