@@ -445,6 +445,16 @@ impl Inner {
     }
 }
 
+/// A copy of the lease state of one partition for one group, if the group has any.
+fn current_leases(meta: &Meta, topic: &str, group: &str, partition: i32) -> Option<PartLeases> {
+    meta.state
+        .leases
+        .get(topic)
+        .and_then(|g| g.get(group))
+        .and_then(|p| p.get(&partition))
+        .cloned()
+}
+
 fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
     meta.state
         .lease_groups
@@ -987,48 +997,40 @@ impl Store for LogStore {
         {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let mut by_part: BTreeMap<i32, Vec<(i64, RecState)>> = BTreeMap::new();
+            // Changes are staged on copies and take effect only once journaled.
+            let mut staged: BTreeMap<i32, (PartLeases, Vec<(i64, RecState)>)> = BTreeMap::new();
             for tok in tokens {
                 let r = (|| {
                     let p = t.partition(topic, tok.partition)?;
                     let (log_start, _) = p.offsets();
-                    let st = meta
-                        .state
-                        .leases
-                        .get_mut(topic)
-                        .and_then(|g| g.get_mut(group))
-                        .and_then(|p| p.get_mut(&tok.partition))
-                        .ok_or(StoreError::LeaseExpired)?;
-                    st.normalize(log_start);
+                    let (st, set) = match staged.entry(tok.partition) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let mut st = current_leases(&meta, topic, group, tok.partition)
+                                .ok_or(StoreError::LeaseExpired)?;
+                            st.normalize(log_start);
+                            e.insert((st, Vec::new()))
+                        }
+                    };
                     let rec = st.live(tok, now)?;
                     rec.phase = Phase::Done { dead: false };
-                    by_part
-                        .entry(tok.partition)
-                        .or_default()
-                        .push((tok.offset, *rec));
+                    set.push((tok.offset, *rec));
                     Ok(())
                 })();
                 results.push(r);
             }
-            for (partition, set) in by_part {
-                let floor = {
-                    let st = meta
-                        .state
-                        .leases
-                        .get_mut(topic)
-                        .and_then(|g| g.get_mut(group))
-                        .and_then(|p| p.get_mut(&partition))
-                        .expect("state of an acked partition");
-                    st.advance_floor();
-                    st.floor
-                };
+            for (partition, (mut st, set)) in staged {
+                if set.is_empty() {
+                    continue;
+                }
+                st.advance_floor();
                 seqs.push(inner.record(
                     &mut meta,
                     Op::Lease {
                         topic: topic.to_string(),
                         group: group.to_string(),
                         partition,
-                        floor,
+                        floor: st.floor,
                         set,
                         dead: Vec::new(),
                     },
@@ -1058,12 +1060,7 @@ impl Store for LogStore {
         let seq = {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let st = meta
-                .state
-                .leases
-                .get_mut(topic)
-                .and_then(|g| g.get_mut(group))
-                .and_then(|p| p.get_mut(&token.partition))
+            let mut st = current_leases(&meta, topic, group, token.partition)
                 .ok_or(StoreError::LeaseExpired)?;
             st.normalize(log_start);
             let rec = st.live(&token, now)?;
@@ -1104,12 +1101,7 @@ impl Store for LogStore {
         let (seq, expires) = {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let st = meta
-                .state
-                .leases
-                .get_mut(topic)
-                .and_then(|g| g.get_mut(group))
-                .and_then(|p| p.get_mut(&token.partition))
+            let mut st = current_leases(&meta, topic, group, token.partition)
                 .ok_or(StoreError::LeaseExpired)?;
             st.normalize(log_start);
             let rec = st.live(&token, now)?;
