@@ -54,8 +54,9 @@ fn append(c: &mut Criterion) {
                 let opened = open(&rt, durability, n);
                 let store: Arc<dyn Store> = opened.store.clone();
                 let value = payload(size);
-                let records: Vec<Record> =
-                    (0..batch).map(|_| Record::from_value(value.clone())).collect();
+                let records: Vec<Record> = (0..batch)
+                    .map(|_| Record::from_value(value.clone()))
+                    .collect();
                 g.throughput(Throughput::Elements(batch as u64));
                 let id = BenchmarkId::new(
                     durability.to_string().replace(':', "-"),
@@ -91,21 +92,24 @@ fn fetch(c: &mut Criterion) {
         rt.block_on(prefill(&store, TOPIC, size, total, None))
             .expect("prefill");
         g.throughput(Throughput::Bytes((total * size) as u64));
-        g.bench_function(BenchmarkId::new("whole_partition", format!("{size}B")), |b| {
-            b.to_async(&rt).iter(|| {
-                let store = store.clone();
-                async move {
-                    let mut offset = 0i64;
-                    while offset < total as i64 {
-                        let got = store
-                            .fetch(TOPIC, 0, offset, FetchLimits::default())
-                            .await
-                            .expect("fetch");
-                        offset = got.records.last().expect("records below the end").offset + 1;
+        g.bench_function(
+            BenchmarkId::new("whole_partition", format!("{size}B")),
+            |b| {
+                b.to_async(&rt).iter(|| {
+                    let store = store.clone();
+                    async move {
+                        let mut offset = 0i64;
+                        while offset < total as i64 {
+                            let got = store
+                                .fetch(TOPIC, 0, offset, FetchLimits::default())
+                                .await
+                                .expect("fetch");
+                            offset = got.records.last().expect("records below the end").offset + 1;
+                        }
                     }
-                }
-            })
-        });
+                })
+            },
+        );
         rt.block_on(opened.dispose(&env()));
     }
     g.finish();

@@ -34,7 +34,9 @@ fn pg(c: &mut Criterion) {
     rt.block_on(store.create_topic(TOPIC, TopicConfig::with_partitions(1)))
         .expect("create the topic");
     let value = payload(100);
-    let records: Vec<Record> = (0..1000).map(|_| Record::from_value(value.clone())).collect();
+    let records: Vec<Record> = (0..1000)
+        .map(|_| Record::from_value(value.clone()))
+        .collect();
     g.throughput(Throughput::Elements(1000));
     g.bench_function("append_100B_b1000", |b| {
         b.to_async(&rt).iter(|| {
@@ -65,7 +67,9 @@ fn pg(c: &mut Criterion) {
                     let mut refill = Duration::ZERO;
                     if leases.len() < 100 {
                         let r = std::time::Instant::now();
-                        prefill(&store, TOPIC, 100, 100_000, None).await.expect("refill");
+                        prefill(&store, TOPIC, 100, 100_000, None)
+                            .await
+                            .expect("refill");
                         refill = r.elapsed();
                         leases.extend(
                             store

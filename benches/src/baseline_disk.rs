@@ -54,7 +54,11 @@ pub fn sequential_write(
     max_bytes: u64,
 ) -> BenchResult<Throughput> {
     let (_d, path) = scratch(dir, "seq")?;
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
     let buf = vec![0x5a_u8; write_bytes];
     let max_writes = (max_bytes / write_bytes as u64).max(1);
     let start = Instant::now();

@@ -6,10 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
@@ -22,6 +23,7 @@ use crate::{BenchError, BenchResult};
 
 const PRODUCE_VERSION: i16 = 7;
 const FETCH_VERSION: i16 = 11;
+const METADATA_VERSION: i16 = 8;
 
 fn proto(e: impl std::fmt::Display) -> BenchError {
     BenchError::Protocol(e.to_string())
@@ -85,6 +87,25 @@ impl KafkaConn {
         Resp::decode(&mut body, version).map_err(proto)
     }
 
+    /// Asks for `topic`'s metadata, letting the broker create it as clients do; fails unless
+    /// the topic then exists.
+    pub async fn metadata(&mut self, topic: &str) -> BenchResult<()> {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]))
+            .with_allow_auto_topic_creation(true);
+        let resp: MetadataResponse = self.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+        match resp.topics.first() {
+            Some(t) if t.error_code == 0 => Ok(()),
+            Some(t) => Err(BenchError::Protocol(format!(
+                "metadata for {topic}: error code {}",
+                t.error_code
+            ))),
+            None => Err(BenchError::Protocol(format!("no metadata for {topic}"))),
+        }
+    }
+
     /// Produces one batch of `count` records with `size`-byte values to partition 0 of
     /// `topic` with acks=-1; returns the base offset.
     pub async fn produce(&mut self, topic: &str, batch: &Bytes) -> BenchResult<i64> {
@@ -104,8 +125,9 @@ impl KafkaConn {
             .ok_or_else(|| BenchError::Protocol("empty produce response".into()))?;
         if p.error_code != 0 {
             return Err(BenchError::Protocol(format!(
-                "produce error code {}",
-                p.error_code
+                "produce error code {}: {}",
+                p.error_code,
+                p.error_message.as_ref().map_or("", |m| m.as_str())
             )));
         }
         Ok(p.base_offset)

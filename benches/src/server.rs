@@ -60,7 +60,10 @@ impl Broker {
             .arg(dir.path())
             .arg("--default-durability")
             .arg("interval:100")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -101,10 +104,16 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // Keep draining stderr so the process never blocks on a full pipe.
+        // Keep draining stderr so the process never blocks on a full pipe; with
+        // BENCH_BROKER_LOG set, pass it on.
         if let Some(mut e) = child.stderr.take() {
+            let show = std::env::var_os("BENCH_BROKER_LOG").is_some();
             tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut e, &mut tokio::io::sink()).await;
+                if show {
+                    let _ = tokio::io::copy(&mut e, &mut tokio::io::stderr()).await;
+                } else {
+                    let _ = tokio::io::copy(&mut e, &mut tokio::io::sink()).await;
+                }
             });
         }
         Ok(Broker {
@@ -260,11 +269,10 @@ async fn kafka_produce(
     budget: u64,
 ) -> Counted {
     let data = encode_batch(batch, 100)?;
-    // The first produce creates the topic; keep it out of the timing.
-    KafkaConn::connect(addr)
-        .await?
-        .produce(topic, &data)
-        .await?;
+    // Metadata creates the topic, as real clients do; keep it out of the timing.
+    let mut first = KafkaConn::connect(addr).await?;
+    first.metadata(topic).await?;
+    first.produce(topic, &data).await?;
     let per_conn = budget.div_ceil(conns as u64);
     let start = Instant::now();
     let mut tasks = Vec::new();
