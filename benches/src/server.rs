@@ -218,7 +218,13 @@ pub async fn run_suite(store: &str, opts: &RunOptions, no: usize) -> Vec<Measure
                     .next()
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
-                sqs_receive(broker.http, conns, d, opts.sizing.lease_records as u64).await
+                sqs_receive(
+                    broker.http,
+                    conns,
+                    d,
+                    opts.sizing.lease_records.min(20_000) as u64,
+                )
+                .await
             }
             _ => Err(BenchError::Wrong(format!("unknown server case {}", m.id))),
         };
@@ -283,7 +289,10 @@ async fn kafka_produce(
             let mut c = KafkaConn::connect(addr).await?;
             let mut n = 0u64;
             while n < per_conn && start.elapsed() < d {
-                c.produce(&topic, &data).await?;
+                match within(start, d, c.produce(&topic, &data)).await {
+                    Some(r) => r?,
+                    None => break,
+                };
                 n += batch as u64;
             }
             Ok::<u64, BenchError>(n)
@@ -334,7 +343,10 @@ async fn sqs_send(addr: SocketAddr, conns: usize, d: Duration, budget: u64) -> C
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while n < per_conn && start.elapsed() < d {
-                n += client.send_batch(&url, 10, 100).await?;
+                match within(start, d, client.send_batch(&url, 10, 100)).await {
+                    Some(r) => n += r?,
+                    None => break,
+                }
             }
             Ok::<u64, BenchError>(n)
         }));
@@ -367,7 +379,10 @@ async fn sqs_receive(addr: SocketAddr, conns: usize, d: Duration, backlog: u64) 
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while start.elapsed() < d {
-                let got = client.receive_delete(&url).await?;
+                let got = match within(start, d, client.receive_delete(&url)).await {
+                    Some(r) => r?,
+                    None => break,
+                };
                 if got == 0 {
                     break;
                 }
@@ -378,6 +393,17 @@ async fn sqs_receive(addr: SocketAddr, conns: usize, d: Duration, backlog: u64) 
     }
     let total = join(tasks).await?;
     Ok((total, 100, start.elapsed().as_secs_f64()))
+}
+
+/// Runs one request, giving up on it (`None`) once the case is `max(2 d, 5 s)` past its
+/// start: a request that slow is left out of the count rather than stalling the run.
+async fn within<T>(
+    start: Instant,
+    d: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let limit = tokio::time::Instant::from_std(start + (d * 2).max(Duration::from_secs(5)));
+    tokio::time::timeout_at(limit, fut).await.ok()
 }
 
 async fn join(tasks: Vec<tokio::task::JoinHandle<BenchResult<u64>>>) -> BenchResult<u64> {
