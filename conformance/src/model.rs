@@ -333,8 +333,17 @@ impl Model {
         }
         self.next_nonce = nonce;
         if let Some(dlq) = &config.dead_letter_topic {
+            let now = self.now;
+            let log = &mut self.topics.get_mut(dlq.as_str()).unwrap().partitions[0];
             for d in dead {
-                self.append(dlq, 0, vec![d])?;
+                log.push(StoredRecord {
+                    offset: log.len() as i64,
+                    timestamp_ms: d.timestamp_ms.unwrap_or(now),
+                    key: d.key,
+                    value: d.value,
+                    headers: d.headers,
+                    not_before_ms: None,
+                });
             }
         }
         Ok(leases)
