@@ -549,7 +549,7 @@ impl Partition {
     /// new log start. Call [`Partition::drop_segments`] once the new start is persisted.
     pub fn set_log_start(&self, before: i64) -> StoreResult<i64> {
         let mut st = self.state.lock();
-        if before > st.hw || before < 0 {
+        if before > st.hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset: before,
                 log_start: st.log_start,
