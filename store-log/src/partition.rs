@@ -106,6 +106,10 @@ impl Partition {
         let n = bases.len();
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
+                if prev.damaged && prev.next_offset.load(Ordering::Acquire) <= base {
+                    // Its undamaged successors define where it ends.
+                    prev.next_offset.store(base, Ordering::Release);
+                }
                 if prev.next_offset.load(Ordering::Acquire) != base {
                     tracing::warn!(dir = %dir.display(), base, "dropping segments after a gap");
                     for &b in &bases[i..] {
