@@ -730,9 +730,11 @@ async fn run_case(backend: Arc<dyn Backend>, ops: &[Op]) -> Result<(), String> {
         held: Vec::new(),
     };
     for (i, op) in ops.iter().enumerate() {
-        d.step(op)
-            .await
-            .map_err(|e| format!("op #{i} {op:?}: {e}"))?;
+        if let Err(e) = d.step(op).await {
+            // Close anyway so the next case can open the slot again.
+            let _ = d.subject.store.close().await;
+            return Err(format!("op #{i} {op:?}: {e}"));
+        }
     }
     d.subject
         .finish()
