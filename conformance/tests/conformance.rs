@@ -18,7 +18,7 @@ async fn memory_store_passes_every_check() {
 
 #[test]
 fn memory_store_agrees_with_the_model() {
-    check_properties(Arc::new(MemoryBackend::new()), 256);
+    check_properties(Arc::new(MemoryBackend::new()), 512);
 }
 
 /// One way of breaking the reference store.

@@ -106,6 +106,10 @@ impl Partition {
         let n = bases.len();
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
+                if prev.damaged && prev.next_offset.load(Ordering::Acquire) <= base {
+                    // Its undamaged successors define where it ends.
+                    prev.next_offset.store(base, Ordering::Release);
+                }
                 if prev.next_offset.load(Ordering::Acquire) != base {
                     tracing::warn!(dir = %dir.display(), base, "dropping segments after a gap");
                     for &b in &bases[i..] {
@@ -549,7 +553,7 @@ impl Partition {
     /// new log start. Call [`Partition::drop_segments`] once the new start is persisted.
     pub fn set_log_start(&self, before: i64) -> StoreResult<i64> {
         let mut st = self.state.lock();
-        if before > st.hw || before < 0 {
+        if before > st.hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset: before,
                 log_start: st.log_start,
@@ -606,7 +610,13 @@ impl Partition {
                 if stop {
                     break;
                 }
-                if seg.next_offset.load(Ordering::Acquire) <= start {
+                let seg_end = seg.next_offset.load(Ordering::Acquire);
+                if seg_end <= start {
+                    continue;
+                }
+                if seg_end < hw && seg.max_ts.load(Ordering::Acquire) < cutoff {
+                    // Every batch of the segment is too old, and none is the newest.
+                    start = seg_end;
                     continue;
                 }
                 let from = seg.position_for(start);
@@ -624,27 +634,48 @@ impl Partition {
             }
         }
         if let Some(limit) = max_bytes {
+            let Some(first) = segs
+                .iter()
+                .position(|(s, _)| s.next_offset.load(Ordering::Acquire) > start)
+            else {
+                return Ok(start);
+            };
+            // Position of the batch holding `start` in its segment.
+            let (seg0, size0) = &segs[first];
+            let mut pos0 = *size0;
+            Self::walk_headers(seg0, seg0.position_for(start), *size0, |h, pos| {
+                if h.last_offset() >= start {
+                    pos0 = pos;
+                    return false;
+                }
+                true
+            })?;
             // Bytes from the batch holding `start` to the end.
-            let mut batches: Vec<(i64, u64)> = Vec::new();
-            let mut total = 0u64;
-            for (seg, size) in &segs {
-                if seg.next_offset.load(Ordering::Acquire) <= start {
+            let mut total: u64 =
+                (size0 - pos0) + segs[first + 1..].iter().map(|(_, z)| *z).sum::<u64>();
+            let mut stop = false;
+            for (k, (seg, size)) in segs[first..].iter().enumerate() {
+                if stop || total <= limit {
+                    break;
+                }
+                let from = if k == 0 { pos0 } else { 0 };
+                let remaining = size - from;
+                let seg_end = seg.next_offset.load(Ordering::Acquire);
+                if seg_end < hw && total - remaining >= limit {
+                    // Removing batch after batch would remove the whole segment.
+                    total -= remaining;
+                    start = seg_end;
                     continue;
                 }
-                let from = seg.position_for(start);
                 Self::walk_headers(seg, from, *size, |h, _| {
-                    if h.last_offset() >= start {
-                        total += h.total_len() as u64;
-                        batches.push((h.last_offset(), h.total_len() as u64));
+                    if total <= limit || h.last_offset() + 1 >= hw {
+                        stop = true;
+                        return false;
                     }
+                    total -= h.total_len() as u64;
+                    start = h.last_offset() + 1;
                     true
                 })?;
-            }
-            let mut i = 0;
-            while total > limit && i + 1 < batches.len() {
-                total -= batches[i].1;
-                start = batches[i].0 + 1;
-                i += 1;
             }
         }
         Ok(start)

@@ -216,13 +216,19 @@ async fn flipped_bytes_after_a_clean_shutdown() {
         let dir = base.path().join(format!("c{case}"));
         copy_dir(&base.path().join("orig"), &dir);
         let logs = files(&dir, "log");
-        let seg = &logs[rng.gen_range(0..logs.len())];
+        let which = rng.gen_range(0..logs.len());
+        let seg = &logs[which];
         let bs = batches(seg);
         let mut data = std::fs::read(seg).unwrap();
         let at = rng.gen_range(0..data.len());
         data[at] ^= rng.gen_range(1..=255u8);
         std::fs::write(seg, &data).unwrap();
         let damaged = bs.iter().find(|(p, l, _)| at < p + l).unwrap().2;
+        // The first offset of the next segment: damage never spreads past its segment.
+        let next_segment = logs
+            .get(which + 1)
+            .map(|p| batches(p)[0].2)
+            .unwrap_or(i64::MAX);
         // Recovery is skipped; reads check CRCs, so the damaged batch is refused, not served.
         let s = open(&dir);
         let (hw, refused) = check_served(&s).await;
@@ -230,9 +236,19 @@ async fn flipped_bytes_after_a_clean_shutdown() {
             hw >= damaged,
             "case {case}: batches before the damage were lost"
         );
+        if next_segment != i64::MAX {
+            assert_eq!(
+                hw, RECORDS,
+                "case {case}: a damaged sealed segment cost later segments"
+            );
+            assert!(
+                !refused.is_empty(),
+                "case {case}: the damage was not noticed"
+            );
+        }
         for off in refused {
             assert!(
-                off >= damaged,
+                off >= damaged && off < next_segment,
                 "case {case}: undamaged record {off} refused"
             );
         }

@@ -275,6 +275,16 @@ impl KafkaServer {
             KafkaRequest::SyncGroup(req) => {
                 reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)
             }
+            KafkaRequest::DescribeGroups(req) => reply!(
+                ApiKey::DescribeGroups,
+                "DescribeGroups",
+                self.describe_groups(req).await
+            ),
+            KafkaRequest::ListGroups(req) => reply!(
+                ApiKey::ListGroups,
+                "ListGroups",
+                self.list_groups(req).await
+            ),
             KafkaRequest::CreateTopics(req) => reply!(
                 ApiKey::CreateTopics,
                 "CreateTopics",
