@@ -224,6 +224,19 @@ impl LogStore {
         Ok(LogStore { inner })
     }
 
+    /// Fsyncs every partition with unsynced appends and the metadata journal, whatever the
+    /// topics' durability policies; returns once all of it is on stable storage.
+    pub fn sync_all(&self) -> StoreResult<()> {
+        self.inner.check_open()?;
+        let topics: Vec<Arc<TopicHandle>> = self.inner.topics.read().values().cloned().collect();
+        for t in topics {
+            for p in &t.partitions {
+                p.sync_if_dirty()?;
+            }
+        }
+        self.inner.sync_meta_blocking()
+    }
+
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
