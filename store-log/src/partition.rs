@@ -337,12 +337,13 @@ impl Partition {
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
+        // Cleared before the high watermark is read: later appends set it again.
+        self.dirty.store(false, Ordering::Release);
         let (hw, seg) = {
             let st = self.state.lock();
             (st.hw, st.segments.last().unwrap().clone())
         };
         let io = self.io.clone();
-        self.dirty.store(false, Ordering::Release);
         let r = tokio::task::spawn_blocking(move || io.sync_data(&seg.log))
             .await
             .map_err(|e| StoreError::Internal(format!("sync task failed: {e}")))?;
