@@ -95,14 +95,17 @@ pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
         format!("c64: {} rec/s; c1: {} rec/s", f(many), f(one)),
     ));
 
-    let fetch = ["log-interval", "log-never", "log-always"]
+    // The three log entries run the same fetch workload (a `never` topic): take the median.
+    let mut samples: Vec<f64> = ["log-interval", "log-never", "log-always"]
         .iter()
         .filter_map(|s| l.mb(&format!("{s}/fetch/1024B")))
-        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    let fetch = samples.get(samples.len() / 2).copied();
     let pc = l.mb("disk/read/page-cache 1MiB blocks");
     t.push(target(
         "log",
-        "catch-up fetch from the page cache >= 3 GB/s (1 KiB records)",
+        "catch-up fetch from the page cache >= 3 GB/s (1 KiB records; median of the three log runs)",
         1.0,
         fetch.map(|v| v / 3000.0),
         format!(
