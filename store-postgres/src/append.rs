@@ -118,6 +118,7 @@ pub(crate) async fn write_batch(
 ) -> StoreResult<i64> {
     let base = locked.next_offset;
     let copy = tx.prepare_cached(COPY_RECORDS).await.map_err(db_err)?;
+    let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
     let sink = tx.copy_in(&copy).await.map_err(db_err)?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
     let mut max_ts = i64::MIN;
@@ -149,7 +150,6 @@ pub(crate) async fn write_batch(
             .await
             .map_err(db_err)?;
     }
-    writer.as_mut().finish().await.map_err(db_err)?;
     let last = base + records.len() as i64 - 1;
     let ts_high = locked.max_ts.map_or(max_ts, |m| m.max(max_ts));
     let (pid, epoch, first_seq, last_seq) = match producer {
@@ -162,7 +162,6 @@ pub(crate) async fn write_batch(
         None => (None, None, None, 0),
     };
     let payload = notify.then(|| notify::payload(locked.topic_id, partition, last + 1));
-    let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &locked.topic_id,
         &partition,
@@ -179,10 +178,18 @@ pub(crate) async fn write_batch(
         &channel,
         &payload,
     ];
+    // End of COPY, the batch's last statement and COMMIT go out together: the connection
+    // sends queued statements only after the COPY data is complete.
+    let end_copy = async { writer.as_mut().finish().await.map(|_| ()) };
     if commit {
-        tokio::try_join!(tx.query(&finish, &params), tx.batch_execute("COMMIT")).map_err(db_err)?;
+        tokio::try_join!(
+            end_copy,
+            tx.query(&finish, &params),
+            tx.batch_execute("COMMIT")
+        )
+        .map_err(db_err)?;
     } else {
-        tx.query(&finish, &params).await.map_err(db_err)?;
+        tokio::try_join!(end_copy, tx.query(&finish, &params)).map_err(db_err)?;
     }
     Ok(last + 1)
 }
