@@ -12,8 +12,14 @@ use store_log::{LogOptions, LogStore};
 async fn main() {
     let base = std::env::args().nth(1).map(std::path::PathBuf::from);
     let tmp = tempfile::tempdir_in(base.unwrap_or_else(std::env::temp_dir)).unwrap();
-    let store =
-        Arc::new(LogStore::open(tmp.path(), LogOptions::default(), Arc::new(SystemClock)).unwrap());
+    let mut opts = LogOptions::default();
+    if let Some(b) = std::env::var("SEGMENT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.segment_bytes = b;
+    }
+    let store = Arc::new(LogStore::open(tmp.path(), opts, Arc::new(SystemClock)).unwrap());
     let durability = match std::env::var("DURABILITY") {
         Ok(d) => d.parse().unwrap(),
         Err(_) => Durability::default(),
@@ -45,34 +51,36 @@ async fn main() {
         n as f64 * 1000.0 / secs / 1e6
     );
 
-    let t = Instant::now();
-    let mut off = 0i64;
-    let mut bytes = 0usize;
-    loop {
-        let f = store
-            .fetch(
-                "i",
-                0,
-                off,
-                FetchLimits {
-                    max_records: 100_000,
-                    max_bytes: 8 << 20,
-                },
-            )
-            .await
-            .unwrap();
-        if f.records.is_empty() {
-            break;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut off = 0i64;
+        let mut bytes = 0usize;
+        loop {
+            let f = store
+                .fetch(
+                    "i",
+                    0,
+                    off,
+                    FetchLimits {
+                        max_records: 100_000,
+                        max_bytes: 8 << 20,
+                    },
+                )
+                .await
+                .unwrap();
+            if f.records.is_empty() {
+                break;
+            }
+            off = f.records.last().unwrap().offset + 1;
+            bytes += f.records.iter().map(|r| r.size() + 37).sum::<usize>();
         }
-        off = f.records.last().unwrap().offset + 1;
-        bytes += f.records.iter().map(|r| r.size() + 37).sum::<usize>();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "fetch: {:.2} GB/s ({} records)",
+            bytes as f64 / secs / 1e9,
+            off
+        );
     }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "fetch: {:.2} GB/s ({} records)",
-        bytes as f64 / secs / 1e9,
-        off
-    );
 
     let cfg = TopicConfig {
         durability: Durability::Always,

@@ -50,7 +50,7 @@ const FINISH_BATCH: &str = "WITH b AS (
         SELECT $1, $2, $9, $10, $12 WHERE $9::bigint IS NOT NULL
         ON CONFLICT (topic_id, partition, producer_id)
         DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq)
-    SELECT pg_notify($13, $14)";
+    SELECT pg_notify($13, $14) WHERE $14::text IS NOT NULL";
 
 /// The sequence number after `first + count - 1`, wrapping after `i32::MAX` to 0.
 fn last_sequence(first: i32, count: usize) -> i32 {
@@ -102,8 +102,8 @@ pub(crate) async fn lock_partition(
 }
 
 /// Writes `records` at `locked.next_offset..` and finishes the batch (batch row, watermark,
-/// producer state, one NOTIFY), committing in the same round trip when `commit` is set.
-/// Returns the new high watermark.
+/// producer state, and one NOTIFY when `notify` is set), committing in the same round trip
+/// when `commit` is set. Returns the new high watermark.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_batch(
     tx: &ClientWrapper,
@@ -113,10 +113,12 @@ pub(crate) async fn write_batch(
     records: &[Record],
     now: i64,
     producer: Option<&ProducerBatch>,
+    notify: bool,
     commit: bool,
 ) -> StoreResult<i64> {
     let base = locked.next_offset;
     let copy = tx.prepare_cached(COPY_RECORDS).await.map_err(db_err)?;
+    let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
     let sink = tx.copy_in(&copy).await.map_err(db_err)?;
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
     let mut max_ts = i64::MIN;
@@ -148,7 +150,6 @@ pub(crate) async fn write_batch(
             .await
             .map_err(db_err)?;
     }
-    writer.as_mut().finish().await.map_err(db_err)?;
     let last = base + records.len() as i64 - 1;
     let ts_high = locked.max_ts.map_or(max_ts, |m| m.max(max_ts));
     let (pid, epoch, first_seq, last_seq) = match producer {
@@ -160,8 +161,7 @@ pub(crate) async fn write_batch(
         ),
         None => (None, None, None, 0),
     };
-    let payload = notify::payload(locked.topic_id, partition, last + 1);
-    let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
+    let payload = notify.then(|| notify::payload(locked.topic_id, partition, last + 1));
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &locked.topic_id,
         &partition,
@@ -178,10 +178,18 @@ pub(crate) async fn write_batch(
         &channel,
         &payload,
     ];
+    // End of COPY, the batch's last statement and COMMIT go out together: the connection
+    // sends queued statements only after the COPY data is complete.
+    let end_copy = async { writer.as_mut().finish().await.map(|_| ()) };
     if commit {
-        tokio::try_join!(tx.query(&finish, &params), tx.batch_execute("COMMIT")).map_err(db_err)?;
+        tokio::try_join!(
+            end_copy,
+            tx.query(&finish, &params),
+            tx.batch_execute("COMMIT")
+        )
+        .map_err(db_err)?;
     } else {
-        tx.query(&finish, &params).await.map_err(db_err)?;
+        tokio::try_join!(end_copy, tx.query(&finish, &params)).map_err(db_err)?;
     }
     Ok(last + 1)
 }
@@ -342,6 +350,7 @@ impl PgStore {
             &batch.records,
             now,
             batch.producer.as_ref(),
+            true,
             true,
         )
         .await?;

@@ -80,6 +80,63 @@ static FRESH_FIRST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// The fast lease path as one statement (see `lease_fast`): $1 topic, $2 partition, $3 group,
+/// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). The first
+/// column says whether it applied; then one row per leased record.
+static LEASE_FAST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"WITH c AS (
+        SELECT c.topic_id, c.group_id, c.check_at, greatest(c.floor, p.log_start) AS fl,
+               greatest(c.next_offset, c.floor, p.log_start) AS nx, p.next_offset AS hw,
+               g.ordered_by_key, g.dead_letter_topic
+        FROM topics t
+        JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
+        JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
+        JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
+        WHERE t.name = $1
+        FOR UPDATE OF c),
+    ok AS (
+        SELECT * FROM c
+        WHERE NOT c.ordered_by_key AND c.check_at > $5
+          AND (c.dead_letter_topic IS NULL
+               OR EXISTS (SELECT 1 FROM topics d WHERE d.name = c.dead_letter_topic))),
+    r AS (
+        SELECT x.* FROM ok CROSS JOIN LATERAL (
+            SELECT {RECORD_COLUMNS} FROM records y
+            WHERE y.topic_id = ok.topic_id AND y.partition = $2
+              AND y."offset" >= ok.nx AND y."offset" < ok.hw
+            ORDER BY y."offset" LIMIT $4) x),
+    go AS (
+        SELECT * FROM ok WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.not_before_ms > $5)),
+    f AS (
+        SELECT go.*, coalesce((SELECT s."offset" FROM lease_state s
+            WHERE s.topic_id = go.topic_id AND s.partition = $2 AND s.group_id = go.group_id
+              AND s."offset" >= go.fl AND s.state IN (1, 2)
+            ORDER BY s."offset" LIMIT 1), go.nx) AS nf,
+            (SELECT max(r."offset") + 1 FROM r) AS new_next
+        FROM go),
+    d AS (
+        DELETE FROM lease_state s USING f
+        WHERE s.topic_id = f.topic_id AND s.partition = $2 AND s.group_id = f.group_id
+          AND s."offset" >= f.fl AND s."offset" < f.nf AND s.state = 3),
+    i AS (
+        INSERT INTO lease_state (topic_id, partition, group_id, "offset", state, nonce,
+            delivery_count, visible_at, first_leased_at)
+        SELECT f.topic_id, $2, f.group_id, r."offset", 1, $7 + r."offset", 1, $6, $5
+        FROM f, r),
+    u AS (
+        UPDATE lease_cursors lc SET floor = f.nf,
+            next_offset = coalesce(f.new_next, f.nx),
+            check_at = CASE WHEN f.new_next IS NULL THEN lc.check_at
+                            ELSE least(lc.check_at, $6) END
+        FROM f
+        WHERE lc.topic_id = f.topic_id AND lc.partition = $2 AND lc.group_id = f.group_id)
+    SELECT EXISTS (SELECT 1 FROM go) AS went, r.*
+    FROM (SELECT 1) one LEFT JOIN r ON EXISTS (SELECT 1 FROM go)
+    ORDER BY r."offset""#
+    )
+});
+
 /// Rows of never-leased records, and whether the query may have had more.
 struct Page {
     rows: Vec<tokio_postgres::Row>,
@@ -292,6 +349,14 @@ impl PgStore {
         let lock = self.lease_lock(topic, partition, group);
         let _serial = lock.lock().await;
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        if max > 0 {
+            if let Some(leases) = self
+                .lease_fast(topic, partition, group, limit, visibility)
+                .await?
+            {
+                return Ok(leases);
+            }
+        }
         for attempt in 0..2 {
             let obj = self.lease_conn().await?;
             let lock_stmt = obj.prepare_cached(LOCK_CURSOR).await.map_err(db_err)?;
@@ -339,6 +404,66 @@ impl PgStore {
         Err(StoreError::Unavailable(
             "lease group vanished while leasing".into(),
         ))
+    }
+
+    /// The common case in one round trip and one statement: no pending row can be visible yet
+    /// (`check_at`), the group is not ordered by key, and none of the next records is
+    /// delayed. `None` when the call needs the general path (nothing was changed then).
+    async fn lease_fast(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        limit: i64,
+        visibility: Duration,
+    ) -> StoreResult<Option<Vec<Lease>>> {
+        let now = self.now();
+        let expires = now.saturating_add(millis(visibility));
+        let nonce_base = (rand::random::<u64>() >> 2) as i64;
+        let obj = self.lease_conn().await?;
+        let stmt = obj.prepare_cached(&LEASE_FAST).await.map_err(db_err)?;
+        let mut tx = Tx::new(obj);
+        let c = tx.client();
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &topic,
+            &partition,
+            &group,
+            &limit,
+            &now,
+            &expires,
+            &nonce_base,
+        ];
+        let (_, rows, _) = tokio::try_join!(
+            c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            c.query(&stmt, &params),
+            c.batch_execute("COMMIT"),
+        )
+        .map_err(db_err)?;
+        tx.finished();
+        let went = rows.first().is_some_and(|r| r.get::<_, bool>(0));
+        if !went {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.get::<_, Option<i64>>(1).is_none() {
+                continue;
+            }
+            let record = from_row(r, 1);
+            let offset = record.offset;
+            out.push(Lease {
+                record,
+                token: LeaseToken {
+                    partition,
+                    offset,
+                    nonce: nonce_base.wrapping_add(offset) as u64,
+                },
+                delivery_count: 1,
+                expires_at_ms: expires,
+                first_leased_at_ms: now,
+            });
+        }
+        Ok(Some(out))
     }
 
     /// The body of a lease call, with the cursor row locked by `tx` and the floor advanced.
@@ -649,13 +774,16 @@ impl PgStore {
             })?;
             dead.sort_unstable();
             let mut locked = lock_partition(db, &dlq, 0).await?;
-            for (offset, n) in &dead {
+            let count = dead.len();
+            for (i, (offset, n)) in dead.iter().enumerate() {
                 let Some(rec) = fresh_records.get(offset) else {
                     continue;
                 };
                 let dl = dead_letter(rec, topic, partition, group, *n);
-                let hw =
-                    write_batch(db, &self.channel, &locked, 0, &[dl], now, None, false).await?;
+                // One batch per dead letter; one NOTIFY for the whole transaction.
+                let last = i + 1 == count;
+                let hw = write_batch(db, &self.channel, &locked, 0, &[dl], now, None, last, false)
+                    .await?;
                 locked.next_offset = hw;
                 locked.max_ts = Some(
                     locked

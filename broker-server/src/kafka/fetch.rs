@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker_api::{FetchLimits, StoreError, StoredRecord};
+use broker_api::{FetchLimits, StoreError, StoreResult, StoredRecord};
 use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
 use futures::FutureExt;
@@ -99,6 +99,32 @@ impl KafkaServer {
         }
     }
 
+    /// Records of one partition within `limit` bytes (none when `limit` is 0), with its high
+    /// watermark and log start.
+    async fn read_partition(
+        &self,
+        w: &Wanted,
+        limit: usize,
+    ) -> StoreResult<(Vec<StoredRecord>, i64, i64)> {
+        if limit == 0 {
+            let o = self.store.partition_offsets(&w.topic, w.partition).await?;
+            return Ok((Vec::new(), o.high_watermark, o.log_start_offset));
+        }
+        let f = self
+            .store
+            .fetch(
+                &w.topic,
+                w.partition,
+                w.offset,
+                FetchLimits {
+                    max_records: MAX_RECORDS_PER_PARTITION,
+                    max_bytes: limit,
+                },
+            )
+            .await?;
+        Ok((f.records, f.high_watermark, f.log_start_offset))
+    }
+
     /// One pass over the partitions: the response, its record bytes, whether any partition
     /// failed, and each partition's high watermark (in request order).
     async fn fetch_once(
@@ -106,6 +132,18 @@ impl KafkaServer {
         wanted: &[(StrBytes, Vec<Wanted>)],
         total_max: usize,
     ) -> (FetchResponse, usize, bool, Vec<i64>) {
+        // When every partition's limit fits the request's limit, read them all at once.
+        let all: Vec<&Wanted> = wanted.iter().flat_map(|(_, p)| p.iter()).collect();
+        let sum = all
+            .iter()
+            .map(|w| w.max_bytes)
+            .fold(0usize, usize::saturating_add);
+        let mut prefetched = if all.len() > 1 && sum <= total_max {
+            let reads = all.iter().map(|w| self.read_partition(w, w.max_bytes));
+            Some(futures::future::join_all(reads).await.into_iter())
+        } else {
+            None
+        };
         let mut budget = total_max;
         let mut total = 0usize;
         let mut any_error = false;
@@ -120,24 +158,11 @@ impl KafkaServer {
                     .with_aborted_transactions(Some(Vec::new()))
                     .with_records(Some(Bytes::new()));
                 let limit = w.max_bytes.min(budget);
-                let result = if limit == 0 {
-                    self.store
-                        .partition_offsets(&w.topic, w.partition)
-                        .await
-                        .map(|o| (Vec::new(), o.high_watermark, o.log_start_offset))
-                } else {
-                    self.store
-                        .fetch(
-                            &w.topic,
-                            w.partition,
-                            w.offset,
-                            FetchLimits {
-                                max_records: MAX_RECORDS_PER_PARTITION,
-                                max_bytes: limit,
-                            },
-                        )
-                        .await
-                        .map(|f| (f.records, f.high_watermark, f.log_start_offset))
+                let result = match prefetched.as_mut() {
+                    Some(results) => results.next().unwrap_or_else(|| {
+                        Err(StoreError::Internal("missing prefetched partition".into()))
+                    }),
+                    None => self.read_partition(w, limit).await,
                 };
                 let part = match result {
                     Ok((mut records, hwm, log_start)) => {
