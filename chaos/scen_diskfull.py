@@ -1,0 +1,5 @@
+from harness import ChaosError
+
+
+def disk_full(ctx):
+    raise ChaosError("not written yet")

@@ -1,0 +1,5 @@
+from harness import ChaosError
+
+
+def hostile(ctx):
+    raise ChaosError("not written yet")

@@ -1,0 +1,5 @@
+from harness import ChaosError
+
+
+def soak(ctx):
+    raise ChaosError("not written yet")
