@@ -1,5 +1,225 @@
 //! The broker: the Kafka wire protocol and an SQS-compatible HTTP API over one
 //! `Arc<dyn Store>` chosen at start-up.
 
+pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use broker_api::{SharedClock, Store, StoreError, SystemClock};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, StoreKind};
+use crate::kafka::KafkaConfig;
+use crate::metrics::Metrics;
+
+/// Everything that can stop the broker from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting is missing or malformed.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The store's data directory or database is unusable.
+    #[error("{0}")]
+    Open(String),
+    /// The chosen store could not be opened.
+    #[error("cannot open the {kind} store: {source}")]
+    Store {
+        kind: StoreKind,
+        #[source]
+        source: StoreError,
+    },
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed after start-up.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the store the config names; fails with a clear error when it is unusable.
+pub async fn open_store(
+    config: &Config,
+    clock: SharedClock,
+) -> Result<Arc<dyn Store>, ServerError> {
+    let kind = config.store;
+    let wrap = |source| ServerError::Store { kind, source };
+    match kind {
+        StoreKind::Memory => Ok(Arc::new(conformance::MemoryStore::new(clock))),
+        StoreKind::Log => {
+            let dir = config.data_dir.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                store_log::LogStore::open(&dir, store_log::LogOptions::default(), clock)
+            })
+            .await
+            .map_err(|e| wrap(StoreError::Internal(format!("opening the log store: {e}"))))?;
+            match opened {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(e) => Err(ServerError::Open(format!(
+                    "cannot open the log store in {}: {e}",
+                    config.data_dir.display()
+                ))),
+            }
+        }
+        StoreKind::Postgres => {
+            let _ = (&config.database_url, &config.pg_schema);
+            Err(wrap(StoreError::Unavailable(
+                "the postgres store is not available in this build yet".into(),
+            )))
+        }
+    }
+}
+
+/// Addresses a running server bound.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    pub kafka: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// A server whose listeners are bound; [`Server::serve`] runs it until shutdown.
+pub struct Server {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    kafka_listener: TcpListener,
+    http_listener: TcpListener,
+    kafka_config: KafkaConfig,
+    addrs: BoundAddrs,
+}
+
+impl Server {
+    /// Binds both listeners over an already opened store (port 0 picks a free port).
+    pub async fn bind(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> Result<Server, ServerError> {
+        let kafka_listener = TcpListener::bind(config.kafka_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.kafka_addr,
+                source,
+            })?;
+        let http_listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        let addrs = BoundAddrs {
+            kafka: kafka_listener.local_addr()?,
+            http: http_listener.local_addr()?,
+        };
+        let advertised = config
+            .advertised_addr
+            .clone()
+            .unwrap_or_else(|| addrs.kafka.to_string());
+        let kafka_config = KafkaConfig::new(config, &advertised)?;
+        Ok(Server {
+            store,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+            kafka_listener,
+            http_listener,
+            kafka_config,
+            addrs,
+        })
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// The store the server serves.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests
+    /// and closes the store.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let kafka = kafka::KafkaServer::new(
+            self.store.clone(),
+            self.metrics.clone(),
+            self.kafka_config.clone(),
+            stop_rx.clone(),
+        );
+        let kafka_task = tokio::spawn(kafka.serve(self.kafka_listener));
+        let base_url = format!("http://{}", self.addrs.http);
+        let router = http::router(
+            self.store.clone(),
+            self.metrics.clone(),
+            http::HttpConfig {
+                base_url,
+                clock: Some(self.clock.clone()),
+                ..Default::default()
+            },
+        );
+        let mut http_stop = stop_rx.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(self.http_listener, router)
+                .with_graceful_shutdown(async move {
+                    kafka::stopped(&mut http_stop).await;
+                })
+                .await
+        });
+        info!(kafka = %self.addrs.kafka, http = %self.addrs.http, store = self.store.kind(), "broker listening");
+        shutdown.await;
+        info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        match kafka_task.await {
+            Ok(()) => {}
+            Err(e) => error!("kafka listener task failed: {e}"),
+        }
+        match http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("http listener stopped with an error: {e}"),
+            Err(e) => error!("http listener task failed: {e}"),
+        }
+        if let Err(e) = self.store.close().await {
+            error!("closing the store failed: {e}");
+            return Err(ServerError::Store {
+                kind: match self.store.kind() {
+                    "log" => StoreKind::Log,
+                    "postgres" => StoreKind::Postgres,
+                    _ => StoreKind::Memory,
+                },
+                source: e,
+            });
+        }
+        info!("store closed; bye");
+        Ok(())
+    }
+}
+
+/// Opens the store, binds the listeners and serves until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = open_store(&config, clock.clone()).await?;
+    let server = match Server::bind(&config, store.clone(), clock).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.close().await;
+            return Err(e);
+        }
+    };
+    server.serve(shutdown).await
+}

@@ -4,7 +4,10 @@
 pub mod checks;
 mod harness;
 mod memory;
+pub mod model;
+mod properties;
 
 pub use checks::{assert_all, run_all, run_check, Check, CheckResult, Report, CHECKS};
 pub use harness::{Backend, Subject};
 pub use memory::{MemoryBackend, MemoryStore};
+pub use properties::{check_properties, Op};

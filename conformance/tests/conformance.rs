@@ -1,10 +1,291 @@
-//! The conformance suite run against the in-memory reference store.
+//! The conformance suite run against the in-memory reference store, and proof that the suite
+//! catches broken stores.
 
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use conformance::{assert_all, MemoryBackend};
+use async_trait::async_trait;
+use broker_api::*;
+use conformance::{assert_all, check_properties, run_all, Backend, MemoryBackend, CHECKS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_passes_every_check() {
     assert_all(Arc::new(MemoryBackend::new())).await;
+}
+
+#[test]
+fn memory_store_agrees_with_the_model() {
+    check_properties(Arc::new(MemoryBackend::new()), 256);
+}
+
+/// One way of breaking the reference store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `create_topic` of an existing name succeeds.
+    DuplicateTopicOk,
+    /// Every third append first writes a hidden record, so the caller sees an offset skipped.
+    GapEveryThirdAppend,
+    /// `ack` answers Ok but forgets the ack: the record is leased again after its lease lapses.
+    AckForgotten,
+    /// `ack` with a stale token answers Ok instead of `LeaseExpired` (and changes nothing).
+    StaleAckAccepted,
+}
+
+struct BrokenStore {
+    inner: Arc<dyn Store>,
+    fault: Fault,
+    appends: AtomicU64,
+}
+
+struct BrokenBackend {
+    inner: MemoryBackend,
+    fault: Fault,
+}
+
+#[async_trait]
+impl Backend for BrokenBackend {
+    async fn open(&self, slot: &str, clock: SharedClock) -> StoreResult<Arc<dyn Store>> {
+        Ok(Arc::new(BrokenStore {
+            inner: self.inner.open(slot, clock).await?,
+            fault: self.fault,
+            appends: AtomicU64::new(0),
+        }))
+    }
+
+    async fn wipe(&self, slot: &str) -> StoreResult<()> {
+        self.inner.wipe(slot).await
+    }
+}
+
+#[async_trait]
+impl Store for BrokenStore {
+    fn kind(&self) -> &'static str {
+        "broken"
+    }
+    async fn create_topic(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
+        match self.inner.create_topic(name, config).await {
+            Err(StoreError::TopicExists(_)) if self.fault == Fault::DuplicateTopicOk => {
+                self.inner.describe_topic(name).await
+            }
+            other => other,
+        }
+    }
+    async fn delete_topic(&self, name: &str) -> StoreResult<()> {
+        self.inner.delete_topic(name).await
+    }
+    async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>> {
+        self.inner.list_topics().await
+    }
+    async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo> {
+        self.inner.describe_topic(name).await
+    }
+    async fn update_topic_config(&self, name: &str, c: TopicConfig) -> StoreResult<TopicInfo> {
+        self.inner.update_topic_config(name, c).await
+    }
+    async fn append(&self, t: &str, p: i32, batch: AppendBatch) -> StoreResult<AppendResult> {
+        if self.fault == Fault::GapEveryThirdAppend
+            && !batch.records.is_empty()
+            && self.appends.fetch_add(1, Ordering::SeqCst) % 3 == 2
+        {
+            let phantom = AppendBatch::new(vec![Record::from_value("phantom")]);
+            let _ = self.inner.append(t, p, phantom).await;
+        }
+        self.inner.append(t, p, batch).await
+    }
+    async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
+        self.inner.init_producer_id().await
+    }
+    async fn fetch(&self, t: &str, p: i32, o: i64, l: FetchLimits) -> StoreResult<FetchResult> {
+        self.inner.fetch(t, p, o, l).await
+    }
+    async fn wait_for(&self, t: &str, p: i32, o: i64, d: Duration) -> StoreResult<bool> {
+        self.inner.wait_for(t, p, o, d).await
+    }
+    async fn partition_offsets(&self, t: &str, p: i32) -> StoreResult<PartitionOffsets> {
+        self.inner.partition_offsets(t, p).await
+    }
+    async fn offset_for_timestamp(
+        &self,
+        t: &str,
+        p: i32,
+        ts: i64,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        self.inner.offset_for_timestamp(t, p, ts).await
+    }
+    async fn commit_offsets(&self, g: &str, c: &[OffsetCommit]) -> StoreResult<()> {
+        self.inner.commit_offsets(g, c).await
+    }
+    async fn committed_offset(
+        &self,
+        g: &str,
+        t: &str,
+        p: i32,
+    ) -> StoreResult<Option<CommittedOffset>> {
+        self.inner.committed_offset(g, t, p).await
+    }
+    async fn list_committed(&self, g: &str) -> StoreResult<Vec<OffsetCommit>> {
+        self.inner.list_committed(g).await
+    }
+    async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
+        self.inner.list_consumer_groups().await
+    }
+    async fn set_lease_group(&self, t: &str, g: &str, c: LeaseGroupConfig) -> StoreResult<()> {
+        self.inner.set_lease_group(t, g, c).await
+    }
+    async fn lease_groups(&self, t: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
+        self.inner.lease_groups(t).await
+    }
+    async fn lease(
+        &self,
+        t: &str,
+        p: i32,
+        g: &str,
+        max: usize,
+        v: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        self.inner.lease(t, p, g, max, v).await
+    }
+    async fn ack(
+        &self,
+        t: &str,
+        g: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        match self.fault {
+            Fault::AckForgotten => {
+                // Answers Ok for a live token (checked by extending it) but never acks.
+                let mut out = Vec::new();
+                for tok in tokens {
+                    out.push(
+                        self.inner
+                            .extend(t, g, *tok, Duration::from_secs(1))
+                            .await
+                            .map(|_| ()),
+                    );
+                }
+                Ok(out)
+            }
+            Fault::StaleAckAccepted => Ok(self
+                .inner
+                .ack(t, g, tokens)
+                .await?
+                .into_iter()
+                .map(|r| match r {
+                    Err(StoreError::LeaseExpired) => Ok(()),
+                    other => other,
+                })
+                .collect()),
+            _ => self.inner.ack(t, g, tokens).await,
+        }
+    }
+    async fn release(&self, t: &str, g: &str, tok: LeaseToken, d: Duration) -> StoreResult<()> {
+        self.inner.release(t, g, tok, d).await
+    }
+    async fn extend(&self, t: &str, g: &str, tok: LeaseToken, v: Duration) -> StoreResult<i64> {
+        self.inner.extend(t, g, tok, v).await
+    }
+    async fn lease_counts(&self, t: &str, p: i32, g: &str) -> StoreResult<LeaseCounts> {
+        self.inner.lease_counts(t, p, g).await
+    }
+    async fn delete_records(&self, t: &str, p: i32, before: i64) -> StoreResult<i64> {
+        self.inner.delete_records(t, p, before).await
+    }
+    async fn enforce_retention(&self, t: &str) -> StoreResult<u64> {
+        self.inner.enforce_retention(t).await
+    }
+    async fn health(&self) -> StoreResult<()> {
+        self.inner.health().await
+    }
+    async fn close(&self) -> StoreResult<()> {
+        self.inner.close().await
+    }
+}
+
+fn broken(fault: Fault) -> Arc<dyn Backend> {
+    Arc::new(BrokenBackend {
+        inner: MemoryBackend::new(),
+        fault,
+    })
+}
+
+/// The rules each fault breaks, as the suite must report them.
+fn expected_failures(fault: Fault) -> Vec<&'static str> {
+    match fault {
+        Fault::DuplicateTopicOk => vec!["duplicate_topic_is_rejected"],
+        // Every check that asserts an offset after the third append of its store.
+        Fault::GapEveryThirdAppend => vec![
+            "create_topic_requires_partitions",
+            "delete_topic_removes_everything",
+            "offsets_are_dense_from_zero",
+            "timestamps_default_to_append_time",
+            "concurrent_appends_are_gapless",
+            "offsets_are_never_reused",
+            "idempotent_retry_is_not_duplicated",
+            "sequence_gap_is_rejected",
+            "fenced_epoch_is_rejected",
+            "fetch_returns_records_in_order",
+            "fetch_out_of_range_is_rejected",
+            "leases_are_exclusive",
+            "delete_records_moves_log_start",
+            "retention_by_time",
+            "retention_by_size",
+            "data_survives_reopen",
+        ],
+        Fault::AckForgotten => vec![
+            "leases_are_exclusive",
+            "ack_is_final",
+            "groups_are_independent",
+            "ordered_by_key_blocks_later_records",
+            "lease_counts_add_up",
+            "lease_state_survives_reopen",
+        ],
+        Fault::StaleAckAccepted => vec![
+            "expired_lease_is_redelivered",
+            "ack_is_final",
+            "groups_are_independent",
+            "lease_state_survives_reopen",
+        ],
+    }
+}
+
+const FAULTS: [Fault; 4] = [
+    Fault::DuplicateTopicOk,
+    Fault::GapEveryThirdAppend,
+    Fault::AckForgotten,
+    Fault::StaleAckAccepted,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_reports_exactly_the_broken_rules() {
+    for fault in FAULTS {
+        let report = run_all(broken(fault)).await;
+        assert_eq!(
+            report.passed.len() + report.failed.len(),
+            CHECKS.len(),
+            "every check ran for {fault:?}"
+        );
+        assert_eq!(
+            report.failed_names(),
+            expected_failures(fault),
+            "failed checks for {fault:?}:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn property_test_catches_each_fault() {
+    for fault in FAULTS {
+        let outcome = catch_unwind(AssertUnwindSafe(|| check_properties(broken(fault), 256)));
+        let err = outcome.expect_err(&format!(
+            "check_properties passed on a store with {fault:?}"
+        ));
+        let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            text.contains("minimal failing op sequence"),
+            "unexpected panic for {fault:?}: {text}"
+        );
+    }
 }

@@ -1,0 +1,286 @@
+//! The broker's settings: command-line flags, `BROKER_*` environment variables and an optional
+//! TOML file, in that order of precedence, over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use broker_api::Durability;
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::ServerError;
+
+/// Which storage engine holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Segment files in `--data-dir`.
+    Log,
+    /// Tables in PostgreSQL (`--database-url`).
+    Postgres,
+    /// In memory; everything is lost at exit.
+    Memory,
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "log" => Ok(StoreKind::Log),
+            "postgres" => Ok(StoreKind::Postgres),
+            "memory" => Ok(StoreKind::Memory),
+            other => Err(format!(
+                "unknown store {other:?}: use log, postgres or memory"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreKind::Log => "log",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Memory => "memory",
+        })
+    }
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    Durability::from_str(s)
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+/// Command-line flags; each can also come from `BROKER_<NAME>` or the `--config` file.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "broker",
+    version,
+    about = "A message broker speaking the Kafka wire protocol and an SQS-compatible HTTP API over one storage engine.",
+    long_about = "A message broker speaking the Kafka wire protocol and an SQS-compatible HTTP API over one \
+storage engine.\n\nEvery flag can also be set with an environment variable BROKER_<FLAG> (for example \
+BROKER_KAFKA_ADDR) or in the TOML file given with --config (keys as the flag names with '_' for '-', \
+for example kafka_addr = \"0.0.0.0:9092\"). Flags beat environment variables, which beat the file, which \
+beats the defaults. Logging is controlled with RUST_LOG (default: info)."
+)]
+pub struct Cli {
+    /// TOML file with settings (keys are the flag names with '_' instead of '-').
+    #[arg(long, env = "BROKER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Storage engine: log (segment files), postgres or memory [default: log].
+    #[arg(long, env = "BROKER_STORE", value_name = "KIND")]
+    pub store: Option<StoreKind>,
+    /// Directory of the log store's files [default: ./data].
+    #[arg(long, env = "BROKER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL for the postgres store (also read from DATABASE_URL).
+    #[arg(long, env = "BROKER_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema holding the postgres store's tables [default: broker].
+    #[arg(long, env = "BROKER_PG_SCHEMA", value_name = "NAME")]
+    pub pg_schema: Option<String>,
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long, env = "BROKER_KAFKA_ADDR", value_name = "HOST:PORT")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// Address clients are told to connect to in Metadata [default: the bound Kafka address].
+    #[arg(long, env = "BROKER_ADVERTISED_ADDR", value_name = "HOST:PORT")]
+    pub advertised_addr: Option<String>,
+    /// Address of the HTTP listener: SQS-compatible API, /metrics, /healthz [default: 127.0.0.1:9324].
+    #[arg(long, env = "BROKER_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<SocketAddr>,
+    /// Partitions of topics created on first use or without a count [default: 1].
+    #[arg(long, env = "BROKER_DEFAULT_PARTITIONS", value_name = "N")]
+    pub default_partitions: Option<u32>,
+    /// Create a topic when a client first names it in Metadata or Produce [default: true].
+    #[arg(long, env = "BROKER_AUTO_CREATE_TOPICS", value_name = "BOOL", value_parser = parse_bool)]
+    pub auto_create_topics: Option<bool>,
+    /// Fsync policy of new topics: always, interval, interval:MS or never [default: interval:100].
+    #[arg(long, env = "BROKER_DEFAULT_DURABILITY", value_name = "POLICY", value_parser = parse_durability)]
+    pub default_durability: Option<Durability>,
+    /// Largest Kafka request frame accepted, in bytes; bigger frames close the connection
+    /// before they are read [default: 104857600].
+    #[arg(long, env = "BROKER_MAX_FRAME_BYTES", value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// The settings file: the same keys as the flags, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    store: Option<StoreKind>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    pg_schema: Option<String>,
+    kafka_addr: Option<SocketAddr>,
+    advertised_addr: Option<String>,
+    http_addr: Option<SocketAddr>,
+    default_partitions: Option<u32>,
+    auto_create_topics: Option<bool>,
+    default_durability: Option<String>,
+    max_frame_bytes: Option<usize>,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreKind,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub pg_schema: String,
+    pub kafka_addr: SocketAddr,
+    pub advertised_addr: Option<String>,
+    pub http_addr: SocketAddr,
+    pub default_partitions: u32,
+    pub auto_create_topics: bool,
+    pub default_durability: Durability,
+    pub max_frame_bytes: usize,
+}
+
+/// Default largest request frame: 100 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreKind::Log,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            pg_schema: "broker".to_string(),
+            kafka_addr: "127.0.0.1:9092".parse().expect("valid address"),
+            advertised_addr: None,
+            http_addr: "127.0.0.1:9324".parse().expect("valid address"),
+            default_partitions: 1,
+            auto_create_topics: true,
+            default_durability: Durability::default(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+impl Config {
+    /// Resolves flags (already merged with the environment by clap), the optional file, the
+    /// `DATABASE_URL` fallback and the defaults; fails with one clear message.
+    pub fn resolve(cli: Cli) -> Result<Config, ServerError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ServerError::Config(format!("cannot read {}: {e}", path.display()))
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    ServerError::Config(format!(
+                        "bad settings file {}: {}",
+                        path.display(),
+                        e.message()
+                    ))
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let file_durability = match file.default_durability {
+            Some(s) => Some(Durability::from_str(&s).map_err(ServerError::Config)?),
+            None => None,
+        };
+        let config = Config {
+            store: cli.store.or(file.store).unwrap_or(d.store),
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            database_url: cli
+                .database_url
+                .or(file.database_url)
+                .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty())),
+            pg_schema: cli.pg_schema.or(file.pg_schema).unwrap_or(d.pg_schema),
+            kafka_addr: cli.kafka_addr.or(file.kafka_addr).unwrap_or(d.kafka_addr),
+            advertised_addr: cli.advertised_addr.or(file.advertised_addr),
+            http_addr: cli.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
+            default_partitions: cli
+                .default_partitions
+                .or(file.default_partitions)
+                .unwrap_or(d.default_partitions),
+            auto_create_topics: cli
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(d.auto_create_topics),
+            default_durability: cli
+                .default_durability
+                .or(file_durability)
+                .unwrap_or(d.default_durability),
+            max_frame_bytes: cli
+                .max_frame_bytes
+                .or(file.max_frame_bytes)
+                .unwrap_or(d.max_frame_bytes),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings that no parser checks.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if self.default_partitions == 0 {
+            return Err(ServerError::Config(
+                "--default-partitions must be at least 1".into(),
+            ));
+        }
+        if self.max_frame_bytes < 1024 {
+            return Err(ServerError::Config(
+                "--max-frame-bytes must be at least 1024".into(),
+            ));
+        }
+        if self.store == StoreKind::Postgres && self.database_url.is_none() {
+            return Err(ServerError::Config(
+                "--store postgres needs --database-url (or BROKER_DATABASE_URL / DATABASE_URL)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(
+            &path,
+            "store = \"memory\"\ndefault_partitions = 3\nkafka_addr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "broker",
+            "--config",
+            path.to_str().unwrap(),
+            "--kafka-addr",
+            "127.0.0.1:2",
+            "--default-durability",
+            "interval:5",
+        ])
+        .unwrap();
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(c.store, StoreKind::Memory);
+        assert_eq!(c.default_partitions, 3);
+        assert_eq!(c.kafka_addr.port(), 2);
+        assert_eq!(c.default_durability, Durability::Interval { ms: 5 });
+        assert_eq!(c.http_addr.port(), 9324);
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Cli::try_parse_from(["broker", "--store", "disk"]).is_err());
+        assert!(Cli::try_parse_from(["broker", "--auto-create-topics", "maybe"]).is_err());
+        assert!(Cli::try_parse_from(["broker", "--default-durability", "sometimes"]).is_err());
+        let cli = Cli::try_parse_from(["broker", "--default-partitions", "0"]).unwrap();
+        assert!(Config::resolve(cli).is_err());
+    }
+}

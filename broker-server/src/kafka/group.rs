@@ -1,0 +1,549 @@
+//! The in-memory group coordinator: generations, member ids, leader election, protocol
+//! selection, the join and sync barriers, session and rebalance timeouts.
+//!
+//! Group state lives only in memory: after a restart members rejoin (their old member ids
+//! are unknown). Committed offsets are not kept here but in the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
+use tracing::{debug, info};
+
+use super::stopped;
+
+/// How long a group that was empty waits for more members before its first generation.
+const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(300);
+/// How often timeouts are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// Session timeouts accepted (Kafka's group.min/max.session.timeout.ms, a lower minimum).
+const MIN_SESSION: Duration = Duration::from_millis(1_000);
+const MAX_SESSION: Duration = Duration::from_secs(1_800);
+
+/// What a JoinGroup gets back.
+#[derive(Debug, Clone, Default)]
+pub struct JoinOutcome {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Every member with its metadata for the selected protocol; only for the leader.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// What a SyncGroup gets back.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOutcome {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+/// A join request.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    /// Waiting for members to (re)join until `deadline`; not before `not_before`.
+    Preparing {
+        deadline: Instant,
+        not_before: Instant,
+    },
+    /// Joins answered; waiting for the leader's SyncGroup.
+    Completing,
+    Stable,
+}
+
+struct Member {
+    instance_id: Option<String>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    last_seen: Instant,
+    joined: bool,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+    assignment: Bytes,
+}
+
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+        }
+    }
+}
+
+/// The group coordinator of the one broker.
+pub struct Coordinator {
+    groups: Mutex<BTreeMap<String, Group>>,
+}
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+impl Coordinator {
+    /// A coordinator whose timeout checker runs until `stop` turns true.
+    pub fn start(mut stop: watch::Receiver<bool>) -> Arc<Coordinator> {
+        let c = Arc::new(Coordinator {
+            groups: Mutex::new(BTreeMap::new()),
+        });
+        let weak = Arc::downgrade(&c);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped(&mut stop) => break,
+                }
+                match weak.upgrade() {
+                    Some(c) => c.check_timeouts(Instant::now()),
+                    None => break,
+                }
+            }
+            // Answer every waiter so no request hangs during shutdown.
+            if let Some(c) = weak.upgrade() {
+                c.groups.lock().clear();
+            }
+        });
+        c
+    }
+
+    /// Adds or refreshes a member; the receiver yields once the join barrier completes.
+    pub fn join(&self, req: JoinRequest) -> Result<oneshot::Receiver<JoinOutcome>, i16> {
+        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return Err(code(ResponseError::InconsistentGroupProtocol));
+        }
+        if req.session_timeout < MIN_SESSION || req.session_timeout > MAX_SESSION {
+            return Err(code(ResponseError::InvalidSessionTimeout));
+        }
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        let g = groups.entry(req.group.clone()).or_insert_with(Group::new);
+        let mut member_id = req.member_id.clone();
+        if member_id.is_empty() {
+            if let Some(iid) = &req.instance_id {
+                if let Some((id, _)) = g
+                    .members
+                    .iter()
+                    .find(|(_, m)| m.instance_id.as_ref() == Some(iid))
+                {
+                    member_id = id.clone();
+                }
+            }
+        }
+        if member_id.is_empty() {
+            member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+        } else if !g.members.contains_key(&member_id) {
+            return Err(code(ResponseError::UnknownMemberId));
+        }
+        // Protocol type and at least one protocol must match every other member.
+        if let Some(pt) = &g.protocol_type {
+            if !g.members.is_empty() && *pt != req.protocol_type {
+                return Err(code(ResponseError::InconsistentGroupProtocol));
+            }
+        }
+        let others_ok = g
+            .members
+            .iter()
+            .filter(|(id, _)| **id != member_id)
+            .all(|(_, m)| {
+                m.protocols
+                    .iter()
+                    .any(|(n, _)| req.protocols.iter().any(|(rn, _)| rn == n))
+            });
+        if !others_ok {
+            return Err(code(ResponseError::InconsistentGroupProtocol));
+        }
+        let (tx, rx) = oneshot::channel();
+        let existing = g.members.remove(&member_id);
+        let (sync_waiter, assignment) = existing
+            .map(|m| (m.sync_waiter, m.assignment))
+            .unwrap_or((None, Bytes::new()));
+        g.members.insert(
+            member_id.clone(),
+            Member {
+                instance_id: req.instance_id.clone(),
+                session_timeout: req.session_timeout,
+                rebalance_timeout: req.rebalance_timeout,
+                protocols: req.protocols.clone(),
+                last_seen: now,
+                joined: true,
+                join_waiter: Some(tx),
+                sync_waiter,
+                assignment,
+            },
+        );
+        g.protocol_type = Some(req.protocol_type.clone());
+        debug!(group = req.group, member = member_id, "join");
+        match g.state {
+            State::Empty => {
+                g.state = State::Preparing {
+                    deadline: now + req.rebalance_timeout,
+                    not_before: now + INITIAL_REBALANCE_DELAY,
+                };
+            }
+            State::Stable | State::Completing => {
+                start_rebalance(&req.group, g, now, Some(&member_id))
+            }
+            State::Preparing { .. } => {}
+        }
+        try_complete_join(&req.group, g, now);
+        Ok(rx)
+    }
+
+    /// The member's assignment, at once or after the leader's SyncGroup.
+    pub fn sync(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<oneshot::Receiver<SyncOutcome>, i16> {
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        let g = groups
+            .get_mut(group)
+            .ok_or(code(ResponseError::UnknownMemberId))?;
+        let Some(m) = g.members.get_mut(member_id) else {
+            return Err(code(ResponseError::UnknownMemberId));
+        };
+        m.last_seen = now;
+        if generation != g.generation {
+            return Err(code(ResponseError::IllegalGeneration));
+        }
+        let (tx, rx) = oneshot::channel();
+        match g.state {
+            State::Empty | State::Preparing { .. } => {
+                return Err(code(ResponseError::RebalanceInProgress))
+            }
+            State::Stable => {
+                let _ = tx.send(sync_outcome(g, member_id));
+            }
+            State::Completing => {
+                g.members
+                    .get_mut(member_id)
+                    .expect("member checked above")
+                    .sync_waiter = Some(tx);
+                if g.leader.as_deref() == Some(member_id) {
+                    let mut map: BTreeMap<String, Bytes> = assignments.into_iter().collect();
+                    for m in g.members.values_mut() {
+                        m.assignment = Bytes::new();
+                    }
+                    for (id, m) in g.members.iter_mut() {
+                        if let Some(a) = map.remove(id) {
+                            m.assignment = a;
+                        }
+                    }
+                    g.state = State::Stable;
+                    info!(
+                        group,
+                        generation = g.generation,
+                        members = g.members.len(),
+                        "group stable"
+                    );
+                    let ids: Vec<String> = g.members.keys().cloned().collect();
+                    for id in ids {
+                        let outcome = sync_outcome(g, &id);
+                        if let Some(w) = g.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                            let _ = w.send(outcome);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(rx)
+    }
+
+    /// A heartbeat: keeps the member's session alive and tells it whether to rejoin.
+    pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group) else {
+            return code(ResponseError::UnknownMemberId);
+        };
+        let Some(m) = g.members.get_mut(member_id) else {
+            return code(ResponseError::UnknownMemberId);
+        };
+        m.last_seen = Instant::now();
+        match g.state {
+            State::Preparing { .. } => code(ResponseError::RebalanceInProgress),
+            _ if generation != g.generation => code(ResponseError::IllegalGeneration),
+            _ => 0,
+        }
+    }
+
+    /// Removes members; the rest of the group rebalances. One error code per member.
+    pub fn leave(&self, group: &str, member_ids: &[(String, Option<String>)]) -> Vec<i16> {
+        let now = Instant::now();
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group) else {
+            return member_ids
+                .iter()
+                .map(|_| code(ResponseError::UnknownMemberId))
+                .collect();
+        };
+        let mut out = Vec::with_capacity(member_ids.len());
+        let mut removed = false;
+        for (id, instance) in member_ids {
+            let id = if id.is_empty() {
+                instance.as_ref().and_then(|iid| {
+                    g.members
+                        .iter()
+                        .find(|(_, m)| m.instance_id.as_ref() == Some(iid))
+                        .map(|(k, _)| k.clone())
+                })
+            } else {
+                Some(id.clone())
+            };
+            match id.and_then(|id| g.members.remove(&id).map(|m| (id, m))) {
+                Some((id, m)) => {
+                    info!(group, member = id, "member left");
+                    drop_member(m);
+                    removed = true;
+                    out.push(0);
+                }
+                None => out.push(code(ResponseError::UnknownMemberId)),
+            }
+        }
+        if removed {
+            membership_changed(group, g, now);
+        }
+        out
+    }
+
+    /// Checks a commit's generation and member; 0 when the commit may proceed.
+    pub fn check_commit(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+        if generation < 0 && member_id.is_empty() {
+            return 0;
+        }
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group) else {
+            return code(ResponseError::UnknownMemberId);
+        };
+        let Some(m) = g.members.get_mut(member_id) else {
+            return code(ResponseError::UnknownMemberId);
+        };
+        m.last_seen = Instant::now();
+        if generation != g.generation {
+            return code(ResponseError::IllegalGeneration);
+        }
+        if g.state == State::Completing {
+            return code(ResponseError::RebalanceInProgress);
+        }
+        0
+    }
+
+    /// Removes members whose session lapsed and completes joins whose time has come.
+    pub fn check_timeouts(&self, now: Instant) {
+        let mut groups = self.groups.lock();
+        for (name, g) in groups.iter_mut() {
+            let expired: Vec<String> = g
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none() && now.duration_since(m.last_seen) > m.session_timeout
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                info!(group = name, member = id, "member session expired");
+                if let Some(m) = g.members.remove(id) {
+                    drop_member(m);
+                }
+            }
+            if !expired.is_empty() {
+                membership_changed(name, g, now);
+            }
+            try_complete_join(name, g, now);
+        }
+        groups.retain(|_, g| !(g.state == State::Empty && g.members.is_empty()));
+    }
+}
+
+fn drop_member(mut m: Member) {
+    if let Some(w) = m.join_waiter.take() {
+        let _ = w.send(JoinOutcome {
+            error: code(ResponseError::UnknownMemberId),
+            generation: -1,
+            ..JoinOutcome::default()
+        });
+    }
+    if let Some(w) = m.sync_waiter.take() {
+        let _ = w.send(SyncOutcome {
+            error: code(ResponseError::UnknownMemberId),
+            ..SyncOutcome::default()
+        });
+    }
+}
+
+fn membership_changed(name: &str, g: &mut Group, now: Instant) {
+    if g.members.is_empty() {
+        g.state = State::Empty;
+        g.generation += 1;
+        g.leader = None;
+        g.protocol = None;
+        return;
+    }
+    match g.state {
+        State::Stable | State::Completing => start_rebalance(name, g, now, None),
+        State::Preparing { .. } => try_complete_join(name, g, now),
+        State::Empty => {}
+    }
+}
+
+/// Moves the group to Preparing: every member must rejoin within its rebalance timeout.
+fn start_rebalance(name: &str, g: &mut Group, now: Instant, joining: Option<&str>) {
+    let timeout = g
+        .members
+        .values()
+        .map(|m| m.rebalance_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(30));
+    info!(group = name, generation = g.generation, "rebalance started");
+    g.state = State::Preparing {
+        deadline: now + timeout,
+        not_before: now,
+    };
+    for (id, m) in g.members.iter_mut() {
+        if Some(id.as_str()) != joining {
+            m.joined = false;
+        }
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(SyncOutcome {
+                error: code(ResponseError::RebalanceInProgress),
+                ..SyncOutcome::default()
+            });
+        }
+    }
+}
+
+/// Completes the join barrier when every member rejoined (or the deadline passed).
+fn try_complete_join(name: &str, g: &mut Group, now: Instant) {
+    let State::Preparing {
+        deadline,
+        not_before,
+    } = g.state
+    else {
+        return;
+    };
+    let all_joined = g.members.values().all(|m| m.joined);
+    if !(now >= deadline || (all_joined && now >= not_before)) {
+        return;
+    }
+    let late: Vec<String> = g
+        .members
+        .iter()
+        .filter(|(_, m)| !m.joined)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in late {
+        info!(group = name, member = id, "member did not rejoin in time");
+        if let Some(m) = g.members.remove(&id) {
+            drop_member(m);
+        }
+    }
+    if g.members.is_empty() {
+        g.state = State::Empty;
+        g.generation += 1;
+        g.leader = None;
+        return;
+    }
+    g.generation += 1;
+    // The leader keeps its role if it is still here; its preference order picks the protocol.
+    if !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
+        g.leader = g.members.keys().next().cloned();
+    }
+    let leader = g.leader.clone().expect("group has members");
+    let protocol = {
+        let lm = &g.members[&leader];
+        lm.protocols.iter().map(|(n, _)| n.clone()).find(|n| {
+            g.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(mn, _)| mn == n))
+        })
+    };
+    g.protocol = protocol.clone();
+    g.state = State::Completing;
+    info!(group = name, generation = g.generation, members = g.members.len(), leader, protocol = ?g.protocol, "join complete");
+    let members: Vec<(String, Option<String>, Bytes)> = g
+        .members
+        .iter()
+        .map(|(id, m)| {
+            let meta = m
+                .protocols
+                .iter()
+                .find(|(n, _)| Some(n) == protocol.as_ref())
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            (id.clone(), m.instance_id.clone(), meta)
+        })
+        .collect();
+    let generation = g.generation;
+    let protocol_type = g.protocol_type.clone();
+    for (id, m) in g.members.iter_mut() {
+        m.joined = false;
+        m.last_seen = now;
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(JoinOutcome {
+                error: 0,
+                generation,
+                protocol_type: protocol_type.clone(),
+                protocol_name: protocol.clone(),
+                leader: leader.clone(),
+                member_id: id.clone(),
+                members: if *id == leader {
+                    members.clone()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+    }
+}
+
+fn sync_outcome(g: &Group, member_id: &str) -> SyncOutcome {
+    SyncOutcome {
+        error: 0,
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol.clone(),
+        assignment: g
+            .members
+            .get(member_id)
+            .map(|m| m.assignment.clone())
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,399 @@
+//! FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch.
+
+use std::time::Duration;
+
+use broker_api::{validate_group_name, OffsetCommit};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::errors::code_for;
+use super::group::{JoinOutcome, JoinRequest};
+use super::{KafkaServer, NODE_ID};
+
+/// Committed offsets of one topic: (partition, offset, metadata, error code).
+type TopicCommits = (TopicName, Vec<(i32, i64, String, i16)>);
+
+fn s(v: String) -> StrBytes {
+    StrBytes::from_string(v)
+}
+
+impl KafkaServer {
+    pub(super) fn find_coordinator(
+        &self,
+        req: FindCoordinatorRequest,
+        version: i16,
+    ) -> FindCoordinatorResponse {
+        let host = s(self.config.advertised_host.clone());
+        let port = self.config.advertised_port;
+        if version >= 4 {
+            let coordinators = req
+                .coordinator_keys
+                .into_iter()
+                .map(|key| {
+                    CoordinatorEntry::default()
+                        .with_key(key)
+                        .with_node_id(BrokerId(NODE_ID))
+                        .with_host(host.clone())
+                        .with_port(port)
+                })
+                .collect();
+            FindCoordinatorResponse::default().with_coordinators(coordinators)
+        } else {
+            FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(NODE_ID))
+                .with_host(host)
+                .with_port(port)
+        }
+    }
+
+    pub(super) async fn join_group(
+        &self,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: Option<String>,
+    ) -> JoinGroupResponse {
+        let fail = |code: i16, member: StrBytes| {
+            JoinGroupResponse::default()
+                .with_error_code(code)
+                .with_generation_id(-1)
+                .with_member_id(member)
+                .with_protocol_name(if version >= 7 {
+                    None
+                } else {
+                    Some(StrBytes::default())
+                })
+        };
+        let group = req.group_id.0.to_string();
+        if validate_group_name(&group).is_err() {
+            return fail(ResponseError::InvalidGroupId.code(), req.member_id);
+        }
+        let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
+        let rebalance = if version >= 1 {
+            Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64)
+        } else {
+            session
+        };
+        let join = JoinRequest {
+            group,
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            client_id: client_id.unwrap_or_else(|| "client".into()),
+            session_timeout: session,
+            rebalance_timeout: rebalance,
+            protocol_type: req.protocol_type.to_string(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
+        };
+        let rx = match self.coordinator.join(join) {
+            Ok(rx) => rx,
+            Err(code) => return fail(code, req.member_id),
+        };
+        let outcome: JoinOutcome = tokio::select! {
+            r = rx => match r {
+                Ok(o) => o,
+                Err(_) => return fail(ResponseError::CoordinatorNotAvailable.code(), req.member_id),
+            },
+            _ = self.stopping() => return fail(ResponseError::CoordinatorNotAvailable.code(), req.member_id),
+        };
+        if outcome.error != 0 {
+            return fail(outcome.error, s(outcome.member_id));
+        }
+        JoinGroupResponse::default()
+            .with_generation_id(outcome.generation)
+            .with_protocol_type(outcome.protocol_type.map(s))
+            .with_protocol_name(Some(s(outcome.protocol_name.unwrap_or_default())))
+            .with_leader(s(outcome.leader))
+            .with_member_id(s(outcome.member_id))
+            .with_members(
+                outcome
+                    .members
+                    .into_iter()
+                    .map(|(id, iid, meta)| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(s(id))
+                            .with_group_instance_id(iid.map(s))
+                            .with_metadata(meta)
+                    })
+                    .collect(),
+            )
+    }
+
+    pub(super) async fn sync_group(&self, req: SyncGroupRequest) -> SyncGroupResponse {
+        let assignments = req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect();
+        let rx = match self.coordinator.sync(
+            req.group_id.0.as_str(),
+            req.generation_id,
+            req.member_id.as_str(),
+            assignments,
+        ) {
+            Ok(rx) => rx,
+            Err(code) => return SyncGroupResponse::default().with_error_code(code),
+        };
+        let outcome = tokio::select! {
+            r = rx => match r {
+                Ok(o) => o,
+                Err(_) => return SyncGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            },
+            _ = self.stopping() => return SyncGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        };
+        SyncGroupResponse::default()
+            .with_error_code(outcome.error)
+            .with_protocol_type(outcome.protocol_type.map(s))
+            .with_protocol_name(outcome.protocol_name.map(s))
+            .with_assignment(outcome.assignment)
+    }
+
+    pub(super) fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
+        let code = self.coordinator.heartbeat(
+            req.group_id.0.as_str(),
+            req.generation_id,
+            req.member_id.as_str(),
+        );
+        HeartbeatResponse::default().with_error_code(code)
+    }
+
+    pub(super) fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        let group = req.group_id.0.as_str();
+        if version >= 3 {
+            let ids: Vec<(String, Option<String>)> = req
+                .members
+                .iter()
+                .map(|m| {
+                    (
+                        m.member_id.to_string(),
+                        m.group_instance_id.as_ref().map(|s| s.to_string()),
+                    )
+                })
+                .collect();
+            let codes = self.coordinator.leave(group, &ids);
+            let members = req
+                .members
+                .into_iter()
+                .zip(codes)
+                .map(|(m, code)| {
+                    MemberResponse::default()
+                        .with_member_id(m.member_id)
+                        .with_group_instance_id(m.group_instance_id)
+                        .with_error_code(code)
+                })
+                .collect();
+            LeaveGroupResponse::default().with_members(members)
+        } else {
+            let codes = self
+                .coordinator
+                .leave(group, &[(req.member_id.to_string(), None)]);
+            LeaveGroupResponse::default().with_error_code(codes[0])
+        }
+    }
+
+    pub(super) async fn offset_commit(
+        &self,
+        req: OffsetCommitRequest,
+        _v: i16,
+    ) -> OffsetCommitResponse {
+        let group = req.group_id.0.to_string();
+        let mut check = self.coordinator.check_commit(
+            &group,
+            req.generation_id_or_member_epoch,
+            req.member_id.as_str(),
+        );
+        if check == 0 && validate_group_name(&group).is_err() {
+            check = ResponseError::InvalidGroupId.code();
+        }
+        let mut commits = Vec::new();
+        for t in &req.topics {
+            for p in &t.partitions {
+                commits.push(OffsetCommit {
+                    topic: t.name.0.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        // One store call for the whole request; on failure, retry per topic so that one
+        // missing topic does not fail the others.
+        let mut per_topic_code = std::collections::BTreeMap::new();
+        if check == 0 && !commits.is_empty() {
+            if let Err(e) = self.store.commit_offsets(&group, &commits).await {
+                for t in &req.topics {
+                    let mine: Vec<OffsetCommit> = commits
+                        .iter()
+                        .filter(|c| c.topic == t.name.0.as_str())
+                        .cloned()
+                        .collect();
+                    let code = match self.store.commit_offsets(&group, &mine).await {
+                        Ok(()) => 0,
+                        Err(e2) => code_for(&e2),
+                    };
+                    per_topic_code.insert(t.name.0.to_string(), code);
+                }
+                tracing::debug!(group, "offset commit failed: {e}");
+            }
+        }
+        let topics = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                let code = if check != 0 {
+                    check
+                } else {
+                    per_topic_code.get(t.name.0.as_str()).copied().unwrap_or(0)
+                };
+                OffsetCommitResponseTopic::default()
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+                    .with_name(t.name)
+            })
+            .collect();
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    /// Committed offsets of one group: (topic, [(partition, offset, metadata, error)]).
+    async fn committed(
+        &self,
+        group: &str,
+        topics: Option<Vec<(TopicName, Vec<i32>)>>,
+    ) -> Result<Vec<TopicCommits>, i16> {
+        if validate_group_name(group).is_err() {
+            return Err(ResponseError::InvalidGroupId.code());
+        }
+        match topics {
+            Some(topics) => {
+                let mut out = Vec::with_capacity(topics.len());
+                for (name, parts) in topics {
+                    let mut ps = Vec::with_capacity(parts.len());
+                    for p in parts {
+                        match self.store.committed_offset(group, name.0.as_str(), p).await {
+                            Ok(Some(c)) => ps.push((p, c.offset, c.metadata, 0)),
+                            Ok(None) | Err(broker_api::StoreError::UnknownTopic(_)) => {
+                                ps.push((p, -1, String::new(), 0))
+                            }
+                            Err(e) => ps.push((p, -1, String::new(), code_for(&e))),
+                        }
+                    }
+                    out.push((name, ps));
+                }
+                Ok(out)
+            }
+            None => {
+                let all = self
+                    .store
+                    .list_committed(group)
+                    .await
+                    .map_err(|e| code_for(&e))?;
+                let mut out: Vec<TopicCommits> = Vec::new();
+                for c in all {
+                    if out.last().is_none_or(|(n, _)| n.0.as_str() != c.topic) {
+                        out.push((TopicName(s(c.topic.clone())), Vec::new()));
+                    }
+                    if let Some((_, ps)) = out.last_mut() {
+                        ps.push((c.partition, c.offset, c.metadata, 0));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    pub(super) async fn offset_fetch(
+        &self,
+        req: OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        if version >= 8 {
+            let mut groups = Vec::with_capacity(req.groups.len());
+            for g in req.groups {
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect::<Vec<_>>()
+                });
+                let result = self.committed(g.group_id.0.as_str(), topics).await;
+                let resp = match result {
+                    Ok(list) => OffsetFetchResponseGroup::default().with_topics(
+                        list.into_iter()
+                            .map(|(name, ps)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(name)
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|(p, off, meta, code)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(off)
+                                                    .with_committed_leader_epoch(-1)
+                                                    .with_metadata(Some(s(meta)))
+                                                    .with_error_code(code)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                    Err(code) => OffsetFetchResponseGroup::default().with_error_code(code),
+                };
+                groups.push(resp.with_group_id(g.group_id));
+            }
+            return OffsetFetchResponse::default().with_groups(groups);
+        }
+        let topics = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name, t.partition_indexes))
+                .collect::<Vec<_>>()
+        });
+        match self.committed(req.group_id.0.as_str(), topics).await {
+            Ok(list) => OffsetFetchResponse::default().with_topics(
+                list.into_iter()
+                    .map(|(name, ps)| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(name)
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|(p, off, meta, code)| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(off)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_metadata(Some(s(meta)))
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+            Err(code) => OffsetFetchResponse::default().with_error_code(code),
+        }
+    }
+}

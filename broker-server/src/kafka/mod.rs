@@ -1,0 +1,353 @@
+//! The Kafka wire protocol listener over `Arc<dyn Store>`.
+//!
+//! One task per connection reads a frame, answers it, and only then reads the next, so
+//! responses leave in request order (as Apache Kafka does). A frame over the size limit is
+//! refused from its size prefix alone; a frame that does not decode closes the connection.
+
+mod admin;
+pub mod client;
+mod errors;
+mod fetch;
+pub mod frame;
+mod group;
+mod group_api;
+mod metadata;
+mod offsets;
+mod produce;
+mod unsupported;
+pub mod versions;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker_api::{Durability, Store, StoreError, StoreResult, TopicConfig, TopicInfo};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ServerError;
+use frame::{decode_frame, encode_response, Frame, KafkaRequest};
+
+pub use group::Coordinator;
+
+/// Settings of the Kafka listener.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: i32,
+    /// Partitions of auto-created topics and of CreateTopics without a count.
+    pub default_partitions: u32,
+    /// Whether Metadata creates the topics it names.
+    pub auto_create_topics: bool,
+    /// Fsync policy of topics created through Kafka.
+    pub default_durability: Durability,
+    /// Largest request frame read.
+    pub max_frame_bytes: usize,
+}
+
+impl KafkaConfig {
+    /// Derives the listener settings from the broker config and the advertised `host:port`.
+    pub fn new(config: &Config, advertised: &str) -> Result<KafkaConfig, ServerError> {
+        let (host, port) = advertised.rsplit_once(':').ok_or_else(|| {
+            ServerError::Config(format!(
+                "--advertised-addr must be HOST:PORT, got {advertised:?}"
+            ))
+        })?;
+        let port: u16 = port.parse().map_err(|_| {
+            ServerError::Config(format!("--advertised-addr has a bad port: {advertised:?}"))
+        })?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(ServerError::Config(format!(
+                "--advertised-addr has no host: {advertised:?}"
+            )));
+        }
+        Ok(KafkaConfig {
+            advertised_host: host.to_string(),
+            advertised_port: port as i32,
+            default_partitions: config.default_partitions,
+            auto_create_topics: config.auto_create_topics,
+            default_durability: config.default_durability,
+            max_frame_bytes: config.max_frame_bytes,
+        })
+    }
+}
+
+/// The broker's node id: there is one broker.
+pub const NODE_ID: i32 = 0;
+/// The cluster id reported in Metadata.
+pub const CLUSTER_ID: &str = "broker-single-node";
+
+/// The Kafka protocol server.
+pub struct KafkaServer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    config: KafkaConfig,
+    coordinator: Arc<Coordinator>,
+    stop: watch::Receiver<bool>,
+}
+
+impl KafkaServer {
+    /// A server over `store`; `stop` turning true ends it.
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        config: KafkaConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<KafkaServer> {
+        Arc::new(KafkaServer {
+            store,
+            metrics,
+            config,
+            coordinator: Coordinator::start(stop.clone()),
+            stop,
+        })
+    }
+
+    /// Accepts connections until stop; then waits for every connection to finish the request
+    /// it is serving.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut stop = self.stop.clone();
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        debug!(%peer, "kafka connection");
+                        let server = self.clone();
+                        conns.spawn(async move { server.connection(stream).await });
+                    }
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(listener);
+        while conns.join_next().await.is_some() {}
+        info!("kafka listener stopped");
+    }
+
+    async fn connection(self: Arc<Self>, stream: TcpStream) {
+        let peer = stream.peer_addr().ok();
+        let (rd, wr) = stream.into_split();
+        let mut rd = BufReader::with_capacity(64 * 1024, rd);
+        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+        let mut stop = self.stop.clone();
+        loop {
+            let len = tokio::select! {
+                _ = stopped(&mut stop) => break,
+                r = rd.read_i32() => match r {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+            };
+            if len < 0 || len as usize > self.config.max_frame_bytes {
+                warn!(
+                    ?peer,
+                    len,
+                    limit = self.config.max_frame_bytes,
+                    "refusing an oversized frame; closing the connection"
+                );
+                break;
+            }
+            let mut buf = BytesMut::zeroed(len as usize);
+            let read = tokio::select! {
+                _ = stopped(&mut stop) => break,
+                r = rd.read_exact(&mut buf) => r,
+            };
+            if read.is_err() {
+                break;
+            }
+            match self.handle_frame(buf.freeze()).await {
+                Ok(Some(resp)) => {
+                    if wr.write_all(&resp).await.is_err() {
+                        break;
+                    }
+                    // Flush unless more requests are already buffered (pipelining).
+                    if rd.buffer().is_empty() && wr.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(?peer, "closing the connection: {e}");
+                    break;
+                }
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    }
+
+    /// Answers one frame; `None` when no response is due (acks=0 produce).
+    pub async fn handle_frame(&self, frame: Bytes) -> Result<Option<BytesMut>, ServerError> {
+        let started = Instant::now();
+        let decoded = decode_frame(frame).map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
+        let (header, request) = match decoded {
+            Frame::Request { header, request } => (header, request),
+            Frame::Unsupported {
+                api_key,
+                api_version,
+                correlation_id,
+            } => {
+                debug!(api_key, api_version, "unsupported API or version");
+                return unsupported::unsupported_response(api_key, api_version, correlation_id)
+                    .map(Some);
+            }
+        };
+        let v = header.request_api_version;
+        let cid = header.correlation_id;
+        macro_rules! reply {
+            ($api:expr, $name:literal, $resp:expr) => {{
+                let resp = $resp;
+                let out = encode(($api), v, cid, &resp)?;
+                self.metrics.kafka_request($name, started.elapsed());
+                Ok(Some(out))
+            }};
+        }
+        match *request {
+            KafkaRequest::ApiVersions(_) => reply!(
+                ApiKey::ApiVersions,
+                "ApiVersions",
+                versions::api_versions_response(None)
+            ),
+            KafkaRequest::Produce(req) => {
+                let acks = req.acks;
+                let resp = self.produce(req, v).await;
+                self.metrics.kafka_request("Produce", started.elapsed());
+                if acks == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(encode(ApiKey::Produce, v, cid, &resp)?))
+            }
+            KafkaRequest::Fetch(req) => reply!(ApiKey::Fetch, "Fetch", self.fetch(req, v).await),
+            KafkaRequest::ListOffsets(req) => reply!(
+                ApiKey::ListOffsets,
+                "ListOffsets",
+                self.list_offsets(req, v).await
+            ),
+            KafkaRequest::Metadata(req) => {
+                reply!(ApiKey::Metadata, "Metadata", self.metadata(req, v).await)
+            }
+            KafkaRequest::OffsetCommit(req) => reply!(
+                ApiKey::OffsetCommit,
+                "OffsetCommit",
+                self.offset_commit(req, v).await
+            ),
+            KafkaRequest::OffsetFetch(req) => reply!(
+                ApiKey::OffsetFetch,
+                "OffsetFetch",
+                self.offset_fetch(req, v).await
+            ),
+            KafkaRequest::FindCoordinator(req) => reply!(
+                ApiKey::FindCoordinator,
+                "FindCoordinator",
+                self.find_coordinator(req, v)
+            ),
+            KafkaRequest::JoinGroup(req) => reply!(
+                ApiKey::JoinGroup,
+                "JoinGroup",
+                self.join_group(req, v, header.client_id.as_ref().map(|s| s.to_string()))
+                    .await
+            ),
+            KafkaRequest::Heartbeat(req) => {
+                reply!(ApiKey::Heartbeat, "Heartbeat", self.heartbeat(req))
+            }
+            KafkaRequest::LeaveGroup(req) => {
+                reply!(ApiKey::LeaveGroup, "LeaveGroup", self.leave_group(req, v))
+            }
+            KafkaRequest::SyncGroup(req) => {
+                reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)
+            }
+            KafkaRequest::CreateTopics(req) => reply!(
+                ApiKey::CreateTopics,
+                "CreateTopics",
+                self.create_topics(req, v).await
+            ),
+            KafkaRequest::DeleteTopics(req) => reply!(
+                ApiKey::DeleteTopics,
+                "DeleteTopics",
+                self.delete_topics(req, v).await
+            ),
+            KafkaRequest::DeleteRecords(req) => reply!(
+                ApiKey::DeleteRecords,
+                "DeleteRecords",
+                self.delete_records(req).await
+            ),
+            KafkaRequest::InitProducerId(req) => reply!(
+                ApiKey::InitProducerId,
+                "InitProducerId",
+                self.init_producer_id(req).await
+            ),
+            KafkaRequest::DescribeConfigs(req) => reply!(
+                ApiKey::DescribeConfigs,
+                "DescribeConfigs",
+                self.describe_configs(req).await
+            ),
+        }
+    }
+
+    /// The topic, created with the default settings when it is missing and `create` holds.
+    async fn topic_or_create(&self, name: &str, create: bool) -> StoreResult<TopicInfo> {
+        match self.store.describe_topic(name).await {
+            Err(StoreError::UnknownTopic(_)) if create => {
+                let config = self.new_topic_config(self.config.default_partitions);
+                match self.store.create_topic(name, config).await {
+                    Ok(info) => {
+                        info!(topic = name, "auto-created topic");
+                        Ok(info)
+                    }
+                    Err(StoreError::TopicExists(_)) => self.store.describe_topic(name).await,
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn new_topic_config(&self, partitions: u32) -> TopicConfig {
+        TopicConfig {
+            partitions,
+            durability: self.config.default_durability,
+            ..TopicConfig::default()
+        }
+    }
+
+    /// Resolves when the server is stopping.
+    async fn stopping(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+fn encode<T: Encodable>(
+    api: ApiKey,
+    version: i16,
+    cid: i32,
+    body: &T,
+) -> Result<BytesMut, ServerError> {
+    encode_response(api, version, cid, body).map_err(|e| {
+        ServerError::Io(std::io::Error::other(format!(
+            "encoding {api:?} v{version}: {e}"
+        )))
+    })
+}
+
+/// Resolves once `stop` is true.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

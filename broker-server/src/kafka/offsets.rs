@@ -1,0 +1,114 @@
+//! ListOffsets (earliest, latest, by timestamp) and DeleteRecords.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+};
+use kafka_protocol::ResponseError;
+
+use super::errors::code_for;
+use super::KafkaServer;
+
+/// ListOffsets timestamp asking for the high watermark.
+const LATEST: i64 = -1;
+/// ListOffsets timestamp asking for the log start offset.
+const EARLIEST: i64 = -2;
+
+impl KafkaServer {
+    pub(super) async fn list_offsets(
+        &self,
+        req: ListOffsetsRequest,
+        _v: i16,
+    ) -> ListOffsetsResponse {
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let name = t.name.0.to_string();
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in t.partitions {
+                let base = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+                    .with_leader_epoch(-1);
+                let r = match p.timestamp {
+                    LATEST | EARLIEST => self
+                        .store
+                        .partition_offsets(&name, p.partition_index)
+                        .await
+                        .map(|o| {
+                            let off = if p.timestamp == LATEST {
+                                o.high_watermark
+                            } else {
+                                o.log_start_offset
+                            };
+                            base.clone().with_offset(off)
+                        }),
+                    ts if ts >= 0 => self
+                        .store
+                        .offset_for_timestamp(&name, p.partition_index, ts)
+                        .await
+                        .map(|found| match found {
+                            Some(o) => base
+                                .clone()
+                                .with_offset(o.offset)
+                                .with_timestamp(o.timestamp_ms),
+                            None => base.clone(),
+                        }),
+                    _ => Ok(base
+                        .clone()
+                        .with_error_code(ResponseError::UnsupportedVersion.code())),
+                };
+                parts.push(match r {
+                    Ok(resp) => resp,
+                    Err(e) => base.with_error_code(code_for(&e)),
+                });
+            }
+            topics.push(
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(parts),
+            );
+        }
+        ListOffsetsResponse::default().with_topics(topics)
+    }
+
+    pub(super) async fn delete_records(&self, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let name = t.name.0.to_string();
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in t.partitions {
+                let base = DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(-1);
+                let before = if p.offset == -1 {
+                    self.store
+                        .partition_offsets(&name, p.partition_index)
+                        .await
+                        .map(|o| o.high_watermark)
+                } else {
+                    Ok(p.offset)
+                };
+                let r = match before {
+                    Ok(b) => self.store.delete_records(&name, p.partition_index, b).await,
+                    Err(e) => Err(e),
+                };
+                parts.push(match r {
+                    Ok(low) => base.with_low_watermark(low),
+                    Err(e) => base.with_error_code(code_for(&e)),
+                });
+            }
+            topics.push(
+                DeleteRecordsTopicResult::default()
+                    .with_name(t.name)
+                    .with_partitions(parts),
+            );
+        }
+        DeleteRecordsResponse::default().with_topics(topics)
+    }
+}

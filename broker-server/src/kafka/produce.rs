@@ -1,0 +1,218 @@
+//! Produce and InitProducerId.
+
+use broker_api::{AppendBatch, Header, ProducerBatch, Record, StoreError};
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::ResponseError;
+use tracing::{debug, warn};
+
+use super::errors::code_for;
+use super::KafkaServer;
+
+/// Most records one batch may declare; bounds what the decoder reserves up front.
+const MAX_RECORDS_PER_BATCH: i64 = 1_000_000;
+/// The smallest encoded record (length, attributes, timestamp delta, offset delta, key length,
+/// value length, header count: one byte each).
+const MIN_RECORD_BYTES: i64 = 7;
+
+impl KafkaServer {
+    pub(super) async fn produce(&self, req: ProduceRequest, _version: i16) -> ProduceResponse {
+        let transactional = req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|t| !t.0.is_empty());
+        let mut topics = Vec::with_capacity(req.topic_data.len());
+        for topic in req.topic_data {
+            let name = topic.name.0.to_string();
+            let futs = topic.partition_data.into_iter().map(|p| {
+                let name = name.clone();
+                async move {
+                    if transactional {
+                        return PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(
+                                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                            )
+                            .with_base_offset(-1);
+                    }
+                    self.produce_partition(&name, p.index, p.records).await
+                }
+            });
+            let partitions = futures::future::join_all(futs).await;
+            topics.push(
+                TopicProduceResponse::default()
+                    .with_name(topic.name)
+                    .with_partition_responses(partitions),
+            );
+        }
+        ProduceResponse::default().with_responses(topics)
+    }
+
+    async fn produce_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Option<Bytes>,
+    ) -> PartitionProduceResponse {
+        let base = PartitionProduceResponse::default()
+            .with_index(partition)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1);
+        let fail = |code: i16, msg: String| {
+            base.clone()
+                .with_error_code(code)
+                .with_error_message(Some(StrBytes::from_string(msg)))
+        };
+        let batches = match decode_batches(records.unwrap_or_default()) {
+            Ok(b) => b,
+            Err((code, msg)) => {
+                debug!(topic, partition, "bad record batch: {msg}");
+                return fail(code, msg);
+            }
+        };
+        let mut first: Option<broker_api::AppendResult> = None;
+        let mut last_log_start = -1;
+        for batch in batches {
+            let count = batch.records.len() as u64;
+            let bytes: u64 = batch.records.iter().map(|r| r.size() as u64).sum();
+            match self.store.append(topic, partition, batch).await {
+                Ok(res) => {
+                    if !res.duplicate {
+                        self.metrics.appended(topic, count, bytes);
+                    }
+                    last_log_start = res.log_start_offset;
+                    first.get_or_insert(res);
+                }
+                Err(e) => {
+                    if !matches!(
+                        e,
+                        StoreError::UnknownTopic(_) | StoreError::OutOfOrderSequence { .. }
+                    ) {
+                        warn!(topic, partition, "append failed: {e}");
+                    }
+                    return fail(code_for(&e), e.to_string());
+                }
+            }
+        }
+        match first {
+            Some(res) => base
+                .with_base_offset(res.base_offset)
+                .with_log_start_offset(last_log_start),
+            None => fail(
+                ResponseError::InvalidRecord.code(),
+                "no records in the request".into(),
+            ),
+        }
+    }
+
+    pub(super) async fn init_producer_id(
+        &self,
+        req: InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
+        let resp = InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        if req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|t| !t.0.is_empty())
+        {
+            return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
+        match self.store.init_producer_id().await {
+            Ok(id) => resp
+                .with_producer_id(ProducerId(id.producer_id))
+                .with_producer_epoch(id.epoch),
+            Err(e) => {
+                warn!("init_producer_id failed: {e}");
+                resp.with_error_code(code_for(&e))
+            }
+        }
+    }
+}
+
+/// Decodes the record batches of one partition into append batches, one per record batch.
+/// Refuses (with a Kafka error code and message) anything that is not a sane v2 batch.
+pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<AppendBatch>, (i16, String)> {
+    let corrupt = |m: String| (ResponseError::CorruptMessage.code(), m);
+    if bytes.is_empty() {
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            "empty record set".into(),
+        ));
+    }
+    let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone())
+        .map_err(|e| corrupt(format!("bad record batch header: {e}")))?;
+    if infos.is_empty() {
+        return Err((
+            ResponseError::UnsupportedForMessageFormat.code(),
+            "only record batch format v2 is accepted".into(),
+        ));
+    }
+    let total = bytes.len() as i64;
+    for info in &infos {
+        if info.version != 2 {
+            return Err((
+                ResponseError::UnsupportedForMessageFormat.code(),
+                "only record batch format v2 is accepted".into(),
+            ));
+        }
+        if info.transactional || info.control {
+            return Err((
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                "transactions are not supported".into(),
+            ));
+        }
+        let count = info.record_count as i64;
+        let limit = if info.compression == Compression::None {
+            total / MIN_RECORD_BYTES
+        } else {
+            MAX_RECORDS_PER_BATCH
+        };
+        if count <= 0 || count > limit.min(MAX_RECORDS_PER_BATCH) {
+            return Err(corrupt(format!("implausible record count {count}")));
+        }
+    }
+    let sets = RecordBatchDecoder::decode_all(&mut bytes)
+        .map_err(|e| corrupt(format!("cannot decode record batch: {e}")))?;
+    let mut out = Vec::with_capacity(sets.len());
+    for set in sets {
+        let Some(first) = set.records.first() else {
+            return Err((
+                ResponseError::InvalidRecord.code(),
+                "empty record batch".into(),
+            ));
+        };
+        let producer = (first.producer_id >= 0).then_some(ProducerBatch {
+            producer_id: first.producer_id,
+            epoch: first.producer_epoch,
+            first_sequence: first.sequence,
+        });
+        let records = set
+            .records
+            .into_iter()
+            .map(|r| Record {
+                key: r.key,
+                value: r.value,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| Header {
+                        key: k.to_string(),
+                        value: v,
+                    })
+                    .collect(),
+                timestamp_ms: (r.timestamp >= 0).then_some(r.timestamp),
+                not_before_ms: None,
+            })
+            .collect();
+        out.push(AppendBatch { records, producer });
+    }
+    Ok(out)
+}

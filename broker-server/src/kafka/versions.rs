@@ -1,0 +1,69 @@
+//! The APIs and versions this broker serves, as advertised in ApiVersions.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::ResponseError;
+
+/// Every served API with its lowest and highest version. Each range lies within what the
+/// `kafka-protocol` crate can decode, and every version in it is handled.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// The served version range of `api`, if it is served at all.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+/// The ApiVersions answer: every served API, no feature tags (old librdkafka cannot read
+/// them), and `error` when the client asked for a version we do not serve.
+pub fn api_versions_response(error: Option<ResponseError>) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error.map_or(0, |e| e.code()))
+        .with_api_keys(
+            SUPPORTED
+                .iter()
+                .map(|(k, lo, hi)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*lo)
+                        .with_max_version(*hi)
+                })
+                .collect(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_ranges_lie_within_the_codec() {
+        for (api, lo, hi) in SUPPORTED {
+            let r = api.valid_versions();
+            assert!(
+                r.min <= *lo && *hi <= r.max,
+                "{api:?} {lo}-{hi} outside {r:?}"
+            );
+        }
+    }
+}

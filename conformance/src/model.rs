@@ -1,0 +1,481 @@
+//! A deliberately plain reference model of the contract for the property tests: records in
+//! `Vec`s (offset = index; the op vocabulary never moves the log start), lease state as one
+//! map entry per record ever leased, no async, no locking, no floors.
+
+use std::collections::{BTreeMap, HashSet};
+
+use broker_api::{
+    dead_letter_headers as dlh, FetchLimits, FetchResult, Header, Lease, LeaseCounts,
+    LeaseGroupConfig, LeaseToken, OffsetAndTimestamp, OffsetCommit, PartitionOffsets, Record,
+    StoreError, StoreResult, StoredRecord, TopicConfig,
+};
+use bytes::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Leased { nonce: u64, until: i64 },
+    Idle { from: i64 },
+    Acked,
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecState {
+    deliveries: u32,
+    first_leased_at: i64,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Group {
+    config: LeaseGroupConfig,
+    records: BTreeMap<(i32, i64), RecState>,
+}
+
+#[derive(Debug, Clone)]
+struct Topic {
+    config: TopicConfig,
+    partitions: Vec<Vec<StoredRecord>>,
+    groups: BTreeMap<String, Group>,
+}
+
+/// group -> (topic, partition) -> (offset, metadata)
+type Commits = BTreeMap<String, BTreeMap<(String, i32), (i64, String)>>;
+
+/// The reference model: what a store must answer, op by op.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The model's clock (ms since epoch); the driver keeps the store's clock equal to it.
+    pub now: i64,
+    topics: BTreeMap<String, Topic>,
+    commits: Commits,
+    next_nonce: u64,
+}
+
+fn unknown(t: &str) -> StoreError {
+    StoreError::UnknownTopic(t.to_string())
+}
+
+impl Model {
+    /// An empty model at time `now`.
+    pub fn new(now: i64) -> Self {
+        Model {
+            now,
+            topics: BTreeMap::new(),
+            commits: BTreeMap::new(),
+            next_nonce: 0,
+        }
+    }
+
+    fn topic(&self, t: &str) -> StoreResult<&Topic> {
+        self.topics.get(t).ok_or_else(|| unknown(t))
+    }
+
+    fn part(&self, t: &str, p: i32) -> StoreResult<&Vec<StoredRecord>> {
+        let topic = self.topic(t)?;
+        if p < 0 || p as usize >= topic.partitions.len() {
+            return Err(unknown(t));
+        }
+        Ok(&topic.partitions[p as usize])
+    }
+
+    pub fn create_topic(&mut self, name: &str, config: TopicConfig) -> StoreResult<()> {
+        if self.topics.contains_key(name) {
+            return Err(StoreError::TopicExists(name.into()));
+        }
+        let partitions = vec![Vec::new(); config.partitions as usize];
+        self.topics.insert(
+            name.into(),
+            Topic {
+                config,
+                partitions,
+                groups: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn delete_topic(&mut self, name: &str) -> StoreResult<()> {
+        self.topics.remove(name).ok_or_else(|| unknown(name))?;
+        for c in self.commits.values_mut() {
+            c.retain(|(t, _), _| t != name);
+        }
+        self.commits.retain(|_, c| !c.is_empty());
+        Ok(())
+    }
+
+    /// Appends a plain batch; returns (base offset, last offset).
+    pub fn append(&mut self, t: &str, p: i32, records: Vec<Record>) -> StoreResult<(i64, i64)> {
+        self.part(t, p)?;
+        if records.is_empty() {
+            return Err(StoreError::InvalidArgument("empty".into()));
+        }
+        let limit = self.topic(t)?.config.max_record_bytes;
+        if let Some(r) = records.iter().find(|r| r.size() > limit) {
+            return Err(StoreError::RecordTooLarge {
+                size: r.size(),
+                limit,
+            });
+        }
+        let now = self.now;
+        let log = &mut self.topics.get_mut(t).unwrap().partitions[p as usize];
+        let base = log.len() as i64;
+        for r in records {
+            log.push(StoredRecord {
+                offset: log.len() as i64,
+                timestamp_ms: r.timestamp_ms.unwrap_or(now),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                not_before_ms: r.not_before_ms,
+            });
+        }
+        Ok((base, log.len() as i64 - 1))
+    }
+
+    /// The longest run from `offset` within the limits (a store may return a shorter one).
+    pub fn fetch(
+        &self,
+        t: &str,
+        p: i32,
+        offset: i64,
+        limits: FetchLimits,
+    ) -> StoreResult<FetchResult> {
+        let log = self.part(t, p)?;
+        let hwm = log.len() as i64;
+        if offset < 0 || offset > hwm {
+            return Err(StoreError::OffsetOutOfRange {
+                offset,
+                log_start: 0,
+                high_watermark: hwm,
+            });
+        }
+        let mut records: Vec<StoredRecord> = Vec::new();
+        let mut bytes = 0;
+        for r in &log[offset as usize..] {
+            if records.len() >= limits.max_records {
+                break;
+            }
+            bytes += r.size();
+            if !records.is_empty() && bytes > limits.max_bytes {
+                break;
+            }
+            records.push(r.clone());
+        }
+        Ok(FetchResult {
+            records,
+            high_watermark: hwm,
+            log_start_offset: 0,
+        })
+    }
+
+    pub fn offsets(&self, t: &str, p: i32) -> StoreResult<PartitionOffsets> {
+        Ok(PartitionOffsets {
+            log_start_offset: 0,
+            high_watermark: self.part(t, p)?.len() as i64,
+        })
+    }
+
+    pub fn offset_for_timestamp(
+        &self,
+        t: &str,
+        p: i32,
+        ts: i64,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        Ok(self
+            .part(t, p)?
+            .iter()
+            .find(|r| r.timestamp_ms >= ts)
+            .map(|r| OffsetAndTimestamp {
+                offset: r.offset,
+                timestamp_ms: r.timestamp_ms,
+            }))
+    }
+
+    pub fn commit(&mut self, group: &str, c: &OffsetCommit) -> StoreResult<()> {
+        self.part(&c.topic, c.partition)?;
+        self.commits.entry(group.into()).or_default().insert(
+            (c.topic.clone(), c.partition),
+            (c.offset, c.metadata.clone()),
+        );
+        Ok(())
+    }
+
+    pub fn committed(&self, group: &str, t: &str, p: i32) -> StoreResult<Option<(i64, String)>> {
+        self.part(t, p)?;
+        Ok(self
+            .commits
+            .get(group)
+            .and_then(|g| g.get(&(t.to_string(), p)))
+            .cloned())
+    }
+
+    pub fn list_committed(&self, group: &str) -> Vec<OffsetCommit> {
+        self.commits
+            .get(group)
+            .into_iter()
+            .flatten()
+            .map(|((t, p), (o, m))| OffsetCommit {
+                topic: t.clone(),
+                partition: *p,
+                offset: *o,
+                metadata: m.clone(),
+            })
+            .collect()
+    }
+
+    pub fn groups(&self) -> Vec<String> {
+        self.commits.keys().cloned().collect()
+    }
+
+    pub fn set_lease_group(
+        &mut self,
+        t: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()> {
+        self.topic(t)?;
+        if let Some(dlq) = &config.dead_letter_topic {
+            self.topic(dlq)?;
+        }
+        let topic = self.topics.get_mut(t).unwrap();
+        topic.groups.entry(group.into()).or_default().config = config;
+        Ok(())
+    }
+
+    pub fn lease(
+        &mut self,
+        t: &str,
+        p: i32,
+        group: &str,
+        max: usize,
+        vis: i64,
+    ) -> StoreResult<Vec<Lease>> {
+        self.part(t, p)?;
+        let now = self.now;
+        let config = self
+            .topic(t)?
+            .groups
+            .get(group)
+            .map(|g| g.config.clone())
+            .unwrap_or_default();
+        if let Some(dlq) = &config.dead_letter_topic {
+            self.part(dlq, 0)?;
+        }
+        let mut nonce = self.next_nonce;
+        let topic = self.topics.get_mut(t).unwrap();
+        let log = &topic.partitions[p as usize];
+        let g = topic.groups.entry(group.into()).or_default();
+        let mut leases = Vec::new();
+        let mut dead = Vec::new();
+        let mut blocked: HashSet<Bytes> = HashSet::new();
+        for r in log {
+            if leases.len() >= max {
+                break;
+            }
+            let st = g.records.get(&(p, r.offset)).copied();
+            if matches!(st.map(|s| s.phase), Some(Phase::Acked | Phase::Dead)) {
+                continue;
+            }
+            let key = r.key.clone().filter(|_| config.ordered_by_key);
+            if key.as_ref().is_some_and(|k| blocked.contains(k)) {
+                continue;
+            }
+            let nb_ok = r.not_before_ms.is_none_or(|nb| nb <= now);
+            let free = match st.map(|s| s.phase) {
+                None => nb_ok,
+                Some(Phase::Leased { until, .. }) => until <= now,
+                Some(Phase::Idle { from }) => from <= now && nb_ok,
+                Some(_) => false,
+            };
+            if free {
+                let deliveries = st.map_or(0, |s| s.deliveries);
+                let first = st.map_or(now, |s| s.first_leased_at);
+                if config.max_deliveries.is_some_and(|n| deliveries >= n) {
+                    dead.push(dead_letter(r, t, p, group, deliveries));
+                    g.records.insert(
+                        (p, r.offset),
+                        RecState {
+                            deliveries,
+                            first_leased_at: first,
+                            phase: Phase::Dead,
+                        },
+                    );
+                    continue;
+                }
+                nonce += 1;
+                g.records.insert(
+                    (p, r.offset),
+                    RecState {
+                        deliveries: deliveries + 1,
+                        first_leased_at: first,
+                        phase: Phase::Leased {
+                            nonce,
+                            until: now + vis,
+                        },
+                    },
+                );
+                leases.push(Lease {
+                    record: r.clone(),
+                    token: LeaseToken {
+                        partition: p,
+                        offset: r.offset,
+                        nonce,
+                    },
+                    delivery_count: deliveries + 1,
+                    expires_at_ms: now + vis,
+                    first_leased_at_ms: first,
+                });
+            }
+            if let Some(k) = key {
+                blocked.insert(k);
+            }
+        }
+        self.next_nonce = nonce;
+        if let Some(dlq) = &config.dead_letter_topic {
+            for d in dead {
+                self.append(dlq, 0, vec![d])?;
+            }
+        }
+        Ok(leases)
+    }
+
+    fn live(&mut self, t: &str, group: &str, token: &LeaseToken) -> StoreResult<&mut RecState> {
+        self.part(t, token.partition)?;
+        let now = self.now;
+        let st = self
+            .topics
+            .get_mut(t)
+            .unwrap()
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.records.get_mut(&(token.partition, token.offset)));
+        match st {
+            Some(s) if matches!(s.phase, Phase::Leased { nonce, until } if nonce == token.nonce && until > now) => {
+                Ok(s)
+            }
+            _ => Err(StoreError::LeaseExpired),
+        }
+    }
+
+    pub fn ack(
+        &mut self,
+        t: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        self.topic(t)?;
+        Ok(tokens
+            .iter()
+            .map(|tok| self.live(t, group, tok).map(|s| s.phase = Phase::Acked))
+            .collect())
+    }
+
+    pub fn release(
+        &mut self,
+        t: &str,
+        group: &str,
+        token: &LeaseToken,
+        delay: i64,
+    ) -> StoreResult<()> {
+        let from = self.now + delay;
+        self.live(t, group, token)
+            .map(|s| s.phase = Phase::Idle { from })
+    }
+
+    pub fn extend(
+        &mut self,
+        t: &str,
+        group: &str,
+        token: &LeaseToken,
+        vis: i64,
+    ) -> StoreResult<i64> {
+        let until = self.now + vis;
+        let s = self.live(t, group, token)?;
+        if let Phase::Leased { nonce, .. } = s.phase {
+            s.phase = Phase::Leased { nonce, until };
+        }
+        Ok(until)
+    }
+
+    pub fn counts(&self, t: &str, p: i32, group: &str) -> StoreResult<LeaseCounts> {
+        let log = self.part(t, p)?;
+        let g = self.topic(t)?.groups.get(group);
+        let now = self.now;
+        let mut c = LeaseCounts::default();
+        for r in log {
+            let st = g.and_then(|g| g.records.get(&(p, r.offset)));
+            let nb_ok = r.not_before_ms.is_none_or(|nb| nb <= now);
+            match st.map(|s| s.phase) {
+                Some(Phase::Acked) => c.done += 1,
+                Some(Phase::Dead) => {
+                    c.done += 1;
+                    c.dead_lettered += 1
+                }
+                Some(Phase::Leased { until, .. }) if until > now => c.leased += 1,
+                Some(Phase::Idle { from }) if from > now => c.delayed += 1,
+                _ if !nb_ok => c.delayed += 1,
+                _ => c.available += 1,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Every (topic, partition, group) holding a lease in flight now.
+    pub fn in_flight(&self) -> Vec<(String, i32, String)> {
+        let mut out = Vec::new();
+        for (tn, t) in &self.topics {
+            for (gn, g) in &t.groups {
+                let mut parts: Vec<i32> = g
+                    .records
+                    .iter()
+                    .filter(
+                        |(_, s)| matches!(s.phase, Phase::Leased { until, .. } if until > self.now),
+                    )
+                    .map(|((p, _), _)| *p)
+                    .collect();
+                parts.dedup();
+                for p in parts {
+                    out.push((tn.clone(), p, gn.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Lets every lease in flight on (topic, partition, group) lapse now (a store that does not
+    /// keep in-flight leases over a reopen).
+    pub fn drop_in_flight(&mut self, t: &str, p: i32, group: &str) {
+        let now = self.now;
+        if let Some(g) = self.topics.get_mut(t).and_then(|t| t.groups.get_mut(group)) {
+            for ((rp, _), s) in g.records.iter_mut() {
+                if *rp == p && matches!(s.phase, Phase::Leased { until, .. } if until > now) {
+                    s.phase = Phase::Idle { from: now };
+                }
+            }
+        }
+    }
+}
+
+fn dead_letter(r: &StoredRecord, t: &str, p: i32, group: &str, deliveries: u32) -> Record {
+    let mut headers = r.headers.clone();
+    for (k, v) in [
+        (dlh::SOURCE_TOPIC, t.to_string()),
+        (dlh::SOURCE_PARTITION, p.to_string()),
+        (dlh::SOURCE_OFFSET, r.offset.to_string()),
+        (dlh::GROUP, group.to_string()),
+        (dlh::DELIVERY_COUNT, deliveries.to_string()),
+    ] {
+        headers.push(Header {
+            key: k.into(),
+            value: Some(Bytes::from(v)),
+        });
+    }
+    Record {
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers,
+        timestamp_ms: Some(r.timestamp_ms),
+        not_before_ms: None,
+    }
+}

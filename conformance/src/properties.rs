@@ -1,0 +1,634 @@
+//! Model-based property tests: random op sequences applied to a store and to [`Model`];
+//! every answer must agree.
+//!
+//! Topics `t0` (2 partitions), `t1` (1 partition, `max_record_bytes` 8) and `dlq` (1 partition,
+//! created before the first op and never deleted). Two consumer/lease groups.
+//!
+//! Reopen and in-flight leases: the contract lets in-flight leases come back available after a
+//! reopen. After each reopen the driver asks the store's `lease_counts` for every
+//! (topic, partition, group) with leases in flight: if the store still counts them all as
+//! leased the model keeps them; if it counts none the model lets them lapse at that instant;
+//! anything in between fails. Delivery counts survive either way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_api::{
+    Clock, FetchLimits, Header, Lease, LeaseGroupConfig, LeaseToken, OffsetCommit, Record, Store,
+    StoreError, StoreResult, StoredRecord, TopicConfig,
+};
+use bytes::Bytes;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+
+use crate::harness::{Backend, Subject};
+use crate::model::Model;
+
+const TOPICS: [&str; 3] = ["t0", "t1", "dlq"];
+const GROUPS: [&str; 2] = ["g0", "g1"];
+const SLOT: &str = "model_properties";
+
+fn topic_config(topic: &str) -> TopicConfig {
+    match topic {
+        "t0" => TopicConfig::with_partitions(2),
+        "t1" => TopicConfig {
+            max_record_bytes: 8,
+            ..TopicConfig::default()
+        },
+        _ => TopicConfig::default(),
+    }
+}
+
+/// One record of a generated append.
+#[derive(Debug, Clone)]
+pub struct GenRecord {
+    key: Option<u8>,
+    value_len: usize,
+    /// Timestamp as an offset from now (`None`: append time).
+    ts_delta: Option<i64>,
+    /// Not-before as an offset from now.
+    not_before_delta: Option<i64>,
+}
+
+/// One generated operation.
+#[derive(Debug, Clone)]
+pub enum Op {
+    CreateTopic {
+        topic: usize,
+    },
+    DeleteTopic {
+        topic: usize,
+    },
+    Append {
+        topic: usize,
+        partition: i32,
+        records: Vec<GenRecord>,
+    },
+    Fetch {
+        topic: usize,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+    },
+    Offsets {
+        topic: usize,
+        partition: i32,
+    },
+    OffsetForTimestamp {
+        topic: usize,
+        partition: i32,
+        delta: i64,
+    },
+    Commit {
+        group: usize,
+        topic: usize,
+        partition: i32,
+        offset: i64,
+        meta: u8,
+    },
+    Committed {
+        group: usize,
+        topic: usize,
+        partition: i32,
+    },
+    ListCommitted {
+        group: usize,
+    },
+    ListGroups,
+    SetLeaseGroup {
+        topic: usize,
+        group: usize,
+        max_deliveries: Option<u32>,
+        ordered: bool,
+    },
+    Lease {
+        topic: usize,
+        partition: i32,
+        group: usize,
+        max: usize,
+        visibility: i64,
+    },
+    Ack {
+        picks: Vec<usize>,
+    },
+    Release {
+        pick: usize,
+        delay: i64,
+    },
+    Extend {
+        pick: usize,
+        visibility: i64,
+    },
+    Counts {
+        topic: usize,
+        partition: i32,
+        group: usize,
+    },
+    Advance {
+        ms: i64,
+    },
+    Reopen,
+}
+
+fn gen_record() -> impl Strategy<Value = GenRecord> {
+    (
+        prop::option::of(0u8..3),
+        0usize..10,
+        prop::option::weighted(0.3, -6_000i64..1_000),
+        prop::option::weighted(0.3, -500i64..4_000),
+    )
+        .prop_map(|(key, value_len, ts_delta, not_before_delta)| GenRecord {
+            key,
+            value_len,
+            ts_delta,
+            not_before_delta,
+        })
+}
+
+fn time_step() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(0i64),
+        Just(1),
+        Just(499),
+        Just(500),
+        Just(1_000),
+        Just(2_000),
+        Just(3_000)
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let topic = 0usize..3;
+    let part = -1i32..3;
+    prop_oneof![
+        2 => (0usize..3).prop_map(|topic| Op::CreateTopic { topic }),
+        1 => (0usize..2).prop_map(|topic| Op::DeleteTopic { topic }),
+        10 => (topic.clone(), 0i32..2, prop::collection::vec(gen_record(), 0..4))
+            .prop_map(|(topic, partition, records)| Op::Append { topic, partition, records }),
+        4 => (topic.clone(), part.clone(), -1i64..12, 1usize..6, 0usize..24).prop_map(
+            |(topic, partition, offset, max_records, max_bytes)| Op::Fetch {
+                topic, partition, offset, max_records, max_bytes
+            }),
+        1 => (topic.clone(), part.clone()).prop_map(|(topic, partition)| Op::Offsets { topic, partition }),
+        2 => (topic.clone(), 0i32..2, -7_000i64..1_500).prop_map(|(topic, partition, delta)| {
+            Op::OffsetForTimestamp { topic, partition, delta }
+        }),
+        2 => (0usize..2, topic.clone(), part.clone(), 0i64..10, 0u8..3).prop_map(
+            |(group, topic, partition, offset, meta)| Op::Commit { group, topic, partition, offset, meta }),
+        1 => (0usize..2, topic.clone(), 0i32..2).prop_map(|(group, topic, partition)| {
+            Op::Committed { group, topic, partition }
+        }),
+        1 => (0usize..2).prop_map(|group| Op::ListCommitted { group }),
+        1 => Just(Op::ListGroups),
+        2 => (topic.clone(), 0usize..2, prop::option::of(1u32..4), any::<bool>()).prop_map(
+            |(topic, group, max_deliveries, ordered)| Op::SetLeaseGroup { topic, group, max_deliveries, ordered }),
+        10 => (topic.clone(), 0i32..2, 0usize..2, 1usize..5, time_step()).prop_map(
+            |(topic, partition, group, max, visibility)| Op::Lease { topic, partition, group, max, visibility }),
+        4 => prop::collection::vec(any::<usize>(), 1..3).prop_map(|picks| Op::Ack { picks }),
+        3 => (any::<usize>(), time_step()).prop_map(|(pick, delay)| Op::Release { pick, delay }),
+        2 => (any::<usize>(), time_step()).prop_map(|(pick, visibility)| Op::Extend { pick, visibility }),
+        3 => (topic, 0i32..2, 0usize..2).prop_map(|(topic, partition, group)| Op::Counts { topic, partition, group }),
+        5 => time_step().prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// A lease handed out during a case: the store's token and the model's.
+struct Held {
+    topic: &'static str,
+    group: &'static str,
+    store: LeaseToken,
+    model: LeaseToken,
+}
+
+fn same_error(got: &StoreError, want: &StoreError) -> bool {
+    use StoreError::*;
+    match (got, want) {
+        (RecordTooLarge { limit: a, .. }, RecordTooLarge { limit: b, .. }) => a == b,
+        (OffsetOutOfRange { .. }, OffsetOutOfRange { .. })
+        | (OutOfOrderSequence { .. }, OutOfOrderSequence { .. })
+        | (ProducerFenced { .. }, ProducerFenced { .. }) => got == want,
+        _ => std::mem::discriminant(got) == std::mem::discriminant(want),
+    }
+}
+
+/// Compares results: equal values, or errors of the same kind.
+fn agree<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    got: &StoreResult<T>,
+    want: &StoreResult<T>,
+) -> Result<(), String> {
+    let ok = match (got, want) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => same_error(a, b),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: store answered {got:?}, model expects {want:?}"
+        ))
+    }
+}
+
+/// A record with its dead-letter headers in a canonical order (the contract fixes only that
+/// the original headers come first).
+fn canon(r: &StoredRecord) -> StoredRecord {
+    let is_dl = |h: &Header| h.key.starts_with("x-dead-letter-");
+    let mut headers: Vec<Header> = r.headers.iter().filter(|h| !is_dl(h)).cloned().collect();
+    let mut dl: Vec<Header> = r.headers.iter().filter(|h| is_dl(h)).cloned().collect();
+    dl.sort_by(|a, b| a.key.cmp(&b.key));
+    headers.extend(dl);
+    StoredRecord {
+        headers,
+        ..r.clone()
+    }
+}
+
+fn canon_lease(l: &Lease) -> (StoredRecord, i32, i64, u32, i64, i64) {
+    (
+        canon(&l.record),
+        l.token.partition,
+        l.token.offset,
+        l.delivery_count,
+        l.expires_at_ms,
+        l.first_leased_at_ms,
+    )
+}
+
+fn make_records(now: i64, records: &[GenRecord]) -> Vec<Record> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, g)| Record {
+            key: g.key.map(|k| Bytes::from(vec![b'a' + k])),
+            value: Some(Bytes::from(
+                (0..g.value_len)
+                    .map(|j| b'0' + ((i + j) % 10) as u8)
+                    .collect::<Vec<u8>>(),
+            )),
+            headers: if g.value_len % 3 == 0 {
+                vec![Header {
+                    key: "h".into(),
+                    value: None,
+                }]
+            } else {
+                vec![]
+            },
+            timestamp_ms: g.ts_delta.map(|d| now + d),
+            not_before_ms: g.not_before_delta.map(|d| now + d),
+        })
+        .collect()
+}
+
+struct Driver {
+    subject: Subject,
+    model: Model,
+    held: Vec<Held>,
+}
+
+impl Driver {
+    fn store(&self) -> Arc<dyn Store> {
+        self.subject.store.clone()
+    }
+
+    async fn step(&mut self, op: &Op) -> Result<(), String> {
+        let st = self.store();
+        let m = &mut self.model;
+        match op {
+            Op::CreateTopic { topic } => {
+                let t = TOPICS[*topic];
+                let got = st.create_topic(t, topic_config(t)).await.map(|_| ());
+                agree("create_topic", &got, &m.create_topic(t, topic_config(t)))
+            }
+            Op::DeleteTopic { topic } => {
+                let t = TOPICS[*topic];
+                agree(
+                    "delete_topic",
+                    &st.delete_topic(t).await,
+                    &m.delete_topic(t),
+                )
+            }
+            Op::Append {
+                topic,
+                partition,
+                records,
+            } => {
+                let t = TOPICS[*topic];
+                let recs = make_records(m.now, records);
+                let got = st
+                    .append(t, *partition, broker_api::AppendBatch::new(recs.clone()))
+                    .await
+                    .map(|r| (r.base_offset, r.last_offset));
+                agree("append", &got, &m.append(t, *partition, recs))
+            }
+            Op::Fetch {
+                topic,
+                partition,
+                offset,
+                max_records,
+                max_bytes,
+            } => {
+                let t = TOPICS[*topic];
+                let limits = FetchLimits {
+                    max_records: *max_records,
+                    max_bytes: *max_bytes,
+                };
+                let got = st.fetch(t, *partition, *offset, limits).await;
+                let want = m.fetch(t, *partition, *offset, limits);
+                match (&got, &want) {
+                    (Ok(g), Ok(w)) => {
+                        let gr: Vec<_> = g.records.iter().map(canon).collect();
+                        let wr: Vec<_> = w.records.iter().map(canon).collect();
+                        let prefix_ok = gr.len() <= wr.len()
+                            && gr[..] == wr[..gr.len()]
+                            && (gr.is_empty() == wr.is_empty());
+                        if !prefix_ok
+                            || g.high_watermark != w.high_watermark
+                            || g.log_start_offset != w.log_start_offset
+                        {
+                            return Err(format!(
+                                "fetch: store answered {g:?}, model expects a non-empty prefix of {w:?}"
+                            ));
+                        }
+                        Ok(())
+                    }
+                    _ => agree("fetch", &got.map(|_| ()), &want.map(|_| ())),
+                }
+            }
+            Op::Offsets { topic, partition } => {
+                let t = TOPICS[*topic];
+                agree(
+                    "partition_offsets",
+                    &st.partition_offsets(t, *partition).await,
+                    &m.offsets(t, *partition),
+                )
+            }
+            Op::OffsetForTimestamp {
+                topic,
+                partition,
+                delta,
+            } => {
+                let t = TOPICS[*topic];
+                let ts = m.now + delta;
+                agree(
+                    "offset_for_timestamp",
+                    &st.offset_for_timestamp(t, *partition, ts).await,
+                    &m.offset_for_timestamp(t, *partition, ts),
+                )
+            }
+            Op::Commit {
+                group,
+                topic,
+                partition,
+                offset,
+                meta,
+            } => {
+                let c = OffsetCommit {
+                    topic: TOPICS[*topic].into(),
+                    partition: *partition,
+                    offset: *offset,
+                    metadata: ["", "m", "meta-\u{e9}"][*meta as usize].into(),
+                };
+                let g = GROUPS[*group];
+                agree(
+                    "commit_offsets",
+                    &st.commit_offsets(g, std::slice::from_ref(&c)).await,
+                    &m.commit(g, &c),
+                )
+            }
+            Op::Committed {
+                group,
+                topic,
+                partition,
+            } => {
+                let (g, t) = (GROUPS[*group], TOPICS[*topic]);
+                let got = st
+                    .committed_offset(g, t, *partition)
+                    .await
+                    .map(|o| o.map(|o| (o.offset, o.metadata)));
+                agree("committed_offset", &got, &m.committed(g, t, *partition))
+            }
+            Op::ListCommitted { group } => {
+                let g = GROUPS[*group];
+                agree(
+                    "list_committed",
+                    &st.list_committed(g).await,
+                    &Ok(m.list_committed(g)),
+                )
+            }
+            Op::ListGroups => agree(
+                "list_consumer_groups",
+                &st.list_consumer_groups().await,
+                &Ok(m.groups()),
+            ),
+            Op::SetLeaseGroup {
+                topic,
+                group,
+                max_deliveries,
+                ordered,
+            } => {
+                let (t, g) = (TOPICS[*topic], GROUPS[*group]);
+                let config = LeaseGroupConfig {
+                    max_deliveries: *max_deliveries,
+                    dead_letter_topic: max_deliveries.map(|_| "dlq".to_string()),
+                    ordered_by_key: *ordered,
+                };
+                agree(
+                    "set_lease_group",
+                    &st.set_lease_group(t, g, config.clone()).await,
+                    &m.set_lease_group(t, g, config),
+                )
+            }
+            Op::Lease {
+                topic,
+                partition,
+                group,
+                max,
+                visibility,
+            } => {
+                let (t, g) = (TOPICS[*topic], GROUPS[*group]);
+                let vis = Duration::from_millis(*visibility as u64);
+                let got = st.lease(t, *partition, g, *max, vis).await;
+                let want = m.lease(t, *partition, g, *max, *visibility);
+                let got_c = got
+                    .as_ref()
+                    .map(|v| v.iter().map(canon_lease).collect::<Vec<_>>());
+                let want_c = want
+                    .as_ref()
+                    .map(|v| v.iter().map(canon_lease).collect::<Vec<_>>());
+                agree(
+                    "lease",
+                    &got_c.map_err(Clone::clone),
+                    &want_c.map_err(Clone::clone),
+                )?;
+                if let (Ok(g_l), Ok(w_l)) = (got, want) {
+                    for (a, b) in g_l.iter().zip(w_l.iter()) {
+                        self.held.push(Held {
+                            topic: t,
+                            group: g,
+                            store: a.token,
+                            model: b.token,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Op::Ack { picks } => {
+                if self.held.is_empty() {
+                    return Ok(());
+                }
+                let h = &self.held[picks[0] % self.held.len()];
+                let (t, g) = (h.topic, h.group);
+                let chosen: Vec<&Held> = picks
+                    .iter()
+                    .map(|p| &self.held[p % self.held.len()])
+                    .filter(|x| x.topic == t && x.group == g)
+                    .collect();
+                let st_tokens: Vec<LeaseToken> = chosen.iter().map(|x| x.store).collect();
+                let m_tokens: Vec<LeaseToken> = chosen.iter().map(|x| x.model).collect();
+                agree(
+                    "ack",
+                    &st.ack(t, g, &st_tokens).await,
+                    &m.ack(t, g, &m_tokens),
+                )
+            }
+            Op::Release { pick, delay } => {
+                if self.held.is_empty() {
+                    return Ok(());
+                }
+                let h = &self.held[pick % self.held.len()];
+                let d = Duration::from_millis(*delay as u64);
+                agree(
+                    "release",
+                    &st.release(h.topic, h.group, h.store, d).await,
+                    &m.release(h.topic, h.group, &h.model, *delay),
+                )
+            }
+            Op::Extend { pick, visibility } => {
+                if self.held.is_empty() {
+                    return Ok(());
+                }
+                let h = &self.held[pick % self.held.len()];
+                let v = Duration::from_millis(*visibility as u64);
+                agree(
+                    "extend",
+                    &st.extend(h.topic, h.group, h.store, v).await,
+                    &m.extend(h.topic, h.group, &h.model, *visibility),
+                )
+            }
+            Op::Counts {
+                topic,
+                partition,
+                group,
+            } => {
+                let (t, g) = (TOPICS[*topic], GROUPS[*group]);
+                agree(
+                    "lease_counts",
+                    &st.lease_counts(t, *partition, g).await,
+                    &m.counts(t, *partition, g),
+                )
+            }
+            Op::Advance { ms } => {
+                self.subject.clock.advance(*ms);
+                m.now += ms;
+                Ok(())
+            }
+            Op::Reopen => self.reopen().await,
+        }
+    }
+
+    async fn reopen(&mut self) -> Result<(), String> {
+        self.subject
+            .reopen()
+            .await
+            .map_err(|e| format!("reopen failed: {e:?}"))?;
+        let st = self.store();
+        for (t, p, g) in self.model.in_flight() {
+            let want = self
+                .model
+                .counts(&t, p, &g)
+                .map_err(|e| format!("model: {e:?}"))?;
+            let got = st
+                .lease_counts(&t, p, &g)
+                .await
+                .map_err(|e| format!("lease_counts after reopen: {e:?}"))?;
+            if got.leased == 0 && want.leased > 0 {
+                self.model.drop_in_flight(&t, p, &g);
+            }
+            let want = self
+                .model
+                .counts(&t, p, &g)
+                .map_err(|e| format!("model: {e:?}"))?;
+            if got != want {
+                return Err(format!(
+                    "lease_counts of {t}/{p} {g} after reopen: store answered {got:?}, model \
+                     expects {want:?} (in-flight leases must all survive or all come back)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_case(backend: Arc<dyn Backend>, ops: &[Op]) -> Result<(), String> {
+    let subject = Subject::fresh(backend, SLOT)
+        .await
+        .map_err(|e| format!("opening a fresh store: {e:?}"))?;
+    let mut model = Model::new(subject.clock.now_ms());
+    subject
+        .store
+        .create_topic("dlq", topic_config("dlq"))
+        .await
+        .map_err(|e| format!("create dlq: {e:?}"))?;
+    model
+        .create_topic("dlq", topic_config("dlq"))
+        .map_err(|e| format!("model: {e:?}"))?;
+    let mut d = Driver {
+        subject,
+        model,
+        held: Vec::new(),
+    };
+    for (i, op) in ops.iter().enumerate() {
+        d.step(op)
+            .await
+            .map_err(|e| format!("op #{i} {op:?}: {e}"))?;
+    }
+    d.subject
+        .finish()
+        .await
+        .map_err(|e| format!("close: {e:?}"))
+}
+
+/// Runs `cases` random op sequences against stores of `backend` and the model; panics with
+/// the shortest failing sequence found. Call it from a plain `#[test]` (it builds its own
+/// tokio runtime), not from inside a runtime.
+pub fn check_properties(backend: Arc<dyn Backend>, cases: u32) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime for the property tests");
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_time: 120_000,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let strategy = prop::collection::vec(op(), 1..48);
+    let result = runner.run(&strategy, |ops| {
+        rt.block_on(run_case(backend.clone(), &ops))
+            .map_err(TestCaseError::fail)
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(why, ops)) => panic!(
+            "model-based property test failed: {why}\nminimal failing op sequence ({} ops):\n{ops:#?}",
+            ops.len()
+        ),
+        Err(TestError::Abort(why)) => panic!("model-based property test aborted: {why}"),
+    }
+}
