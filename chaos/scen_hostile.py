@@ -32,7 +32,7 @@ class WellBehaved:
                                 aws_access_key_id="chaos", aws_secret_access_key="chaos",
                                 config=Config(retries={"max_attempts": 1}, connect_timeout=10,
                                               read_timeout=20))
-        self.qurl = self.sqs.create_queue(QueueName="chaos-good")["QueueUrl"]
+        self.qurl = self.sqs.create_queue(QueueName="chaos-good-q")["QueueUrl"]
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.n = 0
 
@@ -220,7 +220,7 @@ def sqs_request(target, body, extra=b""):
 def attack_sqs(b, rnd, n):
     """Malformed JSON and oversized bodies; returns {status: count}."""
     statuses = {}
-    qurl = f"{b.http_url}/000000000000/chaos-good".encode()
+    qurl = f"{b.http_url}/000000000000/chaos-good-q".encode()
     bodies = [b"{", b"[]", b"null", b'{"QueueUrl": 5}', b'{"QueueUrl": "' + qurl + b'"}',
               b'{"QueueUrl": "' + qurl + b'", "MessageBody": {"a": 1}}',
               b"[" * 100000, b'{"QueueUrl": "\xff\xfe"}', b'{"MaxNumberOfMessages": 1e400}',
