@@ -99,7 +99,7 @@ pub struct Cli {
     /// Partitions of topics created on first use or without a count [default: 1].
     #[arg(long, env = "BROKER_DEFAULT_PARTITIONS", value_name = "N")]
     pub default_partitions: Option<u32>,
-    /// Create a topic when a client first names it in Metadata or Produce [default: true].
+    /// Create a topic when a client first asks for it in Metadata [default: true].
     #[arg(long, env = "BROKER_AUTO_CREATE_TOPICS", value_name = "BOOL", value_parser = parse_bool)]
     pub auto_create_topics: Option<bool>,
     /// Fsync policy of new topics: always, interval, interval:MS or never [default: interval:100].

@@ -71,10 +71,22 @@ pub async fn open_store(
             }
         }
         StoreKind::Postgres => {
-            let _ = (&config.database_url, &config.pg_schema);
-            Err(wrap(StoreError::Unavailable(
-                "the postgres store is not available in this build yet".into(),
-            )))
+            let url = config.database_url.as_deref().ok_or_else(|| {
+                ServerError::Config(
+                    "--store postgres needs --database-url (or DATABASE_URL)".into(),
+                )
+            })?;
+            let options = store_postgres::PgOptions {
+                schema: config.pg_schema.clone(),
+                ..store_postgres::PgOptions::default()
+            };
+            match store_postgres::PgStore::connect(url, options, clock).await {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(e) => Err(ServerError::Open(format!(
+                    "cannot open the postgres store (schema {}): {e}",
+                    config.pg_schema
+                ))),
+            }
         }
     }
 }

@@ -1129,3 +1129,44 @@ async fn metrics_and_health() {
     let r = http(s.addr, "GET", "/healthz", &[], b"").await;
     assert_eq!(r.status, 503);
 }
+
+#[tokio::test]
+async fn kafka_made_fifo_topic_orders_by_key_and_trace_header_round_trips() {
+    let s = start().await;
+    s.store
+        .create_topic("made.fifo", TopicConfig::default())
+        .await
+        .unwrap();
+    let recs = vec![
+        Record::keyed("a", "a1"),
+        Record::keyed("a", "a2"),
+        Record::keyed("b", "b1"),
+    ];
+    s.store
+        .append("made.fifo", 0, AppendBatch::new(recs))
+        .await
+        .unwrap();
+    let url = s.ok("GetQueueUrl", json!({"QueueName": "made.fifo"})).await["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = s.receive(&url, json!({})).await;
+    let bodies: Vec<&str> = got.iter().map(|m| m["Body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["a1", "b1"]);
+    assert_eq!(got[0]["Attributes"]["MessageGroupId"], "a");
+
+    let q = s.create("traced", json!({})).await;
+    let sent = s
+        .ok(
+            "SendMessage",
+            json!({"QueueUrl": q, "MessageBody": "t",
+                "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-abc"}}}),
+        )
+        .await;
+    assert_eq!(
+        sent["MD5OfMessageSystemAttributes"].as_str().map(str::len),
+        Some(32)
+    );
+    let got = s.receive(&q, json!({})).await;
+    assert_eq!(got[0]["Attributes"]["AWSTraceHeader"], "Root=1-abc");
+}

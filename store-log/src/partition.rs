@@ -403,7 +403,8 @@ impl Partition {
     /// Reads records from `offset`; see the Fetch rules. `verify`: check batch CRCs.
     pub fn read(&self, offset: i64, limits: FetchLimits, verify: bool) -> StoreResult<FetchResult> {
         let (segs, hw, log_start) = self.read_plan(offset)?;
-        let mut records = Vec::new();
+        let mut records =
+            Vec::with_capacity(limits.max_records.min((hw - offset) as usize).min(4096));
         if offset < hw && limits.max_records > 0 {
             let chunk = (limits.max_bytes.saturating_add(limits.max_bytes / 4) + 4096)
                 .clamp(64 << 10, 16 << 20);

@@ -63,9 +63,45 @@ pub struct Scan {
     pub bytes_since_entry: u64,
 }
 
-/// Reads `len` bytes at `pos` into a fresh buffer.
+/// Read buffers kept for reuse, so large reads do not fault in fresh pages every time.
+static POOL: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+const POOL_MAX: usize = 8;
+const POOL_MIN_LEN: usize = 256 << 10;
+
+/// A read buffer that goes back to the pool when the last `Bytes` sharing it is dropped.
+struct Pooled(Vec<u8>);
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        let mut pool = POOL.lock();
+        if pool.len() < POOL_MAX {
+            pool.push(v);
+        }
+    }
+}
+
+fn take_buffer(len: usize) -> Vec<u8> {
+    if len >= POOL_MIN_LEN {
+        let mut pool = POOL.lock();
+        if let Some(i) = pool.iter().position(|v| v.capacity() >= len) {
+            let mut v = pool.swap_remove(i);
+            v.clear();
+            return v;
+        }
+    }
+    Vec::with_capacity(len)
+}
+
+/// Reads `len` bytes at `pos` into a buffer (reused from earlier reads when large).
 pub fn read_at(file: &File, pos: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut buf: Vec<u8> = take_buffer(len);
     let mut done = 0usize;
     while done < len {
         // SAFETY: the kernel writes at most `len - done` bytes into the spare capacity.
@@ -94,7 +130,11 @@ pub fn read_at(file: &File, pos: u64, len: usize) -> std::io::Result<Bytes> {
     }
     // SAFETY: `done == len` bytes were initialised by pread.
     unsafe { buf.set_len(len) };
-    Ok(Bytes::from(buf))
+    if len >= POOL_MIN_LEN {
+        Ok(Bytes::from_owner(Pooled(buf)))
+    } else {
+        Ok(Bytes::from(buf))
+    }
 }
 
 /// Scans a segment's log from the start, stopping at the first batch that is torn, malformed,

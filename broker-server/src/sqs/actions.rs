@@ -150,18 +150,24 @@ fn stable_hash(s: &str) -> u64 {
 /// A send entry checked and turned into a record.
 struct Prepared {
     record: Record,
-    md5_body: String,
-    md5_attrs: Option<String>,
+    sums: Checksums,
     dedup_id: Option<String>,
     group: Option<String>,
     bytes: u64,
 }
 
+/// The checksums a send reports.
+#[derive(Debug, Clone, Default)]
+struct Checksums {
+    body: String,
+    attrs: Option<String>,
+    system: Option<String>,
+}
+
 /// What a successful send reports.
 struct Sent {
     message_id: String,
-    md5_body: String,
-    md5_attrs: Option<String>,
+    sums: Checksums,
     sequence: Option<String>,
 }
 
@@ -172,9 +178,12 @@ impl Sent {
             m.insert("Id".into(), json!(id));
         }
         m.insert("MessageId".into(), json!(self.message_id));
-        m.insert("MD5OfMessageBody".into(), json!(self.md5_body));
-        if let Some(a) = &self.md5_attrs {
+        m.insert("MD5OfMessageBody".into(), json!(self.sums.body));
+        if let Some(a) = &self.sums.attrs {
             m.insert("MD5OfMessageAttributes".into(), json!(a));
+        }
+        if let Some(a) = &self.sums.system {
+            m.insert("MD5OfMessageSystemAttributes".into(), json!(a));
         }
         if let Some(s) = &self.sequence {
             m.insert("SequenceNumber".into(), json!(s));
@@ -520,15 +529,16 @@ impl Sqs {
                 value: Some(Bytes::copy_from_slice(d.as_bytes())),
             });
         }
-        if let Some(trace) = entry
-            .get("MessageSystemAttributes")
-            .and_then(|m| m.get("AWSTraceHeader"))
-            .and_then(|a| a.get("StringValue"))
-            .and_then(Value::as_str)
-        {
+        let system = msg::parse_attributes(entry.get("MessageSystemAttributes"))?;
+        for (name, a) in &system {
+            if name != "AWSTraceHeader" || a.data_type != "String" {
+                return Err(SqsError::InvalidParameterValue(format!(
+                    "Message system attribute {name} is not supported; only AWSTraceHeader (String) is."
+                )));
+            }
             headers.push(broker_api::Header {
                 key: msg::TRACE_HEADER.into(),
-                value: Some(Bytes::copy_from_slice(trace.as_bytes())),
+                value: Some(a.value.clone()),
             });
         }
         let delay = delay.unwrap_or(q.delay_seconds() as i64);
@@ -546,8 +556,11 @@ impl Sqs {
         let bytes = record.size() as u64;
         Ok(Prepared {
             record,
-            md5_body: msg::md5_hex(body.as_bytes()),
-            md5_attrs: msg::md5_of_attributes(&attrs),
+            sums: Checksums {
+                body: msg::md5_hex(body.as_bytes()),
+                attrs: msg::md5_of_attributes(&attrs),
+                system: msg::md5_of_attributes(&system),
+            },
             dedup_id: dedup,
             group,
             bytes,
@@ -601,11 +614,11 @@ impl Sqs {
                 Ok(p) => p,
                 Err(e) => {
                     slots.push(Slot::Done(Err(e)));
-                    md5s.push((String::new(), None));
+                    md5s.push(Checksums::default());
                     continue;
                 }
             };
-            md5s.push((p.md5_body.clone(), p.md5_attrs.clone()));
+            md5s.push(p.sums.clone());
             if let (Some(id), Some(g)) = (&p.dedup_id, guard.as_mut()) {
                 let index = g.as_mut().expect("index loaded");
                 if let Some(orig) = index.get(id, now) {
@@ -667,10 +680,9 @@ impl Sqs {
         }
         drop(guard);
 
-        let sent = |partition: i32, offset: i64, md5: &(String, Option<String>)| Sent {
+        let sent = |partition: i32, offset: i64, sums: &Checksums| Sent {
             message_id: msg::message_id(&q.name, partition, offset),
-            md5_body: md5.0.clone(),
-            md5_attrs: md5.1.clone(),
+            sums: sums.clone(),
             sequence: q.fifo.then(|| msg::sequence_number(partition, offset)),
         };
         let mut out: Vec<SqsResult<Sent>> = Vec::with_capacity(slots.len());
@@ -682,8 +694,7 @@ impl Sqs {
                 Slot::SameAs(first) => match &out[*first] {
                     Ok(s) => Ok(Sent {
                         message_id: s.message_id.clone(),
-                        md5_body: md5s[i].0.clone(),
-                        md5_attrs: md5s[i].1.clone(),
+                        sums: md5s[i].clone(),
                         sequence: s.sequence.clone(),
                     }),
                     Err(e) => Err(e.clone()),
@@ -803,8 +814,24 @@ impl Sqs {
         }
     }
 
+    /// A `.fifo` topic made outside the API gets the key-ordered lease group FIFO needs.
+    async fn ensure_fifo_group(&self, q: &Queue) -> SqsResult<()> {
+        let groups = self.store.lease_groups(&q.name).await?;
+        let mut config = groups.get(LEASE_GROUP).cloned().unwrap_or_default();
+        if !config.ordered_by_key {
+            config.ordered_by_key = true;
+            self.store
+                .set_lease_group(&q.name, LEASE_GROUP, config)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn receive_message(&self, input: &Value) -> SqsResult<Value> {
         let q = self.queue(input).await?;
+        if q.fifo && !q.has_sqs_attributes() {
+            self.ensure_fifo_group(&q).await?;
+        }
         let max = int_in(input, "MaxNumberOfMessages", 1, 10)?.unwrap_or(1) as usize;
         let visibility = int_in(input, "VisibilityTimeout", 0, queue::MAX_VISIBILITY)?
             .unwrap_or(q.visibility_timeout() as i64);
