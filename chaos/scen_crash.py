@@ -80,7 +80,7 @@ def kill9_always(ctx):
 
 
 def kill9_interval(ctx):
-    cycles = ctx.scale(10, 30)
+    cycles = ctx.scale(20, 30)
     r = _crash_loop(ctx, f"interval:{INTERVAL_MS}", cycles, (0.3, 1.0) if ctx.bounded else (0.5, 2.0))
     # A lost acked message must have been acked within the fsync interval before a kill.
     acked = r["acked_map"]
