@@ -37,6 +37,7 @@ class GroupConsumer(threading.Thread):
         self.seen = 0
         self.committed = {}     # partition -> offset acknowledged by a successful commit
         self.bad = []           # non-retriable errors
+        self.bad_detail = []
         self.retried = []       # retriable errors
         self.stop_ev = threading.Event()
 
@@ -48,7 +49,12 @@ class GroupConsumer(threading.Thread):
             m = self.c.poll(0.2)
             if m is not None:
                 if m.error():
-                    (self.retried if _kerr_ok(m.error()) else self.bad).append(m.error().name())
+                    err = m.error()
+                    if _kerr_ok(err):
+                        self.retried.append(err.name())
+                    else:
+                        self.bad.append(err.name())
+                        self.bad_detail.append(f"{time.strftime('%H:%M:%S')} {err.name()}: {err.str()}")
                 else:
                     self.seen += 1
                     since += 1
@@ -166,7 +172,9 @@ class SqsWorker(threading.Thread):
             time.sleep(0.02)
 
 
-def pg_restart(ctx):
+def pg_restart(ctx, judge_client_errors=True):
+    """With `judge_client_errors` False only the data and the broker's liveness decide the
+    verdict; the errors clients saw are still reported."""
     if not ctx.database_url or not ctx.pg_ctl:
         raise ChaosError("needs DATABASE_URL and BROKER_PG_CTL (the scripts/pg of that cluster, "
                          "with BROKER_PG_DIR/BROKER_PG_PORT of it); scripts/test exports them")
@@ -195,7 +203,7 @@ def pg_restart(ctx):
             outage.append(time.monotonic() - t0)
             if r.returncode != 0:
                 raise ChaosError(f"{ctx.pg_ctl} restart failed: {r.stderr.strip()[-300:]}")
-            log(f"PostgreSQL restart {i + 1}/{restarts} took {outage[-1]:.1f}s; broker alive {b.alive()}; "
+            log(f"PostgreSQL restart {i + 1}/{restarts} at {time.strftime('%H:%M:%S')} took {outage[-1]:.1f}s; broker alive {b.alive()}; "
                 f"acked {len(prod.snapshot()[0])}, consumed {cons.seen}, sqs sent/deleted "
                 f"{len(sqs.sent)}/{len(sqs.deleted)}")
             if not b.alive():
@@ -239,8 +247,11 @@ def pg_restart(ctx):
             if tp.offset < cons.committed[tp.partition]:
                 problems.append(f"committed offset of partition {tp.partition} went back from "
                                 f"{cons.committed[tp.partition]} to {tp.offset}")
+        notes = []
+        judged = problems if judge_client_errors else notes
         if cons.bad:
-            problems.append(f"consumer saw non-retriable errors {sorted(set(cons.bad))}")
+            judged.append(f"consumer saw non-retriable errors {sorted(set(cons.bad))} "
+                            f"(first: {cons.bad_detail[0] if cons.bad_detail else '?'})")
         if cons.seen == 0:
             problems.append("the consumer group received nothing")
 
@@ -254,7 +265,7 @@ def pg_restart(ctx):
         if foreign:
             problems.append(f"{len(foreign)} unknown SQS messages")
         if sqs.bad:
-            problems.append(f"SQS non-retriable errors {sorted(set(sqs.bad))[:5]}")
+            judged.append(f"SQS non-retriable errors {sorted(set(sqs.bad))[:5]}")
         if not sqs.deleted:
             problems.append("no SQS message was ever deleted")
         if b.panicked():
@@ -265,6 +276,8 @@ def pg_restart(ctx):
                    f"deleted, {len(drained)} drained after; retriable errors seen: kafka "
                    f"{sorted(set(cons.retried + [e[1][:40] for e in perrors]))[:4]}, "
                    f"sqs {sorted(set(sqs.retried))[:4]}")
+        if notes:
+            summary += "; not judged here: " + "; ".join(notes)
         return not problems, "; ".join(problems + [summary]), {
             "acked": len(acked), "consumed": cons.seen, "sqs_sent": len(sqs.sent),
             "sqs_deleted": len(sqs.deleted), "outage_s": outage,
