@@ -1,5 +1,6 @@
 """Scenarios 1 and 2: SIGKILL the broker under an idempotent acks=all producer, restart it,
 and check what survived (log store, `always` and `interval` fsync policies)."""
+import glob
 import os
 import random
 import time
@@ -9,12 +10,29 @@ from harness import AckingProducer, Broker, check_log, log, pct, read_topic
 INTERVAL_MS = 100
 
 
-def _crash_loop(ctx, durability, cycles, burst):
+def _tear_tails(data_dir, topic, rnd):
+    """Appends a torn write (random bytes or zeros) to the newest segment of each partition
+    of `topic`, as a crash in the middle of a write could leave; returns how many."""
+    n = 0
+    for pdir in glob.glob(os.path.join(data_dir, "topics", f"{topic}~*", "*")):
+        logs = sorted(glob.glob(os.path.join(pdir, "*.log")))
+        if not logs:
+            continue
+        size = rnd.randint(1, 4000)
+        junk = bytes(size) if rnd.random() < 0.3 else rnd.randbytes(size)
+        with open(logs[-1], "ab") as f:
+            f.write(junk)
+        n += 1
+    return n
+
+
+def _crash_loop(ctx, durability, cycles, burst, torn=False):
     run = os.urandom(4).hex()
     topic = "chaos-kill-" + run
     b = Broker(ctx, "log", durability=durability, partitions=2)
     recoveries = []
     kills = []
+    torn_n = 0
     try:
         recoveries.append(b.start())
         prod = AckingProducer(b.bootstrap, topic, run, rate_per_s=ctx.scale(2000, 4000)).start()
@@ -24,6 +42,8 @@ def _crash_loop(ctx, durability, cycles, burst):
             acked_before = len(prod.snapshot()[0])
             kills.append(time.monotonic())
             b.kill9()
+            if torn and i % 2 == 0:
+                torn_n += _tear_tails(b.data_dir, topic, rnd)
             rec = b.start()
             recoveries.append(rec)
             if (i + 1) % 5 == 0 or i == 0:
@@ -38,7 +58,7 @@ def _crash_loop(ctx, durability, cycles, burst):
         res.update(acked=len(acked), failed=len(failed), sent=prod.sent, unflushed=left,
                    alive=alive, panics=b.panicked(), kills=kills, recoveries=recoveries[1:],
                    fatal=[e for e in errors if e[2]], failed_kinds=sorted(set(failed.values())),
-                   acked_map=acked)
+                   acked_map=acked, torn=torn_n)
         return res
     finally:
         b.cleanup()
@@ -81,7 +101,8 @@ def kill9_always(ctx):
 
 def kill9_interval(ctx):
     cycles = ctx.scale(20, 30)
-    r = _crash_loop(ctx, f"interval:{INTERVAL_MS}", cycles, (0.3, 1.0) if ctx.bounded else (0.5, 2.0))
+    r = _crash_loop(ctx, f"interval:{INTERVAL_MS}", cycles, (0.3, 1.0) if ctx.bounded else (0.5, 2.0),
+                    torn=True)
     # A lost acked message must have been acked within the fsync interval before a kill.
     acked = r["acked_map"]
     lags = []
@@ -115,7 +136,10 @@ def kill9_interval(ctx):
         problems.append(f"{r['unflushed']} messages never got a delivery report")
     loss = (f"lost {len(r['missing'])} acked (max ack-to-kill lag "
             f"{max(lags):.0f} ms)" if lags else "lost 0 acked")
-    summary = (f"{cycles} SIGKILLs with interval:{INTERVAL_MS}, {r['acked']} acked / {r['sent']} sent, "
+    if r["torn"] == 0:
+        problems.append("no torn tail was injected (no segment file found)")
+    summary = (f"{cycles} SIGKILLs with interval:{INTERVAL_MS}, {r['torn']} torn segment tails "
+               f"injected, {r['acked']} acked / {r['sent']} sent, "
                f"{loss}, moved {len(r['moved'])}, fatal producer errors {len(r['fatal'])}; "
                f"{_rec_summary(r['recoveries'])}")
     details = {k: v for k, v in r.items() if k not in ("acked_map", "kills", "missing", "dup_any")}
