@@ -233,10 +233,8 @@ def attack_sqs(b, rnd, n):
         statuses[st] = statuses.get(st, 0) + 1
     # an oversized message body (3 MiB, limit 1 MiB) and an oversized request (32 MiB)
     big = b'{"QueueUrl": "' + qurl + b'", "MessageBody": "' + b"x" * (3 << 20) + b'"}'
-    st = http_raw(b.http_port, sqs_request(b"SendMessage", big))
-    statuses[st] = statuses.get(st, 0) + 1
-    st = http_raw(b.http_port, sqs_request(b"SendMessage", b"y" * (32 << 20)))
-    statuses[st] = statuses.get(st, 0) + 1
+    statuses["3MiB message"] = http_raw(b.http_port, sqs_request(b"SendMessage", big))
+    statuses["32MiB request"] = http_raw(b.http_port, sqs_request(b"SendMessage", b"y" * (32 << 20)))
     # a body announced as huge that never comes (connection held, then closed)
     s = socket.create_connection(("127.0.0.1", b.http_port), timeout=5)
     s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.SendMessage\r\n"
@@ -256,13 +254,14 @@ def hostile(ctx):
         good = WellBehaved(b).start()
         peaks = []
         problems = []
+        sqs_statuses = {}
         steps = [
             ("random bytes", lambda: attack_random_bytes(b.kafka_port, ctx.scale(300, 2000), rnd)),
             ("truncated frames", lambda: attack_truncated(b.kafka_port, ctx.scale(200, 1000), rnd, keep)),
             ("huge sizes", lambda: attack_huge_sizes(b.kafka_port, keep)),
             ("idle connections", lambda: log(f"opened {attack_idle(b.kafka_port, ctx.scale(2000, 5000), keep)} idle connections")),
             ("non-reading clients", lambda: keep.extend(attack_non_reader(b.kafka_port, 4, ctx.scale(50 << 20, 200 << 20))[0])),
-            ("malformed SQS", lambda: log(f"SQS statuses {attack_sqs(b, rnd, ctx.scale(300, 2000))}")),
+            ("malformed SQS", lambda: sqs_statuses.update(attack_sqs(b, rnd, ctx.scale(300, 2000)))),
         ]
         for name, fn in steps:
             t0 = time.monotonic()
@@ -277,6 +276,12 @@ def hostile(ctx):
             if not b.alive():
                 problems.append(f"broker died during '{name}': {b.log_tail(5)}")
                 break
+        log(f"SQS answers: {sqs_statuses}")
+        bad_sqs = {k: v for k, v in sqs_statuses.items()
+                   if (isinstance(k, int) and not 200 <= k < 500)
+                   or (isinstance(k, str) and v not in (400, 413))}
+        if bad_sqs:
+            problems.append(f"malformed or oversized SQS requests not answered with a clear 4xx: {bad_sqs}")
         time.sleep(ctx.scale(3, 10))  # the good client keeps going with everything held open
         st = b.stats()
         for s in keep:
@@ -304,7 +309,7 @@ def hostile(ctx):
             problems.append("well-behaved client never produced")
         lat_txt = ", ".join(f"{k} p50 {pct(v, 0.5) * 1000:.0f} / p99 {pct(v, 0.99) * 1000:.0f} / "
                             f"max {max(v) * 1000:.0f} ms" for k, v in lat.items() if v)
-        summary = (f"peak RSS {hwm} MB (bound {RSS_BOUND_MB}), fds {st['fds']} held -> "
+        summary = (f"SQS answers {sqs_statuses}; peak RSS {hwm} MB (bound {RSS_BOUND_MB}), fds {st['fds']} held -> "
                    f"{after['fds']} after release, RSS after release {after['rss_kb'] // 1024} MB; "
                    f"well-behaved ({good.n} rounds): {lat_txt}")
         return not problems, "; ".join(problems + [summary]), {
