@@ -58,7 +58,10 @@ pub enum StoreError {
 impl StoreError {
     /// True when the same call may succeed if repeated later.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::StorageFull(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::StorageFull(_)
+        )
     }
 }
 

@@ -14,4 +14,3 @@ pub use error::{StoreError, StoreResult};
 pub use names::{validate_group_name, validate_topic_name, MAX_TOPIC_NAME_LEN};
 pub use store::Store;
 pub use types::*;
-

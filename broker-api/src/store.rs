@@ -129,14 +129,17 @@ pub trait Store: Send + Sync + 'static {
     /// One topic.
     async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo>;
     /// Replaces a topic's settings; `partitions` must stay the same (`InvalidArgument`).
-    async fn update_topic_config(&self, name: &str, config: TopicConfig)
-        -> StoreResult<TopicInfo>;
+    async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo>;
 
     // ---- append ----
 
     /// Appends a batch atomically to one partition; see the Append rules.
-    async fn append(&self, topic: &str, partition: i32, batch: AppendBatch)
-        -> StoreResult<AppendResult>;
+    async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: AppendBatch,
+    ) -> StoreResult<AppendResult>;
     /// A fresh producer id with epoch 0.
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity>;
 
@@ -231,8 +234,12 @@ pub trait Store: Send + Sync + 'static {
         visibility: Duration,
     ) -> StoreResult<i64>;
     /// The group's counts for one partition.
-    async fn lease_counts(&self, topic: &str, partition: i32, group: &str)
-        -> StoreResult<LeaseCounts>;
+    async fn lease_counts(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<LeaseCounts>;
 
     // ---- retention ----
 

@@ -25,6 +25,9 @@ pub struct HttpConfig {
     /// The clock per-message delays and signature dates are measured with; it must be the
     /// store's clock. `None`: the system clock.
     pub clock: Option<SharedClock>,
+    /// When this turns `true`, pending long polls return at once (empty), so a graceful
+    /// shutdown does not wait for them. `None`: long polls run their full wait.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 #[derive(Clone)]
@@ -42,6 +45,7 @@ pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, config: HttpConfig) 
         clock,
         config.credentials.filter(|c| !c.is_empty()),
         config.base_url,
+        config.shutdown,
     ));
     let ops = axum::Router::new()
         .route("/metrics", get(metrics_handler))

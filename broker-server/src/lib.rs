@@ -15,6 +15,12 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, StoreKind};
+
+/// Large reservations (as the Kafka decoders make from untrusted counts) take no memory
+/// until used; see [`kafka::alloc`].
+#[cfg(unix)]
+#[global_allocator]
+static GLOBAL: kafka::alloc::LargeLazyAlloc = kafka::alloc::LargeLazyAlloc;
 use crate::kafka::KafkaConfig;
 use crate::metrics::Metrics;
 

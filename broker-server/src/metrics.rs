@@ -194,6 +194,15 @@ impl Metrics {
     /// Everything: the request metrics, plus queue depths and consumer-group lag read from
     /// `store` now. Store errors are reported as `broker_store_up 0`, never as a failure.
     pub async fn render(&self, store: &dyn Store) -> String {
+        // Counters of deleted topics go away with them.
+        if let Ok(topics) = store.list_topics().await {
+            let names: std::collections::HashSet<&str> =
+                topics.iter().map(|t| t.name.as_str()).collect();
+            self.inner
+                .lock()
+                .appended
+                .retain(|t, _| names.contains(t.as_str()));
+        }
         let mut out = self.render_requests();
         let store_metrics = store_gauges(store).await;
         out.push_str("# HELP broker_store_up Whether the store answered the last scrape.\n");

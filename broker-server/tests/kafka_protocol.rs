@@ -232,8 +232,8 @@ async fn too_new_api_versions_gets_v0_unsupported_version() {
 async fn unsupported_api_gets_unsupported_version_and_connection_stays() {
     let s = TestServer::start(1 << 20).await;
     let mut c = s.client().await;
-    let resp: ListGroupsResponse = c
-        .call(ApiKey::ListGroups, 3, &ListGroupsRequest::default())
+    let resp: SaslHandshakeResponse = c
+        .call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default())
         .await
         .unwrap();
     assert_eq!(resp.error_code, ResponseError::UnsupportedVersion.code());

@@ -49,6 +49,7 @@ async fn serve(
             base_url: String::new(),
             credentials,
             clock: Some(shared),
+            shutdown: None,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -200,6 +201,17 @@ impl Server {
         .await["Attributes"]
             .clone()
     }
+}
+
+async fn queue_arn_of(s: &Server, url: &str) -> String {
+    s.ok(
+        "GetQueueAttributes",
+        json!({"QueueUrl": url, "AttributeNames": ["QueueArn"]}),
+    )
+    .await["Attributes"]["QueueArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn md5_hex(s: &str) -> String {
@@ -849,6 +861,41 @@ async fn queue_management() {
     s.clock.advance(3_000);
     assert_eq!(s.receive(&url, json!({})).await.len(), 1);
 
+    // Tags.
+    let tagged = s
+        .ok(
+            "CreateQueue",
+            json!({"QueueName": "tagged", "tags": {"team": "a"}}),
+        )
+        .await["QueueUrl"]
+        .clone();
+    s.ok(
+        "TagQueue",
+        json!({"QueueUrl": tagged, "Tags": {"env": "test", "team": "b"}}),
+    )
+    .await;
+    s.ok(
+        "UntagQueue",
+        json!({"QueueUrl": tagged, "TagKeys": ["env"]}),
+    )
+    .await;
+    assert_eq!(
+        s.ok("ListQueueTags", json!({"QueueUrl": tagged})).await,
+        json!({"Tags": {"team": "b"}})
+    );
+    // Dead-letter sources.
+    let arn = queue_arn_of(&s, &url).await;
+    let policy = json!({"deadLetterTargetArn": arn, "maxReceiveCount": 3}).to_string();
+    s.ok(
+        "SetQueueAttributes",
+        json!({"QueueUrl": tagged, "Attributes": {"RedrivePolicy": policy}}),
+    )
+    .await;
+    let r = s
+        .ok("ListDeadLetterSourceQueues", json!({"QueueUrl": url}))
+        .await;
+    assert_eq!(r["queueUrls"], json!([tagged]));
+
     s.ok("DeleteQueue", json!({"QueueUrl": url})).await;
     let (_, shape, _) = s.err("GetQueueUrl", json!({"QueueName": "mgmt-a"})).await;
     assert_eq!(shape, "QueueDoesNotExist");
@@ -1169,4 +1216,34 @@ async fn kafka_made_fifo_topic_orders_by_key_and_trace_header_round_trips() {
     );
     let got = s.receive(&q, json!({})).await;
     assert_eq!(got[0]["Attributes"]["AWSTraceHeader"], "Root=1-abc");
+}
+
+#[tokio::test]
+async fn shutdown_ends_pending_long_polls() {
+    let clock = ManualClock::default();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router(
+        store.clone(),
+        Arc::new(Metrics::new()),
+        HttpConfig {
+            shutdown: Some(stop_rx),
+            clock: Some(Arc::new(clock.clone())),
+            ..Default::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let s = Arc::new(Server { addr, clock, store });
+    let url = s.create("stopping", json!({})).await;
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { s.receive(&url, json!({"WaitTimeSeconds": 20})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "the long poll ended before shutdown");
+    stop_tx.send(true).unwrap();
+    let got = waiter.await.unwrap();
+    assert!(got.is_empty());
 }

@@ -4,7 +4,17 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+
 from kafkautil import create_topic
+
+
+def describe_group(broker, group):
+    admin = AdminClient({"bootstrap.servers": broker.kafka_addr})
+    listed = admin.list_consumer_groups().result(timeout=30)
+    assert group in [g.group_id for g in listed.valid], listed.valid
+    return admin.describe_consumer_groups([group])[group].result(timeout=30)
 
 PARTITIONS = 4
 
@@ -113,6 +123,11 @@ def test_group_splits_partitions_resumes_and_survives_rebalance(broker, unique_n
     run_until(members, lambda: a.assigned() and b2.assigned() and c.assigned()
               and len(a.assigned() | b2.assigned() | c.assigned()) == PARTITIONS,
               "three members to share the partitions")
+    described = describe_group(broker, group)
+    assert described.state == ConsumerGroupState.STABLE, described.state
+    assert sorted(m.client_id for m in described.members) == ["a", "b2", "c"]
+    assigned = [tp.partition for m in described.members for tp in m.assignment.topic_partitions]
+    assert sorted(assigned) == list(range(PARTITIONS))
     produce_batch(broker, topic, 400, 200)
     run_until(members, lambda: len(a.got) + len(b.got) + len(b2.got) + len(c.got) >= 600,
               "records after the third member joined")

@@ -32,10 +32,51 @@ struct Group {
     records: BTreeMap<(i32, i64), RecState>,
 }
 
+/// One partition: every record ever appended (offset = index), the log start, and the
+/// batches still stored as (base, end, newest timestamp).
+#[derive(Debug, Clone, Default)]
+struct Part {
+    records: Vec<StoredRecord>,
+    log_start: i64,
+    batches: Vec<(i64, i64, i64)>,
+}
+
+impl Part {
+    fn hwm(&self) -> i64 {
+        self.records.len() as i64
+    }
+
+    /// The records still stored.
+    fn live(&self) -> &[StoredRecord] {
+        &self.records[self.log_start as usize..]
+    }
+
+    fn push(&mut self, records: Vec<Record>, now: i64) -> (i64, i64) {
+        let base = self.hwm();
+        for r in records {
+            self.records.push(StoredRecord {
+                offset: self.records.len() as i64,
+                timestamp_ms: r.timestamp_ms.unwrap_or(now),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                not_before_ms: r.not_before_ms,
+            });
+        }
+        let newest = self.records[base as usize..]
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.batches.push((base, self.hwm(), newest));
+        (base, self.hwm() - 1)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Topic {
     config: TopicConfig,
-    partitions: Vec<Vec<StoredRecord>>,
+    partitions: Vec<Part>,
     groups: BTreeMap<String, Group>,
 }
 
@@ -71,7 +112,7 @@ impl Model {
         self.topics.get(t).ok_or_else(|| unknown(t))
     }
 
-    fn part(&self, t: &str, p: i32) -> StoreResult<&Vec<StoredRecord>> {
+    fn part(&self, t: &str, p: i32) -> StoreResult<&Part> {
         let topic = self.topic(t)?;
         if p < 0 || p as usize >= topic.partitions.len() {
             return Err(unknown(t));
@@ -83,7 +124,7 @@ impl Model {
         if self.topics.contains_key(name) {
             return Err(StoreError::TopicExists(name.into()));
         }
-        let partitions = vec![Vec::new(); config.partitions as usize];
+        let partitions = vec![Part::default(); config.partitions as usize];
         self.topics.insert(
             name.into(),
             Topic {
@@ -118,19 +159,48 @@ impl Model {
             });
         }
         let now = self.now;
-        let log = &mut self.topics.get_mut(t).unwrap().partitions[p as usize];
-        let base = log.len() as i64;
-        for r in records {
-            log.push(StoredRecord {
-                offset: log.len() as i64,
-                timestamp_ms: r.timestamp_ms.unwrap_or(now),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                not_before_ms: r.not_before_ms,
+        Ok(self.topics.get_mut(t).unwrap().partitions[p as usize].push(records, now))
+    }
+
+    /// The log start of a partition (0 when it does not exist).
+    pub fn log_start(&self, t: &str, p: i32) -> i64 {
+        self.part(t, p).map_or(0, |p| p.log_start)
+    }
+
+    pub fn delete_records(&mut self, t: &str, p: i32, before: i64) -> StoreResult<i64> {
+        let part = self.part(t, p)?;
+        if before > part.hwm() {
+            return Err(StoreError::OffsetOutOfRange {
+                offset: before,
+                log_start: part.log_start,
+                high_watermark: part.hwm(),
             });
         }
-        Ok((base, log.len() as i64 - 1))
+        let part = &mut self.topics.get_mut(t).unwrap().partitions[p as usize];
+        if before > part.log_start {
+            part.log_start = before;
+            part.batches.retain(|&(_, end, _)| end > before);
+        }
+        Ok(part.log_start)
+    }
+
+    /// Time retention only (the op vocabulary never sets `retention_bytes`).
+    pub fn enforce_retention(&mut self, t: &str) -> StoreResult<u64> {
+        self.topic(t)?;
+        let now = self.now;
+        let topic = self.topics.get_mut(t).unwrap();
+        let Some(limit) = topic.config.retention_ms else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for part in &mut topic.partitions {
+            while part.batches.len() > 1 && now - part.batches[0].2 > limit {
+                let (base, end, _) = part.batches.remove(0);
+                removed += (end - base.max(part.log_start)) as u64;
+                part.log_start = end;
+            }
+        }
+        Ok(removed)
     }
 
     /// The longest run from `offset` within the limits (a store may return a shorter one).
@@ -141,18 +211,18 @@ impl Model {
         offset: i64,
         limits: FetchLimits,
     ) -> StoreResult<FetchResult> {
-        let log = self.part(t, p)?;
-        let hwm = log.len() as i64;
-        if offset < 0 || offset > hwm {
+        let part = self.part(t, p)?;
+        let (log_start, hwm) = (part.log_start, part.hwm());
+        if offset < log_start || offset > hwm {
             return Err(StoreError::OffsetOutOfRange {
                 offset,
-                log_start: 0,
+                log_start,
                 high_watermark: hwm,
             });
         }
         let mut records: Vec<StoredRecord> = Vec::new();
         let mut bytes = 0;
-        for r in &log[offset as usize..] {
+        for r in &part.records[offset as usize..] {
             if records.len() >= limits.max_records {
                 break;
             }
@@ -165,14 +235,15 @@ impl Model {
         Ok(FetchResult {
             records,
             high_watermark: hwm,
-            log_start_offset: 0,
+            log_start_offset: log_start,
         })
     }
 
     pub fn offsets(&self, t: &str, p: i32) -> StoreResult<PartitionOffsets> {
+        let part = self.part(t, p)?;
         Ok(PartitionOffsets {
-            log_start_offset: 0,
-            high_watermark: self.part(t, p)?.len() as i64,
+            log_start_offset: part.log_start,
+            high_watermark: part.hwm(),
         })
     }
 
@@ -184,6 +255,7 @@ impl Model {
     ) -> StoreResult<Option<OffsetAndTimestamp>> {
         Ok(self
             .part(t, p)?
+            .live()
             .iter()
             .find(|r| r.timestamp_ms >= ts)
             .map(|r| OffsetAndTimestamp {
@@ -269,7 +341,7 @@ impl Model {
         let mut leases = Vec::new();
         let mut dead = Vec::new();
         let mut blocked: HashSet<Bytes> = HashSet::new();
-        for r in log {
+        for r in log.live() {
             if leases.len() >= max {
                 break;
             }
@@ -333,15 +405,21 @@ impl Model {
         }
         self.next_nonce = nonce;
         if let Some(dlq) = &config.dead_letter_topic {
+            let now = self.now;
+            let log = &mut self.topics.get_mut(dlq.as_str()).unwrap().partitions[0];
             for d in dead {
-                self.append(dlq, 0, vec![d])?;
+                log.push(vec![d], now);
             }
         }
         Ok(leases)
     }
 
+    /// The state of the live lease `token` names. Records below the log start are gone:
+    /// the model says `LeaseExpired` and the driver also accepts Ok for them.
     fn live(&mut self, t: &str, group: &str, token: &LeaseToken) -> StoreResult<&mut RecState> {
-        self.part(t, token.partition)?;
+        if token.offset < self.part(t, token.partition)?.log_start {
+            return Err(StoreError::LeaseExpired);
+        }
         let now = self.now;
         let st = self
             .topics
@@ -403,7 +481,7 @@ impl Model {
         let g = self.topic(t)?.groups.get(group);
         let now = self.now;
         let mut c = LeaseCounts::default();
-        for r in log {
+        for r in log.live() {
             let st = g.and_then(|g| g.records.get(&(p, r.offset)));
             let nb_ok = r.not_before_ms.is_none_or(|nb| nb <= now);
             match st.map(|s| s.phase) {

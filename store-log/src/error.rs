@@ -25,6 +25,9 @@ pub enum LogError {
     /// Stored bytes failed a check.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// Another open store holds the directory.
+    #[error("{0} is in use by another open store")]
+    Locked(String),
     /// The metadata journal or snapshot could not be decoded.
     #[error("bad metadata: {0}")]
     Metadata(String),
@@ -50,6 +53,7 @@ impl From<LogError> for StoreError {
             LogError::Io { .. } => StoreError::Internal(e.to_string()),
             LogError::Corrupt(m) => StoreError::Corrupt(m),
             LogError::Metadata(m) => StoreError::Corrupt(m),
+            LogError::Locked(_) => StoreError::Unavailable(e.to_string()),
         }
     }
 }

@@ -106,6 +106,10 @@ impl Partition {
         let n = bases.len();
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
+                if prev.damaged && prev.next_offset.load(Ordering::Acquire) <= base {
+                    // Its undamaged successors define where it ends.
+                    prev.next_offset.store(base, Ordering::Release);
+                }
                 if prev.next_offset.load(Ordering::Acquire) != base {
                     tracing::warn!(dir = %dir.display(), base, "dropping segments after a gap");
                     for &b in &bases[i..] {
@@ -549,7 +553,7 @@ impl Partition {
     /// new log start. Call [`Partition::drop_segments`] once the new start is persisted.
     pub fn set_log_start(&self, before: i64) -> StoreResult<i64> {
         let mut st = self.state.lock();
-        if before > st.hw || before < 0 {
+        if before > st.hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset: before,
                 log_start: st.log_start,

@@ -42,6 +42,8 @@ pub struct Segment {
     /// Clock time of the segment's first append (for rolling by age).
     pub created_ms: AtomicI64,
     pub indexes: RwLock<Indexes>,
+    /// A sealed segment whose batches could not all be read on open.
+    pub damaged: bool,
 }
 
 /// One batch met while scanning a segment.
@@ -271,6 +273,7 @@ impl Segment {
                 time,
                 bytes_since_entry: 0,
             }),
+            damaged: false,
         })
     }
 
@@ -301,7 +304,19 @@ impl Segment {
             .metadata()
             .map_err(|e| LogError::io("reading segment size", e))?
             .len();
-        if scan.valid_len < file_len {
+        let mut size = scan.valid_len;
+        let damaged = scan.valid_len < file_len && !active;
+        if damaged {
+            // A sealed segment is never cut: the damage stays in place and reads that reach
+            // it fail with `Corrupt`; the segments after it stay readable.
+            tracing::error!(
+                segment = %lp.display(),
+                valid = scan.valid_len,
+                file_len,
+                "sealed segment is damaged; reads past the damage will fail"
+            );
+            size = file_len;
+        } else if scan.valid_len < file_len {
             tracing::warn!(
                 segment = %lp.display(),
                 valid = scan.valid_len,
@@ -346,7 +361,8 @@ impl Segment {
             base,
             log_path: lp,
             log,
-            size: AtomicU64::new(scan.valid_len),
+            size: AtomicU64::new(size),
+            damaged,
             next_offset: AtomicI64::new(scan.next_offset),
             max_ts: AtomicI64::new(scan.max_ts),
             created_ms: AtomicI64::new(scan.first_append_time.unwrap_or(now)),

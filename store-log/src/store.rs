@@ -95,6 +95,8 @@ struct Inner {
     meta_synced: AtomicU64,
     meta_dirty: AtomicBool,
     flusher: Mutex<Option<Flusher>>,
+    /// The directory lock (an exclusive `flock` on `<root>/lock`), released on close.
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// The log store. Cheap to share through `Arc<dyn Store>`.
@@ -153,6 +155,7 @@ impl LogStore {
         let io = Io::new(opts.faults.clone());
         std::fs::create_dir_all(dir.join("topics"))
             .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        let dir_lock = lock_dir(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
@@ -205,6 +208,7 @@ impl LogStore {
             meta_synced: AtomicU64::new(0),
             meta_dirty: AtomicBool::new(false),
             flusher: Mutex::new(None),
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak = Arc::downgrade(&inner);
@@ -230,6 +234,24 @@ impl Drop for LogStore {
     fn drop(&mut self) {
         self.inner.stop_flusher();
     }
+}
+
+/// Takes an exclusive lock on the store directory, so two stores never share it.
+fn lock_dir(dir: &Path) -> LogResult<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: plain syscall on a valid descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(LogError::Locked(dir.display().to_string()));
+    }
+    Ok(f)
 }
 
 /// Fsyncs, every interval, the partitions of `interval` topics and the metadata journal.
@@ -378,13 +400,20 @@ impl Inner {
         if batch.records.is_empty() {
             return Err(StoreError::InvalidArgument("empty batch".into()));
         }
-        let cfg = t.config.read().clone();
+        let (max_record_bytes, durability, lay) = {
+            let cfg = t.config.read();
+            (
+                cfg.max_record_bytes,
+                cfg.durability,
+                layout(&self.opts, &cfg),
+            )
+        };
         for r in &batch.records {
             let size = r.size();
-            if size > cfg.max_record_bytes {
+            if size > max_record_bytes {
                 return Err(StoreError::RecordTooLarge {
                     size,
-                    limit: cfg.max_record_bytes,
+                    limit: max_record_bytes,
                 });
             }
             for h in &r.headers {
@@ -406,13 +435,8 @@ impl Inner {
             }
         }
         let now = self.clock.now_ms();
-        let res = p.append(
-            &batch.records,
-            batch.producer,
-            now,
-            layout(&self.opts, &cfg),
-        )?;
-        Ok((res, p, cfg.durability))
+        let res = p.append(&batch.records, batch.producer, now, lay)?;
+        Ok((res, p, durability))
     }
 
     /// Moves a partition's log start and persists it.
@@ -443,6 +467,16 @@ impl Inner {
         }
         Ok(new)
     }
+}
+
+/// A copy of the lease state of one partition for one group, if the group has any.
+fn current_leases(meta: &Meta, topic: &str, group: &str, partition: i32) -> Option<PartLeases> {
+    meta.state
+        .leases
+        .get(topic)
+        .and_then(|g| g.get(group))
+        .and_then(|p| p.get(&partition))
+        .cloned()
 }
 
 fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
@@ -987,48 +1021,40 @@ impl Store for LogStore {
         {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let mut by_part: BTreeMap<i32, Vec<(i64, RecState)>> = BTreeMap::new();
+            // Changes are staged on copies and take effect only once journaled.
+            let mut staged: BTreeMap<i32, (PartLeases, Vec<(i64, RecState)>)> = BTreeMap::new();
             for tok in tokens {
                 let r = (|| {
                     let p = t.partition(topic, tok.partition)?;
                     let (log_start, _) = p.offsets();
-                    let st = meta
-                        .state
-                        .leases
-                        .get_mut(topic)
-                        .and_then(|g| g.get_mut(group))
-                        .and_then(|p| p.get_mut(&tok.partition))
-                        .ok_or(StoreError::LeaseExpired)?;
-                    st.normalize(log_start);
+                    let (st, set) = match staged.entry(tok.partition) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let mut st = current_leases(&meta, topic, group, tok.partition)
+                                .ok_or(StoreError::LeaseExpired)?;
+                            st.normalize(log_start);
+                            e.insert((st, Vec::new()))
+                        }
+                    };
                     let rec = st.live(tok, now)?;
                     rec.phase = Phase::Done { dead: false };
-                    by_part
-                        .entry(tok.partition)
-                        .or_default()
-                        .push((tok.offset, *rec));
+                    set.push((tok.offset, *rec));
                     Ok(())
                 })();
                 results.push(r);
             }
-            for (partition, set) in by_part {
-                let floor = {
-                    let st = meta
-                        .state
-                        .leases
-                        .get_mut(topic)
-                        .and_then(|g| g.get_mut(group))
-                        .and_then(|p| p.get_mut(&partition))
-                        .expect("state of an acked partition");
-                    st.advance_floor();
-                    st.floor
-                };
+            for (partition, (mut st, set)) in staged {
+                if set.is_empty() {
+                    continue;
+                }
+                st.advance_floor();
                 seqs.push(inner.record(
                     &mut meta,
                     Op::Lease {
                         topic: topic.to_string(),
                         group: group.to_string(),
                         partition,
-                        floor,
+                        floor: st.floor,
                         set,
                         dead: Vec::new(),
                     },
@@ -1058,12 +1084,7 @@ impl Store for LogStore {
         let seq = {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let st = meta
-                .state
-                .leases
-                .get_mut(topic)
-                .and_then(|g| g.get_mut(group))
-                .and_then(|p| p.get_mut(&token.partition))
+            let mut st = current_leases(&meta, topic, group, token.partition)
                 .ok_or(StoreError::LeaseExpired)?;
             st.normalize(log_start);
             let rec = st.live(&token, now)?;
@@ -1104,12 +1125,7 @@ impl Store for LogStore {
         let (seq, expires) = {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let st = meta
-                .state
-                .leases
-                .get_mut(topic)
-                .and_then(|g| g.get_mut(group))
-                .and_then(|p| p.get_mut(&token.partition))
+            let mut st = current_leases(&meta, topic, group, token.partition)
                 .ok_or(StoreError::LeaseExpired)?;
             st.normalize(log_start);
             let rec = st.live(&token, now)?;
@@ -1247,6 +1263,7 @@ impl Store for LogStore {
             .map_err(|e| StoreError::from(LogError::io("syncing the clean-shutdown marker", e)))?;
         sync_dir(&inner.io, &inner.dir)
             .map_err(|e| StoreError::from(LogError::io("syncing the store directory", e)))?;
+        inner.dir_lock.lock().take();
         tracing::info!(dir = %inner.dir.display(), "closed log store");
         Ok(())
     }

@@ -239,3 +239,16 @@ async fn leases_survive_reopen() {
     assert_eq!(l[0].delivery_count, 2);
     s.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn directory_is_locked_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let s = open(dir.path(), &clock);
+    let second = LogStore::open(dir.path(), small_opts(), Arc::new(clock.clone()));
+    let err = StoreError::from(second.err().expect("a second store on the same directory"));
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    s.close().await.unwrap();
+    let again = open(dir.path(), &clock);
+    again.close().await.unwrap();
+}

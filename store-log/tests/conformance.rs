@@ -55,3 +55,8 @@ impl Backend for LogBackend {
 async fn conformance_suite() {
     conformance::assert_all(LogBackend::new()).await;
 }
+
+#[test]
+fn model_based_properties() {
+    conformance::check_properties(LogBackend::new(), 64);
+}

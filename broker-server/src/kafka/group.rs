@@ -46,6 +46,16 @@ pub struct SyncOutcome {
     pub assignment: Bytes,
 }
 
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, Default)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, metadata of the chosen protocol, assignment).
+    pub members: Vec<(String, Option<String>, String, Bytes, Bytes)>,
+}
+
 /// A join request.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
@@ -74,6 +84,7 @@ enum State {
 
 struct Member {
     instance_id: Option<String>,
+    client_id: String,
     session_timeout: Duration,
     rebalance_timeout: Duration,
     protocols: Vec<(String, Bytes)>,
@@ -198,6 +209,7 @@ impl Coordinator {
             member_id.clone(),
             Member {
                 instance_id: req.instance_id.clone(),
+                client_id: req.client_id.clone(),
                 session_timeout: req.session_timeout,
                 rebalance_timeout: req.rebalance_timeout,
                 protocols: req.protocols.clone(),
@@ -367,6 +379,61 @@ impl Coordinator {
         0
     }
 
+    /// Every group with members: (name, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.groups
+            .lock()
+            .iter()
+            .map(|(name, g)| {
+                (
+                    name.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    state_name(g.state),
+                )
+            })
+            .collect()
+    }
+
+    /// The group's state and members, if it has any.
+    pub fn describe(&self, group: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock();
+        let g = groups.get(group)?;
+        let stable = g.state == State::Stable;
+        Some(GroupDescription {
+            state: state_name(g.state),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                g.protocol.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    let meta = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| Some(n) == g.protocol.as_ref())
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    let assignment = if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    };
+                    (
+                        id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        meta,
+                        assignment,
+                    )
+                })
+                .collect(),
+        })
+    }
+
     /// Removes members whose session lapsed and completes joins whose time has come.
     pub fn check_timeouts(&self, now: Instant) {
         let mut groups = self.groups.lock();
@@ -391,6 +458,15 @@ impl Coordinator {
             try_complete_join(name, g, now);
         }
         groups.retain(|_, g| !(g.state == State::Empty && g.members.is_empty()));
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Empty => "Empty",
+        State::Preparing { .. } => "PreparingRebalance",
+        State::Completing => "CompletingRebalance",
+        State::Stable => "Stable",
     }
 }
 

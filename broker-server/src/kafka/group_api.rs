@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use broker_api::{validate_group_name, OffsetCommit};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -395,5 +397,90 @@ impl KafkaServer {
             ),
             Err(code) => OffsetFetchResponse::default().with_error_code(code),
         }
+    }
+
+    pub(super) async fn list_groups(&self, req: ListGroupsRequest) -> ListGroupsResponse {
+        let mut groups: std::collections::BTreeMap<String, (String, &'static str)> = self
+            .coordinator
+            .list()
+            .into_iter()
+            .map(|(name, pt, state)| (name, (pt, state)))
+            .collect();
+        match self.store.list_consumer_groups().await {
+            Ok(names) => {
+                for name in names {
+                    groups
+                        .entry(name)
+                        .or_insert_with(|| ("consumer".to_string(), "Empty"));
+                }
+            }
+            Err(e) => {
+                return ListGroupsResponse::default().with_error_code(code_for(&e));
+            }
+        }
+        let wanted: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
+        let listed = groups
+            .into_iter()
+            .filter(|(_, (_, state))| {
+                wanted.is_empty() || wanted.iter().any(|w| w.eq_ignore_ascii_case(state))
+            })
+            .map(|(name, (pt, state))| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(s(name)))
+                    .with_protocol_type(s(pt))
+                    .with_group_state(StrBytes::from_static_str(state))
+                    .with_group_type(StrBytes::from_static_str("classic"))
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(listed)
+    }
+
+    pub(super) async fn describe_groups(
+        &self,
+        req: DescribeGroupsRequest,
+    ) -> DescribeGroupsResponse {
+        let mut out = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let name = g.0.to_string();
+            let described = match self.coordinator.describe(&name) {
+                Some(d) => DescribedGroup::default()
+                    .with_group_state(StrBytes::from_static_str(d.state))
+                    .with_protocol_type(s(d.protocol_type))
+                    .with_protocol_data(s(d.protocol))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|(id, iid, client, meta, assignment)| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(s(id))
+                                    .with_group_instance_id(iid.map(s))
+                                    .with_client_id(s(client))
+                                    .with_member_metadata(meta)
+                                    .with_member_assignment(assignment)
+                            })
+                            .collect(),
+                    ),
+                None => {
+                    let has_commits = matches!(
+                        self.store.list_committed(&name).await,
+                        Ok(list) if !list.is_empty()
+                    );
+                    let (state, pt) = if has_commits {
+                        ("Empty", "consumer")
+                    } else {
+                        ("Dead", "")
+                    };
+                    DescribedGroup::default()
+                        .with_group_state(StrBytes::from_static_str(state))
+                        .with_protocol_type(StrBytes::from_static_str(pt))
+                }
+            };
+            out.push(
+                described
+                    .with_group_id(g)
+                    .with_authorized_operations(i32::MIN),
+            );
+        }
+        DescribeGroupsResponse::default().with_groups(out)
     }
 }

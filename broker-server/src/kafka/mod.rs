@@ -5,6 +5,8 @@
 //! refused from its size prefix alone; a frame that does not decode closes the connection.
 
 mod admin;
+#[cfg(unix)]
+pub mod alloc;
 pub mod client;
 mod errors;
 mod fetch;
@@ -13,7 +15,7 @@ mod group;
 mod group_api;
 mod metadata;
 mod offsets;
-mod produce;
+pub mod produce;
 mod unsupported;
 pub mod versions;
 
@@ -273,6 +275,16 @@ impl KafkaServer {
             KafkaRequest::SyncGroup(req) => {
                 reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)
             }
+            KafkaRequest::DescribeGroups(req) => reply!(
+                ApiKey::DescribeGroups,
+                "DescribeGroups",
+                self.describe_groups(req).await
+            ),
+            KafkaRequest::ListGroups(req) => reply!(
+                ApiKey::ListGroups,
+                "ListGroups",
+                self.list_groups(req).await
+            ),
             KafkaRequest::CreateTopics(req) => reply!(
                 ApiKey::CreateTopics,
                 "CreateTopics",

@@ -301,6 +301,10 @@ impl Sqs {
         self.store
             .set_lease_group(name, LEASE_GROUP, group_config(&q))
             .await?;
+        let tags = str_map(input, "tags")?;
+        if !tags.is_empty() {
+            self.write_tags(&q, &tags, &[]).await?;
+        }
         Ok(json!({"QueueUrl": queue::queue_url(&ctx.base_url, name)}))
     }
 
@@ -339,6 +343,98 @@ impl Sqs {
             }
         }
         Ok(Value::Object(out))
+    }
+
+    pub(super) async fn tag_queue(&self, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(input).await?;
+        let tags = str_map(input, "Tags")?;
+        self.write_tags(&q, &tags, &[]).await?;
+        Ok(json!({}))
+    }
+
+    pub(super) async fn untag_queue(&self, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(input).await?;
+        let keys = str_list(input, "TagKeys");
+        self.write_tags(&q, &BTreeMap::new(), &keys).await?;
+        Ok(json!({}))
+    }
+
+    pub(super) async fn list_queue_tags(&self, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(input).await?;
+        let tags: Map<String, Value> = q
+            .info
+            .config
+            .attributes
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(queue::TAG_PREFIX)
+                    .map(|k| (k.to_string(), json!(v)))
+            })
+            .collect();
+        if tags.is_empty() {
+            return Ok(json!({}));
+        }
+        Ok(json!({ "Tags": tags }))
+    }
+
+    /// Adds `set` and removes `remove` from the queue's tags (at most 50 in all).
+    async fn write_tags(
+        &self,
+        q: &Queue,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> SqsResult<()> {
+        for (k, v) in set {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                return Err(SqsError::InvalidParameterValue(format!(
+                    "Tag {k:?}: keys must be 1-128 characters and values at most 256."
+                )));
+            }
+        }
+        let mut config = q.info.config.clone();
+        for k in remove {
+            config
+                .attributes
+                .remove(&format!("{}{k}", queue::TAG_PREFIX));
+        }
+        for (k, v) in set {
+            config
+                .attributes
+                .insert(format!("{}{k}", queue::TAG_PREFIX), v.clone());
+        }
+        let count = config
+            .attributes
+            .keys()
+            .filter(|k| k.starts_with(queue::TAG_PREFIX))
+            .count();
+        if count > 50 {
+            return Err(SqsError::InvalidParameterValue(
+                "Too many tags: a queue has at most 50.".into(),
+            ));
+        }
+        if config != q.info.config {
+            self.store.update_topic_config(&q.name, config).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn list_dead_letter_source_queues(
+        &self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> SqsResult<Value> {
+        let q = self.queue(input).await?;
+        let mut urls = Vec::new();
+        for t in self.store.list_topics().await? {
+            let source = Queue::from_topic(t);
+            if source
+                .redrive()
+                .is_some_and(|r| r.dead_letter_queue == q.name)
+            {
+                urls.push(queue::queue_url(&ctx.base_url, &source.name));
+            }
+        }
+        Ok(json!({ "queueUrls": urls }))
     }
 
     pub(super) async fn delete_queue(&self, input: &Value) -> SqsResult<Value> {
@@ -809,8 +905,19 @@ impl Sqs {
                 let name = q.name.clone();
                 Box::pin(async move { store.wait_for(&name, p as i32, hw, step).await })
             });
-            let (r, _, _) = select_all(waits).await;
-            r?;
+            let mut stop = self.shutdown.clone();
+            let stopping = async {
+                match stop.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|v| *v).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                (r, _, _) = select_all(waits) => { r?; }
+                _ = stopping => return Ok(Vec::new()),
+            }
         }
     }
 

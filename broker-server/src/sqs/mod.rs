@@ -48,6 +48,10 @@ pub const ACTIONS: &[&str] = &[
     "DeleteMessageBatch",
     "ChangeMessageVisibility",
     "ChangeMessageVisibilityBatch",
+    "TagQueue",
+    "UntagQueue",
+    "ListQueueTags",
+    "ListDeadLetterSourceQueues",
 ];
 
 /// The SQS service state shared by all requests.
@@ -58,6 +62,7 @@ pub struct Sqs {
     pub(crate) credentials: Option<SigV4Credentials>,
     pub(crate) base_url: String,
     pub(crate) round_robin: AtomicUsize,
+    pub(crate) shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) dedup:
         parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
 }
@@ -77,6 +82,7 @@ impl Sqs {
         clock: SharedClock,
         credentials: Option<SigV4Credentials>,
         base_url: String,
+        shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Self {
         Sqs {
             store,
@@ -85,6 +91,7 @@ impl Sqs {
             credentials,
             base_url,
             round_robin: AtomicUsize::new(0),
+            shutdown,
             dedup: parking_lot::Mutex::new(HashMap::new()),
         }
     }
@@ -105,6 +112,10 @@ impl Sqs {
             "DeleteMessageBatch" => self.delete_message_batch(input).await,
             "ChangeMessageVisibility" => self.change_message_visibility(input).await,
             "ChangeMessageVisibilityBatch" => self.change_message_visibility_batch(input).await,
+            "TagQueue" => self.tag_queue(input).await,
+            "UntagQueue" => self.untag_queue(input).await,
+            "ListQueueTags" => self.list_queue_tags(input).await,
+            "ListDeadLetterSourceQueues" => self.list_dead_letter_source_queues(ctx, input).await,
             other => Err(SqsError::InvalidAction(other.chars().take(64).collect())),
         }
     }

@@ -82,7 +82,7 @@ fn build(pairs: &[(Vec<&str>, &str)]) -> Map<String, Value> {
         }
         let indexed = by_index(&items);
         match first {
-            "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" => {
+            "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" | "TagKey" => {
                 let list = indexed
                     .values()
                     .filter_map(|rest| rest.iter().find(|(p, _)| p.is_empty()).map(|(_, v)| *v))
@@ -97,6 +97,10 @@ fn build(pairs: &[(Vec<&str>, &str)]) -> Map<String, Value> {
                     if let (Some(k), Some(v)) = (field(rest, key), field(rest, "Value")) {
                         map.insert(k.to_string(), Value::String(v.to_string()));
                     }
+                }
+                // CreateQueue names them `tags`, TagQueue `Tags`; each action reads its own.
+                if first == "Tag" {
+                    out.insert("Tags".into(), Value::Object(map.clone()));
                 }
                 let name = if first == "Tag" { "tags" } else { "Attributes" };
                 out.insert(name.into(), Value::Object(map));
@@ -176,6 +180,14 @@ fn render_fields(out: &mut String, action: &str, m: &Map<String, Value>) {
                     element(out, "Attribute", &inner);
                 }
             }
+            ("Tags", Value::Object(tags)) => {
+                for (key, value) in tags {
+                    let mut inner = String::new();
+                    element(&mut inner, "Key", &escape(key));
+                    element(&mut inner, "Value", &scalar(value));
+                    element(out, "Tag", &inner);
+                }
+            }
             ("MessageAttributes", Value::Object(attrs)) => {
                 for (name, value) in attrs {
                     let mut inner = String::new();
@@ -193,7 +205,7 @@ fn render_fields(out: &mut String, action: &str, m: &Map<String, Value>) {
             (list, Value::Array(items)) => {
                 let item_name = match list {
                     "Messages" => "Message".to_string(),
-                    "QueueUrls" => "QueueUrl".to_string(),
+                    "QueueUrls" | "queueUrls" => "QueueUrl".to_string(),
                     "Successful" => format!("{action}ResultEntry"),
                     "Failed" => "BatchResultErrorEntry".to_string(),
                     other => other.trim_end_matches('s').to_string(),

@@ -12,6 +12,8 @@ pub const ACCOUNT_ID: &str = "000000000000";
 pub const REGION: &str = "us-east-1";
 /// Prefix of the queue attributes inside `TopicConfig::attributes`.
 pub const ATTR_PREFIX: &str = "sqs.";
+/// Prefix of the queue tags inside `TopicConfig::attributes`.
+pub const TAG_PREFIX: &str = "sqs-tag.";
 /// Room left in `max_record_bytes` above `MaximumMessageSize` for the headers the API adds.
 pub const HEADER_ALLOWANCE: usize = 64 * 1024;
 /// How long FIFO deduplication ids are remembered.

@@ -533,6 +533,7 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
         "work",
         1,
         vec![
+            Record::from_value("first"),
             Record {
                 key: Some(Bytes::from_static(b"k")),
                 value: Some(Bytes::from_static(b"poison")),
@@ -544,11 +545,14 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
         ],
     )
     .await?;
+    let l = lease(st, "work", 1, "g", 1, 1_000).await?;
+    ensure_eq!(leased_offsets(&l), vec![0], "lease of the first record");
+    ack_ok(st, "work", "g", l[0].token).await?;
     for d in 1..=2 {
         let l = lease(st, "work", 1, "g", 1, 1_000).await?;
         ensure_eq!(
             leased_offsets(&l),
-            vec![0],
+            vec![1],
             "delivery {d} of the poison record"
         );
         ensure_eq!(deliveries(&l), vec![d], "delivery count {d}");
@@ -569,8 +573,8 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
     let l = lease(st, "work", 1, "g", 1, 1_000).await?;
     ensure_eq!(
         leased_offsets(&l),
-        vec![1],
-        "the lease call that dead-letters offset 0 returns the next record"
+        vec![2],
+        "the lease call that dead-letters offset 1 returns the next record"
     );
     let dead = fetch_all(st, "dlq", 0, 0).await?;
     ensure_eq!(dead.len(), 1, "records in the dead-letter topic");
@@ -590,7 +594,7 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
     let want = [
         (dlh::SOURCE_TOPIC, "work"),
         (dlh::SOURCE_PARTITION, "1"),
-        (dlh::SOURCE_OFFSET, "0"),
+        (dlh::SOURCE_OFFSET, "1"),
         (dlh::GROUP, "g"),
         (dlh::DELIVERY_COUNT, "2"),
     ];
@@ -608,20 +612,20 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
     );
     ensure_eq!(
         tuple(counts(st, "work", 1, "g").await?),
-        (0, 1, 0, 1, 1),
+        (0, 1, 0, 2, 1),
         "counts after dead-lettering (available, leased, delayed, done, dead)"
     );
     s.clock.advance(3_600_000);
     let l = lease(st, "work", 1, "g", 5, 1_000).await?;
     ensure_eq!(
         leased_offsets(&l),
-        vec![1],
+        vec![2],
         "a dead-lettered record is never leased again"
     );
     let other = lease(st, "work", 1, "other", 5, 1_000).await?;
     ensure_eq!(
         leased_offsets(&other),
-        vec![0, 1],
+        vec![0, 1, 2],
         "another group still sees the record"
     );
     s.finish().await.ctx("close")

@@ -135,23 +135,10 @@ impl State {
                 });
             }
         }
-        let records = batch
-            .records
-            .into_iter()
-            .map(|r| StoredRecord {
-                offset: 0,
-                timestamp_ms: r.timestamp_ms.unwrap_or(now),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                not_before_ms: r.not_before_ms,
-            })
-            .collect();
-        let base = p.log.append(records);
+        let base = push(p, batch.records, now);
         if let Some(pb) = &batch.producer {
             p.producers.record(pb, count, base, now);
         }
-        p.high_watermark.send_replace(p.log.high_watermark());
         Ok(AppendResult {
             base_offset: base,
             last_offset: base + count as i64 - 1,
@@ -178,6 +165,24 @@ impl State {
         let pl = g.partitions.entry(token.partition).or_default();
         op(pl, &p.log)
     }
+}
+
+/// Appends records to a partition as one batch and wakes its waiters; returns the base offset.
+fn push(p: &mut Partition, records: Vec<broker_api::Record>, now: i64) -> i64 {
+    let records = records
+        .into_iter()
+        .map(|r| StoredRecord {
+            offset: 0,
+            timestamp_ms: r.timestamp_ms.unwrap_or(now),
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            not_before_ms: r.not_before_ms,
+        })
+        .collect();
+    let base = p.log.append(records);
+    p.high_watermark.send_replace(p.log.high_watermark());
+    base
 }
 
 /// Shared state of one slot; survives close and reopen.
@@ -540,8 +545,10 @@ impl Store for MemoryStore {
             );
             s.next_nonce = nonce;
             if let Some(dlq) = &config.dead_letter_topic {
+                // Dead letters skip the size limit: they must never be lost nor block the lease.
+                let p = &mut s.topic_mut(dlq)?.partitions[0];
                 for record in outcome.dead_letters {
-                    s.append(dlq, 0, AppendBatch::new(vec![record]), now)?;
+                    push(p, vec![record], now);
                 }
             }
             Ok(outcome.leases)

@@ -1,0 +1,361 @@
+//! Behaviour specific to the PostgreSQL store: migrations, cross-store wake-ups, plain-table
+//! layout, bounded lease state, concurrency and chunked retention.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_api::{AppendBatch, FetchLimits, Header, ManualClock, Record, Store, TopicConfig};
+use store_postgres::{PgError, PgOptions, PgStore, SCHEMA_VERSION};
+use support::{database_url, fresh_store, open_store};
+
+async fn sql(query: &str) -> Vec<tokio_postgres::Row> {
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    client.query(query, &[]).await.expect(query)
+}
+
+fn options(schema: &str) -> PgOptions {
+    PgOptions {
+        schema: schema.to_string(),
+        pool_size: 4,
+        ..PgOptions::default()
+    }
+}
+
+fn values(n: usize, prefix: &str) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record::from_value(format!("{prefix}{i}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_schema_names_are_refused() {
+    for bad in [
+        "",
+        "Broker",
+        "a;drop schema public",
+        "x\"y",
+        "pg_catalog",
+        "1abc",
+    ] {
+        let r = PgStore::connect(
+            &database_url(),
+            options(bad),
+            Arc::new(ManualClock::default()),
+        )
+        .await;
+        assert!(
+            matches!(r, Err(PgError::Config(_))),
+            "schema {bad:?} was accepted: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn schema_newer_than_the_binary_is_refused() {
+    let (store, _) = fresh_store("pgt_newer").await;
+    store.close().await.unwrap();
+    sql("INSERT INTO pgt_newer.schema_migrations (version, description) VALUES (999, 'future')")
+        .await;
+    let r = PgStore::connect(
+        &database_url(),
+        options("pgt_newer"),
+        Arc::new(ManualClock::default()),
+    )
+    .await;
+    match r {
+        Err(e @ PgError::SchemaTooNew { found: 999, .. }) => {
+            assert!(e.to_string().contains("newer"), "{e}")
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn brokers_starting_together_migrate_once() {
+    PgStore::drop_schema(&database_url(), "pgt_together")
+        .await
+        .expect("PostgreSQL reachable");
+    let url = database_url();
+    let opens = (0..6).map(|_| {
+        PgStore::connect(
+            &url,
+            options("pgt_together"),
+            Arc::new(ManualClock::default()),
+        )
+    });
+    for r in futures::future::join_all(opens).await {
+        r.expect("concurrent start-up");
+    }
+    let rows = sql("SELECT count(*), max(version) FROM pgt_together.schema_migrations").await;
+    assert_eq!(rows[0].get::<_, i64>(0), i64::from(SCHEMA_VERSION));
+    assert_eq!(rows[0].get::<_, i32>(1), SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn notify_wakes_a_waiter_of_another_store() {
+    let (writer, clock) = fresh_store("pgt_notify").await;
+    writer
+        .create_topic("t", TopicConfig::with_partitions(2))
+        .await
+        .unwrap();
+    // No safety net worth mentioning: only LISTEN/NOTIFY can wake this one in time.
+    let reader = PgStore::connect(
+        &database_url(),
+        PgOptions {
+            safety_check_interval: Duration::from_secs(3600),
+            ..options("pgt_notify")
+        },
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let reader = Arc::new(reader);
+    let waiting = {
+        let reader = reader.clone();
+        tokio::spawn(async move {
+            reader
+                .wait_for("t", 1, 0, Duration::from_secs(60))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "wait_for returned before any append"
+    );
+    writer
+        .append("t", 0, AppendBatch::new(values(1, "other")))
+        .await
+        .unwrap();
+    writer
+        .append("t", 1, AppendBatch::new(values(3, "x")))
+        .await
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("waiter not woken by NOTIFY")
+        .unwrap();
+    assert!(woke);
+}
+
+#[tokio::test]
+async fn records_are_plain_rows() {
+    let (store, _) = fresh_store("pgt_rows").await;
+    store
+        .create_topic("orders", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    let rec = Record {
+        key: Some("k1".into()),
+        value: Some("hello".into()),
+        headers: vec![
+            Header {
+                key: "h".into(),
+                value: Some("v".into()),
+            },
+            Header {
+                key: "empty".into(),
+                value: None,
+            },
+        ],
+        timestamp_ms: Some(42),
+        not_before_ms: None,
+    };
+    store
+        .append(
+            "orders",
+            0,
+            AppendBatch::new(vec![rec.clone(), Record::default()]),
+        )
+        .await
+        .unwrap();
+    let rows = sql(
+        r#"SELECT r."offset", convert_from(r.value, 'UTF8'), r.header_keys, r.timestamp_ms
+           FROM pgt_rows.records r JOIN pgt_rows.topics t ON t.id = r.topic_id
+           WHERE t.name = 'orders' ORDER BY r."offset""#,
+    )
+    .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
+    assert_eq!(rows[0].get::<_, String>(1), "hello");
+    assert_eq!(
+        rows[0].get::<_, Option<Vec<String>>>(2),
+        Some(vec!["h".to_string(), "empty".to_string()])
+    );
+    assert_eq!(rows[0].get::<_, i64>(3), 42);
+    let f = store
+        .fetch("orders", 0, 0, FetchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(f.records[0].headers, rec.headers);
+    assert_eq!(f.records[1].key, None);
+    assert_eq!(f.records[1].value, None);
+    assert!(f.records[1].headers.is_empty());
+}
+
+#[tokio::test]
+async fn lease_state_stays_small() {
+    let (store, _) = fresh_store("pgt_small").await;
+    store
+        .create_topic("q", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        store
+            .append("q", 0, AppendBatch::new(values(200, &format!("b{i}-"))))
+            .await
+            .unwrap();
+    }
+    for _ in 0..9 {
+        let l = store
+            .lease("q", 0, "g", 100, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(l.len(), 100);
+        let tokens: Vec<_> = l.iter().map(|l| l.token).collect();
+        for r in store.ack("q", "g", &tokens).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    // One lease call moves the floor over the acked records and forgets their rows.
+    let l = store
+        .lease("q", 0, "g", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(l.len(), 10);
+    assert_eq!(l[0].record.offset, 900);
+    let rows = sql("SELECT count(*) FROM pgt_small.lease_state").await;
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        10,
+        "lease_state should hold only the records in flight"
+    );
+    let c = store.lease_counts("q", 0, "g").await.unwrap();
+    assert_eq!((c.available, c.leased, c.done), (90, 10, 900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_leasers_share_without_overlap() {
+    let (store, _) = fresh_store("pgt_leasers").await;
+    let store = Arc::new(store);
+    store
+        .create_topic("q", TopicConfig::with_partitions(2))
+        .await
+        .unwrap();
+    for p in 0..2 {
+        for i in 0..4 {
+            store
+                .append("q", p, AppendBatch::new(values(250, &format!("{p}-{i}-"))))
+                .await
+                .unwrap();
+        }
+    }
+    let tasks = (0..24).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut empty = 0;
+            while empty < 3 {
+                let p = (w % 2) as i32;
+                let l = store
+                    .lease("q", p, "g", 7, Duration::from_secs(300))
+                    .await
+                    .unwrap();
+                if l.is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                let tokens: Vec<_> = l.iter().map(|l| l.token).collect();
+                for r in store.ack("q", "g", &tokens).await.unwrap() {
+                    r.unwrap();
+                }
+                mine.extend(l.iter().map(|l| (p, l.record.offset)));
+            }
+            mine
+        })
+    });
+    let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for t in futures::future::join_all(tasks).await {
+        for k in t.unwrap() {
+            *seen.entry(k).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 2000, "every record leased");
+    assert!(seen.values().all(|&n| n == 1), "a record was leased twice");
+    for p in 0..2 {
+        let c = store.lease_counts("q", p, "g").await.unwrap();
+        assert_eq!(c.done, 1000);
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_rows_in_chunks() {
+    let (store, clock) = fresh_store("pgt_retention").await;
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    for i in 0..12 {
+        store
+            .append("t", 0, AppendBatch::new(values(1_000, &format!("{i}-"))))
+            .await
+            .unwrap();
+        clock.advance(1_000);
+    }
+    assert_eq!(store.delete_records("t", 0, 11_500).await.unwrap(), 11_500);
+    let rows = sql(r#"SELECT count(*), min("offset") FROM pgt_retention.records"#).await;
+    assert_eq!(rows[0].get::<_, i64>(0), 500);
+    assert_eq!(rows[0].get::<_, i64>(1), 11_500);
+    let rows = sql("SELECT bytes, purged_to FROM pgt_retention.partitions").await;
+    let bytes: i64 = rows[0].get(0);
+    assert_eq!(rows[0].get::<_, i64>(1), 11_500);
+    // "11-0".."11-999": the 500 kept are 11-500..11-999, each 6 bytes.
+    assert_eq!(bytes, 500 * 6);
+    // Offsets keep growing.
+    let r = store
+        .append("t", 0, AppendBatch::new(values(1, "n")))
+        .await
+        .unwrap();
+    assert_eq!(r.base_offset, 12_000);
+    // Size retention down to the newest batch.
+    let mut config = store.describe_topic("t").await.unwrap().config;
+    config.retention_bytes = Some(1);
+    store.update_topic_config("t", config).await.unwrap();
+    assert_eq!(store.enforce_retention("t").await.unwrap(), 500);
+    let o = store.partition_offsets("t", 0).await.unwrap();
+    assert_eq!((o.log_start_offset, o.high_watermark), (12_000, 12_001));
+    let rows = sql("SELECT count(*) FROM pgt_retention.records").await;
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+}
+
+#[tokio::test]
+async fn data_survives_a_new_store_on_the_same_schema() {
+    let (store, clock) = fresh_store("pgt_reopen").await;
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    store
+        .append("t", 0, AppendBatch::new(values(3, "v")))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    assert!(matches!(
+        store.fetch("t", 0, 0, FetchLimits::default()).await,
+        Err(broker_api::StoreError::Closed)
+    ));
+    let again = open_store("pgt_reopen", Arc::new(clock)).await;
+    let f = again
+        .fetch("t", 0, 0, FetchLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(f.records.len(), 3);
+    assert_eq!(f.high_watermark, 3);
+}
