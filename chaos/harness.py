@@ -253,7 +253,7 @@ class AckingProducer:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "message.timeout.ms": 120000,
+            "message.timeout.ms": 30000,
             "retry.backoff.ms": 50,
             "retry.backoff.max.ms": 500,
             "reconnect.backoff.ms": 20,
@@ -274,7 +274,6 @@ class AckingProducer:
         self.sent = 0
         self.lock = threading.Lock()
         self.stop_ev = threading.Event()
-        self.paused = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.producer = self._new()
 
@@ -303,31 +302,34 @@ class AckingProducer:
         return self
 
     def _loop(self):
-        step = max(1, self.rate // 100)
         while not self.stop_ev.is_set():
-            if self.paused.is_set():
-                self.producer.poll(0.01)
-                continue
-            t0 = time.monotonic()
-            for _ in range(step):
-                seq = self.sent
-                try:
-                    self.producer.produce(self.topic, value=make_value(self.run, seq),
-                                          key=str(seq).encode(), on_delivery=self._report(seq))
-                    self.sent += 1
-                except BufferError:
-                    break
-                except self.ck.KafkaException as e:
-                    with self.lock:
-                        self.errors.append((time.monotonic(), str(e), True, False))
-                    break
-            self.producer.poll(0)
-            with self.lock:
-                fatal = self.fatal
-            if fatal:
+            try:
+                self._step()
+            except self.ck.KafkaException as e:
+                # librdkafka raises fatal errors (e.g. a broker that lost the producer's
+                # sequence) from poll(): record, and go on with a new producer
+                with self.lock:
+                    self.errors.append((time.monotonic(), str(e), True, False))
                 self._replace()
-            rest = 0.01 - (time.monotonic() - t0)
-            self.producer.poll(max(0.0, rest))
+
+    def _step(self):
+        """Produces up to 10 ms worth of messages and serves delivery reports."""
+        t0 = time.monotonic()
+        for _ in range(max(1, self.rate // 100)):
+            seq = self.sent
+            try:
+                self.producer.produce(self.topic, value=make_value(self.run, seq),
+                                      key=str(seq).encode(), on_delivery=self._report(seq))
+                self.sent += 1
+            except BufferError:
+                break
+        self.producer.poll(0)
+        with self.lock:
+            fatal = self.fatal
+        if fatal:
+            self._replace()
+        rest = 0.01 - (time.monotonic() - t0)
+        self.producer.poll(max(0.0, rest))
 
     def _replace(self):
         try:
@@ -338,10 +340,15 @@ class AckingProducer:
             self.fatal = 0
         self.producer = self._new()
 
-    def stop(self, flush_timeout=120.0):
+    def stop(self, flush_timeout=45.0):
         self.stop_ev.set()
         self.thread.join()
-        left = self.producer.flush(flush_timeout)
+        try:
+            left = self.producer.flush(flush_timeout)
+        except self.ck.KafkaException as e:
+            with self.lock:
+                self.errors.append((time.monotonic(), str(e), True, False))
+            left = len(self.producer)
         self.producer = None  # closes its connections
         return left
 

@@ -50,7 +50,7 @@ def _crash_loop(ctx, durability, cycles, burst, torn=False):
                 log(f"{durability}: kill {i + 1}/{cycles}: acked so far {acked_before}, "
                     f"recovery {rec * 1000:.0f} ms")
         time.sleep(burst[1])
-        left = prod.stop(flush_timeout=120)
+        left = prod.stop(flush_timeout=45)
         acked, failed, errors = prod.snapshot()
         alive = b.alive()
         records, ends = read_topic(b.bootstrap, topic)

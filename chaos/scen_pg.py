@@ -212,7 +212,7 @@ def pg_restart(ctx, judge_client_errors=True):
         time.sleep(4.0)
         for t in threads:
             t.stop_ev.set()
-        left = prod.stop(flush_timeout=120)
+        left = prod.stop(flush_timeout=45)
         for t in threads:
             t.join(timeout=60)
         acked, failed, perrors = prod.snapshot()
