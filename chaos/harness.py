@@ -2,6 +2,7 @@
 process statistics, numbered messages and reading a topic back."""
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -80,6 +81,16 @@ def metadata_roundtrip(port, timeout=2.0):
 
 # ---------------------------------------------------------------- process statistics
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return 0.0
+
+
 def proc_status(pid):
     """VmRSS and VmHWM in KiB, and the number of open file descriptors."""
     out = {"rss_kb": 0, "hwm_kb": 0, "fds": 0}
@@ -101,7 +112,8 @@ def proc_status(pid):
 class Broker:
     """A `broker` process on fixed ports; kill9()/start() keep its data."""
 
-    def __init__(self, ctx, store, durability=None, partitions=1, data_dir=None, extra=()):
+    def __init__(self, ctx, store, durability=None, partitions=1, data_dir=None, extra=(),
+                 nofile=None):
         self.ctx = ctx
         self.store = store
         self.durability = durability
@@ -115,6 +127,7 @@ class Broker:
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.schema = "chaos_" + os.urandom(5).hex()
         self.extra = list(extra)
+        self.nofile = nofile
         self.proc = None
         self.log_path = os.path.join(self.work, "broker.log")
         self.starts = 0
@@ -141,7 +154,14 @@ class Broker:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.args(), stdout=logf, stderr=subprocess.STDOUT, env=env)
+        limit = None
+        if self.nofile:
+            n = self.nofile
+
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        self.proc = subprocess.Popen(self.args(), stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=limit)
         logf.close()
         self.starts += 1
         deadline = t0 + timeout

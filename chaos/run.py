@@ -2,6 +2,7 @@
 things on purpose. Prints one `PASS name: ...` / `FAIL name: ...` line per scenario.
 
 Usage: run.py [--bounded | --minutes N] [--scenario NAME ...] [--json FILE] [--keep]
+              [--crash-store log|memory]
 """
 import argparse
 import json
@@ -45,6 +46,7 @@ class Context:
         self.bounded = args.bounded
         self.minutes = args.minutes
         self.keep = args.keep
+        self.crash_store = args.crash_store
         self.broker_bin = os.environ.get("BROKER_BIN")
         self.database_url = os.environ.get("DATABASE_URL")
         self.pg_ctl = os.environ.get("BROKER_PG_CTL")
@@ -61,6 +63,9 @@ def main():
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--keep", action="store_true", help="keep broker data and logs")
+    ap.add_argument("--crash-store", default="log", choices=["log", "memory"],
+                    help="store of the kill9 scenarios; `memory` must make them FAIL (a check "
+                         "that the verdict can fail)")
     args = ap.parse_args()
     ctx = Context(args)
     if not ctx.broker_bin or not os.path.exists(ctx.broker_bin):

@@ -29,7 +29,7 @@ def _tear_tails(data_dir, topic, rnd):
 def _crash_loop(ctx, durability, cycles, burst, torn=False):
     run = os.urandom(4).hex()
     topic = "chaos-kill-" + run
-    b = Broker(ctx, "log", durability=durability, partitions=2)
+    b = Broker(ctx, ctx.crash_store, durability=durability, partitions=2)
     recoveries = []
     kills = []
     torn_n = 0
@@ -42,7 +42,7 @@ def _crash_loop(ctx, durability, cycles, burst, torn=False):
             acked_before = len(prod.snapshot()[0])
             kills.append(time.monotonic())
             b.kill9()
-            if torn and i % 2 == 0:
+            if torn and i % 2 == 0 and b.store == "log":
                 torn_n += _tear_tails(b.data_dir, topic, rnd)
             rec = b.start()
             recoveries.append(rec)

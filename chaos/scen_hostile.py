@@ -6,7 +6,9 @@ import struct
 import threading
 import time
 
-from harness import (Broker, api_versions_request, kafka_frame, log, make_value,
+import resource
+
+from harness import (Broker, api_versions_request, cpu_seconds, kafka_frame, log, make_value,
                      metadata_roundtrip, pct)
 
 RSS_BOUND_MB = 512          # peak RSS (VmHWM) allowed during the attacks
@@ -244,6 +246,42 @@ def attack_sqs(b, rnd, n):
     return statuses
 
 
+def fd_exhaustion(ctx):
+    """A broker limited to 256 open files gets 400 connections: it must not die or spin,
+    and must serve again once they close. Returns a list of problems and a summary."""
+    b = Broker(ctx, "memory", nofile=256)
+    socks = []
+    problems = []
+    try:
+        b.start()
+        for _ in range(400):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", b.kafka_port), timeout=2))
+            except OSError:
+                break  # the broker stopped accepting: its limit (or the backlog) is reached
+        cpu0 = cpu_seconds(b.pid())
+        time.sleep(2.0)
+        spent = cpu_seconds(b.pid()) - cpu0
+        if not b.alive():
+            problems.append(f"broker died when out of file descriptors: {b.log_tail(3)}")
+            return problems, "died"
+        if spent > 1.0:
+            problems.append(f"broker spun when out of file descriptors ({spent:.1f} CPU s in 2 s)")
+        for s in socks:
+            s.close()
+        socks.clear()
+        time.sleep(1.0)
+        try:
+            metadata_roundtrip(b.kafka_port, timeout=10)
+        except (OSError, ConnectionError) as e:
+            problems.append(f"not serving after the connections closed: {e}")
+        return problems, f"fd limit 256: {spent:.2f} CPU s in 2 s while exhausted, served again after"
+    finally:
+        for s in socks:
+            s.close()
+        b.cleanup()
+
+
 def hostile(ctx):
     rnd = random.Random(7)
     b = Broker(ctx, "log", partitions=1)
@@ -255,11 +293,13 @@ def hostile(ctx):
         peaks = []
         problems = []
         sqs_statuses = {}
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        idle = min(ctx.scale(2000, 5000), max(100, soft - 400))
         steps = [
             ("random bytes", lambda: attack_random_bytes(b.kafka_port, ctx.scale(300, 2000), rnd)),
             ("truncated frames", lambda: attack_truncated(b.kafka_port, ctx.scale(200, 1000), rnd, keep)),
             ("huge sizes", lambda: attack_huge_sizes(b.kafka_port, keep)),
-            ("idle connections", lambda: log(f"opened {attack_idle(b.kafka_port, ctx.scale(2000, 5000), keep)} idle connections")),
+            ("idle connections", lambda: log(f"opened {attack_idle(b.kafka_port, idle, keep)} idle connections")),
             ("non-reading clients", lambda: keep.extend(attack_non_reader(b.kafka_port, 4, ctx.scale(50 << 20, 200 << 20))[0])),
             ("malformed SQS", lambda: sqs_statuses.update(attack_sqs(b, rnd, ctx.scale(300, 2000)))),
         ]
@@ -294,6 +334,8 @@ def hostile(ctx):
         after = b.stats()
         good.stop()
         hwm = st["hwm_kb"] // 1024
+        fd_problems, fd_summary = fd_exhaustion(ctx)
+        problems += fd_problems
         if b.alive() and hwm > RSS_BOUND_MB:
             problems.append(f"peak RSS {hwm} MB over the bound of {RSS_BOUND_MB} MB")
         if b.panicked():
@@ -311,7 +353,7 @@ def hostile(ctx):
                             f"max {max(v) * 1000:.0f} ms" for k, v in lat.items() if v)
         summary = (f"SQS answers {sqs_statuses}; peak RSS {hwm} MB (bound {RSS_BOUND_MB}), fds {st['fds']} held -> "
                    f"{after['fds']} after release, RSS after release {after['rss_kb'] // 1024} MB; "
-                   f"well-behaved ({good.n} rounds): {lat_txt}")
+                   f"well-behaved ({good.n} rounds): {lat_txt}; {fd_summary}")
         return not problems, "; ".join(problems + [summary]), {
             "peaks": peaks, "hwm_mb": hwm, "latency_ms": {k: [round(pct(v, q) * 1000, 1) for q in (0.5, 0.99, 1.0)]
                                                            for k, v in lat.items() if v},
