@@ -49,6 +49,8 @@ def _crash_loop(ctx, durability, cycles, burst, torn=False):
             if (i + 1) % 5 == 0 or i == 0:
                 log(f"{durability}: kill {i + 1}/{cycles}: acked so far {acked_before}, "
                     f"recovery {rec * 1000:.0f} ms")
+        log(f"{durability}: recovery per restart (ms): "
+            + " ".join(f"{r * 1000:.0f}" for r in recoveries[1:]))
         time.sleep(burst[1])
         left = prod.stop(flush_timeout=45)
         acked, failed, errors = prod.snapshot()
