@@ -527,3 +527,42 @@ async fn metadata_auto_creates_and_describe_configs_reports_settings() {
     assert_eq!(resp.responses[0].error_code, 0);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn fetch_reads_only_what_fits_the_byte_limits() {
+    let s = TestServer::start(8 << 20).await;
+    let mut c = s.client().await;
+    create_topic(&mut c, "backlog", 1).await;
+    let values: Vec<String> = (0..5000).map(|i| format!("value-{i:06}")).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    for _ in 0..40 {
+        let r = produce(&mut c, "backlog", 0, batch(&refs, None, Compression::Lz4)).await;
+        assert_eq!(r.error_code, 0);
+    }
+    // 200,000 records behind the fetch offset; the partition limit allows about 4 KiB.
+    let mut req = fetch_req("backlog", 0, 1234, 10_000);
+    req.topics[0].partitions[0].partition_max_bytes = 4096;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await.unwrap();
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 200_000);
+    let got = fetched_values(&resp);
+    assert!(
+        !got.is_empty() && got.len() < 400,
+        "{} records for a 4 KiB limit",
+        got.len()
+    );
+    assert_eq!(got[0], (1234, "value-001234".to_string()));
+    let encoded = p.records.as_ref().unwrap().len();
+    assert!(
+        encoded <= 4096 + 200,
+        "{encoded} bytes for {} records",
+        got.len()
+    );
+    // The request-wide limit caps the sum over partitions in the same way.
+    let mut req = fetch_req("backlog", 0, 0, 10_000);
+    req.max_bytes = 2048;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await.unwrap();
+    let n = fetched_values(&resp).len();
+    assert!(n > 0 && n < 200, "{n} records for a 2 KiB request limit");
+    s.shutdown().await;
+}

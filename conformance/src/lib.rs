@@ -1,5 +1,22 @@
 //! The shared conformance suite: one check per rule of [`broker_api::Store`], model-based
 //! property tests, concurrency checks, and [`MemoryStore`], the reference implementation.
+//!
+//! A store crate implements [`Backend`] and runs, from a thin `tests/conformance.rs`:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn passes_every_check() {
+//!     conformance::assert_all(Arc::new(MyBackend::new())).await;
+//! }
+//!
+//! #[test] // a plain test: it builds its own runtime
+//! fn agrees_with_the_model() {
+//!     conformance::check_properties(Arc::new(MyBackend::new()), 64);
+//! }
+//! ```
+//!
+//! `docs/storage-contract.md` lists the rules and the readings the checks enforce where the
+//! contract's text leaves a choice.
 
 pub mod checks;
 mod harness;

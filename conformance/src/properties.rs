@@ -394,11 +394,22 @@ impl Driver {
             } => {
                 let t = TOPICS[*topic];
                 let recs = make_records(m.now, records);
+                let now = m.now;
                 let got = st
                     .append(t, *partition, broker_api::AppendBatch::new(recs.clone()))
                     .await
-                    .map(|r| (r.base_offset, r.last_offset));
-                agree("append", &got, &m.append(t, *partition, recs))
+                    .map(|r| {
+                        let fields = (r.append_time_ms, r.log_start_offset, r.duplicate);
+                        (r.base_offset, r.last_offset, fields)
+                    });
+                let want = m
+                    .append(t, *partition, recs)
+                    .map(|(base, last)| (base, last, (now, m.log_start(t, *partition), false)));
+                agree(
+                    "append (base, last, (append time, log start, duplicate))",
+                    &got,
+                    &want,
+                )
             }
             Op::Fetch {
                 topic,

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Produces disk failures on purpose: a full disk, or a write that stores only a prefix.
@@ -15,6 +15,10 @@ pub struct FaultInjector {
     fail_in: AtomicI64,
     /// Bytes the failing write stores before it fails.
     torn_prefix: AtomicUsize,
+    /// Data syncs (fdatasync) done so far.
+    data_syncs: AtomicU64,
+    /// Extra time every data sync takes, in ms (a slow disk).
+    sync_delay_ms: AtomicU64,
 }
 
 impl Default for FaultInjector {
@@ -23,6 +27,8 @@ impl Default for FaultInjector {
             full: AtomicBool::new(false),
             fail_in: AtomicI64::new(-1),
             torn_prefix: AtomicUsize::new(0),
+            data_syncs: AtomicU64::new(0),
+            sync_delay_ms: AtomicU64::new(0),
         }
     }
 }
@@ -43,6 +49,16 @@ impl FaultInjector {
     pub fn fail_write_after(&self, n: u64, prefix: usize) {
         self.torn_prefix.store(prefix, Ordering::SeqCst);
         self.fail_in.store(n as i64, Ordering::SeqCst);
+    }
+
+    /// Makes every data sync take `ms` longer, like a slow disk.
+    pub fn set_sync_delay_ms(&self, ms: u64) {
+        self.sync_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many data syncs (fdatasync) went through so far.
+    pub fn data_syncs(&self) -> u64 {
+        self.data_syncs.load(Ordering::SeqCst)
     }
 
     /// Decides the fate of one write of `len` bytes: `None` to let it through, or the number
@@ -99,6 +115,13 @@ impl Io {
 
     /// Makes the file's data durable (fdatasync).
     pub fn sync_data(&self, file: &File) -> io::Result<()> {
+        if let Some(f) = &self.faults {
+            f.data_syncs.fetch_add(1, Ordering::SeqCst);
+            let ms = f.sync_delay_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
         file.sync_data()
     }
 

@@ -337,12 +337,13 @@ impl Partition {
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
+        // Cleared before the high watermark is read: later appends set it again.
+        self.dirty.store(false, Ordering::Release);
         let (hw, seg) = {
             let st = self.state.lock();
             (st.hw, st.segments.last().unwrap().clone())
         };
         let io = self.io.clone();
-        self.dirty.store(false, Ordering::Release);
         let r = tokio::task::spawn_blocking(move || io.sync_data(&seg.log))
             .await
             .map_err(|e| StoreError::Internal(format!("sync task failed: {e}")))?;
@@ -610,7 +611,13 @@ impl Partition {
                 if stop {
                     break;
                 }
-                if seg.next_offset.load(Ordering::Acquire) <= start {
+                let seg_end = seg.next_offset.load(Ordering::Acquire);
+                if seg_end <= start {
+                    continue;
+                }
+                if seg_end < hw && seg.max_ts.load(Ordering::Acquire) < cutoff {
+                    // Every batch of the segment is too old, and none is the newest.
+                    start = seg_end;
                     continue;
                 }
                 let from = seg.position_for(start);
@@ -628,27 +635,48 @@ impl Partition {
             }
         }
         if let Some(limit) = max_bytes {
+            let Some(first) = segs
+                .iter()
+                .position(|(s, _)| s.next_offset.load(Ordering::Acquire) > start)
+            else {
+                return Ok(start);
+            };
+            // Position of the batch holding `start` in its segment.
+            let (seg0, size0) = &segs[first];
+            let mut pos0 = *size0;
+            Self::walk_headers(seg0, seg0.position_for(start), *size0, |h, pos| {
+                if h.last_offset() >= start {
+                    pos0 = pos;
+                    return false;
+                }
+                true
+            })?;
             // Bytes from the batch holding `start` to the end.
-            let mut batches: Vec<(i64, u64)> = Vec::new();
-            let mut total = 0u64;
-            for (seg, size) in &segs {
-                if seg.next_offset.load(Ordering::Acquire) <= start {
+            let mut total: u64 =
+                (size0 - pos0) + segs[first + 1..].iter().map(|(_, z)| *z).sum::<u64>();
+            let mut stop = false;
+            for (k, (seg, size)) in segs[first..].iter().enumerate() {
+                if stop || total <= limit {
+                    break;
+                }
+                let from = if k == 0 { pos0 } else { 0 };
+                let remaining = size - from;
+                let seg_end = seg.next_offset.load(Ordering::Acquire);
+                if seg_end < hw && total - remaining >= limit {
+                    // Removing batch after batch would remove the whole segment.
+                    total -= remaining;
+                    start = seg_end;
                     continue;
                 }
-                let from = seg.position_for(start);
                 Self::walk_headers(seg, from, *size, |h, _| {
-                    if h.last_offset() >= start {
-                        total += h.total_len() as u64;
-                        batches.push((h.last_offset(), h.total_len() as u64));
+                    if total <= limit || h.last_offset() + 1 >= hw {
+                        stop = true;
+                        return false;
                     }
+                    total -= h.total_len() as u64;
+                    start = h.last_offset() + 1;
                     true
                 })?;
-            }
-            let mut i = 0;
-            while total > limit && i + 1 < batches.len() {
-                total -= batches[i].1;
-                start = batches[i].0 + 1;
-                i += 1;
             }
         }
         Ok(start)

@@ -252,3 +252,76 @@ async fn directory_is_locked_while_open() {
     let again = open(dir.path(), &clock);
     again.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn retention_over_many_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let s = open(dir.path(), &clock);
+    s.create_topic("r", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    // 300 one-record batches; record i has timestamp 1000 + i and an (i % 13)-byte pad.
+    let value = |i: i64| format!("r{i:04}{}", "q".repeat((i % 13) as usize));
+    let batch_len = |i: i64| 52 + 37 + value(i).len() as u64;
+    for i in 0..300 {
+        let r = Record {
+            value: Some(Bytes::from(value(i))),
+            timestamp_ms: Some(1000 + i),
+            ..Record::default()
+        };
+        s.append("r", 0, AppendBatch::new(vec![r])).await.unwrap();
+    }
+    let cfg = |ms: Option<i64>, bytes: Option<u64>| TopicConfig {
+        retention_ms: ms,
+        retention_bytes: bytes,
+        ..TopicConfig::with_partitions(1)
+    };
+    // Time: everything with timestamp < 1000 + 150 goes, segment by segment and batch by batch.
+    s.update_topic_config("r", cfg(Some(1_000_000 - 1150), None))
+        .await
+        .unwrap();
+    assert_eq!(s.enforce_retention("r").await.unwrap(), 150);
+    assert_eq!(
+        s.partition_offsets("r", 0).await.unwrap().log_start_offset,
+        150
+    );
+    // Size: keep the newest batches that fit in the limit, at least the newest one.
+    let limit = 5000u64;
+    s.update_topic_config("r", cfg(None, Some(limit)))
+        .await
+        .unwrap();
+    s.enforce_retention("r").await.unwrap();
+    let start = s.partition_offsets("r", 0).await.unwrap().log_start_offset;
+    let kept: u64 = (start..300).map(batch_len).sum();
+    assert!(kept <= limit, "{kept} bytes kept over a {limit} limit");
+    assert!(
+        kept + batch_len(start - 1) > limit,
+        "retention removed too much (start {start})"
+    );
+    // Whole segments below the log start are gone from disk.
+    let segs = std::fs::read_dir(dir.path().join("topics/r~0/0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(segs <= 3, "{segs} segments left");
+    // Retention never removes the newest batch.
+    s.update_topic_config("r", cfg(Some(1), Some(1)))
+        .await
+        .unwrap();
+    s.enforce_retention("r").await.unwrap();
+    let o = s.partition_offsets("r", 0).await.unwrap();
+    assert_eq!((o.log_start_offset, o.high_watermark), (299, 300));
+    s.close().await.unwrap();
+    let s = open(dir.path(), &clock);
+    let f = s.fetch("r", 0, 299, FetchLimits::default()).await.unwrap();
+    assert_eq!(f.records.len(), 1);
+    assert_eq!(f.log_start_offset, 299);
+    s.close().await.unwrap();
+}

@@ -6,11 +6,13 @@ use std::pin::pin;
 use broker_api::{
     AppendBatch, AppendResult, ProducerBatch, ProducerIdentity, Record, StoreError, StoreResult,
 };
+use deadpool_postgres::ClientWrapper;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use crate::error::db_err;
 use crate::records::header_arrays;
+use crate::tx::Tx;
 use crate::{notify, PgStore};
 
 /// Batches a producer remembers for duplicate detection.
@@ -72,9 +74,19 @@ pub(crate) struct Locked {
     pub max_ts: Option<i64>,
 }
 
+fn locked_from(r: &tokio_postgres::Row) -> Locked {
+    Locked {
+        topic_id: r.get(0),
+        max_record_bytes: r.get(1),
+        log_start: r.get(2),
+        next_offset: r.get(3),
+        max_ts: r.get(4),
+    }
+}
+
 /// Locks the watermark row of `topic`/`partition` for the rest of the transaction.
 pub(crate) async fn lock_partition(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &ClientWrapper,
     topic: &str,
     partition: i32,
 ) -> StoreResult<Locked> {
@@ -84,13 +96,7 @@ pub(crate) async fn lock_partition(
         .await
         .map_err(db_err)?;
     match row {
-        Some(r) => Ok(Locked {
-            topic_id: r.get(0),
-            max_record_bytes: r.get(1),
-            log_start: r.get(2),
-            next_offset: r.get(3),
-            max_ts: r.get(4),
-        }),
+        Some(r) => Ok(locked_from(&r)),
         None => Err(StoreError::UnknownTopic(format!("{topic}/{partition}"))),
     }
 }
@@ -98,7 +104,7 @@ pub(crate) async fn lock_partition(
 /// Writes `records` at `locked.next_offset..` and finishes the batch (batch row, watermark,
 /// producer state, one NOTIFY). Returns the new high watermark.
 pub(crate) async fn write_batch(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &ClientWrapper,
     channel: &str,
     locked: &Locked,
     partition: i32,
@@ -184,7 +190,7 @@ enum SeqCheck {
 }
 
 async fn check_producer(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &ClientWrapper,
     locked: &Locked,
     partition: i32,
     batch: &ProducerBatch,
@@ -286,33 +292,46 @@ impl PgStore {
     ) -> StoreResult<AppendResult> {
         self.check_open()?;
         if batch.records.is_empty() {
+            let client = self.conn().await?;
+            self.topic_partition(&**client, topic, partition).await?;
             return Err(StoreError::InvalidArgument("empty batch".into()));
         }
         check_storable(&batch.records)?;
         let now = self.now();
-        let mut client = self.conn().await?;
-        let tx = client.transaction().await.map_err(db_err)?;
-        let locked = match lock_partition(&tx, topic, partition).await {
-            Err(StoreError::UnknownTopic(_)) => {
-                // Name the right thing: the topic, or the partition.
-                self.topic_partition(&*tx, topic, partition).await?;
-                return Err(crate::unknown_partition(topic, partition));
-            }
-            other => other?,
+        let obj = self.conn().await?;
+        let lock = obj.prepare_cached(LOCK_PARTITION).await.map_err(db_err)?;
+        let tx = Tx::new(obj);
+        let c = tx.client();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&topic, &partition];
+        let (_, row) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&lock, &params))
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            tx.rollback().await;
+            let client = self.conn().await?;
+            self.topic_partition(&**client, topic, partition).await?;
+            return Err(crate::unknown_partition(topic, partition));
         };
+        let locked = locked_from(&row);
         let limit = usize::try_from(locked.max_record_bytes).unwrap_or(usize::MAX);
         if let Some(size) = batch.records.iter().map(Record::size).find(|&s| s > limit) {
+            tx.rollback().await;
             return Err(StoreError::RecordTooLarge { size, limit });
         }
         if let Some(p) = &batch.producer {
-            if let SeqCheck::Duplicate(dup) =
-                check_producer(&tx, &locked, partition, p, batch.records.len()).await?
-            {
-                return Ok(dup);
+            match check_producer(c, &locked, partition, p, batch.records.len()).await {
+                Ok(SeqCheck::Append) => {}
+                Ok(SeqCheck::Duplicate(dup)) => {
+                    tx.rollback().await;
+                    return Ok(dup);
+                }
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(e);
+                }
             }
         }
         let hw = write_batch(
-            &tx,
+            c,
             &self.channel,
             &locked,
             partition,
@@ -321,7 +340,7 @@ impl PgStore {
             batch.producer.as_ref(),
         )
         .await?;
-        tx.commit().await.map_err(db_err)?;
+        tx.commit().await?;
         self.waiters.bump(locked.topic_id, partition, hw);
         Ok(AppendResult {
             base_offset: locked.next_offset,

@@ -17,10 +17,12 @@ use broker_api::{
     LeaseToken, Record, StoreError, StoreResult, StoredRecord,
 };
 use bytes::Bytes;
+use tokio_postgres::types::ToSql;
 
 use crate::append::{lock_partition, write_batch};
 use crate::error::db_err;
 use crate::records::{from_row, RECORD_COLUMNS};
+use crate::tx::Tx;
 use crate::{millis, PgStore};
 
 const LEASED: i16 = 1;
@@ -39,14 +41,50 @@ const LOCK_CURSOR: &str = "SELECT c.floor, c.next_offset, c.check_at, p.log_star
     WHERE t.name = $1
     FOR UPDATE OF c";
 
-const ADVANCE_FLOOR: &str = r#"WITH f AS (
-        SELECT coalesce((SELECT "offset" FROM lease_state
-            WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" >= $4
-              AND state IN (1, 2)
-            ORDER BY "offset" LIMIT 1), $5) AS nf),
-    d AS (DELETE FROM lease_state WHERE topic_id = $1 AND partition = $2 AND group_id = $3
-          AND "offset" >= $4 AND "offset" < (SELECT nf FROM f) AND state = 3)
+/// Moves the done floor to the first pending row (or the cursor) and deletes the acked rows
+/// it passes; returns the new floor. Named like [`LOCK_CURSOR`] so it can be pipelined.
+const ADVANCE_FLOOR: &str = r#"WITH c AS (
+        SELECT c.topic_id, c.group_id, greatest(c.floor, p.log_start) AS fl,
+               greatest(c.next_offset, c.floor, p.log_start) AS nx
+        FROM topics t
+        JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
+        JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
+        JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
+        WHERE t.name = $1),
+    f AS (
+        SELECT c.*, coalesce((SELECT s."offset" FROM lease_state s
+            WHERE s.topic_id = c.topic_id AND s.partition = $2 AND s.group_id = c.group_id
+              AND s."offset" >= c.fl AND s.state IN (1, 2)
+            ORDER BY s."offset" LIMIT 1), c.nx) AS nf
+        FROM c),
+    d AS (
+        DELETE FROM lease_state s USING f
+        WHERE s.topic_id = f.topic_id AND s.partition = $2 AND s.group_id = f.group_id
+          AND s."offset" >= f.fl AND s."offset" < f.nf AND s.state = 3)
     SELECT nf FROM f"#;
+
+/// Up to `$4` never-leased records from the cursor on, pipelined with [`LOCK_CURSOR`].
+static FRESH_FIRST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"SELECT r.* FROM topics t
+        JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
+        JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
+        JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
+        CROSS JOIN LATERAL (
+            SELECT {RECORD_COLUMNS} FROM records x
+            WHERE x.topic_id = t.id AND x.partition = $2
+              AND x."offset" >= greatest(c.next_offset, c.floor, p.log_start)
+              AND x."offset" < p.next_offset
+            ORDER BY x."offset" LIMIT $4) r
+        WHERE t.name = $1"#
+    )
+});
+
+/// Rows of never-leased records, and whether the query may have had more.
+struct Page {
+    rows: Vec<tokio_postgres::Row>,
+    full: bool,
+}
 
 const WRITE_STATE: &str = r#"WITH s AS (
         INSERT INTO lease_state (topic_id, partition, group_id, "offset", state, nonce,
@@ -61,11 +99,18 @@ const WRITE_STATE: &str = r#"WITH s AS (
     UPDATE lease_cursors SET floor = $10, next_offset = $11, check_at = $12
     WHERE topic_id = $1 AND partition = $2 AND group_id = $3"#;
 
-const ACK: &str = r#"UPDATE lease_state s SET state = 3
-    FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS u(p, o, n)
-    WHERE s.topic_id = $1 AND s.group_id = $2 AND s.partition = u.p AND s."offset" = u.o
-      AND s.nonce = u.n AND s.state = 1 AND s.visible_at > $6
-    RETURNING s.partition, s."offset", s.nonce"#;
+/// Acks a slice of tokens in one statement; one row with the topic's partition count, plus
+/// one per acked token. No row at all: the topic does not exist.
+const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $1),
+    g AS (SELECT g.id FROM lease_groups g JOIN t ON g.topic_id = t.id WHERE g.name = $2),
+    a AS (
+        UPDATE lease_state s SET state = 3
+        FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS u(p, o, n)
+        WHERE s.topic_id = (SELECT id FROM t) AND s.group_id = (SELECT id FROM g)
+          AND s.partition = u.p AND s."offset" = u.o AND s.nonce = u.n AND s.state = 1
+          AND s.visible_at > $6
+        RETURNING s.partition, s."offset", s.nonce)
+    SELECT t.partitions, a.partition, a."offset", a.nonce FROM t LEFT JOIN a ON true"#;
 
 /// The locked cursor and what the lease call needs around it.
 struct Cursor {
@@ -73,7 +118,6 @@ struct Cursor {
     next: i64,
     check_at: i64,
     log_start: i64,
-    hw: i64,
     group_id: i64,
     config: LeaseGroupConfig,
     topic_id: i64,
@@ -247,21 +291,48 @@ impl PgStore {
         self.check_open()?;
         let lock = self.lease_lock(topic, partition, group);
         let _serial = lock.lock().await;
-        let mut client = self.conn().await?;
-        let stmt = client.prepare_cached(LOCK_CURSOR).await.map_err(db_err)?;
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         for attempt in 0..2 {
-            let tx = client.transaction().await.map_err(db_err)?;
-            let row = tx
-                .query_opt(&stmt, &[&topic, &partition, &group])
-                .await
-                .map_err(db_err)?;
-            if let Some(row) = row {
+            let obj = self.conn().await?;
+            let lock_stmt = obj.prepare_cached(LOCK_CURSOR).await.map_err(db_err)?;
+            let floor_stmt = obj.prepare_cached(ADVANCE_FLOOR).await.map_err(db_err)?;
+            let fresh_stmt = obj.prepare_cached(&FRESH_FIRST).await.map_err(db_err)?;
+            let tx = Tx::new(obj);
+            let c = tx.client();
+            let p3: [&(dyn ToSql + Sync); 3] = [&topic, &partition, &group];
+            let p4: [&(dyn ToSql + Sync); 4] = [&topic, &partition, &group, &limit];
+            // One round trip: begin, lock the cursor, move the floor, read the first fresh
+            // records. A lease lost in a crash only means redelivery, so its commit does not
+            // wait for the WAL flush (the next durable commit, e.g. an ack, flushes it).
+            let (_, row, floor, fresh) = tokio::try_join!(
+                c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+                c.query_opt(&lock_stmt, &p3),
+                c.query_opt(&floor_stmt, &p3),
+                c.query(&fresh_stmt, &p4),
+            )
+            .map_err(db_err)?;
+            if let (Some(row), Some(floor)) = (row, floor) {
+                let first = Page {
+                    full: fresh.len() as i64 >= limit,
+                    rows: fresh,
+                };
                 return self
-                    .lease_in_tx(tx, row, topic, partition, group, max, visibility)
+                    .lease_in_tx(
+                        tx,
+                        row,
+                        floor.get(0),
+                        first,
+                        topic,
+                        partition,
+                        group,
+                        max,
+                        visibility,
+                    )
                     .await;
             }
-            tx.rollback().await.map_err(db_err)?;
+            tx.rollback().await;
             if attempt == 0 {
+                let client = self.conn().await?;
                 self.ensure_cursor(&client, topic, partition, group).await?;
             }
         }
@@ -270,12 +341,14 @@ impl PgStore {
         ))
     }
 
-    /// The body of a lease call, with the cursor row locked by `tx`.
+    /// The body of a lease call, with the cursor row locked by `tx` and the floor advanced.
     #[allow(clippy::too_many_arguments)]
     async fn lease_in_tx(
         &self,
-        tx: deadpool_postgres::Transaction<'_>,
+        mut tx: Tx,
         row: tokio_postgres::Row,
+        floor: i64,
+        first_page: Page,
         topic: &str,
         partition: i32,
         group: &str,
@@ -287,15 +360,18 @@ impl PgStore {
             next: row.get(1),
             check_at: row.get(2),
             log_start: row.get(3),
-            hw: row.get(4),
             group_id: row.get(5),
             config: group_config(&row, 6),
             topic_id: row.get(9),
         };
         if let Some(dlq) = &c.config.dead_letter_topic {
-            self.topic_partition(&*tx, dlq, 0).await?;
+            if let Err(e) = self.topic_partition(&**tx.client(), dlq, 0).await {
+                tx.rollback().await;
+                return Err(e);
+            }
         }
         if max == 0 {
+            tx.rollback().await;
             return Ok(Vec::new());
         }
         let now = self.now();
@@ -308,18 +384,8 @@ impl PgStore {
             (nonce_base.wrapping_add(nonce_seq)) & i64::MAX
         };
         let (tid, gid) = (c.topic_id, c.group_id);
-
-        // Move the floor over done records; forget acked rows below it.
-        let mut floor = c.floor.max(c.log_start);
-        let next = c.next.max(floor);
-        if floor < next {
-            let adv = tx.prepare_cached(ADVANCE_FLOOR).await.map_err(db_err)?;
-            floor = tx
-                .query_one(&adv, &[&tid, &partition, &gid, &floor, &next])
-                .await
-                .map_err(db_err)?
-                .get(0);
-        }
+        let next = c.next.max(c.floor).max(c.log_start);
+        let db = tx.client();
 
         let ordered = c.config.ordered_by_key;
         let max_deliveries = c.config.max_deliveries.map(|n| n as i64);
@@ -346,8 +412,8 @@ impl PgStore {
                      AND s."offset" >= $4 AND s.state IN (1, 2)
                    ORDER BY s."offset""#
             };
-            let stmt = tx.prepare_cached(sql).await.map_err(db_err)?;
-            let rows = tx
+            let stmt = db.prepare_cached(sql).await.map_err(db_err)?;
+            let rows = db
                 .query(&stmt, &[&tid, &partition, &gid, &floor])
                 .await
                 .map_err(db_err)?;
@@ -388,7 +454,7 @@ impl PgStore {
             if !candidates.is_empty() {
                 // Lock them; an ack that committed meanwhile drops its row from the set.
                 let offs: Vec<i64> = candidates.iter().map(|p| p.offset).collect();
-                let locked: HashSet<i64> = tx
+                let locked: HashSet<i64> = db
                     .query(
                         r#"SELECT "offset" FROM lease_state
                            WHERE topic_id = $1 AND partition = $2 AND group_id = $3
@@ -432,28 +498,16 @@ impl PgStore {
             }
         }
 
-        // 2. Fresh records from the cursor on.
+        // 2. Fresh records from the cursor on: the first page came with the lock.
         let mut new_next = next;
         let mut scanned = 0usize;
-        while leases.len() < max && new_next < c.hw && scanned < max + SCAN_SLACK {
-            let want = (max - leases.len()) as i64;
-            let stmt = tx
-                .prepare_cached(&format!(
-                    r#"SELECT {RECORD_COLUMNS} FROM records
-                       WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
-                       ORDER BY "offset" LIMIT $5"#
-                ))
-                .await
-                .map_err(db_err)?;
-            let rows = tx
-                .query(&stmt, &[&tid, &partition, &new_next, &c.hw, &want])
-                .await
-                .map_err(db_err)?;
-            if rows.is_empty() {
-                new_next = c.hw;
-                break;
-            }
-            for r in &rows {
+        let mut page = first_page;
+        'pages: loop {
+            let full = page.full;
+            for r in &page.rows {
+                if leases.len() >= max {
+                    break 'pages;
+                }
                 let rec = from_row(r, 0);
                 scanned += 1;
                 new_next = rec.offset + 1;
@@ -469,7 +523,7 @@ impl PgStore {
                         first_leased_at: None,
                     });
                     check_at = check_at.min(nb);
-                } else if is_blocked || leases.len() >= max {
+                } else if is_blocked {
                     writes.push(StateWrite {
                         offset: rec.offset,
                         state: RELEASED,
@@ -506,70 +560,101 @@ impl PgStore {
                 }
                 fresh_records.insert(rec.offset, rec);
             }
+            if !full || leases.len() >= max || scanned >= max + SCAN_SLACK {
+                break;
+            }
+            let want = (max - leases.len()) as i64;
+            let stmt = db
+                .prepare_cached(&format!(
+                    r#"SELECT {RECORD_COLUMNS} FROM records
+                       WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3
+                       ORDER BY "offset" LIMIT $4"#
+                ))
+                .await
+                .map_err(db_err)?;
+            let rows = db
+                .query(&stmt, &[&tid, &partition, &new_next, &want])
+                .await
+                .map_err(db_err)?;
+            page = Page {
+                full: rows.len() as i64 >= want,
+                rows,
+            };
         }
         if !leases.is_empty() {
             check_at = check_at.min(expires);
         }
 
-        // 3. Write the state rows and the cursor in one statement.
-        if !writes.is_empty() || floor != c.floor || new_next != c.next || check_at != c.check_at {
-            let offs: Vec<i64> = writes.iter().map(|w| w.offset).collect();
-            let states: Vec<i16> = writes.iter().map(|w| w.state).collect();
-            let nonces: Vec<i64> = writes.iter().map(|w| w.nonce).collect();
-            let dcs: Vec<i32> = writes.iter().map(|w| w.deliveries).collect();
-            let vis_at: Vec<i64> = writes.iter().map(|w| w.visible_at).collect();
-            let firsts: Vec<Option<i64>> = writes.iter().map(|w| w.first_leased_at).collect();
-            let stmt = tx.prepare_cached(WRITE_STATE).await.map_err(db_err)?;
-            tx.execute(
-                &stmt,
-                &[
-                    &tid, &partition, &gid, &offs, &states, &nonces, &dcs, &vis_at, &firsts,
-                    &floor, &new_next, &check_at,
-                ],
-            )
-            .await
-            .map_err(db_err)?;
-        }
-
-        // 4. Bodies of re-leased and dead-lettered records that were not read above.
+        // 3. Bodies of re-leased and dead-lettered records not read above, the state rows
+        // and the cursor, dead letters, commit.
         let missing: Vec<i64> = leases
             .iter()
             .map(|l| l.0)
             .chain(dead.iter().map(|d| d.0))
             .filter(|o| !fresh_records.contains_key(o))
             .collect();
-        if !missing.is_empty() {
-            let stmt = tx
-                .prepare_cached(&format!(
-                    r#"SELECT {RECORD_COLUMNS} FROM records
-                       WHERE topic_id = $1 AND partition = $2 AND "offset" = ANY($3)"#
-                ))
-                .await
-                .map_err(db_err)?;
-            for r in tx
-                .query(&stmt, &[&tid, &partition, &missing])
-                .await
-                .map_err(db_err)?
-            {
-                let rec = from_row(&r, 0);
+        let bodies = db
+            .prepare_cached(&format!(
+                r#"SELECT {RECORD_COLUMNS} FROM records
+                   WHERE topic_id = $1 AND partition = $2 AND "offset" = ANY($3)"#
+            ))
+            .await
+            .map_err(db_err)?;
+        let write_stmt = db.prepare_cached(WRITE_STATE).await.map_err(db_err)?;
+        let offs: Vec<i64> = writes.iter().map(|w| w.offset).collect();
+        let states: Vec<i16> = writes.iter().map(|w| w.state).collect();
+        let nonces: Vec<i64> = writes.iter().map(|w| w.nonce).collect();
+        let dcs: Vec<i32> = writes.iter().map(|w| w.deliveries).collect();
+        let vis_at: Vec<i64> = writes.iter().map(|w| w.visible_at).collect();
+        let firsts: Vec<Option<i64>> = writes.iter().map(|w| w.first_leased_at).collect();
+        let write_params: [&(dyn ToSql + Sync); 12] = [
+            &tid, &partition, &gid, &offs, &states, &nonces, &dcs, &vis_at, &firsts, &floor,
+            &new_next, &check_at,
+        ];
+        let must_write =
+            !writes.is_empty() || floor != c.floor || new_next != c.next || check_at != c.check_at;
+        let write = async {
+            if must_write {
+                db.execute(&write_stmt, &write_params).await.map(|_| ())
+            } else {
+                Ok(())
+            }
+        };
+        let read = async {
+            if missing.is_empty() {
+                Ok(Vec::new())
+            } else {
+                db.query(&bodies, &[&tid, &partition, &missing]).await
+            }
+        };
+        let mut dlq_bump = None;
+        if dead.is_empty() {
+            // Everything in one round trip.
+            let (_, rows, _) =
+                tokio::try_join!(write, read, db.batch_execute("COMMIT")).map_err(db_err)?;
+            for r in &rows {
+                let rec = from_row(r, 0);
                 fresh_records.insert(rec.offset, rec);
             }
-        }
-
-        // 5. Dead letters, in the same transaction.
-        let mut dlq_bump = None;
-        if !dead.is_empty() {
+            tx.finished();
+        } else {
+            let (_, rows) = tokio::try_join!(write, read).map_err(db_err)?;
+            for r in &rows {
+                let rec = from_row(r, 0);
+                fresh_records.insert(rec.offset, rec);
+            }
+            // Dead letters, in the same transaction.
             let dlq = c.config.dead_letter_topic.clone().ok_or_else(|| {
                 StoreError::Internal("dead-lettering without a dead-letter topic".into())
             })?;
             dead.sort_unstable();
-            let mut locked = lock_partition(&tx, &dlq, 0).await?;
+            let mut locked = lock_partition(db, &dlq, 0).await?;
             for (offset, n) in &dead {
                 let Some(rec) = fresh_records.get(offset) else {
                     continue;
                 };
                 let dl = dead_letter(rec, topic, partition, group, *n);
-                let hw = write_batch(&tx, &self.channel, &locked, 0, &[dl], now, None).await?;
+                let hw = write_batch(db, &self.channel, &locked, 0, &[dl], now, None).await?;
                 locked.next_offset = hw;
                 locked.max_ts = Some(
                     locked
@@ -578,8 +663,8 @@ impl PgStore {
                 );
                 dlq_bump = Some((locked.topic_id, hw));
             }
+            tx.commit().await?;
         }
-        tx.commit().await.map_err(db_err)?;
         if let Some((t, hw)) = dlq_bump {
             self.waiters.bump(t, 0, hw);
         }
@@ -615,35 +700,22 @@ impl PgStore {
         validate_group_name(group)?;
         let client = self.conn().await?;
         let now = self.now();
-        let row = client
-            .query_opt(
-                "SELECT t.id, t.partitions, g.id FROM topics t
-                 LEFT JOIN lease_groups g ON g.topic_id = t.id AND g.name = $2
-                 WHERE t.name = $1",
-                &[&topic, &group],
-            )
+        let parts: Vec<i32> = tokens.iter().map(|t| t.partition).collect();
+        let offs: Vec<i64> = tokens.iter().map(|t| t.offset).collect();
+        let nonces: Vec<i64> = tokens.iter().map(token_nonce).collect();
+        let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
+        let rows = client
+            .query(&stmt, &[&topic, &group, &parts, &offs, &nonces, &now])
             .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::UnknownTopic(topic.to_string()))?;
-        let (tid, partitions, gid): (i64, i32, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+            .map_err(db_err)?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::UnknownTopic(topic.to_string()));
+        };
+        let partitions: i32 = first.get(0);
         let mut done: HashSet<(i32, i64, i64)> = HashSet::new();
-        if let Some(gid) = gid {
-            let valid: Vec<&LeaseToken> = tokens
-                .iter()
-                .filter(|t| t.partition >= 0 && t.partition < partitions)
-                .collect();
-            if !valid.is_empty() {
-                let parts: Vec<i32> = valid.iter().map(|t| t.partition).collect();
-                let offs: Vec<i64> = valid.iter().map(|t| t.offset).collect();
-                let nonces: Vec<i64> = valid.iter().map(|t| token_nonce(t)).collect();
-                let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
-                for r in client
-                    .query(&stmt, &[&tid, &gid, &parts, &offs, &nonces, &now])
-                    .await
-                    .map_err(db_err)?
-                {
-                    done.insert((r.get(0), r.get(1), r.get(2)));
-                }
+        for r in &rows {
+            if let Some(p) = r.get::<_, Option<i32>>(1) {
+                done.insert((p, r.get(2), r.get(3)));
             }
         }
         Ok(tokens

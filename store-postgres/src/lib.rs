@@ -12,6 +12,7 @@ mod retention;
 mod schema;
 mod store;
 mod topics;
+mod tx;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,3 +10,9 @@ use support::PgBackend;
 async fn conformance_suite() {
     conformance::assert_all(Arc::new(PgBackend::new("conf"))).await;
 }
+
+/// Model-based property tests (a modest number of cases keeps the suite fast).
+#[test]
+fn conformance_properties() {
+    conformance::check_properties(Arc::new(PgBackend::new("prop")), 24);
+}

@@ -263,7 +263,7 @@ async fn many_concurrent_leasers_share_without_overlap() {
             let mut mine = Vec::new();
             let mut empty = 0;
             while empty < 3 {
-                let p = (w % 2) as i32;
+                let p = w % 2;
                 let l = store
                     .lease("q", p, "g", 7, Duration::from_secs(300))
                     .await

@@ -199,7 +199,7 @@ async fn store_survives_a_postgres_restart() {
         }
         offset += f.records.len() as i64;
     }
-    let s = seen.lock();
+    let s = std::mem::take(&mut *seen.lock());
     for (base, values) in &s.appended {
         for (i, v) in values.iter().enumerate() {
             let at = (*base as usize) + i;

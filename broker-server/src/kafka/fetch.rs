@@ -140,8 +140,9 @@ impl KafkaServer {
                         .map(|f| (f.records, f.high_watermark, f.log_start_offset))
                 };
                 let part = match result {
-                    Ok((records, hwm, log_start)) => {
+                    Ok((mut records, hwm, log_start)) => {
                         hwms.push(hwm);
+                        records.truncate(fitting(&records, limit));
                         let base = base
                             .with_high_watermark(hwm)
                             .with_last_stable_offset(hwm)
@@ -203,8 +204,31 @@ impl KafkaServer {
     }
 }
 
+/// Bytes of a v2 record batch header.
+const BATCH_OVERHEAD: usize = 61;
+
+/// An upper bound of one record's encoded size beyond its key, value and headers
+/// (length, attributes, deltas and lengths as varints).
+fn record_overhead(r: &StoredRecord) -> usize {
+    26 + 10 * r.headers.len()
+}
+
+/// How many of `records` fit `limit` encoded bytes; at least one, as Kafka always returns the
+/// first record.
+fn fitting(records: &[StoredRecord], limit: usize) -> usize {
+    let mut total = BATCH_OVERHEAD;
+    for (i, r) in records.iter().enumerate() {
+        total += r.size() + record_overhead(r);
+        if total > limit {
+            return i.max(1);
+        }
+    }
+    records.len()
+}
+
 /// Encodes stored records as one uncompressed v2 record batch.
 pub fn encode_records(records: &[StoredRecord]) -> anyhow::Result<Bytes> {
+    let base = records.first().map_or(0, |r| r.offset);
     let converted: Vec<Record> = records
         .iter()
         .map(|r| {
@@ -221,7 +245,9 @@ pub fn encode_records(records: &[StoredRecord]) -> anyhow::Result<Bytes> {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: r.offset,
-                sequence: -1,
+                // The encoder keeps records in one batch while offset - sequence is constant;
+                // this keeps it so and gives the batch the base sequence -1 (none).
+                sequence: (r.offset - base) as i32 - 1,
                 timestamp: r.timestamp_ms,
                 key: r.key.clone(),
                 value: r.value.clone(),
@@ -240,4 +266,39 @@ pub fn encode_records(records: &[StoredRecord]) -> anyhow::Result<Bytes> {
         },
     )?;
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn records_are_encoded_as_one_batch() {
+        let records: Vec<StoredRecord> = (10..20)
+            .map(|o| StoredRecord {
+                offset: o,
+                timestamp_ms: 1_000 + o,
+                key: Some(Bytes::from(format!("k{o}"))),
+                value: None,
+                headers: vec![],
+                not_before_ms: None,
+            })
+            .collect();
+        let mut bytes = encode_records(&records).unwrap();
+        let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+        assert_eq!(infos.len(), 1);
+        assert_eq!(
+            (
+                infos[0].record_count,
+                infos[0].min_offset,
+                infos[0].base_sequence
+            ),
+            (10, 10, -1)
+        );
+        let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+        let offsets: Vec<i64> = set.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (10..20).collect::<Vec<_>>());
+        assert!(set.records.iter().all(|r| r.value.is_none()));
+    }
 }

@@ -8,6 +8,7 @@ mod admin;
 #[cfg(unix)]
 pub mod alloc;
 pub mod client;
+mod decompress;
 mod errors;
 mod fetch;
 pub mod frame;

@@ -179,8 +179,15 @@ pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<AppendBatch>, (i16, String
             return Err(corrupt(format!("implausible record count {count}")));
         }
     }
-    let sets = RecordBatchDecoder::decode_all(&mut bytes)
+    let mut sets = Vec::with_capacity(infos.len());
+    while !bytes.is_empty() {
+        let set = RecordBatchDecoder::decode_with_custom_compression(
+            &mut bytes,
+            Some(super::decompress::decompress),
+        )
         .map_err(|e| corrupt(format!("cannot decode record batch: {e}")))?;
+        sets.push(set);
+    }
     let mut out = Vec::with_capacity(sets.len());
     for set in sets {
         let Some(first) = set.records.first() else {

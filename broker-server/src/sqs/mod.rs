@@ -1,13 +1,16 @@
 //! The SQS-compatible API: AWS JSON 1.0 and the older query protocol on `POST /`, over the
 //! leases of any store. A queue is a topic plus the lease group [`LEASE_GROUP`].
 
-pub mod actions;
 pub mod dedup;
 pub mod error;
+mod manage;
 pub mod message;
+mod params;
 pub mod query;
 pub mod queue;
 pub mod receipt;
+mod receive;
+mod send;
 pub mod sigv4;
 
 use std::collections::HashMap;
@@ -22,9 +25,9 @@ use broker_api::{SharedClock, Store};
 use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
-use actions::Ctx;
 use dedup::DedupIndex;
 use error::SqsError;
+use params::Ctx;
 pub use sigv4::SigV4Credentials;
 
 /// The lease group every queue reads through.

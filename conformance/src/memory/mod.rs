@@ -4,11 +4,13 @@
 //! All state sits behind one mutex; every call is atomic. In-flight leases survive a reopen
 //! (the contract allows them to come back available instead; this store keeps them).
 
+mod backend;
 mod lease;
 mod log;
 mod producer;
+mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,173 +19,13 @@ use broker_api::{
     validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
     FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, OffsetAndTimestamp,
     OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock, Store, StoreError, StoreResult,
-    StoredRecord, TopicConfig, TopicInfo,
+    TopicConfig, TopicInfo,
 };
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::harness::Backend;
-use lease::LeaseGroup;
-use log::Log;
-use producer::{Producers, SeqCheck};
-
-/// One partition: its log, producer states and a channel announcing the high watermark.
-struct Partition {
-    log: Log,
-    producers: Producers,
-    high_watermark: watch::Sender<i64>,
-}
-
-impl Partition {
-    fn new() -> Self {
-        Partition {
-            log: Log::default(),
-            producers: Producers::default(),
-            high_watermark: watch::Sender::new(0),
-        }
-    }
-}
-
-struct Topic {
-    config: TopicConfig,
-    partitions: Vec<Partition>,
-    groups: BTreeMap<String, LeaseGroup>,
-}
-
-impl Topic {
-    fn info(&self, name: &str) -> TopicInfo {
-        TopicInfo {
-            name: name.to_string(),
-            config: self.config.clone(),
-        }
-    }
-}
-
-/// Everything a slot holds.
-#[derive(Default)]
-struct State {
-    topics: BTreeMap<String, Topic>,
-    /// group -> (topic, partition) -> committed offset
-    commits: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
-    next_producer_id: i64,
-    next_nonce: u64,
-}
-
-fn unknown(topic: &str) -> StoreError {
-    StoreError::UnknownTopic(topic.to_string())
-}
-
-fn unknown_partition(topic: &str, partition: i32) -> StoreError {
-    StoreError::UnknownTopic(format!("{topic}/{partition}"))
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl State {
-    fn topic(&self, name: &str) -> StoreResult<&Topic> {
-        self.topics.get(name).ok_or_else(|| unknown(name))
-    }
-
-    fn topic_mut(&mut self, name: &str) -> StoreResult<&mut Topic> {
-        self.topics.get_mut(name).ok_or_else(|| unknown(name))
-    }
-
-    fn partition(&self, topic: &str, partition: i32) -> StoreResult<&Partition> {
-        let t = self.topic(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| t.partitions.get(p))
-            .ok_or_else(|| unknown_partition(topic, partition))
-    }
-
-    fn check_partition(&self, topic: &str, partition: i32) -> StoreResult<()> {
-        self.partition(topic, partition).map(|_| ())
-    }
-
-    fn append(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        batch: AppendBatch,
-        now: i64,
-    ) -> StoreResult<AppendResult> {
-        let limit = self.topic(topic)?.config.max_record_bytes;
-        self.check_partition(topic, partition)?;
-        if batch.records.is_empty() {
-            return Err(StoreError::InvalidArgument("empty batch".into()));
-        }
-        if let Some(size) = batch
-            .records
-            .iter()
-            .map(|r| r.size())
-            .find(|&size| size > limit)
-        {
-            return Err(StoreError::RecordTooLarge { size, limit });
-        }
-        let p = &mut self.topic_mut(topic)?.partitions[partition as usize];
-        let count = batch.records.len();
-        if let Some(pb) = &batch.producer {
-            if let SeqCheck::Duplicate(dup) = p.producers.check(pb, count)? {
-                return Ok(AppendResult {
-                    base_offset: dup.base_offset,
-                    last_offset: dup.last_offset,
-                    append_time_ms: dup.append_time_ms,
-                    log_start_offset: p.log.log_start(),
-                    duplicate: true,
-                });
-            }
-        }
-        let base = push(p, batch.records, now);
-        if let Some(pb) = &batch.producer {
-            p.producers.record(pb, count, base, now);
-        }
-        Ok(AppendResult {
-            base_offset: base,
-            last_offset: base + count as i64 - 1,
-            append_time_ms: now,
-            log_start_offset: p.log.log_start(),
-            duplicate: false,
-        })
-    }
-
-    fn token_op<T>(
-        &mut self,
-        topic: &str,
-        group: &str,
-        token: &LeaseToken,
-        op: impl FnOnce(&mut lease::PartitionLeases, &Log) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        validate_group_name(group)?;
-        self.check_partition(topic, token.partition)?;
-        let t = self.topic_mut(topic)?;
-        let p = &t.partitions[token.partition as usize];
-        let Some(g) = t.groups.get_mut(group) else {
-            return Err(StoreError::LeaseExpired);
-        };
-        let pl = g.partitions.entry(token.partition).or_default();
-        op(pl, &p.log)
-    }
-}
-
-/// Appends records to a partition as one batch and wakes its waiters; returns the base offset.
-fn push(p: &mut Partition, records: Vec<broker_api::Record>, now: i64) -> i64 {
-    let records = records
-        .into_iter()
-        .map(|r| StoredRecord {
-            offset: 0,
-            timestamp_ms: r.timestamp_ms.unwrap_or(now),
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            not_before_ms: r.not_before_ms,
-        })
-        .collect();
-    let base = p.log.append(records);
-    p.high_watermark.send_replace(p.log.high_watermark());
-    base
-}
+pub use backend::MemoryBackend;
+use state::{millis, push, unknown, Partition, State, Topic};
 
 /// Shared state of one slot; survives close and reopen.
 #[derive(Default)]
@@ -658,38 +500,6 @@ impl Store for MemoryStore {
     async fn close(&self) -> StoreResult<()> {
         self.with(|_| Ok(()))?;
         self.closed.send_replace(true);
-        Ok(())
-    }
-}
-
-/// A [`Backend`] of [`MemoryStore`]s: each slot's data lives in this value, so a store opened
-/// after another closed sees its data (in-flight leases included).
-#[derive(Default)]
-pub struct MemoryBackend {
-    slots: Mutex<HashMap<String, Arc<Shared>>>,
-}
-
-impl MemoryBackend {
-    /// A backend with no slots.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl Backend for MemoryBackend {
-    async fn open(&self, slot: &str, clock: SharedClock) -> StoreResult<Arc<dyn Store>> {
-        let shared = self
-            .slots
-            .lock()
-            .entry(slot.to_string())
-            .or_default()
-            .clone();
-        Ok(Arc::new(MemoryStore::on(shared, clock)))
-    }
-
-    async fn wipe(&self, slot: &str) -> StoreResult<()> {
-        self.slots.lock().remove(slot);
         Ok(())
     }
 }

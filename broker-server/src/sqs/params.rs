@@ -1,0 +1,137 @@
+//! Reading request parameters in the JSON shape of the API, and batch replies.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{json, Value};
+
+use super::error::{SqsError, SqsResult};
+
+/// Per-request facts the actions need.
+pub struct Ctx {
+    /// Prefix of the queue URLs in replies.
+    pub base_url: String,
+}
+
+pub(super) fn opt_str<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
+    input.get(name).and_then(Value::as_str)
+}
+
+pub(super) fn req_str<'a>(input: &'a Value, name: &str) -> SqsResult<&'a str> {
+    match input.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Null) | None => Err(SqsError::MissingParameter(name.into())),
+        Some(_) => Err(SqsError::invalid(name, "must be a string")),
+    }
+}
+
+pub(super) fn opt_int(input: &Value, name: &str) -> SqsResult<Option<i64>> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| SqsError::invalid(name, "must be an integer")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| SqsError::invalid(name, "must be an integer")),
+        Some(_) => Err(SqsError::invalid(name, "must be an integer")),
+    }
+}
+
+pub(super) fn int_in(input: &Value, name: &str, lo: i64, hi: i64) -> SqsResult<Option<i64>> {
+    match opt_int(input, name)? {
+        Some(v) if !(lo..=hi).contains(&v) => Err(SqsError::InvalidParameterValue(format!(
+            "Value {v} for parameter {name} is invalid. Reason: Must be between {lo} and {hi}, if provided."
+        ))),
+        other => Ok(other),
+    }
+}
+
+pub(super) fn str_list(input: &Value, name: &str) -> Vec<String> {
+    input
+        .get(name)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn str_map(input: &Value, name: &str) -> SqsResult<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    match input.get(name) {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(SqsError::invalid(name, format!("{k} must be a string"))),
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        Some(_) => return Err(SqsError::invalid(name, "must be a map")),
+    }
+    Ok(out)
+}
+
+pub(super) fn batch_entries<'a>(input: &'a Value, entry_name: &str) -> SqsResult<&'a Vec<Value>> {
+    let entries = match input.get("Entries") {
+        None | Some(Value::Null) => return Err(SqsError::EmptyBatchRequest(entry_name.into())),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(SqsError::invalid("Entries", "must be a list")),
+    };
+    if entries.is_empty() {
+        return Err(SqsError::EmptyBatchRequest(entry_name.into()));
+    }
+    if entries.len() > 10 {
+        return Err(SqsError::TooManyEntriesInBatchRequest(entries.len()));
+    }
+    let mut seen = HashSet::new();
+    for e in entries {
+        let id = e.get("Id").and_then(Value::as_str).unwrap_or("");
+        if id.is_empty()
+            || id.len() > 80
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(SqsError::InvalidBatchEntryId);
+        }
+        if !seen.insert(id) {
+            return Err(SqsError::BatchEntryIdsNotDistinct(id.into()));
+        }
+    }
+    Ok(entries)
+}
+
+pub(super) fn failed_entry(id: &str, e: &SqsError) -> Value {
+    json!({
+        "Id": id,
+        "SenderFault": e.fault() == "Sender",
+        "Code": e.query_code(),
+        "Message": e.to_string(),
+    })
+}
+
+pub(super) fn batch_reply(entries: &[Value], results: Vec<Option<SqsResult<()>>>) -> Value {
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for (e, r) in entries.iter().zip(results) {
+        let id = e.get("Id").and_then(Value::as_str).unwrap_or("");
+        match r {
+            Some(Ok(())) => ok.push(json!({ "Id": id })),
+            Some(Err(err)) => failed.push(failed_entry(id, &err)),
+            None => failed.push(failed_entry(
+                id,
+                &SqsError::Internal("not processed".into()),
+            )),
+        }
+    }
+    json!({"Successful": ok, "Failed": failed})
+}

@@ -1,0 +1,374 @@
+//! Sending: SendMessage and SendMessageBatch, with FIFO deduplication.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use broker_api::{AppendBatch, Record};
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::dedup::{DedupIndex, Original};
+use super::error::{SqsError, SqsResult};
+use super::message as msg;
+use super::params::*;
+use super::queue::{self, Queue};
+use super::Sqs;
+
+fn valid_fifo_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+fn stable_hash(s: &str) -> u64 {
+    // FNV-1a: stable across runs and builds.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A send entry checked and turned into a record.
+struct Prepared {
+    record: Record,
+    sums: Checksums,
+    dedup_id: Option<String>,
+    group: Option<String>,
+    bytes: u64,
+}
+
+/// The checksums a send reports.
+#[derive(Debug, Clone, Default)]
+struct Checksums {
+    body: String,
+    attrs: Option<String>,
+    system: Option<String>,
+}
+
+/// What a successful send reports.
+struct Sent {
+    message_id: String,
+    sums: Checksums,
+    sequence: Option<String>,
+}
+
+impl Sent {
+    fn to_json(&self, id: Option<&str>) -> Value {
+        let mut m = Map::new();
+        if let Some(id) = id {
+            m.insert("Id".into(), json!(id));
+        }
+        m.insert("MessageId".into(), json!(self.message_id));
+        m.insert("MD5OfMessageBody".into(), json!(self.sums.body));
+        if let Some(a) = &self.sums.attrs {
+            m.insert("MD5OfMessageAttributes".into(), json!(a));
+        }
+        if let Some(a) = &self.sums.system {
+            m.insert("MD5OfMessageSystemAttributes".into(), json!(a));
+        }
+        if let Some(s) = &self.sequence {
+            m.insert("SequenceNumber".into(), json!(s));
+        }
+        Value::Object(m)
+    }
+}
+
+impl Sqs {
+    fn prepare(&self, q: &Queue, entry: &Value, now_ms: i64) -> SqsResult<Prepared> {
+        let body = match entry.get("MessageBody") {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(SqsError::MissingParameter("MessageBody".into()))
+            }
+            Some(_) => return Err(SqsError::invalid("MessageBody", "must be a string")),
+        };
+        if !msg::valid_body_chars(body) {
+            return Err(SqsError::InvalidMessageContents(
+                "Invalid binary character in the message body.".into(),
+            ));
+        }
+        let delay = int_in(entry, "DelaySeconds", 0, queue::MAX_DELAY)?;
+        if q.fifo && delay.is_some_and(|d| d > 0) {
+            return Err(SqsError::InvalidParameterValue(
+                "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type.".into(),
+            ));
+        }
+        let attrs = msg::parse_attributes(entry.get("MessageAttributes"))?;
+        let size = body.len() + attrs.iter().map(|(k, a)| a.size(k)).sum::<usize>();
+        let limit = q.max_message_size() as usize;
+        if size > limit {
+            return Err(SqsError::InvalidParameterValue(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."
+            )));
+        }
+        let group = opt_str(entry, "MessageGroupId").map(str::to_string);
+        let mut dedup = opt_str(entry, "MessageDeduplicationId").map(str::to_string);
+        if let Some(g) = &group {
+            if !valid_fifo_id(g) {
+                return Err(SqsError::invalid(
+                    "MessageGroupId",
+                    "must be 1-128 printable ASCII characters",
+                ));
+            }
+        }
+        if let Some(d) = &dedup {
+            if !q.fifo {
+                return Err(SqsError::InvalidParameterValue(
+                    "Value for parameter MessageDeduplicationId is invalid. Reason: The request include parameter that is not valid for this queue type.".into(),
+                ));
+            }
+            if !valid_fifo_id(d) {
+                return Err(SqsError::invalid(
+                    "MessageDeduplicationId",
+                    "must be 1-128 printable ASCII characters",
+                ));
+            }
+        }
+        if q.fifo {
+            if group.is_none() {
+                return Err(SqsError::MissingParameter("MessageGroupId".into()));
+            }
+            if dedup.is_none() {
+                if !q.content_based_dedup() {
+                    return Err(SqsError::InvalidParameterValue(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".into(),
+                    ));
+                }
+                dedup = Some(msg::content_dedup_id(body.as_bytes()));
+            }
+        }
+        let mut headers = msg::attribute_headers(&attrs);
+        if let Some(g) = &group {
+            headers.push(broker_api::Header {
+                key: msg::GROUP_HEADER.into(),
+                value: Some(Bytes::copy_from_slice(g.as_bytes())),
+            });
+        }
+        if let Some(d) = &dedup {
+            headers.push(broker_api::Header {
+                key: msg::DEDUP_HEADER.into(),
+                value: Some(Bytes::copy_from_slice(d.as_bytes())),
+            });
+        }
+        let system = msg::parse_attributes(entry.get("MessageSystemAttributes"))?;
+        for (name, a) in &system {
+            if name != "AWSTraceHeader" || a.data_type != "String" {
+                return Err(SqsError::InvalidParameterValue(format!(
+                    "Message system attribute {name} is not supported; only AWSTraceHeader (String) is."
+                )));
+            }
+            headers.push(broker_api::Header {
+                key: msg::TRACE_HEADER.into(),
+                value: Some(a.value.clone()),
+            });
+        }
+        let delay = delay.unwrap_or(q.delay_seconds() as i64);
+        let record = Record {
+            key: if q.fifo {
+                group.as_ref().map(|g| Bytes::copy_from_slice(g.as_bytes()))
+            } else {
+                None
+            },
+            value: Some(Bytes::copy_from_slice(body.as_bytes())),
+            headers,
+            timestamp_ms: None,
+            not_before_ms: (delay > 0).then(|| now_ms + delay * 1000),
+        };
+        let bytes = record.size() as u64;
+        Ok(Prepared {
+            record,
+            sums: Checksums {
+                body: msg::md5_hex(body.as_bytes()),
+                attrs: msg::md5_of_attributes(&attrs),
+                system: msg::md5_of_attributes(&system),
+            },
+            dedup_id: dedup,
+            group,
+            bytes,
+        })
+    }
+
+    fn dedup_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<Option<DedupIndex>>> {
+        self.dedup
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Appends the prepared entries; one result per entry, in order.
+    async fn send_entries(
+        &self,
+        q: &Queue,
+        prepared: Vec<SqsResult<Prepared>>,
+    ) -> SqsResult<Vec<SqsResult<Sent>>> {
+        let n = q.partitions();
+        let now = self.now_ms();
+        let lock = if q.fifo {
+            Some(self.dedup_lock(&q.name))
+        } else {
+            None
+        };
+        let mut guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        if let Some(g) = guard.as_mut() {
+            if g.is_none() {
+                **g = Some(DedupIndex::load(self.store.as_ref(), &q.name, n, now).await?);
+            }
+        }
+        let rr = self.round_robin.fetch_add(1, Ordering::Relaxed) as u32 % n;
+
+        enum Slot {
+            Done(SqsResult<Sent>),
+            Dup(Original),
+            SameAs(usize),
+            Pending(i32, usize),
+        }
+        let mut slots = Vec::with_capacity(prepared.len());
+        let mut md5s = Vec::with_capacity(prepared.len());
+        let mut by_partition: BTreeMap<i32, Vec<Prepared>> = BTreeMap::new();
+        let mut in_batch: HashMap<String, usize> = HashMap::new();
+        for (i, p) in prepared.into_iter().enumerate() {
+            let p = match p {
+                Ok(p) => p,
+                Err(e) => {
+                    slots.push(Slot::Done(Err(e)));
+                    md5s.push(Checksums::default());
+                    continue;
+                }
+            };
+            md5s.push(p.sums.clone());
+            if let (Some(id), Some(g)) = (&p.dedup_id, guard.as_mut()) {
+                let index = g.as_mut().expect("index loaded");
+                if let Some(orig) = index.get(id, now) {
+                    slots.push(Slot::Dup(orig));
+                    continue;
+                }
+                if let Some(&first) = in_batch.get(id) {
+                    slots.push(Slot::SameAs(first));
+                    continue;
+                }
+                in_batch.insert(id.clone(), i);
+            }
+            let partition = match &p.group {
+                Some(g) if q.fifo => (stable_hash(g) % n as u64) as i32,
+                _ => rr as i32,
+            };
+            let list = by_partition.entry(partition).or_default();
+            slots.push(Slot::Pending(partition, list.len()));
+            list.push(p);
+        }
+
+        let mut appended: HashMap<i32, SqsResult<(i64, i64)>> = HashMap::new();
+        let mut dedup_ids: HashMap<i32, Vec<Option<String>>> = HashMap::new();
+        for (partition, list) in by_partition {
+            let bytes: u64 = list.iter().map(|p| p.bytes).sum();
+            let count = list.len() as u64;
+            dedup_ids.insert(partition, list.iter().map(|p| p.dedup_id.clone()).collect());
+            let records = list.into_iter().map(|p| p.record).collect();
+            let r = self
+                .store
+                .append(&q.name, partition, AppendBatch::new(records))
+                .await;
+            match r {
+                Ok(res) => {
+                    self.metrics.appended(&q.name, count, bytes);
+                    appended.insert(partition, Ok((res.base_offset, res.append_time_ms)));
+                }
+                Err(e) => {
+                    appended.insert(partition, Err(e.into()));
+                }
+            }
+        }
+        if let Some(g) = guard.as_mut() {
+            let index = g.as_mut().expect("index loaded");
+            for (partition, ids) in &dedup_ids {
+                if let Some(Ok((base, ts))) = appended.get(partition) {
+                    for (i, id) in ids.iter().enumerate() {
+                        if let Some(id) = id {
+                            let o = Original {
+                                partition: *partition,
+                                offset: base + i as i64,
+                                sent_ms: *ts,
+                            };
+                            index.insert(id.clone(), o, now);
+                        }
+                    }
+                }
+            }
+        }
+        drop(guard);
+
+        let sent = |partition: i32, offset: i64, sums: &Checksums| Sent {
+            message_id: msg::message_id(&q.name, partition, offset),
+            sums: sums.clone(),
+            sequence: q.fifo.then(|| msg::sequence_number(partition, offset)),
+        };
+        let mut out: Vec<SqsResult<Sent>> = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.iter().enumerate() {
+            let r = match slot {
+                Slot::Done(Err(e)) => Err(e.clone()),
+                Slot::Done(Ok(_)) => unreachable!("no slot is created done and successful"),
+                Slot::Dup(o) => Ok(sent(o.partition, o.offset, &md5s[i])),
+                Slot::SameAs(first) => match &out[*first] {
+                    Ok(s) => Ok(Sent {
+                        message_id: s.message_id.clone(),
+                        sums: md5s[i].clone(),
+                        sequence: s.sequence.clone(),
+                    }),
+                    Err(e) => Err(e.clone()),
+                },
+                Slot::Pending(partition, pos) => match &appended[partition] {
+                    Ok((base, _)) => Ok(sent(*partition, base + *pos as i64, &md5s[i])),
+                    Err(e) => Err(e.clone()),
+                },
+            };
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn send_message(&self, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(input).await?;
+        let p = self.prepare(&q, input, self.now_ms())?;
+        let mut r = self.send_entries(&q, vec![Ok(p)]).await?;
+        Ok(r.remove(0)?.to_json(None))
+    }
+
+    pub(super) async fn send_message_batch(&self, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(input).await?;
+        let entries = batch_entries(input, "SendMessageBatchRequestEntry")?;
+        let total: usize = entries
+            .iter()
+            .map(|e| {
+                e.get("MessageBody")
+                    .and_then(Value::as_str)
+                    .map_or(0, str::len)
+                    + msg::parse_attributes(e.get("MessageAttributes"))
+                        .map(|a| a.iter().map(|(k, v)| v.size(k)).sum::<usize>())
+                        .unwrap_or(0)
+            })
+            .sum();
+        let limit = q.max_message_size() as usize;
+        if total > limit {
+            return Err(SqsError::BatchRequestTooLong(format!(
+                "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
+            )));
+        }
+        let now = self.now_ms();
+        let prepared = entries.iter().map(|e| self.prepare(&q, e, now)).collect();
+        let results = self.send_entries(&q, prepared).await?;
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
+        for (e, r) in entries.iter().zip(results) {
+            let id = e.get("Id").and_then(Value::as_str).unwrap_or("");
+            match r {
+                Ok(s) => ok.push(s.to_json(Some(id))),
+                Err(err) => failed.push(failed_entry(id, &err)),
+            }
+        }
+        Ok(json!({"Successful": ok, "Failed": failed}))
+    }
+}

@@ -1,0 +1,43 @@
+//! [`MemoryBackend`]: slots of [`MemoryStore`] data kept in memory across close and reopen.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use broker_api::{SharedClock, Store, StoreResult};
+use parking_lot::Mutex;
+
+use super::{MemoryStore, Shared};
+use crate::harness::Backend;
+
+/// A [`Backend`] of [`MemoryStore`]s: each slot's data lives in this value, so a store opened
+/// after another closed sees its data (in-flight leases included).
+#[derive(Default)]
+pub struct MemoryBackend {
+    slots: Mutex<HashMap<String, Arc<Shared>>>,
+}
+
+impl MemoryBackend {
+    /// A backend with no slots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn open(&self, slot: &str, clock: SharedClock) -> StoreResult<Arc<dyn Store>> {
+        let shared = self
+            .slots
+            .lock()
+            .entry(slot.to_string())
+            .or_default()
+            .clone();
+        Ok(Arc::new(MemoryStore::on(shared, clock)))
+    }
+
+    async fn wipe(&self, slot: &str) -> StoreResult<()> {
+        self.slots.lock().remove(slot);
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! The data of one slot (topics, partitions, commits, counters) and the operations on it that
+//! several store calls share: lookups, append with its checks, lease-token lookup.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use broker_api::{
+    validate_group_name, AppendBatch, AppendResult, CommittedOffset, LeaseToken, StoreError,
+    StoreResult, StoredRecord, TopicConfig, TopicInfo,
+};
+use tokio::sync::watch;
+
+use super::lease::{LeaseGroup, PartitionLeases};
+use super::log::Log;
+use super::producer::{Producers, SeqCheck};
+
+/// One partition: its log, producer states and a channel announcing the high watermark.
+pub(super) struct Partition {
+    pub(super) log: Log,
+    pub(super) producers: Producers,
+    pub(super) high_watermark: watch::Sender<i64>,
+}
+
+impl Partition {
+    pub(super) fn new() -> Self {
+        Partition {
+            log: Log::default(),
+            producers: Producers::default(),
+            high_watermark: watch::Sender::new(0),
+        }
+    }
+}
+
+pub(super) struct Topic {
+    pub(super) config: TopicConfig,
+    pub(super) partitions: Vec<Partition>,
+    pub(super) groups: BTreeMap<String, LeaseGroup>,
+}
+
+impl Topic {
+    pub(super) fn info(&self, name: &str) -> TopicInfo {
+        TopicInfo {
+            name: name.to_string(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Everything a slot holds.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) topics: BTreeMap<String, Topic>,
+    /// group -> (topic, partition) -> committed offset
+    pub(super) commits: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    pub(super) next_producer_id: i64,
+    pub(super) next_nonce: u64,
+}
+
+pub(super) fn unknown(topic: &str) -> StoreError {
+    StoreError::UnknownTopic(topic.to_string())
+}
+
+pub(super) fn unknown_partition(topic: &str, partition: i32) -> StoreError {
+    StoreError::UnknownTopic(format!("{topic}/{partition}"))
+}
+
+pub(super) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl State {
+    pub(super) fn topic(&self, name: &str) -> StoreResult<&Topic> {
+        self.topics.get(name).ok_or_else(|| unknown(name))
+    }
+
+    pub(super) fn topic_mut(&mut self, name: &str) -> StoreResult<&mut Topic> {
+        self.topics.get_mut(name).ok_or_else(|| unknown(name))
+    }
+
+    pub(super) fn partition(&self, topic: &str, partition: i32) -> StoreResult<&Partition> {
+        let t = self.topic(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+            .ok_or_else(|| unknown_partition(topic, partition))
+    }
+
+    pub(super) fn check_partition(&self, topic: &str, partition: i32) -> StoreResult<()> {
+        self.partition(topic, partition).map(|_| ())
+    }
+
+    pub(super) fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: AppendBatch,
+        now: i64,
+    ) -> StoreResult<AppendResult> {
+        let limit = self.topic(topic)?.config.max_record_bytes;
+        self.check_partition(topic, partition)?;
+        if batch.records.is_empty() {
+            return Err(StoreError::InvalidArgument("empty batch".into()));
+        }
+        if let Some(size) = batch
+            .records
+            .iter()
+            .map(|r| r.size())
+            .find(|&size| size > limit)
+        {
+            return Err(StoreError::RecordTooLarge { size, limit });
+        }
+        let p = &mut self.topic_mut(topic)?.partitions[partition as usize];
+        let count = batch.records.len();
+        if let Some(pb) = &batch.producer {
+            if let SeqCheck::Duplicate(dup) = p.producers.check(pb, count)? {
+                return Ok(AppendResult {
+                    base_offset: dup.base_offset,
+                    last_offset: dup.last_offset,
+                    append_time_ms: dup.append_time_ms,
+                    log_start_offset: p.log.log_start(),
+                    duplicate: true,
+                });
+            }
+        }
+        let base = push(p, batch.records, now);
+        if let Some(pb) = &batch.producer {
+            p.producers.record(pb, count, base, now);
+        }
+        Ok(AppendResult {
+            base_offset: base,
+            last_offset: base + count as i64 - 1,
+            append_time_ms: now,
+            log_start_offset: p.log.log_start(),
+            duplicate: false,
+        })
+    }
+
+    pub(super) fn token_op<T>(
+        &mut self,
+        topic: &str,
+        group: &str,
+        token: &LeaseToken,
+        op: impl FnOnce(&mut PartitionLeases, &Log) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        validate_group_name(group)?;
+        self.check_partition(topic, token.partition)?;
+        let t = self.topic_mut(topic)?;
+        let p = &t.partitions[token.partition as usize];
+        let Some(g) = t.groups.get_mut(group) else {
+            return Err(StoreError::LeaseExpired);
+        };
+        let pl = g.partitions.entry(token.partition).or_default();
+        op(pl, &p.log)
+    }
+}
+
+/// Appends records to a partition as one batch and wakes its waiters; returns the base offset.
+pub(super) fn push(p: &mut Partition, records: Vec<broker_api::Record>, now: i64) -> i64 {
+    let records = records
+        .into_iter()
+        .map(|r| StoredRecord {
+            offset: 0,
+            timestamp_ms: r.timestamp_ms.unwrap_or(now),
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            not_before_ms: r.not_before_ms,
+        })
+        .collect();
+    let base = p.log.append(records);
+    p.high_watermark.send_replace(p.log.high_watermark());
+    base
+}

@@ -1,0 +1,91 @@
+//! A rough throughput probe (not a benchmark): append batches of 1000 x 100 B records, then
+//! lease + ack in batches of 100 with N concurrent leasers.
+//! `DATABASE_URL=... cargo run --release -p store-postgres --example probe -- [leasers]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker_api::{AppendBatch, Record, Store, SystemClock, TopicConfig};
+use store_postgres::{PgOptions, PgStore};
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let leasers: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(8);
+    let schema = "probe";
+    PgStore::drop_schema(&url, schema).await.unwrap();
+    let store = Arc::new(
+        PgStore::connect(
+            &url,
+            PgOptions {
+                schema: schema.into(),
+                pool_size: 16,
+                ..PgOptions::default()
+            },
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap(),
+    );
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    let value = vec![b'x'; 100];
+    let batches = 100;
+    let start = Instant::now();
+    for _ in 0..batches {
+        let records = (0..1000)
+            .map(|_| Record::from_value(value.clone()))
+            .collect();
+        store
+            .append("t", 0, AppendBatch::new(records))
+            .await
+            .unwrap();
+    }
+    let el = start.elapsed();
+    println!(
+        "append: {:.0} records/s",
+        (batches * 1000) as f64 / el.as_secs_f64()
+    );
+    let start = Instant::now();
+    let tasks = (0..leasers).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            let (mut tl, mut ta) = (Duration::ZERO, Duration::ZERO);
+            loop {
+                let t0 = Instant::now();
+                let l = store
+                    .lease("t", 0, "g", 100, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                tl += t0.elapsed();
+                if l.is_empty() {
+                    if std::env::var("PROBE_VERBOSE").is_ok() {
+                        println!("lease {tl:?} ack {ta:?}");
+                    }
+                    break n;
+                }
+                let tokens: Vec<_> = l.iter().map(|l| l.token).collect();
+                let t1 = Instant::now();
+                store.ack("t", "g", &tokens).await.unwrap();
+                ta += t1.elapsed();
+                n += l.len();
+            }
+        })
+    });
+    let total: usize = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    let el = start.elapsed();
+    println!(
+        "lease+ack with {leasers} leasers: {:.0} records/s ({total} records)",
+        total as f64 / el.as_secs_f64()
+    );
+}
