@@ -92,6 +92,8 @@ class SqsWorker(threading.Thread):
         self.sent = set()       # bodies with a MessageId returned
         self.attempted = set()  # bodies whose send failed (may or may not be stored)
         self.deleted = set()    # bodies whose DeleteMessage succeeded
+        self.sent_at = {}       # body -> monotonic time its send was acknowledged
+        self.deleted_at = {}    # body -> monotonic time its delete was acknowledged
         self.received = 0
         self.bad = []
         self.retried = []
@@ -154,6 +156,7 @@ class SqsWorker(threading.Thread):
                 try:
                     self.sqs.send_message(QueueUrl=self.qurl, MessageBody=body)
                     self.sent.add(body)
+                    self.sent_at[body] = time.monotonic()
                 except Exception as e:
                     self.attempted.add(body)
                     self.classify(e)
@@ -169,6 +172,7 @@ class SqsWorker(threading.Thread):
                 if self.call(self.sqs.delete_message, QueueUrl=self.qurl,
                              ReceiptHandle=m["ReceiptHandle"]) is not None:
                     self.deleted.add(m["Body"])
+                    self.deleted_at.setdefault(m["Body"], time.monotonic())
             time.sleep(0.02)
 
 
