@@ -20,7 +20,9 @@ pub struct HttpConfig {
     /// The URL prefix queue URLs are built from, e.g. `http://127.0.0.1:9324`. Empty: taken
     /// from each request's `Host` header.
     pub base_url: String,
-    /// With keys, SQS requests must be SigV4-signed by one of them; `None` accepts any request.
+    /// With keys, SQS requests must be SigV4-signed by one of them. `None`: the key in
+    /// `BROKER_SQS_ACCESS_KEY_ID` / `BROKER_SQS_SECRET_ACCESS_KEY` when both are set, else
+    /// every request is accepted.
     pub credentials: Option<SigV4Credentials>,
     /// The clock per-message delays and signature dates are measured with; it must be the
     /// store's clock. `None`: the system clock.
@@ -43,7 +45,10 @@ pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, config: HttpConfig) 
         store.clone(),
         metrics.clone(),
         clock,
-        config.credentials.filter(|c| !c.is_empty()),
+        config
+            .credentials
+            .or_else(SigV4Credentials::from_env)
+            .filter(|c| !c.is_empty()),
         config.base_url,
         config.shutdown,
     ));

@@ -138,10 +138,19 @@ impl Server {
             kafka: kafka_listener.local_addr()?,
             http: http_listener.local_addr()?,
         };
-        let advertised = config
-            .advertised_addr
-            .clone()
-            .unwrap_or_else(|| addrs.kafka.to_string());
+        let advertised = match &config.advertised_addr {
+            Some(a) => a.clone(),
+            None if addrs.kafka.ip().is_unspecified() => {
+                let a = format!("127.0.0.1:{}", addrs.kafka.port());
+                warn!(
+                    "Kafka listener bound to {} without --advertised-addr: advertising {a}, \
+                     which only local clients can reach",
+                    addrs.kafka
+                );
+                a
+            }
+            None => addrs.kafka.to_string(),
+        };
         let kafka_config = KafkaConfig::new(config, &advertised)?;
         Ok(Server {
             store,

@@ -566,3 +566,87 @@ async fn fetch_reads_only_what_fits_the_byte_limits() {
     assert!(n > 0 && n < 200, "{n} records for a 2 KiB request limit");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn acks_zero_gets_no_response_and_delete_records_moves_the_log_start() {
+    let s = TestServer::start(1 << 20).await;
+    let mut c = s.client().await;
+    create_topic(&mut c, "acks0", 1).await;
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("acks0"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(
+                    &["a", "b", "c", "d"],
+                    None,
+                    Compression::Snappy,
+                )))])]);
+    let (frame, _) = c.frame(ApiKey::Produce, 9, &req).unwrap();
+    c.send_raw(&frame).await.unwrap();
+    // The next response on the connection belongs to the next request.
+    let resp: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, 0);
+
+    let req = DeleteRecordsRequest::default().with_topics(vec![
+        delete_records_request::DeleteRecordsTopic::default()
+            .with_name(name("acks0"))
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(2),
+            ]),
+    ]);
+    let resp: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, 2, &req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.low_watermark), (0, 2));
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 11, &fetch_req("acks0", 0, 2, 0))
+        .await
+        .unwrap();
+    assert_eq!(resp.responses[0].partitions[0].log_start_offset, 2);
+    assert_eq!(
+        fetched_values(&resp),
+        vec![(2, "c".to_string()), (3, "d".to_string())]
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_topics_are_reported_when_auto_create_is_off() {
+    let config = Config {
+        store: StoreKind::Memory,
+        kafka_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        auto_create_topics: false,
+        ..Config::default()
+    };
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = Arc::new(conformance::MemoryStore::new(clock.clone()));
+    let server = Server::bind(&config, store, clock).await.unwrap();
+    let addr = server.addrs().kafka;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async move {
+        let _ = rx.await;
+    }));
+    let mut c = RawClient::connect(addr).await.unwrap();
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(name("missing")))]))
+        .with_allow_auto_topic_creation(true);
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 9, &req).await.unwrap();
+    assert_eq!(
+        resp.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    let r = produce(&mut c, "missing", 0, batch(&["x"], None, Compression::None)).await;
+    assert_eq!(r.error_code, ResponseError::UnknownTopicOrPartition.code());
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}

@@ -801,6 +801,8 @@ async fn queue_management() {
     let s = start().await;
     let url = s.create("mgmt-a", json!({"VisibilityTimeout": "7", "MaximumMessageSize": "2048", "MessageRetentionPeriod": "120"})).await;
     // Creating again with the same attributes is fine.
+    s.create("plain", json!({})).await;
+    s.create("plain", json!({"FifoQueue": "false"})).await;
     assert_eq!(
         s.create("mgmt-a", json!({"VisibilityTimeout": "7"})).await,
         url

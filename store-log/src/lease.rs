@@ -75,11 +75,11 @@ impl PartLeases {
         }
     }
 
-    /// The record a token names, if the token is still the live lease at `now`.
-    pub fn live(&mut self, token: &LeaseToken, now: i64) -> StoreResult<&mut RecState> {
-        match self.recs.get_mut(&token.offset) {
+    /// A copy of the record a token names, if the token is still the live lease at `now`.
+    pub fn live_copy(&self, token: &LeaseToken, now: i64) -> StoreResult<RecState> {
+        match self.recs.get(&token.offset) {
             Some(r) => match r.phase {
-                Phase::Leased { nonce, expires } if nonce == token.nonce && expires > now => Ok(r),
+                Phase::Leased { nonce, expires } if nonce == token.nonce && expires > now => Ok(*r),
                 _ => Err(StoreError::LeaseExpired),
             },
             None => Err(StoreError::LeaseExpired),

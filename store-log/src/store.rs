@@ -224,6 +224,19 @@ impl LogStore {
         Ok(LogStore { inner })
     }
 
+    /// Fsyncs every partition with unsynced appends and the metadata journal, whatever the
+    /// topics' durability policies; returns once all of it is on stable storage.
+    pub fn sync_all(&self) -> StoreResult<()> {
+        self.inner.check_open()?;
+        let topics: Vec<Arc<TopicHandle>> = self.inner.topics.read().values().cloned().collect();
+        for t in topics {
+            for p in &t.partitions {
+                p.sync_if_dirty()?;
+            }
+        }
+        self.inner.sync_meta_blocking()
+    }
+
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -469,14 +482,23 @@ impl Inner {
     }
 }
 
-/// A copy of the lease state of one partition for one group, if the group has any.
-fn current_leases(meta: &Meta, topic: &str, group: &str, partition: i32) -> Option<PartLeases> {
-    meta.state
+/// The lease state of one partition for one group (if the group has any), with the state
+/// below the log start dropped.
+fn current_leases<'a>(
+    meta: &'a mut Meta,
+    topic: &str,
+    group: &str,
+    partition: i32,
+    log_start: i64,
+) -> Option<&'a PartLeases> {
+    let st = meta
+        .state
         .leases
-        .get(topic)
-        .and_then(|g| g.get(group))
-        .and_then(|p| p.get(&partition))
-        .cloned()
+        .get_mut(topic)
+        .and_then(|g| g.get_mut(group))
+        .and_then(|p| p.get_mut(&partition))?;
+    st.normalize(log_start);
+    Some(st)
 }
 
 fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
@@ -859,22 +881,17 @@ impl Store for LogStore {
             let cfg = group_config(&meta, topic, group);
             let now = inner.clock.now_ms();
             let (log_start, hw) = p.offsets();
-            let mut st: PartLeases = meta
-                .state
-                .leases
-                .get(topic)
-                .and_then(|g| g.get(group))
-                .and_then(|p| p.get(&partition))
-                .cloned()
-                .unwrap_or(PartLeases {
-                    floor: log_start,
-                    ..PartLeases::default()
-                });
-            st.normalize(log_start);
+            let empty = PartLeases {
+                floor: log_start,
+                ..PartLeases::default()
+            };
+            let st =
+                current_leases(&mut meta, topic, group, partition, log_start).unwrap_or(&empty);
+            let floor = st.floor;
             let mut changed: Vec<(i64, RecState)> = Vec::new();
             let mut dead: Vec<i64> = Vec::new();
             let mut blocked: HashSet<Bytes> = HashSet::new();
-            let mut pos = st.floor;
+            let mut pos = floor;
             'scan: while pos < hw {
                 let recs = p.read_for_lease(pos, 512, verify)?;
                 if recs.is_empty() {
@@ -942,8 +959,6 @@ impl Store for LogStore {
                             first_leased_at: state.map_or(now, |s| s.first_leased_at),
                             phase: Phase::Done { dead: true },
                         };
-                        st.recs.insert(rec.offset, s);
-                        st.dead.insert(rec.offset);
                         changed.push((rec.offset, s));
                         dead.push(rec.offset);
                         continue;
@@ -955,7 +970,6 @@ impl Store for LogStore {
                         first_leased_at: first,
                         phase: Phase::Leased { nonce, expires },
                     };
-                    st.recs.insert(rec.offset, s);
                     changed.push((rec.offset, s));
                     if cfg.ordered_by_key {
                         if let Some(k) = &rec.key {
@@ -978,11 +992,9 @@ impl Store for LogStore {
                     }
                 }
             }
-            st.advance_floor();
             if changed.is_empty() {
                 None
             } else {
-                let floor = st.floor;
                 let seq = inner.record(
                     &mut meta,
                     Op::Lease {
@@ -1021,40 +1033,35 @@ impl Store for LogStore {
         {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            // Changes are staged on copies and take effect only once journaled.
-            let mut staged: BTreeMap<i32, (PartLeases, Vec<(i64, RecState)>)> = BTreeMap::new();
+            // Changes are collected and take effect only once journaled.
+            let mut staged: BTreeMap<i32, (i64, Vec<(i64, RecState)>)> = BTreeMap::new();
             for tok in tokens {
                 let r = (|| {
                     let p = t.partition(topic, tok.partition)?;
                     let (log_start, _) = p.offsets();
-                    let (st, set) = match staged.entry(tok.partition) {
-                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(e) => {
-                            let mut st = current_leases(&meta, topic, group, tok.partition)
-                                .ok_or(StoreError::LeaseExpired)?;
-                            st.normalize(log_start);
-                            e.insert((st, Vec::new()))
-                        }
-                    };
-                    let rec = st.live(tok, now)?;
+                    let st = current_leases(&mut meta, topic, group, tok.partition, log_start)
+                        .ok_or(StoreError::LeaseExpired)?;
+                    let mut rec = st.live_copy(tok, now)?;
                     rec.phase = Phase::Done { dead: false };
-                    set.push((tok.offset, *rec));
+                    let floor = st.floor;
+                    let (_, set) = staged.entry(tok.partition).or_insert((floor, Vec::new()));
+                    if set.iter().any(|(o, _)| *o == tok.offset) {
+                        // Acked earlier in this same call.
+                        return Err(StoreError::LeaseExpired);
+                    }
+                    set.push((tok.offset, rec));
                     Ok(())
                 })();
                 results.push(r);
             }
-            for (partition, (mut st, set)) in staged {
-                if set.is_empty() {
-                    continue;
-                }
-                st.advance_floor();
+            for (partition, (floor, set)) in staged {
                 seqs.push(inner.record(
                     &mut meta,
                     Op::Lease {
                         topic: topic.to_string(),
                         group: group.to_string(),
                         partition,
-                        floor: st.floor,
+                        floor,
                         set,
                         dead: Vec::new(),
                     },
@@ -1084,14 +1091,13 @@ impl Store for LogStore {
         let seq = {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let mut st = current_leases(&meta, topic, group, token.partition)
+            let st = current_leases(&mut meta, topic, group, token.partition, log_start)
                 .ok_or(StoreError::LeaseExpired)?;
-            st.normalize(log_start);
-            let rec = st.live(&token, now)?;
+            let mut rec = st.live_copy(&token, now)?;
             rec.phase = Phase::Released {
                 at: now.saturating_add(delay),
             };
-            let set = vec![(token.offset, *rec)];
+            let set = vec![(token.offset, rec)];
             let floor = st.floor;
             inner.record(
                 &mut meta,
@@ -1125,16 +1131,15 @@ impl Store for LogStore {
         let (seq, expires) = {
             let mut meta = inner.meta.lock();
             let now = inner.clock.now_ms();
-            let mut st = current_leases(&meta, topic, group, token.partition)
+            let st = current_leases(&mut meta, topic, group, token.partition, log_start)
                 .ok_or(StoreError::LeaseExpired)?;
-            st.normalize(log_start);
-            let rec = st.live(&token, now)?;
+            let mut rec = st.live_copy(&token, now)?;
             let expires = now.saturating_add(vis);
             rec.phase = Phase::Leased {
                 nonce: token.nonce,
                 expires,
             };
-            let set = vec![(token.offset, *rec)];
+            let set = vec![(token.offset, rec)];
             let floor = st.floor;
             let seq = inner.record(
                 &mut meta,
@@ -1164,22 +1169,14 @@ impl Store for LogStore {
         let t = inner.topic(topic)?;
         validate_group_name(group)?;
         let p = t.partition(topic, partition)?;
-        let meta = inner.meta.lock();
+        let mut meta = inner.meta.lock();
         let now = inner.clock.now_ms();
         let (log_start, hw) = p.offsets();
-        let mut st = meta
-            .state
-            .leases
-            .get(topic)
-            .and_then(|g| g.get(group))
-            .and_then(|p| p.get(&partition))
-            .cloned()
-            .unwrap_or(PartLeases {
-                floor: log_start,
-                ..PartLeases::default()
-            });
-        drop(meta);
-        st.normalize(log_start);
+        let empty = PartLeases {
+            floor: log_start,
+            ..PartLeases::default()
+        };
+        let st = current_leases(&mut meta, topic, group, partition, log_start).unwrap_or(&empty);
         let floor = st.floor.min(hw);
         let mut c = LeaseCounts {
             done: (floor - log_start).max(0) as u64,

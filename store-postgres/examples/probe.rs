@@ -88,4 +88,59 @@ async fn main() {
         "lease+ack with {leasers} leasers: {:.0} records/s ({total} records)",
         total as f64 / el.as_secs_f64()
     );
+
+    naive(&url, leasers).await;
+}
+
+/// The seeds' naive queue: single-row INSERT, SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1, DELETE.
+async fn naive(url: &str, workers: usize) {
+    let connect = || async {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    };
+    let c = connect().await;
+    c.batch_execute(
+        "DROP TABLE IF EXISTS probe.naive; CREATE TABLE probe.naive (id bigserial PRIMARY KEY, payload bytea NOT NULL)",
+    )
+    .await
+    .unwrap();
+    let n = 4_000;
+    for _ in 0..n {
+        c.execute(
+            "INSERT INTO probe.naive (payload) VALUES ($1)",
+            &[&vec![b'x'; 100]],
+        )
+        .await
+        .unwrap();
+    }
+    let start = Instant::now();
+    let tasks = (0..workers).map(|_| async {
+        let mut c = connect().await;
+        let mut got = 0;
+        loop {
+            let tx = c.transaction().await.unwrap();
+            let row = tx
+                .query_opt(
+                    "SELECT id, payload FROM probe.naive ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let Some(row) = row else { break got };
+            let id: i64 = row.get(0);
+            tx.execute("DELETE FROM probe.naive WHERE id = $1", &[&id])
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            got += 1;
+        }
+    });
+    let total: usize = futures::future::join_all(tasks).await.into_iter().sum();
+    println!(
+        "naive claim+delete with {workers} workers: {:.0} records/s ({total} records)",
+        total as f64 / start.elapsed().as_secs_f64()
+    );
 }

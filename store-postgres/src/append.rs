@@ -102,7 +102,9 @@ pub(crate) async fn lock_partition(
 }
 
 /// Writes `records` at `locked.next_offset..` and finishes the batch (batch row, watermark,
-/// producer state, one NOTIFY). Returns the new high watermark.
+/// producer state, one NOTIFY), committing in the same round trip when `commit` is set.
+/// Returns the new high watermark.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_batch(
     tx: &ClientWrapper,
     channel: &str,
@@ -111,6 +113,7 @@ pub(crate) async fn write_batch(
     records: &[Record],
     now: i64,
     producer: Option<&ProducerBatch>,
+    commit: bool,
 ) -> StoreResult<i64> {
     let base = locked.next_offset;
     let copy = tx.prepare_cached(COPY_RECORDS).await.map_err(db_err)?;
@@ -159,27 +162,27 @@ pub(crate) async fn write_batch(
     };
     let payload = notify::payload(locked.topic_id, partition, last + 1);
     let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
-    tx.query(
-        &finish,
-        &[
-            &locked.topic_id,
-            &partition,
-            &base,
-            &last,
-            &max_ts,
-            &ts_high,
-            &bytes,
-            &now,
-            &pid,
-            &epoch,
-            &first_seq,
-            &last_seq,
-            &channel,
-            &payload,
-        ],
-    )
-    .await
-    .map_err(db_err)?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+        &locked.topic_id,
+        &partition,
+        &base,
+        &last,
+        &max_ts,
+        &ts_high,
+        &bytes,
+        &now,
+        &pid,
+        &epoch,
+        &first_seq,
+        &last_seq,
+        &channel,
+        &payload,
+    ];
+    if commit {
+        tokio::try_join!(tx.query(&finish, &params), tx.batch_execute("COMMIT")).map_err(db_err)?;
+    } else {
+        tx.query(&finish, &params).await.map_err(db_err)?;
+    }
     Ok(last + 1)
 }
 
@@ -330,17 +333,19 @@ impl PgStore {
                 }
             }
         }
+        let mut tx = tx;
         let hw = write_batch(
-            c,
+            tx.client(),
             &self.channel,
             &locked,
             partition,
             &batch.records,
             now,
             batch.producer.as_ref(),
+            true,
         )
         .await?;
-        tx.commit().await?;
+        tx.finished();
         self.waiters.bump(locked.topic_id, partition, hw);
         Ok(AppendResult {
             base_offset: locked.next_offset,

@@ -105,12 +105,12 @@ const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $
     g AS (SELECT g.id FROM lease_groups g JOIN t ON g.topic_id = t.id WHERE g.name = $2),
     a AS (
         UPDATE lease_state s SET state = 3
-        FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS u(p, o, n)
-        WHERE s.topic_id = (SELECT id FROM t) AND s.group_id = (SELECT id FROM g)
-          AND s.partition = u.p AND s."offset" = u.o AND s.nonce = u.n AND s.state = 1
-          AND s.visible_at > $6
-        RETURNING s.partition, s."offset", s.nonce)
-    SELECT t.partitions, a.partition, a."offset", a.nonce FROM t LEFT JOIN a ON true"#;
+        FROM unnest($4::bigint[], $5::bigint[]) AS u(o, n)
+        WHERE s.topic_id = (SELECT id FROM t) AND s.partition = $3
+          AND s.group_id = (SELECT id FROM g) AND s."offset" BETWEEN $7 AND $8
+          AND s."offset" = u.o AND s.nonce = u.n AND s.state = 1 AND s.visible_at > $6
+        RETURNING s."offset", s.nonce)
+    SELECT t.partitions, a."offset", a.nonce FROM t LEFT JOIN a ON true"#;
 
 /// The locked cursor and what the lease call needs around it.
 struct Cursor {
@@ -293,7 +293,7 @@ impl PgStore {
         let _serial = lock.lock().await;
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         for attempt in 0..2 {
-            let obj = self.conn().await?;
+            let obj = self.lease_conn().await?;
             let lock_stmt = obj.prepare_cached(LOCK_CURSOR).await.map_err(db_err)?;
             let floor_stmt = obj.prepare_cached(ADVANCE_FLOOR).await.map_err(db_err)?;
             let fresh_stmt = obj.prepare_cached(&FRESH_FIRST).await.map_err(db_err)?;
@@ -654,7 +654,8 @@ impl PgStore {
                     continue;
                 };
                 let dl = dead_letter(rec, topic, partition, group, *n);
-                let hw = write_batch(db, &self.channel, &locked, 0, &[dl], now, None).await?;
+                let hw =
+                    write_batch(db, &self.channel, &locked, 0, &[dl], now, None, false).await?;
                 locked.next_offset = hw;
                 locked.max_ts = Some(
                     locked
@@ -700,24 +701,57 @@ impl PgStore {
         validate_group_name(group)?;
         let client = self.conn().await?;
         let now = self.now();
-        let parts: Vec<i32> = tokens.iter().map(|t| t.partition).collect();
-        let offs: Vec<i64> = tokens.iter().map(|t| t.offset).collect();
-        let nonces: Vec<i64> = tokens.iter().map(token_nonce).collect();
+        // One statement per partition, each scanning only its offset range of the primary
+        // key (not every row of the group), all sent in one round trip.
+        let mut by_partition: BTreeMap<i32, Vec<&LeaseToken>> = BTreeMap::new();
+        for t in tokens {
+            by_partition.entry(t.partition).or_default().push(t);
+        }
+        if by_partition.is_empty() {
+            by_partition.insert(0, Vec::new());
+        }
         let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
-        let rows = client
-            .query(&stmt, &[&topic, &group, &parts, &offs, &nonces, &now])
-            .await
-            .map_err(db_err)?;
-        let Some(first) = rows.first() else {
-            return Err(StoreError::UnknownTopic(topic.to_string()));
-        };
-        let partitions: i32 = first.get(0);
+        struct Args {
+            p: i32,
+            offs: Vec<i64>,
+            nonces: Vec<i64>,
+            lo: i64,
+            hi: i64,
+        }
+        let args: Vec<Args> = by_partition
+            .iter()
+            .map(|(p, ts)| Args {
+                p: *p,
+                offs: ts.iter().map(|t| t.offset).collect(),
+                nonces: ts.iter().map(|t| token_nonce(t)).collect(),
+                lo: ts.iter().map(|t| t.offset).min().unwrap_or(0),
+                hi: ts.iter().map(|t| t.offset).max().unwrap_or(-1),
+            })
+            .collect();
+        let (client, stmt) = (&client, &stmt);
+        let results = futures::future::try_join_all(args.iter().map(|a| async move {
+            client
+                .query(
+                    stmt,
+                    &[&topic, &group, &a.p, &a.offs, &a.nonces, &now, &a.lo, &a.hi],
+                )
+                .await
+        }))
+        .await
+        .map_err(db_err)?;
+        let mut partitions = None;
         let mut done: HashSet<(i32, i64, i64)> = HashSet::new();
-        for r in &rows {
-            if let Some(p) = r.get::<_, Option<i32>>(1) {
-                done.insert((p, r.get(2), r.get(3)));
+        for (a, rows) in args.iter().zip(&results) {
+            for r in rows {
+                partitions = Some(r.get::<_, i32>(0));
+                if let Some(o) = r.get::<_, Option<i64>>(1) {
+                    done.insert((a.p, o, r.get(2)));
+                }
             }
         }
+        let Some(partitions) = partitions else {
+            return Err(StoreError::UnknownTopic(topic.to_string()));
+        };
         Ok(tokens
             .iter()
             .map(|t| {

@@ -37,7 +37,8 @@ type LeaseKey = (String, i32, String);
 pub struct PgOptions {
     /// The schema holding every table (1-48 characters of `[a-z0-9_]`).
     pub schema: String,
-    /// Most pooled connections (the LISTEN connection is extra).
+    /// Most pooled connections for most calls; lease calls have their own pool of half this
+    /// size (at least 2), and the LISTEN connection is extra.
     pub pool_size: usize,
     /// How often waiting fetches re-check the high watermark in case a notification was lost.
     pub safety_check_interval: Duration,
@@ -60,6 +61,9 @@ impl Default for PgOptions {
 /// with a retriable error and later calls use fresh connections.
 pub struct PgStore {
     pool: Pool,
+    /// Connections for lease calls only, so a lease (serialised per partition and group)
+    /// never queues behind acks and appends for a connection.
+    lease_pool: Pool,
     schema: String,
     channel: String,
     clock: SharedClock,
@@ -113,21 +117,25 @@ impl PgStore {
         conn_task.abort();
         migrated?;
 
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.connect_timeout * 2))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|e| PgError::Config(e.to_string()))?;
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(options.connect_timeout * 2))
+                .create_timeout(Some(options.connect_timeout))
+                .recycle_timeout(Some(options.connect_timeout))
+                .build()
+                .map_err(|e| PgError::Config(e.to_string()))
+        };
+        let pool = build(options.pool_size.max(1))?;
+        let lease_pool = build((options.pool_size / 2).max(2))?;
         let channel = format!("{}_append", options.schema);
         let waiters = Arc::new(Waiters::default());
         let listener = tokio::spawn(notify::listen(
@@ -139,6 +147,7 @@ impl PgStore {
         ));
         Ok(PgStore {
             pool,
+            lease_pool,
             schema: options.schema,
             channel,
             clock,
@@ -195,6 +204,12 @@ impl PgStore {
         self.pool.get().await.map_err(pool_err)
     }
 
+    /// A connection of the lease pool.
+    async fn lease_conn(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.check_open()?;
+        self.lease_pool.get().await.map_err(pool_err)
+    }
+
     fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.closed_tx.send_replace(true);
@@ -202,6 +217,7 @@ impl PgStore {
             h.abort();
         }
         self.pool.close();
+        self.lease_pool.close();
     }
 }
 

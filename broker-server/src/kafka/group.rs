@@ -623,3 +623,139 @@ fn sync_outcome(g: &Group, member_id: &str) -> SyncOutcome {
             .unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(member: &str, session_ms: u64) -> JoinRequest {
+        JoinRequest {
+            group: "g".into(),
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            session_timeout: Duration::from_millis(session_ms),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+        }
+    }
+
+    fn coordinator() -> (Arc<Coordinator>, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        // The ticker is not needed: the tests drive time through `check_timeouts`.
+        let c = Arc::new(Coordinator {
+            groups: Mutex::new(BTreeMap::new()),
+        });
+        drop(rx);
+        (c, tx)
+    }
+
+    #[test]
+    fn two_members_join_sync_and_survive_a_session_expiry() {
+        let (c, _stop) = coordinator();
+        let t0 = Instant::now();
+        let mut a = c.join(req("", 5_000)).unwrap();
+        let mut b = c.join(req("", 5_000)).unwrap();
+        // Nothing completes before the initial delay.
+        assert!(a.try_recv().is_err());
+        c.check_timeouts(t0 + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
+        let ja = a.try_recv().unwrap();
+        let jb = b.try_recv().unwrap();
+        assert_eq!((ja.error, jb.error), (0, 0));
+        assert_eq!(ja.generation, jb.generation);
+        assert_eq!(ja.leader, jb.leader);
+        let (leader, follower) = if ja.leader == ja.member_id {
+            (ja, jb)
+        } else {
+            (jb, ja)
+        };
+        assert_eq!(leader.members.len(), 2);
+        assert!(follower.members.is_empty());
+        assert_eq!(leader.protocol_name.as_deref(), Some("range"));
+
+        // The follower waits for the leader's assignment.
+        let mut fs = c
+            .sync("g", follower.generation, &follower.member_id, vec![])
+            .unwrap();
+        assert!(fs.try_recv().is_err());
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"L")),
+            (follower.member_id.clone(), Bytes::from_static(b"F")),
+        ];
+        let mut ls = c
+            .sync("g", leader.generation, &leader.member_id, assignments)
+            .unwrap();
+        assert_eq!(ls.try_recv().unwrap().assignment, Bytes::from_static(b"L"));
+        assert_eq!(fs.try_recv().unwrap().assignment, Bytes::from_static(b"F"));
+        assert_eq!(c.heartbeat("g", leader.generation, &leader.member_id), 0);
+        assert_eq!(
+            c.heartbeat("g", leader.generation - 1, &leader.member_id),
+            ResponseError::IllegalGeneration.code()
+        );
+
+        // Only the leader keeps heartbeating; the follower's session lapses.
+        let later = Instant::now() + Duration::from_millis(5_500);
+        {
+            let mut groups = c.groups.lock();
+            groups
+                .get_mut("g")
+                .unwrap()
+                .members
+                .get_mut(&leader.member_id)
+                .unwrap()
+                .last_seen = later;
+        }
+        c.check_timeouts(later);
+        assert_eq!(
+            c.heartbeat("g", leader.generation, &leader.member_id),
+            ResponseError::RebalanceInProgress.code()
+        );
+        assert_eq!(
+            c.heartbeat("g", follower.generation, &follower.member_id),
+            ResponseError::UnknownMemberId.code()
+        );
+        // The leader rejoins alone and gets the next generation.
+        let mut again = c.join(req(&leader.member_id, 5_000)).unwrap();
+        c.check_timeouts(later);
+        let j = again.try_recv().unwrap();
+        assert_eq!(j.generation, leader.generation + 1);
+        assert_eq!(j.members.len(), 1);
+        let d = c.describe("g").unwrap();
+        assert_eq!((d.state, d.members.len()), ("CompletingRebalance", 1));
+    }
+
+    #[test]
+    fn leave_and_bad_requests() {
+        let (c, _stop) = coordinator();
+        assert_eq!(
+            c.join(req("nobody", 5_000)).unwrap_err(),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(
+            c.join(req("", 10)).unwrap_err(),
+            ResponseError::InvalidSessionTimeout.code()
+        );
+        let mut a = c.join(req("", 5_000)).unwrap();
+        c.check_timeouts(Instant::now() + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
+        let ja = a.try_recv().unwrap();
+        assert_eq!(
+            c.check_commit("g", ja.generation, &ja.member_id),
+            ResponseError::RebalanceInProgress.code()
+        );
+        let mut own = c.sync("g", ja.generation, &ja.member_id, vec![]).unwrap();
+        assert_eq!(own.try_recv().unwrap().error, 0);
+        assert_eq!(c.check_commit("g", ja.generation, &ja.member_id), 0);
+        assert_eq!(c.check_commit("g", -1, ""), 0);
+        let other = c.join(JoinRequest {
+            protocols: vec![("roundrobin".into(), Bytes::new())],
+            ..req("", 5_000)
+        });
+        assert_eq!(
+            other.err(),
+            Some(ResponseError::InconsistentGroupProtocol.code())
+        );
+        assert_eq!(c.leave("g", &[(ja.member_id.clone(), None)]), vec![0]);
+        assert_eq!(c.describe("g").unwrap().state, "Empty");
+    }
+}

@@ -167,15 +167,17 @@ impl KafkaServer {
                 );
                 break;
             }
-            let mut buf = BytesMut::zeroed(len as usize);
+            // Memory grows with the bytes that actually arrive, not with the declared size.
+            let mut buf = Vec::with_capacity((len as usize).min(64 * 1024));
+            let mut body = (&mut rd).take(len as u64);
             let read = tokio::select! {
                 _ = stopped(&mut stop) => break,
-                r = rd.read_exact(&mut buf) => r,
+                r = body.read_to_end(&mut buf) => r,
             };
-            if read.is_err() {
+            if read.is_err() || buf.len() != len as usize {
                 break;
             }
-            match self.handle_frame(buf.freeze()).await {
+            match self.handle_frame(Bytes::from(buf)).await {
                 Ok(Some(resp)) => {
                     if wr.write_all(&resp).await.is_err() {
                         break;

@@ -88,6 +88,10 @@ impl Sqs {
                 if existing.has_sqs_attributes() {
                     let current = existing.settable_values();
                     for (k, v) in &attrs {
+                        // The name already says whether the queue is FIFO.
+                        if k == "FifoQueue" {
+                            continue;
+                        }
                         if current.get(k) != Some(v) {
                             return Err(SqsError::QueueNameExists(format!(
                                 "A queue already exists with the same name and a different value for attribute {k}"
