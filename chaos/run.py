@@ -24,6 +24,7 @@ import scen_soak  # noqa: E402
 SCENARIOS = {
     "kill9-always": scen_crash.kill9_always,
     "kill9-interval": scen_crash.kill9_interval,
+    "kill9-postgres": lambda ctx: scen_crash.kill9_always(ctx, store="postgres"),
     "pg-restart": scen_pg.pg_restart,
     "pg-restart-data": lambda ctx: scen_pg.pg_restart(ctx, judge_client_errors=False),
     "disk-full": scen_diskfull.disk_full,
@@ -63,7 +64,7 @@ def main():
     ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--keep", action="store_true", help="keep broker data and logs")
-    ap.add_argument("--crash-store", default="log", choices=["log", "memory"],
+    ap.add_argument("--crash-store", default="log", choices=["log", "memory", "postgres"],
                     help="store of the kill9 scenarios; `memory` must make them FAIL (a check "
                          "that the verdict can fail)")
     args = ap.parse_args()

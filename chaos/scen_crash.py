@@ -27,10 +27,10 @@ def _tear_tails(data_dir, topic, rnd):
     return n
 
 
-def _crash_loop(ctx, durability, cycles, burst, torn=False):
+def _crash_loop(ctx, durability, cycles, burst, torn=False, store=None):
     run = os.urandom(4).hex()
     topic = "chaos-kill-" + run
-    b = Broker(ctx, ctx.crash_store, durability=durability, partitions=2)
+    b = Broker(ctx, store or ctx.crash_store, durability=durability, partitions=2)
     recoveries = []
     kills = []
     torn_n = 0
@@ -122,9 +122,9 @@ def _rec_summary(recs):
             f"p95 {pct(ms, 0.95):.0f} / max {max(ms):.0f}")
 
 
-def kill9_always(ctx):
+def kill9_always(ctx, store=None):
     cycles = ctx.scale(20, 50)
-    r = _crash_loop(ctx, "always", cycles, (0.3, 1.0) if ctx.bounded else (0.5, 2.0))
+    r = _crash_loop(ctx, "always", cycles, (0.3, 1.0) if ctx.bounded else (0.5, 2.0), store=store)
     problems = []
     if r["acked"] == 0:
         problems.append("no message was ever acknowledged")
@@ -143,7 +143,7 @@ def kill9_always(ctx):
     if r["unflushed"]:
         problems.append(f"{r['unflushed']} messages never got a delivery report")
     problems += _sqs_problems(r, None)
-    summary = (f"{cycles} SIGKILLs, {r['acked']} acked / {r['sent']} sent "
+    summary = (f"{cycles} SIGKILLs ({store or ctx.crash_store} store), {r['acked']} acked / {r['sent']} sent "
                f"({r['failed']} failed {r['failed_kinds']}), {r['present']} distinct present, "
                f"dups of unacked {len(set(r['dup_any']) - set(r['dup_acked']))}, "
                f"fatal producer errors {len(r['fatal'])}; {_sqs_summary(r)}; "
