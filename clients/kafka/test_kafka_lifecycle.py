@@ -91,3 +91,18 @@ def test_help_explains_every_flag():
                  "--advertised-addr", "--http-addr", "--default-partitions", "--auto-create-topics",
                  "--default-durability", "--max-frame-bytes", "--config"]:
         assert flag in out, flag
+
+
+def test_advertised_address_is_what_clients_are_told(store_kind):
+    from conftest import Broker
+
+    probe = Broker(store_kind)
+    b = Broker(store_kind, extra_args=["--advertised-addr", f"localhost:{probe.kafka_port}"])
+    b.kafka_port, b.kafka_addr = probe.kafka_port, probe.kafka_addr
+    b.start()
+    try:
+        out = kcat(b, "-L").decode()
+        assert f"broker 0 at localhost:{probe.kafka_port}" in out, out
+    finally:
+        b.cleanup()
+        probe.cleanup()

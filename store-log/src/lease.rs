@@ -64,6 +64,20 @@ impl PartLeases {
         }
     }
 
+    /// Forgets state at and after `end` (the partition's high watermark); true when there
+    /// was some.
+    pub fn truncate(&mut self, end: i64) -> bool {
+        let had = self.floor > end
+            || self.recs.range(end..).next().is_some()
+            || self.dead.range(end..).next().is_some();
+        if had {
+            self.floor = self.floor.min(end);
+            self.recs.retain(|&o, _| o < end);
+            self.dead.retain(|&o| o < end);
+        }
+        had
+    }
+
     /// Moves the floor over done records.
     pub fn advance_floor(&mut self) {
         while let Some(r) = self.recs.get(&self.floor) {

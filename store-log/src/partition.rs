@@ -416,12 +416,23 @@ impl Partition {
             let mut next = offset;
             let mut bytes = 0usize;
             let mut full = false;
-            'segs: for (seg, size) in segs {
+            let last = segs.len() - 1;
+            'segs: for (i, (seg, size)) in segs.into_iter().enumerate() {
+                // Sealed segments are read through their memory mapping (no copy); the
+                // active one in large slices.
+                let view = if i < last { seg.sealed_view() } else { None };
+                let read = |pos: u64, len: usize| -> StoreResult<Bytes> {
+                    match &view {
+                        Some(v) if pos as usize + len <= v.len() => {
+                            Ok(v.slice(pos as usize..pos as usize + len))
+                        }
+                        _ => read_at(&seg.log, pos, len).map_err(|e| io_err("reading the log", e)),
+                    }
+                };
                 let mut pos = seg.position_for(next);
                 while pos < size {
                     let want = chunk.min((size - pos) as usize);
-                    let mut buf =
-                        read_at(&seg.log, pos, want).map_err(|e| io_err("reading the log", e))?;
+                    let mut buf = read(pos, want)?;
                     let mut cpos = 0usize;
                     while cpos + HEADER_LEN <= buf.len() {
                         let h = BatchHeader::parse(&buf[cpos..])
@@ -434,8 +445,7 @@ impl Partition {
                             if pos + total as u64 > size {
                                 return Err(corrupt(&seg, pos, "batch runs past the segment end"));
                             }
-                            buf = read_at(&seg.log, pos, total)
-                                .map_err(|e| io_err("reading the log", e))?;
+                            buf = read(pos, total)?;
                         }
                         if h.last_offset() >= next {
                             let body = buf.slice(cpos..cpos + total);

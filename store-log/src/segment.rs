@@ -44,6 +44,17 @@ pub struct Segment {
     pub indexes: RwLock<Indexes>,
     /// A sealed segment whose batches could not all be read on open.
     pub damaged: bool,
+    /// The memory mapping of a sealed segment's log, made on its first read.
+    sealed: std::sync::OnceLock<Option<Bytes>>,
+}
+
+/// Keeps a read-only mapping alive while `Bytes` borrow from it.
+struct MapOwner(memmap2::Mmap);
+
+impl AsRef<[u8]> for MapOwner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// One batch met while scanning a segment.
@@ -274,6 +285,7 @@ impl Segment {
                 bytes_since_entry: 0,
             }),
             damaged: false,
+            sealed: std::sync::OnceLock::new(),
         })
     }
 
@@ -363,6 +375,7 @@ impl Segment {
             log,
             size: AtomicU64::new(size),
             damaged,
+            sealed: std::sync::OnceLock::new(),
             next_offset: AtomicI64::new(scan.next_offset),
             max_ts: AtomicI64::new(scan.max_ts),
             created_ms: AtomicI64::new(scan.first_append_time.unwrap_or(now)),
@@ -372,6 +385,25 @@ impl Segment {
                 bytes_since_entry: scan.bytes_since_entry,
             }),
         })
+    }
+
+    /// The whole log of a sealed segment as shared bytes borrowed from a read-only memory
+    /// mapping; `None` when it cannot be mapped (reads then use `pread`). Only for segments
+    /// that no longer change: the store never shortens a sealed segment's file.
+    pub fn sealed_view(&self) -> Option<Bytes> {
+        self.sealed
+            .get_or_init(|| {
+                let len = self.size() as usize;
+                if len == 0 {
+                    return None;
+                }
+                // SAFETY: a sealed segment's file is never written or truncated by the store
+                // again; only the first `len` bytes (all of it) are mapped.
+                let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.log) }.ok()?;
+                let _ = map.advise(memmap2::Advice::Sequential);
+                Some(Bytes::from_owner(MapOwner(map)))
+            })
+            .clone()
     }
 
     /// Committed size in bytes.

@@ -158,7 +158,7 @@ impl LogStore {
         let dir_lock = lock_dir(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
-        let meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
+        let mut meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
         let now = clock.now_ms();
         let mut topics = BTreeMap::new();
         let mut known = HashSet::new();
@@ -181,6 +181,25 @@ impl LogStore {
                     dir: tdir,
                 }),
             );
+        }
+        // Lease state past a partition's end (the log lost a tail the journal kept, possible
+        // after a machine crash under `interval` or `never`) must not mark new records done.
+        let mut cut = false;
+        for (name, groups) in meta.state.leases.iter_mut() {
+            let Some(t) = topics.get(name) else { continue };
+            for parts in groups.values_mut() {
+                for (p, st) in parts.iter_mut() {
+                    if let Some(part) = t.partitions.get(*p as usize) {
+                        let (_, hw) = part.offsets();
+                        cut |= st.truncate(hw);
+                    }
+                }
+            }
+        }
+        if cut {
+            // Persist the cut state, so a journal replay cannot bring the old state back.
+            tracing::warn!("lease state ran past the end of a partition's log; cut back");
+            meta.compact()?;
         }
         // Directories of topics deleted before a crash.
         if let Ok(rd) = std::fs::read_dir(dir.join("topics")) {

@@ -325,3 +325,82 @@ async fn retention_over_many_segments() {
     assert_eq!(f.log_start_offset, 299);
     s.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn lease_state_past_a_lost_log_tail_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let s = open(dir.path(), &clock);
+    s.create_topic("l", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        s.append(
+            "l",
+            0,
+            AppendBatch::new(vec![Record::from_value(format!("m{i}"))]),
+        )
+        .await
+        .unwrap();
+    }
+    let leases = s
+        .lease("l", 0, "g", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let tokens: Vec<_> = leases.iter().map(|l| l.token).collect();
+    assert!(s
+        .ack("l", "g", &tokens)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.is_ok()));
+    s.close().await.unwrap();
+    // The log loses its last 5 batches (as after a machine crash); the journal kept the acks.
+    let seg = dir.path().join("topics/l~0/0/00000000000000000000.log");
+    let data = std::fs::read(&seg).unwrap();
+    let mut pos = 0;
+    for _ in 0..5 {
+        pos += 12 + u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(pos as u64)
+        .unwrap();
+    std::fs::remove_file(dir.path().join(store_log::CLEAN_SHUTDOWN)).unwrap();
+    for round in 0..2 {
+        let s = open(dir.path(), &clock);
+        if round == 0 {
+            for i in 0..5 {
+                let r = s
+                    .append(
+                        "l",
+                        0,
+                        AppendBatch::new(vec![Record::from_value(format!("n{i}"))]),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r.base_offset, 5 + i);
+            }
+        }
+        let c = s.lease_counts("l", 0, "g").await.unwrap();
+        assert_eq!(
+            (c.done, c.available),
+            (5, 5),
+            "round {round}: new records count as done"
+        );
+        s.close().await.unwrap();
+    }
+    let s = open(dir.path(), &clock);
+    let l = s
+        .lease("l", 0, "g", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        l.iter().map(|l| l.record.offset).collect::<Vec<_>>(),
+        vec![5, 6, 7, 8, 9]
+    );
+    assert_eq!(l[0].record.value.as_deref(), Some(&b"n0"[..]));
+    s.close().await.unwrap();
+}

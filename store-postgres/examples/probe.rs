@@ -89,7 +89,47 @@ async fn main() {
         total as f64 / el.as_secs_f64()
     );
 
+    raw_copy(&url, batches).await;
     naive(&url, leasers).await;
+}
+
+/// Baseline: binary COPY of the same rows (100 B values) into a bare table, 1000 per COPY.
+async fn raw_copy(url: &str, batches: usize) {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(
+        "DROP TABLE IF EXISTS probe.bare; CREATE TABLE probe.bare (topic_id bigint, partition int, \"offset\" bigint, timestamp_ms bigint, value bytea)",
+    )
+    .await
+    .unwrap();
+    let value = vec![b'x'; 100];
+    let start = Instant::now();
+    for b in 0..batches {
+        let sink = c
+            .copy_in("COPY probe.bare FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(
+            sink,
+            &[Type::INT8, Type::INT4, Type::INT8, Type::INT8, Type::BYTEA]
+        ));
+        for i in 0..1000i64 {
+            let off = b as i64 * 1000 + i;
+            w.as_mut()
+                .write(&[&1i64, &0i32, &off, &0i64, &value])
+                .await
+                .unwrap();
+        }
+        w.as_mut().finish().await.unwrap();
+    }
+    println!(
+        "raw binary COPY into a bare table: {:.0} records/s",
+        (batches * 1000) as f64 / start.elapsed().as_secs_f64()
+    );
 }
 
 /// The seeds' naive queue: single-row INSERT, SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1, DELETE.

@@ -50,7 +50,7 @@ const FINISH_BATCH: &str = "WITH b AS (
         SELECT $1, $2, $9, $10, $12 WHERE $9::bigint IS NOT NULL
         ON CONFLICT (topic_id, partition, producer_id)
         DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq)
-    SELECT pg_notify($13, $14)";
+    SELECT pg_notify($13, $14) WHERE $14::text IS NOT NULL";
 
 /// The sequence number after `first + count - 1`, wrapping after `i32::MAX` to 0.
 fn last_sequence(first: i32, count: usize) -> i32 {
@@ -102,8 +102,8 @@ pub(crate) async fn lock_partition(
 }
 
 /// Writes `records` at `locked.next_offset..` and finishes the batch (batch row, watermark,
-/// producer state, one NOTIFY), committing in the same round trip when `commit` is set.
-/// Returns the new high watermark.
+/// producer state, and one NOTIFY when `notify` is set), committing in the same round trip
+/// when `commit` is set. Returns the new high watermark.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_batch(
     tx: &ClientWrapper,
@@ -113,6 +113,7 @@ pub(crate) async fn write_batch(
     records: &[Record],
     now: i64,
     producer: Option<&ProducerBatch>,
+    notify: bool,
     commit: bool,
 ) -> StoreResult<i64> {
     let base = locked.next_offset;
@@ -160,7 +161,7 @@ pub(crate) async fn write_batch(
         ),
         None => (None, None, None, 0),
     };
-    let payload = notify::payload(locked.topic_id, partition, last + 1);
+    let payload = notify.then(|| notify::payload(locked.topic_id, partition, last + 1));
     let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &locked.topic_id,
@@ -342,6 +343,7 @@ impl PgStore {
             &batch.records,
             now,
             batch.producer.as_ref(),
+            true,
             true,
         )
         .await?;

@@ -649,13 +649,26 @@ impl PgStore {
             })?;
             dead.sort_unstable();
             let mut locked = lock_partition(db, &dlq, 0).await?;
-            for (offset, n) in &dead {
+            let count = dead.len();
+            for (i, (offset, n)) in dead.iter().enumerate() {
                 let Some(rec) = fresh_records.get(offset) else {
                     continue;
                 };
                 let dl = dead_letter(rec, topic, partition, group, *n);
-                let hw =
-                    write_batch(db, &self.channel, &locked, 0, &[dl], now, None, false).await?;
+                // One batch per dead letter; one NOTIFY for the whole transaction.
+                let last = i + 1 == count;
+                let hw = write_batch(
+                    db,
+                    &self.channel,
+                    &locked,
+                    0,
+                    &[dl],
+                    now,
+                    None,
+                    last,
+                    false,
+                )
+                .await?;
                 locked.next_offset = hw;
                 locked.max_ts = Some(
                     locked

@@ -154,6 +154,16 @@ async fn store_survives_a_postgres_restart() {
         })
     };
 
+    // A fetch waiting across the restart is woken by an append made after it.
+    store
+        .create_topic("w", TopicConfig::with_partitions(1))
+        .await
+        .expect("create topic w");
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for("w", 0, 0, Duration::from_secs(120)).await })
+    };
+
     tokio::time::sleep(Duration::from_millis(800)).await;
     restart_postgres().await;
     restarted.store(true, Ordering::SeqCst);
@@ -175,6 +185,17 @@ async fn store_survives_a_postgres_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Another store (another broker) appends; the waiting store hears of it.
+    let other = support::open_store("restart_test", Arc::new(clock.clone())).await;
+    other
+        .append("w", 0, AppendBatch::new(vec![Record::from_value("wake")]))
+        .await
+        .expect("append after the restart");
+    let woke = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("a fetch waiting across the restart was not woken")
+        .expect("waiter task");
+    assert_eq!(woke, Ok(true), "wait_for across the restart");
     stop.store(true, Ordering::SeqCst);
     appender.await.expect("appender task");
     leaser.await.expect("leaser task");

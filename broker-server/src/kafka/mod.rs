@@ -85,6 +85,10 @@ impl KafkaConfig {
     }
 }
 
+/// A connection that sends nothing (or stalls inside a frame) this long is closed, like
+/// Kafka's `connections.max.idle.ms`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The broker's node id: there is one broker.
 pub const NODE_ID: i32 = 0;
 /// The cluster id reported in Metadata.
@@ -147,15 +151,19 @@ impl KafkaServer {
     async fn connection(self: Arc<Self>, stream: TcpStream) {
         let peer = stream.peer_addr().ok();
         let (rd, wr) = stream.into_split();
-        let mut rd = BufReader::with_capacity(64 * 1024, rd);
-        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+        let mut rd = BufReader::with_capacity(16 * 1024, rd);
+        let mut wr = BufWriter::with_capacity(16 * 1024, wr);
         let mut stop = self.stop.clone();
         loop {
             let len = tokio::select! {
                 _ = stopped(&mut stop) => break,
-                r = rd.read_i32() => match r {
-                    Ok(n) => n,
-                    Err(_) => break,
+                r = tokio::time::timeout(IDLE_TIMEOUT, rd.read_i32()) => match r {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        debug!(?peer, "closing an idle connection");
+                        break;
+                    }
                 },
             };
             if len < 0 || len as usize > self.config.max_frame_bytes {
@@ -172,7 +180,9 @@ impl KafkaServer {
             let mut body = (&mut rd).take(len as u64);
             let read = tokio::select! {
                 _ = stopped(&mut stop) => break,
-                r = body.read_to_end(&mut buf) => r,
+                r = tokio::time::timeout(IDLE_TIMEOUT, body.read_to_end(&mut buf)) => {
+                    r.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+                }
             };
             if read.is_err() || buf.len() != len as usize {
                 break;
