@@ -26,20 +26,15 @@ SCENARIOS = {
     "kill9-interval": scen_crash.kill9_interval,
     "kill9-postgres": lambda ctx: scen_crash.kill9_always(ctx, store="postgres"),
     "pg-restart": scen_pg.pg_restart,
-    "pg-restart-data": lambda ctx: scen_pg.pg_restart(ctx, judge_client_errors=False),
     "disk-full": scen_diskfull.disk_full,
     "hostile": scen_hostile.hostile,
     "soak": scen_soak.soak,
 }
 
 # Scenarios left out of --bounded (each for a reason written in docs/reliability.md).
-BOUNDED_EXCLUDED = {
-    "pg-restart": "a librdkafka consumer sees UNKNOWN_TOPIC_OR_PART (\"Subscribed topic not "
-                  "available\") while PostgreSQL restarts: Metadata answers NOT_ENOUGH_REPLICAS "
-                  "for a topic whose store is unavailable; pg-restart-data runs instead",
-}
+BOUNDED_EXCLUDED = {}
 # Scenarios only for --bounded: a full run has a superset of them.
-FULL_EXCLUDED = {"pg-restart-data"}
+FULL_EXCLUDED = set()
 
 
 class Context:

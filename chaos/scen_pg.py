@@ -176,9 +176,9 @@ class SqsWorker(threading.Thread):
             time.sleep(0.02)
 
 
-def pg_restart(ctx, judge_client_errors=True):
-    """With `judge_client_errors` False only the data and the broker's liveness decide the
-    verdict; the errors clients saw are still reported."""
+def pg_restart(ctx):
+    """PostgreSQL restarted with -m immediate under Kafka and SQS load: the broker stays up,
+    clients see only retriable errors, nothing acknowledged is lost."""
     if not ctx.database_url or not ctx.pg_ctl:
         raise ChaosError("needs DATABASE_URL and BROKER_PG_CTL (the scripts/pg of that cluster, "
                          "with BROKER_PG_DIR/BROKER_PG_PORT of it); scripts/test exports them")
@@ -251,10 +251,8 @@ def pg_restart(ctx, judge_client_errors=True):
             if tp.offset < cons.committed[tp.partition]:
                 problems.append(f"committed offset of partition {tp.partition} went back from "
                                 f"{cons.committed[tp.partition]} to {tp.offset}")
-        notes = []
-        judged = problems if judge_client_errors else notes
         if cons.bad:
-            judged.append(f"consumer saw non-retriable errors {sorted(set(cons.bad))} "
+            problems.append(f"consumer saw non-retriable errors {sorted(set(cons.bad))} "
                             f"(first: {cons.bad_detail[0] if cons.bad_detail else '?'})")
         if cons.seen == 0:
             problems.append("the consumer group received nothing")
@@ -269,7 +267,7 @@ def pg_restart(ctx, judge_client_errors=True):
         if foreign:
             problems.append(f"{len(foreign)} unknown SQS messages")
         if sqs.bad:
-            judged.append(f"SQS non-retriable errors {sorted(set(sqs.bad))[:5]}")
+            problems.append(f"SQS non-retriable errors {sorted(set(sqs.bad))[:5]}")
         if not sqs.deleted:
             problems.append("no SQS message was ever deleted")
         if b.panicked():
@@ -280,8 +278,6 @@ def pg_restart(ctx, judge_client_errors=True):
                    f"deleted, {len(drained)} drained after; retriable errors seen: kafka "
                    f"{sorted(set(cons.retried + [e[1][:40] for e in perrors]))[:4]}, "
                    f"sqs {sorted(set(sqs.retried))[:4]}")
-        if notes:
-            summary += "; not judged here: " + "; ".join(notes)
         return not problems, "; ".join(problems + [summary]), {
             "acked": len(acked), "consumed": cons.seen, "sqs_sent": len(sqs.sent),
             "sqs_deleted": len(sqs.deleted), "outage_s": outage,
