@@ -972,26 +972,34 @@ impl PgStore {
         let (tid, gid) = self.token_target(&client, topic, group, &token).await?;
         let now = self.now();
         let expires = now.saturating_add(millis(visibility));
-        let n = client
-            .execute(
+        let nonce = token_nonce(&token);
+        let tx = Tx::new(client);
+        let c = tx.client();
+        let cursor_params: [&(dyn ToSql + Sync); 4] = [&tid, &token.partition, &gid, &expires];
+        let state_params: [&(dyn ToSql + Sync); 7] =
+            [&tid, &token.partition, &gid, &token.offset, &nonce, &expires, &now];
+        // A shorter expiry must lower the cursor's check_at (cursor first: the lock order of
+        // leasing); all in one round trip.
+        let (_, _, n) = tokio::try_join!(
+            c.batch_execute("BEGIN"),
+            c.execute(
+                "UPDATE lease_cursors SET check_at = $4
+                 WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND check_at > $4",
+                &cursor_params,
+            ),
+            c.execute(
                 r#"UPDATE lease_state SET visible_at = $6
                    WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" = $4
                      AND nonce = $5 AND state = 1 AND visible_at > $7"#,
-                &[
-                    &tid,
-                    &token.partition,
-                    &gid,
-                    &token.offset,
-                    &token_nonce(&token),
-                    &expires,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(db_err)?;
+                &state_params,
+            ),
+        )
+        .map_err(db_err)?;
         if n == 0 {
+            tx.rollback().await;
             return Err(StoreError::LeaseExpired);
         }
+        tx.commit().await?;
         Ok(expires)
     }
 
