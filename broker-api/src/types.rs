@@ -181,6 +181,39 @@ impl StoredRecord {
     pub fn size(&self) -> usize {
         record_size(&self.key, &self.value, &self.headers)
     }
+
+    /// The record this one becomes in a dead-letter topic (rule **max_deliveries_dead_letters**):
+    /// key, value, timestamp and headers kept, then the [`dead_letter_headers`] naming its
+    /// origin and how often it was delivered; no not-before.
+    pub fn to_dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        deliveries: u32,
+    ) -> Record {
+        use dead_letter_headers as dlh;
+        let mut headers = self.headers.clone();
+        for (key, value) in [
+            (dlh::SOURCE_TOPIC, topic.to_string()),
+            (dlh::SOURCE_PARTITION, partition.to_string()),
+            (dlh::SOURCE_OFFSET, self.offset.to_string()),
+            (dlh::GROUP, group.to_string()),
+            (dlh::DELIVERY_COUNT, deliveries.to_string()),
+        ] {
+            headers.push(Header {
+                key: key.to_string(),
+                value: Some(Bytes::from(value)),
+            });
+        }
+        Record {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers,
+            timestamp_ms: Some(self.timestamp_ms),
+            not_before_ms: None,
+        }
+    }
 }
 
 /// Identity of an idempotent producer's batch.

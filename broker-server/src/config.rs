@@ -109,6 +109,14 @@ pub struct Cli {
     /// before they are read [default: 104857600].
     #[arg(long, env = "BROKER_MAX_FRAME_BYTES", value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
+    /// File of SQS SigV4 keys (`ACCESS_KEY_ID SECRET` per line); with it, unsigned or badly
+    /// signed SQS requests are refused. Without it, BROKER_SQS_ACCESS_KEY_ID and
+    /// BROKER_SQS_SECRET_ACCESS_KEY give one key; with neither, requests are accepted.
+    #[arg(long, env = "BROKER_SQS_CREDENTIALS_FILE", value_name = "FILE")]
+    pub sqs_credentials_file: Option<PathBuf>,
+    /// How often time and size retention is applied to every topic, in ms [default: 60000].
+    #[arg(long, env = "BROKER_RETENTION_CHECK_MS", value_name = "MS")]
+    pub retention_check_ms: Option<u64>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -126,6 +134,8 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     default_durability: Option<String>,
     max_frame_bytes: Option<usize>,
+    sqs_credentials_file: Option<PathBuf>,
+    retention_check_ms: Option<u64>,
 }
 
 /// The resolved settings the server runs with.
@@ -142,6 +152,8 @@ pub struct Config {
     pub auto_create_topics: bool,
     pub default_durability: Durability,
     pub max_frame_bytes: usize,
+    pub sqs_credentials_file: Option<PathBuf>,
+    pub retention_check_ms: u64,
 }
 
 /// Default largest request frame: 100 MiB.
@@ -161,6 +173,8 @@ impl Default for Config {
             auto_create_topics: true,
             default_durability: Durability::default(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            sqs_credentials_file: None,
+            retention_check_ms: 60_000,
         }
     }
 }
@@ -216,6 +230,11 @@ impl Config {
                 .max_frame_bytes
                 .or(file.max_frame_bytes)
                 .unwrap_or(d.max_frame_bytes),
+            sqs_credentials_file: cli.sqs_credentials_file.or(file.sqs_credentials_file),
+            retention_check_ms: cli
+                .retention_check_ms
+                .or(file.retention_check_ms)
+                .unwrap_or(d.retention_check_ms),
         };
         config.validate()?;
         Ok(config)
@@ -226,6 +245,11 @@ impl Config {
         if self.default_partitions == 0 {
             return Err(ServerError::Config(
                 "--default-partitions must be at least 1".into(),
+            ));
+        }
+        if self.retention_check_ms == 0 {
+            return Err(ServerError::Config(
+                "--retention-check-ms must be at least 1".into(),
             ));
         }
         if self.max_frame_bytes < 1024 {

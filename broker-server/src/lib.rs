@@ -5,10 +5,12 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod retention;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use broker_api::{SharedClock, Store, StoreError, SystemClock};
 use tokio::net::TcpListener;
@@ -113,6 +115,8 @@ pub struct Server {
     http_listener: TcpListener,
     kafka_config: KafkaConfig,
     addrs: BoundAddrs,
+    sqs_credentials: Option<http::SigV4Credentials>,
+    retention_check_ms: u64,
 }
 
 impl Server {
@@ -152,6 +156,15 @@ impl Server {
             None => addrs.kafka.to_string(),
         };
         let kafka_config = KafkaConfig::new(config, &advertised)?;
+        let sqs_credentials = match &config.sqs_credentials_file {
+            Some(path) => Some(http::SigV4Credentials::from_file(path).map_err(|e| {
+                ServerError::Config(format!(
+                    "bad --sqs-credentials-file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         Ok(Server {
             store,
             clock,
@@ -160,6 +173,8 @@ impl Server {
             http_listener,
             kafka_config,
             addrs,
+            sqs_credentials,
+            retention_check_ms: config.retention_check_ms,
         })
     }
 
@@ -194,9 +209,15 @@ impl Server {
             http::HttpConfig {
                 base_url,
                 clock: Some(self.clock.clone()),
-                ..Default::default()
+                credentials: self.sqs_credentials.clone(),
+                shutdown: Some(stop_rx.clone()),
             },
         );
+        let retention_task = tokio::spawn(retention::run(
+            self.store.clone(),
+            Duration::from_millis(self.retention_check_ms),
+            stop_rx.clone(),
+        ));
         let mut http_stop = stop_rx.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(self.http_listener, router)
@@ -217,6 +238,9 @@ impl Server {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("http listener stopped with an error: {e}"),
             Err(e) => error!("http listener task failed: {e}"),
+        }
+        if let Err(e) = retention_task.await {
+            error!("retention task failed: {e}");
         }
         if let Err(e) = self.store.close().await {
             error!("closing the store failed: {e}");

@@ -535,6 +535,8 @@ impl Model {
     }
 }
 
+// Written out here on purpose rather than calling `StoredRecord::to_dead_letter`: the model is
+// an independent oracle for the stores, which use that function.
 fn dead_letter(r: &StoredRecord, t: &str, p: i32, group: &str, deliveries: u32) -> Record {
     let mut headers = r.headers.clone();
     for (k, v) in [

@@ -28,6 +28,9 @@ pub struct Layout {
     pub index_bytes: usize,
 }
 
+/// Length of the mapping made for reading a segment (bytes past it are read with `pread`).
+const ACTIVE_MAP_BYTES: u64 = 1 << 30;
+
 /// Segments (with their sizes) a read needs, the high watermark and the log start.
 type ReadPlan = (Vec<(Arc<Segment>, u64)>, i64, i64);
 
@@ -416,11 +419,10 @@ impl Partition {
             let mut next = offset;
             let mut bytes = 0usize;
             let mut full = false;
-            let last = segs.len() - 1;
-            'segs: for (i, (seg, size)) in segs.into_iter().enumerate() {
-                // Sealed segments are read through their memory mapping (no copy); the
-                // active one in large slices.
-                let view = if i < last { seg.sealed_view() } else { None };
+            'segs: for (seg, size) in segs {
+                // Read through a memory mapping (no copy); the active segment's mapping
+                // reaches past its end so that it serves later appends too.
+                let view = seg.view(ACTIVE_MAP_BYTES);
                 let read = |pos: u64, len: usize| -> StoreResult<Bytes> {
                     match &view {
                         Some(v) if pos as usize + len <= v.len() => {

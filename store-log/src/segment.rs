@@ -387,18 +387,20 @@ impl Segment {
         })
     }
 
-    /// The whole log of a sealed segment as shared bytes borrowed from a read-only memory
-    /// mapping; `None` when it cannot be mapped (reads then use `pread`). Only for segments
-    /// that no longer change: the store never shortens a sealed segment's file.
-    pub fn sealed_view(&self) -> Option<Bytes> {
+    /// The segment's log as shared bytes borrowed from a read-only memory mapping of at
+    /// least `min_len` bytes (made on the first call; later calls reuse it), or `None` when
+    /// it cannot be mapped. Only bytes below the committed size may be read from it: the
+    /// mapping may reach past the end of the file, whose committed part never shrinks while
+    /// the store runs.
+    pub fn view(&self, min_len: u64) -> Option<Bytes> {
         self.sealed
             .get_or_init(|| {
-                let len = self.size() as usize;
+                let len = self.size().max(min_len) as usize;
                 if len == 0 {
                     return None;
                 }
-                // SAFETY: a sealed segment's file is never written or truncated by the store
-                // again; only the first `len` bytes (all of it) are mapped.
+                // SAFETY: the store never shortens a segment below its committed size while
+                // open, and readers touch only committed bytes.
                 let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.log) }.ok()?;
                 let _ = map.advise(memmap2::Advice::Sequential);
                 Some(Bytes::from_owner(MapOwner(map)))

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use broker_api::{
-    dead_letter_headers, validate_group_name, validate_topic_name, AppendBatch, AppendResult,
-    CommittedOffset, Durability, FetchLimits, FetchResult, Header, Lease, LeaseCounts,
-    LeaseGroupConfig, LeaseToken, OffsetAndTimestamp, OffsetCommit, PartitionOffsets,
-    ProducerIdentity, Record, SharedClock, Store, StoreError, StoreResult, TopicConfig, TopicInfo,
+    validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
+    Durability, FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken,
+    OffsetAndTimestamp, OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock, Store,
+    StoreError, StoreResult, TopicConfig, TopicInfo,
 };
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -946,29 +946,9 @@ impl Store for LogStore {
                         // Dead-letter instead of a delivery beyond the limit.
                         let dl_name = cfg.dead_letter_topic.clone().unwrap_or_default();
                         let dlt = inner.topic(&dl_name)?;
-                        let mut headers = rec.headers.clone();
-                        let h = |k: &str, v: String| Header {
-                            key: k.to_string(),
-                            value: Some(Bytes::from(v)),
-                        };
-                        headers.push(h(dead_letter_headers::SOURCE_TOPIC, topic.to_string()));
-                        headers.push(h(
-                            dead_letter_headers::SOURCE_PARTITION,
-                            partition.to_string(),
-                        ));
-                        headers.push(h(
-                            dead_letter_headers::SOURCE_OFFSET,
-                            rec.offset.to_string(),
-                        ));
-                        headers.push(h(dead_letter_headers::GROUP, group.to_string()));
-                        headers.push(h(dead_letter_headers::DELIVERY_COUNT, prev.to_string()));
-                        let dl_batch = AppendBatch::new(vec![Record {
-                            key: rec.key.clone(),
-                            value: rec.value.clone(),
-                            headers,
-                            timestamp_ms: Some(rec.timestamp_ms),
-                            not_before_ms: None,
-                        }]);
+                        let dl_batch = AppendBatch::new(vec![
+                            rec.to_dead_letter(topic, partition, group, prev)
+                        ]);
                         let (res, dlp, d) = inner.append_sync(&dlt, &dl_name, 0, &dl_batch)?;
                         if d == Durability::Always {
                             dl_syncs.push((dlp, res.last_offset + 1));

@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::{
-    dead_letter_headers as dlh, validate_group_name, Header, Lease, LeaseCounts, LeaseGroupConfig,
-    LeaseToken, Record, StoreError, StoreResult, StoredRecord,
+    validate_group_name, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, StoreError, StoreResult,
+    StoredRecord,
 };
-use bytes::Bytes;
 use tokio_postgres::types::ToSql;
 
 use crate::append::{lock_partition, write_batch};
@@ -209,27 +208,6 @@ fn group_config(row: &tokio_postgres::Row, at: usize) -> LeaseGroupConfig {
 
 fn token_nonce(token: &LeaseToken) -> i64 {
     token.nonce as i64
-}
-
-/// The record a dead-lettered `record` becomes in the dead-letter topic.
-fn dead_letter(record: &StoredRecord, topic: &str, partition: i32, group: &str, n: i32) -> Record {
-    let mut headers = record.headers.clone();
-    let text = |k: &str, v: String| Header {
-        key: k.to_string(),
-        value: Some(Bytes::from(v)),
-    };
-    headers.push(text(dlh::SOURCE_TOPIC, topic.to_string()));
-    headers.push(text(dlh::SOURCE_PARTITION, partition.to_string()));
-    headers.push(text(dlh::SOURCE_OFFSET, record.offset.to_string()));
-    headers.push(text(dlh::GROUP, group.to_string()));
-    headers.push(text(dlh::DELIVERY_COUNT, n.to_string()));
-    Record {
-        key: record.key.clone(),
-        value: record.value.clone(),
-        headers,
-        timestamp_ms: Some(record.timestamp_ms),
-        not_before_ms: None,
-    }
 }
 
 impl PgStore {
@@ -779,7 +757,7 @@ impl PgStore {
                 let Some(rec) = fresh_records.get(offset) else {
                     continue;
                 };
-                let dl = dead_letter(rec, topic, partition, group, *n);
+                let dl = rec.to_dead_letter(topic, partition, group, *n as u32);
                 // One batch per dead letter; one NOTIFY for the whole transaction.
                 let last = i + 1 == count;
                 let hw = write_batch(db, &self.channel, &locked, 0, &[dl], now, None, last, false)
@@ -972,26 +950,41 @@ impl PgStore {
         let (tid, gid) = self.token_target(&client, topic, group, &token).await?;
         let now = self.now();
         let expires = now.saturating_add(millis(visibility));
-        let n = client
-            .execute(
+        let nonce = token_nonce(&token);
+        let tx = Tx::new(client);
+        let c = tx.client();
+        let cursor_params: [&(dyn ToSql + Sync); 4] = [&tid, &token.partition, &gid, &expires];
+        let state_params: [&(dyn ToSql + Sync); 7] = [
+            &tid,
+            &token.partition,
+            &gid,
+            &token.offset,
+            &nonce,
+            &expires,
+            &now,
+        ];
+        // A shorter expiry must lower the cursor's check_at (cursor first: the lock order of
+        // leasing); all in one round trip.
+        let (_, _, n) = tokio::try_join!(
+            c.batch_execute("BEGIN"),
+            c.execute(
+                "UPDATE lease_cursors SET check_at = $4
+                 WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND check_at > $4",
+                &cursor_params,
+            ),
+            c.execute(
                 r#"UPDATE lease_state SET visible_at = $6
                    WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" = $4
                      AND nonce = $5 AND state = 1 AND visible_at > $7"#,
-                &[
-                    &tid,
-                    &token.partition,
-                    &gid,
-                    &token.offset,
-                    &token_nonce(&token),
-                    &expires,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(db_err)?;
+                &state_params,
+            ),
+        )
+        .map_err(db_err)?;
         if n == 0 {
+            tx.rollback().await;
             return Err(StoreError::LeaseExpired);
         }
+        tx.commit().await?;
         Ok(expires)
     }
 

@@ -359,3 +359,43 @@ async fn data_survives_a_new_store_on_the_same_schema() {
     assert_eq!(f.records.len(), 3);
     assert_eq!(f.high_watermark, 3);
 }
+
+#[tokio::test]
+async fn shortened_lease_is_redelivered_at_once() {
+    let (store, _clock) = fresh_store("pgt_shorten").await;
+    store
+        .create_topic("q", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    store
+        .append("q", 0, AppendBatch::new(values(1, "v")))
+        .await
+        .unwrap();
+    let l = store
+        .lease("q", 0, "g", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(l.len(), 1);
+    // Extending to zero ends the lease now; the record must come back without waiting 60 s.
+    store
+        .extend("q", "g", l[0].token, Duration::ZERO)
+        .await
+        .unwrap();
+    let again = store
+        .lease("q", 0, "g", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "shortened lease not redelivered");
+    assert_eq!(again[0].delivery_count, 2);
+    // Release without delay: available again at once, too.
+    store
+        .release("q", "g", again[0].token, Duration::ZERO)
+        .await
+        .unwrap();
+    let third = store
+        .lease("q", 0, "g", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(third.len(), 1, "released record not redelivered");
+    assert_eq!(third[0].delivery_count, 3);
+}

@@ -255,6 +255,7 @@ impl KafkaServer {
         for name in names {
             let r = self.store.delete_topic(name.0.as_str()).await;
             if r.is_ok() {
+                self.known_topics.lock().remove(name.0.as_str());
                 info!(topic = name.0.as_str(), "deleted topic");
             }
             let mut res = DeletableTopicResult::default().with_name(Some(name));

@@ -33,8 +33,16 @@ impl KafkaServer {
         let mut topics = Vec::new();
         match names {
             None => match self.store.list_topics().await {
-                Ok(list) => topics.extend(list.iter().map(topic_metadata)),
-                Err(e) => warn!("list_topics failed: {e}"),
+                Ok(list) => {
+                    topics.extend(list.iter().map(topic_metadata));
+                    *self.known_topics.lock() =
+                        list.into_iter().map(|t| (t.name.clone(), t)).collect();
+                }
+                Err(e) => {
+                    // An outage must not look like every topic was deleted.
+                    warn!("list_topics failed, answering with the last known topics: {e}");
+                    topics.extend(self.known_topics.lock().values().map(topic_metadata));
+                }
             },
             Some(names) => {
                 for name in names {
@@ -42,13 +50,24 @@ impl KafkaServer {
                         Ok(()) => self.topic_or_create(&name, create).await,
                         Err(e) => Err(e),
                     };
+                    let known = self.known_topics.lock().get(&name).cloned();
                     topics.push(match result {
-                        Ok(info) => topic_metadata(&info),
+                        Ok(info) => {
+                            let m = topic_metadata(&info);
+                            self.known_topics.lock().insert(name, info);
+                            m
+                        }
+                        Err(e) if e.is_retriable() && known.is_some() => {
+                            warn!("metadata for {name}: {e}; answering with the last known");
+                            topic_metadata(known.as_ref().expect("checked"))
+                        }
                         Err(e) => {
                             let code = match e {
                                 StoreError::InvalidArgument(_) => {
                                     ResponseError::InvalidTopicException.code()
                                 }
+                                // Retriable for Metadata in every client.
+                                e if e.is_retriable() => ResponseError::LeaderNotAvailable.code(),
                                 other => code_for(&other),
                             };
                             MetadataResponseTopic::default()

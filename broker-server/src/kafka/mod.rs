@@ -101,6 +101,8 @@ pub struct KafkaServer {
     config: KafkaConfig,
     coordinator: Arc<Coordinator>,
     stop: watch::Receiver<bool>,
+    /// Topics as last read from the store, served by Metadata while the store is unavailable.
+    known_topics: parking_lot::Mutex<std::collections::BTreeMap<String, broker_api::TopicInfo>>,
 }
 
 impl KafkaServer {
@@ -117,6 +119,7 @@ impl KafkaServer {
             config,
             coordinator: Coordinator::start(stop.clone()),
             stop,
+            known_topics: Default::default(),
         })
     }
 

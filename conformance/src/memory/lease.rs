@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use broker_api::{
-    dead_letter_headers as dlh, Header, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, Record,
-    StoreError, StoreResult, StoredRecord,
+    Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, Record, StoreError, StoreResult, StoredRecord,
 };
 use bytes::Bytes;
 
@@ -148,7 +147,7 @@ impl PartitionLeases {
                 let first_leased_at_ms = state.map_or(now, |s| s.first_leased_at_ms);
                 if config.max_deliveries.is_some_and(|n| deliveries >= n) {
                     out.dead_letters
-                        .push(dead_letter(record, source, deliveries));
+                        .push(record.to_dead_letter(source.0, source.1, source.2, deliveries));
                     self.states.insert(
                         offset,
                         RecordState {
@@ -265,27 +264,5 @@ impl PartitionLeases {
             }
         }
         c
-    }
-}
-
-/// The record a dead-lettered `record` becomes in the dead-letter topic.
-fn dead_letter(record: &StoredRecord, source: (&str, i32, &str), deliveries: u32) -> Record {
-    let (topic, partition, group) = source;
-    let mut headers = record.headers.clone();
-    let text = |k: &str, v: String| Header {
-        key: k.to_string(),
-        value: Some(Bytes::from(v)),
-    };
-    headers.push(text(dlh::SOURCE_TOPIC, topic.to_string()));
-    headers.push(text(dlh::SOURCE_PARTITION, partition.to_string()));
-    headers.push(text(dlh::SOURCE_OFFSET, record.offset.to_string()));
-    headers.push(text(dlh::GROUP, group.to_string()));
-    headers.push(text(dlh::DELIVERY_COUNT, deliveries.to_string()));
-    Record {
-        key: record.key.clone(),
-        value: record.value.clone(),
-        headers,
-        timestamp_ms: Some(record.timestamp_ms),
-        not_before_ms: None,
     }
 }
