@@ -94,7 +94,7 @@ def test_help_explains_every_flag():
 
 
 def test_advertised_address_is_what_clients_are_told(store_kind):
-    from conftest import Broker
+    from brokerproc import Broker
 
     probe = Broker(store_kind)
     b = Broker(store_kind, extra_args=["--advertised-addr", f"localhost:{probe.kafka_port}"])
