@@ -210,7 +210,9 @@ pub fn encode_batch(count: usize, size: usize) -> BenchResult<Bytes> {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch whenever offset - sequence changes; this keeps
+            // every record in one batch while the batch's base sequence stays -1 (none).
+            sequence: i as i32 - 1,
             timestamp: now,
             key: None,
             value: Some(value.clone()),
