@@ -15,7 +15,8 @@ pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 100;
 #[serde(rename_all = "lowercase", tag = "policy")]
 pub enum Durability {
     /// An append (and an ack) returns only after its bytes are fsynced; appenders that arrive
-    /// together share one fsync (group commit).
+    /// together share one fsync (group commit). Readers (fetch, `wait_for`, leases, offsets)
+    /// see a record only once it is fsynced, so nothing a reader saw is lost by a power cut.
     Always,
     /// Bytes are fsynced at least every `ms` milliseconds; a crash may lose that much.
     Interval { ms: u64 },

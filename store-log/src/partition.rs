@@ -49,6 +49,8 @@ pub struct Partition {
     dir: PathBuf,
     io: Io,
     state: Mutex<State>,
+    /// The visible high watermark: what readers may see. It trails `State::hw` (the end of
+    /// the written log) for appends made with `publish == false` until they are synced.
     hw_tx: watch::Sender<i64>,
     sync_lock: tokio::sync::Mutex<()>,
     synced: AtomicI64,
@@ -202,25 +204,48 @@ impl Partition {
         })
     }
 
-    /// Log start offset and high watermark.
+    /// Log start offset and the visible high watermark.
     pub fn offsets(&self) -> (i64, i64) {
         let st = self.state.lock();
-        (st.log_start, st.hw)
+        (st.log_start, self.visible())
     }
 
-    /// A receiver of the high watermark, for waiting on new records.
+    /// The high watermark readers see.
+    fn visible(&self) -> i64 {
+        *self.hw_tx.borrow()
+    }
+
+    /// Raises the visible high watermark to `hw` (never lowers it).
+    fn publish(&self, hw: i64) {
+        self.hw_tx.send_if_modified(|v| {
+            let raise = hw > *v;
+            if raise {
+                *v = hw;
+            }
+            raise
+        });
+    }
+
+    /// Whether records were written that readers cannot see yet (they wait for a sync).
+    pub fn has_unpublished(&self) -> bool {
+        self.state.lock().hw > self.visible()
+    }
+
+    /// A receiver of the visible high watermark, for waiting on new records.
     pub fn watch_hw(&self) -> watch::Receiver<i64> {
         self.hw_tx.subscribe()
     }
 
     /// Appends a batch; see the Append rules of the contract. The bytes are written but not
-    /// necessarily synced: call [`Partition::sync_to`] for that.
+    /// necessarily synced: call [`Partition::sync_to`] for that. `publish`: readers may see
+    /// the records at once; otherwise only once a sync covers them.
     pub fn append(
         &self,
         records: &[Record],
         producer: Option<ProducerBatch>,
         now: i64,
         layout: Layout,
+        publish: bool,
     ) -> StoreResult<AppendResult> {
         let n = records.len() as u32;
         let mut st = self.state.lock();
@@ -261,7 +286,9 @@ impl Partition {
         let log_start = st.log_start;
         drop(st);
         self.dirty.store(true, Ordering::Release);
-        self.hw_tx.send_replace(hw);
+        if publish {
+            self.publish(hw);
+        }
         Ok(AppendResult {
             base_offset: base,
             last_offset: base + n as i64 - 1,
@@ -355,6 +382,7 @@ impl Partition {
             return Err(io_err("syncing the log", e));
         }
         self.synced.fetch_max(hw, Ordering::AcqRel);
+        self.publish(hw);
         Ok(())
     }
 
@@ -363,6 +391,12 @@ impl Partition {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
+        self.sync_now()
+    }
+
+    /// Syncs the active segment now and publishes what it covers (blocking).
+    pub fn sync_now(&self) -> StoreResult<()> {
+        self.dirty.store(false, Ordering::Release);
         let (hw, seg) = {
             let st = self.state.lock();
             (st.hw, st.segments.last().unwrap().clone())
@@ -372,6 +406,7 @@ impl Partition {
             return Err(io_err("syncing the log", e));
         }
         self.synced.fetch_max(hw, Ordering::AcqRel);
+        self.publish(hw);
         Ok(())
     }
 
@@ -390,11 +425,12 @@ impl Partition {
     /// Snapshot of the segments a read starting at `offset` needs, with their sizes.
     fn read_plan(&self, offset: i64) -> StoreResult<ReadPlan> {
         let st = self.state.lock();
-        if offset < st.log_start || offset > st.hw {
+        let hw = self.visible();
+        if offset < st.log_start || offset > hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset,
                 log_start: st.log_start,
-                high_watermark: st.hw,
+                high_watermark: hw,
             });
         }
         let i = st
@@ -405,7 +441,7 @@ impl Partition {
             .iter()
             .map(|s| (s.clone(), s.size()))
             .collect();
-        Ok((segs, st.hw, st.log_start))
+        Ok((segs, hw, st.log_start))
     }
 
     /// Reads records from `offset`; see the Fetch rules. `verify`: check batch CRCs.
@@ -566,11 +602,12 @@ impl Partition {
     /// new log start. Call [`Partition::drop_segments`] once the new start is persisted.
     pub fn set_log_start(&self, before: i64) -> StoreResult<i64> {
         let mut st = self.state.lock();
-        if before > st.hw {
+        let hw = self.visible();
+        if before > hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset: before,
                 log_start: st.log_start,
-                high_watermark: st.hw,
+                high_watermark: hw,
             });
         }
         if before > st.log_start {
@@ -614,7 +651,7 @@ impl Partition {
             let st = self.state.lock();
             let segs: Vec<(Arc<Segment>, u64)> =
                 st.segments.iter().map(|s| (s.clone(), s.size())).collect();
-            (segs, st.hw, st.log_start)
+            (segs, self.visible(), st.log_start)
         };
         let mut start = log_start;
         if let Some(cutoff) = cutoff {

@@ -290,6 +290,8 @@ fn lock_dir(dir: &Path) -> LogResult<std::fs::File> {
 fn flusher_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
     let mut last: HashMap<u64, Instant> = HashMap::new();
     let mut last_meta = Instant::now();
+    let backstop = Duration::from_millis(broker_api::DEFAULT_FSYNC_INTERVAL_MS);
+    let mut last_backstop = Instant::now();
     loop {
         {
             let mut stopped = stop.0.lock();
@@ -304,8 +306,23 @@ fn flusher_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
         let Some(inner) = inner.upgrade() else { return };
         let topics: Vec<Arc<TopicHandle>> = inner.topics.read().values().cloned().collect();
         let mut min_ms = u64::MAX;
+        let backstop_due = last_backstop.elapsed() >= backstop;
+        if backstop_due {
+            last_backstop = Instant::now();
+        }
         for t in topics {
             let d = t.config.read().durability;
+            if d == Durability::Always && backstop_due {
+                // Records whose appender went away before its sync (a cancelled call) would
+                // otherwise stay invisible until the next append.
+                for p in &t.partitions {
+                    if p.has_unpublished() {
+                        if let Err(e) = p.sync_now() {
+                            tracing::warn!(error = %e, "background fsync failed");
+                        }
+                    }
+                }
+            }
             if let Durability::Interval { ms } = d {
                 min_ms = min_ms.min(ms);
                 let due = last
@@ -467,7 +484,9 @@ impl Inner {
             }
         }
         let now = self.clock.now_ms();
-        let res = p.append(&batch.records, batch.producer, now, lay)?;
+        // Under `always`, readers see the records only once they are synced.
+        let publish = durability != Durability::Always;
+        let res = p.append(&batch.records, batch.producer, now, lay, publish)?;
         Ok((res, p, durability))
     }
 
