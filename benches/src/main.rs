@@ -81,6 +81,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             lease_records: 3_000,
             ts_records: 5_000,
             tail_rate: cli.tail_rate.unwrap_or(500),
+            bulk_bytes: 32 << 20,
         }
     } else {
         Sizing {
@@ -90,6 +91,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             lease_records: 100_000,
             ts_records: 100_000,
             tail_rate: cli.tail_rate.unwrap_or(1000),
+            bulk_bytes: 1536 << 20,
         }
     };
     for w in &cli.workload {

@@ -58,6 +58,9 @@ enum Job {
         batch: usize,
         sync: SyncPattern,
     },
+    /// `sz.bulk_bytes` written with one fdatasync at the end: dd-like, the log store
+    /// (`never`) with 100 B and 1 KiB records, dd-like again.
+    Bulk,
     DiskRead,
     DiskRandomRead,
     DiskFsyncLatency,
@@ -175,6 +178,9 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
             sync: SyncPattern::End,
         });
     }
+    if want("append") && opts.stores.contains(&StoreSpec::Log(Durability::Never)) {
+        jobs.push(Job::Bulk);
+    }
     if want("fetch") {
         jobs.push(Job::DiskRead);
     }
@@ -250,6 +256,7 @@ fn job_label(job: &Job) -> String {
         Job::DiskWrite { bytes, batch, sync } => {
             format!("disk write {}", disk_write_case(*bytes, *batch, *sync))
         }
+        Job::Bulk => "bulk write (dd-like and log-never)".into(),
         Job::DiskRead => "disk page-cache read".into(),
         Job::DiskRandomRead => "disk random 4 KiB read".into(),
         Job::DiskFsyncLatency => "disk write+fdatasync latency".into(),
@@ -373,6 +380,7 @@ async fn run_job(
             });
             vec![fill(m, r)]
         }
+        Job::Bulk => bulk(no, opts).await,
         Job::DiskRead => {
             let m = Measurement::new(
                 Layer::Baseline,
@@ -611,6 +619,78 @@ where
 /// The case names the server suite compares with.
 pub fn contract_names() -> (String, String) {
     (append_case(100, 1000, 1), lease_case(8))
+}
+
+/// Rounds of the bulk-write comparison.
+pub const BULK_ROUNDS: usize = 3;
+
+/// Case name of the bulk write of `size`-byte records in `round` (1-based).
+pub fn bulk_case(size: usize, round: usize) -> String {
+    format!("{size}B b1000 bulk r{round}")
+}
+
+/// Case name of the dd-like bulk write `k` (0 before the first round, k after round k).
+pub fn bulk_dd_case(k: usize) -> String {
+    format!("1MiB bulk sync-end d{k}")
+}
+
+/// The bulk-write comparison: rounds of (log store with 100 B records, with 1 KiB records),
+/// each between two dd-like writes of the same byte count, so that every round has a
+/// baseline on either side (this disk's speed drifts by 5x from minute to minute).
+async fn bulk(no: usize, opts: &RunOptions) -> Vec<Measurement> {
+    let sz = opts.sizing;
+    let bytes = sz.bulk_bytes;
+    let rounds = if sz.bulk_bytes < (256 << 20) {
+        1
+    } else {
+        BULK_ROUNDS
+    };
+    // Time is not the limit here: the byte count is.
+    let long = Duration::from_secs(600);
+    let mut out = Vec::new();
+    let spec = StoreSpec::Log(Durability::Never);
+    for k in 0..=rounds {
+        if k > 0 {
+            for size in [100, 1024] {
+                settle().await;
+                let m = Measurement::new(
+                    Layer::Contract,
+                    &spec.name(),
+                    "append",
+                    &bulk_case(size, k),
+                    Metric::MbPerS,
+                )
+                .against(format!("disk/write/{}", bulk_dd_case(k)));
+                let bulk_sz = Sizing {
+                    duration: long,
+                    max_bytes: bytes,
+                    ..sz
+                };
+                let r = with_store(spec, &opts.env, no, |s| {
+                    workloads::append(s, Durability::Never, size, 1000, 1, &bulk_sz)
+                })
+                .await
+                .map(|t| m.clone().with_records(t.records, size, t.elapsed_s));
+                out.push(fill(m, r));
+            }
+        }
+        settle().await;
+        let dir = opts.env.data_dir.clone();
+        let m = Measurement::new(
+            Layer::Baseline,
+            "disk",
+            "write",
+            &bulk_dd_case(k),
+            Metric::MbPerS,
+        );
+        let r = blocking(move || {
+            baseline_disk::sequential_write(&dir, 1 << 20, SyncPattern::End, long, bytes)
+        })
+        .await
+        .map(|t| m.clone().with_records(t.records, 1 << 20, t.elapsed_s));
+        out.push(fill(m, r));
+    }
+    out
 }
 
 /// Short pause between heavy cases so one case's writeback does not bleed into the next.

@@ -25,6 +25,9 @@ pub struct Sizing {
     pub ts_records: usize,
     /// Records per second of the tailing latency case.
     pub tail_rate: u32,
+    /// Bytes of the bulk-write cases (more than the host's write cache absorbs, so that
+    /// they measure the disk).
+    pub bulk_bytes: u64,
 }
 
 /// The topic every case writes to.

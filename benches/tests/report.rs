@@ -169,3 +169,53 @@ fn outputs_are_written() {
         "{svg}"
     );
 }
+
+fn mb(subject: &str, workload: &str, case: &str, mb_per_s: f64) -> Measurement {
+    let layer = if subject == "disk" {
+        Layer::Baseline
+    } else {
+        Layer::Contract
+    };
+    Measurement::new(layer, subject, workload, case, Metric::MbPerS).with_records(
+        (mb_per_s * 1e6) as u64,
+        1,
+        1.0,
+    )
+}
+
+#[test]
+fn bulk_write_target_is_the_median_round_against_the_faster_neighbouring_dd() {
+    use benches::runner::{bulk_case, bulk_dd_case};
+    // dd-like: 400, 1000, 500, 500 MB/s; the log store: 380, 600, 450 MB/s (100 B).
+    let dds = [400.0, 1000.0, 500.0, 500.0];
+    let logs = [380.0, 600.0, 450.0];
+    let mut ms: Vec<Measurement> = dds
+        .iter()
+        .enumerate()
+        .map(|(k, v)| mb("disk", "write", &bulk_dd_case(k), *v))
+        .collect();
+    for (i, v) in logs.iter().enumerate() {
+        ms.push(mb("log-never", "append", &bulk_case(100, i + 1), *v));
+        ms.push(mb("log-never", "append", &bulk_case(1024, i + 1), *v * 2.0));
+    }
+    let ts = targets::evaluate(&ms);
+    let t = ts
+        .iter()
+        .find(|t| t.requirement.contains("one fdatasync at the end"))
+        .expect("bulk target");
+    // Rounds: 380/1000 = 0.38, 600/1000 = 0.6, 450/500 = 0.9; the median is 0.6.
+    assert!(
+        (t.ratio.expect("ratio") - 0.6).abs() < 1e-9,
+        "{:?}",
+        t.ratio
+    );
+    assert_eq!(t.met, Some(false));
+    // Without the dd-like runs there is no verdict.
+    ms.retain(|m| !m.id.starts_with("disk/"));
+    let ts = targets::evaluate(&ms);
+    let t = ts
+        .iter()
+        .find(|t| t.requirement.contains("one fdatasync at the end"))
+        .expect("bulk target");
+    assert_eq!(t.met, None);
+}

@@ -37,7 +37,11 @@ async fn main() {
     let batch: Vec<Record> = (0..1000)
         .map(|_| Record::from_value(value.clone()))
         .collect();
-    let n = 200_000_000 / (size + 37) / 1000;
+    let total: usize = std::env::var("BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000_000);
+    let n = total / (size + 37) / 1000;
     let t = Instant::now();
     for _ in 0..n {
         store
@@ -47,11 +51,23 @@ async fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "append {durability}: {:.2} M records/s",
-        n as f64 * 1000.0 / secs / 1e6
+        "append {durability}: {:.2} M records/s, {:.0} MB/s of values",
+        n as f64 * 1000.0 / secs / 1e6,
+        n as f64 * 1000.0 * size as f64 / secs / 1e6
+    );
+    let t = Instant::now();
+    store.sync_all().unwrap();
+    println!(
+        "with a sync at the end: {:.0} MB/s of values",
+        n as f64 * 1000.0 * size as f64 / (secs + t.elapsed().as_secs_f64()) / 1e6
     );
 
-    for _ in 0..3 {
+    let passes = if std::env::var("APPEND_ONLY").is_ok() {
+        0
+    } else {
+        3
+    };
+    for _ in 0..passes {
         let t = Instant::now();
         let mut off = 0i64;
         let mut bytes = 0usize;
@@ -80,6 +96,9 @@ async fn main() {
             bytes as f64 / secs / 1e9,
             off
         );
+    }
+    if passes == 0 {
+        return;
     }
 
     let cfg = TopicConfig {
