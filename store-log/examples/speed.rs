@@ -34,14 +34,18 @@ async fn main() {
     };
     store.create_topic("i", cfg).await.unwrap();
     let value = Bytes::from(vec![b'x'; size]);
-    let batch: Vec<Record> = (0..1000)
+    let per_batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let batch: Vec<Record> = (0..per_batch)
         .map(|_| Record::from_value(value.clone()))
         .collect();
     let total: usize = std::env::var("BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000_000);
-    let n = total / (size + 37) / 1000;
+    let n = total / (size + 37) / per_batch;
     let t = Instant::now();
     for _ in 0..n {
         store
@@ -52,16 +56,25 @@ async fn main() {
     let secs = t.elapsed().as_secs_f64();
     println!(
         "append {durability}: {:.2} M records/s, {:.0} MB/s of values",
-        n as f64 * 1000.0 / secs / 1e6,
-        n as f64 * 1000.0 * size as f64 / secs / 1e6
+        n as f64 * per_batch as f64 / secs / 1e6,
+        n as f64 * per_batch as f64 * size as f64 / secs / 1e6
     );
     let t = Instant::now();
     store.sync_all().unwrap();
     println!(
         "with a sync at the end: {:.0} MB/s of values",
-        n as f64 * 1000.0 * size as f64 / (secs + t.elapsed().as_secs_f64()) / 1e6
+        n as f64 * per_batch as f64 * size as f64 / (secs + t.elapsed().as_secs_f64()) / 1e6
     );
 
+    if std::env::var("REOPEN").is_ok() {
+        store.close().await.unwrap();
+        drop(store);
+        let t = Instant::now();
+        let s = LogStore::open(tmp.path(), LogOptions::default(), Arc::new(SystemClock)).unwrap();
+        println!("clean reopen: {:.3} s", t.elapsed().as_secs_f64());
+        s.close().await.unwrap();
+        return;
+    }
     let passes = if std::env::var("APPEND_ONLY").is_ok() {
         0
     } else {

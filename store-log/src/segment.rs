@@ -150,6 +150,41 @@ pub fn read_at(file: &File, pos: u64, len: usize) -> std::io::Result<Bytes> {
     }
 }
 
+/// Bytes of one read of a scan.
+const SCAN_WINDOW: usize = 1 << 20;
+
+/// A window of a file kept in memory while a scan walks through it.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    data: Bytes,
+}
+
+impl Window {
+    /// The `n` bytes at `pos` (a file of `file_len` bytes), reading `ahead` bytes when they
+    /// are not in the window; `None` when they cannot be read.
+    fn get(
+        &mut self,
+        file: &File,
+        pos: u64,
+        n: usize,
+        ahead: usize,
+        file_len: u64,
+    ) -> Option<Bytes> {
+        let end = pos.checked_add(n as u64)?;
+        if pos < self.start || end > self.start + self.data.len() as u64 {
+            let want = (n.max(ahead) as u64).min(file_len.checked_sub(pos)?);
+            if want < n as u64 {
+                return None;
+            }
+            self.data = read_at(file, pos, want as usize).ok()?;
+            self.start = pos;
+        }
+        let at = (pos - self.start) as usize;
+        Some(self.data.slice(at..at + n))
+    }
+}
+
 /// Scans a segment's log from the start, stopping at the first batch that is torn, malformed,
 /// out of sequence or (with `verify`) fails its CRC. Calls `on_batch` for every good batch and
 /// rebuilds the index entries with `interval` bytes between entries.
@@ -174,8 +209,17 @@ pub fn scan(
         bytes_since_entry: 0,
     };
     let mut pos = 0u64;
+    // The file is read in large windows: a segment of small batches is not one read each.
+    let mut window = Window::default();
+    let mut last_total = 0u64;
     while pos + HEADER_LEN as u64 <= len {
-        let Ok(hb) = read_at(file, pos, HEADER_LEN) else {
+        // Large batches: read just the next header; small ones: a whole window of them.
+        let ahead = if last_total >= SCAN_WINDOW as u64 / 16 {
+            HEADER_LEN
+        } else {
+            SCAN_WINDOW
+        };
+        let Some(hb) = window.get(file, pos, HEADER_LEN, ahead, len) else {
             break;
         };
         let Some(h) = BatchHeader::parse(&hb) else {
@@ -187,7 +231,7 @@ pub fn scan(
         }
         let need_body = verify || h.flags & batch::FLAG_NOT_BEFORE != 0;
         let body = if need_body {
-            let Ok(b) = read_at(file, pos, total as usize) else {
+            let Some(b) = window.get(file, pos, total as usize, SCAN_WINDOW, len) else {
                 break;
             };
             if verify && !batch::crc_ok(&b, &h) {
@@ -213,6 +257,7 @@ pub fn scan(
         s.first_append_time.get_or_insert(h.append_time);
         s.max_ts = s.max_ts.max(h.max_timestamp);
         s.next_offset = h.base_offset + h.record_count as i64;
+        last_total = total;
         pos += total;
     }
     s.valid_len = pos;

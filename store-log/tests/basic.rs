@@ -404,3 +404,93 @@ async fn lease_state_past_a_lost_log_tail_is_dropped() {
     assert_eq!(l[0].record.value.as_deref(), Some(&b"n0"[..]));
     s.close().await.unwrap();
 }
+
+/// A segment of many small batches (more than one read window of the scan), with delayed
+/// records and one batch larger than a window, reopens cleanly and after a crash with every
+/// record, and the delays still apply.
+#[tokio::test]
+async fn reopen_scans_segments_of_small_and_huge_batches() {
+    const BIG: usize = 40;
+    const BIG_VALUE: usize = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let opts = || LogOptions::default();
+    let s = LogStore::open(dir.path(), opts(), Arc::new(clock.clone())).unwrap();
+    s.create_topic("w", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    let n = 12_000;
+    let delayed = |i: usize| i % 1000 == 999;
+    let record = |i: usize| {
+        let mut r = rec(i);
+        if delayed(i) {
+            r.not_before_ms = Some(broker_api::Clock::now_ms(&clock) + 3_600_000);
+        }
+        r
+    };
+    for i in 0..n {
+        if i == n / 2 {
+            // One batch of 2.4 MB (more than a read window) in the middle.
+            let big = Record::from_value(Bytes::from(vec![7u8; BIG_VALUE]));
+            s.append("w", 0, AppendBatch::new(vec![big; BIG]))
+                .await
+                .unwrap();
+        }
+        s.append("w", 0, AppendBatch::new(vec![record(i)]))
+            .await
+            .unwrap();
+    }
+    let total = (n + BIG) as i64;
+    s.close().await.unwrap();
+    drop(s);
+    // First after the clean close above; then after a drop without close (recovery).
+    for clean in [true, false] {
+        let s = LogStore::open(dir.path(), opts(), Arc::new(clock.clone())).unwrap();
+        let offs = s.partition_offsets("w", 0).await.unwrap();
+        assert_eq!(offs.high_watermark, total, "clean reopen: {clean}");
+        let mut next = 0i64;
+        while next < total {
+            let f = s
+                .fetch(
+                    "w",
+                    0,
+                    next,
+                    FetchLimits {
+                        max_records: 5000,
+                        max_bytes: 4 << 20,
+                    },
+                )
+                .await
+                .unwrap();
+            for r in &f.records {
+                assert_eq!(r.offset, next);
+                let o = next as usize;
+                let i = if o >= n / 2 + BIG { o - BIG } else { o };
+                if (n / 2..n / 2 + BIG).contains(&o) {
+                    assert_eq!(r.value.as_ref().map(|v| v.len()), Some(BIG_VALUE));
+                } else {
+                    assert_eq!(r.value, rec(i).value, "offset {next}");
+                    assert_eq!(r.not_before_ms.is_some(), delayed(i), "offset {next}");
+                }
+                next += 1;
+            }
+        }
+        // The delayed records are not leased while their not-before is in the future.
+        let leased = s
+            .lease(
+                "w",
+                0,
+                &format!("g{clean}"),
+                100_000,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(leased.len() as i64, total - (n / 1000) as i64);
+        assert!(leased.iter().all(|l| l.record.not_before_ms.is_none()));
+        if !clean {
+            s.close().await.unwrap();
+        }
+        drop(s);
+    }
+}
