@@ -35,8 +35,9 @@ pub struct LogOptions {
     pub segment_bytes: u64,
     /// Segment age when the topic does not set one.
     pub segment_ms: i64,
-    /// Bytes preallocated for each `.index` (the `.timeindex` gets room for as many entries);
-    /// a segment rolls when its index is full.
+    /// Largest size of a `.index` (the `.timeindex` gets room for as many entries); the
+    /// files start small and grow, and a segment rolls when its index is full (Kafka's
+    /// `segment.index.bytes`).
     pub index_bytes: usize,
     /// Check every batch's CRC when reading it.
     pub verify_reads: bool,
@@ -52,7 +53,7 @@ impl Default for LogOptions {
             index_interval_bytes: 4096,
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
-            index_bytes: 1 << 20,
+            index_bytes: 10 << 20,
             verify_reads: true,
             snapshot_bytes: 8 << 20,
             faults: None,
