@@ -19,6 +19,8 @@ pub struct FaultInjector {
     data_syncs: AtomicU64,
     /// Extra time every data sync takes, in ms (a slow disk).
     sync_delay_ms: AtomicU64,
+    /// Data syncs left to fail with `EIO`.
+    failing_syncs: AtomicU64,
 }
 
 impl Default for FaultInjector {
@@ -29,6 +31,7 @@ impl Default for FaultInjector {
             torn_prefix: AtomicUsize::new(0),
             data_syncs: AtomicU64::new(0),
             sync_delay_ms: AtomicU64::new(0),
+            failing_syncs: AtomicU64::new(0),
         }
     }
 }
@@ -54,6 +57,11 @@ impl FaultInjector {
     /// Makes every data sync take `ms` longer, like a slow disk.
     pub fn set_sync_delay_ms(&self, ms: u64) {
         self.sync_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The next `n` data syncs fail with `EIO` (a disk that loses writes).
+    pub fn fail_next_syncs(&self, n: u64) {
+        self.failing_syncs.store(n, Ordering::SeqCst);
     }
 
     /// How many data syncs (fdatasync) went through so far.
@@ -120,6 +128,12 @@ impl Io {
             let ms = f.sync_delay_ms.load(Ordering::SeqCst);
             if ms > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            let failing = f
+                .failing_syncs
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if failing.is_ok() {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
             }
         }
         file.sync_data()

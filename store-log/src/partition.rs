@@ -56,6 +56,10 @@ pub struct Partition {
     synced: AtomicI64,
     /// Bytes were appended since the last fsync.
     dirty: AtomicBool,
+    /// Set when an fsync failed: after that the kernel may have dropped the unsynced pages
+    /// while reporting later fsyncs as good, so the partition takes no more writes (and
+    /// publishes nothing more) until the store is reopened and recovers it.
+    failed: std::sync::OnceLock<String>,
 }
 
 fn corrupt(seg: &Segment, pos: u64, what: &str) -> StoreError {
@@ -201,6 +205,7 @@ impl Partition {
             sync_lock: tokio::sync::Mutex::new(()),
             synced: AtomicI64::new(hw),
             dirty: AtomicBool::new(false),
+            failed: std::sync::OnceLock::new(),
         })
     }
 
@@ -248,6 +253,7 @@ impl Partition {
         publish: bool,
     ) -> StoreResult<AppendResult> {
         let n = records.len() as u32;
+        self.check_failed()?;
         let mut st = self.state.lock();
         if let Some(p) = &producer {
             if let Check::Duplicate(r) = st.producers.check(p, n)? {
@@ -345,9 +351,9 @@ impl Partition {
     /// watermark.
     fn roll(&self, st: &mut State, now: i64, layout: Layout) -> StoreResult<Arc<Segment>> {
         let old = st.segments.last().unwrap().clone();
-        self.io
-            .sync_data(&old.log)
-            .map_err(|e| io_err("syncing a sealed segment", e))?;
+        if let Err(e) = self.io.sync_data(&old.log) {
+            return Err(self.fail_sync("syncing a sealed segment", e));
+        }
         old.trim_indexes()?;
         let seg = Segment::create(&self.dir, st.hw, layout.index_bytes, &self.io, now)?;
         sync_dir(&self.io, &self.dir).map_err(|e| io_err("syncing partition directory", e))?;
@@ -367,23 +373,13 @@ impl Partition {
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        // Cleared before the high watermark is read: later appends set it again.
-        self.dirty.store(false, Ordering::Release);
-        let (hw, seg) = {
-            let st = self.state.lock();
-            (st.hw, st.segments.last().unwrap().clone())
-        };
+        self.check_failed()?;
+        let (hw, seg) = self.begin_sync();
         let io = self.io.clone();
         let r = tokio::task::spawn_blocking(move || io.sync_data(&seg.log))
             .await
             .map_err(|e| StoreError::Internal(format!("sync task failed: {e}")))?;
-        if let Err(e) = r {
-            self.dirty.store(true, Ordering::Release);
-            return Err(io_err("syncing the log", e));
-        }
-        self.synced.fetch_max(hw, Ordering::AcqRel);
-        self.publish(hw);
-        Ok(())
+        self.end_sync(hw, r)
     }
 
     /// Syncs the active segment now if anything was appended since the last sync (blocking).
@@ -396,22 +392,53 @@ impl Partition {
 
     /// Syncs the active segment now and publishes what it covers (blocking).
     pub fn sync_now(&self) -> StoreResult<()> {
+        self.check_failed()?;
+        let (hw, seg) = self.begin_sync();
+        let r = self.io.sync_data(&seg.log);
+        self.end_sync(hw, r)
+    }
+
+    /// What a sync starting now covers: the written end and the active segment.
+    fn begin_sync(&self) -> (i64, Arc<Segment>) {
+        // Cleared before the end is read: later appends set it again.
         self.dirty.store(false, Ordering::Release);
-        let (hw, seg) = {
-            let st = self.state.lock();
-            (st.hw, st.segments.last().unwrap().clone())
-        };
-        if let Err(e) = self.io.sync_data(&seg.log) {
-            self.dirty.store(true, Ordering::Release);
-            return Err(io_err("syncing the log", e));
+        let st = self.state.lock();
+        (st.hw, st.segments.last().unwrap().clone())
+    }
+
+    /// Records the outcome of a sync that covered everything below `hw`.
+    fn end_sync(&self, hw: i64, r: std::io::Result<()>) -> StoreResult<()> {
+        if let Err(e) = r {
+            return Err(self.fail_sync("syncing the log", e));
         }
         self.synced.fetch_max(hw, Ordering::AcqRel);
         self.publish(hw);
         Ok(())
     }
 
-    /// Syncs everything and trims the active indexes (before a clean shutdown).
+    /// Marks the partition failed after the fsync error `e` (see `failed`); returns the error.
+    fn fail_sync(&self, ctx: &str, e: std::io::Error) -> StoreError {
+        let err = io_err(ctx, e);
+        let _ = self.failed.set(format!(
+            "{err}; {} takes no more writes until the store is reopened",
+            self.dir.display()
+        ));
+        tracing::error!(dir = %self.dir.display(), error = %err, "fsync failed; partition is read-only until reopened");
+        err
+    }
+
+    /// Fails once an fsync of the partition has failed.
+    fn check_failed(&self) -> StoreResult<()> {
+        match self.failed.get() {
+            Some(m) => Err(StoreError::Internal(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Syncs everything and trims the active indexes (before a clean shutdown). Fails for a
+    /// partition whose fsync failed, so that the next open recovers it.
     pub fn close(&self) -> StoreResult<()> {
+        self.check_failed()?;
         let st = self.state.lock();
         let seg = st.segments.last().unwrap().clone();
         self.io

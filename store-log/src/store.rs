@@ -1264,12 +1264,22 @@ impl Store for LogStore {
         }
         inner.stop_flusher();
         let topics: Vec<Arc<TopicHandle>> = inner.topics.read().values().cloned().collect();
+        // Every partition is closed even if one fails; a failure leaves no clean-shutdown
+        // marker, so the next open recovers.
+        let mut failed = None;
         for t in topics {
             for p in &t.partitions {
-                p.close()?;
+                if let Err(e) = p.close() {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        inner.sync_meta_blocking()?;
+        let meta = inner.sync_meta_blocking();
+        if let Some(e) = failed {
+            inner.dir_lock.lock().take();
+            return Err(e);
+        }
+        meta?;
         let marker = inner.dir.join(CLEAN_SHUTDOWN);
         let f = std::fs::File::create(&marker)
             .map_err(|e| StoreError::from(LogError::io("writing the clean-shutdown marker", e)))?;
