@@ -95,6 +95,9 @@ struct Inner {
     meta_sync: tokio::sync::Mutex<()>,
     meta_synced: AtomicU64,
     meta_dirty: AtomicBool,
+    /// Set when a journal fsync failed: no more journal entries until the store is reopened
+    /// (a later fsync could report good while the failed pages are gone).
+    meta_failed: std::sync::OnceLock<String>,
     flusher: Mutex<Option<Flusher>>,
     /// The directory lock (an exclusive `flock` on `<root>/lock`), released on close.
     dir_lock: Mutex<Option<std::fs::File>>,
@@ -226,6 +229,7 @@ impl LogStore {
             meta: Mutex::new(meta),
             meta_sync: tokio::sync::Mutex::new(()),
             meta_synced: AtomicU64::new(0),
+            meta_failed: std::sync::OnceLock::new(),
             meta_dirty: AtomicBool::new(false),
             flusher: Mutex::new(None),
             dir_lock: Mutex::new(Some(dir_lock)),
@@ -388,20 +392,40 @@ impl Inner {
 
     /// Journals `op`; returns its sequence number.
     fn record(&self, meta: &mut Meta, op: Op) -> StoreResult<u64> {
+        self.check_meta()?;
         let seq = meta.record(op)?;
         self.meta_dirty.store(true, Ordering::Release);
         Ok(seq)
     }
 
     fn sync_meta_blocking(&self) -> StoreResult<()> {
+        self.check_meta()?;
         self.meta_dirty.store(false, Ordering::Release);
         let (seq, file) = self.meta.lock().sync_target();
-        if let Err(e) = self.io.sync_data(&file) {
-            self.meta_dirty.store(true, Ordering::Release);
-            return Err(LogError::io("syncing the journal", e).into());
+        let r = self.io.sync_data(&file);
+        self.end_meta_sync(seq, r)
+    }
+
+    /// Records the outcome of a journal fsync that covered entries up to `seq`.
+    fn end_meta_sync(&self, seq: u64, r: std::io::Result<()>) -> StoreResult<()> {
+        if let Err(e) = r {
+            let err = StoreError::from(LogError::io("syncing the journal", e));
+            let _ = self.meta_failed.set(format!(
+                "{err}; the store takes no more offset commits, acks or topic changes until it is reopened"
+            ));
+            tracing::error!(error = %err, "journal fsync failed; metadata is read-only until reopened");
+            return Err(err);
         }
         self.meta_synced.fetch_max(seq, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Fails once a journal fsync has failed.
+    fn check_meta(&self) -> StoreResult<()> {
+        match self.meta_failed.get() {
+            Some(m) => Err(StoreError::Internal(m.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Returns once journal entry `seq` is durable; concurrent callers share one fsync.
@@ -413,14 +437,13 @@ impl Inner {
         if self.meta_synced.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
+        self.check_meta()?;
         let (target, file) = self.meta.lock().sync_target();
         let io = self.io.clone();
         let r = tokio::task::spawn_blocking(move || io.sync_data(&file))
             .await
             .map_err(|e| StoreError::Internal(format!("sync task failed: {e}")))?;
-        r.map_err(|e| StoreError::from(LogError::io("syncing the journal", e)))?;
-        self.meta_synced.fetch_max(target, Ordering::AcqRel);
-        Ok(())
+        self.end_meta_sync(target, r)
     }
 
     /// Makes journal entry `seq` durable now when `d` asks for it.

@@ -123,3 +123,51 @@ async fn interval_partition_stops_after_a_failed_background_fsync() {
     assert_eq!(append(&s, "i", "again").await.unwrap(), n);
     s.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_takes_no_entries_after_a_failed_fsync_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultInjector::new();
+    let s = open(dir.path(), Some(&faults));
+    s.create_topic("q", topic(Durability::Always))
+        .await
+        .unwrap();
+    for v in ["one", "two"] {
+        append(&s, "q", v).await.unwrap();
+    }
+    let leases = s
+        .lease("q", 0, "g", 2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 2);
+
+    // The ack's journal fsync fails: the ack is not confirmed.
+    faults.fail_next_syncs(1);
+    let r = s.ack("q", "g", &[leases[0].token]).await;
+    assert!(
+        r.is_err(),
+        "an ack whose journal fsync failed was confirmed: {r:?}"
+    );
+    // Then no journal entry is taken, even with a healthy disk.
+    let err = s.ack("q", "g", &[leases[1].token]).await.unwrap_err();
+    assert!(err.to_string().contains("until it is reopened"), "{err}");
+    let commit = broker_api::OffsetCommit {
+        topic: "q".into(),
+        partition: 0,
+        offset: 1,
+        metadata: String::new(),
+    };
+    assert!(s
+        .commit_offsets("grp", std::slice::from_ref(&commit))
+        .await
+        .is_err());
+    // Appends (the log, not the journal) still work.
+    assert_eq!(append(&s, "q", "three").await.unwrap(), 2);
+    assert!(s.close().await.is_err());
+    drop(s);
+
+    let s = open(dir.path(), None);
+    s.commit_offsets("grp", &[commit]).await.unwrap();
+    assert_eq!(values(&s, "q").await, ["one", "two", "three"]);
+    s.close().await.unwrap();
+}
