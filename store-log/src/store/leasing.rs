@@ -1,0 +1,427 @@
+//! The lease operations of the log store: lease groups, lease, ack, release, extend and
+//! lease counts, over the journaled lease state of [`crate::lease`].
+
+use super::*;
+
+/// The lease state of one partition for one group (if the group has any), with the state
+/// below the log start dropped.
+fn current_leases<'a>(
+    meta: &'a mut Meta,
+    topic: &str,
+    group: &str,
+    partition: i32,
+    log_start: i64,
+) -> Option<&'a PartLeases> {
+    let st = meta
+        .state
+        .leases
+        .get_mut(topic)
+        .and_then(|g| g.get_mut(group))
+        .and_then(|p| p.get_mut(&partition))?;
+    st.normalize(log_start);
+    Some(st)
+}
+
+fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
+    meta.state
+        .lease_groups
+        .get(topic)
+        .and_then(|g| g.get(group))
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Inner {
+    /// [`Store::set_lease_group`] on the log store.
+    pub(super) async fn set_lease_group(
+        &self,
+        topic: &str,
+        group: &str,
+        config: LeaseGroupConfig,
+    ) -> StoreResult<()> {
+        let inner = self;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        if config.max_deliveries.is_some() && config.dead_letter_topic.is_none() {
+            return Err(StoreError::InvalidArgument(
+                "max_deliveries needs a dead_letter_topic".into(),
+            ));
+        }
+        if config.max_deliveries == Some(0) {
+            return Err(StoreError::InvalidArgument(
+                "max_deliveries must be at least 1".into(),
+            ));
+        }
+        if let Some(dl) = &config.dead_letter_topic {
+            inner.topic(dl)?;
+        }
+        let seq = {
+            let mut meta = inner.meta.lock();
+            inner.record(
+                &mut meta,
+                Op::LeaseGroup {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    config,
+                },
+            )?
+        };
+        let d = t.config.read().durability;
+        inner.meta_durable(seq, d).await
+    }
+
+    /// [`Store::lease_groups`] on the log store.
+    pub(super) async fn lease_groups(
+        &self,
+        topic: &str,
+    ) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
+        self.topic(topic)?;
+        let meta = self.meta.lock();
+        let mut out: BTreeMap<String, LeaseGroupConfig> = meta
+            .state
+            .lease_groups
+            .get(topic)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(groups) = meta.state.leases.get(topic) {
+            for g in groups.keys() {
+                out.entry(g.clone()).or_default();
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Store::lease`] on the log store.
+    pub(super) async fn lease(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        let inner = self;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, partition)?.clone();
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let vis = visibility.as_millis().min(i64::MAX as u128 / 4) as i64;
+        let verify = inner.opts.verify_reads;
+        let mut out = Vec::new();
+        let mut dl_syncs: Vec<(Arc<Partition>, i64)> = Vec::new();
+        let seq = {
+            let mut meta = inner.meta.lock();
+            let cfg = group_config(&meta, topic, group);
+            let now = inner.clock.now_ms();
+            let (log_start, hw) = p.offsets();
+            let empty = PartLeases {
+                floor: log_start,
+                ..PartLeases::default()
+            };
+            let st =
+                current_leases(&mut meta, topic, group, partition, log_start).unwrap_or(&empty);
+            let floor = st.floor;
+            let mut changed: Vec<(i64, RecState)> = Vec::new();
+            let mut dead: Vec<i64> = Vec::new();
+            let mut blocked: HashSet<Bytes> = HashSet::new();
+            let mut pos = floor;
+            'scan: while pos < hw {
+                let recs = p.read_for_lease(pos, 512, verify)?;
+                if recs.is_empty() {
+                    break;
+                }
+                for rec in recs {
+                    pos = rec.offset + 1;
+                    let state = st.recs.get(&rec.offset).copied();
+                    if state.is_some_and(|s| s.is_done()) {
+                        continue;
+                    }
+                    let busy = state.is_some_and(|s| s.is_busy(now))
+                        || rec.not_before_ms.is_some_and(|nb| nb > now);
+                    let key_blocked =
+                        cfg.ordered_by_key && rec.key.as_ref().is_some_and(|k| blocked.contains(k));
+                    if busy || key_blocked {
+                        if cfg.ordered_by_key {
+                            if let Some(k) = &rec.key {
+                                blocked.insert(k.clone());
+                            }
+                        }
+                        continue;
+                    }
+                    let prev = state.map_or(0, |s| s.deliveries);
+                    let first = state.map_or(now, |s| {
+                        if s.deliveries == 0 {
+                            now
+                        } else {
+                            s.first_leased_at
+                        }
+                    });
+                    if cfg.max_deliveries.is_some_and(|m| prev >= m) {
+                        // Dead-letter instead of a delivery beyond the limit.
+                        let dl_name = cfg.dead_letter_topic.clone().unwrap_or_default();
+                        let dlt = inner.topic(&dl_name)?;
+                        let dl_batch = AppendBatch::new(vec![
+                            rec.to_dead_letter(topic, partition, group, prev)
+                        ]);
+                        let (res, dlp, d) = inner.append_sync(&dlt, &dl_name, 0, &dl_batch)?;
+                        if d == Durability::Always {
+                            dl_syncs.push((dlp, res.last_offset + 1));
+                        }
+                        let s = RecState {
+                            deliveries: prev,
+                            first_leased_at: state.map_or(now, |s| s.first_leased_at),
+                            phase: Phase::Done { dead: true },
+                        };
+                        changed.push((rec.offset, s));
+                        dead.push(rec.offset);
+                        continue;
+                    }
+                    let nonce = rand::random::<u64>();
+                    let expires = now.saturating_add(vis);
+                    let s = RecState {
+                        deliveries: prev + 1,
+                        first_leased_at: first,
+                        phase: Phase::Leased { nonce, expires },
+                    };
+                    changed.push((rec.offset, s));
+                    if cfg.ordered_by_key {
+                        if let Some(k) = &rec.key {
+                            blocked.insert(k.clone());
+                        }
+                    }
+                    out.push(Lease {
+                        token: LeaseToken {
+                            partition,
+                            offset: rec.offset,
+                            nonce,
+                        },
+                        record: rec,
+                        delivery_count: prev + 1,
+                        expires_at_ms: expires,
+                        first_leased_at_ms: first,
+                    });
+                    if out.len() >= max {
+                        break 'scan;
+                    }
+                }
+            }
+            if changed.is_empty() {
+                None
+            } else {
+                let seq = inner.record(
+                    &mut meta,
+                    Op::Lease {
+                        topic: topic.to_string(),
+                        group: group.to_string(),
+                        partition,
+                        floor,
+                        set: changed,
+                        dead,
+                    },
+                )?;
+                Some(seq)
+            }
+        };
+        for (dlp, hw) in dl_syncs {
+            dlp.sync_to(hw).await?;
+        }
+        if let Some(seq) = seq {
+            let d = t.config.read().durability;
+            inner.meta_durable(seq, d).await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Store::ack`] on the log store.
+    pub(super) async fn ack(
+        &self,
+        topic: &str,
+        group: &str,
+        tokens: &[LeaseToken],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let inner = self;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let mut results = Vec::with_capacity(tokens.len());
+        let mut seqs = Vec::new();
+        {
+            let mut meta = inner.meta.lock();
+            let now = inner.clock.now_ms();
+            // Changes are collected and take effect only once journaled.
+            let mut staged: BTreeMap<i32, (i64, Vec<(i64, RecState)>)> = BTreeMap::new();
+            for tok in tokens {
+                let r = (|| {
+                    let p = t.partition(topic, tok.partition)?;
+                    let (log_start, _) = p.offsets();
+                    let st = current_leases(&mut meta, topic, group, tok.partition, log_start)
+                        .ok_or(StoreError::LeaseExpired)?;
+                    let mut rec = st.live_copy(tok, now)?;
+                    rec.phase = Phase::Done { dead: false };
+                    let floor = st.floor;
+                    let (_, set) = staged.entry(tok.partition).or_insert((floor, Vec::new()));
+                    if set.iter().any(|(o, _)| *o == tok.offset) {
+                        // Acked earlier in this same call.
+                        return Err(StoreError::LeaseExpired);
+                    }
+                    set.push((tok.offset, rec));
+                    Ok(())
+                })();
+                results.push(r);
+            }
+            for (partition, (floor, set)) in staged {
+                seqs.push(inner.record(
+                    &mut meta,
+                    Op::Lease {
+                        topic: topic.to_string(),
+                        group: group.to_string(),
+                        partition,
+                        floor,
+                        set,
+                        dead: Vec::new(),
+                    },
+                )?);
+            }
+        }
+        if let Some(&seq) = seqs.iter().max() {
+            let d = t.config.read().durability;
+            inner.meta_durable(seq, d).await?;
+        }
+        Ok(results)
+    }
+
+    /// [`Store::release`] on the log store.
+    pub(super) async fn release(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        let inner = self;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, token.partition)?;
+        let (log_start, _) = p.offsets();
+        let delay = delay.as_millis().min(i64::MAX as u128 / 4) as i64;
+        let seq = {
+            let mut meta = inner.meta.lock();
+            let now = inner.clock.now_ms();
+            let st = current_leases(&mut meta, topic, group, token.partition, log_start)
+                .ok_or(StoreError::LeaseExpired)?;
+            let mut rec = st.live_copy(&token, now)?;
+            rec.phase = Phase::Released {
+                at: now.saturating_add(delay),
+            };
+            let set = vec![(token.offset, rec)];
+            let floor = st.floor;
+            inner.record(
+                &mut meta,
+                Op::Lease {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    partition: token.partition,
+                    floor,
+                    set,
+                    dead: Vec::new(),
+                },
+            )?
+        };
+        let d = t.config.read().durability;
+        inner.meta_durable(seq, d).await
+    }
+
+    /// [`Store::extend`] on the log store.
+    pub(super) async fn extend(
+        &self,
+        topic: &str,
+        group: &str,
+        token: LeaseToken,
+        visibility: Duration,
+    ) -> StoreResult<i64> {
+        let inner = self;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, token.partition)?;
+        let (log_start, _) = p.offsets();
+        let vis = visibility.as_millis().min(i64::MAX as u128 / 4) as i64;
+        let (seq, expires) = {
+            let mut meta = inner.meta.lock();
+            let now = inner.clock.now_ms();
+            let st = current_leases(&mut meta, topic, group, token.partition, log_start)
+                .ok_or(StoreError::LeaseExpired)?;
+            let mut rec = st.live_copy(&token, now)?;
+            let expires = now.saturating_add(vis);
+            rec.phase = Phase::Leased {
+                nonce: token.nonce,
+                expires,
+            };
+            let set = vec![(token.offset, rec)];
+            let floor = st.floor;
+            let seq = inner.record(
+                &mut meta,
+                Op::Lease {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    partition: token.partition,
+                    floor,
+                    set,
+                    dead: Vec::new(),
+                },
+            )?;
+            (seq, expires)
+        };
+        let d = t.config.read().durability;
+        inner.meta_durable(seq, d).await?;
+        Ok(expires)
+    }
+
+    /// [`Store::lease_counts`] on the log store.
+    pub(super) async fn lease_counts(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<LeaseCounts> {
+        let inner = self;
+        let t = inner.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, partition)?;
+        let mut meta = inner.meta.lock();
+        let now = inner.clock.now_ms();
+        let (log_start, hw) = p.offsets();
+        let empty = PartLeases {
+            floor: log_start,
+            ..PartLeases::default()
+        };
+        let st = current_leases(&mut meta, topic, group, partition, log_start).unwrap_or(&empty);
+        let floor = st.floor.min(hw);
+        let mut c = LeaseCounts {
+            done: (floor - log_start).max(0) as u64,
+            ..LeaseCounts::default()
+        };
+        for (o, r) in st.recs.range(floor..hw) {
+            let _ = o;
+            match r.phase {
+                Phase::Done { .. } => c.done += 1,
+                Phase::Leased { expires, .. } if expires > now => c.leased += 1,
+                Phase::Released { at } if at > now => c.delayed += 1,
+                _ => {}
+            }
+        }
+        for (o, _) in p.not_before_after(floor, now) {
+            if o >= hw {
+                break;
+            }
+            let counted = st.recs.get(&o).is_some_and(|r| r.is_busy(now));
+            if !counted {
+                c.delayed += 1;
+            }
+        }
+        c.dead_lettered = st.dead.range(log_start..hw).count() as u64;
+        let total = (hw - log_start).max(0) as u64;
+        c.available = total.saturating_sub(c.done + c.leased + c.delayed);
+        Ok(c)
+    }
+}
