@@ -45,7 +45,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000_000);
-    let n = total / (size + 37) / per_batch;
+    let n = total / (size + 6) / per_batch;
     let t = Instant::now();
     for _ in 0..n {
         store
@@ -101,7 +101,7 @@ async fn main() {
                 break;
             }
             off = f.records.last().unwrap().offset + 1;
-            bytes += f.records.iter().map(|r| r.size() + 37).sum::<usize>();
+            bytes += f.records.iter().map(|r| r.size()).sum::<usize>();
         }
         let secs = t.elapsed().as_secs_f64();
         println!(

@@ -263,7 +263,10 @@ async fn retention_over_many_segments() {
         .unwrap();
     // 300 one-record batches; record i has timestamp 1000 + i and an (i % 13)-byte pad.
     let value = |i: i64| format!("r{i:04}{}", "q".repeat((i % 13) as usize));
-    let batch_len = |i: i64| 52 + 37 + value(i).len() as u64;
+    // Batch header, then the record's varint framing (docs/log-format.md): length, offset
+    // delta, flags, value length and header count take 1 byte each, the timestamp delta to
+    // the append time (1 000 000 - 1000 - i) 3 bytes.
+    let batch_len = |i: i64| 52 + 8 + value(i).len() as u64;
     for i in 0..300 {
         let r = Record {
             value: Some(Bytes::from(value(i))),
