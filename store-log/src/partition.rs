@@ -231,6 +231,15 @@ impl Partition {
         });
     }
 
+    /// Lets go of the pages reads have touched through segment mappings (see
+    /// [`Segment::release_mapped_pages`]).
+    pub fn release_mapped_pages(&self) {
+        let segs: Vec<Arc<Segment>> = self.state.lock().segments.clone();
+        for s in segs {
+            s.release_mapped_pages();
+        }
+    }
+
     /// Whether records were written that readers cannot see yet (they wait for a sync).
     pub fn has_unpublished(&self) -> bool {
         self.state.lock().hw > self.visible()

@@ -453,6 +453,23 @@ impl Segment {
             .clone()
     }
 
+    /// Drops this process's page-table entries for the segment's mapping, so that pages
+    /// read through it stop counting in the process's resident memory (the page cache keeps
+    /// them; a later read faults them back in). Readers holding slices are not affected:
+    /// the mapping is read-only and the file's committed bytes never change.
+    pub fn release_mapped_pages(&self) {
+        if let Some(Some(map)) = self.sealed.get() {
+            // SAFETY: the range is exactly a live read-only file mapping of ours.
+            unsafe {
+                libc::madvise(
+                    map.as_ptr() as *mut libc::c_void,
+                    map.len(),
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+    }
+
     /// Committed size in bytes.
     pub fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)

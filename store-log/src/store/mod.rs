@@ -294,11 +294,15 @@ fn lock_dir(dir: &Path) -> LogResult<std::fs::File> {
 }
 
 /// Fsyncs, every interval, the partitions of `interval` topics and the metadata journal.
+/// How often pages read through segment mappings are let go of.
+const RELEASE_MAPPED_EVERY: Duration = Duration::from_secs(1);
+
 fn flusher_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
     let mut last: HashMap<u64, Instant> = HashMap::new();
     let mut last_meta = Instant::now();
     let backstop = Duration::from_millis(broker_api::DEFAULT_FSYNC_INTERVAL_MS);
     let mut last_backstop = Instant::now();
+    let mut last_release = Instant::now();
     loop {
         {
             let mut stopped = stop.0.lock();
@@ -316,6 +320,15 @@ fn flusher_loop(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>) {
         let backstop_due = last_backstop.elapsed() >= backstop;
         if backstop_due {
             last_backstop = Instant::now();
+        }
+        // Pages read through segment mappings would otherwise pile up in the resident set.
+        if last_release.elapsed() >= RELEASE_MAPPED_EVERY {
+            last_release = Instant::now();
+            for t in &topics {
+                for p in &t.partitions {
+                    p.release_mapped_pages();
+                }
+            }
         }
         for t in topics {
             let d = t.config.read().durability;
