@@ -21,6 +21,8 @@ pub struct FaultInjector {
     sync_delay_ms: AtomicU64,
     /// Data syncs left to fail with `EIO`.
     failing_syncs: AtomicU64,
+    /// Early writebacks started so far.
+    writebacks: AtomicU64,
 }
 
 impl Default for FaultInjector {
@@ -32,6 +34,7 @@ impl Default for FaultInjector {
             data_syncs: AtomicU64::new(0),
             sync_delay_ms: AtomicU64::new(0),
             failing_syncs: AtomicU64::new(0),
+            writebacks: AtomicU64::new(0),
         }
     }
 }
@@ -62,6 +65,11 @@ impl FaultInjector {
     /// The next `n` data syncs fail with `EIO` (a disk that loses writes).
     pub fn fail_next_syncs(&self, n: u64) {
         self.failing_syncs.store(n, Ordering::SeqCst);
+    }
+
+    /// How many early writebacks (`sync_file_range`) were started so far.
+    pub fn writebacks(&self) -> u64 {
+        self.writebacks.load(Ordering::SeqCst)
     }
 
     /// How many data syncs (fdatasync) went through so far.
@@ -137,6 +145,23 @@ impl Io {
             }
         }
         file.sync_data()
+    }
+
+    /// Starts writing back `len` bytes at `pos` without waiting (`sync_file_range`), so that
+    /// a later fsync has less to do. Advisory: errors are left to that fsync to report.
+    pub fn start_writeback(&self, file: &File, pos: u64, len: u64) {
+        if let Some(f) = &self.faults {
+            f.writebacks.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: plain syscall on a valid descriptor.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                pos as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
     }
 
     /// Makes the file's data and metadata durable (fsync); used for directories and renames.

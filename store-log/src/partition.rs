@@ -26,6 +26,9 @@ pub struct Layout {
     pub segment_ms: i64,
     pub index_interval: u64,
     pub index_bytes: usize,
+    /// Start writing back (without waiting) every this many appended bytes, so that the next
+    /// fsync finds little left to do; `None`: leave it to the fsync.
+    pub writeback_bytes: Option<u64>,
 }
 
 /// Length of the mapping made for reading a segment (bytes past it are read with `pread`).
@@ -42,6 +45,8 @@ struct State {
     /// Offset -> not-before of every record that has one (the lease side table).
     not_before: BTreeMap<i64, i64>,
     buf: Vec<u8>,
+    /// Position in the active segment up to which writeback was started.
+    written_back: u64,
 }
 
 /// A partition of a topic.
@@ -200,6 +205,7 @@ impl Partition {
                 producers,
                 not_before,
                 buf: Vec::new(),
+                written_back: 0,
             }),
             hw_tx,
             sync_lock: tokio::sync::Mutex::new(()),
@@ -353,6 +359,14 @@ impl Partition {
         active.max_ts.fetch_max(max_ts, Ordering::AcqRel);
         active.next_offset.store(base + n as i64, Ordering::Release);
         active.size.store(pos + len, Ordering::Release);
+        if let Some(every) = layout.writeback_bytes {
+            let end = pos + len;
+            if end >= st.written_back + every {
+                self.io
+                    .start_writeback(&active.log, st.written_back, end - st.written_back);
+                st.written_back = end;
+            }
+        }
         Ok(())
     }
 
@@ -368,6 +382,7 @@ impl Partition {
         sync_dir(&self.io, &self.dir).map_err(|e| io_err("syncing partition directory", e))?;
         let seg = Arc::new(seg);
         st.segments.push(seg.clone());
+        st.written_back = 0;
         tracing::debug!(dir = %self.dir.display(), base = st.hw, "rolled segment");
         Ok(seg)
     }

@@ -192,3 +192,45 @@ async fn always_record_of_a_cancelled_append_becomes_visible() {
     assert_eq!(f.records[0].value.as_deref(), Some(&b"x"[..]));
     s.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn appends_start_writeback_early_except_under_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultInjector::new();
+    let opts = LogOptions {
+        faults: Some(faults.clone()),
+        ..LogOptions::default()
+    };
+    let s = LogStore::open(dir.path(), opts, Arc::new(ManualClock::default())).unwrap();
+    let value = bytes::Bytes::from(vec![1u8; 100 << 10]);
+    let mut counts = Vec::new();
+    for (name, durability) in [
+        ("n", Durability::Never),
+        ("i", Durability::default()),
+        ("a", Durability::Always),
+    ] {
+        let cfg = TopicConfig {
+            durability,
+            ..TopicConfig::with_partitions(1)
+        };
+        s.create_topic(name, cfg).await.unwrap();
+        let before = faults.writebacks();
+        // 4 MB in 40 appends of 100 KB.
+        for _ in 0..40 {
+            s.append(
+                name,
+                0,
+                AppendBatch::new(vec![Record::from_value(value.clone())]),
+            )
+            .await
+            .unwrap();
+        }
+        counts.push(faults.writebacks() - before);
+    }
+    assert!(
+        (3..=4).contains(&counts[0]) && (3..=4).contains(&counts[1]),
+        "one writeback per MiB appended under never and interval: {counts:?}"
+    );
+    assert_eq!(counts[2], 0, "always syncs every append: {counts:?}");
+    s.close().await.unwrap();
+}

@@ -114,12 +114,17 @@ fn topic_dir(root: &Path, name: &str, id: u64) -> PathBuf {
     root.join("topics").join(format!("{name}~{id}"))
 }
 
+/// Appended bytes between two early writebacks of a partition (RocksDB's `bytes_per_sync`).
+const WRITEBACK_BYTES: u64 = 1 << 20;
+
 fn layout(opts: &LogOptions, cfg: &TopicConfig) -> Layout {
     Layout {
         segment_bytes: cfg.segment_bytes.unwrap_or(opts.segment_bytes).max(1),
         segment_ms: cfg.segment_ms.unwrap_or(opts.segment_ms).max(1),
         index_interval: opts.index_interval_bytes.max(1),
         index_bytes: opts.index_bytes.max(64),
+        // `always` syncs every append anyway.
+        writeback_bytes: (cfg.durability != Durability::Always).then_some(WRITEBACK_BYTES),
     }
 }
 
