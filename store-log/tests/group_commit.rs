@@ -6,8 +6,10 @@ use std::time::Duration;
 use broker_api::{AppendBatch, Durability, ManualClock, Record, Store, TopicConfig};
 use store_log::{FaultInjector, LogOptions, LogStore};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_always_appends_share_fsyncs() {
+/// A store on a fresh directory with a fault injector, and a one-partition `always` topic.
+async fn store_with_always_topic(
+    topic: &str,
+) -> (tempfile::TempDir, Arc<FaultInjector>, Arc<LogStore>) {
     let dir = tempfile::tempdir().unwrap();
     let faults = FaultInjector::new();
     let opts = LogOptions {
@@ -19,7 +21,13 @@ async fn concurrent_always_appends_share_fsyncs() {
         durability: Durability::Always,
         ..TopicConfig::with_partitions(1)
     };
-    s.create_topic("g", cfg).await.unwrap();
+    s.create_topic(topic, cfg).await.unwrap();
+    (dir, faults, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_always_appends_share_fsyncs() {
+    let (_dir, faults, s) = store_with_always_topic("g").await;
     // A slow disk: every fsync takes 30 ms, so appenders pile up behind the one running.
     faults.set_sync_delay_ms(30);
     let before = faults.data_syncs();
@@ -92,18 +100,7 @@ async fn sync_started(faults: &FaultInjector, before: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_records_are_invisible_until_synced() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = FaultInjector::new();
-    let opts = LogOptions {
-        faults: Some(faults.clone()),
-        ..LogOptions::default()
-    };
-    let s = Arc::new(LogStore::open(dir.path(), opts, Arc::new(ManualClock::default())).unwrap());
-    let cfg = TopicConfig {
-        durability: Durability::Always,
-        ..TopicConfig::with_partitions(1)
-    };
-    s.create_topic("v", cfg).await.unwrap();
+    let (_dir, faults, s) = store_with_always_topic("v").await;
     s.append("v", 0, AppendBatch::new(vec![Record::from_value("a")]))
         .await
         .unwrap();
@@ -159,18 +156,7 @@ async fn always_records_are_invisible_until_synced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_record_of_a_cancelled_append_becomes_visible() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = FaultInjector::new();
-    let opts = LogOptions {
-        faults: Some(faults.clone()),
-        ..LogOptions::default()
-    };
-    let s = Arc::new(LogStore::open(dir.path(), opts, Arc::new(ManualClock::default())).unwrap());
-    let cfg = TopicConfig {
-        durability: Durability::Always,
-        ..TopicConfig::with_partitions(1)
-    };
-    s.create_topic("c", cfg).await.unwrap();
+    let (_dir, faults, s) = store_with_always_topic("c").await;
     faults.set_sync_delay_ms(200);
     // The caller gives up while the fsync runs (a client that disconnects).
     let call = s.append("c", 0, AppendBatch::new(vec![Record::from_value("x")]));
