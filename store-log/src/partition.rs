@@ -246,9 +246,10 @@ impl Partition {
         }
     }
 
-    /// Whether records were written that readers cannot see yet (they wait for a sync).
+    /// Whether records were written that readers cannot see yet and a sync would publish
+    /// (false once an fsync failed: nothing is published after that).
     pub fn has_unpublished(&self) -> bool {
-        self.state.lock().hw > self.visible()
+        self.failed.get().is_none() && self.state.lock().hw > self.visible()
     }
 
     /// A receiver of the visible high watermark, for waiting on new records.
