@@ -5,7 +5,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use broker_api::{StoreError, StoreResult};
 
 /// Produces disk failures on purpose: a full disk, or a write that stores only a prefix.
 #[derive(Debug)]
@@ -194,4 +196,31 @@ impl Io {
 pub fn sync_dir(io: &Io, dir: &std::path::Path) -> io::Result<()> {
     let f = File::open(dir)?;
     io.sync_all(&f)
+}
+
+/// Set once an fsync failed. After that the kernel may have dropped the unsynced pages while
+/// reporting later fsyncs as good, so what it guards takes no more writes until the store is
+/// reopened and recovers.
+#[derive(Debug, Default)]
+pub struct SyncFailure(OnceLock<String>);
+
+impl SyncFailure {
+    /// Records the first failure: the fsync error `err` and what is refused from now on.
+    pub fn record(&self, err: &StoreError, refused: String) {
+        tracing::error!(error = %err, "fsync failed; {refused}");
+        let _ = self.0.set(format!("{err}; {refused}"));
+    }
+
+    /// True once a failure was recorded.
+    pub fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Fails with the recorded failure, if any.
+    pub fn check(&self) -> StoreResult<()> {
+        match self.0.get() {
+            Some(m) => Err(StoreError::Internal(m.clone())),
+            None => Ok(()),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::{LogError, LogResult};
-use crate::io::{sync_dir, Io};
+use crate::io::{sync_dir, Io, SyncFailure};
 use crate::producer::{Check, Producers};
 use crate::segment::{read_at, Segment};
 
@@ -64,7 +64,7 @@ pub struct Partition {
     /// Set when an fsync failed: after that the kernel may have dropped the unsynced pages
     /// while reporting later fsyncs as good, so the partition takes no more writes (and
     /// publishes nothing more) until the store is reopened and recovers it.
-    failed: std::sync::OnceLock<String>,
+    failed: SyncFailure,
 }
 
 fn corrupt(seg: &Segment, pos: u64, what: &str) -> StoreError {
@@ -211,7 +211,7 @@ impl Partition {
             sync_lock: tokio::sync::Mutex::new(()),
             synced: AtomicI64::new(hw),
             dirty: AtomicBool::new(false),
-            failed: std::sync::OnceLock::new(),
+            failed: SyncFailure::default(),
         })
     }
 
@@ -249,7 +249,7 @@ impl Partition {
     /// Whether records were written that readers cannot see yet and a sync would publish
     /// (false once an fsync failed: nothing is published after that).
     pub fn has_unpublished(&self) -> bool {
-        self.failed.get().is_none() && self.state.lock().hw > self.visible()
+        !self.failed.is_set() && self.state.lock().hw > self.visible()
     }
 
     /// A receiver of the visible high watermark, for waiting on new records.
@@ -269,7 +269,7 @@ impl Partition {
         publish: bool,
     ) -> StoreResult<AppendResult> {
         let n = records.len() as u32;
-        self.check_failed()?;
+        self.failed.check()?;
         let mut st = self.state.lock();
         if let Some(p) = &producer {
             if let Check::Duplicate(r) = st.producers.check(p, n)? {
@@ -398,7 +398,7 @@ impl Partition {
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        self.check_failed()?;
+        self.failed.check()?;
         let (hw, seg) = self.begin_sync();
         let io = self.io.clone();
         let r = tokio::task::spawn_blocking(move || io.sync_data(&seg.log))
@@ -417,7 +417,7 @@ impl Partition {
 
     /// Syncs the active segment now and publishes what it covers (blocking).
     pub fn sync_now(&self) -> StoreResult<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         let (hw, seg) = self.begin_sync();
         let r = self.io.sync_data(&seg.log);
         self.end_sync(hw, r)
@@ -444,26 +444,20 @@ impl Partition {
     /// Marks the partition failed after the fsync error `e` (see `failed`); returns the error.
     fn fail_sync(&self, ctx: &str, e: std::io::Error) -> StoreError {
         let err = io_err(ctx, e);
-        let _ = self.failed.set(format!(
-            "{err}; {} takes no more writes until the store is reopened",
-            self.dir.display()
-        ));
-        tracing::error!(dir = %self.dir.display(), error = %err, "fsync failed; partition is read-only until reopened");
+        self.failed.record(
+            &err,
+            format!(
+                "{} takes no more writes until the store is reopened",
+                self.dir.display()
+            ),
+        );
         err
-    }
-
-    /// Fails once an fsync of the partition has failed.
-    fn check_failed(&self) -> StoreResult<()> {
-        match self.failed.get() {
-            Some(m) => Err(StoreError::Internal(m.clone())),
-            None => Ok(()),
-        }
     }
 
     /// Syncs everything and trims the active indexes (before a clean shutdown). Fails for a
     /// partition whose fsync failed, so that the next open recovers it.
     pub fn close(&self) -> StoreResult<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         let st = self.state.lock();
         let seg = st.segments.last().unwrap().clone();
         self.io

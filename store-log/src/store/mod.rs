@@ -18,7 +18,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{LogError, LogResult};
-use crate::io::{sync_dir, FaultInjector, Io};
+use crate::io::{sync_dir, FaultInjector, Io, SyncFailure};
 use crate::lease::{PartLeases, Phase, RecState};
 use crate::meta::{Meta, Op};
 use crate::partition::{Layout, Partition};
@@ -99,7 +99,7 @@ struct Inner {
     meta_dirty: AtomicBool,
     /// Set when a journal fsync failed: no more journal entries until the store is reopened
     /// (a later fsync could report good while the failed pages are gone).
-    meta_failed: std::sync::OnceLock<String>,
+    meta_failed: SyncFailure,
     flusher: Mutex<Option<Flusher>>,
     /// The directory lock (an exclusive `flock` on `<root>/lock`), released on close.
     dir_lock: Mutex<Option<std::fs::File>>,
@@ -236,7 +236,7 @@ impl LogStore {
             meta: Mutex::new(meta),
             meta_sync: tokio::sync::Mutex::new(()),
             meta_synced: AtomicU64::new(0),
-            meta_failed: std::sync::OnceLock::new(),
+            meta_failed: SyncFailure::default(),
             meta_dirty: AtomicBool::new(false),
             flusher: Mutex::new(None),
             dir_lock: Mutex::new(Some(dir_lock)),
@@ -412,14 +412,14 @@ impl Inner {
 
     /// Journals `op`; returns its sequence number.
     fn record(&self, meta: &mut Meta, op: Op) -> StoreResult<u64> {
-        self.check_meta()?;
+        self.meta_failed.check()?;
         let seq = meta.record(op)?;
         self.meta_dirty.store(true, Ordering::Release);
         Ok(seq)
     }
 
     fn sync_meta_blocking(&self) -> StoreResult<()> {
-        self.check_meta()?;
+        self.meta_failed.check()?;
         self.meta_dirty.store(false, Ordering::Release);
         let (seq, file) = self.meta.lock().sync_target();
         let r = self.io.sync_data(&file);
@@ -430,22 +430,15 @@ impl Inner {
     fn end_meta_sync(&self, seq: u64, r: std::io::Result<()>) -> StoreResult<()> {
         if let Err(e) = r {
             let err = StoreError::from(LogError::io("syncing the journal", e));
-            let _ = self.meta_failed.set(format!(
-                "{err}; the store takes no more offset commits, acks or topic changes until it is reopened"
-            ));
-            tracing::error!(error = %err, "journal fsync failed; metadata is read-only until reopened");
+            self.meta_failed.record(
+                &err,
+                "the store takes no more offset commits, acks or topic changes until it is reopened"
+                    .into(),
+            );
             return Err(err);
         }
         self.meta_synced.fetch_max(seq, Ordering::AcqRel);
         Ok(())
-    }
-
-    /// Fails once a journal fsync has failed.
-    fn check_meta(&self) -> StoreResult<()> {
-        match self.meta_failed.get() {
-            Some(m) => Err(StoreError::Internal(m.clone())),
-            None => Ok(()),
-        }
     }
 
     /// Returns once journal entry `seq` is durable; concurrent callers share one fsync.
@@ -457,7 +450,7 @@ impl Inner {
         if self.meta_synced.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
-        self.check_meta()?;
+        self.meta_failed.check()?;
         let (target, file) = self.meta.lock().sync_target();
         let io = self.io.clone();
         let r = tokio::task::spawn_blocking(move || io.sync_data(&file))
