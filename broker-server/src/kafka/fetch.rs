@@ -3,19 +3,15 @@
 use std::time::{Duration, Instant};
 
 use broker_api::{FetchLimits, StoreError, StoreResult, StoredRecord};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::select_all;
 use futures::FutureExt;
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use tracing::warn;
 
 use super::errors::code_for;
+use super::records;
 use super::KafkaServer;
 
 /// Records per partition read by one fetch.
@@ -167,7 +163,9 @@ impl KafkaServer {
                 let part = match result {
                     Ok((mut records, hwm, log_start)) => {
                         hwms.push(hwm);
-                        records.truncate(fitting(&records, limit));
+                        // KIP-74: only the first non-empty partition may exceed the limits,
+                        // by its first record.
+                        records.truncate(fitting(&records, limit, total == 0));
                         let base = base
                             .with_high_watermark(hwm)
                             .with_last_stable_offset(hwm)
@@ -175,24 +173,10 @@ impl KafkaServer {
                         if records.is_empty() {
                             base
                         } else {
-                            match encode_records(&records) {
-                                Ok(bytes) => {
-                                    total += bytes.len();
-                                    budget = budget.saturating_sub(bytes.len());
-                                    base.with_records(Some(bytes))
-                                }
-                                Err(e) => {
-                                    warn!(
-                                        topic = w.topic,
-                                        partition = w.partition,
-                                        "encoding records failed: {e}"
-                                    );
-                                    any_error = true;
-                                    base.with_error_code(
-                                        kafka_protocol::ResponseError::UnknownServerError.code(),
-                                    )
-                                }
-                            }
+                            let bytes = records::encode_batch(&records, false);
+                            total += bytes.len();
+                            budget = budget.saturating_sub(bytes.len());
+                            base.with_records(Some(bytes))
                         }
                     }
                     Err(e) => {
@@ -229,101 +213,46 @@ impl KafkaServer {
     }
 }
 
-/// Bytes of a v2 record batch header.
-const BATCH_OVERHEAD: usize = 61;
-
-/// An upper bound of one record's encoded size beyond its key, value and headers
-/// (length, attributes, deltas and lengths as varints).
-fn record_overhead(r: &StoredRecord) -> usize {
-    26 + 10 * r.headers.len()
-}
-
-/// How many of `records` fit `limit` encoded bytes; at least one, as Kafka always returns the
-/// first record.
-fn fitting(records: &[StoredRecord], limit: usize) -> usize {
-    let mut total = BATCH_OVERHEAD;
+/// How many of `records` fit `limit` bytes once encoded as one batch. With `first`, at least
+/// one record is returned even when it alone exceeds the limit (Kafka's rule for the first
+/// non-empty partition of a fetch).
+fn fitting(records: &[StoredRecord], limit: usize, first: bool) -> usize {
+    let Some(r0) = records.first() else {
+        return 0;
+    };
+    let mut total = records::BATCH_HEADER_LEN;
     for (i, r) in records.iter().enumerate() {
-        total += r.size() + record_overhead(r);
+        total += records::encoded_len(r, r0.offset, r0.timestamp_ms);
         if total > limit {
-            return i.max(1);
+            return if first { i.max(1) } else { i };
         }
     }
     records.len()
 }
 
-/// Encodes stored records as one uncompressed v2 record batch.
-pub fn encode_records(records: &[StoredRecord]) -> anyhow::Result<Bytes> {
-    let base = records.first().map_or(0, |r| r.offset);
-    let converted: Vec<Record> = records
-        .iter()
-        .map(|r| {
-            let mut headers = IndexMap::with_capacity(r.headers.len());
-            for h in &r.headers {
-                headers.insert(StrBytes::from_string(h.key.clone()), h.value.clone());
-            }
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: r.offset,
-                // The encoder keeps records in one batch while offset - sequence is constant;
-                // this keeps it so and gives the batch the base sequence -1 (none).
-                sequence: (r.offset - base) as i32 - 1,
-                timestamp: r.timestamp_ms,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers,
-            }
-        })
-        .collect();
-    let size: usize = records.iter().map(|r| r.size() + 32).sum::<usize>() + 61;
-    let mut buf = BytesMut::with_capacity(size);
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &converted,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.freeze())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::records::RecordBatchDecoder;
+
+    fn rec(o: i64, len: usize) -> StoredRecord {
+        StoredRecord {
+            offset: o,
+            timestamp_ms: 1_000 + o,
+            key: None,
+            value: Some(Bytes::from(vec![0u8; len])),
+            headers: vec![],
+            not_before_ms: None,
+        }
+    }
 
     #[test]
-    fn records_are_encoded_as_one_batch() {
-        let records: Vec<StoredRecord> = (10..20)
-            .map(|o| StoredRecord {
-                offset: o,
-                timestamp_ms: 1_000 + o,
-                key: Some(Bytes::from(format!("k{o}"))),
-                value: None,
-                headers: vec![],
-                not_before_ms: None,
-            })
-            .collect();
-        let mut bytes = encode_records(&records).unwrap();
-        let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
-        assert_eq!(infos.len(), 1);
-        assert_eq!(
-            (
-                infos[0].record_count,
-                infos[0].min_offset,
-                infos[0].base_sequence
-            ),
-            (10, 10, -1)
-        );
-        let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
-        let offsets: Vec<i64> = set.records.iter().map(|r| r.offset).collect();
-        assert_eq!(offsets, (10..20).collect::<Vec<_>>());
-        assert!(set.records.iter().all(|r| r.value.is_none()));
+    fn only_the_first_partition_may_exceed_the_limit() {
+        let records: Vec<StoredRecord> = (0..10).map(|o| rec(o, 100)).collect();
+        assert_eq!(fitting(&records, 10, true), 1);
+        assert_eq!(fitting(&records, 10, false), 0);
+        let all = records::encode_batch(&records, false).len();
+        assert_eq!(fitting(&records, all, false), 10);
+        assert_eq!(fitting(&records, all - 1, false), 9);
+        assert_eq!(fitting(&[], 100, true), 0);
     }
 }

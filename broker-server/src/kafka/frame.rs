@@ -59,12 +59,6 @@ pub enum FrameError {
         version: i16,
         reason: String,
     },
-    #[error("{api:?} v{version} request has {extra} unread bytes")]
-    Trailing {
-        api: ApiKey,
-        version: i16,
-        extra: usize,
-    },
 }
 
 /// Decodes one frame (without its 4-byte size prefix). Never panics on any input.
@@ -126,13 +120,15 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
         }
         _ => return Ok(unsupported),
     };
-    // ApiVersions bodies of newer clients may carry fields we do not know; others must not.
-    if buf.has_remaining() && api != ApiKey::ApiVersions {
-        return Err(FrameError::Trailing {
-            api,
-            version: v,
-            extra: buf.remaining(),
-        });
+    // Like Apache Kafka, bytes after the last known field are ignored: librdkafka's Metadata
+    // v9+ request carries some, and newer clients may add fields.
+    if buf.has_remaining() {
+        tracing::debug!(
+            ?api,
+            version = v,
+            extra = buf.remaining(),
+            "ignoring trailing request bytes"
+        );
     }
     Ok(Frame::Request {
         header,

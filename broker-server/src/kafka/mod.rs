@@ -17,6 +17,7 @@ mod group_api;
 mod metadata;
 mod offsets;
 pub mod produce;
+pub mod records;
 mod unsupported;
 pub mod versions;
 

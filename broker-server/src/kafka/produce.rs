@@ -1,24 +1,17 @@
 //! Produce and InitProducerId.
 
-use broker_api::{AppendBatch, Header, ProducerBatch, Record, StoreError};
+use broker_api::{AppendBatch, StoreError};
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
 use tracing::{debug, warn};
 
 use super::errors::code_for;
 use super::KafkaServer;
-
-/// Most records one batch may declare; bounds what the decoder reserves up front.
-const MAX_RECORDS_PER_BATCH: i64 = 1_000_000;
-/// The smallest encoded record (length, attributes, timestamp delta, offset delta, key length,
-/// value length, header count: one byte each).
-const MIN_RECORD_BYTES: i64 = 7;
 
 impl KafkaServer {
     pub(super) async fn produce(&self, req: ProduceRequest, _version: i16) -> ProduceResponse {
@@ -139,87 +132,20 @@ impl KafkaServer {
 
 /// Decodes the record batches of one partition into append batches, one per record batch.
 /// Refuses (with a Kafka error code and message) anything that is not a sane v2 batch.
-pub fn decode_batches(mut bytes: Bytes) -> Result<Vec<AppendBatch>, (i16, String)> {
-    let corrupt = |m: String| (ResponseError::CorruptMessage.code(), m);
-    if bytes.is_empty() {
-        return Err((
-            ResponseError::InvalidRecord.code(),
-            "empty record set".into(),
-        ));
-    }
-    let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone())
-        .map_err(|e| corrupt(format!("bad record batch header: {e}")))?;
-    if infos.is_empty() {
-        return Err((
-            ResponseError::UnsupportedForMessageFormat.code(),
-            "only record batch format v2 is accepted".into(),
-        ));
-    }
-    let total = bytes.len() as i64;
-    for info in &infos {
-        if info.version != 2 {
-            return Err((
-                ResponseError::UnsupportedForMessageFormat.code(),
-                "only record batch format v2 is accepted".into(),
-            ));
-        }
-        if info.transactional || info.control {
+pub fn decode_batches(bytes: Bytes) -> Result<Vec<AppendBatch>, (i16, String)> {
+    let decoded = super::records::decode_batches(&bytes)?;
+    let mut out = Vec::with_capacity(decoded.len());
+    for batch in decoded {
+        if batch.transactional || batch.control {
             return Err((
                 ResponseError::TransactionalIdAuthorizationFailed.code(),
                 "transactions are not supported".into(),
             ));
         }
-        let count = info.record_count as i64;
-        let limit = if info.compression == Compression::None {
-            total / MIN_RECORD_BYTES
-        } else {
-            MAX_RECORDS_PER_BATCH
-        };
-        if count <= 0 || count > limit.min(MAX_RECORDS_PER_BATCH) {
-            return Err(corrupt(format!("implausible record count {count}")));
-        }
-    }
-    let mut sets = Vec::with_capacity(infos.len());
-    while !bytes.is_empty() {
-        let set = RecordBatchDecoder::decode_with_custom_compression(
-            &mut bytes,
-            Some(super::decompress::decompress),
-        )
-        .map_err(|e| corrupt(format!("cannot decode record batch: {e}")))?;
-        sets.push(set);
-    }
-    let mut out = Vec::with_capacity(sets.len());
-    for set in sets {
-        let Some(first) = set.records.first() else {
-            return Err((
-                ResponseError::InvalidRecord.code(),
-                "empty record batch".into(),
-            ));
-        };
-        let producer = (first.producer_id >= 0).then_some(ProducerBatch {
-            producer_id: first.producer_id,
-            epoch: first.producer_epoch,
-            first_sequence: first.sequence,
+        out.push(AppendBatch {
+            records: batch.records,
+            producer: batch.producer,
         });
-        let records = set
-            .records
-            .into_iter()
-            .map(|r| Record {
-                key: r.key,
-                value: r.value,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| Header {
-                        key: k.to_string(),
-                        value: v,
-                    })
-                    .collect(),
-                timestamp_ms: (r.timestamp >= 0).then_some(r.timestamp),
-                not_before_ms: None,
-            })
-            .collect();
-        out.push(AppendBatch { records, producer });
     }
     Ok(out)
 }
