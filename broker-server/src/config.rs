@@ -109,6 +109,10 @@ pub struct Cli {
     /// before they are read [default: 104857600].
     #[arg(long, env = "BROKER_MAX_FRAME_BYTES", value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
+    /// Largest replication factor CreateTopics accepts. The factor is kept as a topic
+    /// setting; the store keeps the data safe, so one copy serves every factor [default: 3].
+    #[arg(long, env = "BROKER_MAX_REPLICATION_FACTOR", value_name = "N")]
+    pub max_replication_factor: Option<u32>,
     /// File of SQS SigV4 keys (`ACCESS_KEY_ID SECRET` per line); with it, unsigned or badly
     /// signed SQS requests are refused. Without it, BROKER_SQS_ACCESS_KEY_ID and
     /// BROKER_SQS_SECRET_ACCESS_KEY give one key; with neither, requests are accepted.
@@ -134,6 +138,7 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     default_durability: Option<String>,
     max_frame_bytes: Option<usize>,
+    max_replication_factor: Option<u32>,
     sqs_credentials_file: Option<PathBuf>,
     retention_check_ms: Option<u64>,
 }
@@ -152,6 +157,7 @@ pub struct Config {
     pub auto_create_topics: bool,
     pub default_durability: Durability,
     pub max_frame_bytes: usize,
+    pub max_replication_factor: u32,
     pub sqs_credentials_file: Option<PathBuf>,
     pub retention_check_ms: u64,
 }
@@ -173,6 +179,7 @@ impl Default for Config {
             auto_create_topics: true,
             default_durability: Durability::default(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_replication_factor: 3,
             sqs_credentials_file: None,
             retention_check_ms: 60_000,
         }
@@ -230,6 +237,10 @@ impl Config {
                 .max_frame_bytes
                 .or(file.max_frame_bytes)
                 .unwrap_or(d.max_frame_bytes),
+            max_replication_factor: cli
+                .max_replication_factor
+                .or(file.max_replication_factor)
+                .unwrap_or(d.max_replication_factor),
             sqs_credentials_file: cli.sqs_credentials_file.or(file.sqs_credentials_file),
             retention_check_ms: cli
                 .retention_check_ms
@@ -250,6 +261,11 @@ impl Config {
         if self.retention_check_ms == 0 {
             return Err(ServerError::Config(
                 "--retention-check-ms must be at least 1".into(),
+            ));
+        }
+        if self.max_replication_factor == 0 {
+            return Err(ServerError::Config(
+                "--max-replication-factor must be at least 1".into(),
             ));
         }
         if self.max_frame_bytes < 1024 {

@@ -76,6 +76,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Metrics Kafka clients push (KIP-714).
+    pub telemetry: crate::kafka::telemetry::Telemetry,
 }
 
 /// A label value escaped for the text format.
@@ -125,7 +127,7 @@ impl Metrics {
     /// The request counters and histograms in the Prometheus text format.
     pub fn render_requests(&self) -> String {
         let inner = self.inner.lock();
-        let mut out = String::new();
+        let mut out = self.telemetry.render();
         out.push_str("# HELP broker_kafka_requests_total Kafka requests served, per API.\n");
         out.push_str("# TYPE broker_kafka_requests_total counter\n");
         for (api, h) in &inner.kafka {

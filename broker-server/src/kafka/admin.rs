@@ -1,137 +1,26 @@
-//! CreateTopics, DeleteTopics and DescribeConfigs of topic settings.
+//! CreateTopics and DeleteTopics.
 
-use broker_api::{validate_topic_name, StoreError, TopicConfig};
+use broker_api::{validate_topic_name, StoreError};
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tracing::info;
 
+use super::configs::{apply_topic_setting, topic_settings};
 use super::errors::code_for;
-use super::KafkaServer;
+use super::topics::REPLICATION_FACTOR_ATTR;
+use super::{KafkaServer, NODE_ID};
 
-/// Prefix of Kafka topic settings kept verbatim in the topic's attributes.
-const ATTR_PREFIX: &str = "kafka.";
-/// DescribeConfigs resource type of a topic.
-const RESOURCE_TOPIC: i8 = 2;
-/// DescribeConfigs config source: set for this topic.
+/// DescribeConfigs/CreateTopics config source: set for this topic.
 const SOURCE_TOPIC: i8 = 1;
-/// DescribeConfigs config source: a default.
+/// DescribeConfigs/CreateTopics config source: a default.
 const SOURCE_DEFAULT: i8 = 5;
-
-/// Applies Kafka topic settings to `config`; an error names the bad setting.
-pub fn apply_topic_setting(
-    config: &mut TopicConfig,
-    name: &str,
-    value: Option<&str>,
-) -> Result<(), String> {
-    let num = |v: Option<&str>| -> Result<i64, String> {
-        v.ok_or_else(|| format!("{name} needs a value"))?
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| format!("{name} must be a number"))
-    };
-    match name {
-        "retention.ms" => {
-            let v = num(value)?;
-            config.retention_ms = (v >= 0).then_some(v);
-        }
-        "retention.bytes" => {
-            let v = num(value)?;
-            config.retention_bytes = (v >= 0).then_some(v as u64);
-        }
-        "max.message.bytes" => {
-            let v = num(value)?;
-            if v <= 0 {
-                return Err(format!("{name} must be positive"));
-            }
-            config.max_record_bytes = v as usize;
-        }
-        "segment.bytes" => {
-            let v = num(value)?;
-            if v <= 0 {
-                return Err(format!("{name} must be positive"));
-            }
-            config.segment_bytes = Some(v as u64);
-        }
-        "segment.ms" => {
-            let v = num(value)?;
-            if v <= 0 {
-                return Err(format!("{name} must be positive"));
-            }
-            config.segment_ms = Some(v);
-        }
-        "cleanup.policy" => {
-            if value != Some("delete") {
-                return Err("only cleanup.policy=delete is supported (no compaction)".into());
-            }
-        }
-        other => {
-            if other.is_empty() || other.chars().any(|c| c.is_control()) {
-                return Err(format!("bad setting name {other:?}"));
-            }
-            let key = format!("{ATTR_PREFIX}{other}");
-            match value {
-                Some(v) => {
-                    config.attributes.insert(key, v.to_string());
-                }
-                None => {
-                    config.attributes.remove(&key);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A topic's settings as Kafka names them: (name, value, set explicitly).
-pub fn topic_settings(config: &TopicConfig) -> Vec<(String, String, bool)> {
-    let d = TopicConfig::default();
-    let mut out = vec![
-        (
-            "retention.ms".to_string(),
-            config.retention_ms.unwrap_or(-1).to_string(),
-            config.retention_ms.is_some(),
-        ),
-        (
-            "retention.bytes".to_string(),
-            config.retention_bytes.map_or(-1, |v| v as i64).to_string(),
-            config.retention_bytes.is_some(),
-        ),
-        (
-            "max.message.bytes".to_string(),
-            config.max_record_bytes.to_string(),
-            config.max_record_bytes != d.max_record_bytes,
-        ),
-        ("cleanup.policy".to_string(), "delete".to_string(), false),
-        (
-            "broker.durability".to_string(),
-            config.durability.to_string(),
-            false,
-        ),
-    ];
-    if let Some(v) = config.segment_bytes {
-        out.push(("segment.bytes".to_string(), v.to_string(), true));
-    }
-    if let Some(v) = config.segment_ms {
-        out.push(("segment.ms".to_string(), v.to_string(), true));
-    }
-    for (k, v) in &config.attributes {
-        if let Some(name) = k.strip_prefix(ATTR_PREFIX) {
-            out.push((name.to_string(), v.clone(), true));
-        }
-    }
-    out
-}
 
 impl KafkaServer {
     pub(super) async fn create_topics(
@@ -158,41 +47,84 @@ impl KafkaServer {
                 ));
                 continue;
             }
-            let partitions = match t.num_partitions {
+            // Manual assignments: one entry per partition, each naming live brokers only.
+            let (partitions, factor) = if t.assignments.is_empty() {
+                (t.num_partitions, t.replication_factor)
+            } else if t.num_partitions != -1 || t.replication_factor != -1 {
+                results.push(fail(
+                    ResponseError::InvalidRequest.code(),
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. \
+                     Both cannot be used at the same time."
+                        .into(),
+                ));
+                continue;
+            } else {
+                let mut indexes: Vec<i32> =
+                    t.assignments.iter().map(|a| a.partition_index).collect();
+                indexes.sort_unstable();
+                let dense = indexes.iter().enumerate().all(|(i, p)| i as i32 == *p);
+                let replicas = t.assignments[0].broker_ids.len();
+                let bad_broker = t
+                    .assignments
+                    .iter()
+                    .flat_map(|a| a.broker_ids.iter())
+                    .find(|b| b.0 != NODE_ID);
+                let uneven = t.assignments.iter().any(|a| a.broker_ids.len() != replicas);
+                if let Some(b) = bad_broker {
+                    results.push(fail(
+                        ResponseError::BrokerNotAvailable.code(),
+                        format!("Replica assignment names broker {} which is not live (the only broker is {NODE_ID})", b.0),
+                    ));
+                    continue;
+                }
+                if !dense || uneven || replicas == 0 {
+                    results.push(fail(
+                        ResponseError::InvalidReplicaAssignment.code(),
+                        "Replica assignment must list partitions 0..n-1, each with the same \
+                         non-zero number of replicas"
+                            .into(),
+                    ));
+                    continue;
+                }
+                (t.assignments.len() as i32, replicas as i16)
+            };
+            let partitions = match partitions {
                 -1 => self.config.default_partitions,
                 n if n > 0 => n as u32,
                 n => {
                     results.push(fail(
                         ResponseError::InvalidPartitions.code(),
-                        format!("{n} partitions"),
+                        format!("Number of partitions must be larger than 0, got {n}."),
                     ));
                     continue;
                 }
             };
-            if t.replication_factor > 1 {
-                results.push(fail(
-                    ResponseError::InvalidReplicationFactor.code(),
-                    format!(
-                        "replication factor {} is larger than the one broker",
-                        t.replication_factor
-                    ),
-                ));
-                continue;
-            }
-            if !t.assignments.is_empty() {
-                results.push(fail(
-                    ResponseError::InvalidReplicaAssignment.code(),
-                    "manual replica assignment is not supported".into(),
-                ));
-                continue;
-            }
+            let factor = match factor {
+                -1 => 1,
+                n if n >= 1 && n as u32 <= self.config.max_replication_factor => n,
+                n => {
+                    results.push(fail(
+                        ResponseError::InvalidReplicationFactor.code(),
+                        format!(
+                            "Replication factor must be between 1 and {} (the copies are the \
+                             store's to keep), got {n}.",
+                            self.config.max_replication_factor
+                        ),
+                    ));
+                    continue;
+                }
+            };
             let mut config = self.new_topic_config(partitions);
+            config
+                .attributes
+                .insert(REPLICATION_FACTOR_ATTR.into(), factor.to_string());
             let mut bad = None;
             for c in &t.configs {
                 if let Err(e) = apply_topic_setting(
                     &mut config,
                     c.name.as_str(),
                     c.value.as_ref().map(|v| v.as_str()),
+                    self.config.default_durability,
                 ) {
                     bad = Some(e);
                     break;
@@ -218,11 +150,11 @@ impl KafkaServer {
                         info!(topic = name, partitions, "created topic");
                     }
                     base.with_num_partitions(partitions as i32)
-                        .with_replication_factor(1)
+                        .with_replication_factor(factor)
                         .with_configs(Some(
                             settings
                                 .into_iter()
-                                .map(|(k, v, explicit)| {
+                                .map(|(k, v, explicit, _)| {
                                     CreatableTopicConfigs::default()
                                         .with_name(StrBytes::from_string(k))
                                         .with_value(Some(StrBytes::from_string(v)))
@@ -255,7 +187,7 @@ impl KafkaServer {
         for name in names {
             let r = self.store.delete_topic(name.0.as_str()).await;
             if r.is_ok() {
-                self.known_topics.lock().remove(name.0.as_str());
+                self.forget_topic(name.0.as_str());
                 info!(topic = name.0.as_str(), "deleted topic");
             }
             let mut res = DeletableTopicResult::default().with_name(Some(name));
@@ -267,49 +199,5 @@ impl KafkaServer {
             out.push(res);
         }
         DeleteTopicsResponse::default().with_responses(out)
-    }
-
-    pub(super) async fn describe_configs(
-        &self,
-        req: DescribeConfigsRequest,
-    ) -> DescribeConfigsResponse {
-        let mut results = Vec::with_capacity(req.resources.len());
-        for r in req.resources {
-            let base = DescribeConfigsResult::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            if r.resource_type != RESOURCE_TOPIC {
-                // Broker and other resources: nothing to describe.
-                results.push(base);
-                continue;
-            }
-            match self.store.describe_topic(r.resource_name.as_str()).await {
-                Ok(info) => {
-                    let wanted = r.configuration_keys.as_ref().filter(|k| !k.is_empty());
-                    let configs = topic_settings(&info.config)
-                        .into_iter()
-                        .filter(|(k, _, _)| {
-                            wanted.is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
-                        })
-                        .map(|(k, v, explicit)| {
-                            DescribeConfigsResourceResult::default()
-                                .with_name(StrBytes::from_string(k))
-                                .with_value(Some(StrBytes::from_string(v)))
-                                .with_config_source(if explicit {
-                                    SOURCE_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                })
-                        })
-                        .collect();
-                    results.push(base.with_configs(configs));
-                }
-                Err(e) => results.push(
-                    base.with_error_code(code_for(&e))
-                        .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-                ),
-            }
-        }
-        DescribeConfigsResponse::default().with_results(results)
     }
 }

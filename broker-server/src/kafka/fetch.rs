@@ -12,7 +12,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::code_for;
 use super::records;
-use super::KafkaServer;
+use super::{KafkaServer, LEADER_EPOCH};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
 
 /// Records per partition read by one fetch.
 const MAX_RECORDS_PER_PARTITION: usize = 50_000;
@@ -24,7 +26,14 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The topic stamps append times (the batch says LogAppendTime).
+    log_append_time: bool,
+    /// An error found before reading (unknown topic id, fenced leader epoch).
+    error: Option<i16>,
 }
+
+/// One topic of a fetch: its name (empty for an unknown id), its id, its partitions.
+type WantedTopic = (StrBytes, Uuid, Vec<Wanted>);
 
 impl KafkaServer {
     pub(super) async fn fetch(&self, req: FetchRequest, version: i16) -> FetchResponse {
@@ -37,24 +46,34 @@ impl KafkaServer {
         } else {
             usize::MAX
         };
-        let wanted: Vec<(StrBytes, Vec<Wanted>)> = req
-            .topics
-            .iter()
-            .map(|t| {
-                let name = t.topic.0.clone();
-                let parts = t
-                    .partitions
-                    .iter()
-                    .map(|p| Wanted {
-                        topic: name.to_string(),
-                        partition: p.partition,
-                        offset: p.fetch_offset,
-                        max_bytes: p.partition_max_bytes.max(0) as usize,
-                    })
-                    .collect();
-                (name, parts)
-            })
-            .collect();
+        let mut wanted: Vec<WantedTopic> = Vec::with_capacity(req.topics.len());
+        for t in &req.topics {
+            let (name, id_error) = if version >= 13 {
+                match self.topic_name_by_id(t.topic_id).await {
+                    Some(name) => (name, None),
+                    None => (
+                        StrBytes::default(),
+                        Some(ResponseError::UnknownTopicId.code()),
+                    ),
+                }
+            } else {
+                (t.topic.0.clone(), None)
+            };
+            let log_append_time = id_error.is_none() && self.uses_log_append_time(&name).await;
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| Wanted {
+                    topic: name.to_string(),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    log_append_time,
+                    error: id_error.or_else(|| leader_epoch_error(p.current_leader_epoch)),
+                })
+                .collect();
+            wanted.push((name, t.topic_id, parts));
+        }
         loop {
             let (resp, bytes, any_error, hwms) = self.fetch_once(&wanted, total_max).await;
             let now = Instant::now();
@@ -65,7 +84,7 @@ impl KafkaServer {
             let remaining = deadline - now;
             let waits: Vec<_> = wanted
                 .iter()
-                .flat_map(|(_, parts)| parts.iter())
+                .flat_map(|(_, _, parts)| parts.iter())
                 .zip(hwms.iter())
                 .map(|(w, hwm)| {
                     let from = w.offset.max(*hwm);
@@ -125,11 +144,15 @@ impl KafkaServer {
     /// failed, and each partition's high watermark (in request order).
     async fn fetch_once(
         &self,
-        wanted: &[(StrBytes, Vec<Wanted>)],
+        wanted: &[WantedTopic],
         total_max: usize,
     ) -> (FetchResponse, usize, bool, Vec<i64>) {
         // When every partition's limit fits the request's limit, read them all at once.
-        let all: Vec<&Wanted> = wanted.iter().flat_map(|(_, p)| p.iter()).collect();
+        let all: Vec<&Wanted> = wanted
+            .iter()
+            .flat_map(|(_, _, p)| p.iter())
+            .filter(|w| w.error.is_none())
+            .collect();
         let sum = all
             .iter()
             .map(|w| w.max_bytes)
@@ -145,7 +168,7 @@ impl KafkaServer {
         let mut any_error = false;
         let mut hwms = Vec::new();
         let mut topics = Vec::with_capacity(wanted.len());
-        for (name, parts) in wanted {
+        for (name, id, parts) in wanted {
             let mut out_parts = Vec::with_capacity(parts.len());
             for w in parts {
                 let base = PartitionData::default()
@@ -153,6 +176,17 @@ impl KafkaServer {
                     .with_preferred_read_replica(BrokerId(-1))
                     .with_aborted_transactions(Some(Vec::new()))
                     .with_records(Some(Bytes::new()));
+                if let Some(code) = w.error {
+                    any_error = true;
+                    hwms.push(-1);
+                    out_parts.push(
+                        base.with_error_code(code)
+                            .with_high_watermark(-1)
+                            .with_last_stable_offset(-1)
+                            .with_log_start_offset(-1),
+                    );
+                    continue;
+                }
                 let limit = w.max_bytes.min(budget);
                 let result = match prefetched.as_mut() {
                     Some(results) => results.next().unwrap_or_else(|| {
@@ -173,7 +207,7 @@ impl KafkaServer {
                         if records.is_empty() {
                             base
                         } else {
-                            let bytes = records::encode_batch(&records, false);
+                            let bytes = records::encode_batch(&records, w.log_append_time);
                             total += bytes.len();
                             budget = budget.saturating_sub(bytes.len());
                             base.with_records(Some(bytes))
@@ -201,6 +235,7 @@ impl KafkaServer {
             topics.push(
                 FetchableTopicResponse::default()
                     .with_topic(name.clone().into())
+                    .with_topic_id(*id)
                     .with_partitions(out_parts),
             );
         }
@@ -210,6 +245,15 @@ impl KafkaServer {
             any_error,
             hwms,
         )
+    }
+}
+
+/// The error for a fetch naming `epoch` as the leader's current epoch (-1: not checked).
+pub fn leader_epoch_error(epoch: i32) -> Option<i16> {
+    match epoch {
+        e if e < 0 || e == LEADER_EPOCH => None,
+        e if e < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch.code()),
+        _ => Some(ResponseError::UnknownLeaderEpoch.code()),
     }
 }
 

@@ -28,6 +28,16 @@ pub enum KafkaRequest {
     DeleteRecords(DeleteRecordsRequest),
     InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    DescribeCluster(DescribeClusterRequest),
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
+    ElectLeaders(ElectLeadersRequest),
+    DescribeProducers(DescribeProducersRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest),
+    PushTelemetry(PushTelemetryRequest),
 }
 
 /// What a frame turned out to be.
@@ -118,6 +128,30 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
         ApiKey::DescribeConfigs => {
             KafkaRequest::DescribeConfigs(decode(&mut buf, v).map_err(body)?)
         }
+        ApiKey::AlterConfigs => KafkaRequest::AlterConfigs(decode(&mut buf, v).map_err(body)?),
+        ApiKey::IncrementalAlterConfigs => {
+            KafkaRequest::IncrementalAlterConfigs(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::DescribeCluster => {
+            KafkaRequest::DescribeCluster(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::DescribeTopicPartitions => {
+            KafkaRequest::DescribeTopicPartitions(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::DescribeLogDirs => {
+            KafkaRequest::DescribeLogDirs(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ElectLeaders => KafkaRequest::ElectLeaders(decode(&mut buf, v).map_err(body)?),
+        ApiKey::DescribeProducers => {
+            KafkaRequest::DescribeProducers(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            KafkaRequest::OffsetForLeaderEpoch(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::GetTelemetrySubscriptions => {
+            KafkaRequest::GetTelemetrySubscriptions(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::PushTelemetry => KafkaRequest::PushTelemetry(decode(&mut buf, v).map_err(body)?),
         _ => return Ok(unsupported),
     };
     // Like Apache Kafka, bytes after the last known field are ignored: librdkafka's Metadata

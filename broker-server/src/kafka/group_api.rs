@@ -440,6 +440,11 @@ impl KafkaServer {
         req: DescribeGroupsRequest,
     ) -> DescribeGroupsResponse {
         let mut out = Vec::with_capacity(req.groups.len());
+        let ops = if req.include_authorized_operations {
+            super::metadata::GROUP_OPERATIONS
+        } else {
+            super::metadata::NO_OPERATIONS
+        };
         for g in req.groups {
             let name = g.0.to_string();
             let described = match self.coordinator.describe(&name) {
@@ -475,11 +480,7 @@ impl KafkaServer {
                         .with_protocol_type(StrBytes::from_static_str(pt))
                 }
             };
-            out.push(
-                described
-                    .with_group_id(g)
-                    .with_authorized_operations(i32::MIN),
-            );
+            out.push(described.with_group_id(g).with_authorized_operations(ops));
         }
         DescribeGroupsResponse::default().with_groups(out)
     }

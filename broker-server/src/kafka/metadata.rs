@@ -10,7 +10,28 @@ use kafka_protocol::ResponseError;
 use tracing::warn;
 
 use super::errors::code_for;
-use super::{KafkaServer, CLUSTER_ID, NODE_ID};
+use super::{KafkaServer, CLUSTER_ID, LEADER_EPOCH, NODE_ID};
+
+/// "Authorized operations" not asked for (Kafka's INT32_MIN).
+pub const NO_OPERATIONS: i32 = i32::MIN;
+/// Every operation on a topic (no ACLs: everything is allowed): READ, WRITE, CREATE,
+/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub const TOPIC_OPERATIONS: i32 = ops(&[3, 4, 5, 6, 7, 8, 10, 11]);
+/// Every operation on the cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE_TOKENS, DESCRIBE_TOKENS.
+pub const CLUSTER_OPERATIONS: i32 = ops(&[5, 7, 8, 9, 10, 11, 12, 13, 14]);
+/// Every operation on a group: READ, DELETE, DESCRIBE.
+pub const GROUP_OPERATIONS: i32 = ops(&[3, 6, 8]);
+
+const fn ops(codes: &[u8]) -> i32 {
+    let mut bits = 0i32;
+    let mut i = 0;
+    while i < codes.len() {
+        bits |= 1 << codes[i];
+        i += 1;
+    }
+    bits
+}
 
 impl KafkaServer {
     pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -30,18 +51,25 @@ impl KafkaServer {
         };
         let create =
             self.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+        let topic_ops = req.include_topic_authorized_operations;
         let mut topics = Vec::new();
         match names {
             None => match self.store.list_topics().await {
                 Ok(list) => {
-                    topics.extend(list.iter().map(topic_metadata));
+                    for info in &list {
+                        topics.push(self.topic_metadata(info, topic_ops).await);
+                    }
                     *self.known_topics.lock() =
                         list.into_iter().map(|t| (t.name.clone(), t)).collect();
                 }
                 Err(e) => {
                     // An outage must not look like every topic was deleted.
                     warn!("list_topics failed, answering with the last known topics: {e}");
-                    topics.extend(self.known_topics.lock().values().map(topic_metadata));
+                    let known: Vec<TopicInfo> =
+                        self.known_topics.lock().values().cloned().collect();
+                    for info in &known {
+                        topics.push(self.topic_metadata(info, topic_ops).await);
+                    }
                 }
             },
             Some(names) => {
@@ -53,13 +81,14 @@ impl KafkaServer {
                     let known = self.known_topics.lock().get(&name).cloned();
                     topics.push(match result {
                         Ok(info) => {
-                            let m = topic_metadata(&info);
+                            let m = self.topic_metadata(&info, topic_ops).await;
                             self.known_topics.lock().insert(name, info);
                             m
                         }
                         Err(e) if e.is_retriable() && known.is_some() => {
                             warn!("metadata for {name}: {e}; answering with the last known");
-                            topic_metadata(known.as_ref().expect("checked"))
+                            self.topic_metadata(known.as_ref().expect("checked"), topic_ops)
+                                .await
                         }
                         Err(e) => {
                             let code = match e {
@@ -73,6 +102,7 @@ impl KafkaServer {
                             MetadataResponseTopic::default()
                                 .with_name(Some(TopicName(StrBytes::from_string(name))))
                                 .with_error_code(code)
+                                .with_topic_authorized_operations(NO_OPERATIONS)
                         }
                     });
                 }
@@ -82,22 +112,33 @@ impl KafkaServer {
             .with_brokers(vec![broker])
             .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
             .with_controller_id(BrokerId(NODE_ID))
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+                CLUSTER_OPERATIONS
+            } else {
+                NO_OPERATIONS
+            })
             .with_topics(topics)
     }
-}
 
-fn topic_metadata(info: &TopicInfo) -> MetadataResponseTopic {
-    let partitions = (0..info.config.partitions as i32)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(BrokerId(NODE_ID))
-                .with_leader_epoch(-1)
-                .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                .with_isr_nodes(vec![BrokerId(NODE_ID)])
-        })
-        .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
-        .with_partitions(partitions)
+    async fn topic_metadata(&self, info: &TopicInfo, with_ops: bool) -> MetadataResponseTopic {
+        let partitions = (0..info.config.partitions as i32)
+            .map(|p| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_leader_id(BrokerId(NODE_ID))
+                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                    .with_isr_nodes(vec![BrokerId(NODE_ID)])
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(info.name.clone()))))
+            .with_topic_id(self.topic_id(info).await)
+            .with_partitions(partitions)
+            .with_topic_authorized_operations(if with_ops {
+                TOPIC_OPERATIONS
+            } else {
+                NO_OPERATIONS
+            })
+    }
 }

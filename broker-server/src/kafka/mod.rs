@@ -8,6 +8,8 @@ mod admin;
 #[cfg(unix)]
 pub mod alloc;
 pub mod client;
+mod cluster;
+mod configs;
 mod decompress;
 mod errors;
 mod fetch;
@@ -18,6 +20,8 @@ mod metadata;
 mod offsets;
 pub mod produce;
 pub mod records;
+pub mod telemetry;
+mod topics;
 mod unsupported;
 pub mod versions;
 
@@ -56,6 +60,9 @@ pub struct KafkaConfig {
     pub default_durability: Durability,
     /// Largest request frame read.
     pub max_frame_bytes: usize,
+    /// Largest replication factor CreateTopics accepts (kept as a setting; the store keeps
+    /// the data safe).
+    pub max_replication_factor: u32,
 }
 
 impl KafkaConfig {
@@ -82,6 +89,7 @@ impl KafkaConfig {
             auto_create_topics: config.auto_create_topics,
             default_durability: config.default_durability,
             max_frame_bytes: config.max_frame_bytes,
+            max_replication_factor: config.max_replication_factor,
         })
     }
 }
@@ -92,6 +100,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The broker's node id: there is one broker.
 pub const NODE_ID: i32 = 0;
+/// The leader epoch of every partition: leadership never moves on a single broker.
+pub const LEADER_EPOCH: i32 = 0;
 /// The cluster id reported in Metadata.
 pub const CLUSTER_ID: &str = "broker-single-node";
 
@@ -104,6 +114,8 @@ pub struct KafkaServer {
     stop: watch::Receiver<bool>,
     /// Topics as last read from the store, served by Metadata while the store is unavailable.
     known_topics: parking_lot::Mutex<std::collections::BTreeMap<String, broker_api::TopicInfo>>,
+    /// Serialises the assignment of topic ids to topics that have none yet.
+    topic_id_lock: tokio::sync::Mutex<()>,
 }
 
 impl KafkaServer {
@@ -121,6 +133,7 @@ impl KafkaServer {
             coordinator: Coordinator::start(stop.clone()),
             stop,
             known_topics: Default::default(),
+            topic_id_lock: Default::default(),
         })
     }
 
@@ -327,6 +340,56 @@ impl KafkaServer {
                 "DescribeConfigs",
                 self.describe_configs(req).await
             ),
+            KafkaRequest::AlterConfigs(req) => reply!(
+                ApiKey::AlterConfigs,
+                "AlterConfigs",
+                self.alter_configs(req).await
+            ),
+            KafkaRequest::IncrementalAlterConfigs(req) => reply!(
+                ApiKey::IncrementalAlterConfigs,
+                "IncrementalAlterConfigs",
+                self.incremental_alter_configs(req).await
+            ),
+            KafkaRequest::DescribeCluster(req) => reply!(
+                ApiKey::DescribeCluster,
+                "DescribeCluster",
+                self.describe_cluster(req)
+            ),
+            KafkaRequest::DescribeTopicPartitions(req) => reply!(
+                ApiKey::DescribeTopicPartitions,
+                "DescribeTopicPartitions",
+                self.describe_topic_partitions(req).await
+            ),
+            KafkaRequest::DescribeLogDirs(req) => reply!(
+                ApiKey::DescribeLogDirs,
+                "DescribeLogDirs",
+                self.describe_log_dirs(req).await
+            ),
+            KafkaRequest::ElectLeaders(req) => reply!(
+                ApiKey::ElectLeaders,
+                "ElectLeaders",
+                self.elect_leaders(req).await
+            ),
+            KafkaRequest::DescribeProducers(req) => reply!(
+                ApiKey::DescribeProducers,
+                "DescribeProducers",
+                self.describe_producers(req).await
+            ),
+            KafkaRequest::OffsetForLeaderEpoch(req) => reply!(
+                ApiKey::OffsetForLeaderEpoch,
+                "OffsetForLeaderEpoch",
+                self.offset_for_leader_epoch(req).await
+            ),
+            KafkaRequest::GetTelemetrySubscriptions(req) => reply!(
+                ApiKey::GetTelemetrySubscriptions,
+                "GetTelemetrySubscriptions",
+                self.get_telemetry_subscriptions(req)
+            ),
+            KafkaRequest::PushTelemetry(req) => reply!(
+                ApiKey::PushTelemetry,
+                "PushTelemetry",
+                self.push_telemetry(req)
+            ),
         }
     }
 
@@ -349,11 +412,13 @@ impl KafkaServer {
     }
 
     fn new_topic_config(&self, partitions: u32) -> TopicConfig {
-        TopicConfig {
+        let mut config = TopicConfig {
             partitions,
             durability: self.config.default_durability,
             ..TopicConfig::default()
-        }
+        };
+        topics::assign_topic_id(&mut config);
+        config
     }
 
     /// Resolves when the server is stopping.

@@ -62,13 +62,20 @@ impl KafkaServer {
                 .with_error_code(code)
                 .with_error_message(Some(StrBytes::from_string(msg)))
         };
-        let batches = match decode_batches(records.unwrap_or_default()) {
+        let mut batches = match decode_batches(records.unwrap_or_default()) {
             Ok(b) => b,
             Err((code, msg)) => {
                 debug!(topic, partition, "bad record batch: {msg}");
                 return fail(code, msg);
             }
         };
+        let log_append_time = self.uses_log_append_time(topic).await;
+        if log_append_time {
+            // The store stamps records without a timestamp with its append time.
+            for r in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
+                r.timestamp_ms = None;
+            }
+        }
         let mut first: Option<broker_api::AppendResult> = None;
         let mut last_log_start = -1;
         for batch in batches {
@@ -96,6 +103,11 @@ impl KafkaServer {
         match first {
             Some(res) => base
                 .with_base_offset(res.base_offset)
+                .with_log_append_time_ms(if log_append_time {
+                    res.append_time_ms
+                } else {
+                    -1
+                })
                 .with_log_start_offset(last_log_start),
             None => fail(
                 ResponseError::InvalidRecord.code(),
