@@ -198,7 +198,7 @@ async fn api_versions_v3_is_plain_and_complete() {
         .iter()
         .find(|k| k.api_key == ApiKey::Produce as i16)
         .unwrap();
-    assert_eq!((produce.min_version, produce.max_version), (3, 9));
+    assert_eq!((produce.min_version, produce.max_version), (3, 10));
     for key in [
         ApiKey::Fetch,
         ApiKey::JoinGroup,
