@@ -166,20 +166,28 @@ impl Coordinator {
         let mut groups = self.groups.lock();
         let g = groups.entry(req.group.clone()).or_insert_with(Group::new);
         let mut member_id = req.member_id.clone();
+        // KIP-345: a static member (instance id) that rejoins without its member id replaces
+        // its old self under a new member id.
+        let mut replaced = None;
         if member_id.is_empty() {
             if let Some(iid) = &req.instance_id {
-                if let Some((id, _)) = g
+                replaced = g
                     .members
                     .iter()
                     .find(|(_, m)| m.instance_id.as_ref() == Some(iid))
-                {
-                    member_id = id.clone();
-                }
+                    .map(|(id, _)| id.clone());
             }
         }
         if member_id.is_empty() {
-            member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
-        } else if !g.members.contains_key(&member_id) {
+            member_id = match &req.instance_id {
+                Some(iid) => format!("{iid}-{}", uuid::Uuid::new_v4()),
+                None => format!("{}-{}", req.client_id, uuid::Uuid::new_v4()),
+            };
+        } else if let Some(m) = g.members.get(&member_id) {
+            if req.instance_id.is_some() && m.instance_id != req.instance_id {
+                return Err(code(ResponseError::FencedInstanceId));
+            }
+        } else {
             return Err(code(ResponseError::UnknownMemberId));
         }
         // Protocol type and at least one protocol must match every other member.
@@ -201,7 +209,44 @@ impl Coordinator {
             return Err(code(ResponseError::InconsistentGroupProtocol));
         }
         let (tx, rx) = oneshot::channel();
-        let existing = g.members.remove(&member_id);
+        let mut tx = Some(tx);
+        let existing = match &replaced {
+            Some(old) => {
+                let mut m = g.members.remove(old).expect("found above");
+                info!(
+                    group = req.group,
+                    old = old,
+                    new = member_id,
+                    "static member rejoined"
+                );
+                if g.leader.as_deref() == Some(old.as_str()) {
+                    g.leader = Some(member_id.clone());
+                }
+                // Requests still waiting under the old id are answered: that member is gone.
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(JoinOutcome {
+                        error: code(ResponseError::FencedInstanceId),
+                        generation: -1,
+                        ..JoinOutcome::default()
+                    });
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(SyncOutcome {
+                        error: code(ResponseError::FencedInstanceId),
+                        ..SyncOutcome::default()
+                    });
+                }
+                Some(m)
+            }
+            None => g.members.remove(&member_id),
+        };
+        // A static member back with the same protocols in a stable group keeps its
+        // assignment: no rebalance (KIP-345).
+        let unchanged = replaced.is_some()
+            && g.state == State::Stable
+            && existing
+                .as_ref()
+                .is_some_and(|m| m.protocols == req.protocols);
         let (sync_waiter, assignment) = existing
             .map(|m| (m.sync_waiter, m.assignment))
             .unwrap_or((None, Bytes::new()));
@@ -214,12 +259,29 @@ impl Coordinator {
                 rebalance_timeout: req.rebalance_timeout,
                 protocols: req.protocols.clone(),
                 last_seen: now,
-                joined: true,
-                join_waiter: Some(tx),
+                joined: !unchanged,
+                join_waiter: if unchanged { None } else { tx.take() },
                 sync_waiter,
                 assignment,
             },
         );
+        if let Some(tx) = tx {
+            let leader = g.leader.clone().unwrap_or_default();
+            let _ = tx.send(JoinOutcome {
+                error: 0,
+                generation: g.generation,
+                protocol_type: g.protocol_type.clone(),
+                protocol_name: g.protocol.clone(),
+                members: if leader == member_id {
+                    join_members(g)
+                } else {
+                    Vec::new()
+                },
+                leader,
+                member_id,
+            });
+            return Ok(rx);
+        }
         g.protocol_type = Some(req.protocol_type.clone());
         debug!(group = req.group, member = member_id, "join");
         match g.state {
@@ -575,19 +637,7 @@ fn try_complete_join(name: &str, g: &mut Group, now: Instant) {
     g.protocol = protocol.clone();
     g.state = State::Completing;
     info!(group = name, generation = g.generation, members = g.members.len(), leader, protocol = ?g.protocol, "join complete");
-    let members: Vec<(String, Option<String>, Bytes)> = g
-        .members
-        .iter()
-        .map(|(id, m)| {
-            let meta = m
-                .protocols
-                .iter()
-                .find(|(n, _)| Some(n) == protocol.as_ref())
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default();
-            (id.clone(), m.instance_id.clone(), meta)
-        })
-        .collect();
+    let members = join_members(g);
     let generation = g.generation;
     let protocol_type = g.protocol_type.clone();
     for (id, m) in g.members.iter_mut() {
@@ -609,6 +659,23 @@ fn try_complete_join(name: &str, g: &mut Group, now: Instant) {
             });
         }
     }
+}
+
+/// Every member with its metadata for the group's protocol, as the leader's JoinGroup
+/// answer lists them.
+fn join_members(g: &Group) -> Vec<(String, Option<String>, Bytes)> {
+    g.members
+        .iter()
+        .map(|(id, m)| {
+            let meta = m
+                .protocols
+                .iter()
+                .find(|(n, _)| Some(n) == g.protocol.as_ref())
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            (id.clone(), m.instance_id.clone(), meta)
+        })
+        .collect()
 }
 
 fn sync_outcome(g: &Group, member_id: &str) -> SyncOutcome {
@@ -723,6 +790,58 @@ mod tests {
         assert_eq!(j.members.len(), 1);
         let d = c.describe("g").unwrap();
         assert_eq!((d.state, d.members.len()), ("CompletingRebalance", 1));
+    }
+
+    fn static_req(instance: &str, member: &str) -> JoinRequest {
+        JoinRequest {
+            instance_id: Some(instance.into()),
+            ..req(member, 5_000)
+        }
+    }
+
+    #[test]
+    fn a_static_member_rejoining_keeps_its_assignment_without_a_rebalance() {
+        let (c, _stop) = coordinator();
+        let mut a = c.join(static_req("ia", "")).unwrap();
+        let mut b = c.join(static_req("ib", "")).unwrap();
+        c.check_timeouts(Instant::now() + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
+        let (ja, jb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        let assignments = vec![
+            (ja.member_id.clone(), Bytes::from_static(b"A")),
+            (jb.member_id.clone(), Bytes::from_static(b"B")),
+        ];
+        let leader = if ja.leader == ja.member_id { &ja } else { &jb };
+        let other = if ja.leader == ja.member_id { &jb } else { &ja };
+        let mut os = c
+            .sync("g", other.generation, &other.member_id, vec![])
+            .unwrap();
+        c.sync("g", leader.generation, &leader.member_id, assignments)
+            .unwrap();
+        os.try_recv().unwrap();
+        let generation = ja.generation;
+
+        // "ib" restarts: it joins with its instance id and no member id.
+        let mut again = c.join(static_req("ib", "")).unwrap();
+        let j = again.try_recv().expect("answered at once, no rebalance");
+        assert_eq!((j.error, j.generation), (0, generation));
+        assert_ne!(
+            j.member_id, jb.member_id,
+            "a new member id replaces the old"
+        );
+        let mut s = c.sync("g", j.generation, &j.member_id, vec![]).unwrap();
+        assert_eq!(s.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
+        // The other member saw no rebalance; the old member id is gone.
+        assert_eq!(c.heartbeat("g", generation, &ja.member_id), 0);
+        assert_eq!(c.describe("g").unwrap().state, "Stable");
+        assert_eq!(
+            c.heartbeat("g", generation, &jb.member_id),
+            ResponseError::UnknownMemberId.code()
+        );
+        // A member id used with another member's instance id is fenced.
+        assert_eq!(
+            c.join(static_req("ib", &ja.member_id)).unwrap_err(),
+            ResponseError::FencedInstanceId.code()
+        );
     }
 
     #[test]

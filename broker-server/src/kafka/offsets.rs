@@ -86,6 +86,11 @@ impl KafkaServer {
                 let base = DeleteRecordsPartitionResult::default()
                     .with_partition_index(p.partition_index)
                     .with_low_watermark(-1);
+                if p.offset < -1 {
+                    // Kafka: only -1 (the high watermark) may stand for an offset.
+                    parts.push(base.with_error_code(ResponseError::OffsetOutOfRange.code()));
+                    continue;
+                }
                 let before = if p.offset == -1 {
                     self.store
                         .partition_offsets(&name, p.partition_index)
