@@ -11,6 +11,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors::code_for;
+use super::fetch_session::{Plan, Requested, Told};
 use super::records;
 use super::{KafkaServer, LEADER_EPOCH};
 use kafka_protocol::ResponseError;
@@ -46,36 +47,121 @@ impl KafkaServer {
         } else {
             usize::MAX
         };
-        let mut wanted: Vec<WantedTopic> = Vec::with_capacity(req.topics.len());
-        for t in &req.topics {
-            let (name, id_error) = if version >= 13 {
-                match self.topic_name_by_id(t.topic_id).await {
-                    Some(name) => (name, None),
-                    None => (
-                        StrBytes::default(),
-                        Some(ResponseError::UnknownTopicId.code()),
-                    ),
+        let (session, partitions, incremental) = match self.fetch_sessions.plan(&req, version) {
+            Plan::Error(code) => return FetchResponse::default().with_error_code(code),
+            Plan::Full {
+                session,
+                partitions,
+            } => (
+                session,
+                partitions.into_iter().map(|p| (p, None)).collect(),
+                false,
+            ),
+            Plan::Incremental {
+                session,
+                partitions,
+            } => (session, partitions, true),
+        };
+        let wanted = self.resolve_fetch(&partitions, version).await;
+        let resp = self
+            .fetch_wanted(&wanted, min_bytes, deadline, total_max)
+            .await;
+        self.session_response(resp, session, &partitions, incremental, version)
+    }
+
+    /// The response as the session's client should see it: under an incremental fetch only
+    /// the partitions with records, errors or a moved high watermark or log start.
+    fn session_response(
+        &self,
+        mut resp: FetchResponse,
+        session: i32,
+        partitions: &[(Requested, Option<Told>)],
+        incremental: bool,
+        version: i16,
+    ) -> FetchResponse {
+        let mut flat = partitions.iter();
+        let mut topics = Vec::with_capacity(resp.responses.len());
+        for mut t in std::mem::take(&mut resp.responses) {
+            t.partitions.retain(|p| {
+                let Some((req, before)) = flat.next() else {
+                    return true;
+                };
+                let told = Told {
+                    high_watermark: p.high_watermark,
+                    log_start: p.log_start_offset,
+                };
+                let news = p.error_code != 0
+                    || p.records.as_ref().is_some_and(|r| !r.is_empty())
+                    || *before != Some(told);
+                if session != 0 && p.error_code == 0 {
+                    self.fetch_sessions.told(session, req, version, told);
                 }
-            } else {
-                (t.topic.0.clone(), None)
-            };
-            let log_append_time = id_error.is_none() && self.uses_log_append_time(&name).await;
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| Wanted {
-                    topic: name.to_string(),
-                    partition: p.partition,
-                    offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(0) as usize,
-                    log_append_time,
-                    error: id_error.or_else(|| leader_epoch_error(p.current_leader_epoch)),
-                })
-                .collect();
-            wanted.push((name, t.topic_id, parts));
+                !incremental || news
+            });
+            if !t.partitions.is_empty() {
+                topics.push(t);
+            }
         }
+        resp.with_responses(topics).with_session_id(session)
+    }
+
+    /// The partitions of a fetch grouped by topic (consecutive entries of one topic share a
+    /// group, so the response keeps the request's order), with topic ids resolved.
+    async fn resolve_fetch(
+        &self,
+        partitions: &[(Requested, Option<Told>)],
+        version: i16,
+    ) -> Vec<WantedTopic> {
+        let mut wanted: Vec<WantedTopic> = Vec::new();
+        // Per topic group: (stamps append times, error for every partition).
+        let mut flags: Vec<(bool, Option<i16>)> = Vec::new();
+        for (p, _) in partitions {
+            let same = wanted.last().is_some_and(|(name, id, _)| {
+                if version >= 13 {
+                    *id == p.topic_id
+                } else {
+                    *name == p.name
+                }
+            });
+            if !same {
+                let (name, id_error) = if version >= 13 {
+                    match self.topic_name_by_id(p.topic_id).await {
+                        Some(name) => (name, None),
+                        None => (
+                            StrBytes::default(),
+                            Some(ResponseError::UnknownTopicId.code()),
+                        ),
+                    }
+                } else {
+                    (p.name.clone(), None)
+                };
+                let lat = id_error.is_none() && self.uses_log_append_time(&name).await;
+                wanted.push((name, p.topic_id, Vec::new()));
+                flags.push((lat, id_error));
+            }
+            let (name, _, parts) = wanted.last_mut().expect("pushed above");
+            let (log_append_time, id_error) = *flags.last().expect("pushed above");
+            parts.push(Wanted {
+                topic: name.to_string(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.max_bytes.max(0) as usize,
+                log_append_time,
+                error: id_error.or_else(|| leader_epoch_error(p.current_leader_epoch)),
+            });
+        }
+        wanted
+    }
+
+    async fn fetch_wanted(
+        &self,
+        wanted: &[WantedTopic],
+        min_bytes: usize,
+        deadline: Instant,
+        total_max: usize,
+    ) -> FetchResponse {
         loop {
-            let (resp, bytes, any_error, hwms) = self.fetch_once(&wanted, total_max).await;
+            let (resp, bytes, any_error, hwms) = self.fetch_once(wanted, total_max).await;
             let now = Instant::now();
             if bytes >= min_bytes.max(1) || any_error || now >= deadline {
                 return resp;
@@ -107,7 +193,7 @@ impl KafkaServer {
             if !arrived {
                 // Timed out (or stopping): answer with what is there now.
                 if Instant::now() >= deadline {
-                    return self.fetch_once(&wanted, total_max).await.0;
+                    return self.fetch_once(wanted, total_max).await.0;
                 }
                 return resp;
             }

@@ -13,6 +13,7 @@ mod configs;
 mod decompress;
 mod errors;
 mod fetch;
+mod fetch_session;
 pub mod frame;
 mod group;
 mod group_api;
@@ -114,6 +115,8 @@ pub struct KafkaServer {
     stop: watch::Receiver<bool>,
     /// Topics as last read from the store, served by Metadata while the store is unavailable.
     known_topics: parking_lot::Mutex<std::collections::BTreeMap<String, broker_api::TopicInfo>>,
+    /// Incremental fetch sessions (KIP-227).
+    fetch_sessions: fetch_session::FetchSessions,
     /// Serialises the assignment of topic ids to topics that have none yet.
     topic_id_lock: tokio::sync::Mutex<()>,
 }
@@ -134,6 +137,7 @@ impl KafkaServer {
             stop,
             known_topics: Default::default(),
             topic_id_lock: Default::default(),
+            fetch_sessions: Default::default(),
         })
     }
 
