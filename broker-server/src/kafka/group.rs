@@ -306,6 +306,7 @@ impl Coordinator {
         group: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<oneshot::Receiver<SyncOutcome>, i16> {
         let now = Instant::now();
@@ -313,6 +314,9 @@ impl Coordinator {
         let g = groups
             .get_mut(group)
             .ok_or(code(ResponseError::UnknownMemberId))?;
+        if let Some(e) = fenced(g, member_id, instance_id) {
+            return Err(e);
+        }
         let Some(m) = g.members.get_mut(member_id) else {
             return Err(code(ResponseError::UnknownMemberId));
         };
@@ -364,11 +368,20 @@ impl Coordinator {
     }
 
     /// A heartbeat: keeps the member's session alive and tells it whether to rejoin.
-    pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn heartbeat(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group) else {
             return code(ResponseError::UnknownMemberId);
         };
+        if let Some(e) = fenced(g, member_id, instance_id) {
+            return e;
+        }
         let Some(m) = g.members.get_mut(member_id) else {
             return code(ResponseError::UnknownMemberId);
         };
@@ -420,7 +433,13 @@ impl Coordinator {
     }
 
     /// Checks a commit's generation and member; 0 when the commit may proceed.
-    pub fn check_commit(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn check_commit(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         if generation < 0 && member_id.is_empty() {
             return 0;
         }
@@ -428,6 +447,9 @@ impl Coordinator {
         let Some(g) = groups.get_mut(group) else {
             return code(ResponseError::UnknownMemberId);
         };
+        if let Some(e) = fenced(g, member_id, instance_id) {
+            return e;
+        }
         let Some(m) = g.members.get_mut(member_id) else {
             return code(ResponseError::UnknownMemberId);
         };
@@ -521,6 +543,16 @@ impl Coordinator {
         }
         groups.retain(|_, g| !(g.state == State::Empty && g.members.is_empty()));
     }
+}
+
+/// FENCED_INSTANCE_ID when `instance_id` now belongs to another member id than `member_id`
+/// (a newer instance of the same static member took over, KIP-345).
+fn fenced(g: &Group, member_id: &str, instance_id: Option<&str>) -> Option<i16> {
+    let iid = instance_id?;
+    g.members
+        .iter()
+        .any(|(id, m)| m.instance_id.as_deref() == Some(iid) && id != member_id)
+        .then(|| code(ResponseError::FencedInstanceId))
 }
 
 fn state_name(s: State) -> &'static str {
@@ -743,7 +775,7 @@ mod tests {
 
         // The follower waits for the leader's assignment.
         let mut fs = c
-            .sync("g", follower.generation, &follower.member_id, vec![])
+            .sync("g", follower.generation, &follower.member_id, None, vec![])
             .unwrap();
         assert!(fs.try_recv().is_err());
         let assignments = vec![
@@ -751,13 +783,13 @@ mod tests {
             (follower.member_id.clone(), Bytes::from_static(b"F")),
         ];
         let mut ls = c
-            .sync("g", leader.generation, &leader.member_id, assignments)
+            .sync("g", leader.generation, &leader.member_id, None, assignments)
             .unwrap();
         assert_eq!(ls.try_recv().unwrap().assignment, Bytes::from_static(b"L"));
         assert_eq!(fs.try_recv().unwrap().assignment, Bytes::from_static(b"F"));
-        assert_eq!(c.heartbeat("g", leader.generation, &leader.member_id), 0);
+        assert_eq!(c.heartbeat("g", leader.generation, &leader.member_id, None), 0);
         assert_eq!(
-            c.heartbeat("g", leader.generation - 1, &leader.member_id),
+            c.heartbeat("g", leader.generation - 1, &leader.member_id, None),
             ResponseError::IllegalGeneration.code()
         );
 
@@ -775,11 +807,11 @@ mod tests {
         }
         c.check_timeouts(later);
         assert_eq!(
-            c.heartbeat("g", leader.generation, &leader.member_id),
+            c.heartbeat("g", leader.generation, &leader.member_id, None),
             ResponseError::RebalanceInProgress.code()
         );
         assert_eq!(
-            c.heartbeat("g", follower.generation, &follower.member_id),
+            c.heartbeat("g", follower.generation, &follower.member_id, None),
             ResponseError::UnknownMemberId.code()
         );
         // The leader rejoins alone and gets the next generation.
@@ -813,9 +845,9 @@ mod tests {
         let leader = if ja.leader == ja.member_id { &ja } else { &jb };
         let other = if ja.leader == ja.member_id { &jb } else { &ja };
         let mut os = c
-            .sync("g", other.generation, &other.member_id, vec![])
+            .sync("g", other.generation, &other.member_id, None, vec![])
             .unwrap();
-        c.sync("g", leader.generation, &leader.member_id, assignments)
+        c.sync("g", leader.generation, &leader.member_id, None, assignments)
             .unwrap();
         os.try_recv().unwrap();
         let generation = ja.generation;
@@ -828,14 +860,23 @@ mod tests {
             j.member_id, jb.member_id,
             "a new member id replaces the old"
         );
-        let mut s = c.sync("g", j.generation, &j.member_id, vec![]).unwrap();
+        let mut s = c.sync("g", j.generation, &j.member_id, None, vec![]).unwrap();
         assert_eq!(s.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
         // The other member saw no rebalance; the old member id is gone.
-        assert_eq!(c.heartbeat("g", generation, &ja.member_id), 0);
+        assert_eq!(c.heartbeat("g", generation, &ja.member_id, None), 0);
         assert_eq!(c.describe("g").unwrap().state, "Stable");
         assert_eq!(
-            c.heartbeat("g", generation, &jb.member_id),
+            c.heartbeat("g", generation, &jb.member_id, None),
             ResponseError::UnknownMemberId.code()
+        );
+        // The old instance, still running, learns that it was fenced.
+        assert_eq!(
+            c.heartbeat("g", generation, &jb.member_id, Some("ib")),
+            ResponseError::FencedInstanceId.code()
+        );
+        assert_eq!(
+            c.check_commit("g", generation, &jb.member_id, Some("ib")),
+            ResponseError::FencedInstanceId.code()
         );
         // A member id used with another member's instance id is fenced.
         assert_eq!(
@@ -859,13 +900,13 @@ mod tests {
         c.check_timeouts(Instant::now() + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
         let ja = a.try_recv().unwrap();
         assert_eq!(
-            c.check_commit("g", ja.generation, &ja.member_id),
+            c.check_commit("g", ja.generation, &ja.member_id, None),
             ResponseError::RebalanceInProgress.code()
         );
-        let mut own = c.sync("g", ja.generation, &ja.member_id, vec![]).unwrap();
+        let mut own = c.sync("g", ja.generation, &ja.member_id, None, vec![]).unwrap();
         assert_eq!(own.try_recv().unwrap().error, 0);
-        assert_eq!(c.check_commit("g", ja.generation, &ja.member_id), 0);
-        assert_eq!(c.check_commit("g", -1, ""), 0);
+        assert_eq!(c.check_commit("g", ja.generation, &ja.member_id, None), 0);
+        assert_eq!(c.check_commit("g", -1, "", None), 0);
         let other = c.join(JoinRequest {
             protocols: vec![("roundrobin".into(), Bytes::new())],
             ..req("", 5_000)

@@ -144,6 +144,7 @@ impl KafkaServer {
             req.group_id.0.as_str(),
             req.generation_id,
             req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
             assignments,
         ) {
             Ok(rx) => rx,
@@ -168,6 +169,7 @@ impl KafkaServer {
             req.group_id.0.as_str(),
             req.generation_id,
             req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
         );
         HeartbeatResponse::default().with_error_code(code)
     }
@@ -216,6 +218,7 @@ impl KafkaServer {
             &group,
             req.generation_id_or_member_epoch,
             req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
         );
         if check == 0 && validate_group_name(&group).is_err() {
             check = ResponseError::InvalidGroupId.code();
