@@ -57,6 +57,11 @@ pub enum Op {
         group: String,
         commits: Vec<OffsetCommit>,
     },
+    /// Deletes the group's commits of the listed (topic, partition)s, or all when `None`.
+    DeleteCommits {
+        group: String,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     LogStart {
         topic: String,
         partition: i32,
@@ -98,6 +103,9 @@ impl MetaState {
             Op::UpdateTopic { name, config } => {
                 if let Some(t) = self.topics.get_mut(name) {
                     t.config = config.clone();
+                    // Added partitions (the count never shrinks) start at offset 0.
+                    let n = (config.partitions as usize).max(t.log_start.len());
+                    t.log_start.resize(n, 0);
                 }
             }
             Op::DeleteTopic { name, id } => {
@@ -113,10 +121,14 @@ impl MetaState {
                         c.partition,
                         CommittedOffset {
                             offset: c.offset,
+                            leader_epoch: c.leader_epoch,
                             metadata: c.metadata.clone(),
                         },
                     );
                 }
+            }
+            Op::DeleteCommits { group, partitions } => {
+                self.delete_commits(group, partitions.as_deref());
             }
             Op::LogStart {
                 topic,
@@ -159,6 +171,26 @@ impl MetaState {
                     .apply(*floor, set, dead);
             }
         }
+    }
+
+    /// Deletes the group's commits of `partitions` (every commit when `None`); returns how
+    /// many existed. A group left without commits is forgotten.
+    pub fn delete_commits(&mut self, group: &str, partitions: Option<&[(String, i32)]>) -> u64 {
+        let Some(g) = self.commits.get_mut(group) else {
+            return 0;
+        };
+        let removed = match partitions {
+            None => g.values().map(|p| p.len() as u64).sum(),
+            Some(list) => list
+                .iter()
+                .filter(|(t, p)| g.get_mut(t).is_some_and(|parts| parts.remove(p).is_some()))
+                .count() as u64,
+        };
+        g.retain(|_, parts| !parts.is_empty());
+        if partitions.is_none() || g.is_empty() {
+            self.commits.remove(group);
+        }
+        removed
     }
 
     /// Forgets a topic and everything stored for it.
