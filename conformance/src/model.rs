@@ -300,7 +300,9 @@ impl Model {
     pub fn update_topic_config(&mut self, t: &str, config: TopicConfig) -> StoreResult<()> {
         let topic = self.topics.get_mut(t).ok_or_else(|| unknown(t))?;
         if config.partitions < topic.config.partitions {
-            return Err(StoreError::InvalidArgument("partitions cannot shrink".into()));
+            return Err(StoreError::InvalidArgument(
+                "partitions cannot shrink".into(),
+            ));
         }
         topic
             .partitions

@@ -165,7 +165,13 @@ impl Store for BrokenStore {
             match self.fault {
                 Fault::EpochDropped => commit.leader_epoch = None,
                 Fault::MetadataCutAtNul => {
-                    commit.metadata.truncate(commit.metadata.find('\0').unwrap_or(usize::MAX).min(commit.metadata.len()));
+                    commit.metadata.truncate(
+                        commit
+                            .metadata
+                            .find('\0')
+                            .unwrap_or(usize::MAX)
+                            .min(commit.metadata.len()),
+                    );
                 }
                 _ => {}
             }

@@ -409,3 +409,45 @@ impl Meta {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journal entries and snapshots written before commits had a leader epoch decode with
+    /// `leader_epoch: None`.
+    #[test]
+    fn commits_without_a_leader_epoch_decode() {
+        let old = r#"{"Commit":{"group":"g","commits":[
+            {"topic":"t","partition":0,"offset":5,"metadata":"m"}]}}"#;
+        let op: Op = serde_json::from_str(old).unwrap();
+        let mut state = MetaState::default();
+        state.apply(&op);
+        let c = &state.commits["g"]["t"][&0];
+        assert_eq!(
+            (c.offset, c.leader_epoch, c.metadata.as_str()),
+            (5, None, "m")
+        );
+        let snap = r#"{"next_topic_id":1,"next_producer_id":1,"topics":{},
+            "commits":{"g":{"t":{"0":{"offset":5,"metadata":"m"}}}},
+            "lease_groups":{},"leases":{}}"#;
+        let state: MetaState = serde_json::from_str(snap).unwrap();
+        assert_eq!(state.commits["g"]["t"][&0].leader_epoch, None);
+        // And a new entry keeps its epoch and a NUL byte through the JSON journal.
+        let op = Op::Commit {
+            group: "g".into(),
+            commits: vec![OffsetCommit {
+                topic: "t".into(),
+                partition: 1,
+                offset: 6,
+                leader_epoch: Some(-3),
+                metadata: "a\0b".into(),
+            }],
+        };
+        let back: Op = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
+        let mut state = MetaState::default();
+        state.apply(&back);
+        let c = &state.commits["g"]["t"][&1];
+        assert_eq!((c.leader_epoch, c.metadata.as_str()), (Some(-3), "a\0b"));
+    }
+}

@@ -324,8 +324,16 @@ pub async fn max_timestamp_offset_is_found(backend: Arc<dyn Backend>) -> CheckRe
             append(&st, name, 0, records).await?;
         }
         let steps = [
-            (0, at(1, 300), "the earliest of three records with the largest timestamp"),
-            (2, at(3, 300), "offset 1 is below the log start now (inside a batch)"),
+            (
+                0,
+                at(1, 300),
+                "the earliest of three records with the largest timestamp",
+            ),
+            (
+                2,
+                at(3, 300),
+                "offset 1 is below the log start now (inside a batch)",
+            ),
             (4, at(6, 300), "offsets 1 and 3 are below the log start now"),
         ];
         for (before, want, why) in steps {

@@ -306,7 +306,11 @@ pub async fn committed_offsets_can_be_deleted(backend: Arc<dyn Backend>) -> Chec
         )
         .await
         .ctx("delete_committed(g1, some)")?;
-    ensure_eq!(n, 2, "commits removed by delete_committed(g1, [a/1, b/0, ...])");
+    ensure_eq!(
+        n,
+        2,
+        "commits removed by delete_committed(g1, [a/1, b/0, ...])"
+    );
     let n = st
         .delete_committed("nobody", None)
         .await

@@ -493,7 +493,10 @@ pub async fn partitions_can_grow(backend: Arc<dyn Backend>) -> CheckResult {
             } else {
                 (false, 1)
             };
-            let offsets = st.partition_offsets("t", p).await.ctx("partition_offsets")?;
+            let offsets = st
+                .partition_offsets("t", p)
+                .await
+                .ctx("partition_offsets")?;
             ensure_eq!(
                 (offsets.log_start_offset, offsets.high_watermark),
                 (0, prior),
@@ -532,8 +535,12 @@ pub async fn partitions_can_grow(backend: Arc<dyn Backend>) -> CheckResult {
             );
         }
         ensure_err!(
-            st.append("t", regrown.partitions as i32, AppendBatch::new(vec![Record::from_value("x")]))
-                .await,
+            st.append(
+                "t",
+                regrown.partitions as i32,
+                AppendBatch::new(vec![Record::from_value("x")])
+            )
+            .await,
             StoreError::UnknownTopic(_),
             "append past the grown partition count {round}"
         );
