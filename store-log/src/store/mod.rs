@@ -712,10 +712,12 @@ impl Store for LogStore {
                     return Err(e);
                 }
             };
-            *t.config.write() = config.clone();
-            if !added.is_empty() {
-                // Calls holding the old handle keep using the old partitions, which are
-                // shared; new calls see the new ones too.
+            if added.is_empty() {
+                *t.config.write() = config.clone();
+            } else {
+                // A new handle with the new config and every partition: no call sees the new
+                // count without the new partitions. Calls holding the old handle keep using
+                // the old partitions, which are shared.
                 let mut partitions = t.partitions.clone();
                 partitions.extend(added);
                 inner.topics.write().insert(
