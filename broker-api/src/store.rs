@@ -25,6 +25,10 @@ use crate::StoreResult;
 ///   `0..partitions`, is `UnknownTopic`.
 /// - **delete_topic_removes_everything**: after delete, the topic's records, committed offsets
 ///   and lease state are gone; a new topic of the same name starts empty at offset 0.
+/// - **partitions_can_grow**: `update_topic_config` with a larger `partitions` must add new,
+///   empty partitions (offsets from 0; append, fetch, lease and commit work on them; they
+///   survive reopen) and leave the existing partitions untouched; a smaller count must be
+///   `InvalidArgument` naming both counts, and change nothing.
 ///
 /// # Append
 /// - **offsets_are_dense_from_zero**: a partition's offsets start at 0 and grow by exactly 1 per
@@ -65,10 +69,26 @@ use crate::StoreResult;
 /// - **list_offsets_by_timestamp**: `offset_for_timestamp(t)` is the first offset at or after
 ///   the log start whose record timestamp is `>= t` (equivalently, the first whose
 ///   max-timestamp-so-far is `>= t`), with that record's timestamp; `None` when there is none.
+/// - **max_timestamp_offset_is_found**: `max_timestamp_offset` must return, among the records
+///   in `[log_start, high_watermark)`, the one with the largest timestamp (the smallest offset
+///   among equal timestamps), with that timestamp; `None` when that range is empty. Records
+///   below the log start do not count.
 ///
 /// # Consumer-group offsets
 /// - **committed_offsets_round_trip**: the last commit for (group, topic, partition) wins and
-///   is returned with its metadata; they survive reopen and vanish with the topic.
+///   is returned with its metadata and leader epoch; they survive reopen and vanish with the
+///   topic.
+/// - **committed_leader_epoch_round_trips**: the `leader_epoch` of a commit (`None` or any
+///   `i32`) must come back exactly from `committed_offset` and `list_committed`, also after
+///   reopen; a later commit without an epoch must replace an epoch with `None`.
+/// - **commit_metadata_is_kept_verbatim**: every Rust `String` must round-trip as commit
+///   metadata: NUL bytes (U+0000), any non-ASCII text, and at least 4 KiB; also after reopen.
+/// - **committed_offsets_can_be_deleted**: `delete_committed(group, Some(partitions))` must
+///   remove the group's commits of exactly those partitions, and `delete_committed(group,
+///   None)` every commit of the group; it returns how many commits existed and were removed
+///   (partitions without a commit, or of missing topics, count 0 and are no error). Afterwards
+///   `committed_offset` is `None` for them, `list_committed` omits them, and a group with no
+///   commit left is not in `list_consumer_groups`; the deletion survives reopen.
 ///
 /// # Leases
 /// - **lease_returns_oldest_available**: `lease` returns up to `max` of the oldest records of the
@@ -128,7 +148,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>>;
     /// One topic.
     async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo>;
-    /// Replaces a topic's settings; `partitions` must stay the same (`InvalidArgument`).
+    /// Replaces a topic's settings. A larger `partitions` adds empty partitions numbered from
+    /// the old count on (rule **partitions_can_grow**); a smaller one is `InvalidArgument`.
     async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo>;
 
     // ---- append ----
@@ -172,6 +193,14 @@ pub trait Store: Send + Sync + 'static {
         partition: i32,
         timestamp_ms: i64,
     ) -> StoreResult<Option<OffsetAndTimestamp>>;
+    /// The record with the largest timestamp in `[log_start, high_watermark)`, the earliest
+    /// among ties, with its timestamp; `None` when the partition holds no record (Kafka's
+    /// ListOffsets timestamp -3, KIP-734). Rule **max_timestamp_offset_is_found**.
+    async fn max_timestamp_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<OffsetAndTimestamp>>;
 
     // ---- consumer-group offsets ----
 
@@ -188,6 +217,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>>;
     /// Every group that has at least one committed offset, sorted.
     async fn list_consumer_groups(&self) -> StoreResult<Vec<String>>;
+    /// Deletes the group's commits of the named (topic, partition)s, or every commit of the
+    /// group when `partitions` is `None` (Kafka's OffsetDelete and DeleteGroups). Returns how
+    /// many commits were removed; names without a commit (missing topics included) are skipped,
+    /// not errors. Rule **committed_offsets_can_be_deleted**.
+    async fn delete_committed(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> StoreResult<u64>;
 
     // ---- leases ----
 

@@ -313,6 +313,12 @@ pub struct OffsetAndTimestamp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedOffset {
     pub offset: i64,
+    /// The committing client's leader epoch of the record at `offset` (KIP-320); `None` when
+    /// unknown (Kafka's -1). Stored and returned exactly. Absent in data written before the
+    /// field existed, which decodes as `None`.
+    #[serde(default)]
+    pub leader_epoch: Option<i32>,
+    /// Any string, kept verbatim (NUL bytes and non-ASCII included).
     pub metadata: String,
 }
 
@@ -322,6 +328,10 @@ pub struct OffsetCommit {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The committing client's leader epoch (KIP-320); `None` when unknown (Kafka's -1).
+    #[serde(default)]
+    pub leader_epoch: Option<i32>,
+    /// Any string, kept verbatim (NUL bytes and non-ASCII included).
     pub metadata: String,
 }
 

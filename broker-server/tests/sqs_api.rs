@@ -1152,6 +1152,7 @@ async fn metrics_and_health() {
                 topic: "stream".into(),
                 partition: 0,
                 offset: 0,
+                leader_epoch: None,
                 metadata: String::new(),
             }],
         )

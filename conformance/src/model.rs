@@ -80,8 +80,11 @@ struct Topic {
     groups: BTreeMap<String, Group>,
 }
 
-/// group -> (topic, partition) -> (offset, metadata)
-type Commits = BTreeMap<String, BTreeMap<(String, i32), (i64, String)>>;
+/// A commit as the model keeps it: offset, leader epoch, metadata.
+pub type Commit = (i64, Option<i32>, String);
+
+/// group -> (topic, partition) -> commit
+type Commits = BTreeMap<String, BTreeMap<(String, i32), Commit>>;
 
 /// The reference model: what a store must answer, op by op.
 #[derive(Debug, Clone)]
@@ -268,12 +271,61 @@ impl Model {
         self.part(&c.topic, c.partition)?;
         self.commits.entry(group.into()).or_default().insert(
             (c.topic.clone(), c.partition),
-            (c.offset, c.metadata.clone()),
+            (c.offset, c.leader_epoch, c.metadata.clone()),
         );
         Ok(())
     }
 
-    pub fn committed(&self, group: &str, t: &str, p: i32) -> StoreResult<Option<(i64, String)>> {
+    /// Removes the group's commits of `partitions` (all when `None`); returns how many.
+    pub fn delete_committed(&mut self, group: &str, partitions: Option<&[(String, i32)]>) -> u64 {
+        let Some(g) = self.commits.get_mut(group) else {
+            return 0;
+        };
+        let removed = match partitions {
+            None => g.len(),
+            Some(list) => list.iter().filter(|k| g.remove(*k).is_some()).count(),
+        };
+        if partitions.is_none() || g.is_empty() {
+            self.commits.remove(group);
+        }
+        removed as u64
+    }
+
+    /// The topic's config, if it exists.
+    pub fn config(&self, t: &str) -> Option<TopicConfig> {
+        self.topics.get(t).map(|topic| topic.config.clone())
+    }
+
+    /// Replaces a topic's config; more partitions add empty ones, fewer are refused.
+    pub fn update_topic_config(&mut self, t: &str, config: TopicConfig) -> StoreResult<()> {
+        let topic = self.topics.get_mut(t).ok_or_else(|| unknown(t))?;
+        if config.partitions < topic.config.partitions {
+            return Err(StoreError::InvalidArgument(
+                "partitions cannot shrink".into(),
+            ));
+        }
+        topic
+            .partitions
+            .resize(config.partitions as usize, Part::default());
+        topic.config = config;
+        Ok(())
+    }
+
+    /// The live record with the largest timestamp, the earliest among ties.
+    pub fn max_timestamp_offset(&self, t: &str, p: i32) -> StoreResult<Option<OffsetAndTimestamp>> {
+        let mut best: Option<&StoredRecord> = None;
+        for r in self.part(t, p)?.live() {
+            if best.is_none_or(|b| r.timestamp_ms > b.timestamp_ms) {
+                best = Some(r);
+            }
+        }
+        Ok(best.map(|r| OffsetAndTimestamp {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+        }))
+    }
+
+    pub fn committed(&self, group: &str, t: &str, p: i32) -> StoreResult<Option<Commit>> {
         self.part(t, p)?;
         Ok(self
             .commits
@@ -287,10 +339,11 @@ impl Model {
             .get(group)
             .into_iter()
             .flatten()
-            .map(|((t, p), (o, m))| OffsetCommit {
+            .map(|((t, p), (o, e, m))| OffsetCommit {
                 topic: t.clone(),
                 partition: *p,
                 offset: *o,
+                leader_epoch: *e,
                 metadata: m.clone(),
             })
             .collect()

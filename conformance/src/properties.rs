@@ -103,7 +103,22 @@ pub enum Op {
         topic: usize,
         partition: i32,
         offset: i64,
+        epoch: Option<i32>,
         meta: u8,
+    },
+    /// `delete_committed` of some (topic, partition)s, or of all when `None`.
+    DeleteCommitted {
+        group: usize,
+        which: Option<Vec<(usize, i32)>>,
+    },
+    /// `update_topic_config` with the current config and `partitions` set to this.
+    SetPartitions {
+        topic: usize,
+        partitions: u32,
+    },
+    MaxTimestamp {
+        topic: usize,
+        partition: i32,
     },
     Committed {
         group: usize,
@@ -230,8 +245,13 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (topic_idx(), partition(), (-14i64..4).prop_map(|k| k * 500)).prop_map(|(topic, partition, delta)| {
             Op::OffsetForTimestamp { topic, partition, delta }
         }),
-        2 => (group_idx(), topic_idx(), any_partition(), 0i64..10, 0u8..3).prop_map(
-            |(group, topic, partition, offset, meta)| Op::Commit { group, topic, partition, offset, meta }),
+        2 => (group_idx(), topic_idx(), any_partition(), 0i64..10, prop::option::of(-1i32..3), 0u8..4).prop_map(
+            |(group, topic, partition, offset, epoch, meta)| Op::Commit { group, topic, partition, offset, epoch, meta }),
+        1 => (group_idx(), prop::option::of(prop::collection::vec((topic_idx(), any_partition()), 0..3)))
+            .prop_map(|(group, which)| Op::DeleteCommitted { group, which }),
+        1 => (0usize..2, 1u32..4).prop_map(|(topic, partitions)| Op::SetPartitions { topic, partitions }),
+        1 => (topic_idx(), any_partition())
+            .prop_map(|(topic, partition)| Op::MaxTimestamp { topic, partition }),
         1 => (group_idx(), topic_idx(), partition()).prop_map(|(group, topic, partition)| {
             Op::Committed { group, topic, partition }
         }),
@@ -513,13 +533,15 @@ impl Driver {
                 topic,
                 partition,
                 offset,
+                epoch,
                 meta,
             } => {
                 let c = OffsetCommit {
                     topic: TOPICS[*topic].into(),
                     partition: *partition,
                     offset: *offset,
-                    metadata: ["", "m", "meta-\u{e9}"][*meta as usize].into(),
+                    leader_epoch: *epoch,
+                    metadata: ["", "m", "meta-\u{e9}", "nul\0\u{e9}"][*meta as usize].into(),
                 };
                 let g = GROUPS[*group];
                 agree(
@@ -537,8 +559,40 @@ impl Driver {
                 let got = st
                     .committed_offset(g, t, *partition)
                     .await
-                    .map(|o| o.map(|o| (o.offset, o.metadata)));
+                    .map(|o| o.map(|o| (o.offset, o.leader_epoch, o.metadata)));
                 agree("committed_offset", &got, &m.committed(g, t, *partition))
+            }
+            Op::DeleteCommitted { group, which } => {
+                let g = GROUPS[*group];
+                let list: Option<Vec<(String, i32)>> = which.as_ref().map(|w| {
+                    w.iter()
+                        .map(|(t, p)| (TOPICS[*t].to_string(), *p))
+                        .collect()
+                });
+                agree(
+                    "delete_committed",
+                    &st.delete_committed(g, list.as_deref()).await,
+                    &Ok(m.delete_committed(g, list.as_deref())),
+                )
+            }
+            Op::SetPartitions { topic, partitions } => {
+                let t = TOPICS[*topic];
+                let mut config = m.config(t).unwrap_or_else(|| topic_config(t));
+                config.partitions = *partitions;
+                let got = st
+                    .update_topic_config(t, config.clone())
+                    .await
+                    .map(|info| info.config);
+                let want = m.update_topic_config(t, config.clone()).map(|()| config);
+                agree("update_topic_config", &got, &want)
+            }
+            Op::MaxTimestamp { topic, partition } => {
+                let t = TOPICS[*topic];
+                agree(
+                    "max_timestamp_offset",
+                    &st.max_timestamp_offset(t, *partition).await,
+                    &m.max_timestamp_offset(t, *partition),
+                )
             }
             Op::ListCommitted { group } => {
                 let g = GROUPS[*group];

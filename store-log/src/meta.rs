@@ -57,6 +57,11 @@ pub enum Op {
         group: String,
         commits: Vec<OffsetCommit>,
     },
+    /// Deletes the group's commits of the listed (topic, partition)s, or all when `None`.
+    DeleteCommits {
+        group: String,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     LogStart {
         topic: String,
         partition: i32,
@@ -98,6 +103,9 @@ impl MetaState {
             Op::UpdateTopic { name, config } => {
                 if let Some(t) = self.topics.get_mut(name) {
                     t.config = config.clone();
+                    // Added partitions (the count never shrinks) start at offset 0.
+                    let n = (config.partitions as usize).max(t.log_start.len());
+                    t.log_start.resize(n, 0);
                 }
             }
             Op::DeleteTopic { name, id } => {
@@ -113,10 +121,14 @@ impl MetaState {
                         c.partition,
                         CommittedOffset {
                             offset: c.offset,
+                            leader_epoch: c.leader_epoch,
                             metadata: c.metadata.clone(),
                         },
                     );
                 }
+            }
+            Op::DeleteCommits { group, partitions } => {
+                self.delete_commits(group, partitions.as_deref());
             }
             Op::LogStart {
                 topic,
@@ -159,6 +171,26 @@ impl MetaState {
                     .apply(*floor, set, dead);
             }
         }
+    }
+
+    /// Deletes the group's commits of `partitions` (every commit when `None`); returns how
+    /// many existed. A group left without commits is forgotten.
+    pub fn delete_commits(&mut self, group: &str, partitions: Option<&[(String, i32)]>) -> u64 {
+        let Some(g) = self.commits.get_mut(group) else {
+            return 0;
+        };
+        let removed = match partitions {
+            None => g.values().map(|p| p.len() as u64).sum(),
+            Some(list) => list
+                .iter()
+                .filter(|(t, p)| g.get_mut(t).is_some_and(|parts| parts.remove(p).is_some()))
+                .count() as u64,
+        };
+        g.retain(|_, parts| !parts.is_empty());
+        if partitions.is_none() || g.is_empty() {
+            self.commits.remove(group);
+        }
+        removed
     }
 
     /// Forgets a topic and everything stored for it.
@@ -375,5 +407,47 @@ impl Meta {
         self.file_no = next_no;
         self.pos = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Journal entries and snapshots written before commits had a leader epoch decode with
+    /// `leader_epoch: None`.
+    #[test]
+    fn commits_without_a_leader_epoch_decode() {
+        let old = r#"{"Commit":{"group":"g","commits":[
+            {"topic":"t","partition":0,"offset":5,"metadata":"m"}]}}"#;
+        let op: Op = serde_json::from_str(old).unwrap();
+        let mut state = MetaState::default();
+        state.apply(&op);
+        let c = &state.commits["g"]["t"][&0];
+        assert_eq!(
+            (c.offset, c.leader_epoch, c.metadata.as_str()),
+            (5, None, "m")
+        );
+        let snap = r#"{"next_topic_id":1,"next_producer_id":1,"topics":{},
+            "commits":{"g":{"t":{"0":{"offset":5,"metadata":"m"}}}},
+            "lease_groups":{},"leases":{}}"#;
+        let state: MetaState = serde_json::from_str(snap).unwrap();
+        assert_eq!(state.commits["g"]["t"][&0].leader_epoch, None);
+        // And a new entry keeps its epoch and a NUL byte through the JSON journal.
+        let op = Op::Commit {
+            group: "g".into(),
+            commits: vec![OffsetCommit {
+                topic: "t".into(),
+                partition: 1,
+                offset: 6,
+                leader_epoch: Some(-3),
+                metadata: "a\0b".into(),
+            }],
+        };
+        let back: Op = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
+        let mut state = MetaState::default();
+        state.apply(&back);
+        let c = &state.commits["g"]["t"][&1];
+        assert_eq!((c.leader_epoch, c.metadata.as_str()), (Some(-3), "a\0b"));
     }
 }

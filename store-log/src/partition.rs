@@ -644,6 +644,91 @@ impl Partition {
         Ok(None)
     }
 
+    /// The record with the largest timestamp in `[log_start, hw)`, the earliest among ties.
+    ///
+    /// Each segment's max timestamp is an upper bound for its records: segments are visited
+    /// largest bound first and one that cannot beat the best record found so far is skipped,
+    /// so usually only the segment holding the maximum is read. Within it, the time index
+    /// skips every batch before the first one whose max-timestamp-so-far reaches the bound;
+    /// only when the bound lies outside `[log_start, hw)` (the first or the active segment)
+    /// is the rest of that segment read as well.
+    pub fn max_timestamp_offset(&self) -> StoreResult<Option<OffsetAndTimestamp>> {
+        let (log_start, _) = self.offsets();
+        let (segs, hw, log_start) = self.read_plan(log_start)?;
+        if log_start >= hw {
+            return Ok(None);
+        }
+        let mut order: Vec<(i64, usize)> = segs
+            .iter()
+            .enumerate()
+            .map(|(i, (seg, _))| (seg.max_ts.load(Ordering::Acquire), i))
+            .collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut best: Option<OffsetAndTimestamp> = None;
+        for (bound, i) in order {
+            let (seg, size) = &segs[i];
+            if let Some(b) = best {
+                if bound < b.timestamp_ms {
+                    break;
+                }
+                if bound == b.timestamp_ms && seg.base > b.offset {
+                    continue;
+                }
+            }
+            // Every record before `from` has a timestamp below `bound`.
+            let from = seg.position_for_timestamp(bound);
+            Self::scan_max(seg, from, *size, log_start, hw, &mut best)?;
+            if from > 0 && best.is_none_or(|b| b.timestamp_ms < bound) {
+                let start = seg.position_for(log_start).min(from);
+                Self::scan_max(seg, start, from, log_start, hw, &mut best)?;
+            }
+        }
+        Ok(best)
+    }
+
+    /// Reads the batches of `seg` between file positions `from` and `to` and keeps in `best`
+    /// the record of `[log_start, hw)` with the largest timestamp (earliest among ties),
+    /// decoding only batches whose max timestamp can beat `best`.
+    fn scan_max(
+        seg: &Segment,
+        from: u64,
+        to: u64,
+        log_start: i64,
+        hw: i64,
+        best: &mut Option<OffsetAndTimestamp>,
+    ) -> StoreResult<()> {
+        let beats = |best: &Option<OffsetAndTimestamp>, ts: i64, offset: i64| {
+            best.is_none_or(|b| ts > b.timestamp_ms || (ts == b.timestamp_ms && offset < b.offset))
+        };
+        let mut p = from;
+        while p + HEADER_LEN as u64 <= to {
+            let hb = read_at(&seg.log, p, HEADER_LEN).map_err(|e| io_err("reading the log", e))?;
+            let h = BatchHeader::parse(&hb).ok_or_else(|| corrupt(seg, p, "bad batch header"))?;
+            if h.base_offset >= hw {
+                break;
+            }
+            if h.last_offset() >= log_start && beats(best, h.max_timestamp, h.base_offset) {
+                let body = read_at(&seg.log, p, h.total_len())
+                    .map_err(|e| io_err("reading the log", e))?;
+                batch::decode_records(&body, &h, log_start, |r| {
+                    if r.offset >= hw {
+                        return false;
+                    }
+                    if beats(best, r.timestamp_ms, r.offset) {
+                        *best = Some(OffsetAndTimestamp {
+                            offset: r.offset,
+                            timestamp_ms: r.timestamp_ms,
+                        });
+                    }
+                    true
+                })
+                .ok_or_else(|| corrupt(seg, p, "malformed record"))?;
+            }
+            p += h.total_len() as u64;
+        }
+        Ok(())
+    }
+
     /// Sets the log start to `before` in memory (no-op when already past it); returns the
     /// new log start. Call [`Partition::drop_segments`] once the new start is persisted.
     pub fn set_log_start(&self, before: i64) -> StoreResult<i64> {

@@ -91,6 +91,7 @@ async fn full_disk_fails_appends_and_recovers() {
         topic: "f".into(),
         partition: 0,
         offset: 5,
+        leader_epoch: None,
         metadata: String::new(),
     };
     assert!(matches!(

@@ -155,6 +155,7 @@ async fn journal_takes_no_entries_after_a_failed_fsync_until_reopened() {
         topic: "q".into(),
         partition: 0,
         offset: 1,
+        leader_epoch: None,
         metadata: String::new(),
     };
     assert!(s

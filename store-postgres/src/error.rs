@@ -33,12 +33,33 @@ impl From<PgError> for StoreError {
     }
 }
 
+/// The one way this crate makes a [`StoreError::Internal`]: the caller only sees "internal
+/// error" (Kafka clients show "Unknown broker error"), so the cause is logged here, every
+/// time, with the message it carries.
+pub(crate) fn internal(cause: impl std::fmt::Display) -> StoreError {
+    let text = cause.to_string();
+    tracing::error!(cause = %text, "store-postgres: internal error");
+    StoreError::Internal(text)
+}
+
 /// Maps a driver error onto the contract: lost connections and shutdowns are retriable
-/// `Unavailable`, a full disk is `StorageFull`, the rest is `Internal`.
+/// `Unavailable`, a full disk is `StorageFull`, the rest is `Internal` (logged with its cause
+/// by [`internal`]).
 pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
+    match classify(e) {
+        StoreError::Internal(text) => internal(text),
+        other => other,
+    }
+}
+
+/// [`db_err`] without logging: callers that turn `Internal` into something else use it.
+fn classify(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
-        let text = format!("{} ({})", db.message(), code.code());
+        let mut text = format!("{} ({})", db.message(), code.code());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
         if *code == SqlState::DISK_FULL {
             return StoreError::StorageFull(text);
         }
@@ -84,7 +105,7 @@ pub(crate) fn is_fk_violation(e: &tokio_postgres::Error) -> bool {
 pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     use deadpool_postgres::PoolError;
     match e {
-        PoolError::Backend(e) => match db_err(e) {
+        PoolError::Backend(e) => match classify(e) {
             StoreError::Internal(m) => StoreError::Unavailable(m),
             other => other,
         },

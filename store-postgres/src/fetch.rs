@@ -31,6 +31,49 @@ const FETCH: &str = r#"SELECT t.id, p.log_start, p.next_offset,
 const OFFSETS: &str = "SELECT t.id, p.log_start, p.next_offset FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2 WHERE t.name = $1";
 
+/// Fast path of the max-timestamp lookup. `ts_high` (max timestamp so far) never decreases
+/// along a partition, so the first batch in (ts_high, base_offset) order whose ts_high reaches
+/// the partition's largest ts_high holds the first record with the largest timestamp ever
+/// appended. Two descents of `batches_ts_high` plus one primary-key range of records: O(log n).
+/// It answers only when that batch is wholly at or above the log start; otherwise (`$3`
+/// decides) the record may have been deleted and `MAX_TS_SCAN` runs.
+const MAX_TS_FAST: &str = r#"SELECT b.base_offset, b.max_ts = b.ts_high AND b.base_offset >= $3,
+        r."offset", r.timestamp_ms
+    FROM (SELECT base_offset, last_offset, max_ts, ts_high FROM batches
+          WHERE topic_id = $1 AND partition = $2 AND ts_high >= (
+              SELECT max(ts_high) FROM batches WHERE topic_id = $1 AND partition = $2)
+          ORDER BY ts_high, base_offset LIMIT 1) b
+    LEFT JOIN LATERAL (
+        SELECT "offset", timestamp_ms FROM records
+        WHERE topic_id = $1 AND partition = $2
+          AND "offset" BETWEEN b.base_offset AND b.last_offset AND timestamp_ms = b.max_ts
+        ORDER BY "offset" LIMIT 1) r ON true"#;
+
+/// Slow path, when the largest timestamp ever appended is below the log start: reads the
+/// `batches` rows of `[log_start, hw)` (primary-key range; one small row per batch, not per
+/// record) for the batch with the largest max_ts, then the records of that batch and of the
+/// one batch that straddles the log start (primary-key ranges). Cost: O(live batches) rows
+/// of `batches` plus two batches of records.
+const MAX_TS_SCAN: &str = r#"WITH best AS (
+        SELECT base_offset, last_offset, max_ts FROM batches
+        WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3
+        ORDER BY max_ts DESC, base_offset LIMIT 1),
+    head AS (
+        SELECT "offset", timestamp_ms FROM records
+        WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3
+          AND "offset" < coalesce((SELECT min(base_offset) FROM batches
+                                   WHERE topic_id = $1 AND partition = $2
+                                     AND base_offset >= $3), $4)
+        ORDER BY timestamp_ms DESC, "offset" LIMIT 1),
+    tail AS (
+        SELECT r."offset", r.timestamp_ms FROM best b, LATERAL (
+            SELECT "offset", timestamp_ms FROM records
+            WHERE topic_id = $1 AND partition = $2
+              AND "offset" BETWEEN b.base_offset AND b.last_offset AND timestamp_ms = b.max_ts
+            ORDER BY "offset" LIMIT 1) r)
+    SELECT "offset", timestamp_ms FROM (SELECT * FROM head UNION ALL SELECT * FROM tail) x
+    ORDER BY timestamp_ms DESC, "offset" LIMIT 1"#;
+
 impl PgStore {
     /// `(topic_id, log_start, high_watermark)` of a partition, or `UnknownTopic`.
     pub(crate) async fn offsets_of(
@@ -152,6 +195,56 @@ impl PgStore {
             log_start_offset: log_start,
             high_watermark: hw,
         })
+    }
+
+    pub(crate) async fn do_max_timestamp_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        let mut client = self.conn().await?;
+        // One snapshot for the bounds and both lookups (retention may delete meanwhile).
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db_err)?;
+        let row = tx
+            .query_opt(OFFSETS, &[&topic, &partition])
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else {
+            self.topic_partition(&*tx, topic, partition).await?;
+            return Err(crate::unknown_partition(topic, partition));
+        };
+        let (id, log_start, hw): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        if log_start >= hw {
+            return Ok(None);
+        }
+        let found = |r: &tokio_postgres::Row, o: usize| {
+            r.get::<_, Option<i64>>(o).map(|offset| OffsetAndTimestamp {
+                offset,
+                timestamp_ms: r.get(o + 1),
+            })
+        };
+        if let Some(r) = tx
+            .query_opt(MAX_TS_FAST, &[&id, &partition, &log_start])
+            .await
+            .map_err(db_err)?
+        {
+            if r.get::<_, bool>(1) {
+                if let Some(hit) = found(&r, 2) {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        let r = tx
+            .query_opt(MAX_TS_SCAN, &[&id, &partition, &log_start, &hw])
+            .await
+            .map_err(db_err)?;
+        Ok(r.and_then(|r| found(&r, 0)))
     }
 
     pub(crate) async fn do_offset_for_timestamp(

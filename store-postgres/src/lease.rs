@@ -19,7 +19,7 @@ use broker_api::{
 use tokio_postgres::types::ToSql;
 
 use crate::append::{lock_partition, write_batch};
-use crate::error::db_err;
+use crate::error::{db_err, internal};
 use crate::records::{from_row, RECORD_COLUMNS};
 use crate::tx::Tx;
 use crate::{millis, PgStore};
@@ -747,9 +747,11 @@ impl PgStore {
                 fresh_records.insert(rec.offset, rec);
             }
             // Dead letters, in the same transaction.
-            let dlq = c.config.dead_letter_topic.clone().ok_or_else(|| {
-                StoreError::Internal("dead-lettering without a dead-letter topic".into())
-            })?;
+            let dlq = c
+                .config
+                .dead_letter_topic
+                .clone()
+                .ok_or_else(|| internal("dead-lettering without a dead-letter topic"))?;
             dead.sort_unstable();
             let mut locked = lock_partition(db, &dlq, 0).await?;
             let count = dead.len();

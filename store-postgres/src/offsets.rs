@@ -5,6 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use broker_api::{validate_group_name, CommittedOffset, OffsetCommit, StoreError, StoreResult};
 
 use crate::error::{db_err, is_fk_violation};
+
+/// Commit metadata as stored (the string's UTF-8 bytes, in a bytea column) back to a string.
+fn metadata(bytes: Vec<u8>) -> StoreResult<String> {
+    String::from_utf8(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("commit metadata is not UTF-8: {e}")))
+}
 use crate::PgStore;
 
 impl PgStore {
@@ -42,16 +48,20 @@ impl PgStore {
         let topics: Vec<&str> = latest.keys().map(|k| k.0).collect();
         let parts: Vec<i32> = latest.keys().map(|k| k.1).collect();
         let offs: Vec<i64> = latest.values().map(|c| c.offset).collect();
-        let metas: Vec<&str> = latest.values().map(|c| c.metadata.as_str()).collect();
+        let epochs: Vec<Option<i32>> = latest.values().map(|c| c.leader_epoch).collect();
+        let metas: Vec<&[u8]> = latest.values().map(|c| c.metadata.as_bytes()).collect();
         let r = client
             .execute(
-                r#"INSERT INTO consumer_offsets (grp, topic_id, partition, "offset", metadata)
-                   SELECT $1, t.id, u.p, u.o, u.m
-                   FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS u(n, p, o, m)
+                r#"INSERT INTO consumer_offsets
+                       (grp, topic_id, partition, "offset", leader_epoch, metadata)
+                   SELECT $1, t.id, u.p, u.o, u.e, u.m
+                   FROM unnest($2::text[], $3::int[], $4::bigint[], $5::int[], $6::bytea[])
+                       AS u(n, p, o, e, m)
                    JOIN topics t ON t.name = u.n
                    ON CONFLICT (grp, topic_id, partition)
-                   DO UPDATE SET "offset" = excluded."offset", metadata = excluded.metadata"#,
-                &[&group, &topics, &parts, &offs, &metas],
+                   DO UPDATE SET "offset" = excluded."offset",
+                       leader_epoch = excluded.leader_epoch, metadata = excluded.metadata"#,
+                &[&group, &topics, &parts, &offs, &epochs, &metas],
             )
             .await;
         match r {
@@ -77,16 +87,20 @@ impl PgStore {
         let t = self.topic_partition(&**client, topic, partition).await?;
         let row = client
             .query_opt(
-                r#"SELECT "offset", metadata FROM consumer_offsets
+                r#"SELECT "offset", leader_epoch, metadata FROM consumer_offsets
                    WHERE grp = $1 AND topic_id = $2 AND partition = $3"#,
                 &[&group, &t.id, &partition],
             )
             .await
             .map_err(db_err)?;
-        Ok(row.map(|r| CommittedOffset {
-            offset: r.get(0),
-            metadata: r.get(1),
-        }))
+        row.map(|r| {
+            Ok(CommittedOffset {
+                offset: r.get(0),
+                leader_epoch: r.get(1),
+                metadata: metadata(r.get(2))?,
+            })
+        })
+        .transpose()
     }
 
     pub(crate) async fn do_list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>> {
@@ -94,23 +108,58 @@ impl PgStore {
         let client = self.conn().await?;
         let rows = client
             .query(
-                r#"SELECT t.name, c.partition, c."offset", c.metadata
+                r#"SELECT t.name, c.partition, c."offset", c.leader_epoch, c.metadata
                    FROM consumer_offsets c JOIN topics t ON t.id = c.topic_id WHERE c.grp = $1"#,
                 &[&group],
             )
             .await
             .map_err(db_err)?;
         let mut out: Vec<OffsetCommit> = rows
-            .iter()
-            .map(|r| OffsetCommit {
-                topic: r.get(0),
-                partition: r.get(1),
-                offset: r.get(2),
-                metadata: r.get(3),
+            .into_iter()
+            .map(|r| {
+                Ok(OffsetCommit {
+                    topic: r.get(0),
+                    partition: r.get(1),
+                    offset: r.get(2),
+                    leader_epoch: r.get(3),
+                    metadata: metadata(r.get(4))?,
+                })
             })
-            .collect();
+            .collect::<StoreResult<_>>()?;
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(out)
+    }
+
+    /// Deletes the group's commits of `partitions` (all when `None`) in one statement;
+    /// returns how many rows went.
+    pub(crate) async fn do_delete_committed(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> StoreResult<u64> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        let n = match partitions {
+            None => client
+                .execute("DELETE FROM consumer_offsets WHERE grp = $1", &[&group])
+                .await
+                .map_err(db_err)?,
+            Some(list) => {
+                let topics: Vec<&str> = list.iter().map(|(t, _)| t.as_str()).collect();
+                let parts: Vec<i32> = list.iter().map(|(_, p)| *p).collect();
+                client
+                    .execute(
+                        "DELETE FROM consumer_offsets c USING topics t
+                         WHERE c.grp = $1 AND t.id = c.topic_id
+                           AND (t.name, c.partition) IN (
+                               SELECT * FROM unnest($2::text[], $3::int[]))",
+                        &[&group, &topics, &parts],
+                    )
+                    .await
+                    .map_err(db_err)?
+            }
+        };
+        Ok(n)
     }
 
     pub(crate) async fn do_list_consumer_groups(&self) -> StoreResult<Vec<String>> {

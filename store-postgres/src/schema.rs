@@ -6,7 +6,10 @@ use crate::error::{db_err, PgError};
 
 /// Every migration in order; version n is `MIGRATIONS[n - 1]`. `{schema}` stands for the
 /// quoted schema name.
-const MIGRATIONS: &[(&str, &str)] = &[("initial tables", V1)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("initial tables", V1),
+    ("commit leader epochs; commit metadata as bytes", V2),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -124,6 +127,15 @@ CREATE TABLE {schema}.lease_state (
     first_leased_at bigint,
     PRIMARY KEY (topic_id, partition, group_id, "offset")
 ) WITH (fillfactor = 50);
+"#;
+
+/// Committed offsets keep the leader epoch (KIP-320), and metadata becomes bytea holding the
+/// UTF-8 bytes of the string, since text cannot hold U+0000. Existing rows keep their value
+/// (`convert_to` gives the same UTF-8 bytes) and get a NULL (unknown) epoch.
+const V2: &str = r#"
+ALTER TABLE {schema}.consumer_offsets ADD COLUMN IF NOT EXISTS leader_epoch int;
+ALTER TABLE {schema}.consumer_offsets
+    ALTER COLUMN metadata TYPE bytea USING convert_to(metadata, 'UTF8');
 "#;
 
 /// Validates a schema name: 1-48 characters of `[a-z0-9_]`, not starting with a digit.

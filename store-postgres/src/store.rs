@@ -86,6 +86,14 @@ impl Store for PgStore {
             .await
     }
 
+    async fn max_timestamp_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        self.do_max_timestamp_offset(topic, partition).await
+    }
+
     async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
         self.do_commit_offsets(group, commits).await
     }
@@ -105,6 +113,14 @@ impl Store for PgStore {
 
     async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
         self.do_list_consumer_groups().await
+    }
+
+    async fn delete_committed(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> StoreResult<u64> {
+        self.do_delete_committed(group, partitions).await
     }
 
     async fn set_lease_group(

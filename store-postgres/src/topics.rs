@@ -3,7 +3,7 @@
 use broker_api::{validate_topic_name, StoreError, StoreResult, TopicConfig, TopicInfo};
 use tokio_postgres::Row;
 
-use crate::error::{db_err, is_unique_violation};
+use crate::error::{db_err, internal, is_unique_violation};
 use crate::PgStore;
 
 /// Most partitions a topic may have (bounds what one call may allocate).
@@ -44,7 +44,7 @@ fn check_config(config: &TopicConfig) -> StoreResult<()> {
 }
 
 fn config_json(config: &TopicConfig) -> StoreResult<String> {
-    serde_json::to_string(config).map_err(|e| StoreError::Internal(e.to_string()))
+    serde_json::to_string(config).map_err(|e| internal(format!("encoding a topic config: {e}")))
 }
 
 fn max_record_bytes(config: &TopicConfig) -> i64 {
@@ -198,15 +198,28 @@ impl PgStore {
             .map_err(db_err)?
             .ok_or_else(|| StoreError::UnknownTopic(name.to_string()))?
             .get(0);
-        if i64::from(config.partitions) != i64::from(current) {
+        check_config(&config)?;
+        let new = config.partitions as i32;
+        if new < current {
             return Err(StoreError::InvalidArgument(format!(
-                "partitions cannot change from {current} to {}",
-                config.partitions
+                "partitions cannot shrink from {current} to {new}"
             )));
         }
+        // The new count and the new partitions rows commit together, in one statement.
         tx.execute(
-            "UPDATE topics SET config = $2::text::jsonb, max_record_bytes = $3 WHERE name = $1",
-            &[&name, &config_json(&config)?, &max_record_bytes(&config)],
+            "WITH t AS (
+                 UPDATE topics SET config = $2::text::jsonb, max_record_bytes = $3,
+                     partitions = $4
+                 WHERE name = $1 RETURNING id)
+             INSERT INTO partitions (topic_id, partition)
+             SELECT t.id, g FROM t, generate_series($5::int, $4 - 1) AS g",
+            &[
+                &name,
+                &config_json(&config)?,
+                &max_record_bytes(&config),
+                &new,
+                &current,
+            ],
         )
         .await
         .map_err(db_err)?;

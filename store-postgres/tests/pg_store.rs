@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_api::{AppendBatch, FetchLimits, Header, ManualClock, Record, Store, TopicConfig};
+use broker_api::{
+    AppendBatch, CommittedOffset, FetchLimits, Header, ManualClock, OffsetCommit, Record, Store,
+    TopicConfig,
+};
 use store_postgres::{PgError, PgOptions, PgStore, SCHEMA_VERSION};
 use support::{database_url, fresh_store, open_store};
 
@@ -74,6 +77,61 @@ async fn schema_newer_than_the_binary_is_refused() {
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
+}
+
+/// A schema written before migration 2 (metadata as text, no leader_epoch) opens, keeps its
+/// commits and then takes epochs and NUL bytes.
+#[tokio::test]
+async fn commits_of_a_version_1_schema_survive_the_migration() {
+    let (store, _) = fresh_store("pgt_v1_commits").await;
+    store
+        .create_topic("t", TopicConfig::with_partitions(2))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    // Back to the version 1 shape of consumer_offsets, with a commit written the old way.
+    sql("ALTER TABLE pgt_v1_commits.consumer_offsets DROP COLUMN leader_epoch").await;
+    sql(
+        "ALTER TABLE pgt_v1_commits.consumer_offsets ALTER COLUMN metadata TYPE text \
+         USING convert_from(metadata, 'UTF8')",
+    )
+    .await;
+    sql("DELETE FROM pgt_v1_commits.schema_migrations WHERE version > 1").await;
+    sql("INSERT INTO pgt_v1_commits.consumer_offsets (grp, topic_id, partition, \"offset\", metadata) \
+         SELECT 'g', id, 0, 7, 'old \u{e9}' FROM pgt_v1_commits.topics WHERE name = 't'")
+    .await;
+    let store = PgStore::connect(
+        &database_url(),
+        options("pgt_v1_commits"),
+        Arc::new(ManualClock::default()),
+    )
+    .await
+    .unwrap();
+    let got = store.committed_offset("g", "t", 0).await.unwrap();
+    assert_eq!(
+        got,
+        Some(CommittedOffset {
+            offset: 7,
+            leader_epoch: None,
+            metadata: "old \u{e9}".into()
+        })
+    );
+    let versions = sql("SELECT max(version) FROM pgt_v1_commits.schema_migrations").await;
+    assert_eq!(versions[0].get::<_, i32>(0), SCHEMA_VERSION);
+    let new = OffsetCommit {
+        topic: "t".into(),
+        partition: 1,
+        offset: 3,
+        leader_epoch: Some(4),
+        metadata: "a\0b".into(),
+    };
+    store
+        .commit_offsets("g", std::slice::from_ref(&new))
+        .await
+        .unwrap();
+    let listed = store.list_committed("g").await.unwrap();
+    assert_eq!(listed[1], new);
+    store.close().await.unwrap();
 }
 
 #[tokio::test]

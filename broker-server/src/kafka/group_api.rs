@@ -230,6 +230,7 @@ impl KafkaServer {
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,
                     offset: p.committed_offset,
+                    leader_epoch: None,
                     metadata: p
                         .committed_metadata
                         .as_ref()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_api::{FetchLimits, OffsetAndTimestamp, Record, StoreError, StoredRecord};
+use broker_api::{FetchLimits, OffsetAndTimestamp, Record, StoreError, StoredRecord, TopicConfig};
 
 use super::util::*;
 use super::CheckResult;
@@ -282,5 +282,119 @@ pub async fn list_offsets_by_timestamp(backend: Arc<dyn Backend>) -> CheckResult
         at(3, 300),
         "lookup of base + 250 after the log start moved to 2"
     );
+    s.finish().await.ctx("close")
+}
+
+/// **max_timestamp_offset_is_found**
+pub async fn max_timestamp_offset_is_found(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "max_timestamp_offset_is_found").await?;
+    // "seg" rolls a segment after every batch in stores that have segments.
+    let segmented = TopicConfig {
+        segment_bytes: Some(1),
+        ..TopicConfig::with_partitions(2)
+    };
+    s.store
+        .create_topic("seg", segmented)
+        .await
+        .ctx("create_topic(seg)")?;
+    topic(&s.store, "one", 2).await?;
+    let base = clock_now(&s) - 1_000_000;
+    let at = |offset: i64, t: i64| {
+        Some(OffsetAndTimestamp {
+            offset,
+            timestamp_ms: base + t,
+        })
+    };
+    for name in ["seg", "one"] {
+        let st = s.store.clone();
+        ensure_eq!(
+            st.max_timestamp_offset(name, 0).await.ctx("lookup")?,
+            None,
+            "{name}: max_timestamp_offset of an empty partition"
+        );
+        // Offsets 0-2, 3-4, 5, 6 in four batches.
+        for batch in [&[100, 300, 200][..], &[300, 50], &[250], &[300]] {
+            let records = batch
+                .iter()
+                .map(|t| Record {
+                    timestamp_ms: Some(base + t),
+                    ..Record::from_value("x")
+                })
+                .collect();
+            append(&st, name, 0, records).await?;
+        }
+        let steps = [
+            (
+                0,
+                at(1, 300),
+                "the earliest of three records with the largest timestamp",
+            ),
+            (
+                2,
+                at(3, 300),
+                "offset 1 is below the log start now (inside a batch)",
+            ),
+            (4, at(6, 300), "offsets 1 and 3 are below the log start now"),
+        ];
+        for (before, want, why) in steps {
+            st.delete_records(name, 0, before)
+                .await
+                .ctx("delete_records")?;
+            ensure_eq!(
+                st.max_timestamp_offset(name, 0).await.ctx("lookup")?,
+                want,
+                "{name}: max_timestamp_offset with the log start at {before}: {why}"
+            );
+        }
+        ensure_eq!(
+            st.max_timestamp_offset(name, 1).await.ctx("lookup")?,
+            None,
+            "{name}: max_timestamp_offset of the other, empty partition"
+        );
+        // Appended without a timestamp: the append time, newer than every record above.
+        let now = clock_now(&s);
+        append_values(&st, name, 0, &["now"]).await?;
+        ensure_eq!(
+            st.max_timestamp_offset(name, 0).await.ctx("lookup")?,
+            Some(OffsetAndTimestamp {
+                offset: 7,
+                timestamp_ms: now
+            }),
+            "{name}: a record stamped with the append time"
+        );
+        // Negative timestamps, then the largest one: each append is the new maximum.
+        for t in [-5, -1, i64::MAX] {
+            let r = Record {
+                timestamp_ms: Some(t),
+                ..Record::from_value("edge")
+            };
+            let res = append(&st, name, 1, vec![r]).await?;
+            let got = st.max_timestamp_offset(name, 1).await.ctx("lookup")?;
+            let want = Some(OffsetAndTimestamp {
+                offset: res.base_offset,
+                timestamp_ms: t,
+            });
+            ensure_eq!(got, want, "{name}/1 after appending timestamp {t}");
+        }
+    }
+    s.reopen().await.ctx("reopen")?;
+    for name in ["seg", "one"] {
+        ensure_eq!(
+            s.store.max_timestamp_offset(name, 0).await.ctx("lookup")?,
+            Some(OffsetAndTimestamp {
+                offset: 7,
+                timestamp_ms: base + 1_000_000
+            }),
+            "{name}: max_timestamp_offset after reopen"
+        );
+        ensure_eq!(
+            s.store.max_timestamp_offset(name, 1).await.ctx("lookup")?,
+            Some(OffsetAndTimestamp {
+                offset: 2,
+                timestamp_ms: i64::MAX
+            }),
+            "{name}/1: max_timestamp_offset after reopen"
+        );
+    }
     s.finish().await.ctx("close")
 }

@@ -47,6 +47,7 @@ pub async fn data_survives_reopen(backend: Arc<dyn Backend>) -> CheckResult {
         topic: "t".into(),
         partition: 1,
         offset: 2,
+        leader_epoch: Some(9),
         metadata: "md".into(),
     };
     s.store

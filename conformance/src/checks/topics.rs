@@ -172,10 +172,10 @@ pub async fn topics_are_listed_and_described(backend: Arc<dyn Backend>) -> Check
     ensure_eq!(info.config, updated, "described config after update");
     ensure_err!(
         s.store
-            .update_topic_config("beta", rich_config(3, "b3"))
+            .update_topic_config("beta", rich_config(1, "b1"))
             .await,
         StoreError::InvalidArgument(_),
-        "update_topic_config changing partitions from 2 to 3"
+        "update_topic_config shrinking partitions from 2 to 1"
     );
     let info = s.store.describe_topic("beta").await.ctx("describe_topic")?;
     ensure_eq!(
@@ -224,10 +224,15 @@ pub async fn unknown_topic_is_reported(backend: Arc<dyn Backend>) -> CheckResult
             format!("offset_for_timestamp {at}"),
             st.offset_for_timestamp(t, p, 0).await
         );
+        expect_unknown!(
+            format!("max_timestamp_offset {at}"),
+            st.max_timestamp_offset(t, p).await
+        );
         let commit = OffsetCommit {
             topic: t.into(),
             partition: p,
             offset: 1,
+            leader_epoch: None,
             metadata: String::new(),
         };
         expect_unknown!(
@@ -300,6 +305,7 @@ pub async fn delete_topic_removes_everything(backend: Arc<dyn Backend>) -> Check
         topic: t.into(),
         partition: 0,
         offset: o,
+        leader_epoch: Some(3),
         metadata: "m".into(),
     };
     st.commit_offsets("both", &[commit("gone", 2), commit("other", 0)])
@@ -395,5 +401,160 @@ pub async fn delete_topic_removes_everything(backend: Arc<dyn Backend>) -> Check
     );
     ensure_eq!(deliveries(&l), vec![1], "delivery count on the new topic");
     ensure_eq!(values(&[l[0].record.clone()]), vec!["new"], "leased value");
+    s.finish().await.ctx("close")
+}
+
+/// **partitions_can_grow**
+pub async fn partitions_can_grow(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "partitions_can_grow").await?;
+    let mut config = TopicConfig {
+        retention_ms: Some(86_400_000),
+        ..TopicConfig::with_partitions(2)
+    };
+    config.attributes.insert("k".into(), "v".into());
+    s.store
+        .create_topic("t", config.clone())
+        .await
+        .ctx("create_topic(t)")?;
+    let st = s.store.clone();
+    append_values(&st, "t", 0, &["a", "b"]).await?;
+    append_values(&st, "t", 1, &["c"]).await?;
+    let commit = |p: i32, o: i64| OffsetCommit {
+        topic: "t".into(),
+        partition: p,
+        offset: o,
+        leader_epoch: None,
+        metadata: format!("p{p}"),
+    };
+    st.commit_offsets("g", &[commit(0, 1)])
+        .await
+        .ctx("commit t/0")?;
+    let l = lease(&st, "t", 0, "lg", 1, 60_000).await?;
+    ack_ok(&st, "t", "lg", l[0].token).await?;
+
+    let grown = TopicConfig {
+        partitions: 5,
+        ..config.clone()
+    };
+    let info = st
+        .update_topic_config("t", grown.clone())
+        .await
+        .ctx("update_topic_config 2 -> 5 partitions")?;
+    ensure_eq!(info.config, grown, "config returned by the growing update");
+    let shrunk = TopicConfig {
+        partitions: 3,
+        ..grown.clone()
+    };
+    match st.update_topic_config("t", shrunk).await {
+        Err(StoreError::InvalidArgument(m)) if m.contains('5') && m.contains('3') => {}
+        other => {
+            return Err(format!(
+                "update_topic_config 5 -> 3 partitions: expected InvalidArgument naming 5 and 3, \
+                 got {other:?}"
+            ))
+        }
+    }
+    let mut regrown = grown.clone();
+    for round in ["before reopen", "after reopen"] {
+        let st = s.store.clone();
+        ensure_eq!(
+            st.describe_topic("t").await.ctx("describe_topic")?.config,
+            regrown,
+            "described config {round}"
+        );
+        // The old partitions are untouched.
+        ensure_eq!(
+            values(&fetch_all(&st, "t", 0, 0).await?),
+            vec!["a", "b"],
+            "records of t/0 {round}"
+        );
+        ensure_eq!(
+            values(&fetch_all(&st, "t", 1, 0).await?),
+            vec!["c"],
+            "records of t/1 {round}"
+        );
+        ensure_eq!(
+            st.committed_offset("g", "t", 0)
+                .await
+                .ctx("committed_offset")?
+                .map(|c| c.offset),
+            Some(1),
+            "commit of t/0 {round}"
+        );
+        ensure_eq!(
+            leased_offsets(&lease(&st, "t", 0, "lg", 5, 1).await?),
+            vec![1],
+            "lease of t/0 {round} (offset 0 was acked)"
+        );
+        let rounds = if round == "before reopen" { 0 } else { 1 };
+        for p in 2..regrown.partitions as i32 {
+            let (fresh_p, prior) = if p >= 5 || rounds == 0 {
+                (true, 0)
+            } else {
+                (false, 1)
+            };
+            let offsets = st
+                .partition_offsets("t", p)
+                .await
+                .ctx("partition_offsets")?;
+            ensure_eq!(
+                (offsets.log_start_offset, offsets.high_watermark),
+                (0, prior),
+                "offsets of the new partition t/{p} {round}"
+            );
+            let res = append_values(&st, "t", p, &[&format!("new{p}")]).await?;
+            ensure_eq!(
+                res.base_offset,
+                prior,
+                "offset of the first record appended to the new partition t/{p} {round}"
+            );
+            let got = values(&fetch_all(&st, "t", p, 0).await?);
+            let mut want: Vec<String> = Vec::new();
+            if !fresh_p {
+                want.push(format!("new{p}"));
+            }
+            want.push(format!("new{p}"));
+            ensure_eq!(got, want, "records of t/{p} {round}");
+            ensure_eq!(
+                leased_offsets(&lease(&st, "t", p, "lg", 5, 1).await?),
+                (0..=prior).collect::<Vec<i64>>(),
+                "lease of the new partition t/{p} {round}"
+            );
+            if fresh_p {
+                st.commit_offsets("g", &[commit(p, 1)])
+                    .await
+                    .ctx("commit to a new partition")?;
+            }
+            ensure_eq!(
+                st.committed_offset("g", "t", p)
+                    .await
+                    .ctx("committed_offset")?
+                    .map(|c| c.metadata),
+                Some(format!("p{p}")),
+                "commit of the new partition t/{p} {round}"
+            );
+        }
+        ensure_err!(
+            st.append(
+                "t",
+                regrown.partitions as i32,
+                AppendBatch::new(vec![Record::from_value("x")])
+            )
+            .await,
+            StoreError::UnknownTopic(_),
+            "append past the grown partition count {round}"
+        );
+        if round == "before reopen" {
+            s.reopen().await.ctx("reopen")?;
+            // Every lease above had a 1 ms visibility: let them lapse.
+            s.clock.advance(10);
+            // Grow once more after reopen: 5 -> 6.
+            regrown.partitions = 6;
+            s.store
+                .update_topic_config("t", regrown.clone())
+                .await
+                .ctx("update_topic_config 5 -> 6 after reopen")?;
+        }
+    }
     s.finish().await.ctx("close")
 }

@@ -117,11 +117,14 @@ impl Store for MemoryStore {
     async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
         self.with(|s| {
             let t = s.topic_mut(name)?;
-            if config.partitions != t.config.partitions {
+            if config.partitions < t.config.partitions {
                 return Err(StoreError::InvalidArgument(format!(
-                    "partitions cannot change from {} to {}",
+                    "partitions cannot shrink from {} to {}",
                     t.config.partitions, config.partitions
                 )));
+            }
+            while t.partitions.len() < config.partitions as usize {
+                t.partitions.push(Partition::new());
             }
             t.config = config;
             Ok(t.info(name))
@@ -247,6 +250,27 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn max_timestamp_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        self.with(|s| {
+            let log = &s.partition(topic, partition)?.log;
+            // Strictly greater keeps the earliest record among equal timestamps.
+            let mut best: Option<&broker_api::StoredRecord> = None;
+            for r in log.iter_from(log.log_start()) {
+                if best.is_none_or(|b| r.timestamp_ms > b.timestamp_ms) {
+                    best = Some(r);
+                }
+            }
+            Ok(best.map(|r| OffsetAndTimestamp {
+                offset: r.offset,
+                timestamp_ms: r.timestamp_ms,
+            }))
+        })
+    }
+
     async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
         self.with(|s| {
             validate_group_name(group)?;
@@ -259,6 +283,7 @@ impl Store for MemoryStore {
                     (c.topic.clone(), c.partition),
                     CommittedOffset {
                         offset: c.offset,
+                        leader_epoch: c.leader_epoch,
                         metadata: c.metadata.clone(),
                     },
                 );
@@ -297,6 +322,7 @@ impl Store for MemoryStore {
                     topic: topic.clone(),
                     partition: *partition,
                     offset: c.offset,
+                    leader_epoch: c.leader_epoch,
                     metadata: c.metadata.clone(),
                 })
                 .collect())
@@ -305,6 +331,27 @@ impl Store for MemoryStore {
 
     async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
         self.with(|s| Ok(s.commits.keys().cloned().collect()))
+    }
+
+    async fn delete_committed(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> StoreResult<u64> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            let Some(g) = s.commits.get_mut(group) else {
+                return Ok(0);
+            };
+            let removed = match partitions {
+                None => g.len(),
+                Some(list) => list.iter().filter(|k| g.remove(*k).is_some()).count(),
+            };
+            if partitions.is_none() || g.is_empty() {
+                s.commits.remove(group);
+            }
+            Ok(removed as u64)
+        })
     }
 
     async fn set_lease_group(

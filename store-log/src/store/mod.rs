@@ -280,6 +280,13 @@ impl Drop for LogStore {
     }
 }
 
+/// Removes the directories of partitions `range` of a topic (a growth that failed).
+fn remove_partition_dirs(topic_dir: &Path, range: std::ops::Range<usize>) {
+    for p in range {
+        let _ = std::fs::remove_dir_all(topic_dir.join(p.to_string()));
+    }
+}
+
 /// Takes an exclusive lock on the store directory, so two stores never share it.
 fn lock_dir(dir: &Path) -> LogResult<std::fs::File> {
     use std::os::unix::io::AsRawFd;
@@ -661,24 +668,68 @@ impl Store for LogStore {
 
     async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
         let inner = &self.inner;
-        let t = inner.topic(name)?;
+        inner.topic(name)?;
         validate_config(&config)?;
-        if config.partitions as usize != t.partitions.len() {
-            return Err(StoreError::InvalidArgument(format!(
-                "the partition count of {name} is {} and cannot change",
-                t.partitions.len()
-            )));
-        }
         let seq = {
             let mut meta = inner.meta.lock();
-            let seq = inner.record(
+            // Under the metadata lock no other update can swap the handle meanwhile.
+            let t = inner.topic(name)?;
+            let old = t.partitions.len();
+            let new = config.partitions as usize;
+            if new < old {
+                return Err(StoreError::InvalidArgument(format!(
+                    "the partition count of {name} cannot shrink from {old} to {new}"
+                )));
+            }
+            let mut added = Vec::with_capacity(new - old);
+            if new > old {
+                let lay = layout(&inner.opts, &config);
+                let now = inner.clock.now_ms();
+                for p in old..new {
+                    let pdir = t.dir.join(p.to_string());
+                    // A directory left by a growth that failed before its journal entry.
+                    let _ = std::fs::remove_dir_all(&pdir);
+                    match Partition::open(&pdir, false, 0, lay, &inner.io, now) {
+                        Ok(part) => added.push(Arc::new(part)),
+                        Err(e) => {
+                            remove_partition_dirs(&t.dir, old..p + 1);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                let _ = sync_dir(&inner.io, &t.dir);
+            }
+            let seq = match inner.record(
                 &mut meta,
                 Op::UpdateTopic {
                     name: name.to_string(),
                     config: config.clone(),
                 },
-            )?;
-            *t.config.write() = config.clone();
+            ) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    remove_partition_dirs(&t.dir, old..new);
+                    return Err(e);
+                }
+            };
+            if added.is_empty() {
+                *t.config.write() = config.clone();
+            } else {
+                // A new handle with the new config and every partition: no call sees the new
+                // count without the new partitions. Calls holding the old handle keep using
+                // the old partitions, which are shared.
+                let mut partitions = t.partitions.clone();
+                partitions.extend(added);
+                inner.topics.write().insert(
+                    name.to_string(),
+                    Arc::new(TopicHandle {
+                        id: t.id,
+                        config: RwLock::new(config.clone()),
+                        partitions,
+                        dir: t.dir.clone(),
+                    }),
+                );
+            }
             seq
         };
         inner.sync_meta(seq).await?;
@@ -768,6 +819,15 @@ impl Store for LogStore {
             .offset_for_timestamp(timestamp_ms)
     }
 
+    async fn max_timestamp_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Option<OffsetAndTimestamp>> {
+        let t = self.inner.topic(topic)?;
+        t.partition(topic, partition)?.max_timestamp_offset()
+    }
+
     async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
         let inner = &self.inner;
         inner.check_open()?;
@@ -830,6 +890,7 @@ impl Store for LogStore {
                         topic: topic.clone(),
                         partition: *p,
                         offset: c.offset,
+                        leader_epoch: c.leader_epoch,
                         metadata: c.metadata.clone(),
                     });
                 }
@@ -848,6 +909,61 @@ impl Store for LogStore {
             .filter(|(_, g)| g.values().any(|p| !p.is_empty()))
             .map(|(n, _)| n.clone())
             .collect())
+    }
+
+    async fn delete_committed(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> StoreResult<u64> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        validate_group_name(group)?;
+        let (removed, seq, durability) = {
+            let mut meta = inner.meta.lock();
+            // Counted first, so nothing is journaled when nothing would change.
+            let removed = match (meta.state.commits.get(group), partitions) {
+                (None, _) => 0,
+                (Some(g), None) => g.values().map(|p| p.len() as u64).sum(),
+                (Some(g), Some(list)) => list
+                    .iter()
+                    .map(|(t, p)| (t.as_str(), *p))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter(|(t, p)| g.get(*t).is_some_and(|parts| parts.contains_key(p)))
+                    .count() as u64,
+            };
+            if removed == 0 {
+                return Ok(0);
+            }
+            // Durable now when any affected topic asks for it.
+            let always = |topic: &str| {
+                meta.state
+                    .topics
+                    .get(topic)
+                    .is_some_and(|t| t.config.durability == Durability::Always)
+            };
+            let durability = if meta
+                .state
+                .commits
+                .get(group)
+                .is_some_and(|g| g.keys().any(|t| always(t)))
+            {
+                Durability::Always
+            } else {
+                Durability::Never
+            };
+            let seq = inner.record(
+                &mut meta,
+                Op::DeleteCommits {
+                    group: group.to_string(),
+                    partitions: partitions.map(<[_]>::to_vec),
+                },
+            )?;
+            (removed, seq, durability)
+        };
+        inner.meta_durable(seq, durability).await?;
+        Ok(removed)
     }
 
     async fn set_lease_group(
