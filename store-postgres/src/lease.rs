@@ -549,7 +549,8 @@ impl PgStore {
                 } else {
                     new_check = new_check.min(if is_blocked { now } else { p.visible_at });
                 }
-                if let Some(k) = key {
+                // A record dead-lettered by this call is done: it blocks nothing after it.
+                if let Some(k) = key.filter(|_| !(eligible && dies)) {
                     blocked.insert(k);
                 }
             }
@@ -658,7 +659,10 @@ impl PgStore {
                         first_leased_at: Some(now),
                     });
                 }
-                if let Some(k) = key {
+                let dead_now = !is_blocked
+                    && rec.not_before_ms.is_none_or(|nb| nb <= now)
+                    && max_deliveries == Some(0);
+                if let Some(k) = key.filter(|_| !dead_now) {
                     blocked.insert(k.to_vec());
                 }
                 fresh_records.insert(rec.offset, rec);

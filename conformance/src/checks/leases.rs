@@ -707,6 +707,29 @@ pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> C
         vec![0, 1, 2, 3, 4, 5, 6],
         "a group without ordered_by_key"
     );
+    // A record dead-lettered by a lease call is done, so the same call leases the next
+    // record with its key.
+    topic(st, "dlq", 1).await?;
+    topic(st, "u", 1).await?;
+    let dead_lettering = LeaseGroupConfig {
+        ordered_by_key: true,
+        max_deliveries: Some(1),
+        dead_letter_topic: Some("dlq".into()),
+    };
+    st.set_lease_group("u", "g", dead_lettering)
+        .await
+        .ctx("set_lease_group(u)")?;
+    append(st, "u", 0, vec![rec(Some("k"), "0"), rec(Some("k"), "1")]).await?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "u", 0, "g", 1, 0).await?),
+        vec![0],
+        "first lease of u (visibility 0: it lapses at once)"
+    );
+    ensure_eq!(
+        leased_offsets(&lease(st, "u", 0, "g", 1, 0).await?),
+        vec![1],
+        "lease of u that dead-letters 0 (its key no longer blocks 1)"
+    );
     s.finish().await.ctx("close")
 }
 
