@@ -510,3 +510,165 @@ async fn trailing_bytes_after_a_request_are_ignored() {
     assert_eq!(resp.brokers.len(), 1);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn partitions_grow_and_never_shrink() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    create_topic(&mut c, "grow", 2).await;
+    let req = |count: i32| {
+        CreatePartitionsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name("grow"))
+                    .with_count(count),
+            ])
+    };
+    let resp: CreatePartitionsResponse =
+        c.call(ApiKey::CreatePartitions, 3, &req(5)).await.unwrap();
+    assert_eq!(resp.results[0].error_code, 0);
+    let resp: CreatePartitionsResponse =
+        c.call(ApiKey::CreatePartitions, 3, &req(3)).await.unwrap();
+    assert_eq!(
+        resp.results[0].error_code,
+        ResponseError::InvalidPartitions.code()
+    );
+    // The new partitions take records.
+    let p = produce(&mut c, "grow", 4, one_record()).await;
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+    let md: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("grow")))
+            ])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(md.topics[0].partitions.len(), 5);
+    srv.shutdown().await;
+}
+
+async fn commit(
+    c: &mut broker_server::kafka::client::RawClient,
+    group: &str,
+    topic: &str,
+    offset: i64,
+    epoch: i32,
+) {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_committed_metadata(Some(s("meta\u{0}data"))),
+                ]),
+        ]);
+    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &req).await.unwrap();
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+}
+
+async fn committed(
+    c: &mut broker_server::kafka::client::RawClient,
+    group: &str,
+    topic: &str,
+) -> (i64, i32) {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name(topic))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    (p.committed_offset, p.committed_leader_epoch)
+}
+
+#[tokio::test]
+async fn commits_keep_their_leader_epoch_and_groups_can_be_deleted() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    create_topic(&mut c, "t1", 1).await;
+    create_topic(&mut c, "t2", 1).await;
+    commit(&mut c, "g1", "t1", 5, 3).await;
+    commit(&mut c, "g1", "t2", 7, -1).await;
+    assert_eq!(committed(&mut c, "g1", "t1").await, (5, 3));
+    assert_eq!(committed(&mut c, "g1", "t2").await, (7, -1));
+
+    // OffsetDelete of one topic; the group keeps the other.
+    let req = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s("g1")))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name("t1"))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
+    let resp: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &req).await.unwrap();
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    assert_eq!(committed(&mut c, "g1", "t1").await.0, -1);
+    assert_eq!(committed(&mut c, "g1", "t2").await.0, 7);
+
+    let delete = |groups: &[&str]| {
+        DeleteGroupsRequest::default()
+            .with_groups_names(groups.iter().map(|g| GroupId(s(g))).collect())
+    };
+    let resp: DeleteGroupsResponse = c
+        .call(ApiKey::DeleteGroups, 2, &delete(&["g1", "never-seen"]))
+        .await
+        .unwrap();
+    let codes: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, vec![0, ResponseError::GroupIdNotFound.code()]);
+    assert_eq!(committed(&mut c, "g1", "t2").await.0, -1);
+    let resp: ListGroupsResponse = c
+        .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
+        .await
+        .unwrap();
+    assert!(resp.groups.iter().all(|g| g.group_id.as_str() != "g1"));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_offsets_finds_the_largest_timestamp() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    create_topic(&mut c, "ts", 1).await;
+    let at = |offset: i64, ts: i64| StoredRecord {
+        offset,
+        timestamp_ms: ts,
+        key: None,
+        value: Some(Bytes::from_static(b"x")),
+        headers: vec![],
+        not_before_ms: None,
+    };
+    let batch = encode_batch(
+        &[at(0, 1_000), at(1, 9_000), at(2, 5_000), at(3, 9_000)],
+        false,
+    );
+    assert_eq!(produce(&mut c, "ts", 0, batch).await.error_code, 0);
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name("ts"))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-3),
+            ])]);
+    let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.timestamp), (0, 1, 9_000));
+    srv.shutdown().await;
+}

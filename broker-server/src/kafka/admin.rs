@@ -1,12 +1,15 @@
-//! CreateTopics and DeleteTopics.
+//! CreateTopics, DeleteTopics and CreatePartitions.
 
 use broker_api::{validate_topic_name, StoreError};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -199,5 +202,105 @@ impl KafkaServer {
             out.push(res);
         }
         DeleteTopicsResponse::default().with_responses(out)
+    }
+}
+
+impl KafkaServer {
+    /// CreatePartitions: grows topics to `count` partitions (never shrinks them).
+    pub(super) async fn create_partitions(
+        &self,
+        req: CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
+        let mut seen = std::collections::HashSet::new();
+        let duplicates: std::collections::HashSet<String> = req
+            .topics
+            .iter()
+            .filter(|t| !seen.insert(t.name.to_string()))
+            .map(|t| t.name.to_string())
+            .collect();
+        let mut results = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let name = t.name.to_string();
+            let outcome = if duplicates.contains(&name) {
+                Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("Duplicate topic in request: {name}"),
+                ))
+            } else {
+                let assignments = t.assignments.as_deref().filter(|a| !a.is_empty());
+                self.grow_topic(&name, t.count, assignments, req.validate_only)
+                    .await
+            };
+            let (code, msg) = outcome.err().unwrap_or((0, String::new()));
+            results.push(
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(code)
+                    .with_error_message((code != 0).then(|| StrBytes::from_string(msg))),
+            );
+        }
+        CreatePartitionsResponse::default().with_results(results)
+    }
+
+    async fn grow_topic(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<&[CreatePartitionsAssignment]>,
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
+        let info = self
+            .store
+            .describe_topic(name)
+            .await
+            .map_err(|e| (code_for(&e), e.to_string()))?;
+        let current = info.config.partitions as i32;
+        if count <= current {
+            let msg = if count == current {
+                format!("Topic already has {current} partitions.")
+            } else {
+                format!(
+                    "Topic currently has {current} partitions, which is higher than the \
+                     requested {count}."
+                )
+            };
+            return Err((ResponseError::InvalidPartitions.code(), msg));
+        }
+        if let Some(a) = assignments {
+            let added = (count - current) as usize;
+            if a.len() != added {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment.code(),
+                    format!(
+                        "Increasing the number of partitions by {added} but {} assignments \
+                         provided.",
+                        a.len()
+                    ),
+                ));
+            }
+            if let Some(b) = a
+                .iter()
+                .flat_map(|x| x.broker_ids.iter())
+                .find(|b| b.0 != NODE_ID)
+            {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment.code(),
+                    format!("Unknown broker(s) in replica assignment: {}.", b.0),
+                ));
+            }
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut config = info.config.clone();
+        config.partitions = count as u32;
+        let updated = self
+            .store
+            .update_topic_config(name, config)
+            .await
+            .map_err(|e| (code_for(&e), e.to_string()))?;
+        info!(topic = name, from = current, to = count, "added partitions");
+        self.remember_topic(updated);
+        Ok(())
     }
 }

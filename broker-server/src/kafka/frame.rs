@@ -29,6 +29,9 @@ pub enum KafkaRequest {
     InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
     AlterConfigs(AlterConfigsRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
     DescribeTopicPartitions(DescribeTopicPartitionsRequest),
@@ -129,6 +132,11 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
             KafkaRequest::DescribeConfigs(decode(&mut buf, v).map_err(body)?)
         }
         ApiKey::AlterConfigs => KafkaRequest::AlterConfigs(decode(&mut buf, v).map_err(body)?),
+        ApiKey::CreatePartitions => {
+            KafkaRequest::CreatePartitions(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::DeleteGroups => KafkaRequest::DeleteGroups(decode(&mut buf, v).map_err(body)?),
+        ApiKey::OffsetDelete => KafkaRequest::OffsetDelete(decode(&mut buf, v).map_err(body)?),
         ApiKey::IncrementalAlterConfigs => {
             KafkaRequest::IncrementalAlterConfigs(decode(&mut buf, v).map_err(body)?)
         }

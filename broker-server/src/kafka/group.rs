@@ -463,6 +463,37 @@ impl Coordinator {
         0
     }
 
+    /// Forgets an empty group (DeleteGroups); NON_EMPTY_GROUP while it has members. Returns
+    /// whether the coordinator knew the group.
+    pub fn delete_group(&self, group: &str) -> Result<bool, i16> {
+        let mut groups = self.groups.lock();
+        match groups.get(group) {
+            Some(g) if !g.members.is_empty() => Err(code(ResponseError::NonEmptyGroup)),
+            Some(_) => {
+                groups.remove(group);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The topics the members of a "consumer" group subscribe to; `None` when the group has
+    /// no members (OffsetDelete may then delete any of its offsets).
+    pub fn subscribed_topics(&self, group: &str) -> Option<std::collections::BTreeSet<String>> {
+        let groups = self.groups.lock();
+        let g = groups.get(group).filter(|g| !g.members.is_empty())?;
+        let mut topics = std::collections::BTreeSet::new();
+        if g.protocol_type.as_deref() != Some("consumer") {
+            return Some(topics);
+        }
+        for m in g.members.values() {
+            for (_, meta) in &m.protocols {
+                topics.extend(subscription_topics(meta));
+            }
+        }
+        Some(topics)
+    }
+
     /// Every group with members: (name, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
         self.groups
@@ -542,6 +573,23 @@ impl Coordinator {
             try_complete_join(name, g, now);
         }
         groups.retain(|_, g| !(g.state == State::Empty && g.members.is_empty()));
+    }
+}
+
+/// The topics named in a consumer protocol subscription (version, then an array of topic
+/// names); nothing for metadata that does not parse.
+fn subscription_topics(meta: &Bytes) -> Vec<String> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut b = meta.clone();
+    if b.len() < 2 {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([b[0], b[1]]);
+    let _ = bytes::Buf::get_i16(&mut b);
+    match ConsumerProtocolSubscription::decode(&mut b, version.clamp(0, 3)) {
+        Ok(sub) => sub.topics.into_iter().map(|t| t.to_string()).collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -787,7 +835,10 @@ mod tests {
             .unwrap();
         assert_eq!(ls.try_recv().unwrap().assignment, Bytes::from_static(b"L"));
         assert_eq!(fs.try_recv().unwrap().assignment, Bytes::from_static(b"F"));
-        assert_eq!(c.heartbeat("g", leader.generation, &leader.member_id, None), 0);
+        assert_eq!(
+            c.heartbeat("g", leader.generation, &leader.member_id, None),
+            0
+        );
         assert_eq!(
             c.heartbeat("g", leader.generation - 1, &leader.member_id, None),
             ResponseError::IllegalGeneration.code()
@@ -860,7 +911,9 @@ mod tests {
             j.member_id, jb.member_id,
             "a new member id replaces the old"
         );
-        let mut s = c.sync("g", j.generation, &j.member_id, None, vec![]).unwrap();
+        let mut s = c
+            .sync("g", j.generation, &j.member_id, None, vec![])
+            .unwrap();
         assert_eq!(s.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
         // The other member saw no rebalance; the old member id is gone.
         assert_eq!(c.heartbeat("g", generation, &ja.member_id, None), 0);
@@ -903,7 +956,9 @@ mod tests {
             c.check_commit("g", ja.generation, &ja.member_id, None),
             ResponseError::RebalanceInProgress.code()
         );
-        let mut own = c.sync("g", ja.generation, &ja.member_id, None, vec![]).unwrap();
+        let mut own = c
+            .sync("g", ja.generation, &ja.member_id, None, vec![])
+            .unwrap();
         assert_eq!(own.try_recv().unwrap().error, 0);
         assert_eq!(c.check_commit("g", ja.generation, &ja.member_id, None), 0);
         assert_eq!(c.check_commit("g", -1, "", None), 0);

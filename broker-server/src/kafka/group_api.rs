@@ -1,8 +1,10 @@
-//! FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch.
+//! FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+//! DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
 
 use std::time::Duration;
 
 use broker_api::{validate_group_name, OffsetCommit};
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -11,6 +13,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -18,13 +23,14 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use tracing::info;
 
 use super::errors::code_for;
 use super::group::{JoinOutcome, JoinRequest};
 use super::{KafkaServer, NODE_ID};
 
-/// Committed offsets of one topic: (partition, offset, metadata, error code).
-type TopicCommits = (TopicName, Vec<(i32, i64, String, i16)>);
+/// A topic's commits: (partition, offset, leader epoch, metadata, error code).
+type TopicCommits = (TopicName, Vec<(i32, i64, Option<i32>, String, i16)>);
 
 fn s(v: String) -> StrBytes {
     StrBytes::from_string(v)
@@ -230,7 +236,8 @@ impl KafkaServer {
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,
                     offset: p.committed_offset,
-                    leader_epoch: None,
+                    leader_epoch: (p.committed_leader_epoch >= 0)
+                        .then_some(p.committed_leader_epoch),
                     metadata: p
                         .committed_metadata
                         .as_ref()
@@ -301,11 +308,11 @@ impl KafkaServer {
                     let mut ps = Vec::with_capacity(parts.len());
                     for p in parts {
                         match self.store.committed_offset(group, name.0.as_str(), p).await {
-                            Ok(Some(c)) => ps.push((p, c.offset, c.metadata, 0)),
+                            Ok(Some(c)) => ps.push((p, c.offset, c.leader_epoch, c.metadata, 0)),
                             Ok(None) | Err(broker_api::StoreError::UnknownTopic(_)) => {
-                                ps.push((p, -1, String::new(), 0))
+                                ps.push((p, -1, None, String::new(), 0))
                             }
-                            Err(e) => ps.push((p, -1, String::new(), code_for(&e))),
+                            Err(e) => ps.push((p, -1, None, String::new(), code_for(&e))),
                         }
                     }
                     out.push((name, ps));
@@ -324,7 +331,7 @@ impl KafkaServer {
                         out.push((TopicName(s(c.topic.clone())), Vec::new()));
                     }
                     if let Some((_, ps)) = out.last_mut() {
-                        ps.push((c.partition, c.offset, c.metadata, 0));
+                        ps.push((c.partition, c.offset, c.leader_epoch, c.metadata, 0));
                     }
                 }
                 Ok(out)
@@ -354,11 +361,13 @@ impl KafkaServer {
                                     .with_name(name)
                                     .with_partitions(
                                         ps.into_iter()
-                                            .map(|(p, off, meta, code)| {
+                                            .map(|(p, off, epoch, meta, code)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
                                                     .with_committed_offset(off)
-                                                    .with_committed_leader_epoch(-1)
+                                                    .with_committed_leader_epoch(
+                                                        epoch.unwrap_or(-1),
+                                                    )
                                                     .with_metadata(Some(s(meta)))
                                                     .with_error_code(code)
                                             })
@@ -386,11 +395,11 @@ impl KafkaServer {
                             .with_name(name)
                             .with_partitions(
                                 ps.into_iter()
-                                    .map(|(p, off, meta, code)| {
+                                    .map(|(p, off, epoch, meta, code)| {
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(off)
-                                            .with_committed_leader_epoch(-1)
+                                            .with_committed_leader_epoch(epoch.unwrap_or(-1))
                                             .with_metadata(Some(s(meta)))
                                             .with_error_code(code)
                                     })
@@ -487,5 +496,98 @@ impl KafkaServer {
             out.push(described.with_group_id(g).with_authorized_operations(ops));
         }
         DescribeGroupsResponse::default().with_groups(out)
+    }
+}
+
+impl KafkaServer {
+    /// DeleteGroups: an empty group's committed offsets go; a group with members is
+    /// NON_EMPTY_GROUP, one nobody knows GROUP_ID_NOT_FOUND.
+    pub(super) async fn delete_groups(&self, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+        let mut results = Vec::with_capacity(req.groups_names.len());
+        for g in req.groups_names {
+            let name = g.0.to_string();
+            let code = if validate_group_name(&name).is_err() {
+                ResponseError::InvalidGroupId.code()
+            } else {
+                match self.coordinator.delete_group(&name) {
+                    Err(code) => code,
+                    Ok(known) => match self.store.delete_committed(&name, None).await {
+                        Ok(0) if !known => ResponseError::GroupIdNotFound.code(),
+                        Ok(_) => {
+                            info!(group = name, "deleted consumer group");
+                            0
+                        }
+                        Err(e) => code_for(&e),
+                    },
+                }
+            };
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(g)
+                    .with_error_code(code),
+            );
+        }
+        DeleteGroupsResponse::default().with_results(results)
+    }
+
+    /// OffsetDelete (KIP-496): removes a group's commits of some partitions, unless a member
+    /// of the group still subscribes to the topic (GROUP_SUBSCRIBED_TO_TOPIC).
+    pub(super) async fn offset_delete(&self, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+        let group = req.group_id.0.to_string();
+        if validate_group_name(&group).is_err() {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::InvalidGroupId.code());
+        }
+        let subscribed = self.coordinator.subscribed_topics(&group);
+        if subscribed.is_none() {
+            match self.store.list_committed(&group).await {
+                Ok(list) if list.is_empty() => {
+                    return OffsetDeleteResponse::default()
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                }
+                Ok(_) => {}
+                Err(e) => return OffsetDeleteResponse::default().with_error_code(code_for(&e)),
+            }
+        }
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let name = t.name.to_string();
+            let code = if subscribed.as_ref().is_some_and(|s| s.contains(&name)) {
+                ResponseError::GroupSubscribedToTopic.code()
+            } else {
+                match self.store.describe_topic(&name).await {
+                    Ok(info) => {
+                        let parts: Vec<(String, i32)> = t
+                            .partitions
+                            .iter()
+                            .filter(|p| {
+                                (0..info.config.partitions as i32).contains(&p.partition_index)
+                            })
+                            .map(|p| (name.clone(), p.partition_index))
+                            .collect();
+                        match self.store.delete_committed(&group, Some(&parts)).await {
+                            Ok(_) => 0,
+                            Err(e) => code_for(&e),
+                        }
+                    }
+                    Err(e) => code_for(&e),
+                }
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions),
+            );
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
     }
 }

@@ -344,6 +344,21 @@ impl KafkaServer {
                 "DescribeConfigs",
                 self.describe_configs(req).await
             ),
+            KafkaRequest::CreatePartitions(req) => reply!(
+                ApiKey::CreatePartitions,
+                "CreatePartitions",
+                self.create_partitions(req).await
+            ),
+            KafkaRequest::DeleteGroups(req) => reply!(
+                ApiKey::DeleteGroups,
+                "DeleteGroups",
+                self.delete_groups(req).await
+            ),
+            KafkaRequest::OffsetDelete(req) => reply!(
+                ApiKey::OffsetDelete,
+                "OffsetDelete",
+                self.offset_delete(req).await
+            ),
             KafkaRequest::AlterConfigs(req) => reply!(
                 ApiKey::AlterConfigs,
                 "AlterConfigs",

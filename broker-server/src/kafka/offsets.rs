@@ -1,4 +1,4 @@
-//! ListOffsets (earliest, latest, by timestamp) and DeleteRecords.
+//! ListOffsets (earliest, latest, by timestamp, largest timestamp) and DeleteRecords.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -12,18 +12,24 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 
 use super::errors::code_for;
-use super::KafkaServer;
+use super::{KafkaServer, LEADER_EPOCH};
 
 /// ListOffsets timestamp asking for the high watermark.
 const LATEST: i64 = -1;
 /// ListOffsets timestamp asking for the log start offset.
 const EARLIEST: i64 = -2;
+/// ListOffsets timestamp asking for the record with the largest timestamp (KIP-734, v7+).
+const MAX_TIMESTAMP: i64 = -3;
+/// The first offset kept locally (KIP-405, v8+): the log start, as nothing is tiered.
+const EARLIEST_LOCAL: i64 = -4;
+/// The last offset in tiered storage (v9+): none here.
+const LATEST_TIERED: i64 = -5;
 
 impl KafkaServer {
     pub(super) async fn list_offsets(
         &self,
         req: ListOffsetsRequest,
-        _v: i16,
+        v: i16,
     ) -> ListOffsetsResponse {
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
@@ -35,18 +41,26 @@ impl KafkaServer {
                     .with_timestamp(-1)
                     .with_offset(-1)
                     .with_leader_epoch(-1);
-                let r = match p.timestamp {
+                let ts = if p.timestamp == EARLIEST_LOCAL && v >= 8 {
+                    EARLIEST
+                } else {
+                    p.timestamp
+                };
+                let r = match ts {
+                    LATEST_TIERED if v >= 9 => Ok(base.clone()),
                     LATEST | EARLIEST => self
                         .store
                         .partition_offsets(&name, p.partition_index)
                         .await
                         .map(|o| {
-                            let off = if p.timestamp == LATEST {
+                            let off = if ts == LATEST {
                                 o.high_watermark
                             } else {
                                 o.log_start_offset
                             };
-                            base.clone().with_offset(off)
+                            base.clone()
+                                .with_offset(off)
+                                .with_leader_epoch(LEADER_EPOCH)
                         }),
                     ts if ts >= 0 => self
                         .store
@@ -56,7 +70,20 @@ impl KafkaServer {
                             Some(o) => base
                                 .clone()
                                 .with_offset(o.offset)
-                                .with_timestamp(o.timestamp_ms),
+                                .with_timestamp(o.timestamp_ms)
+                                .with_leader_epoch(LEADER_EPOCH),
+                            None => base.clone(),
+                        }),
+                    MAX_TIMESTAMP if v >= 7 => self
+                        .store
+                        .max_timestamp_offset(&name, p.partition_index)
+                        .await
+                        .map(|found| match found {
+                            Some(o) => base
+                                .clone()
+                                .with_offset(o.offset)
+                                .with_timestamp(o.timestamp_ms)
+                                .with_leader_epoch(LEADER_EPOCH),
                             None => base.clone(),
                         }),
                     _ => Ok(base
