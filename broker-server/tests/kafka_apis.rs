@@ -672,3 +672,38 @@ async fn list_offsets_finds_the_largest_timestamp() {
     assert_eq!((p.error_code, p.offset, p.timestamp), (0, 1, 9_000));
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_records_with_the_broker_clock() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    let topic = CreatableTopic::default()
+        .with_name(name("lat"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(s("message.timestamp.type"))
+            .with_value(Some(s("LogAppendTime")))]);
+    assert_eq!(create(&mut c, topic).await, 0);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // one_record() carries a CreateTime from 2023.
+    let p = produce(&mut c, "lat", 0, one_record()).await;
+    assert_eq!(p.error_code, 0);
+    assert!(p.log_append_time_ms >= before, "{p:?}");
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_req("lat", 0, 0, 0))
+        .await
+        .unwrap();
+    let mut bytes = resp.responses[0].partitions[0].records.clone().unwrap();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();
+    let r = &set.records[0];
+    assert_eq!(
+        r.timestamp_type,
+        kafka_protocol::records::TimestampType::LogAppend
+    );
+    assert!(r.timestamp >= before, "{}", r.timestamp);
+    srv.shutdown().await;
+}
