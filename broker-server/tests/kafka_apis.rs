@@ -707,3 +707,43 @@ async fn log_append_time_topics_stamp_records_with_the_broker_clock() {
     assert!(r.timestamp >= before, "{}", r.timestamp);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_the_first_non_empty_partition_may_exceed_the_request_limit() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    create_topic(&mut c, "kip74", 2).await;
+    let big = |offset| StoredRecord {
+        offset,
+        timestamp_ms: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(vec![b'v'; 300])),
+        headers: vec![],
+        not_before_ms: None,
+    };
+    for p in 0..2 {
+        let r = produce(&mut c, "kip74", p, encode_batch(&[big(0), big(1)], false)).await;
+        assert_eq!(r.error_code, 0);
+    }
+    let mut req = session_fetch(0, -1, vec![fetch_topic("kip74", &[(0, 0), (1, 0)])]);
+    req.max_bytes = 100;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await.unwrap();
+    let sizes: Vec<usize> = resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    // One record of the first partition (over the limit), nothing of the second.
+    assert!(sizes[0] > 300 && sizes[0] < 500, "{sizes:?}");
+    assert_eq!(sizes[1], 0, "{sizes:?}");
+    // With room for three records, the sum stays within the limit.
+    req.max_bytes = 1100;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await.unwrap();
+    let total: usize = resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    assert!(total <= 1100 && total > 700, "{total}");
+    srv.shutdown().await;
+}
