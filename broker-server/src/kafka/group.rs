@@ -223,19 +223,7 @@ impl Coordinator {
                     g.leader = Some(member_id.clone());
                 }
                 // Requests still waiting under the old id are answered: that member is gone.
-                if let Some(w) = m.join_waiter.take() {
-                    let _ = w.send(JoinOutcome {
-                        error: code(ResponseError::FencedInstanceId),
-                        generation: -1,
-                        ..JoinOutcome::default()
-                    });
-                }
-                if let Some(w) = m.sync_waiter.take() {
-                    let _ = w.send(SyncOutcome {
-                        error: code(ResponseError::FencedInstanceId),
-                        ..SyncOutcome::default()
-                    });
-                }
+                answer_waiters(&mut m, code(ResponseError::FencedInstanceId));
                 Some(m)
             }
             None => g.members.remove(&member_id),
@@ -613,16 +601,21 @@ fn state_name(s: State) -> &'static str {
 }
 
 fn drop_member(mut m: Member) {
+    answer_waiters(&mut m, code(ResponseError::UnknownMemberId));
+}
+
+/// Answers the member's pending JoinGroup and SyncGroup with `error`.
+fn answer_waiters(m: &mut Member, error: i16) {
     if let Some(w) = m.join_waiter.take() {
         let _ = w.send(JoinOutcome {
-            error: code(ResponseError::UnknownMemberId),
+            error,
             generation: -1,
             ..JoinOutcome::default()
         });
     }
     if let Some(w) = m.sync_waiter.take() {
         let _ = w.send(SyncOutcome {
-            error: code(ResponseError::UnknownMemberId),
+            error,
             ..SyncOutcome::default()
         });
     }

@@ -1,5 +1,6 @@
 //! ListOffsets (earliest, latest, by timestamp, largest timestamp) and DeleteRecords.
 
+use broker_api::OffsetAndTimestamp;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -24,6 +25,21 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 /// The last offset in tiered storage (v9+): none here.
 const LATEST_TIERED: i64 = -5;
+
+/// The answer for a record found by timestamp (or none found: offset and timestamp -1).
+fn found_offset(
+    base: &ListOffsetsPartitionResponse,
+    found: Option<OffsetAndTimestamp>,
+) -> ListOffsetsPartitionResponse {
+    match found {
+        Some(o) => base
+            .clone()
+            .with_offset(o.offset)
+            .with_timestamp(o.timestamp_ms)
+            .with_leader_epoch(LEADER_EPOCH),
+        None => base.clone(),
+    }
+}
 
 impl KafkaServer {
     pub(super) async fn list_offsets(
@@ -66,26 +82,12 @@ impl KafkaServer {
                         .store
                         .offset_for_timestamp(&name, p.partition_index, ts)
                         .await
-                        .map(|found| match found {
-                            Some(o) => base
-                                .clone()
-                                .with_offset(o.offset)
-                                .with_timestamp(o.timestamp_ms)
-                                .with_leader_epoch(LEADER_EPOCH),
-                            None => base.clone(),
-                        }),
+                        .map(|found| found_offset(&base, found)),
                     MAX_TIMESTAMP if v >= 7 => self
                         .store
                         .max_timestamp_offset(&name, p.partition_index)
                         .await
-                        .map(|found| match found {
-                            Some(o) => base
-                                .clone()
-                                .with_offset(o.offset)
-                                .with_timestamp(o.timestamp_ms)
-                                .with_leader_epoch(LEADER_EPOCH),
-                            None => base.clone(),
-                        }),
+                        .map(|found| found_offset(&base, found)),
                     _ => Ok(base
                         .clone()
                         .with_error_code(ResponseError::UnsupportedVersion.code())),
