@@ -747,3 +747,22 @@ async fn only_the_first_non_empty_partition_may_exceed_the_request_limit() {
     assert!(total <= 1100 && total > 700, "{total}");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn acl_apis_answer_security_disabled_as_kafka_without_an_authorizer() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    let resp: DescribeAclsResponse = c
+        .call(ApiKey::DescribeAcls, 3, &DescribeAclsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, ResponseError::SecurityDisabled.code());
+    let req = CreateAclsRequest::default()
+        .with_creations(vec![create_acls_request::AclCreation::default()]);
+    let resp: CreateAclsResponse = c.call(ApiKey::CreateAcls, 3, &req).await.unwrap();
+    assert_eq!(
+        resp.results[0].error_code,
+        ResponseError::SecurityDisabled.code()
+    );
+    srv.shutdown().await;
+}

@@ -30,6 +30,9 @@ pub enum KafkaRequest {
     DescribeConfigs(DescribeConfigsRequest),
     AlterConfigs(AlterConfigsRequest),
     CreatePartitions(CreatePartitionsRequest),
+    CreateAcls(CreateAclsRequest),
+    DescribeAcls(DescribeAclsRequest),
+    DeleteAcls(DeleteAclsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
@@ -136,6 +139,9 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
             KafkaRequest::CreatePartitions(decode(&mut buf, v).map_err(body)?)
         }
         ApiKey::DeleteGroups => KafkaRequest::DeleteGroups(decode(&mut buf, v).map_err(body)?),
+        ApiKey::CreateAcls => KafkaRequest::CreateAcls(decode(&mut buf, v).map_err(body)?),
+        ApiKey::DescribeAcls => KafkaRequest::DescribeAcls(decode(&mut buf, v).map_err(body)?),
+        ApiKey::DeleteAcls => KafkaRequest::DeleteAcls(decode(&mut buf, v).map_err(body)?),
         ApiKey::OffsetDelete => KafkaRequest::OffsetDelete(decode(&mut buf, v).map_err(body)?),
         ApiKey::IncrementalAlterConfigs => {
             KafkaRequest::IncrementalAlterConfigs(decode(&mut buf, v).map_err(body)?)

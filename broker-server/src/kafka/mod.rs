@@ -4,6 +4,7 @@
 //! responses leave in request order (as Apache Kafka does). A frame over the size limit is
 //! refused from its size prefix alone; a frame that does not decode closes the connection.
 
+mod acls;
 mod admin;
 #[cfg(unix)]
 pub mod alloc;
@@ -344,6 +345,19 @@ impl KafkaServer {
                 "DescribeConfigs",
                 self.describe_configs(req).await
             ),
+            KafkaRequest::CreateAcls(req) => {
+                reply!(ApiKey::CreateAcls, "CreateAcls", acls::create_acls(req))
+            }
+            KafkaRequest::DescribeAcls(req) => {
+                reply!(
+                    ApiKey::DescribeAcls,
+                    "DescribeAcls",
+                    acls::describe_acls(req)
+                )
+            }
+            KafkaRequest::DeleteAcls(req) => {
+                reply!(ApiKey::DeleteAcls, "DeleteAcls", acls::delete_acls(req))
+            }
             KafkaRequest::CreatePartitions(req) => reply!(
                 ApiKey::CreatePartitions,
                 "CreatePartitions",
