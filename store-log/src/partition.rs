@@ -35,6 +35,10 @@ pub struct Layout {
 /// Length of the mapping made for reading a segment (bytes past it are read with `pread`).
 const ACTIVE_MAP_BYTES: u64 = 1 << 30;
 
+/// A damaged batch a read met: segment, byte position, the batch's first offset, its last
+/// offset (when its header could be read) and what is wrong.
+type Found = (Arc<Segment>, u64, i64, Option<i64>, String);
+
 /// Segments (with their sizes) a read needs, the high watermark and the log start.
 type ReadPlan = (Vec<(Arc<Segment>, u64)>, i64, i64);
 
@@ -505,8 +509,7 @@ impl Partition {
         let (segs, hw, log_start) = self.read_plan(offset)?;
         let mut records =
             Vec::with_capacity(limits.max_records.min((hw - offset) as usize).min(4096));
-        // (segment, position, first offset of the batch, its last offset, what is wrong)
-        let mut damage: Option<(Arc<Segment>, u64, i64, Option<i64>, String)> = None;
+        let mut damage: Option<Found> = None;
         if offset < hw && limits.max_records > 0 {
             let chunk = (limits.max_bytes.saturating_add(limits.max_bytes / 4) + 4096)
                 .clamp(64 << 10, 16 << 20);
@@ -533,7 +536,8 @@ impl Partition {
                     while cpos + HEADER_LEN <= buf.len() {
                         let at = pos + cpos as u64;
                         let Some(h) = BatchHeader::parse(&buf[cpos..]) else {
-                            damage = Some((seg.clone(), at, expect, None, "bad batch header".into()));
+                            damage =
+                                Some((seg.clone(), at, expect, None, "bad batch header".into()));
                             break 'segs;
                         };
                         if h.base_offset != expect {
@@ -551,7 +555,8 @@ impl Partition {
                             }
                             if pos + total as u64 > size {
                                 let what = "batch runs past the segment end".to_string();
-                                damage = Some((seg.clone(), at, expect, Some(h.last_offset()), what));
+                                damage =
+                                    Some((seg.clone(), at, expect, Some(h.last_offset()), what));
                                 break 'segs;
                             }
                             buf = read(pos, total)?;
@@ -560,7 +565,8 @@ impl Partition {
                             let body = buf.slice(cpos..cpos + total);
                             if verify && !batch::crc_ok(&body, &h) {
                                 let what = "batch CRC mismatch".to_string();
-                                damage = Some((seg.clone(), at, expect, Some(h.last_offset()), what));
+                                damage =
+                                    Some((seg.clone(), at, expect, Some(h.last_offset()), what));
                                 break 'segs;
                             }
                             let before = records.len();
@@ -583,7 +589,8 @@ impl Partition {
                                 // Nothing of a malformed batch is served.
                                 records.truncate(before);
                                 let what = "malformed record".to_string();
-                                damage = Some((seg.clone(), at, expect, Some(h.last_offset()), what));
+                                damage =
+                                    Some((seg.clone(), at, expect, Some(h.last_offset()), what));
                                 break 'segs;
                             }
                             if full || records.len() >= limits.max_records || next >= hw {

@@ -212,7 +212,10 @@ fn check_metadata(
                     r.add(
                         &snap,
                         Some(valid as u64),
-                        format!("{} unexpected bytes after the snapshot frame", data.len() - valid),
+                        format!(
+                            "{} unexpected bytes after the snapshot frame",
+                            data.len() - valid
+                        ),
                     );
                 }
                 match serde_json::from_slice::<meta::Snapshot>(payload) {
@@ -241,8 +244,8 @@ fn check_metadata(
     journals.sort();
     for (_, path) in &journals {
         r.metadata_files += 1;
-        let data =
-            std::fs::read(path).map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
+        let data = std::fs::read(path)
+            .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
         let (frames, valid) = meta::parse_frames(&data);
         let mut pos = 0u64;
         for (seq, payload) in frames {
@@ -298,7 +301,9 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let stem = name.strip_suffix(".log")?;
-            (stem.len() == 20).then(|| stem.parse::<i64>().ok()).flatten()
+            (stem.len() == 20)
+                .then(|| stem.parse::<i64>().ok())
+                .flatten()
         })
         .collect();
     bases.sort_unstable();
@@ -321,7 +326,8 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
             }
         }
         r.segments += 1;
-        let data = std::fs::read(&lp).map_err(|e| LogError::io(format!("reading {}", lp.display()), e))?;
+        let data =
+            std::fs::read(&lp).map_err(|e| LogError::io(format!("reading {}", lp.display()), e))?;
         let data = Bytes::from(data);
         let mut walked: Vec<Walked> = Vec::new();
         let mut next = base;
@@ -332,7 +338,13 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
         while pos < data.len() {
             let bad = |r: &mut VerifyReport, what: String| r.add(&lp, Some(pos as u64), what);
             if pos + HEADER_LEN > data.len() {
-                bad(r, format!("{} bytes at the end are not a whole batch (offset {next} on)", data.len() - pos));
+                bad(
+                    r,
+                    format!(
+                        "{} bytes at the end are not a whole batch (offset {next} on)",
+                        data.len() - pos
+                    ),
+                );
                 first_bad.get_or_insert(pos);
                 break;
             }
@@ -354,10 +366,24 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
             }
             let body = data.slice(pos..pos + total);
             if !batch::crc_ok(&body, &h) {
-                bad(r, format!("batch CRC mismatch (offsets {}..={})", h.base_offset, h.last_offset()));
+                bad(
+                    r,
+                    format!(
+                        "batch CRC mismatch (offsets {}..={})",
+                        h.base_offset,
+                        h.last_offset()
+                    ),
+                );
                 first_bad.get_or_insert(pos);
             } else if batch::decode_records(&body, &h, 0, |_| true).is_none() {
-                bad(r, format!("malformed records (offsets {}..={})", h.base_offset, h.last_offset()));
+                bad(
+                    r,
+                    format!(
+                        "malformed records (offsets {}..={})",
+                        h.base_offset,
+                        h.last_offset()
+                    ),
+                );
                 first_bad.get_or_insert(pos);
             }
             r.batches += 1;
@@ -424,12 +450,18 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
 
 fn producer_snapshot_problem(data: &[u8]) -> Option<String> {
     if data.len() < 8 {
-        return Some(format!("{} bytes: shorter than its 8-byte header", data.len()));
+        return Some(format!(
+            "{} bytes: shorter than its 8-byte header",
+            data.len()
+        ));
     }
     let len = u32::from_le_bytes(data[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(data[4..8].try_into().ok()?);
     let Some(payload) = data.get(8..8 + len) else {
-        return Some(format!("torn: {len} payload bytes announced, {} present", data.len() - 8));
+        return Some(format!(
+            "torn: {len} payload bytes announced, {} present",
+            data.len() - 8
+        ));
     };
     if crc32fast::hash(payload) != crc {
         return Some("fails its CRC (the store ignores it and rebuilds producer state)".into());
@@ -457,7 +489,11 @@ fn check_indexes(
     let (Ok(mut off), Ok(mut time)) = (std::fs::read(&ip), std::fs::read(&tp)) else {
         for p in [&ip, &tp] {
             if !p.exists() {
-                r.add(p, None, "index file is missing (the store rebuilds it on open)");
+                r.add(
+                    p,
+                    None,
+                    "index file is missing (the store rebuilds it on open)",
+                );
             }
         }
         return false;
@@ -468,7 +504,10 @@ fn check_indexes(
             r.add(
                 path,
                 Some((data.len() - data.len() % entry) as u64),
-                format!("length {} is not a whole number of {entry}-byte entries", data.len()),
+                format!(
+                    "length {} is not a whole number of {entry}-byte entries",
+                    data.len()
+                ),
             );
             ok = false;
         }
@@ -563,7 +602,15 @@ fn rebuild_indexes(
         io.write_at(&f, bytes, 0).map_err(ctx)?;
         io.sync_all(&f).map_err(ctx)?;
         std::fs::rename(&tmp, path).map_err(ctx)?;
-        let note = format!("rebuilt ({} entries)", bytes.len() / if *path == ip { OFFSET_ENTRY } else { TIME_ENTRY });
+        let note = format!(
+            "rebuilt ({} entries)",
+            bytes.len()
+                / if *path == ip {
+                    OFFSET_ENTRY
+                } else {
+                    TIME_ENTRY
+                }
+        );
         let mut marked = false;
         for p in r.problems.iter_mut().filter(|p| &p.file == path) {
             p.repaired = Some(note.clone());
@@ -571,5 +618,6 @@ fn rebuild_indexes(
         }
         let _ = marked;
     }
-    crate::io::sync_dir(io, pdir).map_err(|e| LogError::io(format!("syncing {}", pdir.display()), e))
+    crate::io::sync_dir(io, pdir)
+        .map_err(|e| LogError::io(format!("syncing {}", pdir.display()), e))
 }

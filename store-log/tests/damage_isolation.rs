@@ -126,7 +126,12 @@ async fn fetch_all(s: &LogStore, p: i32, from: i64) -> Result<Vec<i64>, StoreErr
         )
         .await?;
     for r in &f.records {
-        assert_eq!(r.value.as_deref(), Some(&value(r.offset)[..]), "record {}", r.offset);
+        assert_eq!(
+            r.value.as_deref(),
+            Some(&value(r.offset)[..]),
+            "record {}",
+            r.offset
+        );
     }
     Ok(f.records.iter().map(|r| r.offset).collect())
 }
@@ -155,7 +160,11 @@ async fn damage_in_the_middle_of_a_segment_costs_only_that_batch() {
     assert!(base > 100 && base + n < RECORDS - 100);
     flip(&seg, pos + len - 8, 4);
     let s = open(root);
-    assert_eq!(s.corrupt_batches_total(), 0, "a mid-segment batch is not checked on open");
+    assert_eq!(
+        s.corrupt_batches_total(),
+        0,
+        "a mid-segment batch is not checked on open"
+    );
     // One fetch from the start serves every record before the damage.
     let got = fetch_all(&s, 0, 0).await.unwrap();
     assert_eq!(got, (0..base).collect::<Vec<_>>());
@@ -164,7 +173,10 @@ async fn damage_in_the_middle_of_a_segment_costs_only_that_batch() {
         let m = corrupt_message(fetch_all(&s, 0, from).await);
         assert!(m.contains(&seg.display().to_string()), "{m}");
         assert!(m.contains(&format!("byte {pos}")), "{m}");
-        assert!(m.contains(&format!("offsets {base}..={}", base + n - 1)), "{m}");
+        assert!(
+            m.contains(&format!("offsets {base}..={}", base + n - 1)),
+            "{m}"
+        );
     }
     // The batches after it are intact and readable.
     let after = fetch_all(&s, 0, base + n).await.unwrap();
@@ -207,7 +219,10 @@ async fn a_damaged_header_in_a_sealed_segment_ends_reads_there() {
     let got = fetch_all(&s, 0, 0).await.unwrap();
     assert_eq!(got, (0..base).collect::<Vec<_>>());
     let m = corrupt_message(fetch_all(&s, 0, base).await);
-    assert!(m.contains(&seg.display().to_string()) && m.contains(&format!("byte {pos}")), "{m}");
+    assert!(
+        m.contains(&seg.display().to_string()) && m.contains(&format!("byte {pos}")),
+        "{m}"
+    );
     // The later segments stay readable, the other partition too.
     let later = fetch_all(&s, 0, next_seg).await.unwrap();
     assert_eq!(later, (next_seg..RECORDS).collect::<Vec<_>>());
@@ -228,7 +243,11 @@ async fn leases_stop_at_a_damaged_batch_and_never_ack_it() {
     let vis = Duration::from_secs(60);
     let leased = s.lease("d", 0, "g", 10_000, vis).await.unwrap();
     let offs: Vec<i64> = leased.iter().map(|l| l.token.offset).collect();
-    assert_eq!(offs, (0..base).collect::<Vec<_>>(), "the records before the damage");
+    assert_eq!(
+        offs,
+        (0..base).collect::<Vec<_>>(),
+        "the records before the damage"
+    );
     let tokens: Vec<_> = leased.iter().map(|l| l.token).collect();
     for r in s.ack("d", "g", &tokens).await.unwrap() {
         r.unwrap();
@@ -280,7 +299,10 @@ async fn tail_damage(clean: bool) {
     assert_eq!(std::fs::read(&q[0]).unwrap(), &damaged[lpos..]);
     assert_eq!(std::fs::metadata(&seg).unwrap().len() as usize, lpos);
     // Everything before is served in one fetch; the other partition is whole.
-    assert_eq!(fetch_all(&s, 0, 0).await.unwrap(), (0..lbase).collect::<Vec<_>>());
+    assert_eq!(
+        fetch_all(&s, 0, 0).await.unwrap(),
+        (0..lbase).collect::<Vec<_>>()
+    );
     assert_eq!(fetch_all(&s, 1, 0).await.unwrap().len() as i64, RECORDS);
     // Producing continues with dense offsets after the cut, and survives reopening.
     let r = s
@@ -290,7 +312,10 @@ async fn tail_damage(clean: bool) {
     assert_eq!(r.base_offset, lbase);
     s.close().await.unwrap();
     let s = open(root);
-    let f = s.fetch("d", 0, lbase, FetchLimits::default()).await.unwrap();
+    let f = s
+        .fetch("d", 0, lbase, FetchLimits::default())
+        .await
+        .unwrap();
     assert_eq!(f.records.len(), 1);
     assert_eq!(f.records[0].value.as_deref(), Some(&b"after"[..]));
     assert_eq!(s.corrupt_batches_total(), 0, "nothing damaged is left");
@@ -334,7 +359,10 @@ async fn damaged_offset_index_is_named_and_rebuilt() {
         );
     }
     s.close().await.unwrap();
-    assert!(verify(root, false).unwrap().is_clean(), "the store rebuilt it");
+    assert!(
+        verify(root, false).unwrap().is_clean(),
+        "the store rebuilt it"
+    );
 }
 
 #[tokio::test]
@@ -454,7 +482,14 @@ async fn damaged_journal_keeps_its_prefix_and_quarantines_the_rest() {
     .unwrap();
     s.close().await.unwrap();
     let s = open(root);
-    assert_eq!(s.committed_offset("g", "d", 0).await.unwrap().unwrap().offset, 100);
+    assert_eq!(
+        s.committed_offset("g", "d", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .offset,
+        100
+    );
     s.close().await.unwrap();
 }
 
@@ -469,7 +504,10 @@ async fn damaged_snapshot_is_named_in_the_error() {
     flip(&snap, len / 2, 1);
     let report = verify(root, false).unwrap();
     assert!(
-        report.problems.iter().any(|p| p.file == snap && p.pos == Some(0)),
+        report
+            .problems
+            .iter()
+            .any(|p| p.file == snap && p.pos == Some(0)),
         "{:?}",
         report.problems
     );
@@ -543,15 +581,26 @@ async fn verify_lists_problems_by_file_and_byte_and_repair_cuts_the_tail() {
     let report = verify(root, false).unwrap();
     let lines: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
     assert!(
-        lines.iter().any(|l| l.starts_with(&format!("{}: byte {spos}: batch CRC mismatch (offsets {sbase}..={})", sealed.display(), sbase + sn - 1))),
+        lines.iter().any(|l| l.starts_with(&format!(
+            "{}: byte {spos}: batch CRC mismatch (offsets {sbase}..={})",
+            sealed.display(),
+            sbase + sn - 1
+        ))),
         "{lines:#?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with(&format!("{}: byte {apos}: batch CRC mismatch", active.display()))),
+        lines.iter().any(|l| l.starts_with(&format!(
+            "{}: byte {apos}: batch CRC mismatch",
+            active.display()
+        ))),
         "{lines:#?}"
     );
     assert!(!report.is_clean());
-    assert!(report.summary().contains("problems"), "{}", report.summary());
+    assert!(
+        report.summary().contains("problems"),
+        "{}",
+        report.summary()
+    );
     // Repair cuts the active segment's damaged tail (the sealed damage stays, reported).
     let repaired = verify(root, true).unwrap();
     assert!(repaired
@@ -561,9 +610,19 @@ async fn verify_lists_problems_by_file_and_byte_and_repair_cuts_the_tail() {
     assert_eq!(quarantined(&pdir(root, 0)).len(), 1);
     assert_eq!(std::fs::metadata(active).unwrap().len() as usize, apos);
     let after = verify(root, false).unwrap();
-    assert!(after.problems.iter().all(|p| &p.file == sealed), "{:?}", after.problems);
+    assert!(
+        after.problems.iter().all(|p| &p.file == sealed),
+        "{:?}",
+        after.problems
+    );
     let s = open(root);
-    assert_eq!(s.partition_offsets("d", 0).await.unwrap().high_watermark, abase);
-    assert_eq!(fetch_all(&s, 0, 0).await.unwrap(), (0..sbase).collect::<Vec<_>>());
+    assert_eq!(
+        s.partition_offsets("d", 0).await.unwrap().high_watermark,
+        abase
+    );
+    assert_eq!(
+        fetch_all(&s, 0, 0).await.unwrap(),
+        (0..sbase).collect::<Vec<_>>()
+    );
     s.close().await.unwrap();
 }

@@ -613,7 +613,15 @@ impl Store for LogStore {
             let mut parts = Vec::new();
             for p in 0..config.partitions {
                 let label = inner.label(name, p as i32);
-                match Partition::open(&tdir.join(p.to_string()), false, 0, lay, &inner.io, now, label) {
+                match Partition::open(
+                    &tdir.join(p.to_string()),
+                    false,
+                    0,
+                    lay,
+                    &inner.io,
+                    now,
+                    label,
+                ) {
                     Ok(part) => parts.push(Arc::new(part)),
                     Err(e) => {
                         let _ = std::fs::remove_dir_all(&tdir);
