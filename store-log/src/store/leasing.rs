@@ -132,8 +132,9 @@ impl Inner {
                     Ok(recs) => recs,
                     Err(StoreError::Corrupt(m)) => {
                         // The records before the damage are leased; the damaged ones stay
-                        // not done (never acked or skipped), so the scan stops at them.
-                        tracing::warn!(
+                        // not done (never acked or skipped), so the scan stops at them. The
+                        // read logged the damage once (WARN); this repeats on every call.
+                        tracing::debug!(
                             topic,
                             partition,
                             group,
