@@ -291,6 +291,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ok when the store can serve calls (for health checks).
     async fn health(&self) -> StoreResult<()>;
+    /// Damaged stored batches found since the store was opened (0 for stores that cannot tell).
+    fn corrupt_batches(&self) -> u64 {
+        0
+    }
     /// Flushes everything and marks a clean shutdown; later calls fail with `Closed`.
     async fn close(&self) -> StoreResult<()>;
 }

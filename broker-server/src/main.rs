@@ -7,6 +7,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("verify") {
+        return verify_command(std::env::args().skip(2).collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -79,5 +82,52 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// `broker verify --data-dir DIR [--repair]`: checks the log store's files offline (see
+/// `store_log::verify`); prints one line per problem and a summary; exits 1 on damage, 2 on
+/// bad arguments or when the directory cannot be checked (a running broker holds it).
+fn verify_command(args: Vec<String>) -> ExitCode {
+    const USAGE: &str = "usage: broker verify --data-dir DIR [--repair]";
+    let (mut dir, mut repair) = (None, false);
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--repair" => repair = true,
+            "--data-dir" => dir = it.next(),
+            "-h" | "--help" => {
+                println!("{USAGE}\nChecks every segment, index, time index and metadata file of a log store that no broker is running on; --repair rebuilds indexes and cuts damaged tails into quarantine files.");
+                return ExitCode::SUCCESS;
+            }
+            _ => match a.strip_prefix("--data-dir=") {
+                Some(d) => dir = Some(d.to_string()),
+                None => {
+                    eprintln!("broker verify: unexpected argument {a:?} ({USAGE})");
+                    return ExitCode::from(2);
+                }
+            },
+        }
+    }
+    let Some(dir) = dir.or_else(|| std::env::var("BROKER_DATA_DIR").ok()) else {
+        eprintln!("broker verify: --data-dir is required ({USAGE})");
+        return ExitCode::from(2);
+    };
+    match store_log::verify(std::path::Path::new(&dir), repair) {
+        Ok(report) => {
+            for p in &report.problems {
+                println!("{p}");
+            }
+            println!("{}", report.summary());
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("broker verify: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -206,6 +206,13 @@ impl Metrics {
                 .retain(|t, _| names.contains(t.as_str()));
         }
         let mut out = self.render_requests();
+        out.push_str("# HELP broker_log_corrupt_batches_total Damaged stored batches found since start, each counted once.\n");
+        out.push_str("# TYPE broker_log_corrupt_batches_total counter\n");
+        let _ = writeln!(
+            out,
+            "broker_log_corrupt_batches_total {}",
+            store.corrupt_batches()
+        );
         let store_metrics = store_gauges(store).await;
         out.push_str("# HELP broker_store_up Whether the store answered the last scrape.\n");
         out.push_str("# TYPE broker_store_up gauge\n");

@@ -1170,6 +1170,7 @@ async fn metrics_and_health() {
         "broker_queue_messages{queue=\"metered\",state=\"dead_lettered\"} 0",
         "broker_consumer_group_lag{group=\"readers\",topic=\"stream\"} 2",
         "broker_store_up 1",
+        "broker_log_corrupt_batches_total 0",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

@@ -2,6 +2,7 @@
 //! local disk, with crash-safe metadata. See docs/log-format.md for every byte on disk.
 
 mod batch;
+mod damage;
 mod error;
 mod index;
 mod io;
@@ -11,7 +12,9 @@ mod partition;
 mod producer;
 mod segment;
 mod store;
+pub mod verify;
 
 pub use error::{LogError, LogResult};
 pub use io::FaultInjector;
 pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN};
+pub use verify::{verify, Problem, VerifyReport};

@@ -220,7 +220,7 @@ fn frame(seq: u64, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Parses frames from `data`; returns them and the length of the valid prefix.
-fn parse_frames(data: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
+pub(crate) fn parse_frames(data: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + FRAME_HEAD + 8 <= data.len() {
@@ -241,7 +241,7 @@ fn parse_frames(data: &[u8]) -> (Vec<(u64, &[u8])>, usize) {
     (out, pos)
 }
 
-const SNAPSHOT: &str = "snapshot";
+pub(crate) const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 
 fn journal_name(n: u64) -> String {
@@ -249,9 +249,9 @@ fn journal_name(n: u64) -> String {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
-    seq: u64,
-    state: MetaState,
+pub(crate) struct Snapshot {
+    pub(crate) seq: u64,
+    pub(crate) state: MetaState,
 }
 
 /// The metadata state with its journal.
@@ -276,14 +276,21 @@ impl Meta {
             ..MetaState::default()
         };
         let mut snap_seq = 0u64;
-        match std::fs::read(dir.join(SNAPSHOT)) {
+        let snap_path = dir.join(SNAPSHOT);
+        match std::fs::read(&snap_path) {
             Ok(data) => {
                 let (frames, _) = parse_frames(&data);
-                let (_, payload) = frames
-                    .first()
-                    .ok_or_else(|| LogError::Metadata("metadata snapshot fails its CRC".into()))?;
-                let snap: Snapshot = serde_json::from_slice(payload)
-                    .map_err(|e| LogError::Metadata(format!("metadata snapshot: {e}")))?;
+                let (_, payload) = frames.first().ok_or_else(|| {
+                    LogError::Metadata(format!(
+                        "metadata snapshot {} ({} bytes) fails its CRC or is torn at byte 0; \
+                         `broker verify` reports it; restore it from a backup",
+                        snap_path.display(),
+                        data.len()
+                    ))
+                })?;
+                let snap: Snapshot = serde_json::from_slice(payload).map_err(|e| {
+                    LogError::Metadata(format!("metadata snapshot {}: {e}", snap_path.display()))
+                })?;
                 snap_seq = snap.seq;
                 state = snap.state;
             }
@@ -309,13 +316,19 @@ impl Meta {
                 if s <= snap_seq {
                     continue;
                 }
-                let op: Op = serde_json::from_slice(payload)
-                    .map_err(|e| LogError::Metadata(format!("journal entry {s}: {e}")))?;
+                let op: Op = serde_json::from_slice(payload).map_err(|e| {
+                    LogError::Metadata(format!("journal entry {s} in {}: {e}", path.display()))
+                })?;
                 state.apply(&op);
                 seq = seq.max(s);
             }
             if valid < data.len() {
-                tracing::warn!(journal = %path.display(), valid, len = data.len(), "cutting a torn journal tail");
+                tracing::warn!(
+                    journal = %path.display(),
+                    byte = valid,
+                    len = data.len(),
+                    "metadata journal frame at this byte is torn or fails its CRC; entries from it on are not applied"
+                );
             }
             last_valid = valid;
         }
@@ -328,8 +341,15 @@ impl Meta {
             .truncate(false)
             .open(&path)
             .map_err(|e| LogError::io("opening the journal", e))?;
-        file.set_len(last_valid as u64)
-            .map_err(|e| LogError::io("truncating the journal", e))?;
+        // The cut bytes are kept in a quarantine file beside the journal.
+        if let Some(q) = crate::damage::cut_to_quarantine(&file, &path, last_valid as u64, io)? {
+            tracing::warn!(
+                journal = %path.display(),
+                byte = last_valid,
+                quarantine = %q.display(),
+                "cut the metadata journal's damaged tail into a quarantine file"
+            );
+        }
         io.sync_all(&file)
             .map_err(|e| LogError::io("syncing the journal", e))?;
         sync_dir(io, dir).map_err(|e| LogError::io("syncing metadata directory", e))?;

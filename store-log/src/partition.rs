@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::damage::{Damage, PartLabel};
 use crate::error::{LogError, LogResult};
 use crate::io::{sync_dir, Io, SyncFailure};
 use crate::producer::{Check, Producers};
@@ -33,6 +34,10 @@ pub struct Layout {
 
 /// Length of the mapping made for reading a segment (bytes past it are read with `pread`).
 const ACTIVE_MAP_BYTES: u64 = 1 << 30;
+
+/// A damaged batch a read met: segment, byte position, the batch's first offset, its last
+/// offset (when its header could be read) and what is wrong.
+type Found = (Arc<Segment>, u64, i64, Option<i64>, String);
 
 /// Segments (with their sizes) a read needs, the high watermark and the log start.
 type ReadPlan = (Vec<(Arc<Segment>, u64)>, i64, i64);
@@ -65,6 +70,8 @@ pub struct Partition {
     /// while reporting later fsyncs as good, so the partition takes no more writes (and
     /// publishes nothing more) until the store is reopened and recovers it.
     failed: SyncFailure,
+    /// Topic and partition for damage reports, and the store's damage counter.
+    label: PartLabel,
 }
 
 fn corrupt(seg: &Segment, pos: u64, what: &str) -> StoreError {
@@ -98,6 +105,7 @@ impl Partition {
         layout: Layout,
         io: &Io,
         now: i64,
+        label: PartLabel,
     ) -> LogResult<Partition> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
@@ -146,6 +154,7 @@ impl Partition {
                 layout.index_bytes,
                 io,
                 now,
+                &label,
                 |b| {
                     if let Some(p) = b
                         .header
@@ -178,7 +187,7 @@ impl Partition {
             tracing::warn!(dir = %dir.display(), "producer snapshot is ahead of the log; ignoring it");
             producers = Producers::default();
             for s in &segments {
-                crate::segment::scan(&s.log, s.base, false, layout.index_interval, |b| {
+                crate::segment::scan(&s.log, s.base, None, layout.index_interval, |b| {
                     if let Some(p) = b.header.producer() {
                         producers.record(
                             &p,
@@ -212,6 +221,7 @@ impl Partition {
             synced: AtomicI64::new(hw),
             dirty: AtomicBool::new(false),
             failed: SyncFailure::default(),
+            label,
         })
     }
 
@@ -491,10 +501,15 @@ impl Partition {
     }
 
     /// Reads records from `offset`; see the Fetch rules. `verify`: check batch CRCs.
+    ///
+    /// A damaged batch ends the read: the records before it are returned, and only a read
+    /// that starts at the damaged batch fails, with `Corrupt` naming the file and position.
+    /// Every damaged batch is reported once (a WARN and the store's damage counter).
     pub fn read(&self, offset: i64, limits: FetchLimits, verify: bool) -> StoreResult<FetchResult> {
         let (segs, hw, log_start) = self.read_plan(offset)?;
         let mut records =
             Vec::with_capacity(limits.max_records.min((hw - offset) as usize).min(4096));
+        let mut damage: Option<Found> = None;
         if offset < hw && limits.max_records > 0 {
             let chunk = (limits.max_bytes.saturating_add(limits.max_bytes / 4) + 4096)
                 .clamp(64 << 10, 16 << 20);
@@ -513,30 +528,49 @@ impl Partition {
                         _ => read_at(&seg.log, pos, len).map_err(|e| io_err("reading the log", e)),
                     }
                 };
-                let mut pos = seg.position_for(next);
+                let (mut pos, mut expect) = seg.entry_for(next);
                 while pos < size {
                     let want = chunk.min((size - pos) as usize);
                     let mut buf = read(pos, want)?;
                     let mut cpos = 0usize;
                     while cpos + HEADER_LEN <= buf.len() {
-                        let h = BatchHeader::parse(&buf[cpos..])
-                            .ok_or_else(|| corrupt(&seg, pos + cpos as u64, "bad batch header"))?;
+                        let at = pos + cpos as u64;
+                        let Some(h) = BatchHeader::parse(&buf[cpos..]) else {
+                            damage =
+                                Some((seg.clone(), at, expect, None, "bad batch header".into()));
+                            break 'segs;
+                        };
+                        if h.base_offset != expect {
+                            let what = format!(
+                                "batch out of sequence: base offset {}, expected {expect}",
+                                h.base_offset
+                            );
+                            damage = Some((seg.clone(), at, expect, None, what));
+                            break 'segs;
+                        }
                         let total = h.total_len();
                         if cpos + total > buf.len() {
                             if cpos > 0 {
                                 break;
                             }
                             if pos + total as u64 > size {
-                                return Err(corrupt(&seg, pos, "batch runs past the segment end"));
+                                let what = "batch runs past the segment end".to_string();
+                                damage =
+                                    Some((seg.clone(), at, expect, Some(h.last_offset()), what));
+                                break 'segs;
                             }
                             buf = read(pos, total)?;
                         }
                         if h.last_offset() >= next {
                             let body = buf.slice(cpos..cpos + total);
                             if verify && !batch::crc_ok(&body, &h) {
-                                return Err(corrupt(&seg, pos + cpos as u64, "batch CRC mismatch"));
+                                let what = "batch CRC mismatch".to_string();
+                                damage =
+                                    Some((seg.clone(), at, expect, Some(h.last_offset()), what));
+                                break 'segs;
                             }
-                            batch::decode_records(&body, &h, next, |r| {
+                            let before = records.len();
+                            let ok = batch::decode_records(&body, &h, next, |r| {
                                 if records.len() >= limits.max_records {
                                     full = true;
                                     return false;
@@ -550,19 +584,55 @@ impl Partition {
                                 next = r.offset + 1;
                                 records.push(r);
                                 true
-                            })
-                            .ok_or_else(|| corrupt(&seg, pos + cpos as u64, "malformed record"))?;
+                            });
+                            if ok.is_none() {
+                                // Nothing of a malformed batch is served.
+                                records.truncate(before);
+                                let what = "malformed record".to_string();
+                                damage =
+                                    Some((seg.clone(), at, expect, Some(h.last_offset()), what));
+                                break 'segs;
+                            }
                             if full || records.len() >= limits.max_records || next >= hw {
                                 break 'segs;
                             }
                         }
+                        expect = h.last_offset() + 1;
                         cpos += total;
                     }
                     if cpos == 0 {
-                        return Err(corrupt(&seg, pos, "truncated batch"));
+                        let at = pos;
+                        let what = "truncated batch".to_string();
+                        damage = Some((seg.clone(), at, expect, None, what));
+                        break 'segs;
                     }
                     pos += cpos as u64;
                 }
+            }
+        }
+        if let Some((seg, pos, first, last, what)) = damage {
+            self.label.damage.report(&Damage {
+                topic: &self.label.topic,
+                partition: self.label.partition,
+                file: &seg.log_path,
+                pos,
+                first_offset: first,
+                last_offset: last,
+                what: &what,
+            });
+            if records.is_empty() {
+                let offsets = match last {
+                    Some(l) => format!("offsets {first}..={l}"),
+                    None => format!("offsets from {first}"),
+                };
+                return Err(corrupt(
+                    &seg,
+                    pos,
+                    &format!(
+                        "{}/{}: {what} ({offsets})",
+                        self.label.topic, self.label.partition
+                    ),
+                ));
             }
         }
         Ok(FetchResult {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::damage::{cut_to_quarantine, Damage, PartLabel};
 use crate::error::{LogError, LogResult};
 use crate::index::{self, IndexFile, OFFSET_ENTRY, TIME_ENTRY};
 use crate::io::Io;
@@ -74,6 +75,18 @@ pub struct Scan {
     pub offset_entries: Vec<u8>,
     pub time_entries: Vec<u8>,
     pub bytes_since_entry: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub problem: Option<ScanProblem>,
+}
+
+/// The first damaged batch a scan met.
+#[derive(Debug, Clone)]
+pub struct ScanProblem {
+    /// Its byte position (the end of the valid prefix).
+    pub pos: u64,
+    /// Its last offset, when its header could be read.
+    pub last_offset: Option<i64>,
+    pub what: String,
 }
 
 /// Read buffers kept for reuse, so large reads do not fault in fresh pages every time.
@@ -186,12 +199,13 @@ impl Window {
 }
 
 /// Scans a segment's log from the start, stopping at the first batch that is torn, malformed,
-/// out of sequence or (with `verify`) fails its CRC. Calls `on_batch` for every good batch and
-/// rebuilds the index entries with `interval` bytes between entries.
+/// out of sequence or (at or after byte `verify_from`, when given) fails its CRC. Calls
+/// `on_batch` for every good batch and rebuilds the index entries with `interval` bytes
+/// between entries.
 pub fn scan(
     file: &File,
     base: i64,
-    verify: bool,
+    verify_from: Option<u64>,
     interval: u64,
     mut on_batch: impl FnMut(ScannedBatch<'_>),
 ) -> LogResult<Scan> {
@@ -207,8 +221,16 @@ pub fn scan(
         offset_entries: Vec::new(),
         time_entries: Vec::new(),
         bytes_since_entry: 0,
+        problem: None,
     };
     let mut pos = 0u64;
+    let problem = |pos: u64, last: Option<i64>, what: String| {
+        Some(ScanProblem {
+            pos,
+            last_offset: last,
+            what,
+        })
+    };
     // The file is read in large windows: a segment of small batches is not one read each.
     let mut window = Window::default();
     let mut last_total = 0u64;
@@ -220,21 +242,42 @@ pub fn scan(
             SCAN_WINDOW
         };
         let Some(hb) = window.get(file, pos, HEADER_LEN, ahead, len) else {
+            s.problem = problem(pos, None, "cannot read the batch header".into());
             break;
         };
         let Some(h) = BatchHeader::parse(&hb) else {
+            s.problem = problem(pos, None, "bad batch header".into());
             break;
         };
         let total = h.total_len() as u64;
-        if pos + total > len || h.base_offset != s.next_offset {
+        if pos + total > len {
+            s.problem = problem(
+                pos,
+                Some(h.last_offset()),
+                format!("batch of {total} bytes runs past the end of the file ({len} bytes)"),
+            );
             break;
         }
+        if h.base_offset != s.next_offset {
+            s.problem = problem(
+                pos,
+                None,
+                format!(
+                    "batch out of sequence: base offset {}, expected {}",
+                    h.base_offset, s.next_offset
+                ),
+            );
+            break;
+        }
+        let verify = verify_from.is_some_and(|from| pos >= from);
         let need_body = verify || h.flags & batch::FLAG_NOT_BEFORE != 0;
         let body = if need_body {
             let Some(b) = window.get(file, pos, total as usize, SCAN_WINDOW, len) else {
+                s.problem = problem(pos, Some(h.last_offset()), "cannot read the batch".into());
                 break;
             };
             if verify && !batch::crc_ok(&b, &h) {
+                s.problem = problem(pos, Some(h.last_offset()), "batch CRC mismatch".into());
                 break;
             }
             Some(b)
@@ -260,8 +303,27 @@ pub fn scan(
         last_total = total;
         pos += total;
     }
+    if s.problem.is_none() && pos < len {
+        s.problem = problem(
+            pos,
+            None,
+            format!("{} bytes at the end are not a whole batch", len - pos),
+        );
+    }
     s.valid_len = pos;
     Ok(s)
+}
+
+/// Byte position of the last entry of the `.index` at `path` when it is a plausible
+/// position in a log of `log_len` bytes; 0 (verify everything) otherwise.
+fn last_indexed_position(path: &Path, log_len: u64) -> u64 {
+    IndexFile::read_trimmed(path, OFFSET_ENTRY)
+        .and_then(|b| {
+            let last = b.chunks_exact(OFFSET_ENTRY).last()?;
+            Some(index::read_offset_entry(last).1 as u64)
+        })
+        .filter(|&p| p < log_len)
+        .unwrap_or(0)
 }
 
 /// True when trimmed index bytes agree with a segment: entries strictly increasing, pointing
@@ -336,8 +398,10 @@ impl Segment {
 
     /// Opens an existing segment. `recover`: verify every batch CRC, truncate the log after
     /// the last good batch and rebuild the indexes. Otherwise the log is trusted and the
-    /// indexes are reused when they check out (rebuilt when missing or damaged). `active`:
-    /// the indexes get room for more entries.
+    /// indexes are reused when they check out (rebuilt when missing or damaged); the active
+    /// segment's batches after its last index entry (the last point known good) are verified
+    /// all the same. `active`: the indexes get room for more entries, and a damaged tail is
+    /// cut off into a quarantine file (see [`crate::damage::cut_to_quarantine`]).
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         dir: &Path,
@@ -348,6 +412,7 @@ impl Segment {
         index_bytes: usize,
         io: &Io,
         now: i64,
+        label: &PartLabel,
         on_batch: impl FnMut(ScannedBatch<'_>),
     ) -> LogResult<Segment> {
         let (lp, ip, tp) = Self::paths(dir, base);
@@ -356,34 +421,55 @@ impl Segment {
             .write(true)
             .open(&lp)
             .map_err(|e| LogError::io(format!("opening {}", lp.display()), e))?;
-        let scan = scan(&log, base, recover, interval, on_batch)?;
         let file_len = log
             .metadata()
             .map_err(|e| LogError::io("reading segment size", e))?
             .len();
+        let verify_from = if recover {
+            Some(0)
+        } else if active {
+            Some(last_indexed_position(&ip, file_len))
+        } else {
+            None
+        };
+        let scan = scan(&log, base, verify_from, interval, on_batch)?;
         let mut size = scan.valid_len;
         let damaged = scan.valid_len < file_len && !active;
+        if let Some(p) = &scan.problem {
+            label.damage.report(&Damage {
+                topic: &label.topic,
+                partition: label.partition,
+                file: &lp,
+                pos: p.pos,
+                first_offset: scan.next_offset,
+                last_offset: p.last_offset,
+                what: &p.what,
+            });
+        }
         if damaged {
             // A sealed segment is never cut: the damage stays in place and reads that reach
             // it fail with `Corrupt`; the segments after it stay readable.
-            tracing::error!(
+            tracing::warn!(
+                topic = %label.topic,
+                partition = label.partition,
                 segment = %lp.display(),
                 valid = scan.valid_len,
                 file_len,
-                "sealed segment is damaged; reads past the damage will fail"
+                "sealed segment is damaged; reads that start at or past the damage in it fail"
             );
             size = file_len;
         } else if scan.valid_len < file_len {
+            let q = cut_to_quarantine(&log, &lp, scan.valid_len, io)?;
             tracing::warn!(
+                topic = %label.topic,
+                partition = label.partition,
                 segment = %lp.display(),
                 valid = scan.valid_len,
                 file_len,
-                "truncating a torn or corrupt segment tail"
+                next_offset = scan.next_offset,
+                quarantine = %q.as_deref().unwrap_or(Path::new("")).display(),
+                "cut a torn or corrupt segment tail into a quarantine file"
             );
-            log.set_len(scan.valid_len)
-                .map_err(|e| LogError::io(format!("truncating {}", lp.display()), e))?;
-            io.sync_data(&log)
-                .map_err(|e| LogError::io(format!("syncing {}", lp.display()), e))?;
         }
         let mut off_bytes = scan.offset_entries.clone();
         let mut time_bytes = scan.time_entries.clone();
@@ -392,7 +478,10 @@ impl Segment {
                 IndexFile::read_trimmed(&ip, OFFSET_ENTRY),
                 IndexFile::read_trimmed(&tp, TIME_ENTRY),
             ) {
-                if indexes_valid(&o, &t, scan.valid_len) && o == scan.offset_entries {
+                if indexes_valid(&o, &t, scan.valid_len)
+                    && o == scan.offset_entries
+                    && t == scan.time_entries
+                {
                     off_bytes = o;
                     time_bytes = t;
                 } else {
@@ -491,6 +580,23 @@ impl Segment {
         {
             Some(i) => index::read_offset_entry(ix.offset.get(i)).1 as u64,
             None => 0,
+        }
+    }
+
+    /// File position and base offset of the batch to start a scan at for `offset`: the
+    /// last indexed batch at or before it, or the segment start.
+    pub fn entry_for(&self, offset: i64) -> (u64, i64) {
+        let rel = (offset - self.base).clamp(0, u32::MAX as i64) as u32;
+        let ix = self.indexes.read();
+        match ix
+            .offset
+            .last_where(|e| index::read_offset_entry(e).0 <= rel)
+        {
+            Some(i) => {
+                let (r, p) = index::read_offset_entry(ix.offset.get(i));
+                (p as u64, self.base + r as i64)
+            }
+            None => (0, self.base),
         }
     }
 

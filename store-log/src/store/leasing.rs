@@ -128,7 +128,24 @@ impl Inner {
             let mut blocked: HashSet<Bytes> = HashSet::new();
             let mut pos = floor;
             'scan: while pos < hw {
-                let recs = p.read_for_lease(pos, 512, verify)?;
+                let recs = match p.read_for_lease(pos, 512, verify) {
+                    Ok(recs) => recs,
+                    Err(StoreError::Corrupt(m)) => {
+                        // The records before the damage are leased; the damaged ones stay
+                        // not done (never acked or skipped), so the scan stops at them. The
+                        // read logged the damage once (WARN); this repeats on every call.
+                        tracing::debug!(
+                            topic,
+                            partition,
+                            group,
+                            offset = pos,
+                            error = %m,
+                            "lease scan stopped at a damaged batch; its records and later ones are not delivered"
+                        );
+                        break 'scan;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if recs.is_empty() {
                     break;
                 }

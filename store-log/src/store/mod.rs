@@ -17,6 +17,7 @@ use broker_api::{
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::damage::{DamageLog, PartLabel};
 use crate::error::{LogError, LogResult};
 use crate::io::{sync_dir, FaultInjector, Io, SyncFailure};
 use crate::lease::{PartLeases, Phase, RecState};
@@ -103,6 +104,8 @@ struct Inner {
     flusher: Mutex<Option<Flusher>>,
     /// The directory lock (an exclusive `flock` on `<root>/lock`), released on close.
     dir_lock: Mutex<Option<std::fs::File>>,
+    /// Damaged batches found since open.
+    damage: Arc<DamageLog>,
 }
 
 /// The log store. Cheap to share through `Arc<dyn Store>`.
@@ -170,6 +173,7 @@ impl LogStore {
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let mut meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
+        let damage = Arc::new(DamageLog::default());
         let now = clock.now_ms();
         let mut topics = BTreeMap::new();
         let mut known = HashSet::new();
@@ -180,7 +184,13 @@ impl LogStore {
             let mut parts = Vec::with_capacity(t.config.partitions as usize);
             for p in 0..t.config.partitions {
                 let ls = t.log_start.get(p as usize).copied().unwrap_or(0);
-                let part = Partition::open(&tdir.join(p.to_string()), !clean, ls, lay, &io, now)?;
+                let label = PartLabel {
+                    topic: name.clone(),
+                    partition: p as i32,
+                    damage: damage.clone(),
+                };
+                let part =
+                    Partition::open(&tdir.join(p.to_string()), !clean, ls, lay, &io, now, label)?;
                 parts.push(Arc::new(part));
             }
             topics.insert(
@@ -240,6 +250,7 @@ impl LogStore {
             meta_dirty: AtomicBool::new(false),
             flusher: Mutex::new(None),
             dir_lock: Mutex::new(Some(dir_lock)),
+            damage,
         });
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak = Arc::downgrade(&inner);
@@ -271,6 +282,12 @@ impl LogStore {
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Damaged batches found since the store was opened (each counted once): tails cut
+    /// off at open, damaged sealed segments, and batches reads refused.
+    pub fn corrupt_batches_total(&self) -> u64 {
+        self.inner.damage.count()
     }
 }
 
@@ -397,6 +414,15 @@ impl Inner {
                     let _ = t.join();
                 }
             }
+        }
+    }
+
+    /// Names partition `p` of `topic` in damage reports.
+    fn label(&self, topic: &str, p: i32) -> PartLabel {
+        PartLabel {
+            topic: topic.to_string(),
+            partition: p,
+            damage: self.damage.clone(),
         }
     }
 
@@ -586,7 +612,16 @@ impl Store for LogStore {
             let now = inner.clock.now_ms();
             let mut parts = Vec::new();
             for p in 0..config.partitions {
-                match Partition::open(&tdir.join(p.to_string()), false, 0, lay, &inner.io, now) {
+                let label = inner.label(name, p as i32);
+                match Partition::open(
+                    &tdir.join(p.to_string()),
+                    false,
+                    0,
+                    lay,
+                    &inner.io,
+                    now,
+                    label,
+                ) {
                     Ok(part) => parts.push(Arc::new(part)),
                     Err(e) => {
                         let _ = std::fs::remove_dir_all(&tdir);
@@ -689,7 +724,8 @@ impl Store for LogStore {
                     let pdir = t.dir.join(p.to_string());
                     // A directory left by a growth that failed before its journal entry.
                     let _ = std::fs::remove_dir_all(&pdir);
-                    match Partition::open(&pdir, false, 0, lay, &inner.io, now) {
+                    let label = inner.label(name, p as i32);
+                    match Partition::open(&pdir, false, 0, lay, &inner.io, now, label) {
                         Ok(part) => added.push(Arc::new(part)),
                         Err(e) => {
                             remove_partition_dirs(&t.dir, old..p + 1);
@@ -1060,6 +1096,10 @@ impl Store for LogStore {
 
     async fn health(&self) -> StoreResult<()> {
         self.inner.check_open()
+    }
+
+    fn corrupt_batches(&self) -> u64 {
+        self.corrupt_batches_total()
     }
 
     async fn close(&self) -> StoreResult<()> {
