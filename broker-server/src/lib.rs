@@ -62,7 +62,7 @@ pub async fn open_store(
     let kind = config.store;
     let wrap = |source| ServerError::Store { kind, source };
     match kind {
-        StoreKind::Memory => Ok(Arc::new(conformance::MemoryStore::new(clock))),
+        StoreKind::Memory => Ok(Arc::new(store_memory::MemoryStore::new(clock))),
         StoreKind::Log => {
             let dir = config.data_dir.clone();
             let opened = tokio::task::spawn_blocking(move || {
