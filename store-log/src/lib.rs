@@ -14,4 +14,4 @@ mod store;
 
 pub use error::{LogError, LogResult};
 pub use io::FaultInjector;
-pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN};
+pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN, FORMAT_VERSION, FORMAT_VERSION_FILE};

@@ -46,7 +46,9 @@ impl MemoryStore {
         Self::on(Arc::new(MemoryData::default()), clock)
     }
 
-    fn on(shared: Arc<MemoryData>, clock: SharedClock) -> Self {
+    /// A store on existing `data`: what reopening looks like (the data outlives the stores
+    /// opened on it).
+    pub fn on(shared: Arc<MemoryData>, clock: SharedClock) -> Self {
         MemoryStore {
             shared,
             clock,
