@@ -33,7 +33,10 @@ impl Verdict {
     pub fn suffix(&self) -> String {
         match self {
             Verdict::Log { suppressed, over } if *suppressed > 0 => {
-                format!(" ({suppressed} more in the last {} s)", over.as_secs().max(1))
+                format!(
+                    " ({suppressed} more in the last {} s)",
+                    over.as_secs().max(1)
+                )
             }
             _ => String::new(),
         }
@@ -115,9 +118,15 @@ mod tests {
             assert_eq!(l.check_at("a", at), Verdict::Suppress);
         }
         // Another key is independent.
-        assert!(matches!(l.check_at("b", t0), Verdict::Log { suppressed: 0, .. }));
+        assert!(matches!(
+            l.check_at("b", t0),
+            Verdict::Log { suppressed: 0, .. }
+        ));
         let v = l.check_at("a", t0 + Duration::from_secs(10));
         assert_eq!(v.suffix(), " (99 more in the last 10 s)");
-        assert_eq!(l.check_at("a", t0 + Duration::from_secs(11)), Verdict::Suppress);
+        assert_eq!(
+            l.check_at("a", t0 + Duration::from_secs(11)),
+            Verdict::Suppress
+        );
     }
 }

@@ -229,10 +229,14 @@ pub fn resolve_addr(flag: &str, value: &str) -> Result<SocketAddr, ServerError> 
     }
     let bad = |why: String| ServerError::Config(format!("{flag} {value:?}: {why}"));
     let Some((host, port)) = value.rsplit_once(':') else {
-        return Err(bad("expected HOST:PORT, e.g. localhost:9092 or 0.0.0.0:9092".into()));
+        return Err(bad(
+            "expected HOST:PORT, e.g. localhost:9092 or 0.0.0.0:9092".into(),
+        ));
     };
     if host.is_empty() {
-        return Err(bad("the host is missing (use 0.0.0.0:PORT for every interface)".into()));
+        return Err(bad(
+            "the host is missing (use 0.0.0.0:PORT for every interface)".into(),
+        ));
     }
     if port.parse::<u16>().is_err() {
         return Err(bad(format!("{port:?} is not a port number (0-65535)")));
@@ -429,10 +433,21 @@ mod tests {
 
     #[test]
     fn listeners_take_host_names() {
-        let c = resolve(&["--kafka-addr", "localhost:9999", "--http-addr", "localhost:0"]).unwrap();
+        let c = resolve(&[
+            "--kafka-addr",
+            "localhost:9999",
+            "--http-addr",
+            "localhost:0",
+        ])
+        .unwrap();
         assert!(c.kafka_addr.ip().is_loopback(), "{}", c.kafka_addr);
         assert_eq!(c.kafka_addr.port(), 9999);
-        for bad in ["localhost", "localhost:99999", ":9092", "no-such-host.invalid:9092"] {
+        for bad in [
+            "localhost",
+            "localhost:99999",
+            ":9092",
+            "no-such-host.invalid:9092",
+        ] {
             let e = resolve(&["--kafka-addr", bad]).unwrap_err().to_string();
             assert!(e.contains("--kafka-addr") && e.contains(bad), "{e}");
         }
@@ -473,7 +488,11 @@ mod tests {
         std::fs::write(&path, EXAMPLE).unwrap();
         let c = resolve(&["--config", path.to_str().unwrap()]).unwrap();
         let d = Config::default();
-        assert_eq!(format!("{c:?}"), format!("{d:?}"), "the example shows the defaults");
+        assert_eq!(
+            format!("{c:?}"),
+            format!("{d:?}"),
+            "the example shows the defaults"
+        );
 
         // With the commented-out keys enabled, every key of the file is present and parses.
         let enabled: String = EXAMPLE
@@ -505,8 +524,9 @@ mod tests {
     }
 
     fn is_key_line(s: &str) -> bool {
-        s.split_once(" = ")
-            .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        s.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
     }
 
     #[test]
@@ -518,7 +538,10 @@ mod tests {
                 continue;
             }
             let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-            assert!(help.contains("[default:"), "--{long} has no default in its help: {help}");
+            assert!(
+                help.contains("[default:"),
+                "--{long} has no default in its help: {help}"
+            );
         }
     }
 

@@ -275,8 +275,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    use futures::FutureExt;
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = open_store(&config, clock.clone()).await?;
+    // A signal while the store opens (say, while waiting for PostgreSQL) stops at once.
+    let shutdown = shutdown.boxed().shared();
+    let store = tokio::select! {
+        store = open_store(&config, clock.clone()) => store?,
+        _ = shutdown.clone() => {
+            info!("stopped during start-up, before the store was open");
+            return Ok(());
+        }
+    };
     let server = match Server::bind(&config, store.clone(), clock).await {
         Ok(s) => s,
         Err(e) => {

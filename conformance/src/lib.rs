@@ -28,6 +28,6 @@ mod properties;
 pub use checks::{assert_all, run_all, run_check, Check, CheckResult, Report, CHECKS};
 pub use harness::{Backend, Subject};
 pub use memory_backend::MemoryBackend;
+pub use properties::{check_properties, Op};
 /// Re-exported for compatibility; the store lives in the `store-memory` crate.
 pub use store_memory::MemoryStore;
-pub use properties::{check_properties, Op};

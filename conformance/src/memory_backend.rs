@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use broker_api::{SharedClock, Store, StoreResult};
 use parking_lot::Mutex;
 
-use store_memory::{MemoryData, MemoryStore};
 use crate::harness::Backend;
+use store_memory::{MemoryData, MemoryStore};
 
 /// A [`Backend`] of [`MemoryStore`]s: each slot's data lives in this value, so a store opened
 /// after another closed sees its data (in-flight leases included).

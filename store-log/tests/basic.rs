@@ -277,7 +277,11 @@ async fn a_newer_format_version_is_refused_and_nothing_is_touched() {
             && text.contains(&format!("newer than the {}", store_log::FORMAT_VERSION)),
         "{text}"
     );
-    assert_eq!(before, snapshot(&dir.path().join("topics")), "segments untouched");
+    assert_eq!(
+        before,
+        snapshot(&dir.path().join("topics")),
+        "segments untouched"
+    );
 
     // Back at this binary's version, the data is all there.
     std::fs::write(&version_file, format!("{}\n", store_log::FORMAT_VERSION)).unwrap();

@@ -238,8 +238,16 @@ pub fn describe_target(config: &tokio_postgres::Config) -> String {
     let user = config.get_user().unwrap_or("(none)");
     format!(
         "host {} port {}, database {}, role {}",
-        if hosts.is_empty() { "localhost".to_string() } else { hosts.join(",") },
-        if ports.is_empty() { "5432".to_string() } else { ports.join(",") },
+        if hosts.is_empty() {
+            "localhost".to_string()
+        } else {
+            hosts.join(",")
+        },
+        if ports.is_empty() {
+            "5432".to_string()
+        } else {
+            ports.join(",")
+        },
         config.get_dbname().unwrap_or(user),
         user
     )
@@ -316,7 +324,11 @@ where
     while let Some(msg) = messages.next().await {
         match msg {
             Ok(tokio_postgres::AsyncMessage::Notice(n)) => {
-                tracing::debug!(severity = n.severity(), "PostgreSQL notice: {}", n.message())
+                tracing::debug!(
+                    severity = n.severity(),
+                    "PostgreSQL notice: {}",
+                    n.message()
+                )
             }
             Ok(_) => {}
             Err(e) => {

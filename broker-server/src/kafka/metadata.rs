@@ -64,7 +64,8 @@ impl KafkaServer {
                 }
                 Err(e) => {
                     // An outage must not look like every topic was deleted.
-                    let v = crate::LOG_LIMIT.check(&format!("list_topics:{}", crate::error_kind(&e)));
+                    let v =
+                        crate::LOG_LIMIT.check(&format!("list_topics:{}", crate::error_kind(&e)));
                     if v != broker_api::log_limit::Verdict::Suppress {
                         warn!(
                             "list_topics failed, answering with the last known topics: {e}{}",
