@@ -166,6 +166,13 @@ pub(crate) fn connect_is_transient(e: &tokio_postgres::Error) -> bool {
                 ]
                 .contains(code)
         }
-        None => true,
+        // Refused, reset, unreachable, timed out: an I/O error. Not a missing password or
+        // an authentication method the driver does not support.
+        None => {
+            let io = e
+                .source()
+                .is_some_and(|s| s.is::<std::io::Error>() || s.to_string().contains("timed out"));
+            io || e.is_closed() || e.to_string().contains("timed out")
+        }
     }
 }
