@@ -93,7 +93,7 @@ fn clock() -> SharedClock {
 pub async fn open(spec: StoreSpec, env: &StoreEnv, case_no: usize) -> BenchResult<Opened> {
     match spec {
         StoreSpec::Memory => Ok(Opened {
-            store: Arc::new(conformance::MemoryStore::new(clock())),
+            store: Arc::new(store_memory::MemoryStore::new(clock())),
             _dir: None,
             pg_schema: None,
         }),

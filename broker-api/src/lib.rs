@@ -5,12 +5,14 @@
 
 mod clock;
 mod error;
+pub mod log_limit;
 mod names;
 mod store;
 mod types;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{StoreError, StoreResult};
+pub use log_limit::LogLimiter;
 pub use names::{validate_group_name, validate_topic_name, MAX_TOPIC_NAME_LEN};
 pub use store::Store;
 pub use types::*;

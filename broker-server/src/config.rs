@@ -1,7 +1,7 @@
 //! The broker's settings: command-line flags, `BROKER_*` environment variables and an optional
 //! TOML file, in that order of precedence, over built-in defaults.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -72,30 +72,40 @@ for example kafka_addr = \"0.0.0.0:9092\"). Flags beat environment variables, wh
 beats the defaults. Logging is controlled with RUST_LOG (default: info)."
 )]
 pub struct Cli {
-    /// TOML file with settings (keys are the flag names with '_' instead of '-').
+    /// TOML file with settings (keys are the flag names with '_' instead of '-'; see
+    /// broker.example.toml) [default: none].
     #[arg(long, env = "BROKER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Storage engine: log (segment files), postgres or memory [default: log].
+    /// Storage engine: log (segment files), postgres or memory [default: log, or postgres
+    /// when --database-url is given].
     #[arg(long, env = "BROKER_STORE", value_name = "KIND")]
     pub store: Option<StoreKind>,
     /// Directory of the log store's files [default: ./data].
     #[arg(long, env = "BROKER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL for the postgres store (also read from DATABASE_URL).
+    /// PostgreSQL URL for the postgres store, e.g. postgres://broker:secret@db:5432/app; giving
+    /// it selects --store postgres [default: none; DATABASE_URL is read when --store postgres
+    /// has no URL].
     #[arg(long, env = "BROKER_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
     /// PostgreSQL schema holding the postgres store's tables [default: broker].
     #[arg(long, env = "BROKER_PG_SCHEMA", value_name = "NAME")]
     pub pg_schema: Option<String>,
-    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    /// How long start-up waits for PostgreSQL to accept connections, retrying with backoff,
+    /// before giving up; 0 tries once [default: 60].
+    #[arg(long, env = "BROKER_PG_CONNECT_TIMEOUT_SECS", value_name = "SECS")]
+    pub pg_connect_timeout_secs: Option<u64>,
+    /// Address the Kafka listener binds: an IP or a host name (resolved at start) and a port
+    /// [default: 127.0.0.1:9092].
     #[arg(long, env = "BROKER_KAFKA_ADDR", value_name = "HOST:PORT")]
-    pub kafka_addr: Option<SocketAddr>,
+    pub kafka_addr: Option<String>,
     /// Address clients are told to connect to in Metadata [default: the bound Kafka address].
     #[arg(long, env = "BROKER_ADVERTISED_ADDR", value_name = "HOST:PORT")]
     pub advertised_addr: Option<String>,
-    /// Address of the HTTP listener: SQS-compatible API, /metrics, /healthz [default: 127.0.0.1:9324].
+    /// Address of the HTTP listener (SQS-compatible API, /metrics, /healthz): an IP or a host
+    /// name (resolved at start) and a port [default: 127.0.0.1:9324].
     #[arg(long, env = "BROKER_HTTP_ADDR", value_name = "HOST:PORT")]
-    pub http_addr: Option<SocketAddr>,
+    pub http_addr: Option<String>,
     /// Partitions of topics created on first use or without a count [default: 1].
     #[arg(long, env = "BROKER_DEFAULT_PARTITIONS", value_name = "N")]
     pub default_partitions: Option<u32>,
@@ -115,7 +125,8 @@ pub struct Cli {
     pub max_replication_factor: Option<u32>,
     /// File of SQS SigV4 keys (`ACCESS_KEY_ID SECRET` per line); with it, unsigned or badly
     /// signed SQS requests are refused. Without it, BROKER_SQS_ACCESS_KEY_ID and
-    /// BROKER_SQS_SECRET_ACCESS_KEY give one key; with neither, requests are accepted.
+    /// BROKER_SQS_SECRET_ACCESS_KEY give one key; with neither, requests are accepted
+    /// [default: none].
     #[arg(long, env = "BROKER_SQS_CREDENTIALS_FILE", value_name = "FILE")]
     pub sqs_credentials_file: Option<PathBuf>,
     /// How often time and size retention is applied to every topic, in ms [default: 60000].
@@ -131,9 +142,10 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     pg_schema: Option<String>,
-    kafka_addr: Option<SocketAddr>,
+    pg_connect_timeout_secs: Option<u64>,
+    kafka_addr: Option<String>,
     advertised_addr: Option<String>,
-    http_addr: Option<SocketAddr>,
+    http_addr: Option<String>,
     default_partitions: Option<u32>,
     auto_create_topics: Option<bool>,
     default_durability: Option<String>,
@@ -150,6 +162,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub pg_schema: String,
+    /// How long start-up waits for PostgreSQL, in seconds (0: one attempt).
+    pub pg_connect_timeout_secs: u64,
     pub kafka_addr: SocketAddr,
     pub advertised_addr: Option<String>,
     pub http_addr: SocketAddr,
@@ -172,6 +186,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             pg_schema: "broker".to_string(),
+            pg_connect_timeout_secs: 60,
             kafka_addr: "127.0.0.1:9092".parse().expect("valid address"),
             advertised_addr: None,
             http_addr: "127.0.0.1:9324".parse().expect("valid address"),
@@ -186,6 +201,58 @@ impl Default for Config {
     }
 }
 
+/// Parses the settings file; an error names the file, the line and the key.
+fn parse_file(name: &str, text: &str) -> Result<FileConfig, ServerError> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let mut at = String::new();
+        if let Some(span) = e.span() {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            at.push_str(&format!(" line {line_no}"));
+            let line = text.lines().nth(line_no - 1).unwrap_or("");
+            if let Some((key, _)) = line.split_once('=') {
+                let key = key.trim().trim_matches('"');
+                if !key.is_empty() && !key.starts_with('[') {
+                    at.push_str(&format!(", key {key}"));
+                }
+            }
+        }
+        let message = e.message().trim().replace('\n', " ");
+        ServerError::Config(format!("bad settings file {name}{at}: {message}"))
+    })
+}
+
+/// Resolves a listener address: `IP:PORT` as is, `HOST:PORT` through the system resolver
+/// (an IPv4 address is preferred when the name has both).
+pub fn resolve_addr(flag: &str, value: &str) -> Result<SocketAddr, ServerError> {
+    if let Ok(a) = value.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bad = |why: String| ServerError::Config(format!("{flag} {value:?}: {why}"));
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(bad(
+            "expected HOST:PORT, e.g. localhost:9092 or 0.0.0.0:9092".into(),
+        ));
+    };
+    if host.is_empty() {
+        return Err(bad(
+            "the host is missing (use 0.0.0.0:PORT for every interface)".into(),
+        ));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(bad(format!("{port:?} is not a port number (0-65535)")));
+    }
+    let addrs: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve host {host:?}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| bad(format!("host {host:?} has no addresses")))
+}
+
 impl Config {
     /// Resolves flags (already merged with the environment by clap), the optional file, the
     /// `DATABASE_URL` fallback and the defaults; fails with one clear message.
@@ -195,32 +262,62 @@ impl Config {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ServerError::Config(format!("cannot read {}: {e}", path.display()))
                 })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| {
-                    ServerError::Config(format!(
-                        "bad settings file {}: {}",
-                        path.display(),
-                        e.message()
-                    ))
-                })?
+                parse_file(&path.display().to_string(), &text)?
             }
             None => FileConfig::default(),
         };
+        let file_name = cli
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let d = Config::default();
         let file_durability = match file.default_durability {
-            Some(s) => Some(Durability::from_str(&s).map_err(ServerError::Config)?),
+            Some(s) => Some(Durability::from_str(&s).map_err(|e| {
+                ServerError::Config(format!("{file_name}: key default_durability: {e}"))
+            })?),
             None => None,
         };
+        // An explicit database URL (flag, BROKER_DATABASE_URL or the file) selects the postgres
+        // store; the generic DATABASE_URL only fills in the URL of `--store postgres`.
+        let explicit_url = cli.database_url.or(file.database_url);
+        let store = match (cli.store.or(file.store), &explicit_url) {
+            (Some(StoreKind::Postgres), _) | (None, Some(_)) => StoreKind::Postgres,
+            (Some(other), Some(_)) => {
+                return Err(ServerError::Config(format!(
+                    "--store {other} conflicts with --database-url: a database URL is only \
+                     used by --store postgres; drop one of them (each may come from a flag, \
+                     BROKER_STORE / BROKER_DATABASE_URL or the settings file)"
+                )))
+            }
+            (Some(kind), None) => kind,
+            (None, None) => d.store,
+        };
+        let database_url = explicit_url.or_else(|| {
+            (store == StoreKind::Postgres)
+                .then(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+                .flatten()
+        });
+        let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
+            Some(a) => resolve_addr("--kafka-addr", &a)?,
+            None => d.kafka_addr,
+        };
+        let http_addr = match cli.http_addr.or(file.http_addr) {
+            Some(a) => resolve_addr("--http-addr", &a)?,
+            None => d.http_addr,
+        };
         let config = Config {
-            store: cli.store.or(file.store).unwrap_or(d.store),
+            store,
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
-            database_url: cli
-                .database_url
-                .or(file.database_url)
-                .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty())),
+            database_url,
             pg_schema: cli.pg_schema.or(file.pg_schema).unwrap_or(d.pg_schema),
-            kafka_addr: cli.kafka_addr.or(file.kafka_addr).unwrap_or(d.kafka_addr),
+            pg_connect_timeout_secs: cli
+                .pg_connect_timeout_secs
+                .or(file.pg_connect_timeout_secs)
+                .unwrap_or(d.pg_connect_timeout_secs),
+            kafka_addr,
             advertised_addr: cli.advertised_addr.or(file.advertised_addr),
-            http_addr: cli.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
+            http_addr,
             default_partitions: cli
                 .default_partitions
                 .or(file.default_partitions)
@@ -313,6 +410,139 @@ mod tests {
         assert_eq!(c.default_durability, Durability::Interval { ms: 5 });
         assert_eq!(c.http_addr.port(), 9324);
         assert!(c.auto_create_topics);
+    }
+
+    fn resolve(args: &[&str]) -> Result<Config, ServerError> {
+        let mut all = vec!["broker"];
+        all.extend_from_slice(args);
+        Config::resolve(Cli::try_parse_from(all).unwrap())
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_a_conflicting_store_is_refused() {
+        let c = resolve(&["--database-url", "postgres://u@h/db"]).unwrap();
+        assert_eq!(c.store, StoreKind::Postgres);
+        let e = resolve(&["--store", "log", "--database-url", "postgres://u@h/db"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--store log") && e.contains("--database-url"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn listeners_take_host_names() {
+        let c = resolve(&[
+            "--kafka-addr",
+            "localhost:9999",
+            "--http-addr",
+            "localhost:0",
+        ])
+        .unwrap();
+        assert!(c.kafka_addr.ip().is_loopback(), "{}", c.kafka_addr);
+        assert_eq!(c.kafka_addr.port(), 9999);
+        for bad in [
+            "localhost",
+            "localhost:99999",
+            ":9092",
+            "no-such-host.invalid:9092",
+        ] {
+            let e = resolve(&["--kafka-addr", bad]).unwrap_err().to_string();
+            assert!(e.contains("--kafka-addr") && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_file_line_and_key() {
+        let e = parse_file("b.toml", "store = \"log\"\n\nkafka_adr = \"x:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b.toml line 3, key kafka_adr") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = parse_file("b.toml", "default_partitions = \"two\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("b.toml line 1, key default_partitions"), "{e}");
+    }
+
+    /// Every key `FileConfig` accepts, read from serde's own list in an unknown-key error.
+    fn file_keys() -> Vec<String> {
+        let e = toml::from_str::<FileConfig>("zz_not_a_key = 1\n").unwrap_err();
+        let msg = e.message().to_string();
+        let list = msg.split("expected one of").nth(1).expect(&msg);
+        list.split(',')
+            .map(|k| k.trim().trim_matches('`').to_string())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
+    const EXAMPLE: &str = include_str!("../../broker.example.toml");
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults_and_covers_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let c = resolve(&["--config", path.to_str().unwrap()]).unwrap();
+        let d = Config::default();
+        assert_eq!(
+            format!("{c:?}"),
+            format!("{d:?}"),
+            "the example shows the defaults"
+        );
+
+        // With the commented-out keys enabled, every key of the file is present and parses.
+        let enabled: String = EXAMPLE
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") && !rest.contains(' ') || is_key_line(rest) => {
+                    rest.to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        parse_file("example", &enabled).unwrap();
+        let table: toml::Table = enabled.parse().unwrap();
+        let mut present: Vec<String> = table.keys().cloned().collect();
+        let mut wanted = file_keys();
+        present.sort();
+        wanted.sort();
+        assert_eq!(present, wanted, "broker.example.toml must show every key");
+        // And every flag but --config is a key of the file.
+        let flags: Vec<String> = <Cli as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| l.replace('-', "_")))
+            .filter(|l| l != "config" && l != "help" && l != "version")
+            .collect();
+        for f in flags {
+            assert!(wanted.contains(&f), "--{f} is not a settings-file key");
+        }
+    }
+
+    fn is_key_line(s: &str) -> bool {
+        s.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+    }
+
+    #[test]
+    fn help_gives_every_option_a_default() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        for a in cmd.get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            if long == "help" || long == "version" {
+                continue;
+            }
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                help.contains("[default:"),
+                "--{long} has no default in its help: {help}"
+            );
+        }
     }
 
     #[test]

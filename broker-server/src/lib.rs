@@ -26,6 +26,17 @@ static GLOBAL: kafka::alloc::LargeLazyAlloc = kafka::alloc::LargeLazyAlloc;
 use crate::kafka::KafkaConfig;
 use crate::metrics::Metrics;
 
+/// Rate limiting of the warnings logged for failing requests: a client retrying a failing
+/// produce every 100 ms logs one line, then one line with a count every 10 s.
+pub(crate) static LOG_LIMIT: std::sync::LazyLock<broker_api::LogLimiter> =
+    std::sync::LazyLock::new(broker_api::LogLimiter::default);
+
+/// The variant name of a store error, for grouping repeated failures.
+pub(crate) fn error_kind(e: &StoreError) -> String {
+    let text = format!("{e:?}");
+    text.split(['(', ' ', '{']).next().unwrap_or("").to_string()
+}
+
 /// Everything that can stop the broker from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -62,7 +73,7 @@ pub async fn open_store(
     let kind = config.store;
     let wrap = |source| ServerError::Store { kind, source };
     match kind {
-        StoreKind::Memory => Ok(Arc::new(conformance::MemoryStore::new(clock))),
+        StoreKind::Memory => Ok(Arc::new(store_memory::MemoryStore::new(clock))),
         StoreKind::Log => {
             let dir = config.data_dir.clone();
             let opened = tokio::task::spawn_blocking(move || {
@@ -86,6 +97,7 @@ pub async fn open_store(
             })?;
             let options = store_postgres::PgOptions {
                 schema: config.pg_schema.clone(),
+                startup_wait: Duration::from_secs(config.pg_connect_timeout_secs),
                 ..store_postgres::PgOptions::default()
             };
             match store_postgres::PgStore::connect(url, options, clock).await {
@@ -263,8 +275,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    use futures::FutureExt;
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = open_store(&config, clock.clone()).await?;
+    // A signal while the store opens (say, while waiting for PostgreSQL) stops at once.
+    let shutdown = shutdown.boxed().shared();
+    let store = tokio::select! {
+        store = open_store(&config, clock.clone()) => store?,
+        _ = shutdown.clone() => {
+            info!("stopped during start-up, before the store was open");
+            return Ok(());
+        }
+    };
     let server = match Server::bind(&config, store.clone(), clock).await {
         Ok(s) => s,
         Err(e) => {

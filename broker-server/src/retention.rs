@@ -49,7 +49,7 @@ pub async fn enforce_all(store: &dyn Store) -> broker_api::StoreResult<u64> {
 mod tests {
     use super::*;
     use broker_api::{AppendBatch, ManualClock, Record, TopicConfig};
-    use conformance::MemoryStore;
+    use store_memory::MemoryStore;
 
     #[tokio::test]
     async fn enforce_all_applies_time_retention_and_skips_topics_without_limits() {

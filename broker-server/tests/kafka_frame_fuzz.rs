@@ -59,7 +59,7 @@ proptest! {
 fn server(rt: &tokio::runtime::Runtime) -> (Arc<KafkaServer>, tokio::sync::watch::Sender<bool>) {
     rt.block_on(async {
         let clock: SharedClock = Arc::new(SystemClock);
-        let store = Arc::new(conformance::MemoryStore::new(clock));
+        let store = Arc::new(store_memory::MemoryStore::new(clock));
         let config = KafkaConfig::new(&Config::default(), "127.0.0.1:9092").unwrap();
         let (tx, rx) = tokio::sync::watch::channel(false);
         (

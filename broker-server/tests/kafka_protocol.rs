@@ -534,7 +534,7 @@ async fn unknown_topics_are_reported_when_auto_create_is_off() {
         ..Config::default()
     };
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = Arc::new(conformance::MemoryStore::new(clock.clone()));
+    let store = Arc::new(store_memory::MemoryStore::new(clock.clone()));
     let server = Server::bind(&config, store, clock).await.unwrap();
     let addr = server.addrs().kafka;
     let (tx, rx) = oneshot::channel::<()>();

@@ -9,9 +9,9 @@ use broker_api::{AppendBatch, FetchLimits, ManualClock, Record, SharedClock, Sto
 use broker_server::http::sqs::sigv4;
 use broker_server::http::{router, HttpConfig, SigV4Credentials};
 use broker_server::metrics::Metrics;
-use conformance::MemoryStore;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
+use store_memory::MemoryStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Server {

@@ -1,5 +1,6 @@
 //! The shared conformance suite: one check per rule of [`broker_api::Store`], model-based
-//! property tests, concurrency checks, and [`MemoryStore`], the reference implementation.
+//! property tests, concurrency checks, and [`MemoryBackend`], which runs the suite on
+//! `store_memory::MemoryStore`, the reference implementation.
 //!
 //! A store crate implements [`Backend`] and runs, from a thin `tests/conformance.rs`:
 //!
@@ -20,11 +21,13 @@
 
 pub mod checks;
 mod harness;
-mod memory;
+mod memory_backend;
 pub mod model;
 mod properties;
 
 pub use checks::{assert_all, run_all, run_check, Check, CheckResult, Report, CHECKS};
 pub use harness::{Backend, Subject};
-pub use memory::{MemoryBackend, MemoryStore};
+pub use memory_backend::MemoryBackend;
 pub use properties::{check_properties, Op};
+/// Re-exported for compatibility; the store lives in the `store-memory` crate.
+pub use store_memory::MemoryStore;

@@ -31,6 +31,16 @@ pub enum LogError {
     /// The metadata journal or snapshot could not be decoded.
     #[error("bad metadata: {0}")]
     Metadata(String),
+    /// The directory was written by a newer binary, in a format this one cannot read.
+    #[error(
+        "{dir} holds a log store in format version {found}, newer than the {supported} this \
+         binary reads; run the newer broker (or restore a backup taken before the upgrade)"
+    )]
+    FormatTooNew {
+        dir: String,
+        found: u32,
+        supported: u32,
+    },
 }
 
 impl LogError {
@@ -54,6 +64,7 @@ impl From<LogError> for StoreError {
             LogError::Corrupt(m) => StoreError::Corrupt(m),
             LogError::Metadata(m) => StoreError::Corrupt(m),
             LogError::Locked(_) => StoreError::Unavailable(e.to_string()),
+            LogError::FormatTooNew { .. } => StoreError::InvalidArgument(e.to_string()),
         }
     }
 }

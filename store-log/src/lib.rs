@@ -16,5 +16,5 @@ pub mod verify;
 
 pub use error::{LogError, LogResult};
 pub use io::FaultInjector;
-pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN};
+pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN, FORMAT_VERSION, FORMAT_VERSION_FILE};
 pub use verify::{verify, Problem, VerifyReport};

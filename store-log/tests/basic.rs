@@ -241,6 +241,72 @@ async fn leases_survive_reopen() {
 }
 
 #[tokio::test]
+async fn a_newer_format_version_is_refused_and_nothing_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let s = open(dir.path(), &clock);
+    s.create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    fill(&s, "t", 50, 10).await;
+    s.close().await.unwrap();
+    let version_file = dir.path().join(store_log::FORMAT_VERSION_FILE);
+    assert_eq!(
+        std::fs::read_to_string(&version_file).unwrap().trim(),
+        store_log::FORMAT_VERSION.to_string(),
+        "a store records its format version"
+    );
+
+    // A newer binary wrote the directory: refused, by name, before any recovery runs.
+    let newer = store_log::FORMAT_VERSION + 1;
+    std::fs::write(&version_file, format!("{newer}\n")).unwrap();
+    let snapshot = |d: &Path| {
+        let mut files = Vec::new();
+        for e in walk(d) {
+            files.push((e.clone(), std::fs::read(&e).unwrap_or_default()));
+        }
+        files
+    };
+    let before = snapshot(&dir.path().join("topics"));
+    let err = LogStore::open(dir.path(), small_opts(), Arc::new(clock.clone()))
+        .err()
+        .expect("a newer format is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("format version {newer}"))
+            && text.contains(&format!("newer than the {}", store_log::FORMAT_VERSION)),
+        "{text}"
+    );
+    assert_eq!(
+        before,
+        snapshot(&dir.path().join("topics")),
+        "segments untouched"
+    );
+
+    // Back at this binary's version, the data is all there.
+    std::fs::write(&version_file, format!("{}\n", store_log::FORMAT_VERSION)).unwrap();
+    let s = open(dir.path(), &clock);
+    check_all(&s, "t", 0, 50).await;
+    s.close().await.unwrap();
+}
+
+fn walk(d: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
 async fn directory_is_locked_while_open() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();

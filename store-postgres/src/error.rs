@@ -19,6 +19,13 @@ pub enum PgError {
         found: i32,
         supported: i32,
     },
+    /// PostgreSQL could not be reached, or refused the connection (no such database or role,
+    /// wrong password, ...). `target` names host, port, database and role, never a password.
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
+    /// The role lacks a right the store needs; the message says which GRANT gives it.
+    #[error("{0}")]
+    Privileges(String),
     /// PostgreSQL could not be reached or failed a start-up statement.
     #[error("database error: {0}")]
     Database(StoreError),
@@ -28,6 +35,7 @@ impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
         match e {
             PgError::Database(e) => e,
+            PgError::Connect { .. } => StoreError::Unavailable(e.to_string()),
             other => StoreError::InvalidArgument(other.to_string()),
         }
     }
@@ -37,8 +45,14 @@ impl From<PgError> for StoreError {
 /// error" (Kafka clients show "Unknown broker error"), so the cause is logged here, every
 /// time, with the message it carries.
 pub(crate) fn internal(cause: impl std::fmt::Display) -> StoreError {
+    static LIMIT: std::sync::LazyLock<broker_api::LogLimiter> =
+        std::sync::LazyLock::new(broker_api::LogLimiter::default);
     let text = cause.to_string();
-    tracing::error!(cause = %text, "store-postgres: internal error");
+    // Repeats of the same cause (a client retrying every 100 ms) are counted, not each logged.
+    let v = LIMIT.check(&text);
+    if v != broker_api::log_limit::Verdict::Suppress {
+        tracing::error!(cause = %text, "store-postgres: internal error{}", v.suffix());
+    }
     StoreError::Internal(text)
 }
 
@@ -112,5 +126,53 @@ pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
         PoolError::Closed => StoreError::Closed,
         PoolError::Timeout(t) => StoreError::Unavailable(format!("connection pool timeout: {t:?}")),
         other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// The text of a connection error: the server's message and SQLSTATE when the server answered,
+/// else the driver's (with its cause, e.g. "Connection refused").
+pub(crate) fn connect_reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// True when a failed connect may succeed later without anyone changing anything: the server
+/// is not up yet, is starting or shutting down, or is out of connections.
+pub(crate) fn connect_is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code();
+            code.code().starts_with("08")
+                || [
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                ]
+                .contains(code)
+        }
+        // Refused, reset, unreachable, timed out: an I/O error. Not a missing password or
+        // an authentication method the driver does not support.
+        None => {
+            let io = e
+                .source()
+                .is_some_and(|s| s.is::<std::io::Error>() || s.to_string().contains("timed out"));
+            io || e.is_closed() || e.to_string().contains("timed out")
+        }
     }
 }

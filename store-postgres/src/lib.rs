@@ -44,6 +44,10 @@ pub struct PgOptions {
     pub safety_check_interval: Duration,
     /// Longest wait for a new connection or a free pooled one.
     pub connect_timeout: Duration,
+    /// How long [`PgStore::connect`] keeps retrying, with backoff, while PostgreSQL is not
+    /// reachable (each retry logged at WARN with its reason); zero tries once. Errors that
+    /// waiting cannot fix (no such database or role, a wrong password) fail at once.
+    pub startup_wait: Duration,
 }
 
 impl Default for PgOptions {
@@ -53,6 +57,7 @@ impl Default for PgOptions {
             pool_size: 16,
             safety_check_interval: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
+            startup_wait: Duration::ZERO,
         }
     }
 }
@@ -100,21 +105,10 @@ impl PgStore {
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
             .options(format!("-c search_path={}", options.schema));
-        let (mut client, connection) =
-            tokio::time::timeout(options.connect_timeout, config.connect(NoTls))
-                .await
-                .map_err(|_| {
-                    PgError::Database(StoreError::Unavailable(
-                        "timed out connecting to PostgreSQL".into(),
-                    ))
-                })?
-                .map_err(|e| PgError::Database(error::db_err(e)))?;
-        let conn_task = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let target = describe_target(&config);
+        let mut client = connect_with_retry(&config, &target, &options).await?;
         let migrated = schema::migrate(&mut client, &options.schema).await;
         drop(client);
-        conn_task.abort();
         migrated?;
 
         let build = |size: usize| {
@@ -163,12 +157,14 @@ impl PgStore {
     /// quoted, as it cannot be a bind parameter.
     pub async fn drop_schema(database_url: &str, schema: &str) -> Result<(), PgError> {
         schema::validate_schema_name(schema)?;
-        let (client, conn) = tokio_postgres::connect(database_url, NoTls)
-            .await
-            .map_err(|e| PgError::Database(error::db_err(e)))?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let config: tokio_postgres::Config = database_url
+            .parse()
+            .map_err(|e| PgError::Config(format!("bad database URL: {e}")))?;
+        let (client, conn) = config.connect(NoTls).await.map_err(|e| PgError::Connect {
+            target: describe_target(&config),
+            reason: error::connect_reason(&e),
+        })?;
+        let task = tokio::spawn(drive(conn));
         let r = client
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -224,6 +220,122 @@ impl PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// "host H port P, database D, role R" of a connection config; never the password.
+pub fn describe_target(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let user = config.get_user().unwrap_or("(none)");
+    format!(
+        "host {} port {}, database {}, role {}",
+        if hosts.is_empty() {
+            "localhost".to_string()
+        } else {
+            hosts.join(",")
+        },
+        if ports.is_empty() {
+            "5432".to_string()
+        } else {
+            ports.join(",")
+        },
+        config.get_dbname().unwrap_or(user),
+        user
+    )
+}
+
+/// Connects, retrying transient failures with backoff until `options.startup_wait` has
+/// passed; logs each retry at WARN with its reason.
+async fn connect_with_retry(
+    config: &tokio_postgres::Config,
+    target: &str,
+    options: &PgOptions,
+) -> Result<tokio_postgres::Client, PgError> {
+    let started = tokio::time::Instant::now();
+    let deadline = started + options.startup_wait;
+    let mut backoff = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    loop {
+        let (reason, transient) =
+            match tokio::time::timeout(options.connect_timeout, config.connect(NoTls)).await {
+                Ok(Ok((client, connection))) => {
+                    tokio::spawn(drive(connection));
+                    if attempt > 1 {
+                        tracing::info!(
+                            target = %target,
+                            attempts = attempt,
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "connected to PostgreSQL"
+                        );
+                    }
+                    return Ok(client);
+                }
+                Ok(Err(e)) => (error::connect_reason(&e), error::connect_is_transient(&e)),
+                Err(_) => (
+                    format!("no answer within {:?}", options.connect_timeout),
+                    true,
+                ),
+            };
+        let now = tokio::time::Instant::now();
+        if !transient || now + backoff > deadline {
+            let reason = if transient && attempt > 1 {
+                format!(
+                    "{reason} (gave up after {attempt} attempts in {} s; raise --pg-connect-timeout-secs to wait longer)",
+                    started.elapsed().as_secs()
+                )
+            } else {
+                reason
+            };
+            return Err(PgError::Connect {
+                target: target.to_string(),
+                reason,
+            });
+        }
+        tracing::warn!(
+            target = %target,
+            attempt,
+            retry_in_ms = backoff.as_millis() as u64,
+            "PostgreSQL is not reachable yet: {reason}; retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}
+
+/// Drives a connection of our own, logging the server's NOTICEs (such as "schema already
+/// exists, skipping") at DEBUG instead of the driver's INFO.
+pub(crate) async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::StreamExt;
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(msg) = messages.next().await {
+        match msg {
+            Ok(tokio_postgres::AsyncMessage::Notice(n)) => {
+                tracing::debug!(
+                    severity = n.severity(),
+                    "PostgreSQL notice: {}",
+                    n.message()
+                )
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+                break;
+            }
+        }
     }
 }
 

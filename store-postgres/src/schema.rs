@@ -180,9 +180,48 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i32, Pg
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(schema)])
         .await
         .map_err(pg)?;
+    let rights = tx
+        .query_one(
+            "SELECT current_user::text, current_database()::text,
+                    has_database_privilege(current_database(), 'CREATE'),
+                    EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                    CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)
+                         THEN has_schema_privilege($1, 'USAGE') AND has_schema_privilege($1, 'CREATE')
+                         ELSE false END",
+            &[&schema],
+        )
+        .await
+        .map_err(pg)?;
+    let (role, database): (String, String) = (rights.get(0), rights.get(1));
+    let (may_create_schema, exists, may_use_schema): (bool, bool, bool) =
+        (rights.get(2), rights.get(3), rights.get(4));
+    if !exists && !may_create_schema {
+        return Err(PgError::Privileges(format!(
+            "role {role:?} may not create schema {schema:?} in database {database:?}: run \
+             `GRANT CREATE ON DATABASE {} TO {};` or create the schema beforehand and run \
+             `GRANT USAGE, CREATE ON SCHEMA {q} TO {};`",
+            quoted(&database),
+            quoted(&role),
+            quoted(&role)
+        )));
+    }
+    if exists && !may_use_schema {
+        return Err(PgError::Privileges(format!(
+            "role {role:?} lacks rights on schema {schema:?} in database {database:?}: run \
+             `GRANT USAGE, CREATE ON SCHEMA {q} TO {};` (and make the role the owner of its \
+             tables, or the schema's owner, so migrations can alter them)",
+            quoted(&role)
+        )));
+    }
+    if !exists {
+        // Not `CREATE SCHEMA IF NOT EXISTS`: that needs CREATE on the database even when the
+        // schema exists, which a role given only rights on the schema does not have.
+        tx.batch_execute(&format!("CREATE SCHEMA {q}"))
+            .await
+            .map_err(pg)?;
+    }
     tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {q};
-         CREATE TABLE IF NOT EXISTS {q}.schema_migrations (
+        "CREATE TABLE IF NOT EXISTS {q}.schema_migrations (
              version int PRIMARY KEY,
              description text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now());"

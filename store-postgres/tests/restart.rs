@@ -1,7 +1,7 @@
 //! Restarting PostgreSQL (`-m immediate`, a crash as clients see it) while appends, leases and
 //! acks run: calls fail only with retriable errors, the same store recovers by itself, and
-//! everything that was acknowledged is still there. In its own test binary so the restart
-//! cannot disturb other tests.
+//! everything that was acknowledged is still there. The test restarts a cluster of its own
+//! (made with `scripts/pg` in a temp dir on a free port), never the one of DATABASE_URL.
 
 mod support;
 
@@ -13,24 +13,13 @@ use std::time::Duration;
 use broker_api::{AppendBatch, FetchLimits, Record, Store, StoreError, TopicConfig};
 use parking_lot::Mutex;
 
-fn pg_ctl() -> String {
-    std::env::var("BROKER_PG_CTL")
-        .unwrap_or_else(|_| format!("{}/../scripts/pg", env!("CARGO_MANIFEST_DIR")))
-}
+use support::cluster::Cluster;
 
-async fn restart_postgres() {
-    let ctl = pg_ctl();
-    let out = tokio::process::Command::new(&ctl)
-        .arg("restart")
-        .output()
+async fn restart_postgres(cluster: &Arc<Cluster>) {
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.restart())
         .await
-        .unwrap_or_else(|e| panic!("cannot run {ctl} restart: {e}"));
-    assert!(
-        out.status.success(),
-        "{ctl} restart failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .expect("restart task");
 }
 
 fn check_retriable(what: &str, e: &StoreError, errors: &Mutex<Vec<String>>) {
@@ -55,7 +44,9 @@ struct Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn store_survives_a_postgres_restart() {
-    let (store, clock) = support::fresh_store("restart_test").await;
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::start).await.unwrap());
+    let url = cluster.url();
+    let (store, clock) = support::fresh_store_at(&url, "restart_test").await;
     let store: Arc<dyn Store> = Arc::new(store);
     store
         .create_topic("t", TopicConfig::with_partitions(1))
@@ -165,7 +156,7 @@ async fn store_survives_a_postgres_restart() {
     };
 
     tokio::time::sleep(Duration::from_millis(800)).await;
-    restart_postgres().await;
+    restart_postgres(&cluster).await;
     restarted.store(true, Ordering::SeqCst);
 
     // The same store must serve again without being recreated.
@@ -186,7 +177,7 @@ async fn store_survives_a_postgres_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Another store (another broker) appends; the waiting store hears of it.
-    let other = support::open_store("restart_test", Arc::new(clock.clone())).await;
+    let other = support::open_store_at(&url, "restart_test", Arc::new(clock.clone())).await;
     other
         .append("w", 0, AppendBatch::new(vec![Record::from_value("wake")]))
         .await

@@ -64,7 +64,14 @@ impl KafkaServer {
                 }
                 Err(e) => {
                     // An outage must not look like every topic was deleted.
-                    warn!("list_topics failed, answering with the last known topics: {e}");
+                    let v =
+                        crate::LOG_LIMIT.check(&format!("list_topics:{}", crate::error_kind(&e)));
+                    if v != broker_api::log_limit::Verdict::Suppress {
+                        warn!(
+                            "list_topics failed, answering with the last known topics: {e}{}",
+                            v.suffix()
+                        );
+                    }
                     let known: Vec<TopicInfo> =
                         self.known_topics.lock().values().cloned().collect();
                     for info in &known {
@@ -86,7 +93,14 @@ impl KafkaServer {
                             m
                         }
                         Err(e) if e.is_retriable() && known.is_some() => {
-                            warn!("metadata for {name}: {e}; answering with the last known");
+                            let v = crate::LOG_LIMIT
+                                .check(&format!("describe_topic:{}", crate::error_kind(&e)));
+                            if v != broker_api::log_limit::Verdict::Suppress {
+                                warn!(
+                                    "metadata for {name}: {e}; answering with the last known{}",
+                                    v.suffix()
+                                );
+                            }
                             self.topic_metadata(known.as_ref().expect("checked"), topic_ops)
                                 .await
                         }

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::errors::code_for;
 use super::KafkaServer;
+use crate::error_kind;
 
 impl KafkaServer {
     pub(super) async fn produce(&self, req: ProduceRequest, _version: i16) -> ProduceResponse {
@@ -94,7 +95,10 @@ impl KafkaServer {
                         e,
                         StoreError::UnknownTopic(_) | StoreError::OutOfOrderSequence { .. }
                     ) {
-                        warn!(topic, partition, "append failed: {e}");
+                        let v = crate::LOG_LIMIT.check(&format!("append:{}", error_kind(&e)));
+                        if v != broker_api::log_limit::Verdict::Suppress {
+                            warn!(topic, partition, "append failed: {e}{}", v.suffix());
+                        }
                     }
                     return fail(code_for(&e), e.to_string());
                 }
@@ -135,7 +139,10 @@ impl KafkaServer {
                 .with_producer_id(ProducerId(id.producer_id))
                 .with_producer_epoch(id.epoch),
             Err(e) => {
-                warn!("init_producer_id failed: {e}");
+                let v = crate::LOG_LIMIT.check(&format!("init_producer_id:{}", error_kind(&e)));
+                if v != broker_api::log_limit::Verdict::Suppress {
+                    warn!("init_producer_id failed: {e}{}", v.suffix());
+                }
                 resp.with_error_code(code_for(&e))
             }
         }

@@ -207,7 +207,12 @@ pub async fn handle(State(sqs): State<Arc<Sqs>>, req: Request) -> Response {
         },
         Err(e) => {
             if matches!(e, SqsError::Internal(_) | SqsError::ServiceUnavailable(_)) {
-                tracing::warn!(action = %action, error = %e, "sqs request failed");
+                let kind = format!("{e:?}");
+                let kind = kind.split(['(', ' ', '{']).next().unwrap_or("");
+                let v = crate::LOG_LIMIT.check(&format!("sqs:{action}:{kind}"));
+                if v != broker_api::log_limit::Verdict::Suppress {
+                    tracing::warn!(action = %action, error = %e, "sqs request failed{}", v.suffix());
+                }
             }
             render_error(protocol, &e, &request_id)
         }

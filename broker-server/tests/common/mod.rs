@@ -34,7 +34,7 @@ impl TestServer {
             ..Config::default()
         };
         let clock: SharedClock = Arc::new(SystemClock);
-        let store = Arc::new(conformance::MemoryStore::new(clock.clone()));
+        let store = Arc::new(store_memory::MemoryStore::new(clock.clone()));
         let server = Server::bind(&config, store, clock).await.unwrap();
         let addr = server.addrs().kafka;
         let http = server.addrs().http;

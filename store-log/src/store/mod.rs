@@ -28,6 +28,56 @@ mod leasing;
 
 /// Name of the clean-shutdown marker file in the store directory.
 pub const CLEAN_SHUTDOWN: &str = "clean-shutdown";
+/// Name of the file holding the store's format version (a decimal number and a newline).
+pub const FORMAT_VERSION_FILE: &str = "format-version";
+/// The store format this binary writes and the newest it reads. Bumped whenever a change of
+/// the files would be misread by an older binary, which then refuses the directory (see
+/// docs/operations.md, "Upgrades").
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Checks the directory's format version: a newer one is refused before anything is read or
+/// repaired (an older binary would take the new batches for a torn tail and cut them off); a
+/// missing one (a new directory, or one written before the file existed) is written.
+fn check_format_version(dir: &Path, io: &Io) -> LogResult<()> {
+    let path = dir.join(FORMAT_VERSION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found: u32 = text.trim().parse().map_err(|_| {
+                LogError::Metadata(format!(
+                    "{} holds {:?}, not a format version",
+                    path.display(),
+                    text.trim()
+                ))
+            })?;
+            if found > FORMAT_VERSION {
+                return Err(LogError::FormatTooNew {
+                    dir: dir.display().to_string(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            if found < FORMAT_VERSION {
+                write_format_version(dir, io)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_format_version(dir, io),
+        Err(e) => Err(LogError::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+fn write_format_version(dir: &Path, io: &Io) -> LogResult<()> {
+    let tmp = dir.join(format!("{FORMAT_VERSION_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{FORMAT_VERSION}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(FORMAT_VERSION_FILE))?;
+        sync_dir(io, dir)
+    };
+    write().map_err(|e| LogError::io("writing the format version", e))
+}
 
 /// Store-wide settings.
 #[derive(Debug, Clone)]
@@ -170,6 +220,9 @@ impl LogStore {
         std::fs::create_dir_all(dir.join("topics"))
             .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         let dir_lock = lock_dir(dir)?;
+        // A directory without metadata has never held a store: nothing to recover.
+        let fresh = !dir.join("meta").exists();
+        check_format_version(dir, &io)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let mut meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
@@ -235,7 +288,14 @@ impl LogStore {
                 .map_err(|e| LogError::io("removing the clean-shutdown marker", e))?;
             sync_dir(&io, dir).map_err(|e| LogError::io("syncing the store directory", e))?;
         }
-        tracing::info!(dir = %dir.display(), clean, topics = topics.len(), "opened log store");
+        let last_shutdown = if fresh {
+            "none (new store)"
+        } else if clean {
+            "clean"
+        } else {
+            "unclean (recovered)"
+        };
+        tracing::info!(dir = %dir.display(), last_shutdown, topics = topics.len(), format_version = FORMAT_VERSION, "opened log store");
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             opts,

@@ -7,31 +7,38 @@ use async_trait::async_trait;
 use broker_api::{ManualClock, SharedClock, Store, StoreResult};
 use store_postgres::{PgOptions, PgStore};
 
-/// DATABASE_URL; panics with a clear message when it is unset (tests never skip).
+pub mod cluster;
+
+/// DATABASE_URL, or (when it is unset) the URL of a throwaway cluster this test process starts
+/// with `scripts/pg` and stops at exit.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "DATABASE_URL is not set: the store-postgres tests need a PostgreSQL server. \
-             Run `scripts/pg start` and export DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres \
-             (scripts/test does this)"
-        )
-    })
+    cluster::shared_url()
 }
 
 /// A store on an emptied `schema`, with a manual clock; panics if PostgreSQL is unreachable.
 pub async fn fresh_store(schema: &str) -> (PgStore, ManualClock) {
-    let url = database_url();
+    fresh_store_at(&database_url(), schema).await
+}
+
+/// [`fresh_store`] on the server at `url`.
+pub async fn fresh_store_at(url: &str, schema: &str) -> (PgStore, ManualClock) {
+    let url = url.to_string();
     PgStore::drop_schema(&url, schema)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {url} is unreachable: {e}"));
     let clock = ManualClock::default();
-    let store = open_store(schema, Arc::new(clock.clone())).await;
+    let store = open_store_at(&url, schema, Arc::new(clock.clone())).await;
     (store, clock)
 }
 
 /// A store on `schema` as it is.
 pub async fn open_store(schema: &str, clock: SharedClock) -> PgStore {
-    let url = database_url();
+    open_store_at(&database_url(), schema, clock).await
+}
+
+/// [`open_store`] on the server at `url`.
+pub async fn open_store_at(url: &str, schema: &str, clock: SharedClock) -> PgStore {
+    let url = url.to_string();
     let options = PgOptions {
         schema: schema.to_string(),
         pool_size: 8,

@@ -1,10 +1,10 @@
-//! [`MemoryStore`], the in-memory reference implementation of [`Store`], and
-//! [`MemoryBackend`], which keeps each slot's data across close and reopen.
+//! [`MemoryStore`], the in-memory reference implementation of [`Store`]: the `memory` store of
+//! the `broker` binary, and the store the conformance suite's model is checked against.
+//! `conformance::MemoryBackend` keeps each slot's [`MemoryData`] across close and reopen.
 //!
 //! All state sits behind one mutex; every call is atomic. In-flight leases survive a reopen
 //! (the contract allows them to come back available instead; this store keeps them).
 
-mod backend;
 mod lease;
 mod log;
 mod producer;
@@ -24,18 +24,18 @@ use broker_api::{
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-pub use backend::MemoryBackend;
 use state::{millis, push, unknown, Partition, State, Topic};
 
-/// Shared state of one slot; survives close and reopen.
+/// The data of a store; outlives the [`MemoryStore`]s opened on it, so a store opened on it
+/// after another closed sees that one's data.
 #[derive(Default)]
-struct Shared {
+pub struct MemoryData {
     state: Mutex<State>,
 }
 
 /// The in-memory reference store. Passes every check of the conformance suite.
 pub struct MemoryStore {
-    shared: Arc<Shared>,
+    shared: Arc<MemoryData>,
     clock: SharedClock,
     closed: watch::Sender<bool>,
 }
@@ -43,10 +43,12 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// An empty store using `clock`.
     pub fn new(clock: SharedClock) -> Self {
-        Self::on(Arc::new(Shared::default()), clock)
+        Self::on(Arc::new(MemoryData::default()), clock)
     }
 
-    fn on(shared: Arc<Shared>, clock: SharedClock) -> Self {
+    /// A store on existing `data`: what reopening looks like (the data outlives the stores
+    /// opened on it).
+    pub fn on(shared: Arc<MemoryData>, clock: SharedClock) -> Self {
         MemoryStore {
             shared,
             clock,

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use broker_api::{SharedClock, Store, StoreResult};
 use parking_lot::Mutex;
 
-use super::{MemoryStore, Shared};
 use crate::harness::Backend;
+use store_memory::{MemoryData, MemoryStore};
 
 /// A [`Backend`] of [`MemoryStore`]s: each slot's data lives in this value, so a store opened
 /// after another closed sees its data (in-flight leases included).
 #[derive(Default)]
 pub struct MemoryBackend {
-    slots: Mutex<HashMap<String, Arc<Shared>>>,
+    slots: Mutex<HashMap<String, Arc<MemoryData>>>,
 }
 
 impl MemoryBackend {
