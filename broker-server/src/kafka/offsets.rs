@@ -30,14 +30,24 @@ const LATEST_TIERED: i64 = -5;
 fn found_offset(
     base: &ListOffsetsPartitionResponse,
     found: Option<OffsetAndTimestamp>,
+    v: i16,
 ) -> ListOffsetsPartitionResponse {
     match found {
         Some(o) => base
             .clone()
             .with_offset(o.offset)
             .with_timestamp(o.timestamp_ms)
-            .with_leader_epoch(LEADER_EPOCH),
+            .with_leader_epoch(epoch_for(v)),
         None => base.clone(),
+    }
+}
+
+/// The leader epoch to report: the field exists from ListOffsets v4 on (-1 before).
+fn epoch_for(v: i16) -> i32 {
+    if v >= 4 {
+        LEADER_EPOCH
+    } else {
+        -1
     }
 }
 
@@ -76,18 +86,18 @@ impl KafkaServer {
                             };
                             base.clone()
                                 .with_offset(off)
-                                .with_leader_epoch(LEADER_EPOCH)
+                                .with_leader_epoch(epoch_for(v))
                         }),
                     ts if ts >= 0 => self
                         .store
                         .offset_for_timestamp(&name, p.partition_index, ts)
                         .await
-                        .map(|found| found_offset(&base, found)),
+                        .map(|found| found_offset(&base, found, v)),
                     MAX_TIMESTAMP if v >= 7 => self
                         .store
                         .max_timestamp_offset(&name, p.partition_index)
                         .await
-                        .map(|found| found_offset(&base, found)),
+                        .map(|found| found_offset(&base, found, v)),
                     _ => Ok(base
                         .clone()
                         .with_error_code(ResponseError::UnsupportedVersion.code())),
