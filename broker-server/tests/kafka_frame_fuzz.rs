@@ -86,12 +86,12 @@ proptest! {
                 // Long polls and joins are bounded by the stop signal, not by the random input.
                 let handled = tokio::time::timeout(
                     std::time::Duration::from_millis(50),
-                    server.handle_frame(Bytes::from(frame.clone())),
+                    server.handle_frame(Bytes::from(frame.clone()), None),
                 )
                 .await;
                 if handled.is_err() {
                     let _ = stop.send(true);
-                    let _ = server.handle_frame(Bytes::from(frame)).await;
+                    let _ = server.handle_frame(Bytes::from(frame), None).await;
                 }
             });
         });

@@ -52,8 +52,21 @@ pub struct GroupDescription {
     pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
-    /// (member id, instance id, client id, metadata of the chosen protocol, assignment).
-    pub members: Vec<(String, Option<String>, String, Bytes, Bytes)>,
+    /// The members, as DescribeGroups lists them.
+    pub members: Vec<DescribedMember>,
+}
+
+/// A member as DescribeGroups reports it.
+#[derive(Debug, Clone, Default)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    /// The member's address as Kafka writes it (`/127.0.0.1`).
+    pub client_host: String,
+    /// Its metadata for the group's protocol.
+    pub metadata: Bytes,
+    pub assignment: Bytes,
 }
 
 /// A join request.
@@ -63,6 +76,8 @@ pub struct JoinRequest {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
+    /// The member's address as Kafka writes it (`/127.0.0.1`).
+    pub client_host: String,
     pub session_timeout: Duration,
     pub rebalance_timeout: Duration,
     pub protocol_type: String,
@@ -85,6 +100,7 @@ enum State {
 struct Member {
     instance_id: Option<String>,
     client_id: String,
+    client_host: String,
     session_timeout: Duration,
     rebalance_timeout: Duration,
     protocols: Vec<(String, Bytes)>,
@@ -228,13 +244,21 @@ impl Coordinator {
             }
             None => g.members.remove(&member_id),
         };
-        // A static member back with the same protocols in a stable group keeps its
-        // assignment: no rebalance (KIP-345).
-        let unchanged = replaced.is_some()
-            && g.state == State::Stable
-            && existing
-                .as_ref()
-                .is_some_and(|m| m.protocols == req.protocols);
+        // A member joining again with the same protocols changes nothing, as in Kafka: it
+        // gets the current generation at once, with no rebalance, when the group is stable
+        // (unless it is the leader, whose rejoin asks for a new assignment; a static member
+        // replacing itself keeps its role and assignment, KIP-345) or waiting for the
+        // leader's assignment.
+        let same_protocols = existing
+            .as_ref()
+            .is_some_and(|m| m.protocols == req.protocols);
+        let is_leader = g.leader.as_deref() == Some(member_id.as_str()) && replaced.is_none();
+        let unchanged = same_protocols
+            && match g.state {
+                State::Stable => !is_leader,
+                State::Completing => true,
+                _ => false,
+            };
         let (sync_waiter, assignment) = existing
             .map(|m| (m.sync_waiter, m.assignment))
             .unwrap_or((None, Bytes::new()));
@@ -243,6 +267,7 @@ impl Coordinator {
             Member {
                 instance_id: req.instance_id.clone(),
                 client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
                 session_timeout: req.session_timeout,
                 rebalance_timeout: req.rebalance_timeout,
                 protocols: req.protocols.clone(),
@@ -525,13 +550,14 @@ impl Coordinator {
                     } else {
                         Bytes::new()
                     };
-                    (
-                        id.clone(),
-                        m.instance_id.clone(),
-                        m.client_id.clone(),
-                        meta,
+                    DescribedMember {
+                        member_id: id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: meta,
                         assignment,
-                    )
+                    }
                 })
                 .collect(),
         })
@@ -774,6 +800,7 @@ mod tests {
             member_id: member.into(),
             instance_id: None,
             client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
             session_timeout: Duration::from_millis(session_ms),
             rebalance_timeout: Duration::from_secs(10),
             protocol_type: "consumer".into(),
@@ -929,6 +956,31 @@ mod tests {
             c.join(static_req("ib", &ja.member_id)).unwrap_err(),
             ResponseError::FencedInstanceId.code()
         );
+    }
+
+    #[test]
+    fn a_follower_rejoining_unchanged_gets_the_current_generation() {
+        let (c, _stop) = coordinator();
+        let mut a = c.join(req("", 5_000)).unwrap();
+        let mut b = c.join(req("", 5_000)).unwrap();
+        c.check_timeouts(Instant::now() + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
+        let (ja, jb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        let (leader, follower) = if ja.leader == ja.member_id {
+            (ja, jb)
+        } else {
+            (jb, ja)
+        };
+        c.sync("g", leader.generation, &leader.member_id, None, vec![])
+            .unwrap();
+        // The follower joins again with the same metadata: answered at once, same generation.
+        let mut again = c.join(req(&follower.member_id, 5_000)).unwrap();
+        let j = again.try_recv().expect("no rebalance");
+        assert_eq!((j.error, j.generation), (0, follower.generation));
+        assert_eq!(c.describe("g").unwrap().state, "Stable");
+        // The leader joining again asks for a new assignment: a rebalance starts.
+        let mut l = c.join(req(&leader.member_id, 5_000)).unwrap();
+        assert!(l.try_recv().is_err());
+        assert_eq!(c.describe("g").unwrap().state, "PreparingRebalance");
     }
 
     #[test]

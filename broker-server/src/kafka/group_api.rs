@@ -70,6 +70,7 @@ impl KafkaServer {
         req: JoinGroupRequest,
         version: i16,
         client_id: Option<String>,
+        peer: Option<std::net::SocketAddr>,
     ) -> JoinGroupResponse {
         let fail = |code: i16, member: StrBytes| {
             JoinGroupResponse::default()
@@ -97,6 +98,7 @@ impl KafkaServer {
             member_id: req.member_id.to_string(),
             instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
             client_id: client_id.unwrap_or_else(|| "client".into()),
+            client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
             session_timeout: session,
             rebalance_timeout: rebalance,
             protocol_type: req.protocol_type.to_string(),
@@ -468,13 +470,14 @@ impl KafkaServer {
                     .with_members(
                         d.members
                             .into_iter()
-                            .map(|(id, iid, client, meta, assignment)| {
+                            .map(|m| {
                                 DescribedGroupMember::default()
-                                    .with_member_id(s(id))
-                                    .with_group_instance_id(iid.map(s))
-                                    .with_client_id(s(client))
-                                    .with_member_metadata(meta)
-                                    .with_member_assignment(assignment)
+                                    .with_member_id(s(m.member_id))
+                                    .with_group_instance_id(m.instance_id.map(s))
+                                    .with_client_id(s(m.client_id))
+                                    .with_client_host(s(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
                             })
                             .collect(),
                     ),

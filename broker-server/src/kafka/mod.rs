@@ -209,7 +209,7 @@ impl KafkaServer {
             if read.is_err() || buf.len() != len as usize {
                 break;
             }
-            match self.handle_frame(Bytes::from(buf)).await {
+            match self.handle_frame(Bytes::from(buf), peer).await {
                 Ok(Some(resp)) => {
                     if wr.write_all(&resp).await.is_err() {
                         break;
@@ -230,8 +230,13 @@ impl KafkaServer {
         let _ = wr.shutdown().await;
     }
 
-    /// Answers one frame; `None` when no response is due (acks=0 produce).
-    pub async fn handle_frame(&self, frame: Bytes) -> Result<Option<BytesMut>, ServerError> {
+    /// Answers one frame from the client at `peer`; `None` when no response is due (acks=0
+    /// produce).
+    pub async fn handle_frame(
+        &self,
+        frame: Bytes,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<Option<BytesMut>, ServerError> {
         let started = Instant::now();
         let decoded = decode_frame(frame).map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
         let (header, request) = match decoded {
@@ -298,8 +303,13 @@ impl KafkaServer {
             KafkaRequest::JoinGroup(req) => reply!(
                 ApiKey::JoinGroup,
                 "JoinGroup",
-                self.join_group(req, v, header.client_id.as_ref().map(|s| s.to_string()))
-                    .await
+                self.join_group(
+                    req,
+                    v,
+                    header.client_id.as_ref().map(|s| s.to_string()),
+                    peer
+                )
+                .await
             ),
             KafkaRequest::Heartbeat(req) => {
                 reply!(ApiKey::Heartbeat, "Heartbeat", self.heartbeat(req))
