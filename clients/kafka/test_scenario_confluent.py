@@ -188,6 +188,7 @@ def test_group_scenario(broker, unique_name):
     d = ad.describe_consumer_groups([group])[group].result(timeout=TIMEOUT)
     assert d.state == ConsumerGroupState.STABLE, d.state
     assert [m.client_id for m in d.members] == ["c"]
+    host = d.members[0].host
     assert sorted(tp.partition for tp in d.members[0].assignment.topic_partitions) == \
         list(range(sc.PARTITIONS))
     ends = {p: c.c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)[1]
@@ -202,8 +203,9 @@ def test_group_scenario(broker, unique_name):
     ad.delete_topics([topic])[topic].result(timeout=TIMEOUT)
     wait_until(lambda: topic not in ad.list_topics(timeout=TIMEOUT).topics, "the topic to disappear")
 
-    # Last, so that a header bug does not hide the group checks above.
+    # Last, so that a header or client_host bug does not hide the group checks above.
     sc.check_headers(a.seen + b.seen + c.seen)
+    assert host == "/127.0.0.1", f"DescribeGroups client_host {host!r}: Kafka reports the member's address"
 
 
 def read_all(broker, topic, partition, start=0, count=None, timeout=TIMEOUT):
