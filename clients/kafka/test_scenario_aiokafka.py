@@ -4,6 +4,7 @@ and resume, group description, topic deletion, and the admin operations aiokafka
 (it has no DeleteGroups). Each test runs its own event loop (asyncio.run)."""
 import asyncio
 import contextlib
+import inspect
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -66,7 +67,10 @@ async def wait_until(cond, what, timeout=TIMEOUT, state=None, check=None):
     while True:
         if check is not None:
             check()
-        if await cond() if asyncio.iscoroutinefunction(cond) else cond():
+        done = cond()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
             return
         if time.time() > deadline:
             extra = f": {state()}" if state is not None else ""
