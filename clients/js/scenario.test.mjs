@@ -201,7 +201,7 @@ async function readAll(topic, partition, count) {
   return out
 }
 
-test('admin topic lifecycle', { timeout: 60000 }, async () => {
+test('admin topic lifecycle', { timeout: 30000 }, async () => {
   const topic = unique('kjs-admin')
   await withAdmin(async admin => {
     await create(admin, topic)
@@ -219,7 +219,7 @@ test('admin topic lifecycle', { timeout: 60000 }, async () => {
   })
 })
 
-test('group scenario', { timeout: 90000 }, async () => {
+test('group scenario', { timeout: 60000 }, async () => {
   const topic = unique('kjs-grp')
   const group = unique('g')
   await withAdmin(async admin => {
@@ -284,7 +284,7 @@ test('group scenario', { timeout: 90000 }, async () => {
   })
 })
 
-test('duplicate header keys kept', { timeout: 60000 }, async () => {
+test('duplicate header keys kept', { timeout: 30000 }, async () => {
   const topic = unique('kjs-hdr')
   await withAdmin(admin => create(admin, topic, 1))
   await produce(topic, 0, 5)
@@ -292,7 +292,7 @@ test('duplicate header keys kept', { timeout: 60000 }, async () => {
   assert.deepEqual(got.map(m => headerPairs(m.headers)), [0, 1, 2, 3, 4].map(headersOf))
 })
 
-test('create partitions', { timeout: 60000 }, async () => {
+test('create partitions', { timeout: 30000 }, async () => {
   const topic = unique('kjs-cp')
   await withAdmin(async admin => {
     await create(admin, topic)
@@ -321,7 +321,7 @@ async function topicConfig(admin, topic) {
   return Object.fromEntries(r.configEntries.map(e => [e.configName, e]))
 }
 
-test('describe topic config', { timeout: 60000 }, async () => {
+test('describe topic config', { timeout: 30000 }, async () => {
   const topic = unique('kjs-dc')
   await withAdmin(async admin => {
     await create(admin, topic, 1, [{ name: 'retention.ms', value: '3600000' }, { name: 'cleanup.policy', value: 'delete' }])
@@ -332,7 +332,7 @@ test('describe topic config', { timeout: 60000 }, async () => {
   })
 })
 
-test('alter topic config', { timeout: 60000 }, async () => {
+test('alter topic config', { timeout: 30000 }, async () => {
   const topic = unique('kjs-ac')
   await withAdmin(async admin => {
     await create(admin, topic, 1, [{ name: 'retention.ms', value: '3600000' }])
@@ -349,7 +349,7 @@ test('alter topic config', { timeout: 60000 }, async () => {
   })
 })
 
-test('delete records', { timeout: 60000 }, async () => {
+test('delete records', { timeout: 30000 }, async () => {
   const topic = unique('kjs-dr')
   await withAdmin(async admin => {
     await create(admin, topic, 1)
@@ -368,7 +368,7 @@ test('delete records', { timeout: 60000 }, async () => {
   assert.deepEqual((await readAll(topic, 0, 6)).map(m => Number(m.offset)), [4, 5, 6, 7, 8, 9])
 })
 
-test('offsets by timestamp', { timeout: 60000 }, async () => {
+test('offsets by timestamp', { timeout: 30000 }, async () => {
   const topic = unique('kjs-ts')
   const base = 1_700_000_000_000
   await withAdmin(async admin => {
@@ -390,7 +390,7 @@ test('offsets by timestamp', { timeout: 60000 }, async () => {
   })
 })
 
-test('delete group', { timeout: 60000 }, async () => {
+test('delete group', { timeout: 30000 }, async () => {
   const topic = unique('kjs-dg')
   const group = unique('g')
   await withAdmin(async admin => {

@@ -18,8 +18,14 @@ from scenario import Seen
 TIMEOUT = 20
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 90))
+def run(coro, timeout=45):
+    """Runs one test's coroutine; a client retrying against a failing broker is cut off."""
+    async def bounded():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"the test did not finish within {timeout}s (a client call hung)") from None
+    return asyncio.run(bounded())
 
 
 @contextlib.asynccontextmanager

@@ -54,8 +54,13 @@ def test_kafkajs(broker, kind, kafkajs, name):
     assert os.path.exists(os.path.join(kafkajs, "package.json")), \
         f"kafkajs ({kind}) is not installed at {kafkajs}: run scripts/setup-clients"
     env = dict(os.environ, KAFKA_BROKER=broker.kafka_addr, KAFKAJS_DIR=kafkajs)
-    cmd = [node, "--test", "--test-reporter=tap", f"--test-name-pattern=^{re.escape(name)}$", SCRIPT]
-    p = subprocess.run(cmd, cwd=JS, env=env, capture_output=True, text=True, timeout=150)
+    # --test-force-exit: a failed test may leave a client retrying; the run must still end.
+    cmd = [node, "--test", "--test-force-exit", "--test-reporter=tap", f"--test-name-pattern=^{re.escape(name)}$",
+           SCRIPT]
+    try:
+        p = subprocess.run(cmd, cwd=JS, env=env, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"kafkajs '{name}' still running after 90 s:\n{e.stdout}\n{e.stderr}") from None
     # The tests the pattern left out are reported as skipped: leave them out of the message.
     out = re.sub(r"^ok \d+ - .* # SKIP test name does not match pattern\n(  duration_ms: .*\n)?", "",
                  p.stdout + p.stderr, flags=re.M)
