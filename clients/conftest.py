@@ -38,3 +38,29 @@ def unique_name():
     def make(prefix="t"):
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
     return make
+
+
+def pytest_report_header(config):
+    """The client versions this run tests (this interpreter's venv, and the KafkaJS installs)."""
+    import json
+    import sys
+
+    from brokerproc import ROOT
+
+    found = []
+    for mod, name in [("confluent_kafka", "confluent-kafka"), ("kafka", "kafka-python"), ("aiokafka", "aiokafka")]:
+        try:
+            m = __import__(mod)
+        except ImportError:
+            found.append(f"{name} MISSING")
+            continue
+        found.append(f"{name} {m.__version__}")
+        if mod == "confluent_kafka":
+            found[-1] += f" (librdkafka {m.libversion()[0]})"
+    for label, sub in [("kafkajs", "node_modules"), ("kafkajs newest", os.path.join("latest", "node_modules"))]:
+        try:
+            with open(os.path.join(ROOT, "clients", "js", sub, "kafkajs", "package.json")) as f:
+                found.append(f"{label} {json.load(f)['version']}")
+        except OSError:
+            pass
+    return f"clients ({sys.prefix}): " + ", ".join(found)
