@@ -69,10 +69,16 @@ def test_unusable_data_dir_is_one_line():
         assert f.name in line
 
 
-def test_unreachable_database_is_one_line():
-    line = one_line_error(run_broker("--store", "postgres", "--database-url",
-                                     "postgres://postgres@127.0.0.1:1/postgres"))
-    assert "postgres" in line
+def test_unreachable_database_is_retried_then_named():
+    # The broker waits for PostgreSQL (WARN per retry), then gives up with one error line
+    # naming where it looked.
+    p = run_broker("--store", "postgres", "--database-url",
+                   "postgres://postgres@127.0.0.1:1/postgres", "--pg-connect-timeout-secs", "2")
+    assert p.returncode != 0
+    lines = [line for line in p.stderr.decode().splitlines() if line.strip()]
+    assert any("WARN" in line and "retrying" in line for line in lines[:-1]), lines
+    last = lines[-1]
+    assert "127.0.0.1" in last and "port 1" in last and "gave up" in last, last
 
 
 def test_bad_config_file_is_one_line():
