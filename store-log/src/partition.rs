@@ -49,7 +49,6 @@ struct State {
     producers: Producers,
     /// Offset -> not-before of every record that has one (the lease side table).
     not_before: BTreeMap<i64, i64>,
-    buf: Vec<u8>,
     /// Position in the active segment up to which writeback was started.
     written_back: u64,
 }
@@ -213,7 +212,6 @@ impl Partition {
                 log_start,
                 producers,
                 not_before,
-                buf: Vec::new(),
                 written_back: 0,
             }),
             hw_tx,
@@ -293,16 +291,11 @@ impl Partition {
             }
         }
         let base = st.hw;
-        let mut buf = std::mem::take(&mut st.buf);
+        let mut buf = take_encode_buffer();
         let enc = batch::encode(&mut buf, base, records, now, producer);
-        let len = buf.len() as u64;
         let result = self.write_batch(&mut st, &buf, base, n, enc.max_timestamp, now, layout);
-        if buf.capacity() > 16 << 20 {
-            buf = Vec::new();
-        }
-        st.buf = buf;
+        give_encode_buffer(buf);
         result?;
-        let _ = len;
         st.hw = base + n as i64;
         if let Some(p) = &producer {
             st.producers.record(p, n, base, now);
@@ -997,4 +990,27 @@ fn load_producer_snapshot(dir: &Path) -> Option<(i64, Producers)> {
         return None;
     }
     serde_json::from_slice(payload).ok()
+}
+
+/// Encoding buffers shared by every partition's appends: a few, whatever the number of
+/// partitions (a buffer per partition held each partition's largest batch for good, so the
+/// broker's memory grew with partitions times batch size).
+static ENCODE_BUFFERS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+/// Buffers kept for reuse, and the largest one kept.
+const ENCODE_BUFFERS_MAX: usize = 4;
+const ENCODE_BUFFER_MAX_BYTES: usize = 16 << 20;
+
+fn take_encode_buffer() -> Vec<u8> {
+    let mut b = ENCODE_BUFFERS.lock().pop().unwrap_or_default();
+    b.clear();
+    b
+}
+
+fn give_encode_buffer(buf: Vec<u8>) {
+    if buf.capacity() <= ENCODE_BUFFER_MAX_BYTES {
+        let mut pool = ENCODE_BUFFERS.lock();
+        if pool.len() < ENCODE_BUFFERS_MAX {
+            pool.push(buf);
+        }
+    }
 }
