@@ -1,6 +1,7 @@
 //! The broker: the Kafka wire protocol and an SQS-compatible HTTP API over one
 //! `Arc<dyn Store>` chosen at start-up.
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod kafka;

@@ -12,7 +12,7 @@ pub mod client;
 mod cluster;
 mod configs;
 mod decompress;
-mod errors;
+pub mod errors;
 mod fetch;
 mod fetch_session;
 pub mod frame;
