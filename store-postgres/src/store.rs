@@ -56,7 +56,8 @@ impl Store for PgStore {
     }
 
     async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
-        self.timed(0, self.do_update_topic_config(name, config)).await
+        self.timed(0, self.do_update_topic_config(name, config))
+            .await
     }
 
     async fn append(
@@ -79,7 +80,8 @@ impl Store for PgStore {
         offset: i64,
         limits: FetchLimits,
     ) -> StoreResult<FetchResult> {
-        self.timed(2, self.do_fetch(topic, partition, offset, limits)).await
+        self.timed(2, self.do_fetch(topic, partition, offset, limits))
+            .await
     }
 
     async fn wait_for(
@@ -97,7 +99,8 @@ impl Store for PgStore {
         topic: &str,
         partition: i32,
     ) -> StoreResult<PartitionOffsets> {
-        self.timed(3, self.do_partition_offsets(topic, partition)).await
+        self.timed(3, self.do_partition_offsets(topic, partition))
+            .await
     }
 
     async fn offset_for_timestamp(
@@ -106,7 +109,11 @@ impl Store for PgStore {
         partition: i32,
         timestamp_ms: i64,
     ) -> StoreResult<Option<OffsetAndTimestamp>> {
-        self.timed(3, self.do_offset_for_timestamp(topic, partition, timestamp_ms)).await
+        self.timed(
+            3,
+            self.do_offset_for_timestamp(topic, partition, timestamp_ms),
+        )
+        .await
     }
 
     async fn max_timestamp_offset(
@@ -114,7 +121,8 @@ impl Store for PgStore {
         topic: &str,
         partition: i32,
     ) -> StoreResult<Option<OffsetAndTimestamp>> {
-        self.timed(3, self.do_max_timestamp_offset(topic, partition)).await
+        self.timed(3, self.do_max_timestamp_offset(topic, partition))
+            .await
     }
 
     async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
@@ -127,7 +135,8 @@ impl Store for PgStore {
         topic: &str,
         partition: i32,
     ) -> StoreResult<Option<CommittedOffset>> {
-        self.timed(4, self.do_committed_offset(group, topic, partition)).await
+        self.timed(4, self.do_committed_offset(group, topic, partition))
+            .await
     }
 
     async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>> {
@@ -143,7 +152,8 @@ impl Store for PgStore {
         group: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> StoreResult<u64> {
-        self.timed(4, self.do_delete_committed(group, partitions)).await
+        self.timed(4, self.do_delete_committed(group, partitions))
+            .await
     }
 
     async fn set_lease_group(
@@ -152,7 +162,8 @@ impl Store for PgStore {
         group: &str,
         config: LeaseGroupConfig,
     ) -> StoreResult<()> {
-        self.timed(5, self.do_set_lease_group(topic, group, config)).await
+        self.timed(5, self.do_set_lease_group(topic, group, config))
+            .await
     }
 
     async fn lease_groups(&self, topic: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
@@ -167,7 +178,8 @@ impl Store for PgStore {
         max: usize,
         visibility: Duration,
     ) -> StoreResult<Vec<Lease>> {
-        self.timed(5, self.do_lease(topic, partition, group, max, visibility)).await
+        self.timed(5, self.do_lease(topic, partition, group, max, visibility))
+            .await
     }
 
     async fn ack(
@@ -186,7 +198,8 @@ impl Store for PgStore {
         token: LeaseToken,
         delay: Duration,
     ) -> StoreResult<()> {
-        self.timed(6, self.do_release(topic, group, token, delay)).await
+        self.timed(6, self.do_release(topic, group, token, delay))
+            .await
     }
 
     async fn extend(
@@ -196,7 +209,8 @@ impl Store for PgStore {
         token: LeaseToken,
         visibility: Duration,
     ) -> StoreResult<i64> {
-        self.timed(6, self.do_extend(topic, group, token, visibility)).await
+        self.timed(6, self.do_extend(topic, group, token, visibility))
+            .await
     }
 
     async fn lease_counts(
@@ -205,11 +219,13 @@ impl Store for PgStore {
         partition: i32,
         group: &str,
     ) -> StoreResult<LeaseCounts> {
-        self.timed(5, self.do_lease_counts(topic, partition, group)).await
+        self.timed(5, self.do_lease_counts(topic, partition, group))
+            .await
     }
 
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
-        self.timed(7, self.do_delete_records(topic, partition, before)).await
+        self.timed(7, self.do_delete_records(topic, partition, before))
+            .await
     }
 
     async fn enforce_retention(&self, topic: &str) -> StoreResult<u64> {

@@ -124,10 +124,19 @@ impl KafkaAdmin {
     pub async fn topics_list(&mut self) -> anyhow::Result<Output> {
         let md = self.metadata(None).await?;
         let mut topics: Vec<&metadata_response::MetadataResponseTopic> = md.topics.iter().collect();
-        topics.sort_by(|a, b| a.name.as_ref().map(|n| &n.0).cmp(&b.name.as_ref().map(|n| &n.0)));
+        topics.sort_by(|a, b| {
+            a.name
+                .as_ref()
+                .map(|n| &n.0)
+                .cmp(&b.name.as_ref().map(|n| &n.0))
+        });
         let mut t = Table::new(&["topic", "partitions", "topic_id"]);
         for topic in topics {
-            let name = topic.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            let name = topic
+                .name
+                .as_ref()
+                .map(|n| n.0.to_string())
+                .unwrap_or_default();
             t.row(vec![
                 json!(name),
                 json!(topic.partitions.len()),
@@ -328,10 +337,9 @@ impl KafkaAdmin {
         ]);
         let resp: IncrementalAlterConfigsResponse =
             self.call(ApiKey::IncrementalAlterConfigs, 1, &req).await?;
-        let r = resp
-            .responses
-            .first()
-            .ok_or_else(|| anyhow!("topic {topic:?}: IncrementalAlterConfigs returned no result"))?;
+        let r = resp.responses.first().ok_or_else(|| {
+            anyhow!("topic {topic:?}: IncrementalAlterConfigs returned no result")
+        })?;
         if r.error_code != 0 {
             bail!(
                 "cannot change the settings of topic {topic:?}: {}",
@@ -476,7 +484,10 @@ impl KafkaAdmin {
                     );
                 }
                 if p.committed_offset >= 0 {
-                    out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                    out.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
                 }
             }
         }

@@ -146,33 +146,40 @@ pub enum QueuesCmd {
 
 /// Runs `broker admin` with `args` (the words after `admin`); the process exit code.
 pub fn main(args: Vec<String>) -> ExitCode {
-    let cli = match AdminCli::try_parse_from(std::iter::once("broker admin".to_string()).chain(args))
-    {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || matches!(
-                    e.kind(),
-                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                )
-            {
-                let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
+    let cli =
+        match AdminCli::try_parse_from(std::iter::once("broker admin".to_string()).chain(args)) {
+            Ok(cli) => cli,
+            Err(e) => {
+                use clap::error::ErrorKind;
+                if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    )
+                {
+                    let _ = e.print();
+                    return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    };
+                }
+                // clap's message without the usage block, on one line.
+                let text = e.render().to_string();
+                let message: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("Usage:"))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                    .collect();
+                let message = message.join(" ");
+                eprintln!(
+                    "broker admin: {} (see broker admin --help)",
+                    message.trim_start_matches("error: ")
+                );
+                return ExitCode::from(2);
             }
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!(
-                "broker admin: {} (see broker admin --help)",
-                first.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
-    };
+        };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

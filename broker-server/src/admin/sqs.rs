@@ -82,8 +82,10 @@ impl SqsAdmin {
                 "x-amz-date",
                 HeaderValue::from_str(&sigv4::amz_date(now_ms))?,
             );
-            let auth = sigv4::sign(id, secret, REGION, SERVICE, "POST", &self.uri, &headers, &body)
-                .context("cannot sign the request")?;
+            let auth = sigv4::sign(
+                id, secret, REGION, SERVICE, "POST", &self.uri, &headers, &body,
+            )
+            .context("cannot sign the request")?;
             headers.insert("authorization", HeaderValue::from_str(&auth)?);
         }
         let url = format!("{}/", self.base);

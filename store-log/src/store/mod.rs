@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use broker_api::{
     validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
     Durability, FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken,
-    MetricValue, OffsetAndTimestamp, OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock, Store,
-    StoreError, StoreMetric, StoreResult, TopicConfig, TopicInfo,
+    MetricValue, OffsetAndTimestamp, OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock,
+    Store, StoreError, StoreMetric, StoreResult, TopicConfig, TopicInfo,
 };
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
