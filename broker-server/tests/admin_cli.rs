@@ -417,6 +417,34 @@ async fn exercise(b: &Broker, store: &str) {
         "{err}"
     );
 
+    // A group with an active member is refused, naming it.
+    let mut member = RawClient::connect(b.kafka.as_str()).await.unwrap();
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("busy")))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+    let joined: JoinGroupResponse = member.call(ApiKey::JoinGroup, 3, &join).await.unwrap();
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let (code, _, err) = b.admin(&[
+        "groups",
+        "reset-offsets",
+        "busy",
+        "--topic",
+        "orders",
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("\"busy\"") && err.contains("1 active member"),
+        "{err}"
+    );
+
     // Queues over SQS: create, send, list, purge.
     let url = b.sqs("CreateQueue", json!({"QueueName": "jobs"})).await["QueueUrl"]
         .as_str()
