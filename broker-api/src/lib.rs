@@ -6,6 +6,7 @@
 mod clock;
 mod error;
 pub mod log_limit;
+pub mod metrics;
 mod names;
 mod store;
 mod types;
@@ -13,6 +14,7 @@ mod types;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use log_limit::LogLimiter;
+pub use metrics::{HistogramSnapshot, LatencyHistogram, MetricValue, StoreMetric};
 pub use names::{validate_group_name, validate_topic_name, MAX_TOPIC_NAME_LEN};
 pub use store::Store;
 pub use types::*;

@@ -295,6 +295,20 @@ pub trait Store: Send + Sync + 'static {
     fn corrupt_batches(&self) -> u64 {
         0
     }
+    /// Bytes on disk of each partition, `(topic, partition, bytes)`, for stores that keep
+    /// partitions in local files (the log store); empty for the others (the default). Called
+    /// on every metrics scrape, so it must be cheap (no reads of data, a few `stat`s per
+    /// partition at most) and never fail: a partition that cannot be measured is left out.
+    fn partition_disk_bytes(&self) -> Vec<(String, i32, u64)> {
+        Vec::new()
+    }
+    /// Store-specific metrics for `/metrics`, such as fsync latency (log store) or connection
+    /// pool waits and query latency (postgres store); empty by default. Called on every
+    /// scrape: it must be cheap, never block on I/O and never fail. Label sets must be
+    /// bounded (no per-topic or per-partition labels).
+    fn store_metrics(&self) -> Vec<crate::StoreMetric> {
+        Vec::new()
+    }
     /// Flushes everything and marks a clean shutdown; later calls fail with `Closed`.
     async fn close(&self) -> StoreResult<()>;
 }

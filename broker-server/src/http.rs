@@ -11,8 +11,111 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use broker_api::{SharedClock, Store, SystemClock};
 
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectionGuard, Metrics, Protocol};
 pub use sqs::SigV4Credentials;
+
+/// The HTTP listener with per-connection accounting: open connections and the bytes read and
+/// written on each socket count towards the `http` protocol metrics.
+pub struct CountingListener {
+    inner: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+}
+
+impl CountingListener {
+    /// Wraps a bound listener.
+    pub fn new(inner: tokio::net::TcpListener, metrics: Arc<Metrics>) -> Self {
+        CountingListener { inner, metrics }
+    }
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = CountingStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let guard = self.metrics.connection_opened(Protocol::Http);
+        (
+            CountingStream {
+                inner: stream,
+                metrics: self.metrics.clone(),
+                _guard: guard,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A TCP stream counting the bytes through it; the connection counts as open until dropped.
+pub struct CountingStream {
+    inner: tokio::net::TcpStream,
+    metrics: Arc<Metrics>,
+    _guard: ConnectionGuard,
+}
+
+impl tokio::io::AsyncRead for CountingStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.metrics.bytes_in(Protocol::Http, n as u64);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.metrics.bytes_out(Protocol::Http, *n as u64);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.metrics.bytes_out(Protocol::Http, *n as u64);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,7 @@
 //! The broker: the Kafka wire protocol and an SQS-compatible HTTP API over one
 //! `Arc<dyn Store>` chosen at start-up.
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod kafka;
@@ -231,8 +232,9 @@ impl Server {
             stop_rx.clone(),
         ));
         let mut http_stop = stop_rx.clone();
+        let http_listener = http::CountingListener::new(self.http_listener, self.metrics.clone());
         let http_task = tokio::spawn(async move {
-            axum::serve(self.http_listener, router)
+            axum::serve(http_listener, router)
                 .with_graceful_shutdown(async move {
                     kafka::stopped(&mut http_stop).await;
                 })

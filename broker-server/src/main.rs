@@ -7,8 +7,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("verify") {
-        return verify_command(std::env::args().skip(2).collect());
+    match std::env::args().nth(1).as_deref() {
+        Some("verify") => return verify_command(std::env::args().skip(2).collect()),
+        Some("admin") => return broker_server::admin::main(std::env::args().skip(2).collect()),
+        _ => {}
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

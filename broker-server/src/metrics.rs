@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::Store;
@@ -68,14 +70,66 @@ impl Histogram {
 #[derive(Debug, Default)]
 struct Inner {
     kafka: BTreeMap<&'static str, Histogram>,
+    /// Non-zero error codes in Kafka responses, per (API, code).
+    kafka_errors: BTreeMap<(&'static str, i16), u64>,
     sqs: BTreeMap<String, Histogram>,
     appended: BTreeMap<String, (u64, u64)>,
+}
+
+/// Most per-partition disk usage series (log store); the total is always exported.
+pub const MAX_DISK_SERIES: usize = 1000;
+
+/// A listener protocol, for per-protocol connection and byte counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The Kafka wire protocol listener.
+    Kafka,
+    /// The HTTP listener (SQS API, metrics, health).
+    Http,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 2] = [Protocol::Kafka, Protocol::Http];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Kafka => "kafka",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+/// Per-protocol connection and byte counters.
+#[derive(Debug, Default)]
+struct Wire {
+    open: [AtomicI64; 2],
+    accepted: [AtomicU64; 2],
+    received: [AtomicU64; 2],
+    sent: [AtomicU64; 2],
+}
+
+/// Counts one open connection until dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.wire.open[self.protocol.index()].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counters and histograms shared by the Kafka listener and the HTTP API.
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    wire: Wire,
     /// Metrics Kafka clients push (KIP-714).
     pub telemetry: crate::kafka::telemetry::Telemetry,
 }
@@ -101,6 +155,36 @@ impl Metrics {
             .entry(api)
             .or_default()
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one non-zero error code found in a response of Kafka API `api`.
+    pub fn kafka_error(&self, api: &'static str, code: i16) {
+        *self
+            .inner
+            .lock()
+            .kafka_errors
+            .entry((api, code))
+            .or_default() += 1;
+    }
+
+    /// Counts a connection accepted on `protocol`; it counts as open until the guard drops.
+    pub fn connection_opened(self: &Arc<Self>, protocol: Protocol) -> ConnectionGuard {
+        self.wire.open[protocol.index()].fetch_add(1, Ordering::Relaxed);
+        self.wire.accepted[protocol.index()].fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            metrics: self.clone(),
+            protocol,
+        }
+    }
+
+    /// Counts bytes received on `protocol`.
+    pub fn bytes_in(&self, protocol: Protocol, n: u64) {
+        self.wire.received[protocol.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts bytes sent on `protocol`.
+    pub fn bytes_out(&self, protocol: Protocol, n: u64) {
+        self.wire.sent[protocol.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records one SQS action (e.g. "SendMessage") that took `elapsed`.
@@ -149,6 +233,34 @@ impl Metrics {
                 "api",
                 api,
             );
+        }
+        out.push_str("# HELP broker_kafka_errors_total Non-zero error codes in Kafka responses, per API and Kafka error name (top-level codes, and per partition for Produce and Fetch).\n");
+        out.push_str("# TYPE broker_kafka_errors_total counter\n");
+        for ((api, code), n) in &inner.kafka_errors {
+            let _ = writeln!(
+                out,
+                "broker_kafka_errors_total{{api=\"{}\",error=\"{}\",code=\"{code}\"}} {n}",
+                escape(api),
+                crate::kafka::errors::error_name(*code)
+            );
+        }
+        let wire = [
+            ("broker_connections_open", "gauge", "Connections open now, per protocol.", &self.wire.open.each()),
+            ("broker_connections_accepted_total", "counter", "Connections accepted, per protocol.", &self.wire.accepted.each()),
+            ("broker_received_bytes_total", "counter", "Bytes received from clients, per protocol (Kafka: request frames; HTTP: everything read from the socket).", &self.wire.received.each()),
+            ("broker_sent_bytes_total", "counter", "Bytes sent to clients, per protocol (Kafka: response frames; HTTP: everything written to the socket).", &self.wire.sent.each()),
+        ];
+        for (name, kind, help, values) in wire {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for p in Protocol::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{protocol=\"{}\"}} {}",
+                    p.label(),
+                    values[p.index()]
+                );
+            }
         }
         out.push_str("# HELP broker_sqs_requests_total SQS requests served, per action.\n");
         out.push_str("# TYPE broker_sqs_requests_total counter\n");
@@ -213,6 +325,8 @@ impl Metrics {
             "broker_log_corrupt_batches_total {}",
             store.corrupt_batches()
         );
+        render_disk(&mut out, store.partition_disk_bytes());
+        render_store_metrics(&mut out, store.store_metrics());
         let store_metrics = store_gauges(store).await;
         out.push_str("# HELP broker_store_up Whether the store answered the last scrape.\n");
         out.push_str("# TYPE broker_store_up gauge\n");
@@ -227,6 +341,107 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// Values of a per-protocol counter array, as i64.
+trait Each {
+    fn each(&self) -> [i64; 2];
+}
+
+impl Each for [AtomicU64; 2] {
+    fn each(&self) -> [i64; 2] {
+        [0, 1].map(|i| self[i].load(Ordering::Relaxed) as i64)
+    }
+}
+
+impl Each for [AtomicI64; 2] {
+    fn each(&self) -> [i64; 2] {
+        [0, 1].map(|i| self[i].load(Ordering::Relaxed).max(0))
+    }
+}
+
+/// The log store's disk usage: the total, and per partition for the first
+/// [`MAX_DISK_SERIES`] partitions (by topic and partition).
+fn render_disk(out: &mut String, mut parts: Vec<(String, i32, u64)>) {
+    if parts.is_empty() {
+        return;
+    }
+    parts.sort();
+    let total: u64 = parts.iter().map(|p| p.2).sum();
+    out.push_str(
+        "# HELP broker_log_disk_bytes Bytes the log store's partitions take on disk, in all.\n",
+    );
+    out.push_str("# TYPE broker_log_disk_bytes gauge\n");
+    let _ = writeln!(out, "broker_log_disk_bytes {total}");
+    out.push_str("# HELP broker_log_partitions Partitions of the log store (the per-partition disk series stop at 1000).\n");
+    out.push_str("# TYPE broker_log_partitions gauge\n");
+    let _ = writeln!(out, "broker_log_partitions {}", parts.len());
+    out.push_str("# HELP broker_log_partition_disk_bytes Bytes a partition's files take on disk (segments and indexes), for the first 1000 partitions by name.\n");
+    out.push_str("# TYPE broker_log_partition_disk_bytes gauge\n");
+    for (topic, p, bytes) in parts.iter().take(MAX_DISK_SERIES) {
+        let _ = writeln!(
+            out,
+            "broker_log_partition_disk_bytes{{topic=\"{}\",partition=\"{p}\"}} {bytes}",
+            escape(topic)
+        );
+    }
+}
+
+/// The store's own metrics, grouped by name (one HELP and TYPE each).
+fn render_store_metrics(out: &mut String, metrics: Vec<broker_api::StoreMetric>) {
+    use broker_api::MetricValue;
+    let mut names: Vec<&'static str> = Vec::new();
+    for m in &metrics {
+        if !names.contains(&m.name) {
+            names.push(m.name);
+        }
+    }
+    for name in names {
+        let mut first = true;
+        for m in metrics.iter().filter(|m| m.name == name) {
+            if first {
+                let kind = match m.value {
+                    MetricValue::Counter(_) => "counter",
+                    MetricValue::Gauge(_) => "gauge",
+                    MetricValue::Histogram(_) => "histogram",
+                };
+                let _ = writeln!(out, "# HELP {name} {}", m.help);
+                let _ = writeln!(out, "# TYPE {name} {kind}");
+                first = false;
+            }
+            let labels: Vec<String> = m
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let plain = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            match &m.value {
+                MetricValue::Counter(v) => {
+                    let _ = writeln!(out, "{name}{plain} {v}");
+                }
+                MetricValue::Gauge(v) => {
+                    let _ = writeln!(out, "{name}{plain} {v}");
+                }
+                MetricValue::Histogram(h) => {
+                    let with = |le: String| {
+                        let mut l = labels.clone();
+                        l.push(format!("le=\"{le}\""));
+                        l.join(",")
+                    };
+                    for (b, c) in h.bounds.iter().zip(&h.cumulative) {
+                        let _ = writeln!(out, "{name}_bucket{{{}}} {c}", with(b.to_string()));
+                    }
+                    let _ = writeln!(out, "{name}_bucket{{{}}} {}", with("+Inf".into()), h.count);
+                    let _ = writeln!(out, "{name}_sum{plain} {}", h.sum_secs);
+                    let _ = writeln!(out, "{name}_count{plain} {}", h.count);
+                }
+            }
+        }
     }
 }
 

@@ -110,12 +110,22 @@ fn enospc() -> io::Error {
 #[derive(Debug, Clone, Default)]
 pub struct Io {
     faults: Option<Arc<FaultInjector>>,
+    /// Durations of data syncs (fdatasync), shared by every clone.
+    fsync: Arc<broker_api::LatencyHistogram>,
 }
 
 impl Io {
     /// Plain I/O, or I/O through `faults`.
     pub fn new(faults: Option<Arc<FaultInjector>>) -> Io {
-        Io { faults }
+        Io {
+            faults,
+            fsync: Default::default(),
+        }
+    }
+
+    /// The durations of the data syncs done through this `Io` (and its clones) so far.
+    pub fn fsync_latency(&self) -> broker_api::HistogramSnapshot {
+        self.fsync.snapshot()
     }
 
     /// Writes all of `buf` at `pos`, or fails (possibly after storing a prefix).
@@ -133,6 +143,13 @@ impl Io {
 
     /// Makes the file's data durable (fdatasync).
     pub fn sync_data(&self, file: &File) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let r = self.sync_data_inner(file);
+        self.fsync.observe(started.elapsed());
+        r
+    }
+
+    fn sync_data_inner(&self, file: &File) -> io::Result<()> {
         if let Some(f) = &self.faults {
             f.data_syncs.fetch_add(1, Ordering::SeqCst);
             let ms = f.sync_delay_ms.load(Ordering::SeqCst);

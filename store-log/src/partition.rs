@@ -223,6 +223,21 @@ impl Partition {
         })
     }
 
+    /// Bytes the partition's files take on disk (allocated blocks, so preallocated indexes
+    /// count in full); files that vanish while being measured are skipped.
+    pub fn disk_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.blocks() * 512)
+            .sum()
+    }
+
     /// Log start offset and the visible high watermark.
     pub fn offsets(&self) -> (i64, i64) {
         let st = self.state.lock();

@@ -77,6 +77,19 @@ pub struct PgStore {
     waiters: Arc<Waiters>,
     listener: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     lease_locks: parking_lot::Mutex<HashMap<LeaseKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pool waits and query latency, for `/metrics`.
+    stats: PgStats,
+}
+
+/// Counters and histograms of the pools and of the database work per store call.
+#[derive(Debug, Default)]
+pub(crate) struct PgStats {
+    /// Checkouts per pool (main, lease) that found every connection in use at a full pool.
+    pub(crate) pool_waits: [std::sync::atomic::AtomicU64; 2],
+    /// Time to get a connection, per pool.
+    pub(crate) pool_wait: [broker_api::LatencyHistogram; 2],
+    /// Database time of store calls, per kind of call (see [`store::QUERY_OPS`]).
+    pub(crate) query: [broker_api::LatencyHistogram; store::QUERY_OPS.len()],
 }
 
 impl std::fmt::Debug for PgStore {
@@ -150,6 +163,7 @@ impl PgStore {
             waiters,
             listener: parking_lot::Mutex::new(Some(listener)),
             lease_locks: parking_lot::Mutex::new(HashMap::new()),
+            stats: PgStats::default(),
         })
     }
 
@@ -197,13 +211,88 @@ impl PgStore {
     /// A pooled connection, or `Closed` / a retriable error.
     async fn conn(&self) -> StoreResult<deadpool_postgres::Object> {
         self.check_open()?;
-        self.pool.get().await.map_err(pool_err)
+        self.checkout(0).await
+    }
+
+    /// A connection of pool 0 (main) or 1 (lease), counting waits and their duration.
+    async fn checkout(&self, which: usize) -> StoreResult<deadpool_postgres::Object> {
+        let pool = if which == 0 {
+            &self.pool
+        } else {
+            &self.lease_pool
+        };
+        let status = pool.status();
+        if status.available == 0 && status.size >= status.max_size {
+            self.stats.pool_waits[which].fetch_add(1, Ordering::Relaxed);
+        }
+        let started = std::time::Instant::now();
+        let r = pool.get().await.map_err(pool_err);
+        self.stats.pool_wait[which].observe(started.elapsed());
+        r
+    }
+
+    /// The pools' and calls' metrics (see `Store::store_metrics`).
+    fn metrics(&self) -> Vec<broker_api::StoreMetric> {
+        use broker_api::{MetricValue, StoreMetric};
+        let mut out = Vec::new();
+        for (i, (name, pool)) in [("main", &self.pool), ("lease", &self.lease_pool)]
+            .into_iter()
+            .enumerate()
+        {
+            let st = pool.status();
+            let labels = || vec![("pool", name.to_string())];
+            out.push(StoreMetric {
+                name: "broker_pg_pool_connections",
+                help: "Connections a PostgreSQL pool holds now (open, idle or in use).",
+                labels: labels(),
+                value: MetricValue::Gauge(st.size as f64),
+            });
+            out.push(StoreMetric {
+                name: "broker_pg_pool_idle_connections",
+                help: "Idle connections of a PostgreSQL pool.",
+                labels: labels(),
+                value: MetricValue::Gauge(st.available as f64),
+            });
+            out.push(StoreMetric {
+                name: "broker_pg_pool_max_connections",
+                help: "Largest size of a PostgreSQL pool.",
+                labels: labels(),
+                value: MetricValue::Gauge(st.max_size as f64),
+            });
+            out.push(StoreMetric {
+                name: "broker_pg_pool_waiting",
+                help: "Calls waiting for a connection of a PostgreSQL pool now.",
+                labels: labels(),
+                value: MetricValue::Gauge(st.waiting as f64),
+            });
+            out.push(StoreMetric {
+                name: "broker_pg_pool_waits_total",
+                help: "Connection checkouts that found every connection of a full pool in use.",
+                labels: labels(),
+                value: MetricValue::Counter(self.stats.pool_waits[i].load(Ordering::Relaxed)),
+            });
+            out.push(StoreMetric {
+                name: "broker_pg_pool_wait_duration_seconds",
+                help: "Time to get a connection from a PostgreSQL pool.",
+                labels: labels(),
+                value: MetricValue::Histogram(self.stats.pool_wait[i].snapshot()),
+            });
+        }
+        for (i, op) in store::QUERY_OPS.iter().enumerate() {
+            out.push(StoreMetric {
+                name: "broker_pg_query_duration_seconds",
+                help: "Time store calls spend on PostgreSQL (checkout and queries), per kind of call.",
+                labels: vec![("op", op.to_string())],
+                value: MetricValue::Histogram(self.stats.query[i].snapshot()),
+            });
+        }
+        out
     }
 
     /// A connection of the lease pool.
     async fn lease_conn(&self) -> StoreResult<deadpool_postgres::Object> {
         self.check_open()?;
-        self.lease_pool.get().await.map_err(pool_err)
+        self.checkout(1).await
     }
 
     fn shutdown(&self) {

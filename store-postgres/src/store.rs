@@ -9,6 +9,30 @@ use broker_api::*;
 use crate::error::db_err;
 use crate::PgStore;
 
+/// The kinds of store call whose database time is measured (the `op` label of
+/// `broker_pg_query_duration_seconds`); `wait_for` is left out, as it waits by design.
+pub(crate) const QUERY_OPS: [&str; 9] = [
+    "topics",
+    "append",
+    "fetch",
+    "offsets",
+    "commits",
+    "lease",
+    "ack",
+    "retention",
+    "producer",
+];
+
+impl PgStore {
+    /// Runs one store call, recording its duration under `QUERY_OPS[op]`.
+    async fn timed<T>(&self, op: usize, call: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = call.await;
+        self.stats.query[op].observe(started.elapsed());
+        out
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
@@ -16,23 +40,24 @@ impl Store for PgStore {
     }
 
     async fn create_topic(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
-        self.do_create_topic(name, config).await
+        self.timed(0, self.do_create_topic(name, config)).await
     }
 
     async fn delete_topic(&self, name: &str) -> StoreResult<()> {
-        self.do_delete_topic(name).await
+        self.timed(0, self.do_delete_topic(name)).await
     }
 
     async fn list_topics(&self) -> StoreResult<Vec<TopicInfo>> {
-        self.do_list_topics().await
+        self.timed(0, self.do_list_topics()).await
     }
 
     async fn describe_topic(&self, name: &str) -> StoreResult<TopicInfo> {
-        self.do_describe_topic(name).await
+        self.timed(0, self.do_describe_topic(name)).await
     }
 
     async fn update_topic_config(&self, name: &str, config: TopicConfig) -> StoreResult<TopicInfo> {
-        self.do_update_topic_config(name, config).await
+        self.timed(0, self.do_update_topic_config(name, config))
+            .await
     }
 
     async fn append(
@@ -41,11 +66,11 @@ impl Store for PgStore {
         partition: i32,
         batch: AppendBatch,
     ) -> StoreResult<AppendResult> {
-        self.do_append(topic, partition, batch).await
+        self.timed(1, self.do_append(topic, partition, batch)).await
     }
 
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
-        self.do_init_producer_id().await
+        self.timed(8, self.do_init_producer_id()).await
     }
 
     async fn fetch(
@@ -55,7 +80,8 @@ impl Store for PgStore {
         offset: i64,
         limits: FetchLimits,
     ) -> StoreResult<FetchResult> {
-        self.do_fetch(topic, partition, offset, limits).await
+        self.timed(2, self.do_fetch(topic, partition, offset, limits))
+            .await
     }
 
     async fn wait_for(
@@ -73,7 +99,8 @@ impl Store for PgStore {
         topic: &str,
         partition: i32,
     ) -> StoreResult<PartitionOffsets> {
-        self.do_partition_offsets(topic, partition).await
+        self.timed(3, self.do_partition_offsets(topic, partition))
+            .await
     }
 
     async fn offset_for_timestamp(
@@ -82,8 +109,11 @@ impl Store for PgStore {
         partition: i32,
         timestamp_ms: i64,
     ) -> StoreResult<Option<OffsetAndTimestamp>> {
-        self.do_offset_for_timestamp(topic, partition, timestamp_ms)
-            .await
+        self.timed(
+            3,
+            self.do_offset_for_timestamp(topic, partition, timestamp_ms),
+        )
+        .await
     }
 
     async fn max_timestamp_offset(
@@ -91,11 +121,12 @@ impl Store for PgStore {
         topic: &str,
         partition: i32,
     ) -> StoreResult<Option<OffsetAndTimestamp>> {
-        self.do_max_timestamp_offset(topic, partition).await
+        self.timed(3, self.do_max_timestamp_offset(topic, partition))
+            .await
     }
 
     async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
-        self.do_commit_offsets(group, commits).await
+        self.timed(4, self.do_commit_offsets(group, commits)).await
     }
 
     async fn committed_offset(
@@ -104,15 +135,16 @@ impl Store for PgStore {
         topic: &str,
         partition: i32,
     ) -> StoreResult<Option<CommittedOffset>> {
-        self.do_committed_offset(group, topic, partition).await
+        self.timed(4, self.do_committed_offset(group, topic, partition))
+            .await
     }
 
     async fn list_committed(&self, group: &str) -> StoreResult<Vec<OffsetCommit>> {
-        self.do_list_committed(group).await
+        self.timed(4, self.do_list_committed(group)).await
     }
 
     async fn list_consumer_groups(&self) -> StoreResult<Vec<String>> {
-        self.do_list_consumer_groups().await
+        self.timed(4, self.do_list_consumer_groups()).await
     }
 
     async fn delete_committed(
@@ -120,7 +152,8 @@ impl Store for PgStore {
         group: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> StoreResult<u64> {
-        self.do_delete_committed(group, partitions).await
+        self.timed(4, self.do_delete_committed(group, partitions))
+            .await
     }
 
     async fn set_lease_group(
@@ -129,11 +162,12 @@ impl Store for PgStore {
         group: &str,
         config: LeaseGroupConfig,
     ) -> StoreResult<()> {
-        self.do_set_lease_group(topic, group, config).await
+        self.timed(5, self.do_set_lease_group(topic, group, config))
+            .await
     }
 
     async fn lease_groups(&self, topic: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
-        self.do_lease_groups(topic).await
+        self.timed(5, self.do_lease_groups(topic)).await
     }
 
     async fn lease(
@@ -144,7 +178,7 @@ impl Store for PgStore {
         max: usize,
         visibility: Duration,
     ) -> StoreResult<Vec<Lease>> {
-        self.do_lease(topic, partition, group, max, visibility)
+        self.timed(5, self.do_lease(topic, partition, group, max, visibility))
             .await
     }
 
@@ -154,7 +188,7 @@ impl Store for PgStore {
         group: &str,
         tokens: &[LeaseToken],
     ) -> StoreResult<Vec<StoreResult<()>>> {
-        self.do_ack(topic, group, tokens).await
+        self.timed(6, self.do_ack(topic, group, tokens)).await
     }
 
     async fn release(
@@ -164,7 +198,8 @@ impl Store for PgStore {
         token: LeaseToken,
         delay: Duration,
     ) -> StoreResult<()> {
-        self.do_release(topic, group, token, delay).await
+        self.timed(6, self.do_release(topic, group, token, delay))
+            .await
     }
 
     async fn extend(
@@ -174,7 +209,8 @@ impl Store for PgStore {
         token: LeaseToken,
         visibility: Duration,
     ) -> StoreResult<i64> {
-        self.do_extend(topic, group, token, visibility).await
+        self.timed(6, self.do_extend(topic, group, token, visibility))
+            .await
     }
 
     async fn lease_counts(
@@ -183,21 +219,27 @@ impl Store for PgStore {
         partition: i32,
         group: &str,
     ) -> StoreResult<LeaseCounts> {
-        self.do_lease_counts(topic, partition, group).await
+        self.timed(5, self.do_lease_counts(topic, partition, group))
+            .await
     }
 
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
-        self.do_delete_records(topic, partition, before).await
+        self.timed(7, self.do_delete_records(topic, partition, before))
+            .await
     }
 
     async fn enforce_retention(&self, topic: &str) -> StoreResult<u64> {
-        self.do_enforce_retention(topic).await
+        self.timed(7, self.do_enforce_retention(topic)).await
     }
 
     async fn health(&self) -> StoreResult<()> {
         let client = self.conn().await?;
         client.simple_query("SELECT 1").await.map_err(db_err)?;
         Ok(())
+    }
+
+    fn store_metrics(&self) -> Vec<StoreMetric> {
+        self.metrics()
     }
 
     async fn close(&self) -> StoreResult<()> {

@@ -12,7 +12,7 @@ pub mod client;
 mod cluster;
 mod configs;
 mod decompress;
-mod errors;
+pub mod errors;
 mod fetch;
 mod fetch_session;
 pub mod frame;
@@ -22,6 +22,7 @@ mod metadata;
 mod offsets;
 pub mod produce;
 pub mod records;
+mod response_errors;
 pub mod telemetry;
 mod topics;
 mod unsupported;
@@ -41,7 +42,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Protocol};
 use crate::ServerError;
 use frame::{decode_frame, encode_response, Frame, KafkaRequest};
 
@@ -171,6 +172,7 @@ impl KafkaServer {
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream) {
+        let _open = self.metrics.connection_opened(Protocol::Kafka);
         let peer = stream.peer_addr().ok();
         let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(16 * 1024, rd);
@@ -209,8 +211,10 @@ impl KafkaServer {
             if read.is_err() || buf.len() != len as usize {
                 break;
             }
+            self.metrics.bytes_in(Protocol::Kafka, 4 + len as u64);
             match self.handle_frame(Bytes::from(buf), peer).await {
                 Ok(Some(resp)) => {
+                    self.metrics.bytes_out(Protocol::Kafka, resp.len() as u64);
                     if wr.write_all(&resp).await.is_err() {
                         break;
                     }
@@ -258,6 +262,7 @@ impl KafkaServer {
                 let resp = $resp;
                 let out = encode(($api), v, cid, &resp)?;
                 self.metrics.kafka_request($name, started.elapsed());
+                self.count_errors($name, &resp);
                 Ok(Some(out))
             }};
         }
@@ -271,6 +276,7 @@ impl KafkaServer {
                 let acks = req.acks;
                 let resp = self.produce(req, v).await;
                 self.metrics.kafka_request("Produce", started.elapsed());
+                self.count_errors("Produce", &resp);
                 if acks == 0 {
                     return Ok(None);
                 }
@@ -434,6 +440,15 @@ impl KafkaServer {
                 self.push_telemetry(req)
             ),
         }
+    }
+
+    /// Counts the non-zero error codes of a response under `api`.
+    fn count_errors<R: response_errors::ResponseErrors>(&self, api: &'static str, resp: &R) {
+        resp.error_codes(&mut |code| {
+            if code != 0 {
+                self.metrics.kafka_error(api, code);
+            }
+        });
     }
 
     /// The topic, created with the default settings when it is missing and `create` holds.

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use broker_api::{
     validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
     Durability, FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken,
-    OffsetAndTimestamp, OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock, Store,
-    StoreError, StoreResult, TopicConfig, TopicInfo,
+    MetricValue, OffsetAndTimestamp, OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock,
+    Store, StoreError, StoreMetric, StoreResult, TopicConfig, TopicInfo,
 };
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -1160,6 +1160,32 @@ impl Store for LogStore {
 
     fn corrupt_batches(&self) -> u64 {
         self.corrupt_batches_total()
+    }
+
+    fn partition_disk_bytes(&self) -> Vec<(String, i32, u64)> {
+        let topics: Vec<(String, Arc<TopicHandle>)> = self
+            .inner
+            .topics
+            .read()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (name, t) in topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                out.push((name.clone(), i as i32, p.disk_bytes()));
+            }
+        }
+        out
+    }
+
+    fn store_metrics(&self) -> Vec<StoreMetric> {
+        vec![StoreMetric {
+            name: "broker_log_fsync_duration_seconds",
+            help: "Duration of the log store's data syncs (fdatasync) of segment files.",
+            labels: Vec::new(),
+            value: MetricValue::Histogram(self.inner.io.fsync_latency()),
+        }]
     }
 
     async fn close(&self) -> StoreResult<()> {
