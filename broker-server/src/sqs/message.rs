@@ -20,6 +20,8 @@ pub const GROUP_HEADER: &str = "sqs.group-id";
 pub const DEDUP_HEADER: &str = "sqs.dedup-id";
 /// Header carrying the AWSTraceHeader system attribute.
 pub const TRACE_HEADER: &str = "sqs.trace";
+/// Header carrying the MessageId given to the message when it was sent (a random UUID).
+pub const MESSAGE_ID_HEADER: &str = "sqs.message-id";
 
 /// One message attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,8 +254,29 @@ pub fn attributes_json(attrs: &BTreeMap<String, AttrValue>) -> Value {
     Value::Object(m)
 }
 
-/// The MessageId of the record at (`topic`, `partition`, `offset`), UUID-formatted.
-pub fn message_id(topic: &str, partition: i32, offset: i64) -> String {
+/// A fresh MessageId: a random (version 4) UUID.
+pub fn new_message_id() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
+}
+
+/// The header that stores `id` with the record.
+pub fn message_id_header(id: uuid::Uuid) -> Header {
+    Header {
+        key: MESSAGE_ID_HEADER.into(),
+        value: Some(Bytes::from(id.hyphenated().to_string())),
+    }
+}
+
+/// The MessageId of a stored record: the one stored when it was sent, or, for a record that
+/// was not sent through the API (produced with Kafka), one derived from its position.
+pub fn message_id_of(topic: &str, partition: i32, record: &StoredRecord) -> uuid::Uuid {
+    header_str(record, MESSAGE_ID_HEADER)
+        .and_then(|v| uuid::Uuid::parse_str(&v).ok())
+        .unwrap_or_else(|| derived_message_id(topic, partition, record.offset))
+}
+
+/// The MessageId of a record produced without one, from (`topic`, `partition`, `offset`).
+pub fn derived_message_id(topic: &str, partition: i32, offset: i64) -> uuid::Uuid {
     use sha2::Sha256;
     let mut h = Sha256::new();
     h.update(topic.as_bytes());
@@ -265,7 +288,7 @@ pub fn message_id(topic: &str, partition: i32, offset: i64) -> String {
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    uuid::Uuid::from_bytes(b).hyphenated().to_string()
+    uuid::Uuid::from_bytes(b)
 }
 
 /// The SequenceNumber of a FIFO message: grows with the offset within a partition.
@@ -314,9 +337,10 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_distinct() {
-        assert_eq!(message_id("q", 0, 1), message_id("q", 0, 1));
-        assert_ne!(message_id("q", 0, 1), message_id("q", 0, 2));
-        assert_eq!(message_id("q", 0, 1).len(), 36);
+        assert_eq!(derived_message_id("q", 0, 1), derived_message_id("q", 0, 1));
+        assert_ne!(derived_message_id("q", 0, 1), derived_message_id("q", 0, 2));
+        assert_ne!(new_message_id(), new_message_id());
+        assert_eq!(new_message_id().get_version_num(), 4);
         assert!(sequence_number(0, 2) > sequence_number(0, 1));
         assert_eq!(sequence_number(0, 1).len(), 20);
     }

@@ -152,7 +152,9 @@ impl Sqs {
         let mut m = Map::new();
         m.insert(
             "MessageId".into(),
-            json!(msg::message_id(&q.name, l.token.partition, r.offset)),
+            json!(msg::message_id_of(&q.name, l.token.partition, r)
+                .hyphenated()
+                .to_string()),
         );
         m.insert(
             "ReceiptHandle".into(),
