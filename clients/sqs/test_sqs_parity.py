@@ -72,3 +72,74 @@ def test_fifo_duplicate_send_returns_the_original_message_id(sqs, queue):
     assert uuid.UUID(a["MessageId"]).version == 4
     (m,) = receive(sqs, url)
     assert m["MessageId"] == a["MessageId"]
+
+
+# ---- 2. Delete / visibility after the timeout -----------------------------------------------
+
+def test_delete_after_visibility_timeout_with_latest_handle_deletes(sqs, queue):
+    url = queue("lapsed")
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    (m,) = receive(sqs, url, VisibilityTimeout=1)
+    time.sleep(1.3)
+    # Not received again since: the handle is still the latest one, and AWS deletes.
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert receive(sqs, url, WaitTimeSeconds=1) == []
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_delete_with_handle_of_an_older_receive_keeps_the_message(sqs, queue):
+    url = queue("older")
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    (first,) = receive(sqs, url, VisibilityTimeout=1)
+    time.sleep(1.3)
+    (second,) = receive(sqs, url, VisibilityTimeout=1)
+    assert first["ReceiptHandle"] != second["ReceiptHandle"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])  # succeeds ...
+    time.sleep(1.3)
+    (third,) = receive(sqs, url, VisibilityTimeout=30)  # ... without deleting
+    assert third["Body"] == "m"
+    # The batch form behaves the same way.
+    d = sqs.delete_message_batch(QueueUrl=url, Entries=[
+        {"Id": "old", "ReceiptHandle": second["ReceiptHandle"]},
+        {"Id": "new", "ReceiptHandle": third["ReceiptHandle"]}])
+    assert sorted(e["Id"] for e in d["Successful"]) == ["new", "old"]
+    assert receive(sqs, url, VisibilityTimeout=0) == []
+
+
+def test_change_visibility_after_timeout(sqs, queue):
+    url = queue("cmvlapsed")
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    (first,) = receive(sqs, url, VisibilityTimeout=1)
+    time.sleep(1.3)
+    with pytest.raises(ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"],
+                                      VisibilityTimeout=60)
+    assert code_of(e) == "AWS.SimpleQueueService.MessageNotInflight"
+    assert first["ReceiptHandle"] in message_of(e)
+    # The message stayed visible.
+    (second,) = receive(sqs, url, VisibilityTimeout=30)
+    assert second["Body"] == "m"
+    with pytest.raises(ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"],
+                                      VisibilityTimeout=60)
+    assert code_of(e) == "InvalidParameterValue"
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=second["ReceiptHandle"],
+                                  VisibilityTimeout=0)
+    assert [m["Body"] for m in receive(sqs, url)] == ["m"]
+
+
+def test_fifo_delete_after_visibility_timeout_is_refused(sqs, queue):
+    url = queue("fifolapsed", fifo=True)
+    sqs.send_message(QueueUrl=url, MessageBody="m", MessageGroupId="g",
+                     MessageDeduplicationId="d")
+    (m,) = receive(sqs, url, VisibilityTimeout=1)
+    time.sleep(1.3)
+    with pytest.raises(ClientError) as e:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert code_of(e) == "InvalidParameterValue"
+    assert "The receipt handle has expired" in message_of(e)
+    (again,) = receive(sqs, url, VisibilityTimeout=30)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    assert receive(sqs, url, VisibilityTimeout=0) == []

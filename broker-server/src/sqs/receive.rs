@@ -233,10 +233,30 @@ impl Sqs {
         }
     }
 
+    /// On a FIFO queue a handle whose visibility timeout passed is expired (AWS refuses to
+    /// delete with it), although the store would still ack it: a short extend first tells a
+    /// live lease from a lapsed one. Ok(false) when the handle is expired.
+    async fn fifo_handle_live(&self, q: &Queue, token: broker_api::LeaseToken) -> SqsResult<bool> {
+        match self
+            .store
+            .extend(&q.name, LEASE_GROUP, token, Duration::from_secs(1))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::LeaseExpired | StoreError::LeaseLapsed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub(super) async fn delete_message(&self, input: &Value) -> SqsResult<Value> {
         let q = self.queue(input).await?;
         let handle = req_str(input, "ReceiptHandle")?;
         let token = self.token(&q, handle)?;
+        if q.fifo && !self.fifo_handle_live(&q, token).await? {
+            Self::stale_delete(&q, handle)?;
+        }
+        // A handle of the most recent receive deletes the message also after its visibility
+        // timeout passed (the store acks a lapsed lease); an older one is LeaseExpired.
         let mut r = self.store.ack(&q.name, LEASE_GROUP, &[token]).await?;
         match r.pop() {
             Some(Ok(())) => {}
@@ -254,7 +274,15 @@ impl Sqs {
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            match req_str(e, "ReceiptHandle").and_then(|h| self.token(&q, h)) {
+            let parsed = req_str(e, "ReceiptHandle").and_then(|h| Ok((h, self.token(&q, h)?)));
+            let parsed = match parsed {
+                Ok((h, t)) if q.fifo && !self.fifo_handle_live(&q, t).await? => {
+                    results[i] = Some(Self::stale_delete(&q, h));
+                    continue;
+                }
+                other => other.map(|(_, t)| t),
+            };
+            match parsed {
                 Ok(t) => {
                     tokens.push(t);
                     positions.push(i);
@@ -301,6 +329,10 @@ impl Sqs {
         };
         match r {
             Ok(()) => Ok(()),
+            // The handle is the most recent receive's, but its visibility timeout passed.
+            Err(StoreError::LeaseLapsed) => Err(SqsError::MessageNotInflight(format!(
+                "Value {handle} for parameter ReceiptHandle is invalid. Reason: The message referred to isn't in flight."
+            ))),
             Err(StoreError::LeaseExpired) => Err(SqsError::InvalidParameterValue(format!(
                 "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."
             ))),
