@@ -143,3 +143,34 @@ def test_fifo_delete_after_visibility_timeout_is_refused(sqs, queue):
     (again,) = receive(sqs, url, VisibilityTimeout=30)
     sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
     assert receive(sqs, url, VisibilityTimeout=0) == []
+
+
+# ---- 3. FIFO batch rules ------------------------------------------------------------------
+
+def test_fifo_batch_entry_without_group_fails_the_whole_batch(sqs, queue):
+    url = queue("fifobatch", fifo=True)
+    with pytest.raises(ClientError) as e:
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": "a", "MessageBody": "1", "MessageGroupId": "g", "MessageDeduplicationId": "1"},
+            {"Id": "b", "MessageBody": "2", "MessageDeduplicationId": "2"}])
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert code_of(e) == "MissingParameter"
+    assert "MessageGroupId" in message_of(e)
+    with pytest.raises(ClientError) as e:
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": "a", "MessageBody": "1", "MessageGroupId": "g", "MessageDeduplicationId": "1"},
+            {"Id": "b", "MessageBody": "2", "MessageGroupId": "g"}])
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert code_of(e) == "InvalidParameterValue"
+    assert "MessageDeduplicationId" in message_of(e)
+    assert receive(sqs, url) == [], "nothing of a refused batch is sent"
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_fifo_batch_with_content_based_dedup_needs_no_dedup_id(sqs, queue):
+    url = queue("fifocbd", fifo=True, ContentBasedDeduplication="true")
+    r = sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "MessageBody": "1", "MessageGroupId": "g"},
+        {"Id": "b", "MessageBody": "2", "MessageGroupId": "g"}])
+    assert len(r["Successful"]) == 2

@@ -371,6 +371,20 @@ impl Sqs {
                 "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
             )));
         }
+        if q.fifo {
+            // AWS refuses the whole batch (nothing is sent) when an entry lacks what every
+            // FIFO message needs.
+            for e in entries {
+                if opt_str(e, "MessageGroupId").is_none() {
+                    return Err(SqsError::MissingParameter("MessageGroupId".into()));
+                }
+                if opt_str(e, "MessageDeduplicationId").is_none() && !q.content_based_dedup() {
+                    return Err(SqsError::InvalidParameterValue(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".into(),
+                    ));
+                }
+            }
+        }
         let now = self.now_ms();
         let prepared = entries.iter().map(|e| self.prepare(&q, e, now)).collect();
         let results = self.send_entries(&q, prepared).await?;
