@@ -174,3 +174,26 @@ def test_fifo_batch_with_content_based_dedup_needs_no_dedup_id(sqs, queue):
         {"Id": "a", "MessageBody": "1", "MessageGroupId": "g"},
         {"Id": "b", "MessageBody": "2", "MessageGroupId": "g"}])
     assert len(r["Successful"]) == 2
+
+
+# ---- 4. Attribute-name wildcards ----------------------------------------------------------
+
+def test_message_attribute_name_wildcards(sqs, queue):
+    url = queue("wild")
+    attrs = {n: {"DataType": "String", "StringValue": n} for n in ("Hello", "Help", "Hi", "a.b")}
+    sqs.send_message(QueueUrl=url, MessageBody="m", MessageAttributes=attrs)
+
+    def names(**kw):
+        (m,) = receive(sqs, url, VisibilityTimeout=0, **kw)
+        return sorted(m.get("MessageAttributes", {})), sorted(m.get("Attributes", {}))
+
+    assert names(MessageAttributeNames=["Hel.*"])[0] == ["Hello", "Help"]
+    assert names(MessageAttributeNames=["All"])[0] == ["Hello", "Help", "Hi", "a.b"]
+    assert names(MessageAttributeNames=[".*"])[0] == ["Hello", "Help", "Hi", "a.b"]
+    assert names(MessageAttributeNames=["a.*"])[0] == ["a.b"]
+    assert names(MessageAttributeNames=["Hi"])[0] == ["Hi"]
+    assert names()[0] == []
+    system = names(MessageSystemAttributeNames=["Approximate.*"])[1]
+    assert system == ["ApproximateFirstReceiveTimestamp", "ApproximateReceiveCount"]
+    assert "SentTimestamp" in names(MessageSystemAttributeNames=[".*"])[1]
+    assert "SenderId" in names(MessageSystemAttributeNames=["All"])[1]

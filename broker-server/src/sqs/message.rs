@@ -225,22 +225,25 @@ pub fn md5_of_attributes(attrs: &BTreeMap<String, AttrValue>) -> Option<String> 
     Some(hex::encode(h.finalize()))
 }
 
-/// The attributes named by `names` (`All`, `.*`, exact names, or `prefix.*`), as JSON.
+/// True when attribute `name` is selected by one of `names`: `All`, `.*`, the exact name, or
+/// `Prefix.*` (every name starting with `Prefix`, so `Hel.*` selects `Hello` and `Help`).
+pub fn name_selected(name: &str, names: &[String]) -> bool {
+    names.iter().any(|n| {
+        n == "All"
+            || n == ".*"
+            || n == name
+            || n.strip_suffix(".*").is_some_and(|p| name.starts_with(p))
+    })
+}
+
+/// The attributes named by `names` (see [`name_selected`]).
 pub fn select_attributes(
     attrs: &BTreeMap<String, AttrValue>,
     names: &[String],
 ) -> BTreeMap<String, AttrValue> {
     attrs
         .iter()
-        .filter(|(name, _)| {
-            names.iter().any(|n| {
-                n == "All"
-                    || n == ".*"
-                    || n == *name
-                    || n.strip_suffix(".*")
-                        .is_some_and(|p| name.starts_with(&format!("{p}.")))
-            })
-        })
+        .filter(|(name, _)| name_selected(name, names))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -343,6 +346,18 @@ mod tests {
         assert_eq!(new_message_id().get_version_num(), 4);
         assert!(sequence_number(0, 2) > sequence_number(0, 1));
         assert_eq!(sequence_number(0, 1).len(), 20);
+    }
+
+    #[test]
+    fn attribute_wildcards() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(name_selected("Hello", &names(&["Hel.*"])));
+        assert!(name_selected("Help", &names(&["Hel.*"])));
+        assert!(!name_selected("Hi", &names(&["Hel.*"])));
+        assert!(name_selected("a.b", &names(&["a.*"])));
+        assert!(name_selected("x", &names(&[".*"])));
+        assert!(name_selected("x", &names(&["All"])));
+        assert!(!name_selected("x", &names(&["y"])));
     }
 
     #[test]

@@ -162,8 +162,7 @@ impl Sqs {
         );
         m.insert("MD5OfBody".into(), json!(msg::md5_hex(body.as_bytes())));
         m.insert("Body".into(), json!(body));
-        let all = system.iter().any(|s| s == "All");
-        let want = |n: &str| all || system.iter().any(|s| s == n);
+        let want = |n: &str| msg::name_selected(n, system);
         let mut attrs = Map::new();
         for name in SYSTEM_ATTRIBUTES {
             if !want(name) {
