@@ -197,3 +197,17 @@ def test_message_attribute_name_wildcards(sqs, queue):
     assert system == ["ApproximateFirstReceiveTimestamp", "ApproximateReceiveCount"]
     assert "SentTimestamp" in names(MessageSystemAttributeNames=[".*"])[1]
     assert "SenderId" in names(MessageSystemAttributeNames=["All"])[1]
+
+
+# ---- 6. Tags ------------------------------------------------------------------------------
+
+def test_tag_and_untag_need_something_to_do(sqs, queue):
+    url = queue("tags")
+    with pytest.raises(ClientError) as e:
+        sqs.tag_queue(QueueUrl=url, Tags={})
+    assert code_of(e) == "MissingParameter"
+    with pytest.raises(ClientError) as e:
+        sqs.untag_queue(QueueUrl=url, TagKeys=[])
+    assert code_of(e) == "MissingParameter"
+    sqs.tag_queue(QueueUrl=url, Tags={"k": "v"})
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"k": "v"}
