@@ -211,3 +211,21 @@ def test_tag_and_untag_need_something_to_do(sqs, queue):
     assert code_of(e) == "MissingParameter"
     sqs.tag_queue(QueueUrl=url, Tags={"k": "v"})
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"k": "v"}
+
+
+# ---- 7. GetQueueAttributes without applicable names ----------------------------------------
+
+def test_get_queue_attributes_without_applicable_names_has_no_attributes(sqs, broker, queue):
+    url = queue("noattrs")
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url)
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["FifoQueue"])
+    assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
+    assert "Attributes" in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["DelaySeconds"])
+    status, xml = query(broker, Action="GetQueueAttributes", QueueUrl=url)
+    assert status == 200 and "<GetQueueAttributesResult></GetQueueAttributesResult>" in xml, xml
+    status, xml = query(broker, Action="GetQueueAttributes", QueueUrl=url,
+                        **{"AttributeName.1": "FifoQueue"})
+    assert status == 200 and "<Attribute>" not in xml, xml
+    status, xml = query(broker, Action="GetQueueAttributes", QueueUrl=url,
+                        **{"AttributeName.1": "DelaySeconds"})
+    assert status == 200 and "<Name>DelaySeconds</Name>" in xml, xml

@@ -334,6 +334,10 @@ impl Sqs {
                 }
             }
         }
+        if out.is_empty() {
+            // AWS leaves the member out when no attribute was asked for or none applies.
+            return Ok(json!({}));
+        }
         Ok(json!({ "Attributes": out }))
     }
 
