@@ -229,3 +229,39 @@ def test_get_queue_attributes_without_applicable_names_has_no_attributes(sqs, br
     status, xml = query(broker, Action="GetQueueAttributes", QueueUrl=url,
                         **{"AttributeName.1": "DelaySeconds"})
     assert status == 200 and "<Name>DelaySeconds</Name>" in xml, xml
+
+
+# ---- 8. Redrive policies ------------------------------------------------------------------
+
+def test_redrive_policies_are_validated_and_normalised(sqs, queue):
+    dlq = queue("rdlq")
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    src = queue("rsrc")
+    sqs.set_queue_attributes(QueueUrl=src, Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})
+    got = sqs.get_queue_attributes(QueueUrl=src, AttributeNames=["RedrivePolicy"])["Attributes"]
+    policy = json.loads(got["RedrivePolicy"])
+    assert policy == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+    assert isinstance(policy["maxReceiveCount"], int)
+
+    for bad in ({"deadLetterTargetArn": dlq_arn},
+                {"deadLetterTargetArn": "not-an-arn", "maxReceiveCount": 3},
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1001},
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3, "extra": 1}):
+        with pytest.raises(ClientError) as e:
+            sqs.set_queue_attributes(QueueUrl=src, Attributes={"RedrivePolicy": json.dumps(bad)})
+        assert code_of(e) in ("InvalidAttributeValue", "InvalidParameterValue"), bad
+        assert "RedrivePolicy" in message_of(e)
+
+    sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": json.dumps(
+        {"redrivePermission": "byQueue", "sourceQueueArns": [dlq_arn.replace("rdlq", "rsrc")]})})
+    got = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["RedriveAllowPolicy"])["Attributes"]
+    assert json.loads(got["RedriveAllowPolicy"])["redrivePermission"] == "byQueue"
+    for bad in ({"redrivePermission": "byQueue"}, {"redrivePermission": "sometimes"},
+                {"redrivePermission": "allowAll", "sourceQueueArns": [dlq_arn]},
+                {"redrivePermission": "byQueue", "sourceQueueArns": [dlq_arn] * 11}):
+        with pytest.raises(ClientError) as e:
+            sqs.set_queue_attributes(QueueUrl=dlq,
+                                     Attributes={"RedriveAllowPolicy": json.dumps(bad)})
+        assert code_of(e) == "InvalidAttributeValue", bad
+        assert "RedriveAllowPolicy" in message_of(e)
