@@ -265,3 +265,25 @@ def test_redrive_policies_are_validated_and_normalised(sqs, queue):
                                      Attributes={"RedriveAllowPolicy": json.dumps(bad)})
         assert code_of(e) == "InvalidAttributeValue", bad
         assert "RedriveAllowPolicy" in message_of(e)
+
+
+# ---- 5. Error texts name the value and the limit --------------------------------------------
+
+def test_range_errors_name_value_and_limits(sqs, queue):
+    url = queue("errtext")
+    with pytest.raises(ClientError) as e:
+        sqs.send_message(QueueUrl=url, MessageBody="m", DelaySeconds=5000)
+    assert code_of(e) == "InvalidParameterValue"
+    assert message_of(e) == "Value 5000 for parameter DelaySeconds is invalid. Reason: Must be >= 0 and <= 900."
+    with pytest.raises(ClientError) as e:
+        sqs.receive_message(QueueUrl=url, VisibilityTimeout=43201)
+    assert message_of(e) == ("Value 43201 for parameter VisibilityTimeout is invalid. "
+                             "Reason: Must be >= 0 and <= 43200.")
+    with pytest.raises(ClientError) as e:
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11)
+    assert message_of(e) == ("Value 11 for parameter MaxNumberOfMessages is invalid. "
+                             "Reason: Must be >= 1 and <= 10.")
+    with pytest.raises(ClientError) as e:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"DelaySeconds": "901"})
+    assert code_of(e) == "InvalidAttributeValue"
+    assert message_of(e) == "Value 901 for parameter DelaySeconds is invalid. Reason: Must be >= 0 and <= 900."

@@ -261,7 +261,7 @@ fn int_in(name: &str, value: &str, lo: i64, hi: i64) -> SqsResult<()> {
     match value.trim().parse::<i64>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Invalid value for the parameter {name}: must be an integer from {lo} to {hi}, got {value:?}."
+            "Value {value} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}."
         ))),
     }
 }
@@ -270,7 +270,7 @@ fn boolean(name: &str, value: &str) -> SqsResult<()> {
     match value {
         "true" | "false" => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Invalid value for the parameter {name}: must be true or false."
+            "Value {value} for parameter {name} is invalid. Reason: Must be true or false."
         ))),
     }
 }
