@@ -24,9 +24,15 @@ pub enum StoreError {
     /// A record is larger than the topic's `max_record_bytes`; the whole batch was refused.
     #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
     RecordTooLarge { size: usize, limit: usize },
-    /// The lease token expired or was superseded; nothing was changed.
+    /// The lease token was superseded (its record was leased again, acked or dead-lettered);
+    /// nothing was changed.
     #[error("lease expired or superseded")]
     LeaseExpired,
+    /// The token is its record's most recent lease, but the lease's expiry has passed (the
+    /// record was not leased again since). `release` and `extend` refuse it; nothing was
+    /// changed. (`ack` still accepts such a token: rule **lapsed_lease_can_be_acked**.)
+    #[error("lease lapsed: its expiry has passed")]
+    LeaseLapsed,
     /// An idempotent batch does not continue its producer's sequence.
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },

@@ -98,9 +98,15 @@ use crate::StoreResult;
 /// - **leases_are_exclusive**: a record is leased to at most one holder per group at a time,
 ///   also under concurrency.
 /// - **expired_lease_is_redelivered**: once `expires_at_ms` has passed the record is leasable
-///   again; its old token is then `LeaseExpired` for ack, release and extend.
-/// - **ack_is_final**: an acked record is never leased again by that group; acking with a stale
-///   token is `LeaseExpired` and changes nothing.
+///   again; once it has been leased again, its old token is `LeaseExpired` for ack, release
+///   and extend.
+/// - **lapsed_lease_can_be_acked**: after a lease's `expires_at_ms` has passed, while its record
+///   was not leased again (nor acked or dead-lettered), `ack` with that token must succeed and
+///   be final (the SQS DeleteMessage of a receipt handle from the most recent receive), while
+///   `release` and `extend` with it must be `LeaseLapsed` and change nothing (the record stays
+///   leasable).
+/// - **ack_is_final**: an acked record is never leased again by that group; acking with a
+///   superseded token is `LeaseExpired` and changes nothing.
 /// - **release_with_delay**: a released record becomes leasable after the given delay.
 /// - **extend_moves_expiry**: extend sets the expiry to now + visibility.
 /// - **groups_are_independent**: every group sees every record; one group's acks do not affect

@@ -469,7 +469,13 @@ impl Model {
 
     /// The state of the live lease `token` names. Records below the log start are gone:
     /// the model says `LeaseExpired` and the driver also accepts Ok for them.
-    fn live(&mut self, t: &str, group: &str, token: &LeaseToken) -> StoreResult<&mut RecState> {
+    fn live(
+        &mut self,
+        t: &str,
+        group: &str,
+        token: &LeaseToken,
+        lapsed_ok: bool,
+    ) -> StoreResult<&mut RecState> {
         if token.offset < self.part(t, token.partition)?.log_start {
             return Err(StoreError::LeaseExpired);
         }
@@ -482,10 +488,17 @@ impl Model {
             .get_mut(group)
             .and_then(|g| g.records.get_mut(&(token.partition, token.offset)));
         match st {
-            Some(s) if matches!(s.phase, Phase::Leased { nonce, until } if nonce == token.nonce && until > now) => {
-                Ok(s)
-            }
-            _ => Err(StoreError::LeaseExpired),
+            Some(s) => match s.phase {
+                Phase::Leased { nonce, until } if nonce == token.nonce => {
+                    if until > now || lapsed_ok {
+                        Ok(s)
+                    } else {
+                        Err(StoreError::LeaseLapsed)
+                    }
+                }
+                _ => Err(StoreError::LeaseExpired),
+            },
+            None => Err(StoreError::LeaseExpired),
         }
     }
 
@@ -498,7 +511,10 @@ impl Model {
         self.topic(t)?;
         Ok(tokens
             .iter()
-            .map(|tok| self.live(t, group, tok).map(|s| s.phase = Phase::Acked))
+            .map(|tok| {
+                self.live(t, group, tok, true)
+                    .map(|s| s.phase = Phase::Acked)
+            })
             .collect())
     }
 
@@ -510,7 +526,7 @@ impl Model {
         delay: i64,
     ) -> StoreResult<()> {
         let from = self.now + delay;
-        self.live(t, group, token)
+        self.live(t, group, token, false)
             .map(|s| s.phase = Phase::Idle { from })
     }
 
@@ -522,7 +538,7 @@ impl Model {
         vis: i64,
     ) -> StoreResult<i64> {
         let until = self.now + vis;
-        let s = self.live(t, group, token)?;
+        let s = self.live(t, group, token, false)?;
         if let Phase::Leased { nonce, .. } = s.phase {
             s.phase = Phase::Leased { nonce, until };
         }

@@ -695,7 +695,12 @@ impl Driver {
                 let d = Duration::from_millis(*delay as u64);
                 let gone = gone(m, h.topic, &h.model);
                 let got = st.release(h.topic, h.group, h.store, d).await;
-                if gone && matches!(got, Ok(()) | Err(StoreError::LeaseExpired)) {
+                if gone
+                    && matches!(
+                        got,
+                        Ok(()) | Err(StoreError::LeaseExpired | StoreError::LeaseLapsed)
+                    )
+                {
                     return Ok(());
                 }
                 agree(
@@ -713,7 +718,10 @@ impl Driver {
                 let gone = gone(m, h.topic, &h.model);
                 let got = st.extend(h.topic, h.group, h.store, v).await;
                 let new_expiry = m.now + visibility;
-                if gone && (got == Ok(new_expiry) || matches!(got, Err(StoreError::LeaseExpired))) {
+                if gone
+                    && (got == Ok(new_expiry)
+                        || matches!(got, Err(StoreError::LeaseExpired | StoreError::LeaseLapsed)))
+                {
                     return Ok(());
                 }
                 agree(

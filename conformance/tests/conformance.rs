@@ -33,6 +33,9 @@ enum Fault {
     GrowthRefused,
     /// `max_timestamp_offset` answers the latest record among equal timestamps.
     MaxTimestampLatestTie,
+    /// `ack` with the token of a lapsed lease (expired, not leased again) is `LeaseExpired`
+    /// and changes nothing, as if the token were superseded.
+    LapsedAckRefused,
 }
 
 struct BrokenStore {
@@ -239,6 +242,20 @@ impl Store for BrokenStore {
                     other => other,
                 })
                 .collect()),
+            Fault::LapsedAckRefused => {
+                // A live token extends fine and is then acked; a lapsed one is refused.
+                let mut out = Vec::new();
+                for tok in tokens {
+                    out.push(
+                        match self.inner.extend(t, g, *tok, Duration::from_secs(60)).await {
+                            Ok(_) => self.inner.ack(t, g, &[*tok]).await?.remove(0),
+                            Err(StoreError::LeaseLapsed) => Err(StoreError::LeaseExpired),
+                            Err(e) => Err(e),
+                        },
+                    );
+                }
+                Ok(out)
+            }
             _ => self.inner.ack(t, g, tokens).await,
         }
     }
@@ -299,6 +316,7 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         ],
         Fault::AckForgotten => vec![
             "leases_are_exclusive",
+            "lapsed_lease_can_be_acked",
             "ack_is_final",
             "groups_are_independent",
             "max_deliveries_dead_letters",
@@ -308,6 +326,7 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         ],
         Fault::StaleAckAccepted => vec![
             "expired_lease_is_redelivered",
+            "lapsed_lease_can_be_acked",
             "ack_is_final",
             "groups_are_independent",
             "lease_state_survives_reopen",
@@ -325,10 +344,11 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         Fault::DeleteCommittedIgnoresList => vec!["committed_offsets_can_be_deleted"],
         Fault::GrowthRefused => vec!["partitions_can_grow"],
         Fault::MaxTimestampLatestTie => vec!["max_timestamp_offset_is_found"],
+        Fault::LapsedAckRefused => vec!["lapsed_lease_can_be_acked"],
     }
 }
 
-const FAULTS: [Fault; 9] = [
+const FAULTS: [Fault; 10] = [
     Fault::DuplicateTopicOk,
     Fault::GapEveryThirdAppend,
     Fault::AckForgotten,
@@ -338,6 +358,7 @@ const FAULTS: [Fault; 9] = [
     Fault::DeleteCommittedIgnoresList,
     Fault::GrowthRefused,
     Fault::MaxTimestampLatestTie,
+    Fault::LapsedAckRefused,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,11 +89,24 @@ impl PartLeases {
         }
     }
 
-    /// A copy of the record a token names, if the token is still the live lease at `now`.
-    pub fn live_copy(&self, token: &LeaseToken, now: i64) -> StoreResult<RecState> {
+    /// A copy of the record a token names, if the token is its record's most recent lease
+    /// and that lease is live at `now` (or lapsed, when `lapsed_ok`): `LeaseLapsed` for a
+    /// lapsed one otherwise, `LeaseExpired` when the record was leased again or finished.
+    pub fn live_copy(
+        &self,
+        token: &LeaseToken,
+        now: i64,
+        lapsed_ok: bool,
+    ) -> StoreResult<RecState> {
         match self.recs.get(&token.offset) {
             Some(r) => match r.phase {
-                Phase::Leased { nonce, expires } if nonce == token.nonce && expires > now => Ok(*r),
+                Phase::Leased { nonce, expires } if nonce == token.nonce => {
+                    if expires > now || lapsed_ok {
+                        Ok(*r)
+                    } else {
+                        Err(StoreError::LeaseLapsed)
+                    }
+                }
                 _ => Err(StoreError::LeaseExpired),
             },
             None => Err(StoreError::LeaseExpired),

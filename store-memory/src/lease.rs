@@ -193,23 +193,38 @@ impl PartitionLeases {
         out
     }
 
-    /// The state of a live lease named by `token`, or `LeaseExpired`.
-    fn live(&mut self, log: &Log, token: &LeaseToken, now: i64) -> StoreResult<&mut RecordState> {
+    /// The state of the lease named by `token` if it is its record's most recent one:
+    /// `LeaseLapsed` when its expiry has passed unless `lapsed_ok`, `LeaseExpired` when the
+    /// record was leased again, acked or dead-lettered since.
+    fn live(
+        &mut self,
+        log: &Log,
+        token: &LeaseToken,
+        now: i64,
+        lapsed_ok: bool,
+    ) -> StoreResult<&mut RecordState> {
         self.normalize(log.log_start());
         match self.states.get_mut(&token.offset) {
-            Some(s)
-                if matches!(s.phase, Phase::Leased { nonce, expires_at_ms }
-                    if nonce == token.nonce && expires_at_ms > now) =>
-            {
-                Ok(s)
-            }
-            _ => Err(StoreError::LeaseExpired),
+            Some(s) => match s.phase {
+                Phase::Leased {
+                    nonce,
+                    expires_at_ms,
+                } if nonce == token.nonce => {
+                    if expires_at_ms > now || lapsed_ok {
+                        Ok(s)
+                    } else {
+                        Err(StoreError::LeaseLapsed)
+                    }
+                }
+                _ => Err(StoreError::LeaseExpired),
+            },
+            None => Err(StoreError::LeaseExpired),
         }
     }
 
-    /// Marks the leased record done.
+    /// Marks the leased record done (also after its lease lapsed, while not leased again).
     pub(crate) fn ack(&mut self, log: &Log, token: &LeaseToken, now: i64) -> StoreResult<()> {
-        self.live(log, token, now)?.phase = Phase::Done;
+        self.live(log, token, now, true)?.phase = Phase::Done;
         self.normalize(log.log_start());
         Ok(())
     }
@@ -222,7 +237,7 @@ impl PartitionLeases {
         now: i64,
         delay_ms: i64,
     ) -> StoreResult<()> {
-        self.live(log, token, now)?.phase = Phase::Released {
+        self.live(log, token, now, false)?.phase = Phase::Released {
             available_at_ms: now.saturating_add(delay_ms),
         };
         Ok(())
@@ -236,7 +251,7 @@ impl PartitionLeases {
         now: i64,
         visibility_ms: i64,
     ) -> StoreResult<i64> {
-        let state = self.live(log, token, now)?;
+        let state = self.live(log, token, now, false)?;
         let expires = now.saturating_add(visibility_ms);
         if let Phase::Leased { nonce, .. } = state.phase {
             state.phase = Phase::Leased {

@@ -156,17 +156,26 @@ const WRITE_STATE: &str = r#"WITH s AS (
     WHERE topic_id = $1 AND partition = $2 AND group_id = $3"#;
 
 /// Acks a slice of tokens in one statement; one row with the topic's partition count, plus
-/// one per acked token. No row at all: the topic does not exist.
+/// one per acked token. No row at all: the topic does not exist. A lapsed lease (expiry
+/// passed, not leased again: same nonce, still state 1) is acked too (rule
+/// **lapsed_lease_can_be_acked**); a lease call that takes such a row locks it first and
+/// re-checks it, so the two never both win.
 const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $1),
     g AS (SELECT g.id FROM lease_groups g JOIN t ON g.topic_id = t.id WHERE g.name = $2),
     a AS (
         UPDATE lease_state s SET state = 3
         FROM unnest($4::bigint[], $5::bigint[]) AS u(o, n)
         WHERE s.topic_id = (SELECT id FROM t) AND s.partition = $3
-          AND s.group_id = (SELECT id FROM g) AND s."offset" BETWEEN $7 AND $8
-          AND s."offset" = u.o AND s.nonce = u.n AND s.state = 1 AND s.visible_at > $6
+          AND s.group_id = (SELECT id FROM g) AND s."offset" BETWEEN $6 AND $7
+          AND s."offset" = u.o AND s.nonce = u.n AND s.state = 1
         RETURNING s."offset", s.nonce)
     SELECT t.partitions, a."offset", a.nonce FROM t LEFT JOIN a ON true"#;
+
+/// One row when the token names its record's most recent lease and that lease lapsed
+/// ($1 topic id, $2 partition, $3 group id, $4 offset, $5 nonce, $6 now).
+const LAPSED: &str = r#"SELECT 1 FROM lease_state
+    WHERE topic_id = $1 AND partition = $2 AND group_id = $3 AND "offset" = $4
+      AND nonce = $5 AND state = 1 AND visible_at <= $6"#;
 
 /// The locked cursor and what the lease call needs around it.
 struct Cursor {
@@ -812,7 +821,6 @@ impl PgStore {
     ) -> StoreResult<Vec<StoreResult<()>>> {
         validate_group_name(group)?;
         let client = self.conn().await?;
-        let now = self.now();
         // One statement per partition, each scanning only its offset range of the primary
         // key (not every row of the group), all sent in one round trip.
         let mut by_partition: BTreeMap<i32, Vec<&LeaseToken>> = BTreeMap::new();
@@ -845,7 +853,7 @@ impl PgStore {
             client
                 .query(
                     stmt,
-                    &[&topic, &group, &a.p, &a.offs, &a.nonces, &now, &a.lo, &a.hi],
+                    &[&topic, &group, &a.p, &a.offs, &a.nonces, &a.lo, &a.hi],
                 )
                 .await
         }))
@@ -940,7 +948,25 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         if n == 0 {
-            return Err(StoreError::LeaseExpired);
+            let lapsed = tx
+                .query_opt(
+                    LAPSED,
+                    &[
+                        &tid,
+                        &token.partition,
+                        &gid,
+                        &token.offset,
+                        &token_nonce(&token),
+                        &now,
+                    ],
+                )
+                .await
+                .map_err(db_err)?;
+            return Err(if lapsed.is_some() {
+                StoreError::LeaseLapsed
+            } else {
+                StoreError::LeaseExpired
+            });
         }
         tx.commit().await.map_err(db_err)
     }
@@ -987,8 +1013,19 @@ impl PgStore {
         )
         .map_err(db_err)?;
         if n == 0 {
+            let lapsed = c
+                .query_opt(
+                    LAPSED,
+                    &[&tid, &token.partition, &gid, &token.offset, &nonce, &now],
+                )
+                .await
+                .map_err(db_err)?;
             tx.rollback().await;
-            return Err(StoreError::LeaseExpired);
+            return Err(if lapsed.is_some() {
+                StoreError::LeaseLapsed
+            } else {
+                StoreError::LeaseExpired
+            });
         }
         tx.commit().await?;
         Ok(expires)

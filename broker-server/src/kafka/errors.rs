@@ -11,7 +11,7 @@ pub fn code_for(err: &StoreError) -> i16 {
         StoreError::InvalidArgument(_) => ResponseError::InvalidRequest,
         StoreError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StoreError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
-        StoreError::LeaseExpired => ResponseError::InvalidRequest,
+        StoreError::LeaseExpired | StoreError::LeaseLapsed => ResponseError::InvalidRequest,
         StoreError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StoreError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         StoreError::StorageFull(_) => ResponseError::KafkaStorageError,

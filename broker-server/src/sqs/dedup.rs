@@ -5,12 +5,13 @@ use std::collections::{HashMap, VecDeque};
 use broker_api::{FetchLimits, Store};
 
 use super::error::SqsResult;
-use super::message::{header_str, DEDUP_HEADER};
+use super::message::{header_str, message_id_of, DEDUP_HEADER};
 use super::queue::DEDUP_WINDOW_MS;
 
 /// Where the first message of a deduplication id went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Original {
+    pub message_id: uuid::Uuid,
     pub partition: i32,
     pub offset: i64,
     pub sent_ms: i64,
@@ -60,6 +61,7 @@ impl DedupIndex {
                         found.push((
                             id,
                             Original {
+                                message_id: message_id_of(topic, p, rec),
                                 partition: p,
                                 offset: rec.offset,
                                 sent_ms: rec.timestamp_ms,
@@ -116,6 +118,7 @@ mod tests {
     fn ids_expire_after_the_window() {
         let mut d = DedupIndex::default();
         let o = Original {
+            message_id: uuid::Uuid::nil(),
             partition: 0,
             offset: 1,
             sent_ms: 1000,

@@ -157,6 +157,9 @@ impl Sqs {
     pub(super) async fn tag_queue(&self, input: &Value) -> SqsResult<Value> {
         let q = self.queue(input).await?;
         let tags = str_map(input, "Tags")?;
+        if tags.is_empty() {
+            return Err(SqsError::MissingParameter("Tags".into()));
+        }
         self.write_tags(&q, &tags, &[]).await?;
         Ok(json!({}))
     }
@@ -164,6 +167,9 @@ impl Sqs {
     pub(super) async fn untag_queue(&self, input: &Value) -> SqsResult<Value> {
         let q = self.queue(input).await?;
         let keys = str_list(input, "TagKeys");
+        if keys.is_empty() {
+            return Err(SqsError::MissingParameter("TagKeys".into()));
+        }
         self.write_tags(&q, &BTreeMap::new(), &keys).await?;
         Ok(json!({}))
     }
@@ -327,6 +333,10 @@ impl Sqs {
                     out.insert((*name).into(), json!(v.to_string()));
                 }
             }
+        }
+        if out.is_empty() {
+            // AWS leaves the member out when no attribute was asked for or none applies.
+            return Ok(json!({}));
         }
         Ok(json!({ "Attributes": out }))
     }

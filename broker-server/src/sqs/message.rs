@@ -20,6 +20,8 @@ pub const GROUP_HEADER: &str = "sqs.group-id";
 pub const DEDUP_HEADER: &str = "sqs.dedup-id";
 /// Header carrying the AWSTraceHeader system attribute.
 pub const TRACE_HEADER: &str = "sqs.trace";
+/// Header carrying the MessageId given to the message when it was sent (a random UUID).
+pub const MESSAGE_ID_HEADER: &str = "sqs.message-id";
 
 /// One message attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,22 +225,25 @@ pub fn md5_of_attributes(attrs: &BTreeMap<String, AttrValue>) -> Option<String> 
     Some(hex::encode(h.finalize()))
 }
 
-/// The attributes named by `names` (`All`, `.*`, exact names, or `prefix.*`), as JSON.
+/// True when attribute `name` is selected by one of `names`: `All`, `.*`, the exact name, or
+/// `Prefix.*` (every name starting with `Prefix`, so `Hel.*` selects `Hello` and `Help`).
+pub fn name_selected(name: &str, names: &[String]) -> bool {
+    names.iter().any(|n| {
+        n == "All"
+            || n == ".*"
+            || n == name
+            || n.strip_suffix(".*").is_some_and(|p| name.starts_with(p))
+    })
+}
+
+/// The attributes named by `names` (see [`name_selected`]).
 pub fn select_attributes(
     attrs: &BTreeMap<String, AttrValue>,
     names: &[String],
 ) -> BTreeMap<String, AttrValue> {
     attrs
         .iter()
-        .filter(|(name, _)| {
-            names.iter().any(|n| {
-                n == "All"
-                    || n == ".*"
-                    || n == *name
-                    || n.strip_suffix(".*")
-                        .is_some_and(|p| name.starts_with(&format!("{p}.")))
-            })
-        })
+        .filter(|(name, _)| name_selected(name, names))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -252,8 +257,29 @@ pub fn attributes_json(attrs: &BTreeMap<String, AttrValue>) -> Value {
     Value::Object(m)
 }
 
-/// The MessageId of the record at (`topic`, `partition`, `offset`), UUID-formatted.
-pub fn message_id(topic: &str, partition: i32, offset: i64) -> String {
+/// A fresh MessageId: a random (version 4) UUID.
+pub fn new_message_id() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
+}
+
+/// The header that stores `id` with the record.
+pub fn message_id_header(id: uuid::Uuid) -> Header {
+    Header {
+        key: MESSAGE_ID_HEADER.into(),
+        value: Some(Bytes::from(id.hyphenated().to_string())),
+    }
+}
+
+/// The MessageId of a stored record: the one stored when it was sent, or, for a record that
+/// was not sent through the API (produced with Kafka), one derived from its position.
+pub fn message_id_of(topic: &str, partition: i32, record: &StoredRecord) -> uuid::Uuid {
+    header_str(record, MESSAGE_ID_HEADER)
+        .and_then(|v| uuid::Uuid::parse_str(&v).ok())
+        .unwrap_or_else(|| derived_message_id(topic, partition, record.offset))
+}
+
+/// The MessageId of a record produced without one, from (`topic`, `partition`, `offset`).
+pub fn derived_message_id(topic: &str, partition: i32, offset: i64) -> uuid::Uuid {
     use sha2::Sha256;
     let mut h = Sha256::new();
     h.update(topic.as_bytes());
@@ -265,7 +291,7 @@ pub fn message_id(topic: &str, partition: i32, offset: i64) -> String {
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    uuid::Uuid::from_bytes(b).hyphenated().to_string()
+    uuid::Uuid::from_bytes(b)
 }
 
 /// The SequenceNumber of a FIFO message: grows with the offset within a partition.
@@ -314,11 +340,24 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_distinct() {
-        assert_eq!(message_id("q", 0, 1), message_id("q", 0, 1));
-        assert_ne!(message_id("q", 0, 1), message_id("q", 0, 2));
-        assert_eq!(message_id("q", 0, 1).len(), 36);
+        assert_eq!(derived_message_id("q", 0, 1), derived_message_id("q", 0, 1));
+        assert_ne!(derived_message_id("q", 0, 1), derived_message_id("q", 0, 2));
+        assert_ne!(new_message_id(), new_message_id());
+        assert_eq!(new_message_id().get_version_num(), 4);
         assert!(sequence_number(0, 2) > sequence_number(0, 1));
         assert_eq!(sequence_number(0, 1).len(), 20);
+    }
+
+    #[test]
+    fn attribute_wildcards() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(name_selected("Hello", &names(&["Hel.*"])));
+        assert!(name_selected("Help", &names(&["Hel.*"])));
+        assert!(!name_selected("Hi", &names(&["Hel.*"])));
+        assert!(name_selected("a.b", &names(&["a.*"])));
+        assert!(name_selected("x", &names(&[".*"])));
+        assert!(name_selected("x", &names(&["All"])));
+        assert!(!name_selected("x", &names(&["y"])));
     }
 
     #[test]

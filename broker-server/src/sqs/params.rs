@@ -43,7 +43,7 @@ pub(super) fn opt_int(input: &Value, name: &str) -> SqsResult<Option<i64>> {
 pub(super) fn int_in(input: &Value, name: &str, lo: i64, hi: i64) -> SqsResult<Option<i64>> {
     match opt_int(input, name)? {
         Some(v) if !(lo..=hi).contains(&v) => Err(SqsError::InvalidParameterValue(format!(
-            "Value {v} for parameter {name} is invalid. Reason: Must be between {lo} and {hi}, if provided."
+            "Value {v} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}."
         ))),
         other => Ok(other),
     }

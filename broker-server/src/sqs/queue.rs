@@ -109,6 +109,7 @@ pub fn name_from_arn(arn: &str) -> String {
 /// The redrive policy of a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redrive {
+    pub dead_letter_arn: String,
     pub dead_letter_queue: String,
     pub max_receive_count: u32,
 }
@@ -125,6 +126,17 @@ pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
     };
     let v: serde_json::Value =
         serde_json::from_str(value).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| bad("Redrive policy is not a valid JSON map."))?;
+    if let Some(k) = map
+        .keys()
+        .find(|k| *k != "deadLetterTargetArn" && *k != "maxReceiveCount")
+    {
+        return Err(bad(&format!(
+            "Redrive policy contains an unknown attribute: {k}."
+        )));
+    }
     let arn = v
         .get("deadLetterTargetArn")
         .and_then(|a| a.as_str())
@@ -140,21 +152,116 @@ pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
     if !(1..=1000).contains(&count) {
         return Err(bad("Value for maxReceiveCount must be between 1 and 1000."));
     }
-    let dead_letter_queue = name_from_arn(arn);
-    if broker_api::validate_topic_name(&dead_letter_queue).is_err() {
-        return Err(bad("Dead-letter target is not a valid queue ARN."));
+    if !is_queue_arn(arn) {
+        return Err(bad(&format!(
+            "Dead-letter target {arn} is not a valid queue ARN."
+        )));
     }
+    let dead_letter_queue = name_from_arn(arn);
     Ok(Some(Redrive {
+        dead_letter_arn: arn.to_string(),
         dead_letter_queue,
         max_receive_count: count as u32,
     }))
+}
+
+/// True for `arn:aws:sqs:<region>:<account>:<queue name>`.
+pub fn is_queue_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "sqs"
+        && !parts[3].is_empty()
+        && !parts[4].is_empty()
+        && broker_api::validate_topic_name(parts[5]).is_ok()
+}
+
+impl Redrive {
+    /// The policy as AWS returns it: `maxReceiveCount` a JSON number.
+    pub fn normalised(&self) -> String {
+        serde_json::json!({
+            "deadLetterTargetArn": self.dead_letter_arn,
+            "maxReceiveCount": self.max_receive_count,
+        })
+        .to_string()
+    }
+}
+
+/// Checks a RedriveAllowPolicy (`{"redrivePermission": "allowAll" | "denyAll" | "byQueue",
+/// "sourceQueueArns": [...]}`, the ARNs required with, and only with, `byQueue`, at most 10);
+/// returns it normalised (an empty value clears it).
+pub fn normalise_redrive_allow(value: &str) -> SqsResult<String> {
+    if value.trim().is_empty() {
+        return Ok(String::new());
+    }
+    let bad = |why: &str| {
+        SqsError::InvalidAttributeValue(format!(
+            "Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {why}"
+        ))
+    };
+    let v: serde_json::Value = serde_json::from_str(value)
+        .map_err(|_| bad("Redrive allow policy is not a valid JSON map."))?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| bad("Redrive allow policy is not a valid JSON map."))?;
+    if let Some(k) = map
+        .keys()
+        .find(|k| *k != "redrivePermission" && *k != "sourceQueueArns")
+    {
+        return Err(bad(&format!(
+            "Redrive allow policy contains an unknown attribute: {k}."
+        )));
+    }
+    let permission = map
+        .get("redrivePermission")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| {
+            bad("Redrive allow policy does not contain mandatory attribute: redrivePermission.")
+        })?;
+    if !matches!(permission, "allowAll" | "denyAll" | "byQueue") {
+        return Err(bad(&format!(
+            "Value {permission} for redrivePermission must be one of allowAll, denyAll, byQueue."
+        )));
+    }
+    let arns = match map.get("sourceQueueArns") {
+        None => None,
+        Some(serde_json::Value::Array(a)) => {
+            let mut out = Vec::with_capacity(a.len());
+            for x in a {
+                match x.as_str() {
+                    Some(s) if is_queue_arn(s) => out.push(s.to_string()),
+                    _ => {
+                        return Err(bad(&format!(
+                            "Source queue ARN {x} is not a valid queue ARN."
+                        )))
+                    }
+                }
+            }
+            Some(out)
+        }
+        Some(_) => return Err(bad("sourceQueueArns must be a list of queue ARNs.")),
+    };
+    match (permission, arns) {
+        ("byQueue", Some(a)) if (1..=10).contains(&a.len()) => Ok(serde_json::json!({
+            "redrivePermission": permission,
+            "sourceQueueArns": a,
+        })
+        .to_string()),
+        ("byQueue", _) => Err(bad(
+            "sourceQueueArns must list 1 to 10 queue ARNs when redrivePermission is byQueue.",
+        )),
+        (_, Some(_)) => Err(bad(&format!(
+            "sourceQueueArns is only allowed when redrivePermission is byQueue, not {permission}."
+        ))),
+        (_, None) => Ok(serde_json::json!({ "redrivePermission": permission }).to_string()),
+    }
 }
 
 fn int_in(name: &str, value: &str, lo: i64, hi: i64) -> SqsResult<()> {
     match value.trim().parse::<i64>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Invalid value for the parameter {name}: must be an integer from {lo} to {hi}, got {value:?}."
+            "Value {value} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}."
         ))),
     }
 }
@@ -163,7 +270,7 @@ fn boolean(name: &str, value: &str) -> SqsResult<()> {
     match value {
         "true" | "false" => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Invalid value for the parameter {name}: must be true or false."
+            "Value {value} for parameter {name} is invalid. Reason: Must be true or false."
         ))),
     }
 }
@@ -189,8 +296,11 @@ pub fn validate_attributes(
             "VisibilityTimeout" => int_in(name, &value, 0, MAX_VISIBILITY)?,
             "KmsDataKeyReusePeriodSeconds" => int_in(name, &value, 60, 86_400)?,
             "RedrivePolicy" => {
-                parse_redrive(&value)?;
+                value = parse_redrive(&value)?
+                    .map(|r| r.normalised())
+                    .unwrap_or_default();
             }
+            "RedriveAllowPolicy" => value = normalise_redrive_allow(&value)?,
             "SqsManagedSseEnabled" => boolean(name, &value)?,
             "FifoQueue" => {
                 if !creating {
@@ -362,7 +472,7 @@ impl Queue {
 /// size limits they imply.
 pub fn apply_attributes(config: &mut TopicConfig, attrs: &BTreeMap<String, String>) {
     for (k, v) in attrs {
-        if k == "RedrivePolicy" && v.is_empty() {
+        if (k == "RedrivePolicy" || k == "RedriveAllowPolicy") && v.is_empty() {
             config.attributes.remove(&format!("{ATTR_PREFIX}{k}"));
             continue;
         }
@@ -418,5 +528,16 @@ mod tests {
         assert_eq!(r.max_receive_count, 3);
         assert!(parse_redrive(r#"{"deadLetterTargetArn":"x","maxReceiveCount":0}"#).is_err());
         assert!(parse_redrive("").unwrap().is_none());
+        assert_eq!(
+            r.normalised(),
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":3}"#
+        );
+        assert!(parse_redrive(r#"{"deadLetterTargetArn":"dlq","maxReceiveCount":3}"#).is_err());
+        assert!(normalise_redrive_allow(r#"{"redrivePermission":"byQueue"}"#).is_err());
+        assert!(normalise_redrive_allow(r#"{"redrivePermission":"nope"}"#).is_err());
+        assert_eq!(
+            normalise_redrive_allow(r#"{"redrivePermission":"allowAll"}"#).unwrap(),
+            r#"{"redrivePermission":"allowAll"}"#
+        );
     }
 }

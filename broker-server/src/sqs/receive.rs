@@ -152,7 +152,9 @@ impl Sqs {
         let mut m = Map::new();
         m.insert(
             "MessageId".into(),
-            json!(msg::message_id(&q.name, l.token.partition, r.offset)),
+            json!(msg::message_id_of(&q.name, l.token.partition, r)
+                .hyphenated()
+                .to_string()),
         );
         m.insert(
             "ReceiptHandle".into(),
@@ -160,8 +162,7 @@ impl Sqs {
         );
         m.insert("MD5OfBody".into(), json!(msg::md5_hex(body.as_bytes())));
         m.insert("Body".into(), json!(body));
-        let all = system.iter().any(|s| s == "All");
-        let want = |n: &str| all || system.iter().any(|s| s == n);
+        let want = |n: &str| msg::name_selected(n, system);
         let mut attrs = Map::new();
         for name in SYSTEM_ATTRIBUTES {
             if !want(name) {
@@ -231,10 +232,30 @@ impl Sqs {
         }
     }
 
+    /// On a FIFO queue a handle whose visibility timeout passed is expired (AWS refuses to
+    /// delete with it), although the store would still ack it: a short extend first tells a
+    /// live lease from a lapsed one. Ok(false) when the handle is expired.
+    async fn fifo_handle_live(&self, q: &Queue, token: broker_api::LeaseToken) -> SqsResult<bool> {
+        match self
+            .store
+            .extend(&q.name, LEASE_GROUP, token, Duration::from_secs(1))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::LeaseExpired | StoreError::LeaseLapsed) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub(super) async fn delete_message(&self, input: &Value) -> SqsResult<Value> {
         let q = self.queue(input).await?;
         let handle = req_str(input, "ReceiptHandle")?;
         let token = self.token(&q, handle)?;
+        if q.fifo && !self.fifo_handle_live(&q, token).await? {
+            Self::stale_delete(&q, handle)?;
+        }
+        // A handle of the most recent receive deletes the message also after its visibility
+        // timeout passed (the store acks a lapsed lease); an older one is LeaseExpired.
         let mut r = self.store.ack(&q.name, LEASE_GROUP, &[token]).await?;
         match r.pop() {
             Some(Ok(())) => {}
@@ -252,7 +273,15 @@ impl Sqs {
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            match req_str(e, "ReceiptHandle").and_then(|h| self.token(&q, h)) {
+            let parsed = req_str(e, "ReceiptHandle").and_then(|h| Ok((h, self.token(&q, h)?)));
+            let parsed = match parsed {
+                Ok((h, t)) if q.fifo && !self.fifo_handle_live(&q, t).await? => {
+                    results[i] = Some(Self::stale_delete(&q, h));
+                    continue;
+                }
+                other => other.map(|(_, t)| t),
+            };
+            match parsed {
                 Ok(t) => {
                     tokens.push(t);
                     positions.push(i);
@@ -299,6 +328,10 @@ impl Sqs {
         };
         match r {
             Ok(()) => Ok(()),
+            // The handle is the most recent receive's, but its visibility timeout passed.
+            Err(StoreError::LeaseLapsed) => Err(SqsError::MessageNotInflight(format!(
+                "Value {handle} for parameter ReceiptHandle is invalid. Reason: The message referred to isn't in flight."
+            ))),
             Err(StoreError::LeaseExpired) => Err(SqsError::InvalidParameterValue(format!(
                 "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."
             ))),

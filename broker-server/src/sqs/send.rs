@@ -31,6 +31,7 @@ fn stable_hash(s: &str) -> u64 {
 
 /// A send entry checked and turned into a record.
 struct Prepared {
+    message_id: uuid::Uuid,
     record: Record,
     sums: Checksums,
     dedup_id: Option<String>,
@@ -138,7 +139,9 @@ impl Sqs {
                 dedup = Some(msg::content_dedup_id(body.as_bytes()));
             }
         }
-        let mut headers = msg::attribute_headers(&attrs);
+        let message_id = msg::new_message_id();
+        let mut headers = vec![msg::message_id_header(message_id)];
+        headers.extend(msg::attribute_headers(&attrs));
         if let Some(g) = &group {
             headers.push(broker_api::Header {
                 key: msg::GROUP_HEADER.into(),
@@ -177,6 +180,7 @@ impl Sqs {
         };
         let bytes = record.size() as u64;
         Ok(Prepared {
+            message_id,
             record,
             sums: Checksums {
                 body: msg::md5_hex(body.as_bytes()),
@@ -229,6 +233,7 @@ impl Sqs {
         }
         let mut slots = Vec::with_capacity(prepared.len());
         let mut md5s = Vec::with_capacity(prepared.len());
+        let mut ids = Vec::with_capacity(prepared.len());
         let mut by_partition: BTreeMap<i32, Vec<Prepared>> = BTreeMap::new();
         let mut in_batch: HashMap<String, usize> = HashMap::new();
         for (i, p) in prepared.into_iter().enumerate() {
@@ -237,10 +242,12 @@ impl Sqs {
                 Err(e) => {
                     slots.push(Slot::Done(Err(e)));
                     md5s.push(Checksums::default());
+                    ids.push(uuid::Uuid::nil());
                     continue;
                 }
             };
             md5s.push(p.sums.clone());
+            ids.push(p.message_id);
             if let (Some(id), Some(g)) = (&p.dedup_id, guard.as_mut()) {
                 let index = g.as_mut().expect("index loaded");
                 if let Some(orig) = index.get(id, now) {
@@ -263,11 +270,16 @@ impl Sqs {
         }
 
         let mut appended: HashMap<i32, SqsResult<(i64, i64)>> = HashMap::new();
-        let mut dedup_ids: HashMap<i32, Vec<Option<String>>> = HashMap::new();
+        let mut dedup_ids: HashMap<i32, Vec<(Option<String>, uuid::Uuid)>> = HashMap::new();
         for (partition, list) in by_partition {
             let bytes: u64 = list.iter().map(|p| p.bytes).sum();
             let count = list.len() as u64;
-            dedup_ids.insert(partition, list.iter().map(|p| p.dedup_id.clone()).collect());
+            dedup_ids.insert(
+                partition,
+                list.iter()
+                    .map(|p| (p.dedup_id.clone(), p.message_id))
+                    .collect(),
+            );
             let records = list.into_iter().map(|p| p.record).collect();
             let r = self
                 .store
@@ -287,9 +299,10 @@ impl Sqs {
             let index = g.as_mut().expect("index loaded");
             for (partition, ids) in &dedup_ids {
                 if let Some(Ok((base, ts))) = appended.get(partition) {
-                    for (i, id) in ids.iter().enumerate() {
+                    for (i, (id, message_id)) in ids.iter().enumerate() {
                         if let Some(id) = id {
                             let o = Original {
+                                message_id: *message_id,
                                 partition: *partition,
                                 offset: base + i as i64,
                                 sent_ms: *ts,
@@ -302,8 +315,8 @@ impl Sqs {
         }
         drop(guard);
 
-        let sent = |partition: i32, offset: i64, sums: &Checksums| Sent {
-            message_id: msg::message_id(&q.name, partition, offset),
+        let sent = |id: uuid::Uuid, partition: i32, offset: i64, sums: &Checksums| Sent {
+            message_id: id.hyphenated().to_string(),
             sums: sums.clone(),
             sequence: q.fifo.then(|| msg::sequence_number(partition, offset)),
         };
@@ -312,7 +325,7 @@ impl Sqs {
             let r = match slot {
                 Slot::Done(Err(e)) => Err(e.clone()),
                 Slot::Done(Ok(_)) => unreachable!("no slot is created done and successful"),
-                Slot::Dup(o) => Ok(sent(o.partition, o.offset, &md5s[i])),
+                Slot::Dup(o) => Ok(sent(o.message_id, o.partition, o.offset, &md5s[i])),
                 Slot::SameAs(first) => match &out[*first] {
                     Ok(s) => Ok(Sent {
                         message_id: s.message_id.clone(),
@@ -322,7 +335,7 @@ impl Sqs {
                     Err(e) => Err(e.clone()),
                 },
                 Slot::Pending(partition, pos) => match &appended[partition] {
-                    Ok((base, _)) => Ok(sent(*partition, base + *pos as i64, &md5s[i])),
+                    Ok((base, _)) => Ok(sent(ids[i], *partition, base + *pos as i64, &md5s[i])),
                     Err(e) => Err(e.clone()),
                 },
             };
@@ -357,6 +370,20 @@ impl Sqs {
             return Err(SqsError::BatchRequestTooLong(format!(
                 "Batch requests cannot be longer than {limit} bytes. You have sent {total} bytes."
             )));
+        }
+        if q.fifo {
+            // AWS refuses the whole batch (nothing is sent) when an entry lacks what every
+            // FIFO message needs.
+            for e in entries {
+                if opt_str(e, "MessageGroupId").is_none() {
+                    return Err(SqsError::MissingParameter("MessageGroupId".into()));
+                }
+                if opt_str(e, "MessageDeduplicationId").is_none() && !q.content_based_dedup() {
+                    return Err(SqsError::InvalidParameterValue(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".into(),
+                    ));
+                }
+            }
         }
         let now = self.now_ms();
         let prepared = entries.iter().map(|e| self.prepare(&q, e, now)).collect();

@@ -223,19 +223,10 @@ pub async fn expired_lease_is_redelivered(backend: Arc<dyn Backend>) -> CheckRes
         StoreError::LeaseExpired,
         "extend with the superseded token"
     );
-    // A lapsed lease nobody has taken again is just as dead.
+    // A lapsed lease nobody has taken again is leasable (rule lapsed_lease_can_be_acked
+    // covers what its token may still do).
     s.clock.advance(4_999);
     let b_token = before[0].token;
-    let res = st.ack("t", "g", &[b_token]).await.ctx("ack lapsed token")?;
-    ensure!(
-        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
-        "ack of a lapsed lease not yet taken again: expected [Err(LeaseExpired)], got {res:?}"
-    );
-    ensure_err!(
-        st.extend("t", "g", b_token, Duration::from_secs(60)).await,
-        StoreError::LeaseExpired,
-        "extend of a lapsed lease"
-    );
     let b_again = lease(st, "t", 0, "g", 5, 5_000).await?;
     ensure_eq!(
         leased_offsets(&b_again),
@@ -243,7 +234,101 @@ pub async fn expired_lease_is_redelivered(backend: Arc<dyn Backend>) -> CheckRes
         "the lapsed record is leased again"
     );
     ensure_eq!(deliveries(&b_again), vec![2], "its delivery count");
+    let res = st
+        .ack("t", "g", &[b_token])
+        .await
+        .ctx("ack superseded token")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack with a lapsed token after the record was leased again: expected [Err(LeaseExpired)], got {res:?}"
+    );
     ack_ok(st, "t", "g", again[0].token).await?;
+    s.finish().await.ctx("close")
+}
+
+/// **lapsed_lease_can_be_acked**
+pub async fn lapsed_lease_can_be_acked(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "lapsed_lease_can_be_acked").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["a", "b", "c"]).await?;
+    let l = lease(st, "t", 0, "g", 3, 1_000).await?;
+    ensure_eq!(leased_offsets(&l), vec![0, 1, 2], "first lease");
+    s.clock.advance(1_000);
+    // Release and extend refuse a lapsed token and change nothing.
+    ensure_err!(
+        st.release("t", "g", l[0].token, Duration::from_secs(60))
+            .await,
+        StoreError::LeaseLapsed,
+        "release with a lapsed token"
+    );
+    ensure_err!(
+        st.extend("t", "g", l[0].token, Duration::from_secs(60))
+            .await,
+        StoreError::LeaseLapsed,
+        "extend with a lapsed token"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (3, 0, 0, 0, 0),
+        "counts after the leases lapsed (release and extend changed nothing)"
+    );
+    // Ack with the lapsed token of the most recent lease succeeds and is final.
+    let res = st
+        .ack("t", "g", &[l[0].token, l[1].token])
+        .await
+        .ctx("ack lapsed tokens")?;
+    ensure!(
+        matches!(res.as_slice(), [Ok(()), Ok(())]),
+        "ack with lapsed tokens not leased again: expected [Ok, Ok], got {res:?}"
+    );
+    let res = st
+        .ack("t", "g", &[l[0].token])
+        .await
+        .ctx("second ack of the same token")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "second ack of a lapsed token: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ensure_err!(
+        st.extend("t", "g", l[0].token, Duration::from_secs(60))
+            .await,
+        StoreError::LeaseExpired,
+        "extend after the lapsed token was acked"
+    );
+    ensure_eq!(
+        tuple(counts(st, "t", 0, "g").await?),
+        (1, 0, 0, 2, 0),
+        "counts after acking two lapsed leases"
+    );
+    let again = lease(st, "t", 0, "g", 5, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&again),
+        vec![2],
+        "only the record not acked is leased again"
+    );
+    ensure_eq!(deliveries(&again), vec![2], "its delivery count");
+    // Once leased again, the lapsed token of the earlier lease is superseded.
+    let res = st
+        .ack("t", "g", &[l[2].token])
+        .await
+        .ctx("ack superseded")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack with a token superseded by a newer lease: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ensure_err!(
+        st.extend("t", "g", l[2].token, Duration::from_secs(60))
+            .await,
+        StoreError::LeaseExpired,
+        "extend with a superseded token"
+    );
+    ack_ok(st, "t", "g", again[0].token).await?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 5, 1_000).await?),
+        Vec::<i64>::new(),
+        "nothing left to lease"
+    );
     s.finish().await.ctx("close")
 }
 
@@ -410,7 +495,7 @@ pub async fn extend_moves_expiry(backend: Arc<dyn Backend>) -> CheckResult {
     ensure_err!(
         st.extend("t", "g", l[0].token, Duration::from_millis(1_000))
             .await,
-        StoreError::LeaseExpired,
+        StoreError::LeaseLapsed,
         "extend after the lease lapsed"
     );
     let again = lease(st, "t", 0, "g", 5, 5_000).await?;

@@ -87,6 +87,7 @@ checks! {
     leases::lease_returns_oldest_available,
     leases::leases_are_exclusive,
     leases::expired_lease_is_redelivered,
+    leases::lapsed_lease_can_be_acked,
     leases::ack_is_final,
     leases::release_with_delay,
     leases::extend_moves_expiry,

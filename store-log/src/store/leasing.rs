@@ -274,7 +274,7 @@ impl Inner {
                     let (log_start, _) = p.offsets();
                     let st = current_leases(&mut meta, topic, group, tok.partition, log_start)
                         .ok_or(StoreError::LeaseExpired)?;
-                    let mut rec = st.live_copy(tok, now)?;
+                    let mut rec = st.live_copy(tok, now, true)?;
                     rec.phase = Phase::Done { dead: false };
                     let floor = st.floor;
                     let (_, set) = staged.entry(tok.partition).or_insert((floor, Vec::new()));
@@ -327,7 +327,7 @@ impl Inner {
             let now = inner.clock.now_ms();
             let st = current_leases(&mut meta, topic, group, token.partition, log_start)
                 .ok_or(StoreError::LeaseExpired)?;
-            let mut rec = st.live_copy(&token, now)?;
+            let mut rec = st.live_copy(&token, now, false)?;
             rec.phase = Phase::Released {
                 at: now.saturating_add(delay),
             };
@@ -368,7 +368,7 @@ impl Inner {
             let now = inner.clock.now_ms();
             let st = current_leases(&mut meta, topic, group, token.partition, log_start)
                 .ok_or(StoreError::LeaseExpired)?;
-            let mut rec = st.live_copy(&token, now)?;
+            let mut rec = st.live_copy(&token, now, false)?;
             let expires = now.saturating_add(vis);
             rec.phase = Phase::Leased {
                 nonce: token.nonce,
