@@ -895,3 +895,53 @@ async fn every_advertised_version_is_answered() {
     }
     srv.shutdown().await;
 }
+
+/// A Fetch waiting for data answers as soon as the next request arrives on its connection, so
+/// the request behind it (here ApiVersions; for librdkafka, ListOffsets, Metadata and its
+/// final PushTelemetry) is not held for the whole wait.
+#[tokio::test]
+async fn a_waiting_fetch_answers_when_the_next_request_arrives() {
+    let srv = TestServer::start(1 << 20).await;
+    let mut c = srv.client().await;
+    create_topic(&mut c, "lp", 1).await;
+    // Without a following request the Fetch waits (the wait is what the test then cuts).
+    let (frame, _) = c
+        .frame(ApiKey::Fetch, 12, &fetch_req("lp", 0, 0, 800))
+        .unwrap();
+    let started = std::time::Instant::now();
+    c.send_raw(&frame).await.unwrap();
+    c.read_frame().await.unwrap().unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(700),
+        "a lone fetch on an empty partition waits for max_wait_ms"
+    );
+    // A Fetch that would wait 30 s, then ApiVersions on the same connection.
+    let (fetch, fetch_cid) = c
+        .frame(ApiKey::Fetch, 12, &fetch_req("lp", 0, 0, 30_000))
+        .unwrap();
+    let (versions, versions_cid) = c
+        .frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .unwrap();
+    c.send_raw(&fetch).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    c.send_raw(&versions).await.unwrap();
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let f = c.read_frame().await.unwrap().unwrap();
+        let v = c.read_frame().await.unwrap().unwrap();
+        (f, v)
+    })
+    .await
+    .expect("both answers long before the fetch's 30 s wait");
+    let fetched: FetchResponse =
+        broker_server::kafka::client::decode_response(ApiKey::Fetch, 12, fetch_cid, answers.0)
+            .unwrap();
+    assert_eq!(fetched.responses[0].partitions[0].error_code, 0);
+    let _: ApiVersionsResponse = broker_server::kafka::client::decode_response(
+        ApiKey::ApiVersions,
+        3,
+        versions_cid,
+        answers.1,
+    )
+    .unwrap();
+    srv.shutdown().await;
+}

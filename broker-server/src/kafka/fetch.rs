@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::code_for;
 use super::fetch_session::{Plan, Requested, Told};
-use super::records;
+use super::{next_request, records};
 use super::{KafkaServer, LEADER_EPOCH};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -183,12 +183,14 @@ impl KafkaServer {
                 tokio::select! {
                     _ = tokio::time::sleep(remaining) => {}
                     _ = self.stopping() => {}
+                    _ = next_request::arrival() => {}
                 }
                 return resp;
             }
             let arrived = tokio::select! {
                 (r, _, _) = select_all(waits) => matches!(r, Ok(true)),
                 _ = self.stopping() => false,
+                _ = next_request::arrival() => return self.fetch_once(wanted, total_max).await.0,
             };
             if !arrived {
                 // Timed out (or stopping): answer with what is there now.

@@ -1,7 +1,8 @@
 //! The Kafka wire protocol listener over `Arc<dyn Store>`.
 //!
 //! One task per connection reads a frame, answers it, and only then reads the next, so
-//! responses leave in request order (as Apache Kafka does). A frame over the size limit is
+//! responses leave in request order (as Apache Kafka does); a Fetch waiting for data answers
+//! early when the next request arrives (`next_request`). A frame over the size limit is
 //! refused from its size prefix alone; a frame that does not decode closes the connection.
 
 mod acls;
@@ -19,6 +20,7 @@ pub mod frame;
 mod group;
 mod group_api;
 mod metadata;
+mod next_request;
 mod offsets;
 pub mod produce;
 pub mod records;
@@ -35,7 +37,7 @@ use broker_api::{Durability, Store, StoreError, StoreResult, TopicConfig, TopicI
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -212,7 +214,23 @@ impl KafkaServer {
                 break;
             }
             self.metrics.bytes_in(Protocol::Kafka, 4 + len as u64);
-            match self.handle_frame(Bytes::from(buf), peer).await {
+            let frame = Bytes::from(buf);
+            let answer = if frame.get(..2) == Some(&FETCH_KEY[..]) {
+                // A long poll ends early once the next request starts to arrive.
+                let next = next_request::NextRequest::default();
+                let mut answer = std::pin::pin!(next.scope(self.handle_frame(frame, peer)));
+                tokio::select! {
+                    biased;
+                    r = &mut answer => r,
+                    _ = rd.fill_buf() => {
+                        next.arrived();
+                        answer.await
+                    }
+                }
+            } else {
+                self.handle_frame(frame, peer).await
+            };
+            match answer {
                 Ok(Some(resp)) => {
                     self.metrics.bytes_out(Protocol::Kafka, resp.len() as u64);
                     if wr.write_all(&resp).await.is_err() {
@@ -485,6 +503,9 @@ impl KafkaServer {
         let _ = stop.wait_for(|s| *s).await;
     }
 }
+
+/// The first two bytes of a Fetch request frame (its API key).
+const FETCH_KEY: [u8; 2] = (ApiKey::Fetch as i16).to_be_bytes();
 
 fn encode<T: Encodable>(
     api: ApiKey,
