@@ -82,6 +82,9 @@ pub struct JoinRequest {
     pub rebalance_timeout: Duration,
     pub protocol_type: String,
     pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+ (KIP-394): a dynamic member without a member id is first given one with
+    /// MEMBER_ID_REQUIRED and joins when it comes back with it.
+    pub requires_known_member_id: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +121,14 @@ struct Group {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not used yet, with when they lapse.
+    /// They do not hold up a rebalance: a client that abandons its join (librdkafka does when
+    /// its subscription changes meanwhile) leaves nothing behind to wait for.
+    pending: BTreeMap<String, Instant>,
 }
+
+/// At most this many unused member ids are kept per group; the oldest lapse first.
+const MAX_PENDING_MEMBERS: usize = 1000;
 
 impl Group {
     fn new() -> Group {
@@ -129,7 +139,24 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
+    }
+
+    /// Hands out a member id for a later JoinGroup (KIP-394).
+    fn add_pending(&mut self, id: String, now: Instant, lapse: Duration) {
+        self.pending.retain(|_, until| *until > now);
+        if self.pending.len() >= MAX_PENDING_MEMBERS {
+            if let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(id, _)| id.clone())
+            {
+                self.pending.remove(&oldest);
+            }
+        }
+        self.pending.insert(id, now + lapse);
     }
 }
 
@@ -199,10 +226,30 @@ impl Coordinator {
                 Some(iid) => format!("{iid}-{}", uuid::Uuid::new_v4()),
                 None => format!("{}-{}", req.client_id, uuid::Uuid::new_v4()),
             };
+            if req.requires_known_member_id && req.instance_id.is_none() {
+                g.add_pending(member_id.clone(), now, req.session_timeout);
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(JoinOutcome {
+                    error: code(ResponseError::MemberIdRequired),
+                    generation: -1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    members: Vec::new(),
+                    leader: String::new(),
+                    member_id,
+                });
+                return Ok(rx);
+            }
         } else if let Some(m) = g.members.get(&member_id) {
             if req.instance_id.is_some() && m.instance_id != req.instance_id {
                 return Err(code(ResponseError::FencedInstanceId));
             }
+        } else if g
+            .pending
+            .remove(&member_id)
+            .is_some_and(|until| until > now)
+        {
+            // The id handed out with MEMBER_ID_REQUIRED: the member joins now.
         } else {
             return Err(code(ResponseError::UnknownMemberId));
         }
@@ -805,6 +852,7 @@ mod tests {
             rebalance_timeout: Duration::from_secs(10),
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            requires_known_member_id: false,
         }
     }
 
@@ -1017,5 +1065,36 @@ mod tests {
         );
         assert_eq!(c.leave("g", &[(ja.member_id.clone(), None)]), vec![0]);
         assert_eq!(c.describe("g").unwrap().state, "Empty");
+    }
+
+    /// KIP-394: a dynamic member without an id is given one with MEMBER_ID_REQUIRED; it joins
+    /// with it; an id it abandons holds up nobody's rebalance, and an unknown id is refused.
+    #[test]
+    fn a_member_id_is_handed_out_first_and_an_abandoned_one_holds_up_nothing() {
+        let (c, _stop) = coordinator();
+        let v4 = |member: &str| JoinRequest {
+            requires_known_member_id: true,
+            ..req(member, 5_000)
+        };
+        let first = c.join(v4("")).unwrap().try_recv().unwrap();
+        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        assert!(!first.member_id.is_empty());
+        assert_eq!(c.describe("g").unwrap().members.len(), 0);
+        // Abandoned: the client asks again without it and gets another id.
+        let second = c.join(v4("")).unwrap().try_recv().unwrap();
+        assert_eq!(second.error, ResponseError::MemberIdRequired.code());
+        assert_ne!(second.member_id, first.member_id);
+        let mut joined = c.join(v4(&second.member_id)).unwrap();
+        c.check_timeouts(Instant::now() + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
+        let j = joined.try_recv().unwrap();
+        assert_eq!(
+            (j.error, j.member_id.as_str()),
+            (0, second.member_id.as_str())
+        );
+        assert_eq!(j.members.len(), 1, "the abandoned id is not a member");
+        assert_eq!(
+            c.join(v4("made-up")).err(),
+            Some(ResponseError::UnknownMemberId.code())
+        );
     }
 }

@@ -107,6 +107,7 @@ impl KafkaServer {
                 .iter()
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
+            requires_known_member_id: version >= 4,
         };
         let rx = match self.coordinator.join(join) {
             Ok(rx) => rx,
