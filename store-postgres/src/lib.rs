@@ -375,11 +375,11 @@ async fn connect_with_retry(
                 ),
             };
         let now = tokio::time::Instant::now();
-        if !transient || now + backoff > deadline {
+        if !transient || now >= deadline {
             let reason = if transient && attempt > 1 {
                 format!(
-                    "{reason} (gave up after {attempt} attempts in {} s; raise --pg-connect-timeout-secs to wait longer)",
-                    started.elapsed().as_secs()
+                    "{reason} (gave up after {attempt} attempts in {:.1} s; raise --pg-connect-timeout-secs to wait longer)",
+                    started.elapsed().as_secs_f64()
                 )
             } else {
                 reason
@@ -392,10 +392,11 @@ async fn connect_with_retry(
         tracing::warn!(
             target = %target,
             attempt,
-            retry_in_ms = backoff.as_millis() as u64,
+            retry_in_ms = backoff.min(deadline - now).as_millis() as u64,
             "PostgreSQL is not reachable yet: {reason}; retrying"
         );
-        tokio::time::sleep(backoff).await;
+        // The last wait ends at the deadline, so the whole configured time is used.
+        tokio::time::sleep(backoff.min(deadline - now)).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
