@@ -84,7 +84,7 @@ impl Sqs {
         let q = self.queue(ctx, input).await?;
         let requested = str_map(input, "Attributes")?;
         let attrs = queue::validate_attributes(&requested, q.fifo, false)?;
-        self.check_redrive(&attrs, q.fifo).await?;
+        self.check_redrive(&attrs, q.fifo, &q.id.region).await?;
         let now_s = (self.now_ms() / 1000).to_string();
         let updated = self
             .update_queue(&q.topic, |current, config| {

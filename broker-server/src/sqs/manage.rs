@@ -65,11 +65,14 @@ impl Sqs {
         ))
     }
 
-    /// Checks that a redrive policy's dead-letter queue exists and is of the queue's kind.
+    /// Checks that a redrive policy's dead-letter queue exists in `region` (the source
+    /// queue's: SQS is regional, so a dead-letter queue of another region does not exist for
+    /// it) and is of the queue's kind.
     pub(super) async fn check_redrive(
         &self,
         attrs: &BTreeMap<String, String>,
         fifo: bool,
+        region: &str,
     ) -> SqsResult<()> {
         let Some(value) = attrs.get("RedrivePolicy") else {
             return Ok(());
@@ -78,7 +81,12 @@ impl Sqs {
             return Ok(());
         };
         let value = super::error::shorten(value);
-        let dlq = match self.queue_by_id(&r.dead_letter).await {
+        let found = if r.dead_letter.region == region {
+            self.queue_by_id(&r.dead_letter).await
+        } else {
+            Err(SqsError::QueueDoesNotExist)
+        };
+        let dlq = match found {
             Ok(q) => q,
             Err(SqsError::QueueDoesNotExist) => {
                 return Err(SqsError::InvalidParameterValue(format!(
@@ -105,7 +113,7 @@ impl Sqs {
         let topic = id.topic();
         let url = id.url(&ctx.base_url);
         let mut attrs = queue::validate_attributes(&requested, fifo, true)?;
-        self.check_redrive(&attrs, fifo).await?;
+        self.check_redrive(&attrs, fifo, &ctx.region).await?;
         if fifo {
             attrs.insert("FifoQueue".into(), "true".into());
         }
@@ -192,13 +200,16 @@ impl Sqs {
         let more = max.is_some() && ids.len() > limit;
         let page = &ids[..ids.len().min(limit)];
         let mut out = Map::new();
-        out.insert(
-            "QueueUrls".into(),
-            json!(page
-                .iter()
-                .map(|id| id.url(&ctx.base_url))
-                .collect::<Vec<_>>()),
-        );
+        // As AWS: no QueueUrls member at all when no queue matches.
+        if !page.is_empty() {
+            out.insert(
+                "QueueUrls".into(),
+                json!(page
+                    .iter()
+                    .map(|id| id.url(&ctx.base_url))
+                    .collect::<Vec<_>>()),
+            );
+        }
         if more {
             if let Some(last) = page.last() {
                 out.insert("NextToken".into(), json!(last.name));

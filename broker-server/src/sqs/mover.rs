@@ -120,6 +120,7 @@ impl Sqs {
 
     async fn run_mover(&self, source: &str, mut task: MoveTask, control: &MoveControl) {
         let mut persisted_at = Instant::now();
+        let mut empty_since: Option<Instant> = None;
         loop {
             if self.stopping() || control.cancelled.load(Ordering::SeqCst) {
                 return;
@@ -134,12 +135,23 @@ impl Sqs {
             let began = Instant::now();
             match self.move_step(source, &task, want as usize).await {
                 Ok(0) => {
-                    // Nothing visible is left (the rest was received, deleted or purged).
+                    // Nothing is visible. Messages this task leased before a crash come back
+                    // within MOVE_VISIBILITY: while some are in flight, wait that long before
+                    // calling the task done (what stays in flight longer was received by
+                    // someone else, and is not moved).
+                    let since = *empty_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < MOVE_VISIBILITY + RETRY_PAUSE
+                        && self.in_flight(source).await.unwrap_or(0) > 0
+                    {
+                        self.pause(RETRY_PAUSE).await;
+                        continue;
+                    }
                     self.finish_task(source, &mut task, Status::Completed, None)
                         .await;
                     return;
                 }
                 Ok(n) => {
+                    empty_since = None;
                     task.moved += n as u64;
                     control.moved.store(task.moved, Ordering::SeqCst);
                     if persisted_at.elapsed() >= PERSIST_EVERY {
@@ -233,6 +245,16 @@ impl Sqs {
                 }
             }
         }
+    }
+
+    /// The source queue's messages in flight, summed over its partitions.
+    async fn in_flight(&self, source: &str) -> SqsResult<u64> {
+        let q = self.queue_by_topic(source).await?;
+        let mut n = 0;
+        for p in 0..q.partitions() as i32 {
+            n += self.store.lease_counts(source, p, LEASE_GROUP).await?.leased;
+        }
+        Ok(n)
     }
 
     /// Leases up to `want` messages of the source queue, across its partitions.
