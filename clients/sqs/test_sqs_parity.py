@@ -288,3 +288,16 @@ def test_range_errors_name_value_and_limits(sqs, queue):
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"DelaySeconds": "901"})
     assert code_of(e) == "InvalidAttributeValue"
     assert message_of(e) == "Value 901 for parameter DelaySeconds is invalid. Reason: Must be >= 0 and <= 900."
+
+
+def test_list_dead_letter_source_queues_pages(sqs, queue):
+    dlq = queue("pagedlq")
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})
+    sources = sorted(queue(f"pagesrc{i}", RedrivePolicy=policy) for i in range(3))
+    first = sqs.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2)
+    assert len(first["queueUrls"]) == 2 and "NextToken" in first
+    rest = sqs.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2, NextToken=first["NextToken"])
+    assert "NextToken" not in rest
+    assert sorted(first["queueUrls"] + rest["queueUrls"]) == sources
+    assert sorted(sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"]) == sources

@@ -239,13 +239,33 @@ impl Sqs {
         input: &Value,
     ) -> SqsResult<Value> {
         let q = self.queue(ctx, input).await?;
-        let urls: Vec<String> = self
+        let max = int_in(input, "MaxResults", 1, 1000)?;
+        let after = opt_str(input, "NextToken").unwrap_or("");
+        let mut ids: Vec<QueueRef> = self
             .dead_letter_sources(&q)
             .await?
-            .iter()
-            .map(|s| s.id.url(&ctx.base_url))
+            .into_iter()
+            .map(|s| s.id)
+            .filter(|id| id.name.as_str() > after)
             .collect();
-        Ok(json!({ "queueUrls": urls }))
+        ids.sort_by(|a, b| a.name.cmp(&b.name));
+        let limit = max.unwrap_or(1000) as usize;
+        let more = max.is_some() && ids.len() > limit;
+        let page = &ids[..ids.len().min(limit)];
+        let mut out = Map::new();
+        out.insert(
+            "queueUrls".into(),
+            json!(page
+                .iter()
+                .map(|id| id.url(&ctx.base_url))
+                .collect::<Vec<_>>()),
+        );
+        if more {
+            if let Some(last) = page.last() {
+                out.insert("NextToken".into(), json!(last.name));
+            }
+        }
+        Ok(Value::Object(out))
     }
 
     pub(super) async fn delete_queue(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
