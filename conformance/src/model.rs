@@ -397,9 +397,10 @@ impl Model {
         let mut blocked: HashSet<Bytes> = HashSet::new();
         if config.ordered_by_key {
             for r in log.live() {
-                let in_flight = g.records.get(&(p, r.offset)).is_some_and(
-                    |s| matches!(s.phase, Phase::Leased { until, .. } if until > now),
-                );
+                let in_flight = g
+                    .records
+                    .get(&(p, r.offset))
+                    .is_some_and(|s| matches!(s.phase, Phase::Leased { until, .. } if until > now));
                 if let (true, Some(k)) = (in_flight, &r.key) {
                     blocked.insert(k.clone());
                 }

@@ -166,9 +166,7 @@ impl Sqs {
 
     pub(super) async fn get_queue_url(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
         let name = req_str(input, "QueueName")?;
-        let q = self
-            .queue_by_id(&QueueRef::new(&ctx.region, name))
-            .await?;
+        let q = self.queue_by_id(&QueueRef::new(&ctx.region, name)).await?;
         Ok(json!({ "QueueUrl": q.id.url(&ctx.base_url) }))
     }
 

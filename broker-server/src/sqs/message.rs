@@ -71,7 +71,9 @@ fn check_attr_name(name: &str) -> SqsResult<()> {
     }
     let bad = |why: &str| SqsError::invalid_value("MessageAttribute.Name", name, why);
     if name.len() > MAX_ATTR_NAME_LEN {
-        return Err(bad("Message (user) attribute names can be at most 256 characters long."));
+        return Err(bad(
+            "Message (user) attribute names can be at most 256 characters long.",
+        ));
     }
     if !name
         .chars()
@@ -178,7 +180,9 @@ pub fn parse_attributes(v: Option<&Value>) -> SqsResult<BTreeMap<String, AttrVal
                 return Err(SqsError::invalid_value(
                     &format!("MessageAttribute.{name}.StringValue"),
                     s,
-                    format!("Can't cast the value of message (user) attribute '{name}' to a number."),
+                    format!(
+                        "Can't cast the value of message (user) attribute '{name}' to a number."
+                    ),
                 ));
             }
             Bytes::copy_from_slice(s.as_bytes())

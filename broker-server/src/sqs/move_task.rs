@@ -102,7 +102,8 @@ impl MoveTask {
 /// The (task id, source ARN) a TaskHandle carries; AWS's `InvalidParameterValue` when it is
 /// not one this API made.
 pub fn parse_handle(handle: &str) -> SqsResult<(String, String)> {
-    let invalid = || SqsError::InvalidParameterValue("Value for parameter TaskHandle is invalid.".into());
+    let invalid =
+        || SqsError::InvalidParameterValue("Value for parameter TaskHandle is invalid.".into());
     if handle.len() > 4096 {
         return Err(invalid());
     }
@@ -110,7 +111,10 @@ pub fn parse_handle(handle: &str) -> SqsResult<(String, String)> {
         .decode(handle.trim())
         .map_err(|_| invalid())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    match (v.get("taskId").and_then(Value::as_str), v.get("sourceArn").and_then(Value::as_str)) {
+    match (
+        v.get("taskId").and_then(Value::as_str),
+        v.get("sourceArn").and_then(Value::as_str),
+    ) {
         (Some(id), Some(arn)) if uuid::Uuid::parse_str(id).is_ok() => {
             Ok((id.to_string(), arn.to_string()))
         }
@@ -177,7 +181,10 @@ mod tests {
         let e = t.to_entry();
         assert_eq!(e["Status"], "RUNNING");
         assert!(e.get("TaskHandle").is_some());
-        assert!(task(1, 10, Status::Completed).to_entry().get("TaskHandle").is_none());
+        assert!(task(1, 10, Status::Completed)
+            .to_entry()
+            .get("TaskHandle")
+            .is_none());
     }
 
     #[test]

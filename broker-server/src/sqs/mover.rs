@@ -252,7 +252,11 @@ impl Sqs {
         let q = self.queue_by_topic(source).await?;
         let mut n = 0;
         for p in 0..q.partitions() as i32 {
-            n += self.store.lease_counts(source, p, LEASE_GROUP).await?.leased;
+            n += self
+                .store
+                .lease_counts(source, p, LEASE_GROUP)
+                .await?
+                .leased;
         }
         Ok(n)
     }
@@ -266,7 +270,13 @@ impl Sqs {
             }
             out.extend(
                 self.store
-                    .lease(&source.topic, p, LEASE_GROUP, want - out.len(), MOVE_VISIBILITY)
+                    .lease(
+                        &source.topic,
+                        p,
+                        LEASE_GROUP,
+                        want - out.len(),
+                        MOVE_VISIBILITY,
+                    )
                     .await?,
             );
         }
@@ -300,7 +310,12 @@ impl Sqs {
 
     /// Moves up to `want` visible messages of the task's source queue; returns how many
     /// were moved (0: none was visible).
-    async fn move_step(&self, source: &str, task: &MoveTask, want: usize) -> Result<usize, StepError> {
+    async fn move_step(
+        &self,
+        source: &str,
+        task: &MoveTask,
+        want: usize,
+    ) -> Result<usize, StepError> {
         let source_q = self.queue_by_topic(source).await?;
         let leases = self.lease_for_move(&source_q, want).await?;
         if leases.is_empty() {
@@ -314,7 +329,8 @@ impl Sqs {
             let dest = match self.destination_of(task, l, &mut cache).await {
                 Ok(d) => d,
                 Err(e) => {
-                    self.release_all(source, leases.iter().map(|l| l.token)).await;
+                    self.release_all(source, leases.iter().map(|l| l.token))
+                        .await;
                     return Err(e.into());
                 }
             };
@@ -328,7 +344,8 @@ impl Sqs {
             entry.1.push(l.token);
         }
         if missing {
-            self.release_all(source, leases.iter().map(|l| l.token)).await;
+            self.release_all(source, leases.iter().map(|l| l.token))
+                .await;
             return Err(StepError::Fatal(NO_QUEUE));
         }
         let mut moved = 0;

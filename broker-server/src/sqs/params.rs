@@ -23,7 +23,11 @@ pub(super) fn req_str<'a>(input: &'a Value, name: &str) -> SqsResult<&'a str> {
     match input.get(name) {
         Some(Value::String(s)) => Ok(s),
         Some(Value::Null) | None => Err(SqsError::MissingParameter(name.into())),
-        Some(v) => Err(SqsError::invalid_value(name, &v.to_string(), "Must be a string.")),
+        Some(v) => Err(SqsError::invalid_value(
+            name,
+            &v.to_string(),
+            "Must be a string.",
+        )),
     }
 }
 

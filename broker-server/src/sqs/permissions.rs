@@ -225,12 +225,21 @@ mod tests {
     #[test]
     fn statements_are_added_and_removed_as_aws_does() {
         let arn = "arn:aws:sqs:us-east-1:000000000000:q";
-        let one = add_statement(None, arn, "a", &["111111111111".into()], &["SendMessage".into()])
-            .unwrap();
+        let one = add_statement(
+            None,
+            arn,
+            "a",
+            &["111111111111".into()],
+            &["SendMessage".into()],
+        )
+        .unwrap();
         let v: Value = serde_json::from_str(&one).unwrap();
         assert_eq!(v["Version"], "2008-10-17");
         assert_eq!(v["Id"], format!("{arn}/SQSDefaultPolicy"));
-        assert_eq!(v["Statement"][0]["Principal"]["AWS"], "arn:aws:iam::111111111111:root");
+        assert_eq!(
+            v["Statement"][0]["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:root"
+        );
         assert_eq!(v["Statement"][0]["Action"], "SQS:SendMessage");
         assert_eq!(v["Statement"][0]["Resource"], arn);
         let two = add_statement(
@@ -242,10 +251,23 @@ mod tests {
         )
         .unwrap();
         let v: Value = serde_json::from_str(&two).unwrap();
-        assert_eq!(v["Statement"][1]["Action"], json!(["SQS:ReceiveMessage", "SQS:DeleteMessage"]));
-        assert!(add_statement(Some(&two), arn, "a", &["111111111111".into()], &["*".into()]).is_err());
+        assert_eq!(
+            v["Statement"][1]["Action"],
+            json!(["SQS:ReceiveMessage", "SQS:DeleteMessage"])
+        );
+        assert!(add_statement(
+            Some(&two),
+            arn,
+            "a",
+            &["111111111111".into()],
+            &["*".into()]
+        )
+        .is_err());
         let back = remove_statement(Some(&two), "b").unwrap().unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&back).unwrap(), serde_json::from_str::<Value>(&one).unwrap());
+        assert_eq!(
+            serde_json::from_str::<Value>(&back).unwrap(),
+            serde_json::from_str::<Value>(&one).unwrap()
+        );
         assert_eq!(remove_statement(Some(&one), "a").unwrap(), None);
         assert!(remove_statement(Some(&one), "zz").is_err());
         assert!(remove_statement(None, "a").is_err());

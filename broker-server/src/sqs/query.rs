@@ -82,8 +82,12 @@ fn build(pairs: &[(Vec<&str>, &str)]) -> Map<String, Value> {
         }
         let indexed = by_index(&items);
         match first {
-            "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" | "TagKey"
-            | "AWSAccountId" | "ActionName" => {
+            "AttributeName"
+            | "MessageAttributeName"
+            | "MessageSystemAttributeName"
+            | "TagKey"
+            | "AWSAccountId"
+            | "ActionName" => {
                 let list = indexed
                     .values()
                     .filter_map(|rest| rest.iter().find(|(p, _)| p.is_empty()).map(|(_, v)| *v))

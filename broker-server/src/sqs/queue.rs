@@ -170,7 +170,8 @@ impl QueueRef {
             return None;
         }
         let q = QueueRef::new(parts[3], parts[5]);
-        (broker_api::validate_topic_name(&q.topic()).is_ok() && QueueRef::from_topic(&q.topic()) == q)
+        (broker_api::validate_topic_name(&q.topic()).is_ok()
+            && QueueRef::from_topic(&q.topic()) == q)
             .then_some(q)
     }
 }
@@ -191,7 +192,8 @@ pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
     }
     let bad = |why: &str| {
         SqsError::InvalidAttributeValue(format!(
-            "Value {} for parameter RedrivePolicy is invalid. Reason: {why}", super::error::shorten(value)
+            "Value {} for parameter RedrivePolicy is invalid. Reason: {why}",
+            super::error::shorten(value)
         ))
     };
     let v: serde_json::Value =
@@ -222,8 +224,11 @@ pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
     if !(1..=1000).contains(&count) {
         return Err(bad("Value for maxReceiveCount must be between 1 and 1000."));
     }
-    let dead_letter = QueueRef::from_arn(arn)
-        .ok_or_else(|| bad(&format!("Dead-letter target {arn} is not a valid queue ARN.")))?;
+    let dead_letter = QueueRef::from_arn(arn).ok_or_else(|| {
+        bad(&format!(
+            "Dead-letter target {arn} is not a valid queue ARN."
+        ))
+    })?;
     Ok(Some(Redrive {
         dead_letter_arn: arn.to_string(),
         dead_letter,
@@ -251,7 +256,8 @@ pub fn normalise_redrive_allow(value: &str) -> SqsResult<String> {
     }
     let bad = |why: &str| {
         SqsError::InvalidAttributeValue(format!(
-            "Value {} for parameter RedriveAllowPolicy is invalid. Reason: {why}", super::error::shorten(value)
+            "Value {} for parameter RedriveAllowPolicy is invalid. Reason: {why}",
+            super::error::shorten(value)
         ))
     };
     let v: serde_json::Value = serde_json::from_str(value)
@@ -316,7 +322,8 @@ fn int_in(name: &str, value: &str, lo: i64, hi: i64) -> SqsResult<()> {
     match value.trim().parse::<i64>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Value {} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}.", super::error::shorten(value)
+            "Value {} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}.",
+            super::error::shorten(value)
         ))),
     }
 }
@@ -350,7 +357,8 @@ fn boolean(name: &str, value: &str) -> SqsResult<()> {
     match value {
         "true" | "false" => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Value {} for parameter {name} is invalid. Reason: Must be true or false.", super::error::shorten(value)
+            "Value {} for parameter {name} is invalid. Reason: Must be true or false.",
+            super::error::shorten(value)
         ))),
     }
 }
@@ -547,7 +555,11 @@ impl Queue {
 /// size limits they imply.
 pub fn apply_attributes(config: &mut TopicConfig, attrs: &BTreeMap<String, String>) {
     for (k, v) in attrs {
-        if matches!(k.as_str(), "RedrivePolicy" | "RedriveAllowPolicy" | "Policy") && v.is_empty() {
+        if matches!(
+            k.as_str(),
+            "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+        ) && v.is_empty()
+        {
             config.attributes.remove(&format!("{ATTR_PREFIX}{k}"));
             continue;
         }
@@ -617,10 +629,15 @@ mod tests {
         assert_eq!(us.region, "us-east-1");
         assert_eq!(us.url("http://h:1/"), "http://h:1/000000000000/orders");
         // Topics that only look regional stay default-region topics.
-        assert_eq!(QueueRef::from_topic("us-east-1.orders").name, "us-east-1.orders");
+        assert_eq!(
+            QueueRef::from_topic("us-east-1.orders").name,
+            "us-east-1.orders"
+        );
         assert_eq!(QueueRef::from_topic("eu-west-1.a.b").name, "eu-west-1.a.b");
         assert_eq!(
-            QueueRef::from_arn("arn:aws:sqs:eu-west-1:1:q.fifo").unwrap().topic(),
+            QueueRef::from_arn("arn:aws:sqs:eu-west-1:1:q.fifo")
+                .unwrap()
+                .topic(),
             "eu-west-1.q.fifo"
         );
     }

@@ -339,13 +339,21 @@ impl Sqs {
         }
     }
 
-    pub(super) async fn change_message_visibility(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+    pub(super) async fn change_message_visibility(
+        &self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> SqsResult<Value> {
         let q = self.queue(ctx, input).await?;
         self.change_visibility(&q, input).await?;
         Ok(json!({}))
     }
 
-    pub(super) async fn change_message_visibility_batch(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+    pub(super) async fn change_message_visibility_batch(
+        &self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> SqsResult<Value> {
         let q = self.queue(ctx, input).await?;
         let entries = batch_entries(input, "ChangeMessageVisibilityBatchRequestEntry")?;
         let mut results = Vec::with_capacity(entries.len());

@@ -107,7 +107,16 @@ mod tests {
         for r in ["us-east-1", "eu-west-1", "us-gov-west-1", "ap-southeast-2"] {
             assert!(is_region(r), "{r}");
         }
-        for r in ["", "us", "us-east", "US-east-1", "u-east-1", "us-east-123", "us--1", "1-2-3"] {
+        for r in [
+            "",
+            "us",
+            "us-east",
+            "US-east-1",
+            "u-east-1",
+            "us-east-123",
+            "us--1",
+            "1-2-3",
+        ] {
             assert!(!is_region(r), "{r}");
         }
     }
@@ -117,7 +126,10 @@ mod tests {
         let uri: Uri = "/".parse().unwrap();
         let mut h = HeaderMap::new();
         assert_eq!(of_request(&h, &uri), DEFAULT_REGION);
-        h.insert("host", HeaderValue::from_static("sqs.ap-south-1.amazonaws.com"));
+        h.insert(
+            "host",
+            HeaderValue::from_static("sqs.ap-south-1.amazonaws.com"),
+        );
         assert_eq!(of_request(&h, &uri), "ap-south-1");
         h.insert(
             "authorization",

@@ -28,7 +28,9 @@ fn check_fifo_id(param: &str, value: &str) -> SqsResult<()> {
     Err(SqsError::invalid_value(
         param,
         value,
-        format!("{param} can only include alphanumeric and punctuation characters. 1 to 128 in length."),
+        format!(
+            "{param} can only include alphanumeric and punctuation characters. 1 to 128 in length."
+        ),
     ))
 }
 

@@ -107,7 +107,10 @@ impl Sqs {
             .config
             .attributes
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix(TAG_PREFIX).map(|k| (k.to_string(), json!(v))))
+            .filter_map(|(k, v)| {
+                k.strip_prefix(TAG_PREFIX)
+                    .map(|k| (k.to_string(), json!(v)))
+            })
             .collect();
         if tags.is_empty() {
             return Ok(json!({}));

@@ -48,9 +48,9 @@ fn in_flight_keys(
         if !matches!(r.phase, Phase::Leased { expires, .. } if expires > now) {
             continue;
         }
-        let cached = chunk
-            .first()
-            .is_some_and(|f| f.offset <= offset && chunk.last().is_some_and(|l| l.offset >= offset));
+        let cached = chunk.first().is_some_and(|f| {
+            f.offset <= offset && chunk.last().is_some_and(|l| l.offset >= offset)
+        });
         if !cached {
             chunk = p.read_for_lease(offset, 64, verify).unwrap_or_default();
         }
