@@ -94,3 +94,16 @@ def test_permissions_with_the_cli_and_the_query_protocol(sqs, broker, queue):
     assert statements["query"]["Principal"] == {"AWS": "arn:aws:iam::222222222222:root"}
     aws_cli(broker, "remove-permission", "--queue-url", url, "--label", "cli")
     assert list(s["Sid"] for s in policy_of(sqs, url)["Statement"]) == ["query"]
+
+
+def test_policy_quotas(sqs, queue):
+    url = queue("permquota")
+    for i in range(20):
+        sqs.add_permission(QueueUrl=url, Label=f"s{i}", AWSAccountIds=["111111111111"], Actions=["*"])
+    with pytest.raises(ClientError) as e:
+        sqs.add_permission(QueueUrl=url, Label="s20", AWSAccountIds=["111111111111"], Actions=["*"])
+    assert code_of(e) == "OverLimit" and "20" in message_of(e)
+    assert len(policy_of(sqs, url)["Statement"]) == 20
+    with pytest.raises(ClientError) as e:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"x": "y" * 9000})})
+    assert code_of(e) == "InvalidAttributeValue" and "8192" in message_of(e)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::error::{SqsError, SqsResult};
 use super::params::*;
-use super::queue::ATTR_PREFIX;
+use super::queue::{self, ATTR_PREFIX};
 use super::{Sqs, ACTIONS};
 
 /// The actions AddPermission may grant (the batch actions come with their single forms).
@@ -21,8 +21,12 @@ const GRANTABLE: &[&str] = &[
     "ReceiveMessage",
     "SendMessage",
 ];
-/// Most actions one AddPermission may name.
+/// Most actions one AddPermission may name (AWS's actions per statement).
 const MAX_ACTIONS: usize = 7;
+/// Most statements of a queue policy (AWS's quota).
+const MAX_STATEMENTS: usize = 20;
+/// Most principals of a queue policy (AWS's quota).
+const MAX_PRINCIPALS: usize = 50;
 /// Longest permission label.
 const MAX_LABEL_LEN: usize = 80;
 
@@ -51,6 +55,12 @@ fn check_accounts(accounts: &[String]) -> SqsResult<()> {
             "[]",
             "Unable to verify.",
         ));
+    }
+    if accounts.len() > MAX_PRINCIPALS {
+        return Err(SqsError::OverLimit(format!(
+            "{} principals were found, maximum allowed is {MAX_PRINCIPALS}.",
+            accounts.len()
+        )));
     }
     for a in accounts {
         if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
@@ -147,8 +157,22 @@ pub fn add_statement(
         "Action": one_or_list(actions.iter().map(|a| format!("SQS:{a}")).collect()),
         "Resource": arn,
     }));
+    if list.len() > MAX_STATEMENTS {
+        return Err(SqsError::OverLimit(format!(
+            "The queue policy would have {} statements, maximum allowed is {MAX_STATEMENTS}.",
+            list.len()
+        )));
+    }
     policy["Statement"] = Value::Array(list);
-    Ok(policy.to_string())
+    let text = policy.to_string();
+    if text.len() > queue::MAX_POLICY_BYTES {
+        return Err(SqsError::OverLimit(format!(
+            "The queue policy would be {} bytes long, maximum allowed is {}.",
+            text.len(),
+            queue::MAX_POLICY_BYTES
+        )));
+    }
+    Ok(text)
 }
 
 /// The policy without statement `label`, or `None` when no statement is left.
@@ -274,6 +298,30 @@ mod tests {
         assert!(check_actions(&["CreateQueue".into()]).is_err());
         assert!(check_actions(&vec!["SendMessage".to_string(); 8]).is_err());
         assert!(check_accounts(&["12".into()]).is_err());
+        assert!(check_accounts(&vec!["111111111111".to_string(); 51]).is_err());
+        let mut p: Option<String> = None;
+        for i in 0..20 {
+            p = Some(
+                add_statement(
+                    p.as_deref(),
+                    arn,
+                    &format!("s{i}"),
+                    &["111111111111".into()],
+                    &["*".into()],
+                )
+                .unwrap(),
+            );
+        }
+        assert!(matches!(
+            add_statement(
+                p.as_deref(),
+                arn,
+                "s20",
+                &["111111111111".into()],
+                &["*".into()]
+            ),
+            Err(SqsError::OverLimit(_))
+        ));
         assert!(check_label("bad label").is_err());
     }
 }

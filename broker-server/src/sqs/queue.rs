@@ -339,10 +339,21 @@ fn one_of(name: &str, value: &str, allowed: &[&str]) -> SqsResult<()> {
     )))
 }
 
-/// Checks a Policy value: empty (which clears it) or a JSON object. Returned unchanged.
+/// Largest queue policy (AWS's quota).
+pub const MAX_POLICY_BYTES: usize = 8192;
+
+/// Checks a Policy value: empty (which clears it) or a JSON object of at most
+/// [`MAX_POLICY_BYTES`]. Returned unchanged.
 pub fn normalise_policy(value: &str) -> SqsResult<String> {
     if value.trim().is_empty() {
         return Ok(String::new());
+    }
+    if value.len() > MAX_POLICY_BYTES {
+        return Err(SqsError::InvalidAttributeValue(format!(
+            "Value {} for parameter Policy is invalid. Reason: The policy is {} bytes long, at most {MAX_POLICY_BYTES} are allowed.",
+            super::error::shorten(value),
+            value.len()
+        )));
     }
     match serde_json::from_str::<serde_json::Value>(value) {
         Ok(serde_json::Value::Object(_)) => Ok(value.to_string()),
