@@ -116,7 +116,10 @@ use crate::StoreResult;
 ///   kept, plus the [`dead_letter_headers`]) and counted as done and dead-lettered; this happens
 ///   atomically with the lease call that found it.
 /// - **ordered_by_key_blocks_later_records**: with `ordered_by_key`, a record is not leased while
-///   an earlier record with the same key is not done; keyless records are not ordered.
+///   an earlier record with the same key is not done, unless the same lease call leases that
+///   earlier record too: one call may lease several records of one key, in offset order (SQS
+///   FIFO receives). No record of a key is leased while any record of that key is in flight
+///   (leased and not expired), earlier or later. Keyless records are not ordered.
 /// - **not_before_delays_leasing**: a record whose `not_before_ms` is in the future is not
 ///   leased (and is counted as delayed) until that time.
 /// - **lease_counts_add_up**: `lease_counts` reports available, leased, delayed, done and

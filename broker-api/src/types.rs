@@ -343,7 +343,8 @@ pub struct LeaseGroupConfig {
     pub max_deliveries: Option<u32>,
     /// Where dead-lettered records go (partition 0 of this topic). Required with `max_deliveries`.
     pub dead_letter_topic: Option<String>,
-    /// A record is never leased while an earlier record with the same key is not done.
+    /// A record is never leased while an earlier record with the same key is not done (except
+    /// one leased by the same call), nor while any record with its key is in flight.
     pub ordered_by_key: bool,
 }
 

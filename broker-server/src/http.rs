@@ -155,6 +155,7 @@ pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, config: HttpConfig) 
         config.base_url,
         config.shutdown,
     ));
+    sqs.start_background();
     let ops = axum::Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(health_handler))

@@ -506,10 +506,11 @@ async fn fifo_order_groups_and_deduplication() {
             .await;
         assert_eq!(r["SequenceNumber"].as_str().unwrap().len(), 20);
     }
-    // One message per group in flight at a time; groups proceed independently.
-    let first = s.receive(&url, json!({})).await;
+    // As many messages of a group as fit, in order; a group stays locked while any of its
+    // messages is in flight; groups proceed independently.
+    let first = s.receive(&url, json!({"MaxNumberOfMessages": 3})).await;
     let bodies: Vec<&str> = first.iter().map(|m| m["Body"].as_str().unwrap()).collect();
-    assert_eq!(bodies, ["a1", "b1"]);
+    assert_eq!(bodies, ["a1", "b1", "a2"]);
     assert_eq!(first[0]["Attributes"]["MessageGroupId"], "a");
     assert_eq!(first[0]["Attributes"]["MessageDeduplicationId"], "a-1");
     assert!(s.receive(&url, json!({})).await.is_empty());
@@ -526,7 +527,16 @@ async fn fifo_order_groups_and_deduplication() {
         json!({"QueueUrl": url, "ReceiptHandle": first[0]["ReceiptHandle"]}),
     )
     .await;
-    assert_eq!(s.receive(&url, json!({})).await[0]["Body"], "a2");
+    assert!(
+        s.receive(&url, json!({})).await.is_empty(),
+        "a2 of group a is still in flight"
+    );
+    s.ok(
+        "DeleteMessage",
+        json!({"QueueUrl": url, "ReceiptHandle": first[2]["ReceiptHandle"]}),
+    )
+    .await;
+    assert_eq!(s.receive(&url, json!({})).await[0]["Body"], "a3");
 
     // Deduplication: same id within five minutes returns the original.
     let one = s
@@ -1205,10 +1215,14 @@ async fn kafka_made_fifo_topic_orders_by_key_and_trace_header_round_trips() {
         .as_str()
         .unwrap()
         .to_string();
+    let got = s.receive(&url, json!({"MaxNumberOfMessages": 1})).await;
+    let bodies: Vec<&str> = got.iter().map(|m| m["Body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["a1"]);
+    assert_eq!(got[0]["Attributes"]["MessageGroupId"], "a");
+    // Key a is locked while a1 is in flight; b is not.
     let got = s.receive(&url, json!({})).await;
     let bodies: Vec<&str> = got.iter().map(|m| m["Body"].as_str().unwrap()).collect();
-    assert_eq!(bodies, ["a1", "b1"]);
-    assert_eq!(got[0]["Attributes"]["MessageGroupId"], "a");
+    assert_eq!(bodies, ["b1"]);
 
     let q = s.create("traced", json!({})).await;
     let sent = s

@@ -154,8 +154,9 @@ def test_fifo_batch_entry_without_group_fails_the_whole_batch(sqs, queue):
             {"Id": "a", "MessageBody": "1", "MessageGroupId": "g", "MessageDeduplicationId": "1"},
             {"Id": "b", "MessageBody": "2", "MessageDeduplicationId": "2"}])
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert code_of(e) == "MissingParameter"
-    assert "MessageGroupId" in message_of(e)
+    # AWS reports a missing group id inside a batch as InvalidParameterValue.
+    assert code_of(e) == "InvalidParameterValue"
+    assert message_of(e) == "The request must contain the parameter MessageGroupId."
     with pytest.raises(ClientError) as e:
         sqs.send_message_batch(QueueUrl=url, Entries=[
             {"Id": "a", "MessageBody": "1", "MessageGroupId": "g", "MessageDeduplicationId": "1"},
@@ -282,8 +283,21 @@ def test_range_errors_name_value_and_limits(sqs, queue):
     with pytest.raises(ClientError) as e:
         sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11)
     assert message_of(e) == ("Value 11 for parameter MaxNumberOfMessages is invalid. "
-                             "Reason: Must be >= 1 and <= 10.")
+                             "Reason: Must be between 1 and 10, if provided.")
     with pytest.raises(ClientError) as e:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"DelaySeconds": "901"})
     assert code_of(e) == "InvalidAttributeValue"
     assert message_of(e) == "Value 901 for parameter DelaySeconds is invalid. Reason: Must be >= 0 and <= 900."
+
+
+def test_list_dead_letter_source_queues_pages(sqs, queue):
+    dlq = queue("pagedlq")
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})
+    sources = sorted(queue(f"pagesrc{i}", RedrivePolicy=policy) for i in range(3))
+    first = sqs.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2)
+    assert len(first["queueUrls"]) == 2 and "NextToken" in first
+    rest = sqs.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2, NextToken=first["NextToken"])
+    assert "NextToken" not in rest
+    assert sorted(first["queueUrls"] + rest["queueUrls"]) == sources
+    assert sorted(sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"]) == sources

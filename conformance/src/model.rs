@@ -393,7 +393,19 @@ impl Model {
         let g = topic.groups.entry(group.into()).or_default();
         let mut leases = Vec::new();
         let mut dead = Vec::new();
+        // A key with a record in flight is locked: none of its records is leased.
         let mut blocked: HashSet<Bytes> = HashSet::new();
+        if config.ordered_by_key {
+            for r in log.live() {
+                let in_flight = g
+                    .records
+                    .get(&(p, r.offset))
+                    .is_some_and(|s| matches!(s.phase, Phase::Leased { until, .. } if until > now));
+                if let (true, Some(k)) = (in_flight, &r.key) {
+                    blocked.insert(k.clone());
+                }
+            }
+        }
         for r in log.live() {
             if leases.len() >= max {
                 break;
@@ -451,8 +463,9 @@ impl Model {
                     expires_at_ms: now + vis,
                     first_leased_at_ms: first,
                 });
-            }
-            if let Some(k) = key {
+            } else if let Some(k) = key {
+                // Not leasable now: later records of its key wait for it. (Records leased
+                // by this call do not block: one call leases a key's records in order.)
                 blocked.insert(k);
             }
         }

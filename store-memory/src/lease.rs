@@ -118,7 +118,23 @@ impl PartitionLeases {
         if max == 0 {
             return out;
         }
+        // A key with a record in flight is locked: none of its records is leased.
         let mut blocked_keys: HashSet<Bytes> = HashSet::new();
+        if config.ordered_by_key {
+            for (&offset, s) in &self.states {
+                if !matches!(s.phase, Phase::Leased { expires_at_ms, .. } if expires_at_ms > now) {
+                    continue;
+                }
+                let key = log
+                    .iter_from(offset)
+                    .next()
+                    .filter(|r| r.offset == offset)
+                    .and_then(|r| r.key.clone());
+                if let Some(k) = key {
+                    blocked_keys.insert(k);
+                }
+            }
+        }
         for record in log.iter_from(self.floor) {
             if out.leases.len() >= max {
                 break;
@@ -184,8 +200,9 @@ impl PartitionLeases {
                     expires_at_ms,
                     first_leased_at_ms,
                 });
-            }
-            if let Some(k) = ordered_key {
+            } else if let Some(k) = ordered_key {
+                // Not leasable now: later records of its key wait for it. (Records leased
+                // by this call do not block: one call leases a key's records in order.)
                 blocked_keys.insert(k);
             }
         }

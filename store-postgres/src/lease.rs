@@ -191,6 +191,7 @@ struct Cursor {
 /// A pending (leased or released) row.
 struct Pending {
     offset: i64,
+    state: i16,
     deliveries: i32,
     visible_at: i64,
     first_leased_at: Option<i64>,
@@ -533,12 +534,21 @@ impl PgStore {
                 .iter()
                 .map(|r| Pending {
                     offset: r.get(0),
+                    state: r.get(1),
                     deliveries: r.get(2),
                     visible_at: r.get(3),
                     first_leased_at: r.get(4),
                     key: r.get(5),
                 })
                 .collect();
+            // A key with a record in flight is locked: none of its records is leased.
+            if ordered {
+                for p in &pending {
+                    if let (LEASED, true, Some(k)) = (p.state, p.visible_at > now, &p.key) {
+                        blocked.insert(k.clone());
+                    }
+                }
+            }
             let mut candidates = Vec::new();
             let mut to_lease = 0usize;
             let mut new_check = i64::MAX;
@@ -547,7 +557,8 @@ impl PgStore {
                 let is_blocked = key.as_ref().is_some_and(|k| blocked.contains(k));
                 let eligible = p.visible_at <= now && !is_blocked;
                 let dies = max_deliveries.is_some_and(|n| i64::from(p.deliveries) >= n);
-                if eligible && (dies || to_lease < max) {
+                let taken = eligible && (dies || to_lease < max);
+                if taken {
                     // Dead letters do not count towards `max`.
                     if !dies {
                         to_lease += 1;
@@ -558,8 +569,9 @@ impl PgStore {
                 } else {
                     new_check = new_check.min(if is_blocked { now } else { p.visible_at });
                 }
-                // A record dead-lettered by this call is done: it blocks nothing after it.
-                if let Some(k) = key.filter(|_| !(eligible && dies)) {
+                // A record this call leases or dead-letters blocks nothing after it (one call
+                // leases a key's records in order); one it leaves makes its key wait.
+                if let Some(k) = key.filter(|_| !taken) {
                     blocked.insert(k);
                 }
             }
@@ -668,10 +680,10 @@ impl PgStore {
                         first_leased_at: Some(now),
                     });
                 }
-                let dead_now = !is_blocked
-                    && rec.not_before_ms.is_none_or(|nb| nb <= now)
-                    && max_deliveries == Some(0);
-                if let Some(k) = key.filter(|_| !dead_now) {
+                // Only a record left for later (delayed or blocked) makes its key wait;
+                // one leased or dead-lettered by this call does not.
+                let left = is_blocked || rec.not_before_ms.is_some_and(|nb| nb > now);
+                if let Some(k) = key.filter(|_| left) {
                     blocked.insert(k.to_vec());
                 }
                 fresh_records.insert(rec.offset, rec);

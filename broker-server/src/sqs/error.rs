@@ -14,7 +14,7 @@ pub enum SqsError {
     InvalidParameterValue(String),
     #[error("The request must contain the parameter {0}.")]
     MissingParameter(String),
-    #[error("Unknown Attribute {0}.")]
+    #[error("{0}")]
     InvalidAttributeName(String),
     #[error("{0}")]
     InvalidAttributeValue(String),
@@ -36,6 +36,10 @@ pub enum SqsError {
     InvalidMessageContents(String),
     #[error("{0}")]
     UnsupportedOperation(String),
+    #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("{0}")]
+    OverLimit(String),
     #[error("An unknown operation was requested: {0}")]
     InvalidAction(String),
     #[error("{0}")]
@@ -77,6 +81,8 @@ impl SqsError {
             BatchRequestTooLong(_) => "BatchRequestTooLong",
             InvalidMessageContents(_) => "InvalidMessageContents",
             UnsupportedOperation(_) => "UnsupportedOperation",
+            ResourceNotFound(_) => "ResourceNotFoundException",
+            OverLimit(_) => "OverLimit",
             InvalidAction(_) => "InvalidAction",
             Serialization(_) => "SerializationException",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
@@ -122,17 +128,36 @@ impl SqsError {
         match self {
             SignatureDoesNotMatch | InvalidClientTokenId | MissingAuthenticationToken(_) => 403,
             RequestTooLarge(_) => 413,
+            ResourceNotFound(_) => 404,
+            OverLimit(_) => 403,
             ServiceUnavailable(_) => 503,
             Internal(_) => 500,
             _ => 400,
         }
     }
 
-    /// An `InvalidParameterValue` naming the parameter and the reason.
-    pub fn invalid(param: &str, reason: impl std::fmt::Display) -> Self {
+    /// `InvalidAttributeName` for an attribute name the action does not know: "Unknown
+    /// Attribute {name}." (names longer than 256 characters cut there).
+    pub fn unknown_attribute(name: &str) -> Self {
+        SqsError::InvalidAttributeName(format!("Unknown Attribute {}.", shorten(name)))
+    }
+
+    /// An `InvalidParameterValue` in AWS's words: "Value {value} for parameter {param} is
+    /// invalid. Reason: {reason}". Values longer than 256 characters are cut there.
+    pub fn invalid_value(param: &str, value: &str, reason: impl std::fmt::Display) -> Self {
         SqsError::InvalidParameterValue(format!(
-            "Value for parameter {param} is invalid. Reason: {reason}"
+            "Value {} for parameter {param} is invalid. Reason: {reason}",
+            shorten(value)
         ))
+    }
+}
+
+/// `s`, cut after 256 characters, so that no error text grows with what a client sent.
+pub fn shorten(s: &str) -> String {
+    const MAX: usize = 256;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Queue management actions: create, find, list, delete, purge, attributes, tags.
+//! Queue management actions: create, find, list, delete, purge, dead-letter sources; and the
+//! one way queue settings are rewritten ([`Sqs::update_queue`]).
 
 use std::collections::BTreeMap;
 
@@ -7,15 +8,15 @@ use serde_json::{json, Map, Value};
 
 use super::error::{SqsError, SqsResult};
 use super::params::*;
-use super::queue::{self, Queue};
+use super::queue::{self, Queue, QueueRef};
 use super::{Sqs, LEASE_GROUP};
 
 /// The lease group config a queue's attributes call for.
-fn group_config(q: &Queue) -> LeaseGroupConfig {
+pub(super) fn group_config(q: &Queue) -> LeaseGroupConfig {
     let redrive = q.redrive();
     LeaseGroupConfig {
         max_deliveries: redrive.as_ref().map(|r| r.max_receive_count),
-        dead_letter_topic: redrive.map(|r| r.dead_letter_queue),
+        dead_letter_topic: redrive.map(|r| r.dead_letter.topic()),
         ordered_by_key: q.fifo,
     }
 }
@@ -25,25 +26,67 @@ impl Sqs {
         self.clock.now_ms()
     }
 
-    pub(super) async fn queue_by_name(&self, name: &str) -> SqsResult<Queue> {
-        broker_api::validate_topic_name(name).map_err(|_| SqsError::QueueDoesNotExist)?;
-        Ok(Queue::from_topic(self.store.describe_topic(name).await?))
+    /// The queue stored as `topic`; `QueueDoesNotExist` when there is none.
+    pub(super) async fn queue_by_topic(&self, topic: &str) -> SqsResult<Queue> {
+        broker_api::validate_topic_name(topic).map_err(|_| SqsError::QueueDoesNotExist)?;
+        Ok(Queue::from_topic(self.store.describe_topic(topic).await?))
     }
 
-    pub(super) async fn queue(&self, input: &Value) -> SqsResult<Queue> {
+    /// The queue `id` names; `QueueDoesNotExist` when there is none.
+    pub(super) async fn queue_by_id(&self, id: &QueueRef) -> SqsResult<Queue> {
+        self.queue_by_topic(&id.topic()).await
+    }
+
+    /// The queue the request's `QueueUrl` names, in the URL's region or else the request's.
+    pub(super) async fn queue(&self, ctx: &Ctx, input: &Value) -> SqsResult<Queue> {
         let url = req_str(input, "QueueUrl")?;
-        self.queue_by_name(&queue::name_from_url(url)?).await
+        self.queue_by_id(&QueueRef::from_url(url, &ctx.region)?)
+            .await
     }
 
-    /// Checks that a redrive policy's dead-letter queue exists and is of the queue's kind.
-    async fn check_redrive(&self, attrs: &BTreeMap<String, String>, fifo: bool) -> SqsResult<()> {
+    /// Rewrites the config of the queue stored as `topic`: `change` gets the current queue
+    /// and a copy of its config to edit; the store is written only when the copy differs.
+    /// Rewrites through this function never lose each other's changes (they are serialised
+    /// and each reads the config afresh). Returns the queue as it is afterwards.
+    pub(super) async fn update_queue(
+        &self,
+        topic: &str,
+        change: impl FnOnce(&Queue, &mut TopicConfig) -> SqsResult<()>,
+    ) -> SqsResult<Queue> {
+        let _guard = self.config_lock.lock().await;
+        let q = self.queue_by_topic(topic).await?;
+        let mut config = q.info.config.clone();
+        change(&q, &mut config)?;
+        if config == q.info.config {
+            return Ok(q);
+        }
+        Ok(Queue::from_topic(
+            self.store.update_topic_config(topic, config).await?,
+        ))
+    }
+
+    /// Checks that a redrive policy's dead-letter queue exists in `region` (the source
+    /// queue's: SQS is regional, so a dead-letter queue of another region does not exist for
+    /// it) and is of the queue's kind.
+    pub(super) async fn check_redrive(
+        &self,
+        attrs: &BTreeMap<String, String>,
+        fifo: bool,
+        region: &str,
+    ) -> SqsResult<()> {
         let Some(value) = attrs.get("RedrivePolicy") else {
             return Ok(());
         };
         let Some(r) = queue::parse_redrive(value)? else {
             return Ok(());
         };
-        let dlq = match self.queue_by_name(&r.dead_letter_queue).await {
+        let value = super::error::shorten(value);
+        let found = if r.dead_letter.region == region {
+            self.queue_by_id(&r.dead_letter).await
+        } else {
+            Err(SqsError::QueueDoesNotExist)
+        };
+        let dlq = match found {
             Ok(q) => q,
             Err(SqsError::QueueDoesNotExist) => {
                 return Err(SqsError::InvalidParameterValue(format!(
@@ -66,11 +109,16 @@ impl Sqs {
         let fifo = name.ends_with(".fifo")
             || requested.get("FifoQueue").map(String::as_str) == Some("true");
         queue::validate_queue_name(name, fifo)?;
+        let id = QueueRef::new(&ctx.region, name);
+        let topic = id.topic();
+        let url = id.url(&ctx.base_url);
         let mut attrs = queue::validate_attributes(&requested, fifo, true)?;
-        self.check_redrive(&attrs, fifo).await?;
+        self.check_redrive(&attrs, fifo, &ctx.region).await?;
         if fifo {
             attrs.insert("FifoQueue".into(), "true".into());
         }
+        let tags = str_map(input, "tags")?;
+        super::tags::check_tags(&tags)?;
         let now_s = (self.now_ms() / 1000).to_string();
         let mut with_times = attrs.clone();
         with_times.insert("CreatedTimestamp".into(), now_s.clone());
@@ -81,10 +129,11 @@ impl Sqs {
         config.max_record_bytes =
             queue::DEFAULT_MAX_MESSAGE_SIZE as usize + queue::HEADER_ALLOWANCE;
         queue::apply_attributes(&mut config, &with_times);
-        let q = match self.store.create_topic(name, config).await {
+        super::tags::apply_tags(&mut config, &tags, &[])?;
+        let q = match self.store.create_topic(&topic, config).await {
             Ok(info) => Queue::from_topic(info),
             Err(StoreError::TopicExists(_)) => {
-                let existing = self.queue_by_name(name).await?;
+                let existing = self.queue_by_topic(&topic).await?;
                 if existing.has_sqs_attributes() {
                     let current = existing.settable_values();
                     for (k, v) in &attrs {
@@ -98,139 +147,88 @@ impl Sqs {
                             )));
                         }
                     }
-                    return Ok(json!({"QueueUrl": queue::queue_url(&ctx.base_url, name)}));
+                    return Ok(json!({ "QueueUrl": url }));
                 }
                 // A topic made by Kafka becomes a configured queue.
-                let mut config = existing.info.config.clone();
-                queue::apply_attributes(&mut config, &with_times);
-                Queue::from_topic(self.store.update_topic_config(name, config).await?)
+                self.update_queue(&topic, |_, config| {
+                    queue::apply_attributes(config, &with_times);
+                    super::tags::apply_tags(config, &tags, &[])
+                })
+                .await?
             }
             Err(e) => return Err(e.into()),
         };
         self.store
-            .set_lease_group(name, LEASE_GROUP, group_config(&q))
+            .set_lease_group(&topic, LEASE_GROUP, group_config(&q))
             .await?;
-        let tags = str_map(input, "tags")?;
-        if !tags.is_empty() {
-            self.write_tags(&q, &tags, &[]).await?;
-        }
-        Ok(json!({"QueueUrl": queue::queue_url(&ctx.base_url, name)}))
+        Ok(json!({ "QueueUrl": url }))
     }
 
     pub(super) async fn get_queue_url(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
         let name = req_str(input, "QueueName")?;
-        let q = self.queue_by_name(name).await?;
-        Ok(json!({"QueueUrl": queue::queue_url(&ctx.base_url, &q.name)}))
+        let q = self.queue_by_id(&QueueRef::new(&ctx.region, name)).await?;
+        Ok(json!({ "QueueUrl": q.id.url(&ctx.base_url) }))
+    }
+
+    /// The queues of `region`, sorted by name.
+    pub(super) async fn queues_of_region(&self, region: &str) -> SqsResult<Vec<QueueRef>> {
+        let mut ids: Vec<QueueRef> = self
+            .store
+            .list_topics()
+            .await?
+            .into_iter()
+            .map(|t| QueueRef::from_topic(&t.name))
+            .filter(|id| id.region == region)
+            .collect();
+        ids.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ids)
     }
 
     pub(super) async fn list_queues(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
         let prefix = opt_str(input, "QueueNamePrefix").unwrap_or("");
         let max = int_in(input, "MaxResults", 1, 1000)?;
         let after = opt_str(input, "NextToken").unwrap_or("");
-        let names: Vec<String> = self
-            .store
-            .list_topics()
+        let ids: Vec<QueueRef> = self
+            .queues_of_region(&ctx.region)
             .await?
             .into_iter()
-            .map(|t| t.name)
-            .filter(|n| n.starts_with(prefix) && n.as_str() > after)
+            .filter(|id| id.name.starts_with(prefix) && id.name.as_str() > after)
             .collect();
         let limit = max.unwrap_or(1000) as usize;
-        let more = max.is_some() && names.len() > limit;
-        let page: Vec<&String> = names.iter().take(limit).collect();
+        let more = max.is_some() && ids.len() > limit;
+        let page = &ids[..ids.len().min(limit)];
         let mut out = Map::new();
-        out.insert(
-            "QueueUrls".into(),
-            json!(page
-                .iter()
-                .map(|n| queue::queue_url(&ctx.base_url, n))
-                .collect::<Vec<_>>()),
-        );
+        // As AWS: no QueueUrls member at all when no queue matches.
+        if !page.is_empty() {
+            out.insert(
+                "QueueUrls".into(),
+                json!(page
+                    .iter()
+                    .map(|id| id.url(&ctx.base_url))
+                    .collect::<Vec<_>>()),
+            );
+        }
         if more {
             if let Some(last) = page.last() {
-                out.insert("NextToken".into(), json!(last));
+                out.insert("NextToken".into(), json!(last.name));
             }
         }
         Ok(Value::Object(out))
     }
 
-    pub(super) async fn tag_queue(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        let tags = str_map(input, "Tags")?;
-        if tags.is_empty() {
-            return Err(SqsError::MissingParameter("Tags".into()));
-        }
-        self.write_tags(&q, &tags, &[]).await?;
-        Ok(json!({}))
-    }
-
-    pub(super) async fn untag_queue(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        let keys = str_list(input, "TagKeys");
-        if keys.is_empty() {
-            return Err(SqsError::MissingParameter("TagKeys".into()));
-        }
-        self.write_tags(&q, &BTreeMap::new(), &keys).await?;
-        Ok(json!({}))
-    }
-
-    pub(super) async fn list_queue_tags(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        let tags: Map<String, Value> = q
-            .info
-            .config
-            .attributes
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(queue::TAG_PREFIX)
-                    .map(|k| (k.to_string(), json!(v)))
-            })
-            .collect();
-        if tags.is_empty() {
-            return Ok(json!({}));
-        }
-        Ok(json!({ "Tags": tags }))
-    }
-
-    /// Adds `set` and removes `remove` from the queue's tags (at most 50 in all).
-    async fn write_tags(
-        &self,
-        q: &Queue,
-        set: &BTreeMap<String, String>,
-        remove: &[String],
-    ) -> SqsResult<()> {
-        for (k, v) in set {
-            if k.is_empty() || k.len() > 128 || v.len() > 256 {
-                return Err(SqsError::InvalidParameterValue(format!(
-                    "Tag {k:?}: keys must be 1-128 characters and values at most 256."
-                )));
+    /// The queues whose RedrivePolicy names `dlq` as their dead-letter queue.
+    pub(super) async fn dead_letter_sources(&self, dlq: &Queue) -> SqsResult<Vec<Queue>> {
+        let mut out = Vec::new();
+        for t in self.store.list_topics().await? {
+            let source = Queue::from_topic(t);
+            if source
+                .redrive()
+                .is_some_and(|r| r.dead_letter.topic() == dlq.topic)
+            {
+                out.push(source);
             }
         }
-        let mut config = q.info.config.clone();
-        for k in remove {
-            config
-                .attributes
-                .remove(&format!("{}{k}", queue::TAG_PREFIX));
-        }
-        for (k, v) in set {
-            config
-                .attributes
-                .insert(format!("{}{k}", queue::TAG_PREFIX), v.clone());
-        }
-        let count = config
-            .attributes
-            .keys()
-            .filter(|k| k.starts_with(queue::TAG_PREFIX))
-            .count();
-        if count > 50 {
-            return Err(SqsError::InvalidParameterValue(
-                "Too many tags: a queue has at most 50.".into(),
-            ));
-        }
-        if config != q.info.config {
-            self.store.update_topic_config(&q.name, config).await?;
-        }
-        Ok(())
+        Ok(out)
     }
 
     pub(super) async fn list_dead_letter_source_queues(
@@ -238,131 +236,51 @@ impl Sqs {
         ctx: &Ctx,
         input: &Value,
     ) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        let mut urls = Vec::new();
-        for t in self.store.list_topics().await? {
-            let source = Queue::from_topic(t);
-            if source
-                .redrive()
-                .is_some_and(|r| r.dead_letter_queue == q.name)
-            {
-                urls.push(queue::queue_url(&ctx.base_url, &source.name));
+        let q = self.queue(ctx, input).await?;
+        let max = int_in(input, "MaxResults", 1, 1000)?;
+        let after = opt_str(input, "NextToken").unwrap_or("");
+        let mut ids: Vec<QueueRef> = self
+            .dead_letter_sources(&q)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .filter(|id| id.name.as_str() > after)
+            .collect();
+        ids.sort_by(|a, b| a.name.cmp(&b.name));
+        let limit = max.unwrap_or(1000) as usize;
+        let more = max.is_some() && ids.len() > limit;
+        let page = &ids[..ids.len().min(limit)];
+        let mut out = Map::new();
+        out.insert(
+            "queueUrls".into(),
+            json!(page
+                .iter()
+                .map(|id| id.url(&ctx.base_url))
+                .collect::<Vec<_>>()),
+        );
+        if more {
+            if let Some(last) = page.last() {
+                out.insert("NextToken".into(), json!(last.name));
             }
         }
-        Ok(json!({ "queueUrls": urls }))
+        Ok(Value::Object(out))
     }
 
-    pub(super) async fn delete_queue(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        self.store.delete_topic(&q.name).await?;
-        self.dedup.lock().remove(&q.name);
+    pub(super) async fn delete_queue(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
+        self.store.delete_topic(&q.topic).await?;
+        self.dedup.lock().remove(&q.topic);
         Ok(json!({}))
     }
 
-    pub(super) async fn purge_queue(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn purge_queue(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         for p in 0..q.partitions() as i32 {
-            let o = self.store.partition_offsets(&q.name, p).await?;
+            let o = self.store.partition_offsets(&q.topic, p).await?;
             self.store
-                .delete_records(&q.name, p, o.high_watermark)
+                .delete_records(&q.topic, p, o.high_watermark)
                 .await?;
         }
-        Ok(json!({}))
-    }
-
-    pub(super) async fn get_queue_attributes(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        let names = str_list(input, "AttributeNames");
-        let all = names.iter().any(|n| n == "All");
-        let settable = q.settable_values();
-        let mut wanted: Vec<String> = Vec::new();
-        for n in &names {
-            if n == "All" {
-                continue;
-            }
-            if !settable.contains_key(n)
-                && !queue::READ_ONLY.contains(&n.as_str())
-                && !matches!(
-                    n.as_str(),
-                    "Policy"
-                        | "RedrivePolicy"
-                        | "RedriveAllowPolicy"
-                        | "KmsMasterKeyId"
-                        | "KmsDataKeyReusePeriodSeconds"
-                        | "FifoQueue"
-                        | "ContentBasedDeduplication"
-                        | "DeduplicationScope"
-                        | "FifoThroughputLimit"
-                )
-            {
-                return Err(SqsError::InvalidAttributeName(n.clone()));
-            }
-            wanted.push(n.clone());
-        }
-        let want = |n: &str| all || wanted.iter().any(|w| w == n);
-        let mut out = Map::new();
-        for (k, v) in &settable {
-            if want(k) {
-                out.insert(k.clone(), json!(v));
-            }
-        }
-        if want("QueueArn") {
-            out.insert("QueueArn".into(), json!(queue::queue_arn(&q.name)));
-        }
-        for ts in ["CreatedTimestamp", "LastModifiedTimestamp"] {
-            if want(ts) {
-                let v = q.attrs.get(ts).cloned().unwrap_or_else(|| "0".into());
-                out.insert(ts.into(), json!(v));
-            }
-        }
-        let counts = [
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ];
-        if counts.iter().any(|c| want(c)) {
-            let (mut visible, mut inflight, mut delayed) = (0u64, 0u64, 0u64);
-            for p in 0..q.partitions() as i32 {
-                let c = self.store.lease_counts(&q.name, p, LEASE_GROUP).await?;
-                visible += c.available;
-                inflight += c.leased;
-                delayed += c.delayed;
-            }
-            for (name, v) in counts.iter().zip([visible, inflight, delayed]) {
-                if want(name) {
-                    out.insert((*name).into(), json!(v.to_string()));
-                }
-            }
-        }
-        if out.is_empty() {
-            // AWS leaves the member out when no attribute was asked for or none applies.
-            return Ok(json!({}));
-        }
-        Ok(json!({ "Attributes": out }))
-    }
-
-    pub(super) async fn set_queue_attributes(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
-        let requested = str_map(input, "Attributes")?;
-        let attrs = queue::validate_attributes(&requested, q.fifo, false)?;
-        self.check_redrive(&attrs, q.fifo).await?;
-        let mut with_time = attrs.clone();
-        with_time.insert(
-            "LastModifiedTimestamp".into(),
-            (self.now_ms() / 1000).to_string(),
-        );
-        if !q.has_sqs_attributes() {
-            with_time.insert(
-                "CreatedTimestamp".into(),
-                (self.now_ms() / 1000).to_string(),
-            );
-        }
-        let mut config = q.info.config.clone();
-        queue::apply_attributes(&mut config, &with_time);
-        let updated = Queue::from_topic(self.store.update_topic_config(&q.name, config).await?);
-        self.store
-            .set_lease_group(&q.name, LEASE_GROUP, group_config(&updated))
-            .await?;
         Ok(json!({}))
     }
 }

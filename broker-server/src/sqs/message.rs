@@ -56,23 +56,49 @@ impl AttrValue {
     }
 }
 
-fn valid_attr_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !name.starts_with('.')
-        && !name.ends_with('.')
-        && !name.contains("..")
-        && !name.to_ascii_lowercase().starts_with("aws.")
-        && !name.to_ascii_lowercase().starts_with("amazon.")
+/// Longest message attribute name and data type.
+const MAX_ATTR_NAME_LEN: usize = 256;
+
+/// Ok when `name` is a message attribute name SQS accepts: 1-256 characters of
+/// `[A-Za-z0-9_.-]`, not starting with `AWS.` or `Amazon.` (any case), not starting or ending
+/// with a period, no two periods in a row. Else `InvalidParameterValue` naming the name and
+/// the rule it breaks.
+fn check_attr_name(name: &str) -> SqsResult<()> {
+    if name.is_empty() {
+        return Err(SqsError::InvalidParameterValue(
+            "The request must contain non-empty message attribute name.".into(),
+        ));
+    }
+    let bad = |why: &str| SqsError::invalid_value("MessageAttribute.Name", name, why);
+    if name.len() > MAX_ATTR_NAME_LEN {
+        return Err(bad(
+            "Message (user) attribute names can be at most 256 characters long.",
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(bad("Message (user) attribute names can only include alphanumeric characters, hyphens, underscores and periods."));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("aws.") || lower.starts_with("amazon.") {
+        return Err(bad("Message (user) attribute names must not start with the reserved prefixes AWS. or Amazon. (in any case)."));
+    }
+    if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        return Err(bad("Message (user) attribute names must not start or end with a period, nor have periods in a sequence."));
+    }
+    Ok(())
 }
 
-/// True when every character of `body` is one SQS accepts.
-pub fn valid_body_chars(body: &str) -> bool {
-    body.chars().all(|c| {
-        matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}')
+/// The characters SQS accepts in bodies and text attribute values, as AWS lists them.
+pub const ALLOWED_CHARACTERS: &str =
+    "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
+
+/// The first character of `text` that SQS refuses (see [`ALLOWED_CHARACTERS`]), if any.
+pub fn invalid_char(text: &str) -> Option<char> {
+    text.chars().find(|c| {
+        !matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}')
     })
 }
 
@@ -81,7 +107,7 @@ pub fn parse_attributes(v: Option<&Value>) -> SqsResult<BTreeMap<String, AttrVal
     let mut out = BTreeMap::new();
     let Some(v) = v else { return Ok(out) };
     let map = v.as_object().ok_or_else(|| {
-        SqsError::InvalidParameterValue("MessageAttributes must be a map.".into())
+        SqsError::invalid_value("MessageAttributes", &v.to_string(), "Must be a map.")
     })?;
     if map.len() > 10 {
         return Err(SqsError::InvalidParameterValue(format!(
@@ -90,58 +116,74 @@ pub fn parse_attributes(v: Option<&Value>) -> SqsResult<BTreeMap<String, AttrVal
         )));
     }
     for (name, attr) in map {
-        if !valid_attr_name(name) {
-            return Err(SqsError::InvalidParameterValue(format!(
-                "Message attribute name '{name}' is invalid."
-            )));
-        }
+        check_attr_name(name)?;
         let data_type = attr
             .get("DataType")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let base = data_type.split('.').next().unwrap_or("");
-        if data_type.len() > 256 || !matches!(base, "String" | "Number" | "Binary") {
+        if data_type.is_empty() {
             return Err(SqsError::InvalidParameterValue(format!(
-                "The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."
+                "Message (user) attribute '{name}' must contain a non-empty message attribute type."
             )));
         }
+        let base = data_type.split('.').next().unwrap_or("");
+        if !matches!(base, "String" | "Number" | "Binary") {
+            return Err(SqsError::InvalidParameterValue(format!(
+                "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
+            )));
+        }
+        if data_type.len() > MAX_ATTR_NAME_LEN {
+            return Err(SqsError::invalid_value(
+                &format!("MessageAttribute.{name}.DataType"),
+                &data_type,
+                "Message (user) attribute types can be at most 256 characters long.",
+            ));
+        }
+        let empty = || {
+            SqsError::InvalidParameterValue(format!(
+                "Message (user) attribute '{name}' must contain a non-empty value of type '{base}'."
+            ))
+        };
         let value = if base == "Binary" {
             let b64 = attr
                 .get("BinaryValue")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    SqsError::InvalidParameterValue(format!(
-                    "The message attribute '{name}' with type 'Binary' must use field 'Binary'."
-                ))
+                .filter(|s| !s.is_empty())
+                .ok_or_else(empty)?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| {
+                    SqsError::invalid_value(
+                        &format!("MessageAttribute.{name}.BinaryValue"),
+                        b64,
+                        "The value is not valid base64.",
+                    )
                 })?;
-            Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .map_err(|_| {
-                        SqsError::InvalidParameterValue(format!(
-                            "The message attribute '{name}' has an invalid base64 binary value."
-                        ))
-                    })?,
-            )
+            if bytes.is_empty() {
+                return Err(empty());
+            }
+            Bytes::from(bytes)
         } else {
             let s = attr
                 .get("StringValue")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    SqsError::InvalidParameterValue(format!(
-                    "The message attribute '{name}' with type '{base}' must use field 'String'."
-                ))
-                })?;
-            if base == "Number" && s.trim().parse::<f64>().is_err() {
+                .filter(|s| !s.is_empty())
+                .ok_or_else(empty)?;
+            if let Some(c) = invalid_char(s) {
                 return Err(SqsError::InvalidParameterValue(format!(
-                    "Can't cast the value of message (user) attribute '{name}' to a number."
+                    "Invalid binary character '#x{:X}' was found in the value of message (user) attribute '{name}', the set of allowed characters is {ALLOWED_CHARACTERS}",
+                    c as u32
                 )));
             }
-            if s.is_empty() || !valid_body_chars(s) {
-                return Err(SqsError::InvalidParameterValue(format!(
-                    "Message attribute '{name}' must contain a non-empty value of valid characters."
-                )));
+            if base == "Number" && s.trim().parse::<f64>().map_or(true, |n| !n.is_finite()) {
+                return Err(SqsError::invalid_value(
+                    &format!("MessageAttribute.{name}.StringValue"),
+                    s,
+                    format!(
+                        "Can't cast the value of message (user) attribute '{name}' to a number."
+                    ),
+                ));
             }
             Bytes::copy_from_slice(s.as_bytes())
         };

@@ -1,17 +1,24 @@
 //! The SQS-compatible API: AWS JSON 1.0 and the older query protocol on `POST /`, over the
 //! leases of any store. A queue is a topic plus the lease group [`LEASE_GROUP`].
 
+mod attributes;
 pub mod dedup;
 pub mod error;
 mod manage;
 pub mod message;
+mod move_task;
+mod move_tasks;
+mod mover;
 mod params;
+mod permissions;
 pub mod query;
 pub mod queue;
 pub mod receipt;
 mod receive;
+pub mod region;
 mod send;
 pub mod sigv4;
+mod tags;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -55,6 +62,11 @@ pub const ACTIONS: &[&str] = &[
     "UntagQueue",
     "ListQueueTags",
     "ListDeadLetterSourceQueues",
+    "AddPermission",
+    "RemovePermission",
+    "StartMessageMoveTask",
+    "ListMessageMoveTasks",
+    "CancelMessageMoveTask",
 ];
 
 /// The SQS service state shared by all requests.
@@ -68,6 +80,10 @@ pub struct Sqs {
     pub(crate) shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) dedup:
         parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
+    /// Serialises rewrites of queue configs ([`Sqs::update_queue`]).
+    pub(crate) config_lock: tokio::sync::Mutex<()>,
+    /// The message move tasks running in this process, by task id.
+    pub(crate) movers: parking_lot::Mutex<HashMap<String, Arc<mover::MoveControl>>>,
 }
 
 /// Which wire protocol a request came in.
@@ -96,29 +112,51 @@ impl Sqs {
             round_robin: AtomicUsize::new(0),
             shutdown,
             dedup: parking_lot::Mutex::new(HashMap::new()),
+            config_lock: tokio::sync::Mutex::new(()),
+            movers: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
-    async fn dispatch(&self, action: &str, ctx: &Ctx, input: &Value) -> Result<Value, SqsError> {
+    /// Starts the service's background work: message move tasks left RUNNING by an earlier
+    /// process are resumed. Needs a Tokio runtime; without one it does nothing.
+    pub fn start_background(self: &Arc<Self>) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(self.clone().resume_move_tasks());
+        }
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        action: &str,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> Result<Value, SqsError> {
         match action {
             "CreateQueue" => self.create_queue(ctx, input).await,
             "GetQueueUrl" => self.get_queue_url(ctx, input).await,
             "ListQueues" => self.list_queues(ctx, input).await,
-            "DeleteQueue" => self.delete_queue(input).await,
-            "PurgeQueue" => self.purge_queue(input).await,
-            "GetQueueAttributes" => self.get_queue_attributes(input).await,
-            "SetQueueAttributes" => self.set_queue_attributes(input).await,
-            "SendMessage" => self.send_message(input).await,
-            "SendMessageBatch" => self.send_message_batch(input).await,
-            "ReceiveMessage" => self.receive_message(input).await,
-            "DeleteMessage" => self.delete_message(input).await,
-            "DeleteMessageBatch" => self.delete_message_batch(input).await,
-            "ChangeMessageVisibility" => self.change_message_visibility(input).await,
-            "ChangeMessageVisibilityBatch" => self.change_message_visibility_batch(input).await,
-            "TagQueue" => self.tag_queue(input).await,
-            "UntagQueue" => self.untag_queue(input).await,
-            "ListQueueTags" => self.list_queue_tags(input).await,
+            "DeleteQueue" => self.delete_queue(ctx, input).await,
+            "PurgeQueue" => self.purge_queue(ctx, input).await,
+            "GetQueueAttributes" => self.get_queue_attributes(ctx, input).await,
+            "SetQueueAttributes" => self.set_queue_attributes(ctx, input).await,
+            "SendMessage" => self.send_message(ctx, input).await,
+            "SendMessageBatch" => self.send_message_batch(ctx, input).await,
+            "ReceiveMessage" => self.receive_message(ctx, input).await,
+            "DeleteMessage" => self.delete_message(ctx, input).await,
+            "DeleteMessageBatch" => self.delete_message_batch(ctx, input).await,
+            "ChangeMessageVisibility" => self.change_message_visibility(ctx, input).await,
+            "ChangeMessageVisibilityBatch" => {
+                self.change_message_visibility_batch(ctx, input).await
+            }
+            "TagQueue" => self.tag_queue(ctx, input).await,
+            "UntagQueue" => self.untag_queue(ctx, input).await,
+            "ListQueueTags" => self.list_queue_tags(ctx, input).await,
             "ListDeadLetterSourceQueues" => self.list_dead_letter_source_queues(ctx, input).await,
+            "AddPermission" => self.add_permission(ctx, input).await,
+            "RemovePermission" => self.remove_permission(ctx, input).await,
+            "StartMessageMoveTask" => self.start_message_move_task(ctx, input).await,
+            "ListMessageMoveTasks" => self.list_message_move_tasks(ctx, input).await,
+            "CancelMessageMoveTask" => self.cancel_message_move_task(ctx, input).await,
             other => Err(SqsError::InvalidAction(other.chars().take(64).collect())),
         }
     }
@@ -188,6 +226,7 @@ pub async fn handle(State(sqs): State<Arc<Sqs>>, req: Request) -> Response {
     }
     let ctx = Ctx {
         base_url: sqs.base_url(&parts.headers),
+        region: region::of_request(&parts.headers, &parts.uri),
     };
     let result = sqs.dispatch(&action, &ctx, &input).await;
     let metric_name = ACTIONS

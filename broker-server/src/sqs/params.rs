@@ -10,6 +10,9 @@ use super::error::{SqsError, SqsResult};
 pub struct Ctx {
     /// Prefix of the queue URLs in replies.
     pub base_url: String,
+    /// The region the request addresses (see [`super::region::of_request`]); queue URLs
+    /// that name no region of their own are in it.
+    pub region: String,
 }
 
 pub(super) fn opt_str<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
@@ -20,31 +23,47 @@ pub(super) fn req_str<'a>(input: &'a Value, name: &str) -> SqsResult<&'a str> {
     match input.get(name) {
         Some(Value::String(s)) => Ok(s),
         Some(Value::Null) | None => Err(SqsError::MissingParameter(name.into())),
-        Some(_) => Err(SqsError::invalid(name, "must be a string")),
+        Some(v) => Err(SqsError::invalid_value(
+            name,
+            &v.to_string(),
+            "Must be a string.",
+        )),
     }
 }
 
 pub(super) fn opt_int(input: &Value, name: &str) -> SqsResult<Option<i64>> {
+    let not_int = |v: &Value| {
+        let shown = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        SqsError::invalid_value(name, &shown, "Must be an integer.")
+    };
     match input.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| SqsError::invalid(name, "must be an integer")),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| SqsError::invalid(name, "must be an integer")),
-        Some(_) => Err(SqsError::invalid(name, "must be an integer")),
+        Some(v @ Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| not_int(v)),
+        Some(v @ Value::String(s)) => s.trim().parse().map(Some).map_err(|_| not_int(v)),
+        Some(v) => Err(not_int(v)),
     }
 }
 
+/// The rule AWS states when integer parameter `name` is outside `lo..=hi`.
+fn range_rule(name: &str, lo: i64, hi: i64) -> String {
+    match name {
+        "MaxNumberOfMessages" | "MaxResults" => {
+            format!("Must be between {lo} and {hi}, if provided.")
+        }
+        "WaitTimeSeconds" => format!("Must be >= {lo} and <= {hi}, if provided."),
+        _ => format!("Must be >= {lo} and <= {hi}."),
+    }
+}
+
+/// Integer parameter `name` if given; `InvalidParameterValue` naming the value and the range
+/// in AWS's words when it is outside `lo..=hi`.
 pub(super) fn int_in(input: &Value, name: &str, lo: i64, hi: i64) -> SqsResult<Option<i64>> {
     match opt_int(input, name)? {
-        Some(v) if !(lo..=hi).contains(&v) => Err(SqsError::InvalidParameterValue(format!(
-            "Value {v} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}."
-        ))),
+        Some(v) if !(lo..=hi).contains(&v) => Err(SqsError::invalid_value(
+            name,
+            &v.to_string(),
+            range_rule(name, lo, hi),
+        )),
         other => Ok(other),
     }
 }
@@ -71,12 +90,24 @@ pub(super) fn str_map(input: &Value, name: &str) -> SqsResult<BTreeMap<String, S
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    _ => return Err(SqsError::invalid(name, format!("{k} must be a string"))),
+                    other => {
+                        return Err(SqsError::invalid_value(
+                            &format!("{name}.{k}"),
+                            &other.to_string(),
+                            "Must be a string.",
+                        ))
+                    }
                 };
                 out.insert(k.clone(), v);
             }
         }
-        Some(_) => return Err(SqsError::invalid(name, "must be a map")),
+        Some(v) => {
+            return Err(SqsError::invalid_value(
+                name,
+                &v.to_string(),
+                "Must be a map.",
+            ))
+        }
     }
     Ok(out)
 }
@@ -85,7 +116,13 @@ pub(super) fn batch_entries<'a>(input: &'a Value, entry_name: &str) -> SqsResult
     let entries = match input.get("Entries") {
         None | Some(Value::Null) => return Err(SqsError::EmptyBatchRequest(entry_name.into())),
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(SqsError::invalid("Entries", "must be a list")),
+        Some(v) => {
+            return Err(SqsError::invalid_value(
+                "Entries",
+                &v.to_string(),
+                "Must be a list.",
+            ))
+        }
     };
     if entries.is_empty() {
         return Err(SqsError::EmptyBatchRequest(entry_name.into()));

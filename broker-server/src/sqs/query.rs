@@ -82,13 +82,22 @@ fn build(pairs: &[(Vec<&str>, &str)]) -> Map<String, Value> {
         }
         let indexed = by_index(&items);
         match first {
-            "AttributeName" | "MessageAttributeName" | "MessageSystemAttributeName" | "TagKey" => {
+            "AttributeName"
+            | "MessageAttributeName"
+            | "MessageSystemAttributeName"
+            | "TagKey"
+            | "AWSAccountId"
+            | "ActionName" => {
                 let list = indexed
                     .values()
                     .filter_map(|rest| rest.iter().find(|(p, _)| p.is_empty()).map(|(_, v)| *v))
                     .map(|v| Value::String(v.to_string()))
                     .collect();
-                out.insert(format!("{first}s"), Value::Array(list));
+                let name = match first {
+                    "ActionName" => "Actions".to_string(),
+                    other => format!("{other}s"),
+                };
+                out.insert(name, Value::Array(list));
             }
             "Attribute" | "Tag" => {
                 let key = if first == "Tag" { "Key" } else { "Name" };

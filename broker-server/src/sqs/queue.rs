@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use broker_api::{TopicConfig, TopicInfo};
 
 use super::error::{SqsError, SqsResult};
+use super::region;
 
 /// The account id every queue URL and ARN carries.
 pub const ACCOUNT_ID: &str = "000000000000";
-/// The region queue ARNs name.
-pub const REGION: &str = "us-east-1";
 /// Prefix of the queue attributes inside `TopicConfig::attributes`.
 pub const ATTR_PREFIX: &str = "sqs.";
 /// Prefix of the queue tags inside `TopicConfig::attributes`.
@@ -81,36 +80,108 @@ pub fn validate_queue_name(name: &str, fifo: bool) -> SqsResult<()> {
     Ok(())
 }
 
-/// The queue name a queue URL (or a bare name) names: its last path segment.
-pub fn name_from_url(url: &str) -> SqsResult<String> {
-    let url = url.split(['?', '#']).next().unwrap_or("");
-    let name = url.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    if broker_api::validate_topic_name(name).is_err() {
-        return Err(SqsError::QueueDoesNotExist);
+/// A queue as clients name it: a region and a queue name. Queues of the default region are
+/// stored as the topic of their name; queues of another region as `<region>.<name>` (queue
+/// names hold no dots but the `.fifo` suffix, so the two never collide).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueRef {
+    pub region: String,
+    pub name: String,
+}
+
+impl QueueRef {
+    /// Queue `name` of `region`.
+    pub fn new(region: &str, name: &str) -> Self {
+        QueueRef {
+            region: region.to_string(),
+            name: name.to_string(),
+        }
     }
-    Ok(name.to_string())
-}
 
-/// The URL of queue `name` under `base_url`.
-pub fn queue_url(base_url: &str, name: &str) -> String {
-    format!("{}/{ACCOUNT_ID}/{name}", base_url.trim_end_matches('/'))
-}
+    /// The topic that stores the queue.
+    pub fn topic(&self) -> String {
+        if self.region == region::DEFAULT_REGION {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.region, self.name)
+        }
+    }
 
-/// The ARN of queue `name`.
-pub fn queue_arn(name: &str) -> String {
-    format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
-}
+    /// The queue a topic stores: `<region>.<queue name>` for a region other than the
+    /// default, else the whole topic name in the default region. `topic()` of the result is
+    /// `topic` again.
+    pub fn from_topic(topic: &str) -> Self {
+        if let Some((r, name)) = topic.split_once('.') {
+            if r != region::DEFAULT_REGION
+                && region::is_region(r)
+                && validate_queue_name(name, name.ends_with(".fifo")).is_ok()
+            {
+                return QueueRef::new(r, name);
+            }
+        }
+        QueueRef::new(region::DEFAULT_REGION, topic)
+    }
 
-/// The queue name an ARN (or a URL, or a bare name) names.
-pub fn name_from_arn(arn: &str) -> String {
-    arn.rsplit([':', '/']).next().unwrap_or("").to_string()
+    /// The queue's ARN, `arn:aws:sqs:<region>:<account>:<name>`.
+    pub fn arn(&self) -> String {
+        format!("arn:aws:sqs:{}:{ACCOUNT_ID}:{}", self.region, self.name)
+    }
+
+    /// The queue's URL under `base_url`: `{base}/{account}/{name}` in the default region,
+    /// `{base}/queue/{region}/{account}/{name}` in any other.
+    pub fn url(&self, base_url: &str) -> String {
+        let base = base_url.trim_end_matches('/');
+        if self.region == region::DEFAULT_REGION {
+            format!("{base}/{ACCOUNT_ID}/{}", self.name)
+        } else {
+            format!("{base}/queue/{}/{ACCOUNT_ID}/{}", self.region, self.name)
+        }
+    }
+
+    /// The queue a queue URL (or a bare name) names: its last path segment, in the region
+    /// the URL names (see [`region::of_url`]) or else `request_region`.
+    /// `QueueDoesNotExist` when the name cannot be a queue's.
+    pub fn from_url(url: &str, request_region: &str) -> SqsResult<Self> {
+        let path = url.split(['?', '#']).next().unwrap_or("");
+        let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let region = region::of_url(url).unwrap_or_else(|| request_region.to_string());
+        let q = QueueRef::new(&region, name);
+        if broker_api::validate_topic_name(name).is_err()
+            || broker_api::validate_topic_name(&q.topic()).is_err()
+            || QueueRef::from_topic(&q.topic()) != q
+        {
+            return Err(SqsError::QueueDoesNotExist);
+        }
+        Ok(q)
+    }
+
+    /// The queue an ARN `arn:<partition>:sqs:<region>:<account>:<name>` names; `None` when
+    /// `arn` is not such an ARN.
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        if parts.len() != 6
+            || parts[0] != "arn"
+            || parts[1].is_empty()
+            || parts[2] != "sqs"
+            || !region::is_region(parts[3])
+            || parts[4].is_empty()
+            || broker_api::validate_topic_name(parts[5]).is_err()
+        {
+            return None;
+        }
+        let q = QueueRef::new(parts[3], parts[5]);
+        (broker_api::validate_topic_name(&q.topic()).is_ok()
+            && QueueRef::from_topic(&q.topic()) == q)
+            .then_some(q)
+    }
 }
 
 /// The redrive policy of a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redrive {
     pub dead_letter_arn: String,
-    pub dead_letter_queue: String,
+    /// The dead-letter queue the ARN names.
+    pub dead_letter: QueueRef,
     pub max_receive_count: u32,
 }
 
@@ -121,7 +192,8 @@ pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
     }
     let bad = |why: &str| {
         SqsError::InvalidAttributeValue(format!(
-            "Value {value} for parameter RedrivePolicy is invalid. Reason: {why}"
+            "Value {} for parameter RedrivePolicy is invalid. Reason: {why}",
+            super::error::shorten(value)
         ))
     };
     let v: serde_json::Value =
@@ -152,28 +224,16 @@ pub fn parse_redrive(value: &str) -> SqsResult<Option<Redrive>> {
     if !(1..=1000).contains(&count) {
         return Err(bad("Value for maxReceiveCount must be between 1 and 1000."));
     }
-    if !is_queue_arn(arn) {
-        return Err(bad(&format!(
+    let dead_letter = QueueRef::from_arn(arn).ok_or_else(|| {
+        bad(&format!(
             "Dead-letter target {arn} is not a valid queue ARN."
-        )));
-    }
-    let dead_letter_queue = name_from_arn(arn);
+        ))
+    })?;
     Ok(Some(Redrive {
         dead_letter_arn: arn.to_string(),
-        dead_letter_queue,
+        dead_letter,
         max_receive_count: count as u32,
     }))
-}
-
-/// True for `arn:aws:sqs:<region>:<account>:<queue name>`.
-pub fn is_queue_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.split(':').collect();
-    parts.len() == 6
-        && parts[0] == "arn"
-        && parts[2] == "sqs"
-        && !parts[3].is_empty()
-        && !parts[4].is_empty()
-        && broker_api::validate_topic_name(parts[5]).is_ok()
 }
 
 impl Redrive {
@@ -196,7 +256,8 @@ pub fn normalise_redrive_allow(value: &str) -> SqsResult<String> {
     }
     let bad = |why: &str| {
         SqsError::InvalidAttributeValue(format!(
-            "Value {value} for parameter RedriveAllowPolicy is invalid. Reason: {why}"
+            "Value {} for parameter RedriveAllowPolicy is invalid. Reason: {why}",
+            super::error::shorten(value)
         ))
     };
     let v: serde_json::Value = serde_json::from_str(value)
@@ -229,7 +290,7 @@ pub fn normalise_redrive_allow(value: &str) -> SqsResult<String> {
             let mut out = Vec::with_capacity(a.len());
             for x in a {
                 match x.as_str() {
-                    Some(s) if is_queue_arn(s) => out.push(s.to_string()),
+                    Some(s) if QueueRef::from_arn(s).is_some() => out.push(s.to_string()),
                     _ => {
                         return Err(bad(&format!(
                             "Source queue ARN {x} is not a valid queue ARN."
@@ -261,7 +322,44 @@ fn int_in(name: &str, value: &str, lo: i64, hi: i64) -> SqsResult<()> {
     match value.trim().parse::<i64>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Value {value} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}."
+            "Value {} for parameter {name} is invalid. Reason: Must be >= {lo} and <= {hi}.",
+            super::error::shorten(value)
+        ))),
+    }
+}
+
+fn one_of(name: &str, value: &str, allowed: &[&str]) -> SqsResult<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(SqsError::InvalidAttributeValue(format!(
+        "Value {} for parameter {name} is invalid. Reason: Must be one of {}.",
+        super::error::shorten(value),
+        allowed.join(", ")
+    )))
+}
+
+/// Largest queue policy (AWS's quota).
+pub const MAX_POLICY_BYTES: usize = 8192;
+
+/// Checks a Policy value: empty (which clears it) or a JSON object of at most
+/// [`MAX_POLICY_BYTES`]. Returned unchanged.
+pub fn normalise_policy(value: &str) -> SqsResult<String> {
+    if value.trim().is_empty() {
+        return Ok(String::new());
+    }
+    if value.len() > MAX_POLICY_BYTES {
+        return Err(SqsError::InvalidAttributeValue(format!(
+            "Value {} for parameter Policy is invalid. Reason: The policy is {} bytes long, at most {MAX_POLICY_BYTES} are allowed.",
+            super::error::shorten(value),
+            value.len()
+        )));
+    }
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(serde_json::Value::Object(_)) => Ok(value.to_string()),
+        _ => Err(SqsError::InvalidAttributeValue(format!(
+            "Value {} for parameter Policy is invalid. Reason: The policy is not a JSON object.",
+            super::error::shorten(value)
         ))),
     }
 }
@@ -270,7 +368,8 @@ fn boolean(name: &str, value: &str) -> SqsResult<()> {
     match value {
         "true" | "false" => Ok(()),
         _ => Err(SqsError::InvalidAttributeValue(format!(
-            "Value {value} for parameter {name} is invalid. Reason: Must be true or false."
+            "Value {} for parameter {name} is invalid. Reason: Must be true or false.",
+            super::error::shorten(value)
         ))),
     }
 }
@@ -285,7 +384,7 @@ pub fn validate_attributes(
     let mut out = BTreeMap::new();
     for (name, value) in attrs {
         if !SETTABLE.contains(&name.as_str()) {
-            return Err(SqsError::InvalidAttributeName(name.clone()));
+            return Err(SqsError::unknown_attribute(name));
         }
         let mut value = value.trim().to_string();
         match name.as_str() {
@@ -302,12 +401,13 @@ pub fn validate_attributes(
             }
             "RedriveAllowPolicy" => value = normalise_redrive_allow(&value)?,
             "SqsManagedSseEnabled" => boolean(name, &value)?,
+            "FifoQueue" if !creating && fifo => {
+                return Err(SqsError::InvalidAttributeValue(
+                    "Invalid value for the parameter FifoQueue. Reason: Modifying queue type is not supported.".into(),
+                ));
+            }
+            "FifoQueue" if !creating => return Err(SqsError::unknown_attribute(name)),
             "FifoQueue" => {
-                if !creating {
-                    return Err(SqsError::InvalidAttributeName(
-                        "FifoQueue can only be set at queue creation".into(),
-                    ));
-                }
                 boolean(name, &value)?;
                 if (value == "true") != fifo {
                     return Err(SqsError::InvalidParameterValue(
@@ -315,26 +415,16 @@ pub fn validate_attributes(
                     ));
                 }
             }
-            "ContentBasedDeduplication" | "DeduplicationScope" | "FifoThroughputLimit" if !fifo => {
+            "ContentBasedDeduplication" if !fifo => return Err(SqsError::unknown_attribute(name)),
+            "DeduplicationScope" | "FifoThroughputLimit" if !fifo => {
                 return Err(SqsError::InvalidAttributeName(format!(
-                    "{name} is only valid for FIFO queues"
+                    "You can specify the {name} only when FifoQueue is set to true."
                 )));
             }
             "ContentBasedDeduplication" => boolean(name, &value)?,
-            "DeduplicationScope" => {
-                if value != "messageGroup" && value != "queue" {
-                    return Err(SqsError::InvalidAttributeValue(format!(
-                        "Invalid value for the parameter {name}."
-                    )));
-                }
-            }
-            "FifoThroughputLimit" => {
-                if value != "perQueue" && value != "perMessageGroupId" {
-                    return Err(SqsError::InvalidAttributeValue(format!(
-                        "Invalid value for the parameter {name}."
-                    )));
-                }
-            }
+            "DeduplicationScope" => one_of(name, &value, &["messageGroup", "queue"])?,
+            "FifoThroughputLimit" => one_of(name, &value, &["perQueue", "perMessageGroupId"])?,
+            "Policy" => value = normalise_policy(&value)?,
             _ => value = value.to_string(),
         }
         if let Ok(n) = value.parse::<i64>() {
@@ -348,7 +438,10 @@ pub fn validate_attributes(
 /// A topic seen as a queue.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    pub name: String,
+    /// The topic that stores the queue.
+    pub topic: String,
+    /// The region and queue name clients use.
+    pub id: QueueRef,
     pub info: TopicInfo,
     /// The stored SQS attributes (without the prefix).
     pub attrs: BTreeMap<String, String>,
@@ -370,7 +463,8 @@ impl Queue {
         let fifo = info.name.ends_with(".fifo")
             || attrs.get("FifoQueue").map(String::as_str) == Some("true");
         Queue {
-            name: info.name.clone(),
+            topic: info.name.clone(),
+            id: QueueRef::from_topic(&info.name),
             info,
             attrs,
             fifo,
@@ -472,7 +566,11 @@ impl Queue {
 /// size limits they imply.
 pub fn apply_attributes(config: &mut TopicConfig, attrs: &BTreeMap<String, String>) {
     for (k, v) in attrs {
-        if (k == "RedrivePolicy" || k == "RedriveAllowPolicy") && v.is_empty() {
+        if matches!(
+            k.as_str(),
+            "RedrivePolicy" | "RedriveAllowPolicy" | "Policy"
+        ) && v.is_empty()
+        {
             config.attributes.remove(&format!("{ATTR_PREFIX}{k}"));
             continue;
         }
@@ -505,15 +603,53 @@ mod tests {
         assert!(validate_queue_name("orders", true).is_err());
         assert!(validate_queue_name(&"a".repeat(81), false).is_err());
         assert!(validate_queue_name("", false).is_err());
+        let def = |n: &str| QueueRef::new(region::DEFAULT_REGION, n);
         assert_eq!(
-            name_from_url("http://h:1/000000000000/orders").unwrap(),
-            "orders"
+            QueueRef::from_url("http://h:1/000000000000/orders", "us-east-1").unwrap(),
+            def("orders")
         );
-        assert_eq!(name_from_url("orders.fifo").unwrap(), "orders.fifo");
-        assert!(name_from_url("http://h/a/b c").is_err());
         assert_eq!(
-            name_from_arn("arn:aws:sqs:us-east-1:000000000000:dlq"),
-            "dlq"
+            QueueRef::from_url("orders.fifo", "us-east-1").unwrap(),
+            def("orders.fifo")
+        );
+        assert!(QueueRef::from_url("http://h/a/b c", "us-east-1").is_err());
+        assert_eq!(
+            QueueRef::from_arn("arn:aws:sqs:us-east-1:000000000000:dlq"),
+            Some(def("dlq"))
+        );
+        assert_eq!(QueueRef::from_arn("dlq"), None);
+    }
+
+    #[test]
+    fn regions_name_their_own_topics() {
+        let eu = QueueRef::from_url("http://h:1/000000000000/orders", "eu-west-1").unwrap();
+        assert_eq!(eu, QueueRef::new("eu-west-1", "orders"));
+        assert_eq!(eu.topic(), "eu-west-1.orders");
+        assert_eq!(QueueRef::from_topic("eu-west-1.orders"), eu);
+        assert_eq!(eu.arn(), "arn:aws:sqs:eu-west-1:000000000000:orders");
+        assert_eq!(
+            eu.url("http://h:1"),
+            "http://h:1/queue/eu-west-1/000000000000/orders"
+        );
+        // The URL's region wins over the request's.
+        assert_eq!(
+            QueueRef::from_url(&eu.url("http://h:1"), "us-east-1").unwrap(),
+            eu
+        );
+        let us = QueueRef::from_topic("orders");
+        assert_eq!(us.region, "us-east-1");
+        assert_eq!(us.url("http://h:1/"), "http://h:1/000000000000/orders");
+        // Topics that only look regional stay default-region topics.
+        assert_eq!(
+            QueueRef::from_topic("us-east-1.orders").name,
+            "us-east-1.orders"
+        );
+        assert_eq!(QueueRef::from_topic("eu-west-1.a.b").name, "eu-west-1.a.b");
+        assert_eq!(
+            QueueRef::from_arn("arn:aws:sqs:eu-west-1:1:q.fifo")
+                .unwrap()
+                .topic(),
+            "eu-west-1.q.fifo"
         );
     }
 
@@ -524,7 +660,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(r.dead_letter_queue, "dlq");
+        assert_eq!(r.dead_letter, QueueRef::new("us-east-1", "dlq"));
         assert_eq!(r.max_receive_count, 3);
         assert!(parse_redrive(r#"{"deadLetterTargetArn":"x","maxReceiveCount":0}"#).is_err());
         assert!(parse_redrive("").unwrap().is_none());

@@ -45,7 +45,7 @@ impl Sqs {
             let p = ((start + i) % n) as i32;
             let got = self
                 .store
-                .lease(&q.name, p, LEASE_GROUP, max - out.len(), visibility)
+                .lease(&q.topic, p, LEASE_GROUP, max - out.len(), visibility)
                 .await?;
             out.extend(got);
         }
@@ -67,7 +67,7 @@ impl Sqs {
                 for p in 0..q.partitions() as i32 {
                     marks.push(
                         self.store
-                            .partition_offsets(&q.name, p)
+                            .partition_offsets(&q.topic, p)
                             .await?
                             .high_watermark,
                     );
@@ -82,7 +82,7 @@ impl Sqs {
             let step = (deadline - now).min(Duration::from_secs(1));
             let waits = marks.iter().enumerate().map(|(p, &hw)| {
                 let store = self.store.clone();
-                let name = q.name.clone();
+                let name = q.topic.clone();
                 Box::pin(async move { store.wait_for(&name, p as i32, hw, step).await })
             });
             let mut stop = self.shutdown.clone();
@@ -103,19 +103,19 @@ impl Sqs {
 
     /// A `.fifo` topic made outside the API gets the key-ordered lease group FIFO needs.
     async fn ensure_fifo_group(&self, q: &Queue) -> SqsResult<()> {
-        let groups = self.store.lease_groups(&q.name).await?;
+        let groups = self.store.lease_groups(&q.topic).await?;
         let mut config = groups.get(LEASE_GROUP).cloned().unwrap_or_default();
         if !config.ordered_by_key {
             config.ordered_by_key = true;
             self.store
-                .set_lease_group(&q.name, LEASE_GROUP, config)
+                .set_lease_group(&q.topic, LEASE_GROUP, config)
                 .await?;
         }
         Ok(())
     }
 
-    pub(super) async fn receive_message(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn receive_message(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         if q.fifo && !q.has_sqs_attributes() {
             self.ensure_fifo_group(&q).await?;
         }
@@ -152,13 +152,13 @@ impl Sqs {
         let mut m = Map::new();
         m.insert(
             "MessageId".into(),
-            json!(msg::message_id_of(&q.name, l.token.partition, r)
+            json!(msg::message_id_of(&q.topic, l.token.partition, r)
                 .hyphenated()
                 .to_string()),
         );
         m.insert(
             "ReceiptHandle".into(),
-            json!(receipt::encode(&q.name, &l.token)),
+            json!(receipt::encode(&q.topic, &l.token)),
         );
         m.insert("MD5OfBody".into(), json!(msg::md5_hex(body.as_bytes())));
         m.insert("Body".into(), json!(body));
@@ -189,7 +189,7 @@ impl Sqs {
                 "AWSTraceHeader" => msg::header_str(r, msg::TRACE_HEADER),
                 "DeadLetterQueueSourceArn" => {
                     msg::header_str(r, broker_api::dead_letter_headers::SOURCE_TOPIC)
-                        .map(|t| queue::queue_arn(&t))
+                        .map(|t| queue::QueueRef::from_topic(&t).arn())
                 }
                 _ => None,
             };
@@ -212,7 +212,7 @@ impl Sqs {
     // ---- delete and visibility ----
 
     fn token(&self, q: &Queue, handle: &str) -> SqsResult<broker_api::LeaseToken> {
-        let t = receipt::decode(&q.name, handle)?;
+        let t = receipt::decode(&q.topic, handle)?;
         if t.partition as u32 >= q.partitions() {
             return Err(SqsError::ReceiptHandleIsInvalid(
                 handle.chars().take(100).collect(),
@@ -238,7 +238,7 @@ impl Sqs {
     async fn fifo_handle_live(&self, q: &Queue, token: broker_api::LeaseToken) -> SqsResult<bool> {
         match self
             .store
-            .extend(&q.name, LEASE_GROUP, token, Duration::from_secs(1))
+            .extend(&q.topic, LEASE_GROUP, token, Duration::from_secs(1))
             .await
         {
             Ok(_) => Ok(true),
@@ -247,8 +247,8 @@ impl Sqs {
         }
     }
 
-    pub(super) async fn delete_message(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn delete_message(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         let handle = req_str(input, "ReceiptHandle")?;
         let token = self.token(&q, handle)?;
         if q.fifo && !self.fifo_handle_live(&q, token).await? {
@@ -256,7 +256,7 @@ impl Sqs {
         }
         // A handle of the most recent receive deletes the message also after its visibility
         // timeout passed (the store acks a lapsed lease); an older one is LeaseExpired.
-        let mut r = self.store.ack(&q.name, LEASE_GROUP, &[token]).await?;
+        let mut r = self.store.ack(&q.topic, LEASE_GROUP, &[token]).await?;
         match r.pop() {
             Some(Ok(())) => {}
             Some(Err(StoreError::LeaseExpired)) => Self::stale_delete(&q, handle)?,
@@ -266,8 +266,8 @@ impl Sqs {
         Ok(json!({}))
     }
 
-    pub(super) async fn delete_message_batch(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn delete_message_batch(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         let entries = batch_entries(input, "DeleteMessageBatchRequestEntry")?;
         let mut results: Vec<Option<SqsResult<()>>> = vec![None; entries.len()];
         let mut tokens = Vec::new();
@@ -290,7 +290,7 @@ impl Sqs {
             }
         }
         if !tokens.is_empty() {
-            let acked = self.store.ack(&q.name, LEASE_GROUP, &tokens).await?;
+            let acked = self.store.ack(&q.topic, LEASE_GROUP, &tokens).await?;
             for (pos, r) in positions.into_iter().zip(acked) {
                 let handle = entries[pos]
                     .get("ReceiptHandle")
@@ -313,12 +313,12 @@ impl Sqs {
         let token = self.token(q, handle)?;
         let r = if visibility == 0 {
             self.store
-                .release(&q.name, LEASE_GROUP, token, Duration::ZERO)
+                .release(&q.topic, LEASE_GROUP, token, Duration::ZERO)
                 .await
         } else {
             self.store
                 .extend(
-                    &q.name,
+                    &q.topic,
                     LEASE_GROUP,
                     token,
                     Duration::from_secs(visibility as u64),
@@ -339,14 +339,22 @@ impl Sqs {
         }
     }
 
-    pub(super) async fn change_message_visibility(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn change_message_visibility(
+        &self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         self.change_visibility(&q, input).await?;
         Ok(json!({}))
     }
 
-    pub(super) async fn change_message_visibility_batch(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn change_message_visibility_batch(
+        &self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         let entries = batch_entries(input, "ChangeMessageVisibilityBatchRequestEntry")?;
         let mut results = Vec::with_capacity(entries.len());
         for e in entries {

@@ -15,11 +15,28 @@ use super::params::*;
 use super::queue::{self, Queue};
 use super::Sqs;
 
-fn valid_fifo_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+/// AWS's reason when a parameter does not apply to the queue's type (sic).
+const NOT_FOR_THIS_QUEUE_TYPE: &str =
+    "The request include parameter that is not valid for this queue type.";
+
+/// Ok when `value` of MessageGroupId / MessageDeduplicationId (`param`) is 1-128 characters
+/// of alphanumerics and punctuation; else AWS's `InvalidParameterValue`.
+fn check_fifo_id(param: &str, value: &str) -> SqsResult<()> {
+    if !value.is_empty() && value.len() <= 128 && value.chars().all(|c| c.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(SqsError::invalid_value(
+        param,
+        value,
+        format!(
+            "{param} can only include alphanumeric and punctuation characters. 1 to 128 in length."
+        ),
+    ))
 }
 
-fn stable_hash(s: &str) -> u64 {
+/// A hash of `s` that is the same across runs and builds (FNV-1a); FIFO sends pick the
+/// partition of a message group with it.
+pub(super) fn stable_hash(s: &str) -> u64 {
     // FNV-1a: stable across runs and builds.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -82,17 +99,27 @@ impl Sqs {
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 return Err(SqsError::MissingParameter("MessageBody".into()))
             }
-            Some(_) => return Err(SqsError::invalid("MessageBody", "must be a string")),
+            Some(v) => {
+                return Err(SqsError::invalid_value(
+                    "MessageBody",
+                    &v.to_string(),
+                    "Must be a string.",
+                ))
+            }
         };
-        if !msg::valid_body_chars(body) {
-            return Err(SqsError::InvalidMessageContents(
-                "Invalid binary character in the message body.".into(),
-            ));
+        if let Some(c) = msg::invalid_char(body) {
+            return Err(SqsError::InvalidMessageContents(format!(
+                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is {}",
+                c as u32,
+                msg::ALLOWED_CHARACTERS
+            )));
         }
         let delay = int_in(entry, "DelaySeconds", 0, queue::MAX_DELAY)?;
-        if q.fifo && delay.is_some_and(|d| d > 0) {
-            return Err(SqsError::InvalidParameterValue(
-                "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type.".into(),
+        if let Some(d) = delay.filter(|d| q.fifo && *d > 0) {
+            return Err(SqsError::invalid_value(
+                "DelaySeconds",
+                &d.to_string(),
+                NOT_FOR_THIS_QUEUE_TYPE,
             ));
         }
         let attrs = msg::parse_attributes(entry.get("MessageAttributes"))?;
@@ -106,25 +133,17 @@ impl Sqs {
         let group = opt_str(entry, "MessageGroupId").map(str::to_string);
         let mut dedup = opt_str(entry, "MessageDeduplicationId").map(str::to_string);
         if let Some(g) = &group {
-            if !valid_fifo_id(g) {
-                return Err(SqsError::invalid(
-                    "MessageGroupId",
-                    "must be 1-128 printable ASCII characters",
-                ));
-            }
+            check_fifo_id("MessageGroupId", g)?;
         }
         if let Some(d) = &dedup {
             if !q.fifo {
-                return Err(SqsError::InvalidParameterValue(
-                    "Value for parameter MessageDeduplicationId is invalid. Reason: The request include parameter that is not valid for this queue type.".into(),
-                ));
-            }
-            if !valid_fifo_id(d) {
-                return Err(SqsError::invalid(
+                return Err(SqsError::invalid_value(
                     "MessageDeduplicationId",
-                    "must be 1-128 printable ASCII characters",
+                    d,
+                    NOT_FOR_THIS_QUEUE_TYPE,
                 ));
             }
+            check_fifo_id("MessageDeduplicationId", d)?;
         }
         if q.fifo {
             if group.is_none() {
@@ -210,7 +229,7 @@ impl Sqs {
         let n = q.partitions();
         let now = self.now_ms();
         let lock = if q.fifo {
-            Some(self.dedup_lock(&q.name))
+            Some(self.dedup_lock(&q.topic))
         } else {
             None
         };
@@ -220,7 +239,7 @@ impl Sqs {
         };
         if let Some(g) = guard.as_mut() {
             if g.is_none() {
-                **g = Some(DedupIndex::load(self.store.as_ref(), &q.name, n, now).await?);
+                **g = Some(DedupIndex::load(self.store.as_ref(), &q.topic, n, now).await?);
             }
         }
         let rr = self.round_robin.fetch_add(1, Ordering::Relaxed) as u32 % n;
@@ -283,11 +302,11 @@ impl Sqs {
             let records = list.into_iter().map(|p| p.record).collect();
             let r = self
                 .store
-                .append(&q.name, partition, AppendBatch::new(records))
+                .append(&q.topic, partition, AppendBatch::new(records))
                 .await;
             match r {
                 Ok(res) => {
-                    self.metrics.appended(&q.name, count, bytes);
+                    self.metrics.appended(&q.topic, count, bytes);
                     appended.insert(partition, Ok((res.base_offset, res.append_time_ms)));
                 }
                 Err(e) => {
@@ -344,15 +363,15 @@ impl Sqs {
         Ok(out)
     }
 
-    pub(super) async fn send_message(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn send_message(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         let p = self.prepare(&q, input, self.now_ms())?;
         let mut r = self.send_entries(&q, vec![Ok(p)]).await?;
         Ok(r.remove(0)?.to_json(None))
     }
 
-    pub(super) async fn send_message_batch(&self, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(input).await?;
+    pub(super) async fn send_message_batch(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
+        let q = self.queue(ctx, input).await?;
         let entries = batch_entries(input, "SendMessageBatchRequestEntry")?;
         let total: usize = entries
             .iter()
@@ -376,7 +395,10 @@ impl Sqs {
             // FIFO message needs.
             for e in entries {
                 if opt_str(e, "MessageGroupId").is_none() {
-                    return Err(SqsError::MissingParameter("MessageGroupId".into()));
+                    // In a batch AWS reports the missing group id as InvalidParameterValue.
+                    return Err(SqsError::InvalidParameterValue(
+                        SqsError::MissingParameter("MessageGroupId".into()).to_string(),
+                    ));
                 }
                 if opt_str(e, "MessageDeduplicationId").is_none() && !q.content_based_dedup() {
                     return Err(SqsError::InvalidParameterValue(

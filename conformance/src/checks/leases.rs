@@ -725,7 +725,7 @@ pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> C
         ordered_by_key: true,
         ..LeaseGroupConfig::default()
     };
-    st.set_lease_group("t", "g", ordered)
+    st.set_lease_group("t", "g", ordered.clone())
         .await
         .ctx("set_lease_group")?;
     let rec = |k: Option<&'static str>, v: &str| Record {
@@ -747,11 +747,12 @@ pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> C
         ],
     )
     .await?;
-    let first = lease(st, "t", 0, "g", 10, MIN).await?;
+    let first = lease(st, "t", 0, "g", 2, MIN).await?;
+    ensure_eq!(leased_offsets(&first), vec![0, 1], "first lease, max 2");
     ensure_eq!(
-        leased_offsets(&first),
-        vec![0, 1, 3, 5, 6],
-        "first lease (2 waits for 0, 4 waits for 1; keyless records are not ordered)"
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        vec![3, 5, 6],
+        "second lease (a and b are locked by 0 and 1 in flight; keyless records are not ordered)"
     );
     ensure_eq!(
         leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
@@ -774,17 +775,52 @@ pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> C
         "while 1 is delayed (4 stays blocked)"
     );
     s.clock.advance(5_000);
-    let l1 = lease(st, "t", 0, "g", 10, MIN).await?;
+    let both = lease(st, "t", 0, "g", 10, MIN).await?;
     ensure_eq!(
-        leased_offsets(&l1),
-        vec![1],
-        "after the delay of 1 (4 still blocked)"
+        leased_offsets(&both),
+        vec![1, 4],
+        "after the delay of 1: both records of b in one call, in order"
     );
-    ack_ok(st, "t", "g", l1[0].token).await?;
+    st.release("t", "g", both[0].token, Duration::ZERO)
+        .await
+        .ctx("release 1 while 4 is in flight")?;
     ensure_eq!(
         leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
-        vec![4],
-        "after acking 1"
+        Vec::<i64>::new(),
+        "1 is visible again but 4 of its key is in flight: b stays locked"
+    );
+    ack_ok(st, "t", "g", both[1].token).await?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "t", 0, "g", 10, MIN).await?),
+        vec![1],
+        "after acking 4"
+    );
+    // Several records of one key, with another key between them.
+    topic(st, "v", 1).await?;
+    st.set_lease_group("v", "g", ordered.clone())
+        .await
+        .ctx("set_lease_group(v)")?;
+    append(
+        st,
+        "v",
+        0,
+        vec![
+            rec(Some("x"), "0"),
+            rec(Some("y"), "1"),
+            rec(Some("x"), "2"),
+            rec(Some("x"), "3"),
+        ],
+    )
+    .await?;
+    ensure_eq!(
+        leased_offsets(&lease(st, "v", 0, "g", 3, MIN).await?),
+        vec![0, 1, 2],
+        "one call leases x's records in order, up to max"
+    );
+    ensure_eq!(
+        leased_offsets(&lease(st, "v", 0, "g", 10, MIN).await?),
+        Vec::<i64>::new(),
+        "3 waits while x has records in flight"
     );
     let plain = lease(st, "t", 0, "plain", 10, MIN).await?;
     ensure_eq!(

@@ -31,6 +31,40 @@ fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
         .unwrap_or_default()
 }
 
+/// The keys of the partition's records that are in flight (leased, not expired) at `now`:
+/// with `ordered_by_key` no record of such a key is leased. Records that cannot be read
+/// (damage) count as keyless; the lease scan stops at them anyway.
+fn in_flight_keys(
+    p: &Partition,
+    st: &PartLeases,
+    now: i64,
+    hw: i64,
+    verify: bool,
+) -> HashSet<Bytes> {
+    let mut keys = HashSet::new();
+    // Read in runs: in-flight records of one receive usually sit close together.
+    let mut chunk: Vec<broker_api::StoredRecord> = Vec::new();
+    for (&offset, r) in st.recs.range(st.floor..hw) {
+        if !matches!(r.phase, Phase::Leased { expires, .. } if expires > now) {
+            continue;
+        }
+        let cached = chunk.first().is_some_and(|f| {
+            f.offset <= offset && chunk.last().is_some_and(|l| l.offset >= offset)
+        });
+        if !cached {
+            chunk = p.read_for_lease(offset, 64, verify).unwrap_or_default();
+        }
+        if let Some(k) = chunk
+            .iter()
+            .find(|rec| rec.offset == offset)
+            .and_then(|rec| rec.key.clone())
+        {
+            keys.insert(k);
+        }
+    }
+    keys
+}
+
 impl Inner {
     /// [`Store::set_lease_group`] on the log store.
     pub(super) async fn set_lease_group(
@@ -125,7 +159,11 @@ impl Inner {
             let floor = st.floor;
             let mut changed: Vec<(i64, RecState)> = Vec::new();
             let mut dead: Vec<i64> = Vec::new();
-            let mut blocked: HashSet<Bytes> = HashSet::new();
+            let mut blocked: HashSet<Bytes> = if cfg.ordered_by_key {
+                in_flight_keys(&p, st, now, hw, verify)
+            } else {
+                HashSet::new()
+            };
             let mut pos = floor;
             'scan: while pos < hw {
                 let recs = match p.read_for_lease(pos, 512, verify) {
@@ -203,11 +241,8 @@ impl Inner {
                         phase: Phase::Leased { nonce, expires },
                     };
                     changed.push((rec.offset, s));
-                    if cfg.ordered_by_key {
-                        if let Some(k) = &rec.key {
-                            blocked.insert(k.clone());
-                        }
-                    }
+                    // A record leased by this call does not block the later records of its
+                    // key: one call leases a key's records in order.
                     out.push(Lease {
                         token: LeaseToken {
                             partition,
