@@ -18,6 +18,7 @@ mod fetch_session;
 pub mod frame;
 mod group;
 mod group_api;
+pub mod groups_view;
 mod metadata;
 mod offsets;
 pub mod produce;
