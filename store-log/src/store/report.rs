@@ -26,9 +26,11 @@ impl Inner {
         let mut segments = ReportTable::new(
             "segments",
             &format!(
-                "Segments per partition, oldest first. Index coverage is the share of the log a \
-                 lookup reaches within one index interval ({interval} bytes) of an index entry; \
-                 below 100% a lookup scans more than that."
+                "Segments per partition, oldest first. Index coverage is the share of the log \
+                 within one index interval ({interval} bytes) after an index entry or the segment \
+                 start, where a lookup lands; entries fall at the first batch boundary past each \
+                 interval, so up to one batch may lie beyond (just under 100% is normal), while \
+                 a low value means the index stops early."
             ),
             &[
                 "topic",
