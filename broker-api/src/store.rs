@@ -325,7 +325,10 @@ pub trait Store: Send + Sync + 'static {
     /// older. Rule **lease_floor_is_first_unfinished**.
     async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
         crate::validate_group_name(group)?;
-        Ok(self.partition_offsets(topic, partition).await?.log_start_offset)
+        Ok(self
+            .partition_offsets(topic, partition)
+            .await?
+            .log_start_offset)
     }
     /// Where the data lives, for operators (the console's store page): bytes per partition
     /// and store-specific tables. Unlike [`Store::store_metrics`] it may read files or query

@@ -26,7 +26,10 @@ async fn report_lists_every_segment_with_sizes_and_index_coverage() {
         .unwrap();
     for i in 0..200 {
         let r = Record::from_value(format!("value-{i}-{}", "x".repeat(40)));
-        store.append("t", 0, AppendBatch::new(vec![r])).await.unwrap();
+        store
+            .append("t", 0, AppendBatch::new(vec![r]))
+            .await
+            .unwrap();
     }
     let report = store.report(Some("t")).await.unwrap();
     assert_eq!(
@@ -47,17 +50,30 @@ async fn report_lists_every_segment_with_sizes_and_index_coverage() {
         .iter()
         .filter(|r| r[col("partition")] == ReportCell::Int(0))
         .collect();
-    assert!(rows.len() > 2, "200 records of ~100 bytes roll 4 KiB segments: {rows:?}");
+    assert!(
+        rows.len() > 2,
+        "200 records of ~100 bytes roll 4 KiB segments: {rows:?}"
+    );
     // Segments chain: each starts where the previous ended, the last is active.
     for w in rows.windows(2) {
         assert_eq!(w[0][col("next_offset")], w[1][col("base_offset")]);
         assert_eq!(w[0][col("state")], ReportCell::from("sealed"));
     }
-    assert_eq!(rows.last().unwrap()[col("state")], ReportCell::from("active"));
-    assert_eq!(rows.last().unwrap()[col("next_offset")], ReportCell::Int(200));
+    assert_eq!(
+        rows.last().unwrap()[col("state")],
+        ReportCell::from("active")
+    );
+    assert_eq!(
+        rows.last().unwrap()[col("next_offset")],
+        ReportCell::Int(200)
+    );
     for r in &rows {
-        let ReportCell::Int(bytes) = r[col("log_bytes")] else { panic!("{r:?}") };
-        let ReportCell::Int(entries) = r[col("index_entries")] else { panic!("{r:?}") };
+        let ReportCell::Int(bytes) = r[col("log_bytes")] else {
+            panic!("{r:?}")
+        };
+        let ReportCell::Int(entries) = r[col("index_entries")] else {
+            panic!("{r:?}")
+        };
         assert!(bytes > 0 && bytes <= 4096 + 200, "{r:?}");
         // An entry at the first batch past each 256 bytes (batches here are ~110 bytes).
         if bytes > 1024 {
@@ -65,7 +81,9 @@ async fn report_lists_every_segment_with_sizes_and_index_coverage() {
         }
         // Entries fall at the first batch boundary past each interval, so at most one interval
         // plus one batch (~110 bytes here) lies past the last entry.
-        let ReportCell::Float(cov) = r[col("index_coverage_pct")] else { panic!("{r:?}") };
+        let ReportCell::Float(cov) = r[col("index_coverage_pct")] else {
+            panic!("{r:?}")
+        };
         assert!(cov >= 100.0 * (1.0 - 120.0 / bytes as f64) - 0.1, "{r:?}");
     }
     let all = store.report(None).await.unwrap();

@@ -51,7 +51,13 @@ impl PgStore {
                  and the planner's row estimate (-1: never analysed).",
                 self.schema
             ),
-            &["table", "total_bytes", "table_bytes", "index_bytes", "rows_estimate"],
+            &[
+                "table",
+                "total_bytes",
+                "table_bytes",
+                "index_bytes",
+                "rows_estimate",
+            ],
         );
         let rows = client
             .query(
@@ -86,7 +92,14 @@ impl PgStore {
             "pools",
             "Connection pools: connections held, idle, the most allowed, calls waiting now, and \
              checkouts since start that found every connection of a full pool in use.",
-            &["pool", "connections", "idle", "max", "waiting", "waits_total"],
+            &[
+                "pool",
+                "connections",
+                "idle",
+                "max",
+                "waiting",
+                "waits_total",
+            ],
         );
         for (i, (name, pool)) in [("main", &self.pool), ("lease", &self.lease_pool)]
             .into_iter()

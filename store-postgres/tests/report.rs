@@ -16,16 +16,26 @@ async fn report_shows_partition_bytes_tables_pools_and_calls() {
     let records: Vec<Record> = (0..10)
         .map(|i| Record::from_value(format!("v{i:04}")))
         .collect();
-    store.append("t", 1, AppendBatch::new(records)).await.unwrap();
+    store
+        .append("t", 1, AppendBatch::new(records))
+        .await
+        .unwrap();
     let r = store.report(Some("t")).await.unwrap();
-    let bytes: Vec<(i32, u64)> = r.partitions.iter().map(|p| (p.partition, p.bytes)).collect();
+    let bytes: Vec<(i32, u64)> = r
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.bytes))
+        .collect();
     assert_eq!(bytes, vec![(0, 0), (1, 50)], "record bytes per partition");
     let titles: Vec<&str> = r.tables.iter().map(|t| t.title.as_str()).collect();
     assert_eq!(titles, vec!["tables", "pools", "calls"]);
     let tables = &r.tables[0];
     let names: Vec<&ReportCell> = tables.rows.iter().map(|row| &row[0]).collect();
     for t in ["records", "topics", "partitions", "lease_state"] {
-        assert!(names.contains(&&ReportCell::from(t)), "{t} missing from {names:?}");
+        assert!(
+            names.contains(&&ReportCell::from(t)),
+            "{t} missing from {names:?}"
+        );
     }
     for row in &tables.rows {
         assert!(matches!(row[1], ReportCell::Int(n) if n > 0), "{row:?}");

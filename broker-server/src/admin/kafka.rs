@@ -192,7 +192,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: DescribeConfigs returned no result"))?;
         if r.error_code != 0 {
-            return Err(code_error(format!("describing the settings of topic {topic:?}"), r.error_code, r.error_message.as_ref()));
+            return Err(code_error(
+                format!("describing the settings of topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         Ok(r.configs
             .iter()
@@ -221,7 +225,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: the broker returned no metadata"))?;
         if info.error_code != 0 {
-            return Err(code_error(format!("topic {topic:?}"), info.error_code, None));
+            return Err(code_error(
+                format!("topic {topic:?}"),
+                info.error_code,
+                None,
+            ));
         }
         let mut parts: Vec<i32> = info.partitions.iter().map(|p| p.partition_index).collect();
         parts.sort_unstable();
@@ -294,7 +302,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: CreateTopics returned no result"))?;
         if r.error_code != 0 {
-            return Err(code_error(format!("cannot create topic {topic:?}"), r.error_code, r.error_message.as_ref()));
+            return Err(code_error(
+                format!("cannot create topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         Ok(Output::message(
             format!(
@@ -316,7 +328,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: DeleteTopics returned no result"))?;
         if r.error_code != 0 {
-            return Err(code_error(format!("cannot delete topic {topic:?}"), r.error_code, r.error_message.as_ref()));
+            return Err(code_error(
+                format!("cannot delete topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         Ok(Output::message(
             format!("Deleted topic {topic}."),
@@ -361,7 +377,11 @@ impl KafkaAdmin {
             anyhow!("topic {topic:?}: IncrementalAlterConfigs returned no result")
         })?;
         if r.error_code != 0 {
-            return Err(code_error(format!("cannot change the settings of topic {topic:?}"), r.error_code, r.error_message.as_ref()));
+            return Err(code_error(
+                format!("cannot change the settings of topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         let mut t = Table::new(&["config", "operation", "value"]);
         for (k, v) in set {
@@ -404,7 +424,14 @@ impl KafkaAdmin {
         for t in &resp.topics {
             for p in &t.partitions {
                 if p.error_code != 0 {
-                    return Err(code_error(format!("listing offsets of topic {topic:?} partition {}", p.partition_index), p.error_code, None));
+                    return Err(code_error(
+                        format!(
+                            "listing offsets of topic {topic:?} partition {}",
+                            p.partition_index
+                        ),
+                        p.error_code,
+                        None,
+                    ));
                 }
                 out.insert(p.partition_index, p.offset);
             }
@@ -418,7 +445,11 @@ impl KafkaAdmin {
             .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
             .await?;
         if resp.error_code != 0 {
-            return Err(code_error("listing groups".to_string(), resp.error_code, None));
+            return Err(code_error(
+                "listing groups".to_string(),
+                resp.error_code,
+                None,
+            ));
         }
         let mut groups: Vec<&list_groups_response::ListedGroup> = resp.groups.iter().collect();
         groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
@@ -445,7 +476,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("group {group:?}: DescribeGroups returned no result"))?;
         if g.error_code != 0 {
-            return Err(code_error(format!("describing group {group:?}"), g.error_code, g.error_message.as_ref()));
+            return Err(code_error(
+                format!("describing group {group:?}"),
+                g.error_code,
+                g.error_message.as_ref(),
+            ));
         }
         Ok((
             g.group_state.to_string(),
@@ -477,7 +512,11 @@ impl KafkaAdmin {
             }));
         let resp: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 7, &req).await?;
         if resp.error_code != 0 {
-            return Err(code_error(format!("fetching the offsets of group {group:?}"), resp.error_code, None));
+            return Err(code_error(
+                format!("fetching the offsets of group {group:?}"),
+                resp.error_code,
+                None,
+            ));
         }
         let mut out = BTreeMap::new();
         for t in &resp.topics {
@@ -632,7 +671,14 @@ impl KafkaAdmin {
             for t in &resp.topics {
                 for p in &t.partitions {
                     if p.error_code != 0 {
-                        return Err(code_error(format!("committing the offset of group {group:?} on {topic} partition {}", p.partition_index), p.error_code, None));
+                        return Err(code_error(
+                            format!(
+                                "committing the offset of group {group:?} on {topic} partition {}",
+                                p.partition_index
+                            ),
+                            p.error_code,
+                            None,
+                        ));
                     }
                 }
             }

@@ -46,18 +46,23 @@ pub async fn file(Path(name): Path<String>) -> Response {
 
 fn serve(name: &str) -> Response {
     let Some(&(_, content_type, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no console file {name:?}\n"),
-        )
-            .into_response();
+        return (StatusCode::NOT_FOUND, format!("no console file {name:?}\n")).into_response();
     };
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }

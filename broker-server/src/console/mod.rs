@@ -105,7 +105,10 @@ pub fn router(console: Option<Arc<Console>>) -> Router {
     let api = Router::new()
         .route("/overview", get(overview::overview))
         .route("/topics", get(topics::list).post(topics::create))
-        .route("/topics/{topic}", get(topics::describe).delete(topics::delete))
+        .route(
+            "/topics/{topic}",
+            get(topics::describe).delete(topics::delete),
+        )
         .route(
             "/topics/{topic}/configs",
             get(topics::configs).post(topics::alter_configs),
@@ -188,12 +191,9 @@ fn query_param<T: std::str::FromStr>(
 
 /// A partition number from a path, or a 400 naming it.
 fn parse_partition(text: &str) -> ApiResult<i32> {
-    text.parse::<i32>()
-        .ok()
-        .filter(|p| *p >= 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "partition {text:?} is not a partition number (0 or more)"
-            ))
-        })
+    text.parse::<i32>().ok().filter(|p| *p >= 0).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "partition {text:?} is not a partition number (0 or more)"
+        ))
+    })
 }

@@ -245,7 +245,10 @@ async fn move_one(
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::to_string)
     };
-    let Some(dest) = destination.map(str::to_string).or_else(|| header(dlh::SOURCE_TOPIC)) else {
+    let Some(dest) = destination
+        .map(str::to_string)
+        .or_else(|| header(dlh::SOURCE_TOPIC))
+    else {
         return Ok(None);
     };
     let info = match c.store.describe_topic(&dest).await {
@@ -291,7 +294,11 @@ async fn move_one(
         .map_err(|e| ApiError::store(&format!("acking in queue {queue:?}"), e))?;
     if let Some(Err(e)) = acked.into_iter().next() {
         // The message is in the destination now; it stays in the dead-letter queue too.
-        tracing::warn!(queue, offset = lease.record.offset, "redrive could not ack: {e}");
+        tracing::warn!(
+            queue,
+            offset = lease.record.offset,
+            "redrive could not ack: {e}"
+        );
     }
     Ok(Some(dest))
 }

@@ -141,9 +141,7 @@ pub async fn browse(
         query_param::<i64>(&q, "timestamp")?,
     ) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give offset or timestamp, not both",
-            ))
+            return Err(ApiError::bad_request("give offset or timestamp, not both"))
         }
         (Some(o), None) if o < log_start || o > end => {
             return Err(ApiError::bad_request(format!(

@@ -1049,13 +1049,25 @@ pub async fn lease_floor_is_first_unfinished(backend: Arc<dyn Backend>) -> Check
     ensure_eq!(floor("g").await?, 1, "floor after acking 0 and 2");
     ack_ok(st, "t", "g", l[1].token).await?;
     ensure_eq!(floor("g").await?, 3, "floor after acking 0, 1 and 2");
-    ensure_eq!(floor("other").await?, 0, "floor of a group that never leased");
+    ensure_eq!(
+        floor("other").await?,
+        0,
+        "floor of a group that never leased"
+    );
     st.delete_records("t", 0, 4).await.ctx("delete_records")?;
-    ensure_eq!(floor("other").await?, 4, "floor of an idle group after delete_records(4)");
+    ensure_eq!(
+        floor("other").await?,
+        4,
+        "floor of an idle group after delete_records(4)"
+    );
     let l = lease(st, "t", 0, "g", 10, MIN).await?;
     ensure_eq!(leased_offsets(&l), vec![4], "lease after delete_records(4)");
     ack_ok(st, "t", "g", l[0].token).await?;
-    ensure_eq!(floor("g").await?, 5, "floor with everything acked (the high watermark)");
+    ensure_eq!(
+        floor("g").await?,
+        5,
+        "floor with everything acked (the high watermark)"
+    );
     ensure_err!(
         st.lease_floor("missing", 0, "g").await,
         StoreError::UnknownTopic(_),
