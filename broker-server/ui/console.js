@@ -58,7 +58,7 @@
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let i = 0; let v = Number(n);
     while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-    return (i === 0 ? v : v.toFixed(v < 10 ? 2 : 1)) + ' ' + units[i];
+    return (i === 0 ? Math.round(v) : v.toFixed(v < 10 ? 2 : 1)) + ' ' + units[i];
   }
   function fmtDuration(ms) {
     if (ms === null || ms === undefined) return '–';
@@ -158,7 +158,7 @@
   function setLive(state, why) {
     const el = $('#live');
     el.className = 'live' + (state === 'live' ? '' : ' ' + state);
-    el.textContent = state === 'live' ? '● live' : state === 'paused' ? '❚❚ paused' : '● error';
+    el.textContent = { live: '● live', paused: '❚❚ paused', manual: '○ on demand' }[state] || '● error';
     el.title = why || (state === 'live' ? 'Figures refresh while this page is visible' : 'Refreshing stops while the page is hidden');
   }
 
@@ -677,7 +677,7 @@
     document.title = `${navPage[0].toUpperCase()}${navPage.slice(1)} · Broker console`;
     if (!view) { root.append(errorBox(new Error(`No page "${page}".`))); current = null; return; }
     current = view(root, arg, new URLSearchParams(query || ''));
-    if (current.refresh) { tick(); } else { setLive('paused', 'This page refreshes when you ask'); }
+    if (current.refresh) { tick(); } else { setLive('manual', 'This page reads when you ask'); }
   }
 
   window.addEventListener('hashchange', route);
