@@ -5,66 +5,40 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use broker_api::{SharedClock, SystemClock};
-use broker_server::config::{Config, StoreKind};
+use broker_server::config::Config;
 use broker_server::kafka::client::RawClient;
-use broker_server::Server;
-use bytes::Bytes;
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
-/// An in-process broker on a MemoryStore with the console on or off.
+/// An in-process broker on a MemoryStore with the console on or off, and an HTTP client.
 struct Broker {
+    server: common::TestServer,
     kafka: std::net::SocketAddr,
     base: String,
     http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), broker_server::ServerError>>,
 }
 
 impl Broker {
     async fn start(ui: bool) -> Broker {
-        let config = Config {
-            store: StoreKind::Memory,
-            kafka_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
+        let server = common::TestServer::start_with(Config {
             ui,
             ..Config::default()
-        };
-        let clock: SharedClock = Arc::new(SystemClock);
-        let store = Arc::new(store_memory::MemoryStore::new(clock.clone()));
-        let server = Server::bind(&config, store, clock).await.unwrap();
-        let kafka = server.addrs().kafka;
-        let base = format!("http://{}", server.addrs().http);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = rx.await;
-        }));
+        })
+        .await;
         Broker {
-            kafka,
-            base,
+            kafka: server.addr,
+            base: format!("http://{}", server.http),
             http: reqwest::Client::new(),
-            stop: Some(tx),
-            task,
+            server,
         }
     }
 
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("stops within 30 s")
-            .unwrap()
-            .unwrap();
+    async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     /// A request to the console API; (status, JSON body).
@@ -119,38 +93,10 @@ impl Broker {
     }
 }
 
-async fn commit(c: &mut RawClient, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.into())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(common::name(topic))
-            .with_partitions(
-                offsets
-                    .iter()
-                    .map(|(p, o)| {
-                        OffsetCommitRequestPartition::default()
-                            .with_partition_index(*p)
-                            .with_committed_offset(*o)
-                    })
-                    .collect(),
-            )]);
-    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &req).await.unwrap();
-    assert!(resp.topics[0].partitions.iter().all(|p| p.error_code == 0));
-}
-
 /// Joins `group` as its only member and syncs an assignment of `topic` partition 0.
 async fn join_and_sync(c: &mut RawClient, group: &str, topic: &str) -> String {
     let gid = || GroupId(StrBytes::from_string(group.into()));
-    let join = JoinGroupRequest::default()
-        .with_group_id(gid())
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(30_000)
-        .with_protocol_type(StrBytes::from_static_str("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-        )
-        .with_name(StrBytes::from_static_str("range"))
-        .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+    let join = common::consumer_join(group);
     let mut joined: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join).await.unwrap();
     if joined.error_code == 79 {
         // MEMBER_ID_REQUIRED: join again with the id handed out.
@@ -385,7 +331,7 @@ async fn groups_lag_members_and_offset_resets() {
         )
         .await;
     }
-    commit(&mut k, "billing", "events", &[(0, 4)]).await;
+    common::commit(&mut k, "billing", "events", &[(0, 4)]).await;
 
     let groups = b.get("/groups").await;
     assert_eq!(groups[0]["group"], "billing");
@@ -495,13 +441,16 @@ async fn queues_depths_and_dead_letter_redrive() {
         .as_str()
         .unwrap()
         .to_string();
-    for i in 0..3 {
-        b.sqs(
-            "SendMessage",
-            json!({"QueueUrl": url, "MessageBody": format!("job {i}")}),
+    let entries: Vec<Value> = (0..3)
+        .map(|i| json!({"Id": format!("m{i}"), "MessageBody": format!("job {i}")}))
+        .collect();
+    let sent = b
+        .sqs(
+            "SendMessageBatch",
+            json!({"QueueUrl": url, "Entries": entries}),
         )
         .await;
-    }
+    assert_eq!(sent["Successful"].as_array().unwrap().len(), 3, "{sent}");
     let queue = |list: &Value, name: &str| {
         list.as_array()
             .unwrap()

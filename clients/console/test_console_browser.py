@@ -21,9 +21,8 @@ from consolepage import Console
 @pytest.fixture(scope="module")
 def broker(store_kind):
     """A broker of this module's own, so the screenshots show only what these tests made."""
-    b = Broker(store_kind).start()
-    yield b
-    b.cleanup()
+    with Broker(store_kind) as b:
+        yield b
 
 
 @pytest.fixture
@@ -65,6 +64,15 @@ def consume(c, n, timeout=30):
             got.append(m)
     assert len(got) == n, f"consumed {len(got)} of {n}"
     return got
+
+
+def consume_and_commit(broker, group, topic, n):
+    """A consumer of `group` subscribed to `topic` that has consumed and committed `n` records."""
+    c = consumer(broker, group)
+    c.subscribe([topic])
+    consume(c, n)
+    c.commit(asynchronous=False)
+    return c
 
 
 def sqs(broker):
@@ -171,10 +179,7 @@ def test_browse_search_formats_and_produce_a_test_message(ui, broker):
 def test_consumer_lag_falls_as_a_group_consumes(ui, broker):
     create_topic(broker, "events", 1)
     produce(broker, "events", [(None, b"event %d" % i) for i in range(40)])
-    c = consumer(broker, "billing")
-    c.subscribe(["events"])
-    consume(c, 10)
-    c.commit(asynchronous=False)
+    c = consume_and_commit(broker, "billing", "events", 10)
 
     ui.open("groups")
     ui.wait_number("tr[data-group=billing] .lag", 30)
@@ -235,11 +240,7 @@ def test_sqs_depths_and_dead_letter_redrive(ui, broker):
 def test_reset_offsets_from_the_console_makes_a_consumer_read_again(ui, broker):
     create_topic(broker, "audit", 1)
     produce(broker, "audit", [(None, b"entry %d" % i) for i in range(10)])
-    c = consumer(broker, "auditors")
-    c.subscribe(["audit"])
-    consume(c, 10)
-    c.commit(asynchronous=False)
-    c.close()
+    consume_and_commit(broker, "auditors", "audit", 10).close()
 
     ui.open("groups/auditors")
     ui.wait(lambda: ui.number("tr[data-partition='audit/0'] .committed") == 10

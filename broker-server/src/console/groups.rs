@@ -13,7 +13,7 @@ use broker_api::validate_group_name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{json_body, ApiError, ApiResult, Console, MAX_ITEMS};
+use super::{json_body, valid_name, ApiError, ApiResult, Console, MAX_ITEMS};
 use crate::admin::kafka::ResetTarget;
 use crate::backlog;
 use crate::kafka::groups_view::MemberView;
@@ -182,8 +182,7 @@ pub struct Reset {
 
 /// A 400 naming the group when the name is not valid.
 fn check_group(group: &str) -> ApiResult<()> {
-    validate_group_name(group)
-        .map_err(|e| ApiError::bad_request(format!("group name {group:?} is not valid: {e}")))
+    valid_name("group", group, validate_group_name)
 }
 
 /// Plans, and with `execute` commits, new offsets of the group on one topic; 409 while the

@@ -88,6 +88,24 @@ impl Console {
     fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    /// The topic `name` as the store describes it; 404 naming it when it does not exist.
+    async fn topic(&self, name: &str) -> ApiResult<broker_api::TopicInfo> {
+        self.store
+            .describe_topic(name)
+            .await
+            .map_err(|e| ApiError::store(&format!("topic {name:?}"), e))
+    }
+}
+
+/// A 400 naming the `kind` of name and the name when `validate` refuses it.
+fn valid_name<E: std::fmt::Display>(
+    kind: &str,
+    name: &str,
+    validate: impl Fn(&str) -> Result<(), E>,
+) -> ApiResult<()> {
+    validate(name)
+        .map_err(|e| ApiError::bad_request(format!("{kind} name {name:?} is not valid: {e}")))
 }
 
 /// The console's routes: the pages and the API when `console` is given; without it (`--ui

@@ -162,15 +162,9 @@ pub async fn redrive(
 ) -> ApiResult<Json<RedriveOutcome>> {
     let req = json_body(body)?;
     let store = c.store.as_ref();
-    let info = store
-        .describe_topic(&queue)
-        .await
-        .map_err(|e| ApiError::store(&format!("queue {queue:?}"), e))?;
+    let info = c.topic(&queue).await?;
     if let Some(d) = &req.destination {
-        store
-            .describe_topic(d)
-            .await
-            .map_err(|e| ApiError::store(&format!("destination queue {d:?}"), e))?;
+        c.topic(d).await?;
         if *d == queue {
             return Err(ApiError::bad_request(format!(
                 "destination {d:?} is the dead-letter queue itself"

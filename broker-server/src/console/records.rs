@@ -240,12 +240,7 @@ pub async fn produce(
     body: Result<Json<Produce>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let req = json_body(body)?;
-    let what = format!("topic {topic:?}");
-    let info = c
-        .store
-        .describe_topic(&topic)
-        .await
-        .map_err(|e| ApiError::store(&what, e))?;
+    let info = c.topic(&topic).await?;
     if req.partition < 0 || req.partition >= info.config.partitions as i32 {
         return Err(ApiError::bad_request(format!(
             "partition {} does not exist: topic {topic:?} has partitions 0 to {}",

@@ -14,7 +14,7 @@ use broker_api::{validate_topic_name, TopicConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{json_body, ApiError, ApiResult, Console, MAX_ITEMS};
+use super::{json_body, valid_name, ApiError, ApiResult, Console, MAX_ITEMS};
 use crate::backlog;
 
 /// A topic in the list.
@@ -116,11 +116,7 @@ pub async fn describe(
     Path(topic): Path<String>,
 ) -> ApiResult<Json<TopicDetail>> {
     let what = format!("topic {topic:?}");
-    let info = c
-        .store
-        .describe_topic(&topic)
-        .await
-        .map_err(|e| ApiError::store(&what, e))?;
+    let info = c.topic(&topic).await?;
     let groups = c
         .store
         .lease_groups(&topic)
@@ -209,8 +205,7 @@ fn one() -> i32 {
 
 /// A 400 naming the topic when it is not a valid name.
 fn check_name(topic: &str) -> ApiResult<()> {
-    validate_topic_name(topic)
-        .map_err(|e| ApiError::bad_request(format!("topic name {topic:?} is not valid: {e}")))
+    valid_name("topic", topic, validate_topic_name)
 }
 
 /// Settings as Kafka strings: numbers and booleans are written as text; a setting whose
