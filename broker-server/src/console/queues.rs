@@ -161,7 +161,6 @@ pub async fn redrive(
     body: Result<Json<Redrive>, JsonRejection>,
 ) -> ApiResult<Json<RedriveOutcome>> {
     let req = json_body(body)?;
-    let store = c.store.as_ref();
     let info = c.topic(&queue).await?;
     if let Some(d) = &req.destination {
         c.topic(d).await?;
@@ -181,12 +180,45 @@ pub async fn redrive(
         ..RedriveOutcome::default()
     };
     let mut held: Vec<Lease> = Vec::new();
-    for p in 0..info.config.partitions as i32 {
+    let moved = move_all(
+        &c,
+        &queue,
+        info.config.partitions,
+        &req,
+        max,
+        &mut out,
+        &mut held,
+    )
+    .await;
+    // Skipped messages were held so the loop moved past them; they are receivable again now
+    // (also when the redrive stopped on an error).
+    for l in held {
+        let _ = c
+            .store
+            .release(&queue, LEASE_GROUP, l.token, Duration::ZERO)
+            .await;
+    }
+    moved.map(|()| Json(out))
+}
+
+/// The redrive loop: per partition, leases batches and moves each message, until `max` moved
+/// or nothing is left; skipped messages go to `held`, still leased.
+async fn move_all(
+    c: &Console,
+    queue: &str,
+    partitions: u32,
+    req: &Redrive,
+    max: u64,
+    out: &mut RedriveOutcome,
+    held: &mut Vec<Lease>,
+) -> ApiResult<()> {
+    let store = c.store.as_ref();
+    for p in 0..partitions as i32 {
         let mut seen: HashSet<i64> = HashSet::new();
         'partition: while out.moved < max {
             let want = REDRIVE_BATCH.min((max - out.moved) as usize);
             let leases = store
-                .lease(&queue, p, LEASE_GROUP, want, REDRIVE_VISIBILITY)
+                .lease(queue, p, LEASE_GROUP, want, REDRIVE_VISIBILITY)
                 .await
                 .map_err(|e| ApiError::store(&format!("leasing from queue {queue:?}"), e))?;
             if leases.is_empty() {
@@ -198,7 +230,7 @@ pub async fn redrive(
                     held.push(l);
                     break 'partition;
                 }
-                match move_one(&c, &queue, &l, req.destination.as_deref()).await? {
+                match move_one(c, queue, &l, req.destination.as_deref()).await? {
                     Some(dest) => {
                         out.moved += 1;
                         *out.destinations.entry(dest).or_default() += 1;
@@ -211,13 +243,7 @@ pub async fn redrive(
             }
         }
     }
-    // Skipped messages were held so the loop moved past them; they are receivable again now.
-    for l in held {
-        let _ = store
-            .release(&queue, LEASE_GROUP, l.token, Duration::ZERO)
-            .await;
-    }
-    Ok(Json(out))
+    Ok(())
 }
 
 /// Appends the leased message to its destination and acks it in the dead-letter queue;
