@@ -107,10 +107,7 @@ pub async fn overview(State(c): State<Arc<Console>>) -> ApiResult<Json<Overview>
 /// Topics, queues, partitions, records and groups, and the sum of committed offsets.
 async fn counts(c: &Console) -> ApiResult<(Counts, i64)> {
     let store = c.store.as_ref();
-    let fail = |what: &str| {
-        let what = what.to_string();
-        move |e| ApiError::store(&what, e)
-    };
+    let fail = |what: &'static str| move |e| ApiError::store(what, e);
     let topics = store.list_topics().await.map_err(fail("listing topics"))?;
     let mut n = Counts {
         topics: topics.len(),
