@@ -98,3 +98,10 @@ class Broker:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self):
+        """`with Broker(store) as b:` starts it, and cleans it up at the end."""
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()

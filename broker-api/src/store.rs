@@ -124,6 +124,9 @@ use crate::StoreResult;
 ///   leased (and is counted as delayed) until that time.
 /// - **lease_counts_add_up**: `lease_counts` reports available, leased, delayed, done and
 ///   dead-lettered, and the first four sum to `high_watermark - log_start`.
+/// - **lease_floor_is_first_unfinished**: `lease_floor` is at least the log start and at most
+///   the high watermark; every record below it is done for the group, and a record at it
+///   (below the high watermark) is not, except for stores that keep the default (log start).
 /// - **lease_state_survives_reopen**: acks, delivery counts, releases and lease group configs
 ///   survive close and reopen (in-flight leases may come back available).
 ///
@@ -317,6 +320,26 @@ pub trait Store: Send + Sync + 'static {
     /// bounded (no per-topic or per-partition labels).
     fn store_metrics(&self) -> Vec<crate::StoreMetric> {
         Vec::new()
+    }
+    /// The first offset of the partition the lease group has not finished (acked or
+    /// dead-lettered): every record below it is done, and the record at it (if below the high
+    /// watermark) is not. Used to tell the age of a queue's oldest message. Stores that do
+    /// not track it return the log start (the default), which can only make that age look
+    /// older. Rule **lease_floor_is_first_unfinished**.
+    async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
+        crate::validate_group_name(group)?;
+        Ok(self
+            .partition_offsets(topic, partition)
+            .await?
+            .log_start_offset)
+    }
+    /// Where the data lives, for operators (the console's store page): bytes per partition
+    /// and store-specific tables. Unlike [`Store::store_metrics`] it may read files or query
+    /// the database, so it is called only on request; `topic` limits per-partition figures to
+    /// one topic. The default reports nothing.
+    async fn report(&self, topic: Option<&str>) -> StoreResult<crate::StoreReport> {
+        let _ = topic;
+        Ok(crate::StoreReport::default())
     }
     /// Flushes everything and marks a clean shutdown; later calls fail with `Closed`.
     async fn close(&self) -> StoreResult<()>;

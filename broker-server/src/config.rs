@@ -132,6 +132,10 @@ pub struct Cli {
     /// How often time and size retention is applied to every topic, in ms [default: 60000].
     #[arg(long, env = "BROKER_RETENTION_CHECK_MS", value_name = "MS")]
     pub retention_check_ms: Option<u64>,
+    /// Serve the web console at /ui (and its JSON API at /api/v1) on the HTTP listener
+    /// [default: true].
+    #[arg(long, env = "BROKER_UI", value_name = "BOOL", value_parser = parse_bool)]
+    pub ui: Option<bool>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -153,6 +157,7 @@ struct FileConfig {
     max_replication_factor: Option<u32>,
     sqs_credentials_file: Option<PathBuf>,
     retention_check_ms: Option<u64>,
+    ui: Option<bool>,
 }
 
 /// The resolved settings the server runs with.
@@ -174,6 +179,8 @@ pub struct Config {
     pub max_replication_factor: u32,
     pub sqs_credentials_file: Option<PathBuf>,
     pub retention_check_ms: u64,
+    /// Serve the web console (`/ui`, `/api/v1`).
+    pub ui: bool,
 }
 
 /// Default largest request frame: 100 MiB.
@@ -197,6 +204,7 @@ impl Default for Config {
             max_replication_factor: 3,
             sqs_credentials_file: None,
             retention_check_ms: 60_000,
+            ui: true,
         }
     }
 }
@@ -343,6 +351,7 @@ impl Config {
                 .retention_check_ms
                 .or(file.retention_check_ms)
                 .unwrap_or(d.retention_check_ms),
+            ui: cli.ui.or(file.ui).unwrap_or(d.ui),
         };
         config.validate()?;
         Ok(config)

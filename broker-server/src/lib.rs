@@ -2,7 +2,9 @@
 //! `Arc<dyn Store>` chosen at start-up.
 
 pub mod admin;
+pub mod backlog;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
@@ -130,6 +132,9 @@ pub struct Server {
     addrs: BoundAddrs,
     sqs_credentials: Option<http::SigV4Credentials>,
     retention_check_ms: u64,
+    /// Serve the web console; the Kafka address clients are told, for its overview.
+    ui: bool,
+    advertised: String,
 }
 
 impl Server {
@@ -169,6 +174,7 @@ impl Server {
             None => addrs.kafka.to_string(),
         };
         let kafka_config = KafkaConfig::new(config, &advertised)?;
+        let ui = config.ui;
         let sqs_credentials = match &config.sqs_credentials_file {
             Some(path) => Some(http::SigV4Credentials::from_file(path).map_err(|e| {
                 ServerError::Config(format!(
@@ -188,6 +194,8 @@ impl Server {
             addrs,
             sqs_credentials,
             retention_check_ms: config.retention_check_ms,
+            ui,
+            advertised,
         })
     }
 
@@ -214,6 +222,20 @@ impl Server {
             self.kafka_config.clone(),
             stop_rx.clone(),
         );
+        // The console only holds handles; it starts nothing (see console/mod.rs).
+        let console = self.ui.then(|| {
+            Arc::new(console::Console::new(
+                self.store.clone(),
+                self.metrics.clone(),
+                kafka.clone(),
+                self.clock.clone(),
+                console::Listeners {
+                    kafka: self.addrs.kafka,
+                    advertised: self.advertised.clone(),
+                    http: self.addrs.http,
+                },
+            ))
+        });
         let kafka_task = tokio::spawn(kafka.serve(self.kafka_listener));
         let base_url = format!("http://{}", self.addrs.http);
         let router = http::router(
@@ -226,6 +248,7 @@ impl Server {
                 shutdown: Some(stop_rx.clone()),
             },
         );
+        let router = router.merge(console::router(console));
         let retention_task = tokio::spawn(retention::run(
             self.store.clone(),
             Duration::from_millis(self.retention_check_ms),

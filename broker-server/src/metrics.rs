@@ -9,6 +9,11 @@ use std::time::Duration;
 use broker_api::Store;
 use parking_lot::Mutex;
 
+use crate::backlog;
+
+mod totals;
+pub use totals::Totals;
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
@@ -17,8 +22,6 @@ const BUCKETS: &[f64] = &[
 const MAX_ACTIONS: usize = 64;
 /// Most topics and groups inspected per scrape.
 const MAX_SCRAPE_ITEMS: usize = 10_000;
-/// The lease group SQS queues read through.
-const QUEUE_GROUP: &str = "sqs";
 
 #[derive(Debug, Clone)]
 struct Histogram {
@@ -456,24 +459,14 @@ async fn store_gauges(store: &dyn Store) -> broker_api::StoreResult<String> {
             Err(broker_api::StoreError::UnknownTopic(_)) => continue,
             Err(e) => return Err(e),
         };
-        let is_queue = groups.contains_key(QUEUE_GROUP)
-            || t.config.attributes.keys().any(|k| k.starts_with("sqs."));
-        if !is_queue {
+        if !backlog::is_queue(t, &groups) {
             continue;
         }
-        let mut sums = [0u64; 4];
-        for p in 0..t.config.partitions as i32 {
-            match store.lease_counts(&t.name, p, QUEUE_GROUP).await {
-                Ok(c) => {
-                    sums[0] += c.available;
-                    sums[1] += c.leased;
-                    sums[2] += c.delayed;
-                    sums[3] += c.dead_lettered;
-                }
-                Err(broker_api::StoreError::UnknownTopic(_)) => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let sums = match backlog::queue_counts(store, &t.name, t.config.partitions).await {
+            Ok(c) => [c.available, c.leased, c.delayed, c.dead_lettered],
+            Err(broker_api::StoreError::UnknownTopic(_)) => continue,
+            Err(e) => return Err(e),
+        };
         let q = escape(&t.name);
         for (state, v) in ["visible", "in_flight", "delayed", "dead_lettered"]
             .iter()
@@ -494,13 +487,10 @@ async fn store_gauges(store: &dyn Store) -> broker_api::StoreResult<String> {
         .take(MAX_SCRAPE_ITEMS)
     {
         let mut lag: BTreeMap<String, i64> = BTreeMap::new();
-        for c in store.list_committed(group).await? {
-            let hw = match store.partition_offsets(&c.topic, c.partition).await {
-                Ok(o) => o.high_watermark,
-                Err(broker_api::StoreError::UnknownTopic(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            *lag.entry(c.topic).or_default() += (hw - c.offset).max(0);
+        for c in backlog::group_lag(store, group).await? {
+            if let Some(l) = c.lag {
+                *lag.entry(c.topic).or_default() += l;
+            }
         }
         for (topic, v) in lag {
             let _ = writeln!(

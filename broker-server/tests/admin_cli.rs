@@ -16,11 +16,7 @@ use broker_api::StoredRecord;
 use broker_server::kafka::client::RawClient;
 use broker_server::kafka::records::encode_batch;
 use bytes::Bytes;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
@@ -195,28 +191,6 @@ async fn produce_records(c: &mut RawClient, topic: &str, partition: i32, n: usiz
     assert_eq!(p.error_code, 0, "{p:?}");
 }
 
-async fn commit(c: &mut RawClient, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.into())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(common::name(topic))
-            .with_partitions(
-                offsets
-                    .iter()
-                    .map(|(p, o)| {
-                        OffsetCommitRequestPartition::default()
-                            .with_partition_index(*p)
-                            .with_committed_offset(*o)
-                    })
-                    .collect(),
-            )]);
-    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &req).await.unwrap();
-    for p in &resp.topics[0].partitions {
-        assert_eq!(p.error_code, 0);
-    }
-}
-
 /// The whole admin tour and the metrics check on one running broker.
 async fn exercise(b: &Broker, store: &str) {
     // Topics: create, list, settings.
@@ -298,7 +272,7 @@ async fn exercise(b: &Broker, store: &str) {
     let mut c = RawClient::connect(b.kafka.as_str()).await.unwrap();
     produce_records(&mut c, "orders", 0, 5).await;
     produce_records(&mut c, "orders", 1, 3).await;
-    commit(&mut c, "billing", "orders", &[(0, 4), (1, 3)]).await;
+    common::commit(&mut c, "billing", "orders", &[(0, 4), (1, 3)]).await;
     let groups = b.json(&["groups", "list"]);
     assert_eq!(rows(&groups, "group", "billing").len(), 1, "{groups}");
     let g = b.json(&["groups", "describe", "billing"]);
@@ -419,15 +393,7 @@ async fn exercise(b: &Broker, store: &str) {
 
     // A group with an active member is refused, naming it.
     let mut member = RawClient::connect(b.kafka.as_str()).await.unwrap();
-    let join = JoinGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_static_str("busy")))
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(30_000)
-        .with_protocol_type(StrBytes::from_static_str("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-        )
-        .with_name(StrBytes::from_static_str("range"))
-        .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+    let join = common::consumer_join("busy");
     let joined: JoinGroupResponse = member.call(ApiKey::JoinGroup, 3, &join).await.unwrap();
     assert_eq!(joined.error_code, 0, "{joined:?}");
     let (code, _, err) = b.admin(&[

@@ -1,5 +1,7 @@
 //! One partition's log: a list of segments, appends, reads, lookups and retention.
 
+mod report;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -279,6 +279,12 @@ impl PartitionLeases {
         Ok(expires)
     }
 
+    /// The first offset not done, within `[log_start, high_watermark]`.
+    pub(crate) fn floor(&mut self, log: &Log) -> i64 {
+        self.normalize(log.log_start());
+        self.floor.min(log.high_watermark())
+    }
+
     /// Counts of the records in `[log_start, high_watermark)`.
     pub(crate) fn counts(&mut self, log: &Log, now: i64) -> LeaseCounts {
         self.normalize(log.log_start());

@@ -514,6 +514,19 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.check_partition(topic, partition)?;
+            let t = s.topic_mut(topic)?;
+            let log = &t.partitions[partition as usize].log;
+            match t.groups.get_mut(group) {
+                Some(g) => Ok(g.partitions.entry(partition).or_default().floor(log)),
+                None => Ok(log.log_start()),
+            }
+        })
+    }
+
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
         self.with(|s| {
             s.check_partition(topic, partition)?;

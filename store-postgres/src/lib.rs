@@ -8,6 +8,7 @@ mod lease;
 mod notify;
 mod offsets;
 mod records;
+mod report;
 mod retention;
 mod schema;
 mod store;

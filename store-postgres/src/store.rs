@@ -223,6 +223,15 @@ impl Store for PgStore {
             .await
     }
 
+    async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
+        self.timed(5, self.do_lease_floor(topic, partition, group))
+            .await
+    }
+
+    async fn report(&self, topic: Option<&str>) -> StoreResult<broker_api::StoreReport> {
+        self.do_report(topic).await
+    }
+
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
         self.timed(7, self.do_delete_records(topic, partition, before))
             .await

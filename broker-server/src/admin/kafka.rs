@@ -3,6 +3,7 @@
 //! ListGroups, DescribeGroups, OffsetFetch, ListOffsets, OffsetCommit).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -17,13 +18,16 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
 use serde_json::{json, Value};
 
 use super::table::{Output, Table};
-use crate::kafka::client::RawClient;
+use super::transport::Transport;
 use crate::kafka::errors::error_name;
+use crate::kafka::KafkaServer;
 
 /// DescribeConfigs / IncrementalAlterConfigs resource type of a topic.
 const TOPIC_RESOURCE: i8 = 2;
@@ -44,6 +48,29 @@ fn kafka_error(code: i16, message: Option<&StrBytes>) -> String {
     }
 }
 
+/// A request the broker answered with a Kafka error code; callers (the console) tell the
+/// kinds of failure apart by `code`.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {text}")]
+pub struct KafkaCodeError {
+    /// The Kafka error code (see [`crate::kafka::errors`]).
+    pub code: i16,
+    /// What was being done, naming the topic or group.
+    pub context: String,
+    /// The code's name and the broker's message.
+    pub text: String,
+}
+
+/// A [`KafkaCodeError`] as an `anyhow` error.
+fn code_error(context: String, code: i16, message: Option<&StrBytes>) -> anyhow::Error {
+    KafkaCodeError {
+        code,
+        context,
+        text: kafka_error(code, message),
+    }
+    .into()
+}
+
 /// Splits `k=v`; the message names the flag.
 pub fn parse_kv(flag: &str, text: &str) -> anyhow::Result<(String, String)> {
     match text.split_once('=') {
@@ -54,7 +81,7 @@ pub fn parse_kv(flag: &str, text: &str) -> anyhow::Result<(String, String)> {
 
 /// A connection to the broker at `bootstrap` with request helpers.
 pub struct KafkaAdmin {
-    client: RawClient,
+    client: Transport,
     bootstrap: String,
     timeout: Duration,
 }
@@ -62,19 +89,21 @@ pub struct KafkaAdmin {
 impl KafkaAdmin {
     /// Connects; the error names the address and why it failed.
     pub async fn connect(bootstrap: &str, timeout: Duration) -> anyhow::Result<KafkaAdmin> {
-        let client = match tokio::time::timeout(timeout, RawClient::connect(bootstrap)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => bail!("cannot connect to the broker at {bootstrap}: {e}"),
-            Err(_) => bail!(
-                "cannot connect to the broker at {bootstrap}: no answer within {} s",
-                timeout.as_secs()
-            ),
-        };
         Ok(KafkaAdmin {
-            client,
+            client: Transport::connect(bootstrap, timeout).await?,
             bootstrap: bootstrap.to_string(),
             timeout,
         })
+    }
+
+    /// An admin client of `server`, the broker running in this process (the web console):
+    /// requests go straight to its handler, through the same checks as over the network.
+    pub fn local(server: Arc<KafkaServer>, timeout: Duration) -> KafkaAdmin {
+        KafkaAdmin {
+            client: Transport::local(server),
+            bootstrap: "this broker".to_string(),
+            timeout,
+        }
     }
 
     async fn call<Req: Encodable, Resp: Decodable>(
@@ -113,7 +142,7 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: the broker returned no metadata"))?;
         if t.error_code != 0 {
-            bail!("topic {topic:?}: {}", kafka_error(t.error_code, None));
+            return Err(code_error(format!("topic {topic:?}"), t.error_code, None));
         }
         let mut ps: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
         ps.sort_unstable();
@@ -147,7 +176,7 @@ impl KafkaAdmin {
     }
 
     /// The topic's settings: (name, value, source, read-only).
-    async fn topic_configs(
+    pub async fn topic_configs(
         &mut self,
         topic: &str,
     ) -> anyhow::Result<Vec<(String, Option<String>, &'static str)>> {
@@ -163,10 +192,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: DescribeConfigs returned no result"))?;
         if r.error_code != 0 {
-            bail!(
-                "describing the settings of topic {topic:?}: {}",
-                kafka_error(r.error_code, r.error_message.as_ref())
-            );
+            return Err(code_error(
+                format!("describing the settings of topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         Ok(r.configs
             .iter()
@@ -195,7 +225,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: the broker returned no metadata"))?;
         if info.error_code != 0 {
-            bail!("topic {topic:?}: {}", kafka_error(info.error_code, None));
+            return Err(code_error(
+                format!("topic {topic:?}"),
+                info.error_code,
+                None,
+            ));
         }
         let mut parts: Vec<i32> = info.partitions.iter().map(|p| p.partition_index).collect();
         parts.sort_unstable();
@@ -268,10 +302,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: CreateTopics returned no result"))?;
         if r.error_code != 0 {
-            bail!(
-                "cannot create topic {topic:?}: {}",
-                kafka_error(r.error_code, r.error_message.as_ref())
-            );
+            return Err(code_error(
+                format!("cannot create topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         Ok(Output::message(
             format!(
@@ -293,10 +328,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("topic {topic:?}: DeleteTopics returned no result"))?;
         if r.error_code != 0 {
-            bail!(
-                "cannot delete topic {topic:?}: {}",
-                kafka_error(r.error_code, r.error_message.as_ref())
-            );
+            return Err(code_error(
+                format!("cannot delete topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         Ok(Output::message(
             format!("Deleted topic {topic}."),
@@ -341,10 +377,11 @@ impl KafkaAdmin {
             anyhow!("topic {topic:?}: IncrementalAlterConfigs returned no result")
         })?;
         if r.error_code != 0 {
-            bail!(
-                "cannot change the settings of topic {topic:?}: {}",
-                kafka_error(r.error_code, r.error_message.as_ref())
-            );
+            return Err(code_error(
+                format!("cannot change the settings of topic {topic:?}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
         }
         let mut t = Table::new(&["config", "operation", "value"]);
         for (k, v) in set {
@@ -387,11 +424,14 @@ impl KafkaAdmin {
         for t in &resp.topics {
             for p in &t.partitions {
                 if p.error_code != 0 {
-                    bail!(
-                        "listing offsets of topic {topic:?} partition {}: {}",
-                        p.partition_index,
-                        kafka_error(p.error_code, None)
-                    );
+                    return Err(code_error(
+                        format!(
+                            "listing offsets of topic {topic:?} partition {}",
+                            p.partition_index
+                        ),
+                        p.error_code,
+                        None,
+                    ));
                 }
                 out.insert(p.partition_index, p.offset);
             }
@@ -405,7 +445,11 @@ impl KafkaAdmin {
             .call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())
             .await?;
         if resp.error_code != 0 {
-            bail!("listing groups: {}", kafka_error(resp.error_code, None));
+            return Err(code_error(
+                "listing groups".to_string(),
+                resp.error_code,
+                None,
+            ));
         }
         let mut groups: Vec<&list_groups_response::ListedGroup> = resp.groups.iter().collect();
         groups.sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
@@ -432,10 +476,11 @@ impl KafkaAdmin {
             .first()
             .ok_or_else(|| anyhow!("group {group:?}: DescribeGroups returned no result"))?;
         if g.error_code != 0 {
-            bail!(
-                "describing group {group:?}: {}",
-                kafka_error(g.error_code, g.error_message.as_ref())
-            );
+            return Err(code_error(
+                format!("describing group {group:?}"),
+                g.error_code,
+                g.error_message.as_ref(),
+            ));
         }
         Ok((
             g.group_state.to_string(),
@@ -467,21 +512,24 @@ impl KafkaAdmin {
             }));
         let resp: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 7, &req).await?;
         if resp.error_code != 0 {
-            bail!(
-                "fetching the offsets of group {group:?}: {}",
-                kafka_error(resp.error_code, None)
-            );
+            return Err(code_error(
+                format!("fetching the offsets of group {group:?}"),
+                resp.error_code,
+                None,
+            ));
         }
         let mut out = BTreeMap::new();
         for t in &resp.topics {
             for p in &t.partitions {
                 if p.error_code != 0 {
-                    bail!(
-                        "fetching the offset of group {group:?} on {} partition {}: {}",
-                        t.name.0,
-                        p.partition_index,
-                        kafka_error(p.error_code, None)
-                    );
+                    return Err(code_error(
+                        format!(
+                            "fetching the offset of group {group:?} on {} partition {}",
+                            t.name.0, p.partition_index
+                        ),
+                        p.error_code,
+                        None,
+                    ));
                 }
                 if p.committed_offset >= 0 {
                     out.insert(
@@ -500,7 +548,12 @@ impl KafkaAdmin {
         let (state, members) = self.describe_group(group).await?;
         let committed = self.committed(group, None).await?;
         if state == "Dead" && committed.is_empty() {
-            bail!("group {group:?} does not exist (no members and no committed offsets)");
+            return Err(KafkaCodeError {
+                code: ResponseError::GroupIdNotFound.code(),
+                context: format!("group {group:?}"),
+                text: "it does not exist (no members and no committed offsets)".to_string(),
+            }
+            .into());
         }
         let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for (t, p) in committed.keys() {
@@ -523,7 +576,7 @@ impl KafkaAdmin {
                 json!(p),
                 json!(off),
                 json!(end),
-                json!(end.map(|e| (e - off).max(0))),
+                json!(end.map(|e| crate::backlog::lag(*off, e))),
             ]);
         }
         let mut mt = Table::new(&["member_id", "client_id", "host"]);
@@ -561,11 +614,16 @@ impl KafkaAdmin {
     ) -> anyhow::Result<Output> {
         let (state, members) = self.describe_group(group).await?;
         if !members.is_empty() {
-            bail!(
-                "cannot reset the offsets of group {group:?}: it has {} active member(s) (state {state}); \
-                 stop its consumers first (offsets can only be reset while the group is inactive)",
-                members.len()
-            );
+            return Err(KafkaCodeError {
+                code: ResponseError::NonEmptyGroup.code(),
+                context: format!("cannot reset the offsets of group {group:?}"),
+                text: format!(
+                    "it has {} active member(s) (state {state}); stop its consumers first \
+                     (offsets can only be reset while the group is inactive)",
+                    members.len()
+                ),
+            }
+            .into());
         }
         let parts = self.partitions(topic).await?;
         let current = self.committed(group, Some((topic, &parts))).await?;
@@ -613,11 +671,14 @@ impl KafkaAdmin {
             for t in &resp.topics {
                 for p in &t.partitions {
                     if p.error_code != 0 {
-                        bail!(
-                            "committing the offset of group {group:?} on {topic} partition {}: {}",
-                            p.partition_index,
-                            kafka_error(p.error_code, None)
-                        );
+                        return Err(code_error(
+                            format!(
+                                "committing the offset of group {group:?} on {topic} partition {}",
+                                p.partition_index
+                            ),
+                            p.error_code,
+                            None,
+                        ));
                     }
                 }
             }
@@ -637,6 +698,53 @@ impl KafkaAdmin {
             text: format!("{head}{}", t.render()),
             json: json!({"group": group, "topic": topic, "executed": execute, "offsets": t.to_json()}),
         })
+    }
+}
+
+impl KafkaAdmin {
+    /// Produces one record to `topic`/`partition` (acks=all) like any Kafka producer, so the
+    /// broker applies its usual checks (size limit, timestamp type); returns its offset.
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        record: broker_api::Record,
+    ) -> anyhow::Result<i64> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let stored = broker_api::StoredRecord {
+            offset: 0,
+            timestamp_ms: record.timestamp_ms.unwrap_or(now_ms),
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            not_before_ms: None,
+        };
+        let batch = crate::kafka::records::encode_batch(&[stored], false);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(self.timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch))])]);
+        let resp: ProduceResponse = self.call(ApiKey::Produce, 9, &req).await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| anyhow!("topic {topic:?}: Produce returned no result"))?;
+        if p.error_code != 0 {
+            return Err(code_error(
+                format!("cannot produce to topic {topic:?} partition {partition}"),
+                p.error_code,
+                p.error_message.as_ref(),
+            ));
+        }
+        Ok(p.base_offset)
     }
 }
 

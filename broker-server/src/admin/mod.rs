@@ -6,6 +6,7 @@
 pub mod kafka;
 pub mod sqs;
 pub mod table;
+pub mod transport;
 
 use std::process::ExitCode;
 use std::time::Duration;

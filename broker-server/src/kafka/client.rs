@@ -35,15 +35,7 @@ impl RawClient {
     ) -> anyhow::Result<(BytesMut, i32)> {
         let cid = self.next_correlation;
         self.next_correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(cid)
-            .with_client_id(Some(StrBytes::from_static_str("raw-client")));
-        let hv = api.request_header_version(version);
-        let mut body_buf = BytesMut::new();
-        header.encode(&mut body_buf, hv)?;
-        body.encode(&mut body_buf, version)?;
+        let body_buf = encode_request(api, version, cid, "raw-client", body)?;
         let mut out = BytesMut::with_capacity(4 + body_buf.len());
         out.extend_from_slice(&(body_buf.len() as i32).to_be_bytes());
         out.extend_from_slice(&body_buf);
@@ -89,6 +81,26 @@ impl RawClient {
             .ok_or_else(|| anyhow::anyhow!("connection closed instead of a {api:?} response"))?;
         decode_response(api, version, cid, resp)
     }
+}
+
+/// Encodes a request (header and body, without the size prefix) as the broker's
+/// `handle_frame` takes it.
+pub fn encode_request<T: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+    body: &T,
+) -> anyhow::Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
+    let mut out = BytesMut::new();
+    header.encode(&mut out, api.request_header_version(version))?;
+    body.encode(&mut out, version)?;
+    Ok(out)
 }
 
 /// Decodes a response frame of `api` v`version`, checking the correlation id and that every

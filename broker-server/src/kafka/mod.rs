@@ -19,6 +19,7 @@ mod fetch_session;
 pub mod frame;
 mod group;
 mod group_api;
+pub mod groups_view;
 mod metadata;
 mod next_request;
 mod offsets;

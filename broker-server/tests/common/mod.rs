@@ -25,13 +25,21 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(max_frame_bytes: usize) -> TestServer {
+        TestServer::start_with(Config {
+            max_frame_bytes,
+            default_partitions: 2,
+            ..Config::default()
+        })
+        .await
+    }
+
+    /// A server with `config` on a MemoryStore, its listeners on free loopback ports.
+    pub async fn start_with(config: Config) -> TestServer {
         let config = Config {
             store: StoreKind::Memory,
             kafka_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
-            max_frame_bytes,
-            default_partitions: 2,
-            ..Config::default()
+            ..config
         };
         let clock: SharedClock = Arc::new(SystemClock);
         let store = Arc::new(store_memory::MemoryStore::new(clock.clone()));
@@ -113,4 +121,44 @@ pub fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> 
                 .with_partition_max_bytes(1 << 20)
                 .with_current_leader_epoch(-1)
                 .with_log_start_offset(-1)])])
+}
+
+/// Commits `offsets` ((partition, offset)) of `group` on `topic` as an admin tool does
+/// (generation -1, no member); every partition must succeed.
+pub async fn commit(c: &mut RawClient, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(
+                offsets
+                    .iter()
+                    .map(|(p, o)| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(*o)
+                    })
+                    .collect(),
+            )]);
+    let resp: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &req).await.unwrap();
+    for p in &resp.topics[0].partitions {
+        assert_eq!(p.error_code, 0, "{p:?}");
+    }
+}
+
+/// A JoinGroup of a new consumer-protocol member of `group` (range assignor, 30 s timeouts).
+pub fn consumer_join(group: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))])
 }

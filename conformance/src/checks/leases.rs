@@ -1065,3 +1065,54 @@ pub async fn lease_state_survives_reopen(backend: Arc<dyn Backend>) -> CheckResu
     );
     s.finish().await.ctx("close")
 }
+
+/// **lease_floor_is_first_unfinished**
+pub async fn lease_floor_is_first_unfinished(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "lease_floor_is_first_unfinished").await?;
+    let st = &s.store;
+    topic(st, "t", 1).await?;
+    append_values(st, "t", 0, &["r0", "r1", "r2", "r3", "r4"]).await?;
+    let floor = |g: &'static str| async move {
+        st.lease_floor("t", 0, g)
+            .await
+            .ctx(&format!("lease_floor t/0 {g}"))
+    };
+    ensure_eq!(floor("g").await?, 0, "floor before any lease");
+    let l = lease(st, "t", 0, "g", 3, MIN).await?;
+    ensure_eq!(floor("g").await?, 0, "floor with 0..3 leased, none acked");
+    ack_ok(st, "t", "g", l[0].token).await?;
+    ack_ok(st, "t", "g", l[2].token).await?;
+    ensure_eq!(floor("g").await?, 1, "floor after acking 0 and 2");
+    ack_ok(st, "t", "g", l[1].token).await?;
+    ensure_eq!(floor("g").await?, 3, "floor after acking 0, 1 and 2");
+    ensure_eq!(
+        floor("other").await?,
+        0,
+        "floor of a group that never leased"
+    );
+    st.delete_records("t", 0, 4).await.ctx("delete_records")?;
+    ensure_eq!(
+        floor("other").await?,
+        4,
+        "floor of an idle group after delete_records(4)"
+    );
+    let l = lease(st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(leased_offsets(&l), vec![4], "lease after delete_records(4)");
+    ack_ok(st, "t", "g", l[0].token).await?;
+    ensure_eq!(
+        floor("g").await?,
+        5,
+        "floor with everything acked (the high watermark)"
+    );
+    ensure_err!(
+        st.lease_floor("missing", 0, "g").await,
+        StoreError::UnknownTopic(_),
+        "lease_floor of a missing topic"
+    );
+    ensure_err!(
+        st.lease_floor("t", 1, "g").await,
+        StoreError::UnknownTopic(_),
+        "lease_floor of a missing partition"
+    );
+    s.finish().await.ctx("close")
+}

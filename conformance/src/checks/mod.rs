@@ -96,6 +96,7 @@ checks! {
     leases::ordered_by_key_blocks_later_records,
     leases::not_before_delays_leasing,
     leases::lease_counts_add_up,
+    leases::lease_floor_is_first_unfinished,
     leases::lease_state_survives_reopen,
     retention::delete_records_moves_log_start,
     retention::retention_by_time,

@@ -429,6 +429,29 @@ impl Inner {
         Ok(expires)
     }
 
+    /// [`Store::lease_floor`] on the log store: the group's done-floor moved over the
+    /// finished records right above it, within `[log_start, high watermark]`.
+    pub(super) async fn lease_floor(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> StoreResult<i64> {
+        let t = self.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, partition)?;
+        let mut meta = self.meta.lock();
+        let (log_start, hw) = p.offsets();
+        let Some(st) = current_leases(&mut meta, topic, group, partition, log_start) else {
+            return Ok(log_start);
+        };
+        let mut floor = st.floor.clamp(log_start, hw.max(log_start));
+        while floor < hw && st.recs.get(&floor).is_some_and(RecState::is_done) {
+            floor += 1;
+        }
+        Ok(floor)
+    }
+
     /// [`Store::lease_counts`] on the log store.
     pub(super) async fn lease_counts(
         &self,

@@ -25,6 +25,7 @@ use crate::meta::{Meta, Op};
 use crate::partition::{Layout, Partition};
 
 mod leasing;
+mod report;
 
 /// Name of the clean-shutdown marker file in the store directory.
 pub const CLEAN_SHUTDOWN: &str = "clean-shutdown";
@@ -1160,6 +1161,14 @@ impl Store for LogStore {
 
     fn corrupt_batches(&self) -> u64 {
         self.corrupt_batches_total()
+    }
+
+    async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
+        self.inner.lease_floor(topic, partition, group).await
+    }
+
+    async fn report(&self, topic: Option<&str>) -> StoreResult<broker_api::StoreReport> {
+        self.report_off_thread(topic).await
     }
 
     fn partition_disk_bytes(&self) -> Vec<(String, i32, u64)> {
