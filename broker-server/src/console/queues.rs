@@ -66,22 +66,22 @@ pub async fn list(State(c): State<Arc<Console>>) -> ApiResult<Json<Vec<QueueSumm
     for q in &queues {
         if let Some(r) = q.redrive() {
             sources
-                .entry(r.dead_letter_queue)
+                .entry(r.dead_letter.topic())
                 .or_default()
-                .push(q.name.clone());
+                .push(q.topic.clone());
         }
     }
     let now = c.now_ms();
     let mut out = Vec::with_capacity(queues.len());
     for q in queues {
-        let counts = match backlog::queue_counts(store, &q.name, q.partitions()).await {
+        let counts = match backlog::queue_counts(store, &q.topic, q.partitions()).await {
             Ok(counts) => counts,
             Err(StoreError::UnknownTopic(_)) => continue, // deleted meanwhile
-            Err(e) => return Err(ApiError::store(&format!("queue {:?}", q.name), e)),
+            Err(e) => return Err(ApiError::store(&format!("queue {:?}", q.topic), e)),
         };
         let pending = counts.available + counts.leased + counts.delayed;
         let oldest = if pending > 0 {
-            oldest_timestamp(store, &q.name, q.partitions()).await
+            oldest_timestamp(store, &q.topic, q.partitions()).await
         } else {
             None
         };
@@ -95,9 +95,9 @@ pub async fn list(State(c): State<Arc<Console>>) -> ApiResult<Json<Vec<QueueSumm
             dead_lettered: counts.dead_lettered,
             oldest_age_ms: oldest.map(|ts| (now - ts).max(0)),
             max_receive_count: redrive.as_ref().map(|r| r.max_receive_count),
-            dead_letter_queue: redrive.map(|r| r.dead_letter_queue),
-            sources: sources.remove(&q.name).unwrap_or_default(),
-            queue: q.name,
+            dead_letter_queue: redrive.map(|r| r.dead_letter.topic()),
+            sources: sources.remove(&q.topic).unwrap_or_default(),
+            queue: q.topic,
         });
     }
     Ok(Json(out))
