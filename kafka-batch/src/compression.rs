@@ -88,31 +88,6 @@ fn snappy(mut input: Bytes) -> Result<Bytes, BatchError> {
     Ok(out.into())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn a_gzip_bomb_is_refused() {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..(MAX_DECOMPRESSED / zeros.len() + 2) {
-            enc.write_all(&zeros).unwrap();
-        }
-        let small = Bytes::from(enc.finish().unwrap());
-        assert!(small.len() < 1 << 20);
-        assert!(decompress(&small, Compression::Gzip).is_err());
-    }
-
-    #[test]
-    fn a_lying_snappy_length_is_refused() {
-        // A raw snappy stream whose varint header claims 4 GiB.
-        let lying = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]);
-        assert!(decompress(&lying, Compression::Snappy).is_err());
-    }
-}
-
 /// Compresses a records section with `compression` (as a producer does; raw snappy, Kafka's
 /// lz4 frame). For tests, benchmarks and tools: the broker itself never compresses.
 pub fn compress(section: &[u8], compression: Compression) -> Result<Vec<u8>, BatchError> {
@@ -136,5 +111,30 @@ pub fn compress(section: &[u8], compression: Compression) -> Result<Vec<u8>, Bat
             Ok(out)
         }
         Compression::Zstd => zstd::encode_all(section, 1).map_err(fail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_gzip_bomb_is_refused() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_DECOMPRESSED / zeros.len() + 2) {
+            enc.write_all(&zeros).unwrap();
+        }
+        let small = Bytes::from(enc.finish().unwrap());
+        assert!(small.len() < 1 << 20);
+        assert!(decompress(&small, Compression::Gzip).is_err());
+    }
+
+    #[test]
+    fn a_lying_snappy_length_is_refused() {
+        // A raw snappy stream whose varint header claims 4 GiB.
+        let lying = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]);
+        assert!(decompress(&lying, Compression::Snappy).is_err());
     }
 }

@@ -2,12 +2,13 @@
 //! schema, so users can query, back up and join their messages. See `docs/postgres-schema.md`.
 
 mod append;
+mod batches;
 mod error;
 mod fetch;
 mod lease;
+mod legacy;
 mod notify;
 mod offsets;
-mod records;
 mod retention;
 mod schema;
 mod store;
@@ -121,8 +122,16 @@ impl PgStore {
         let target = describe_target(&config);
         let mut client = connect_with_retry(&config, &target, &options).await?;
         let migrated = schema::migrate(&mut client, &options.schema).await;
-        drop(client);
         migrated?;
+        let converted = legacy::convert_records(&mut client).await?;
+        if converted > 0 {
+            tracing::info!(
+                schema = %options.schema,
+                batches = converted,
+                "converted record rows of an older schema into record batches"
+            );
+        }
+        drop(client);
 
         let build = |size: usize| {
             let manager = Manager::from_config(

@@ -11,7 +11,6 @@ pub mod alloc;
 pub mod client;
 mod cluster;
 mod configs;
-mod decompress;
 pub mod errors;
 mod fetch;
 mod fetch_session;
