@@ -294,7 +294,40 @@ impl PgStore {
         let now = self.now();
         let largest = batch.records.iter().map(Record::size).max().unwrap_or(0);
         let row = BatchRow::from_records(&batch.records, now, batch.producer)?;
-        self.append_row(topic, partition, row, largest, now).await
+        self.append_grouped(topic, partition, row, largest, now)
+            .await
+    }
+
+    /// Appends one stored batch: in a commit group when it has no producer id (see
+    /// [`crate::group_commit`]), else (or when the group says so) in a transaction of its own.
+    pub(crate) async fn append_grouped(
+        &self,
+        topic: &str,
+        partition: i32,
+        row: BatchRow,
+        largest_record: usize,
+        now: i64,
+    ) -> StoreResult<AppendResult> {
+        if row.producer.is_some() {
+            return self
+                .append_row(topic, partition, row, largest_record, now)
+                .await;
+        }
+        self.check_open()?;
+        let job = crate::group_commit::AppendJob {
+            topic: topic.to_string(),
+            partition,
+            row,
+            largest: i64::try_from(largest_record).unwrap_or(i64::MAX),
+            now,
+        };
+        match self.group.append(&self.group_ctx, job).await {
+            crate::group_commit::Outcome::Done(r) => r,
+            crate::group_commit::Outcome::Alone(job) => {
+                self.append_row(topic, partition, job.row, largest_record, now)
+                    .await
+            }
+        }
     }
 
     /// Appends one stored batch: locks the partition, checks the record size limit and the

@@ -147,7 +147,7 @@ impl PgStore {
         // and report the largest record.
         let valid = kafka_batch::validate(batch, stamp, usize::MAX)?;
         let largest = largest_record(&valid)?;
-        self.append_row(topic, partition, BatchRow::from_valid(&valid), largest, now)
+        self.append_grouped(topic, partition, BatchRow::from_valid(&valid), largest, now)
             .await
     }
 

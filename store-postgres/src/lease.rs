@@ -21,6 +21,7 @@ use tokio_postgres::types::ToSql;
 use crate::append::{lock_partition, write_batch, BatchRow};
 use crate::batches::{decode_rows, records_at, records_from};
 use crate::error::{db_err, internal};
+use crate::group_commit::{Outcome, StatementJob};
 use crate::tx::Tx;
 use crate::{millis, PgStore};
 
@@ -164,7 +165,7 @@ const WRITE_STATE: &str = r#"WITH s AS (
 /// passed, not leased again: same nonce, still state 1) is acked too (rule
 /// **lapsed_lease_can_be_acked**); a lease call that takes such a row locks it first and
 /// re-checks it, so the two never both win.
-const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $1),
+pub(crate) const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $1),
     g AS (SELECT g.id FROM lease_groups g JOIN t ON g.topic_id = t.id WHERE g.name = $2),
     a AS (
         UPDATE lease_state s SET state = 3
@@ -822,7 +823,7 @@ impl PgStore {
         tokens: &[LeaseToken],
     ) -> StoreResult<Vec<StoreResult<()>>> {
         validate_group_name(group)?;
-        let client = self.conn().await?;
+        self.check_open()?;
         // One statement per partition, each scanning only its offset range of the primary
         // key (not every row of the group), all sent in one round trip.
         let mut by_partition: BTreeMap<i32, Vec<&LeaseToken>> = BTreeMap::new();
@@ -832,7 +833,6 @@ impl PgStore {
         if by_partition.is_empty() {
             by_partition.insert(0, Vec::new());
         }
-        let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
         struct Args {
             p: i32,
             offs: Vec<i64>,
@@ -850,17 +850,41 @@ impl PgStore {
                 hi: ts.iter().map(|t| t.offset).max().unwrap_or(-1),
             })
             .collect();
-        let (client, stmt) = (&client, &stmt);
-        let results = futures::future::try_join_all(args.iter().map(|a| async move {
-            client
-                .query(
-                    stmt,
-                    &[&topic, &group, &a.p, &a.offs, &a.nonces, &a.lo, &a.hi],
-                )
+        // In a commit group with other acks, appends and commits (one WAL flush for all);
+        // alone when the group says so.
+        let statements = args
+            .iter()
+            .map(|a| StatementJob {
+                sql: ACK,
+                params: vec![
+                    Box::new(topic.to_string()),
+                    Box::new(group.to_string()),
+                    Box::new(a.p),
+                    Box::new(a.offs.clone()),
+                    Box::new(a.nonces.clone()),
+                    Box::new(a.lo),
+                    Box::new(a.hi),
+                ],
+            })
+            .collect();
+        let results = match self.group.query(&self.group_ctx, statements).await {
+            Outcome::Done(r) => r?,
+            Outcome::Alone(()) => {
+                let client = self.conn().await?;
+                let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
+                let (client, stmt) = (&client, &stmt);
+                futures::future::try_join_all(args.iter().map(|a| async move {
+                    client
+                        .query(
+                            stmt,
+                            &[&topic, &group, &a.p, &a.offs, &a.nonces, &a.lo, &a.hi],
+                        )
+                        .await
+                }))
                 .await
-        }))
-        .await
-        .map_err(db_err)?;
+                .map_err(db_err)?
+            }
+        };
         let mut partitions = None;
         let mut done: HashSet<(i32, i64, i64)> = HashSet::new();
         for (a, rows) in args.iter().zip(&results) {

@@ -543,3 +543,112 @@ async fn shortened_lease_is_redelivered_at_once() {
     assert_eq!(third.len(), 1, "released record not redelivered");
     assert_eq!(third[0].delivery_count, 3);
 }
+
+fn counter(store: &PgStore, name: &str) -> u64 {
+    store
+        .store_metrics()
+        .into_iter()
+        .find(|m| m.name == name)
+        .map(|m| match m.value {
+            broker_api::MetricValue::Counter(n) => n,
+            _ => 0,
+        })
+        .unwrap_or(0)
+}
+
+/// Concurrent appends, acks and commits share transactions (fewer commits than calls), get
+/// gapless offsets, and one bad call in a group (a record over the limit, an unknown
+/// partition) fails only itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_calls_share_commit_groups() {
+    let (store, _) = fresh_store("pgt_group").await;
+    let store = Arc::new(store);
+    let config = TopicConfig {
+        max_record_bytes: 50,
+        ..TopicConfig::with_partitions(2)
+    };
+    store.create_topic("g", config).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut offsets = Vec::new();
+                for i in 0..20 {
+                    let r = store
+                        .append("g", 0, AppendBatch::new(values(1, &format!("t{t}-{i}-"))))
+                        .await
+                        .unwrap();
+                    offsets.push(r.base_offset);
+                    if i % 7 == 3 {
+                        let big = Record::from_value(vec![b'x'; 51]);
+                        let e = store.append("g", 0, AppendBatch::new(vec![big])).await;
+                        assert!(
+                            matches!(e, Err(broker_api::StoreError::RecordTooLarge { .. })),
+                            "{e:?}"
+                        );
+                        let e = store.append("g", 9, AppendBatch::new(values(1, "x"))).await;
+                        assert!(
+                            matches!(e, Err(broker_api::StoreError::UnknownTopic(_))),
+                            "{e:?}"
+                        );
+                    }
+                    if i % 5 == 0 {
+                        let commit = OffsetCommit {
+                            topic: "g".into(),
+                            partition: 1,
+                            offset: i,
+                            leader_epoch: None,
+                            metadata: format!("t{t}"),
+                        };
+                        store
+                            .commit_offsets(&format!("c{t}"), &[commit])
+                            .await
+                            .unwrap();
+                    }
+                }
+                offsets
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        all.extend(t.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..640).collect::<Vec<i64>>(), "gapless and distinct");
+    let o = store.partition_offsets("g", 0).await.unwrap();
+    assert_eq!(o.high_watermark, 640);
+    for t in 0..32 {
+        let c = store
+            .committed_offset(&format!("c{t}"), "g", 1)
+            .await
+            .unwrap();
+        assert_eq!(c.map(|c| c.offset), Some(15));
+    }
+    // Acks in groups too.
+    let leases = store
+        .lease("g", 0, "q", 640, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let acks: Vec<_> = leases
+        .chunks(20)
+        .map(|chunk| {
+            let store = store.clone();
+            let tokens: Vec<_> = chunk.iter().map(|l| l.token).collect();
+            tokio::spawn(async move { store.ack("g", "q", &tokens).await.unwrap() })
+        })
+        .collect();
+    for a in futures::future::join_all(acks).await {
+        assert!(a.unwrap().iter().all(|r| r.is_ok()));
+    }
+    assert_eq!(store.lease_counts("g", 0, "q").await.unwrap().done, 640);
+    let (groups, jobs) = (
+        counter(&store, "broker_pg_group_commits_total"),
+        counter(&store, "broker_pg_group_commit_jobs_total"),
+    );
+    assert!(jobs >= 640 + 32 * 4 + 32, "{jobs} jobs");
+    assert!(
+        groups < jobs / 2,
+        "{groups} groups for {jobs} jobs: calls did not share commits"
+    );
+}
