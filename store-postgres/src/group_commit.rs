@@ -392,11 +392,7 @@ async fn execute(
 }
 
 /// Answers each append from its row of [`GROUP_APPEND`] and wakes the partitions' waiters.
-fn answer_appends(
-    ctx: &Ctx,
-    appends: Vec<(AppendJob, AppendReply)>,
-    rows: Vec<Row>,
-) {
+fn answer_appends(ctx: &Ctx, appends: Vec<(AppendJob, AppendReply)>, rows: Vec<Row>) {
     let mut by_index: Vec<Option<Row>> = (0..appends.len()).map(|_| None).collect();
     for r in rows {
         let i: i32 = r.get(0);
