@@ -51,6 +51,24 @@ fn pg(c: &mut Criterion) {
         })
     });
 
+    // The batch path: a producer's batch of 1000 x 100 B appended as bytes (one row).
+    let mut buf = Vec::new();
+    kafka_batch::encode_records(&mut buf, &records, 1_767_225_600_000, None).expect("encode");
+    let batch = bytes::Bytes::from(buf);
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("append_batch_100B_b1000", |b| {
+        b.to_async(&rt).iter(|| {
+            let store = store.clone();
+            let batch = batch.clone();
+            async move {
+                store
+                    .append_batch(TOPIC, 0, batch, broker_api::TimestampType::CreateTime)
+                    .await
+                    .expect("append_batch")
+            }
+        })
+    });
+
     // Lease + ack: refill whenever the backlog runs out, outside the timing.
     g.throughput(Throughput::Elements(100));
     g.bench_function("lease_ack_b100", |b| {

@@ -43,6 +43,10 @@ struct Cli {
     /// The `broker` binary for the server workloads [default: $BROKER_BIN, else beside this binary].
     #[arg(long)]
     broker_bin: Option<PathBuf>,
+    /// An earlier `broker` binary: its server figures are measured in the same run (subjects
+    /// `kafka-before@STORE`, `sqs-before@STORE`), for before/after ratios.
+    #[arg(long)]
+    before_broker_bin: Option<PathBuf>,
     /// Records per second of the tailing latency case [default: 1000, or 500 with --quick].
     #[arg(long)]
     tail_rate: Option<u32>,
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             pg_schema_prefix: format!("bench_{pid}"),
         },
         broker_bin: cli.broker_bin.clone().or_else(server::find_broker),
+        before_broker_bin: cli.before_broker_bin.clone(),
         server_stores,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");

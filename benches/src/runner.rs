@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub env: StoreEnv,
     /// The `broker` binary for the server workloads, if found.
     pub broker_bin: Option<PathBuf>,
+    /// An earlier `broker` binary whose server figures are measured in the same run, for
+    /// before/after comparisons (subjects `kafka-before@store`, `sqs-before@store`).
+    pub before_broker_bin: Option<PathBuf>,
     /// Stores the server is run with.
     pub server_stores: Vec<String>,
 }
@@ -99,6 +102,8 @@ enum Job {
     },
     Server {
         store: String,
+        /// Run the earlier broker of `--before-broker-bin`.
+        before: bool,
     },
 }
 
@@ -245,7 +250,16 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
     }
     if want("kafka") || want("sqs") {
         for s in &opts.server_stores {
-            jobs.push(Job::Server { store: s.clone() });
+            if opts.before_broker_bin.is_some() {
+                jobs.push(Job::Server {
+                    store: s.clone(),
+                    before: true,
+                });
+            }
+            jobs.push(Job::Server {
+                store: s.clone(),
+                before: false,
+            });
         }
     }
     jobs
@@ -285,7 +299,12 @@ fn job_label(job: &Job) -> String {
         Job::Tail { spec } => format!("{} tail", spec.name()),
         Job::Lease { spec, consumers } => format!("{} lease c{consumers}", spec.name()),
         Job::TsLookup { spec } => format!("{} ts-lookup", spec.name()),
-        Job::Server { store } => format!("server on {store}"),
+        Job::Server { store, before } => {
+            format!(
+                "{} on {store}",
+                if *before { "earlier server" } else { "server" }
+            )
+        }
     }
 }
 
@@ -601,7 +620,7 @@ async fn run_job(
                 .map(|t| m.clone().with_ops(t.records, t.elapsed_s));
             vec![fill(m, r)]
         }
-        Job::Server { store } => server::run_suite(&store, opts, no).await,
+        Job::Server { store, before } => server::run_suite(&store, opts, no, before).await,
     }
 }
 

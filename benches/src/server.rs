@@ -38,8 +38,13 @@ struct Broker {
 }
 
 impl Broker {
-    async fn start(store: &str, opts: &RunOptions, no: usize) -> BenchResult<Broker> {
-        let bin = opts.broker_bin.clone().ok_or_else(|| {
+    async fn start(
+        store: &str,
+        opts: &RunOptions,
+        no: usize,
+        bin: Option<&PathBuf>,
+    ) -> BenchResult<Broker> {
+        let bin = bin.cloned().ok_or_else(|| {
             BenchError::NotAvailable(
                 "broker binary not found (build it: cargo build -p broker-server; or set BROKER_BIN)"
                     .into(),
@@ -147,10 +152,11 @@ fn contract_subject(store: &str) -> &'static str {
     }
 }
 
-fn planned(store: &str, want_kafka: bool, want_sqs: bool) -> Vec<Measurement> {
+fn planned(store: &str, want_kafka: bool, want_sqs: bool, before: bool) -> Vec<Measurement> {
     let c = contract_subject(store);
-    let k = format!("kafka@{store}");
-    let s = format!("sqs@{store}");
+    let tag = if before { "-before" } else { "" };
+    let k = format!("kafka{tag}@{store}");
+    let s = format!("sqs{tag}@{store}");
     let mut v = Vec::new();
     if want_kafka {
         for (batch, conns) in [(1000, 1), (1000, 16), (1, 16)] {
@@ -160,10 +166,12 @@ fn planned(store: &str, want_kafka: bool, want_sqs: bool) -> Vec<Measurement> {
                     .against(format!("{c}/append/{case}")),
             );
         }
-        v.push(
-            Measurement::new(Layer::Server, &k, "fetch", "100B", Metric::MbPerS)
-                .against(format!("{c}/fetch/100B")),
-        );
+        for size in ["100B", "1024B"] {
+            v.push(
+                Measurement::new(Layer::Server, &k, "fetch", size, Metric::MbPerS)
+                    .against(format!("{c}/fetch/{size}")),
+            );
+        }
     }
     if want_sqs {
         for conns in [1, 16] {
@@ -191,10 +199,22 @@ fn planned(store: &str, want_kafka: bool, want_sqs: bool) -> Vec<Measurement> {
 }
 
 /// Starts a broker on `store`, runs the Kafka and SQS cases the options select, stops it.
-pub async fn run_suite(store: &str, opts: &RunOptions, no: usize) -> Vec<Measurement> {
+/// `before`: the earlier broker of `--before-broker-bin` (its figures are named
+/// `kafka-before@store`, `sqs-before@store`).
+pub async fn run_suite(
+    store: &str,
+    opts: &RunOptions,
+    no: usize,
+    before: bool,
+) -> Vec<Measurement> {
     let want = |w: &str| opts.workloads.iter().any(|x| x == w);
-    let mut ms = planned(store, want("kafka"), want("sqs"));
-    let broker = match Broker::start(store, opts, no).await {
+    let mut ms = planned(store, want("kafka"), want("sqs"), before);
+    let bin = if before {
+        opts.before_broker_bin.as_ref()
+    } else {
+        opts.broker_bin.as_ref()
+    };
+    let broker = match Broker::start(store, opts, no, bin).await {
         Ok(b) => b,
         Err(e) => return ms.into_iter().map(|m| m.unavailable(&e)).collect(),
     };
@@ -207,7 +227,20 @@ pub async fn run_suite(store: &str, opts: &RunOptions, no: usize) -> Vec<Measure
                 let topic = format!("bench-{}", case.replace(' ', "-"));
                 kafka_produce(broker.kafka, &topic, batch, conns, d, budget).await
             }
-            ("fetch", _) => kafka_fetch(broker.kafka, "bench-100B-b1000-c1", d).await,
+            ("fetch", "100B") => kafka_fetch(broker.kafka, "bench-100B-b1000-c1", 100, d).await,
+            ("fetch", _) => {
+                match kafka_prefill(
+                    broker.kafka,
+                    "bench-fetch-1KiB",
+                    1024,
+                    opts.sizing.fetch_bytes,
+                )
+                .await
+                {
+                    Ok(()) => kafka_fetch(broker.kafka, "bench-fetch-1KiB", 1024, d).await,
+                    Err(e) => Err(e),
+                }
+            }
             ("send", case) => {
                 let (_, conns) = parse_case(case);
                 sqs_send(broker.http, conns, d, budget).await
@@ -302,7 +335,19 @@ async fn kafka_produce(
     Ok((total, 100, start.elapsed().as_secs_f64()))
 }
 
-async fn kafka_fetch(addr: SocketAddr, topic: &str, d: Duration) -> Counted {
+/// Produces about `bytes` of `size`-byte records (batches of 100) to `topic`, untimed.
+async fn kafka_prefill(addr: SocketAddr, topic: &str, size: usize, bytes: u64) -> BenchResult<()> {
+    let data = encode_batch(100, size)?;
+    let mut c = KafkaConn::connect(addr).await?;
+    c.metadata(topic).await?;
+    let batches = (bytes / (100 * size as u64)).max(10);
+    for _ in 0..batches {
+        c.produce(topic, &data).await?;
+    }
+    Ok(())
+}
+
+async fn kafka_fetch(addr: SocketAddr, topic: &str, size: usize, d: Duration) -> Counted {
     let mut c = KafkaConn::connect(addr).await?;
     let start = Instant::now();
     let mut records = 0u64;
@@ -329,7 +374,7 @@ async fn kafka_fetch(addr: SocketAddr, topic: &str, d: Duration) -> Counted {
             break;
         }
     }
-    Ok((records, 100, start.elapsed().as_secs_f64()))
+    Ok((records, size, start.elapsed().as_secs_f64()))
 }
 
 async fn sqs_send(addr: SocketAddr, conns: usize, d: Duration, budget: u64) -> Counted {

@@ -28,6 +28,12 @@ impl<'a> Lookup<'a> {
             .get(id)
             .and_then(|m| m.records_per_s.filter(|_| m.value().is_some()))
     }
+    fn p99(&self, id: &str) -> Option<f64> {
+        self.0
+            .get(id)
+            .and_then(|m| m.latency.filter(|_| m.value().is_some()))
+            .map(|l| l.p99_us)
+    }
     fn mb(&self, id: &str) -> Option<f64> {
         self.0
             .get(id)
@@ -205,6 +211,7 @@ pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
             naive.map_or("?".into(), |x| x.1.to_string())
         ),
     ));
+    speed_targets(&l, &mut t);
     let c8 = l.rate("postgres/lease/b100 c8");
     let c64 = l.rate("postgres/lease/b100 c64");
     t.push(target(
@@ -215,6 +222,147 @@ pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
         format!("c64: {} rec/s; c8: {} rec/s", f(c64), f(c8)),
     ));
     t
+}
+
+/// The targets of issue 16 (speed through the protocols), each a ratio in this run.
+fn speed_targets(l: &Lookup<'_>, t: &mut Vec<Target>) {
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    for size in ["100B", "1024B"] {
+        let server = l.mb(&format!("kafka@log/fetch/{size}"));
+        let contract = l.mb(&format!("log-interval/fetch/{size}"));
+        t.push(target(
+            "log",
+            &format!("Kafka fetch via server >= 0.6x of the contract's catch-up fetch ({size})"),
+            0.6,
+            div(server, contract),
+            format!("server: {} MB/s; contract: {} MB/s", f(server), f(contract)),
+        ));
+    }
+    let pg_fetch = l.mb("kafka@postgres/fetch/1024B");
+    t.push(target(
+        "postgres",
+        "Kafka fetch via server of 1 KiB records >= 1 GB/s",
+        1.0,
+        pg_fetch.map(|v| v / 1000.0),
+        format!("{} MB/s (ratio to 1 GB/s)", f(pg_fetch)),
+    ));
+    let server = l.rate("kafka@log/produce/100B b1000 c16");
+    let contract = l.rate("log-interval/append/100B b1000 c16");
+    t.push(target(
+        "log",
+        "Kafka produce via server (1000 x 100 B, 16 connections) >= 0.8x of the contract append",
+        0.8,
+        div(server, contract),
+        format!(
+            "server: {} rec/s; contract: {} rec/s",
+            f(server),
+            f(contract)
+        ),
+    ));
+    let single = l.rate("kafka@log/produce/100B b1 c16");
+    t.push(target(
+        "log",
+        "single-record produce via server, 16 connections >= 200k records/s",
+        1.0,
+        single.map(|v| v / 200e3),
+        format!("{} rec/s (ratio to 200k)", f(single)),
+    ));
+    // "Today" is the earlier broker when this run measured one (--before-broker-bin), else
+    // the 1.3k rec/s of the issue.
+    let single = l.rate("kafka@postgres/produce/100B b1 c16");
+    let before = l.rate("kafka-before@postgres/produce/100B b1 c16");
+    let today = before.unwrap_or(1.3e3);
+    t.push(target(
+        "postgres",
+        "single-record produce via server, 16 connections >= 20x today",
+        20.0,
+        div(single, Some(today)),
+        format!(
+            "{} rec/s; today: {} rec/s ({})",
+            f(single),
+            f(Some(today)),
+            if before.is_some() {
+                "the earlier broker in this run"
+            } else {
+                "the issue's figure"
+            }
+        ),
+    ));
+    let pg = l.rate("postgres/append/100B b1000 c1");
+    let copy = l.rate("pg-copy/append/100B b1000 c1");
+    t.push(target(
+        "postgres",
+        "append 100 B in batches of 1000 >= 1.5x binary COPY of one row per record",
+        1.5,
+        div(pg, copy),
+        format!("store: {} rec/s; COPY: {} rec/s", f(pg), f(copy)),
+    ));
+    let best = |prefix: &str| {
+        [1, 8, 64]
+            .iter()
+            .filter_map(|c| l.rate(&format!("{prefix}{c}")))
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))
+    };
+    let lease = best("postgres/lease/b100 c");
+    let naive = best("pg-naive/queue/b1 c");
+    t.push(target(
+        "postgres",
+        "lease + ack (batches of 100) >= 100k records/s",
+        1.0,
+        lease.map(|v| v / 100e3),
+        format!("best: {} rec/s (ratio to 100k)", f(lease)),
+    ));
+    t.push(target(
+        "postgres",
+        "lease + ack (batches of 100) >= 20x the naive queue",
+        20.0,
+        div(lease, naive),
+        format!("store: {} rec/s; naive queue: {} rec/s", f(lease), f(naive)),
+    ));
+    for (store, contract) in [("log", "log-interval"), ("postgres", "postgres")] {
+        for conns in [1, 16] {
+            let send = l.rate(&format!("sqs@{store}/send/100B b10 c{conns}"));
+            let base = l.rate(&format!("{contract}/append/100B b100 c{conns}"));
+            t.push(target(
+                store,
+                &format!("SQS send (10 x 100 B, {conns} clients) >= 0.3x of the contract append"),
+                0.3,
+                div(send, base),
+                format!("SQS: {} rec/s; contract: {} rec/s", f(send), f(base)),
+            ));
+        }
+        for conns in [1, 8] {
+            let recv = l.rate(&format!("sqs@{store}/receive+delete/b10 c{conns}"));
+            let base = l.rate(&format!("{contract}/lease/b100 c{conns}"));
+            t.push(target(
+                store,
+                &format!(
+                    "SQS receive+delete ({conns} clients) >= 0.3x of the contract lease + ack"
+                ),
+                0.3,
+                div(recv, base),
+                format!("SQS: {} rec/s; contract: {} rec/s", f(recv), f(base)),
+            ));
+        }
+    }
+    // Tail latency at the run's tail rate (10k/s for the issue's figure: --tail-rate 10000).
+    for (store, subject, limit_ms) in [("log", "log-interval", 3.0), ("postgres", "postgres", 15.0)]
+    {
+        let p99 =
+            l.0.keys()
+                .find(|id| id.starts_with(&format!("{subject}/tail/")))
+                .and_then(|id| l.p99(id));
+        t.push(target(
+            store,
+            &format!("tail latency p99 (append to a waiting fetch) <= {limit_ms} ms"),
+            1.0,
+            p99.map(|us| limit_ms * 1000.0 / us.max(1.0)),
+            format!("p99 {} us (ratio: limit / p99)", f(p99)),
+        ));
+    }
 }
 
 /// Megabytes written by the bulk dd-like case (its count of 1 MiB blocks).

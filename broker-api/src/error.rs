@@ -50,6 +50,14 @@ pub enum StoreError {
     /// being reopened). Nothing of the failed call was acknowledged. Retriable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// An appended Kafka record batch is damaged: a CRC mismatch, truncated bytes, malformed
+    /// records, a compressed section that does not decompress. Nothing was appended.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    /// An appended Kafka record batch is intact but breaks a rule: record count, offset
+    /// deltas, magic, attributes. Nothing was appended.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
     /// Stored data failed a check and cannot be served.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::types::*;
 use crate::StoreResult;
@@ -43,6 +44,46 @@ use crate::StoreResult;
 /// - **concurrent_appends_are_gapless**: concurrent appenders to one partition get disjoint,
 ///   gapless ranges, and batches are never interleaved.
 /// - **offsets_are_never_reused**: offsets keep growing after delete-records and retention.
+///
+/// # Batches (Kafka record batches, format v2)
+/// Stores keep Kafka v2 record batches as the unit of storage: [`Store::append_batch`] takes
+/// one as a producer sent it, [`Store::fetch_batches`] returns whole stored batches, and the
+/// record-level calls (`append`, `fetch`, leases) read and write the same batches
+/// (`kafka_batch` holds the codec every store shares).
+/// - **batch_append_assigns_offsets**: a valid batch of n records must get `base..base+n`,
+///   dense with record appends before and after it; the stored batch must be the given bytes
+///   with only the base offset (the assigned `base`) and the partition leader epoch (0)
+///   changed, which the CRC does not cover, so the producer's CRC stays valid.
+/// - **invalid_batch_is_rejected**: bytes that are not exactly one intact v2 batch must be
+///   refused and nothing appended: a CRC-32C mismatch, truncated or trailing bytes,
+///   malformed records, or a compressed section that does not decompress is
+///   `CorruptBatch`; another magic, a record count that is 0 or disagrees with the last
+///   offset delta, an offset delta out of sequence, a transactional or control batch, or
+///   attribute bits a producer may not set is `InvalidBatch`; a record (key + value + header
+///   keys and values) over `max_record_bytes` is `RecordTooLarge`.
+/// - **batches_come_back_as_stored**: `fetch_batches` must return each stored batch
+///   byte for byte (compressed batches stay compressed; a consumer's CRC check passes).
+/// - **batch_fetch_respects_limits**: `fetch_batches(offset)` must return whole batches
+///   only, starting with the batch that holds `offset` (it may hold earlier records), in
+///   offset order, no batch at or past the high watermark, at most `max_bytes` in all except
+///   that the first batch comes alone when it is larger and `min_one` is set (and nothing
+///   when it is not); at the high watermark it is empty; below the log start or above the
+///   high watermark it is `OffsetOutOfRange`.
+/// - **records_and_batches_agree**: records appended with `append` must come back from
+///   `fetch_batches` as valid v2 batches (CRC-32C, dense offsets) that decode to the same
+///   records (key, value, headers, timestamp); records of batches appended with
+///   `append_batch` must come back from `fetch` and `lease` like appended records
+///   (compressed batches decompressed), and count for `offset_for_timestamp`,
+///   `max_timestamp_offset`, retention and delete-records like them.
+/// - **log_append_time_is_stamped**: `append_batch` with [`TimestampType::LogAppendTime`]
+///   must store the batch with timestamp type LogAppendTime and max timestamp = the append
+///   time (returned as `append_time_ms`; the CRC recomputed), and every record of it has
+///   that timestamp on the record path; with `CreateTime` the stored max timestamp is the
+///   largest record timestamp (a producer's wrong one is corrected).
+/// - **idempotent_batches_are_checked**: a batch with a producer id (>= 0) must follow the
+///   idempotent-producer rules below with its producer id, epoch, base sequence and record
+///   count, exactly as an `append` with [`ProducerBatch`] does (the two paths share the
+///   producer state).
 ///
 /// # Idempotent producers
 /// - **producer_ids_are_unique**: `init_producer_id` must never return the same id twice,
@@ -173,6 +214,15 @@ pub trait Store: Send + Sync + 'static {
         partition: i32,
         batch: AppendBatch,
     ) -> StoreResult<AppendResult>;
+    /// Appends one Kafka v2 record batch (a producer's bytes) atomically to one partition;
+    /// see the Batches rules. `timestamps` is the topic's timestamp type.
+    async fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        timestamps: TimestampType,
+    ) -> StoreResult<AppendResult>;
     /// A fresh producer id with epoch 0.
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity>;
 
@@ -186,6 +236,15 @@ pub trait Store: Send + Sync + 'static {
         offset: i64,
         limits: FetchLimits,
     ) -> StoreResult<FetchResult>;
+    /// Reads whole stored batches from the one holding `offset`; never waits. See the
+    /// Batches rules (rule **batch_fetch_respects_limits**).
+    async fn fetch_batches(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: BatchLimits,
+    ) -> StoreResult<FetchedBatches>;
     /// Waits until a record at or after `offset` exists (`true`) or `timeout` passes (`false`).
     /// Must return as soon as such a record is appended; no polling loop.
     async fn wait_for(

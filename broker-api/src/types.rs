@@ -295,6 +295,67 @@ pub struct FetchResult {
     pub log_start_offset: i64,
 }
 
+/// Which timestamps a batch appended with [`crate::Store::append_batch`] keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampType {
+    /// The producer's record timestamps (Kafka's CreateTime).
+    #[default]
+    CreateTime,
+    /// The store's append time for every record (Kafka's LogAppendTime).
+    LogAppendTime,
+}
+
+/// Limits of one [`crate::Store::fetch_batches`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// At most this many bytes of batches (whole batches only).
+    pub max_bytes: usize,
+    /// Return the first batch even when it alone is larger than `max_bytes` (Kafka's rule
+    /// for the first non-empty partition of a fetch, KIP-74).
+    pub min_one: bool,
+}
+
+/// What a batch fetch returns: whole stored Kafka record batches (format v2), back to back
+/// in offset order, the first one holding the fetch offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchedBatches {
+    /// The batches, in one or more chunks of whole batches each (a store returns one chunk
+    /// per contiguous range it holds, such as a segment file's); concatenated, they are the
+    /// records section of a Kafka fetch response.
+    pub chunks: Vec<Bytes>,
+    /// The offset the next appended record will get.
+    pub high_watermark: i64,
+    /// The first offset still stored.
+    pub log_start_offset: i64,
+}
+
+impl FetchedBatches {
+    /// Bytes of all chunks together.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// True when no batch came back.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Bytes::is_empty)
+    }
+
+    /// The chunks as one buffer (no copy when there is one chunk).
+    pub fn concat(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut v = Vec::with_capacity(self.len());
+                for c in many {
+                    v.extend_from_slice(c);
+                }
+                Bytes::from(v)
+            }
+        }
+    }
+}
+
 /// Log start and high watermark of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionOffsets {

@@ -35,9 +35,10 @@ def batches(path):
     """(position, length, base offset, record count) of each batch of a segment file."""
     data = open(path, "rb").read()
     out, pos = [], 0
-    while pos + 22 <= len(data):
-        base, length = struct.unpack_from("<qI", data, pos)
-        (count,) = struct.unpack_from("<I", data, pos + 18)
+    while pos + 61 <= len(data):
+        # A Kafka record batch (big-endian): base offset, length, ..., record count at 57.
+        base, length = struct.unpack_from(">qI", data, pos)
+        (count,) = struct.unpack_from(">I", data, pos + 57)
         out.append((pos, 12 + length, base, count))
         pos += 12 + length
     return out

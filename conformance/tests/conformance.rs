@@ -36,6 +36,14 @@ enum Fault {
     /// `ack` with the token of a lapsed lease (expired, not leased again) is `LeaseExpired`
     /// and changes nothing, as if the token were superseded.
     LapsedAckRefused,
+    /// `fetch_batches` decodes each stored batch and encodes its records again (what a store
+    /// keeping records instead of batches would do): compression and the timestamp type are
+    /// lost.
+    BatchesReencoded,
+    /// `fetch_batches` returns a first batch larger than `max_bytes` also without `min_one`.
+    MinOneIgnored,
+    /// `append_batch` skips the CRC check.
+    BatchCrcUnchecked,
 }
 
 struct BrokenStore {
@@ -107,6 +115,61 @@ impl Store for BrokenStore {
             let _ = self.inner.append(t, p, phantom).await;
         }
         self.inner.append(t, p, batch).await
+    }
+    async fn append_batch(
+        &self,
+        t: &str,
+        p: i32,
+        batch: bytes::Bytes,
+        ts: TimestampType,
+    ) -> StoreResult<AppendResult> {
+        if self.fault == Fault::BatchCrcUnchecked && batch.len() > 21 {
+            let mut b = batch.to_vec();
+            let crc = crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            return self.inner.append_batch(t, p, b.into(), ts).await;
+        }
+        self.inner.append_batch(t, p, batch, ts).await
+    }
+    async fn fetch_batches(
+        &self,
+        t: &str,
+        p: i32,
+        o: i64,
+        mut l: BatchLimits,
+    ) -> StoreResult<FetchedBatches> {
+        if self.fault == Fault::MinOneIgnored {
+            l.min_one = true;
+        }
+        let mut f = self.inner.fetch_batches(t, p, o, l).await?;
+        if self.fault == Fault::BatchesReencoded {
+            let mut out = Vec::new();
+            for chunk in &f.chunks {
+                for b in kafka_batch::split_batches(chunk).expect("stored batches") {
+                    let base = kafka_batch::BatchHeader::read(&b)
+                        .expect("header")
+                        .base_offset;
+                    let mut recs = Vec::new();
+                    kafka_batch::decode_records(&b, 0, |r| {
+                        recs.push(Record {
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                            timestamp_ms: Some(r.timestamp_ms),
+                            not_before_ms: r.not_before_ms,
+                        });
+                        true
+                    })
+                    .expect("stored records");
+                    let mut buf = Vec::new();
+                    kafka_batch::encode_records(&mut buf, &recs, 0, None).expect("encodes");
+                    kafka_batch::set_base_offset(&mut buf, base);
+                    out.push(bytes::Bytes::from(buf));
+                }
+            }
+            f.chunks = out;
+        }
+        Ok(f)
     }
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
         self.inner.init_producer_id().await
@@ -305,6 +368,7 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "timestamps_default_to_append_time",
             "concurrent_appends_are_gapless",
             "offsets_are_never_reused",
+            "batch_fetch_respects_limits",
             "idempotent_retry_is_not_duplicated",
             "sequence_gap_is_rejected",
             "fenced_epoch_is_rejected",
@@ -349,8 +413,37 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         Fault::GrowthRefused => vec!["partitions_can_grow"],
         Fault::MaxTimestampLatestTie => vec!["max_timestamp_offset_is_found"],
         Fault::LapsedAckRefused => vec!["lapsed_lease_can_be_acked"],
+        Fault::BatchesReencoded => {
+            vec!["batches_come_back_as_stored", "log_append_time_is_stamped"]
+        }
+        Fault::MinOneIgnored => vec!["batch_fetch_respects_limits"],
+        Fault::BatchCrcUnchecked => vec!["invalid_batch_is_rejected"],
     }
 }
+
+/// CRC-32C (Castagnoli), bit by bit.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Faults of the batch path: the suite's checks catch them; the model-based properties run
+/// the record path only (plus batch appends), so they are not asked to.
+const BATCH_FAULTS: [Fault; 3] = [
+    Fault::BatchesReencoded,
+    Fault::MinOneIgnored,
+    Fault::BatchCrcUnchecked,
+];
 
 const FAULTS: [Fault; 10] = [
     Fault::DuplicateTopicOk,
@@ -368,7 +461,7 @@ const FAULTS: [Fault; 10] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_reports_exactly_the_broken_rules() {
     let mut wrong = Vec::new();
-    for fault in FAULTS {
+    for fault in FAULTS.into_iter().chain(BATCH_FAULTS) {
         let report = run_all(broken(fault)).await;
         assert_eq!(
             report.passed.len() + report.failed.len(),

@@ -41,6 +41,18 @@ pub enum LogError {
         found: u32,
         supported: u32,
     },
+    /// The directory holds batches in an older framing than this binary reads.
+    #[error(
+        "{file} says format version {found}: this binary reads format {supported} only (Kafka \
+         record batches on disk) and does not read the store's own batch framing of versions \
+         1-2; nothing was changed. Keep running the previous broker release on this \
+         directory, or start this one on a new directory"
+    )]
+    FormatTooOld {
+        file: String,
+        found: u32,
+        supported: u32,
+    },
 }
 
 impl LogError {
@@ -64,7 +76,9 @@ impl From<LogError> for StoreError {
             LogError::Corrupt(m) => StoreError::Corrupt(m),
             LogError::Metadata(m) => StoreError::Corrupt(m),
             LogError::Locked(_) => StoreError::Unavailable(e.to_string()),
-            LogError::FormatTooNew { .. } => StoreError::InvalidArgument(e.to_string()),
+            LogError::FormatTooNew { .. } | LogError::FormatTooOld { .. } => {
+                StoreError::InvalidArgument(e.to_string())
+            }
         }
     }
 }

@@ -141,6 +141,65 @@ impl Io {
         file.write_all_at(buf, pos)
     }
 
+    /// Writes `parts` back to back at `pos` with one `pwritev` (at most 4 parts), or fails
+    /// (possibly after storing a prefix). A short write is finished part by part.
+    pub fn write_parts_at(&self, file: &File, parts: &[&[u8]], pos: u64) -> io::Result<()> {
+        assert!(parts.len() <= 4, "at most 4 parts");
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if let Some(f) = &self.faults {
+            if let Some(prefix) = f.on_write(total) {
+                let (mut left, mut at) = (prefix, pos);
+                for p in parts {
+                    let n = left.min(p.len());
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all_at(&p[..n], at)?;
+                    at += n as u64;
+                    left -= n;
+                }
+                return Err(enospc());
+            }
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 4];
+        for (v, p) in iov.iter_mut().zip(parts) {
+            v.iov_base = p.as_ptr() as *mut libc::c_void;
+            v.iov_len = p.len();
+        }
+        let written = loop {
+            // SAFETY: the iovecs point at live slices for the duration of the call.
+            let n = unsafe {
+                libc::pwritev(
+                    file.as_raw_fd(),
+                    iov.as_ptr(),
+                    parts.len() as libc::c_int,
+                    pos as libc::off_t,
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        let (mut skip, mut at) = (written, pos + written as u64);
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            file.write_all_at(&p[skip..], at)?;
+            at += (p.len() - skip) as u64;
+            skip = 0;
+        }
+        Ok(())
+    }
+
     /// Makes the file's data durable (fdatasync).
     pub fn sync_data(&self, file: &File) -> io::Result<()> {
         let started = std::time::Instant::now();

@@ -270,7 +270,7 @@ pub fn scan(
             break;
         }
         let verify = verify_from.is_some_and(|from| pos >= from);
-        let need_body = verify || h.flags & batch::FLAG_NOT_BEFORE != 0;
+        let need_body = verify || h.has_not_before;
         let body = if need_body {
             let Some(b) = window.get(file, pos, total as usize, SCAN_WINDOW, len) else {
                 s.problem = problem(pos, Some(h.last_offset()), "cannot read the batch".into());

@@ -283,6 +283,31 @@ async fn a_newer_format_version_is_refused_and_nothing_is_touched() {
         "segments untouched"
     );
 
+    // An older format (the store's own batch framing) is refused too, naming the file and
+    // the version, and nothing is touched; so is a store from before the version file.
+    for (older, write) in [(2u32, true), (1, false)] {
+        if write {
+            std::fs::write(&version_file, format!("{older}\n")).unwrap();
+        } else {
+            std::fs::remove_file(&version_file).unwrap();
+        }
+        let err = LogStore::open(dir.path(), small_opts(), Arc::new(clock.clone()))
+            .err()
+            .expect("an older format is refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(&version_file.display().to_string())
+                && text.contains(&format!("format version {older}"))
+                && text.contains(&format!("reads format {}", store_log::FORMAT_VERSION)),
+            "{text}"
+        );
+        assert_eq!(
+            before,
+            snapshot(&dir.path().join("topics")),
+            "segments untouched"
+        );
+    }
+
     // Back at this binary's version, the data is all there.
     std::fs::write(&version_file, format!("{}\n", store_log::FORMAT_VERSION)).unwrap();
     let s = open(dir.path(), &clock);
@@ -329,10 +354,10 @@ async fn retention_over_many_segments() {
         .unwrap();
     // 300 one-record batches; record i has timestamp 1000 + i and an (i % 13)-byte pad.
     let value = |i: i64| format!("r{i:04}{}", "q".repeat((i % 13) as usize));
-    // Batch header, then the record's varint framing (docs/log-format.md): length, offset
-    // delta, flags, value length and header count take 1 byte each, the timestamp delta to
-    // the append time (1 000 000 - 1000 - i) 3 bytes.
-    let batch_len = |i: i64| 52 + 8 + value(i).len() as u64;
+    // A Kafka batch header (61 bytes), then the record's varint framing (docs/log-format.md):
+    // length, attributes, timestamp delta (0: the batch's base timestamp is the record's),
+    // offset delta, null key, value length and header count take 1 byte each.
+    let batch_len = |i: i64| 61 + 7 + value(i).len() as u64;
     for i in 0..300 {
         let r = Record {
             value: Some(Bytes::from(value(i))),
@@ -429,7 +454,7 @@ async fn lease_state_past_a_lost_log_tail_is_dropped() {
     let data = std::fs::read(&seg).unwrap();
     let mut pos = 0;
     for _ in 0..5 {
-        pos += 12 + u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        pos += 12 + u32::from_be_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
     }
     std::fs::OpenOptions::new()
         .write(true)

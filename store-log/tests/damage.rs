@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use broker_api::{AppendBatch, FetchLimits, ManualClock, Record, Store, StoreError, TopicConfig};
+use broker_api::{
+    AppendBatch, BatchLimits, FetchLimits, ManualClock, Record, Store, StoreError, TopicConfig,
+};
 use rand::{Rng, SeedableRng};
 use store_log::{LogOptions, LogStore, CLEAN_SHUTDOWN};
 
@@ -82,8 +84,8 @@ fn batches(path: &Path) -> Vec<(usize, usize, i64)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + 12 <= data.len() {
-        let base = i64::from_le_bytes(data[pos..pos + 8].try_into().unwrap());
-        let len = u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        let base = i64::from_be_bytes(data[pos..pos + 8].try_into().unwrap());
+        let len = u32::from_be_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
         out.push((pos, 12 + len, base));
         pos += 12 + len;
     }
@@ -121,6 +123,38 @@ async fn check_served(s: &LogStore) -> (i64, Vec<i64>) {
             }
             Err(StoreError::Corrupt(_)) => refused.push(off),
             Err(e) => panic!("fetch {off}: {e}"),
+        }
+        // The batch path serves and refuses exactly the same.
+        let limits = BatchLimits {
+            max_bytes: 1,
+            min_one: true,
+        };
+        match s.fetch_batches("d", 0, off, limits).await {
+            Ok(f) => {
+                assert!(
+                    refused.last() != Some(&off),
+                    "offset {off}: the record path refused it, the batch path served it"
+                );
+                let batch = f.concat();
+                assert!(
+                    kafka_batch::crc_ok(&batch),
+                    "offset {off}: a batch failing its CRC"
+                );
+                let mut found = None;
+                kafka_batch::decode_records(&batch, off, |r| {
+                    found = Some(r);
+                    false
+                })
+                .unwrap();
+                let r = found.expect("the first batch holds the offset");
+                assert_eq!((r.offset, r.value.as_deref()), (off, Some(&value(off)[..])));
+            }
+            Err(StoreError::Corrupt(_)) => assert_eq!(
+                refused.last(),
+                Some(&off),
+                "offset {off}: the batch path refused what the record path served"
+            ),
+            Err(e) => panic!("fetch_batches {off}: {e}"),
         }
     }
     (o.high_watermark, refused)

@@ -94,10 +94,10 @@ fn batches(path: &Path) -> Vec<(usize, usize, i64, i64)> {
     let data = std::fs::read(path).unwrap();
     let mut out = Vec::new();
     let mut pos = 0;
-    while pos + 22 <= data.len() {
-        let base = i64::from_le_bytes(data[pos..pos + 8].try_into().unwrap());
-        let len = u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
-        let n = u32::from_le_bytes(data[pos + 18..pos + 22].try_into().unwrap()) as i64;
+    while pos + 61 <= data.len() {
+        let base = i64::from_be_bytes(data[pos..pos + 8].try_into().unwrap());
+        let len = u32::from_be_bytes(data[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        let n = u32::from_be_bytes(data[pos + 57..pos + 61].try_into().unwrap()) as i64;
         out.push((pos, 12 + len, base, n));
         pos += 12 + len;
     }

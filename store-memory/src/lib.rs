@@ -16,11 +16,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use broker_api::{
-    validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
-    FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, OffsetAndTimestamp,
-    OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock, Store, StoreError, StoreResult,
-    TopicConfig, TopicInfo,
+    validate_group_name, validate_topic_name, AppendBatch, AppendResult, BatchLimits,
+    CommittedOffset, FetchLimits, FetchResult, FetchedBatches, Lease, LeaseCounts,
+    LeaseGroupConfig, LeaseToken, OffsetAndTimestamp, OffsetCommit, PartitionOffsets,
+    ProducerIdentity, SharedClock, Store, StoreError, StoreResult, TimestampType, TopicConfig,
+    TopicInfo,
 };
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -141,6 +143,51 @@ impl Store for MemoryStore {
     ) -> StoreResult<AppendResult> {
         let now = self.now();
         self.with(|s| s.append(topic, partition, batch, now))
+    }
+
+    async fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        timestamps: TimestampType,
+    ) -> StoreResult<AppendResult> {
+        let now = self.now();
+        let limit = self.with(|s| {
+            s.check_partition(topic, partition)?;
+            Ok(s.topic(topic)?.config.max_record_bytes)
+        })?;
+        let stamp = match timestamps {
+            TimestampType::CreateTime => kafka_batch::Timestamps::Create,
+            TimestampType::LogAppendTime => kafka_batch::Timestamps::LogAppend(now),
+        };
+        let valid = kafka_batch::validate(batch, stamp, limit)?;
+        self.with(|s| s.append_batch(topic, partition, valid, now))
+    }
+
+    async fn fetch_batches(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: BatchLimits,
+    ) -> StoreResult<FetchedBatches> {
+        self.with(|s| {
+            let log = &s.partition(topic, partition)?.log;
+            let (log_start, hwm) = (log.log_start(), log.high_watermark());
+            if offset < log_start || offset > hwm {
+                return Err(StoreError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    high_watermark: hwm,
+                });
+            }
+            Ok(FetchedBatches {
+                chunks: log.batches_from(offset, limits),
+                high_watermark: hwm,
+                log_start_offset: log_start,
+            })
+        })
     }
 
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
@@ -439,7 +486,7 @@ impl Store for MemoryStore {
                 // Dead letters skip the size limit: they must never be lost nor block the lease.
                 let p = &mut s.topic_mut(dlq)?.partitions[0];
                 for record in outcome.dead_letters {
-                    push(p, vec![record], now);
+                    push(p, vec![record], now, None)?;
                 }
             }
             Ok(outcome.leases)

@@ -2,14 +2,16 @@
 
 use std::collections::VecDeque;
 
-use broker_api::StoredRecord;
+use broker_api::{BatchLimits, StoredRecord};
+use bytes::Bytes;
 
-/// One appended batch.
+/// One appended batch: its stored Kafka record batch and its records, decoded.
 #[derive(Debug, Clone)]
 struct Batch {
     base: i64,
     records: Vec<StoredRecord>,
     max_timestamp_ms: i64,
+    bytes: Bytes,
 }
 
 impl Batch {
@@ -35,8 +37,10 @@ impl Log {
         self.next_offset
     }
 
-    /// Appends records (their `offset` fields are overwritten); returns the base offset.
-    pub(crate) fn append(&mut self, mut records: Vec<StoredRecord>) -> i64 {
+    /// Appends a stored batch at the high watermark: `bytes` is the Kafka batch with its base
+    /// offset already set to [`Log::high_watermark`], `records` its records (offsets
+    /// overwritten here).
+    pub(crate) fn append(&mut self, mut records: Vec<StoredRecord>, bytes: Bytes) -> i64 {
         let base = self.next_offset;
         for (i, r) in records.iter_mut().enumerate() {
             r.offset = base + i as i64;
@@ -51,8 +55,26 @@ impl Log {
             base,
             records,
             max_timestamp_ms,
+            bytes,
         });
         base
+    }
+
+    /// Whole stored batches from the one holding `offset` (in range), within `limits`.
+    pub(crate) fn batches_from(&self, offset: i64, limits: BatchLimits) -> Vec<Bytes> {
+        let Some(start) = self.batch_index(offset) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for b in self.batches.range(start..) {
+            if total + b.bytes.len() > limits.max_bytes && !(out.is_empty() && limits.min_one) {
+                break;
+            }
+            total += b.bytes.len();
+            out.push(b.bytes.clone());
+        }
+        out
     }
 
     fn batch_index(&self, offset: i64) -> Option<usize> {

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use broker_api::{
-    validate_group_name, AppendBatch, AppendResult, CommittedOffset, LeaseToken, StoreError,
-    StoreResult, StoredRecord, TopicConfig, TopicInfo,
+    validate_group_name, AppendBatch, AppendResult, CommittedOffset, LeaseToken, ProducerBatch,
+    StoreError, StoreResult, StoredRecord, TopicConfig, TopicInfo,
 };
+use bytes::Bytes;
+use kafka_batch::ValidBatch;
 use tokio::sync::watch;
 
 use super::lease::{LeaseGroup, PartitionLeases};
@@ -122,7 +124,7 @@ impl State {
                 });
             }
         }
-        let base = push(p, batch.records, now);
+        let base = push(p, batch.records, now, batch.producer)?;
         if let Some(pb) = &batch.producer {
             p.producers.record(pb, count, base, now);
         }
@@ -152,10 +154,64 @@ impl State {
         let pl = g.partitions.entry(token.partition).or_default();
         op(pl, &p.log)
     }
+
+    /// Appends one validated Kafka batch (rule **batch_append_assigns_offsets**).
+    pub(super) fn append_batch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: ValidBatch,
+        now: i64,
+    ) -> StoreResult<AppendResult> {
+        self.check_partition(topic, partition)?;
+        let p = &mut self.topic_mut(topic)?.partitions[partition as usize];
+        let count = batch.record_count() as usize;
+        let producer = batch.header.producer();
+        if let Some(pb) = &producer {
+            if let SeqCheck::Duplicate(dup) = p.producers.check(pb, count)? {
+                return Ok(AppendResult {
+                    base_offset: dup.base_offset,
+                    last_offset: dup.last_offset,
+                    append_time_ms: dup.append_time_ms,
+                    log_start_offset: p.log.log_start(),
+                    duplicate: true,
+                });
+            }
+        }
+        let base = p.log.high_watermark();
+        let bytes = batch.stored(base);
+        let mut records = Vec::with_capacity(count);
+        kafka_batch::decode_records(&bytes, base, |r| {
+            records.push(r);
+            true
+        })?;
+        p.log.append(records, bytes);
+        p.high_watermark.send_replace(p.log.high_watermark());
+        if let Some(pb) = &producer {
+            p.producers.record(pb, count, base, now);
+        }
+        Ok(AppendResult {
+            base_offset: base,
+            last_offset: base + count as i64 - 1,
+            append_time_ms: now,
+            log_start_offset: p.log.log_start(),
+            duplicate: false,
+        })
+    }
 }
 
-/// Appends records to a partition as one batch and wakes its waiters; returns the base offset.
-pub(super) fn push(p: &mut Partition, records: Vec<broker_api::Record>, now: i64) -> i64 {
+/// Appends records to a partition as one batch (framed as a Kafka batch) and wakes its
+/// waiters; returns the base offset.
+pub(super) fn push(
+    p: &mut Partition,
+    records: Vec<broker_api::Record>,
+    now: i64,
+    producer: Option<ProducerBatch>,
+) -> StoreResult<i64> {
+    let mut buf = Vec::new();
+    kafka_batch::encode_records(&mut buf, &records, now, producer)
+        .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+    kafka_batch::set_base_offset(&mut buf, p.log.high_watermark());
     let records = records
         .into_iter()
         .map(|r| StoredRecord {
@@ -167,7 +223,7 @@ pub(super) fn push(p: &mut Partition, records: Vec<broker_api::Record>, now: i64
             not_before_ms: r.not_before_ms,
         })
         .collect();
-    let base = p.log.append(records);
+    let base = p.log.append(records, Bytes::from(buf));
     p.high_watermark.send_replace(p.log.high_watermark());
-    base
+    Ok(base)
 }

@@ -1,17 +1,12 @@
-//! Appends: one transaction per batch that locks the partition's watermark row, writes the
-//! records with binary COPY, and sends at most one NOTIFY.
-
-use std::pin::pin;
+//! Appends: one transaction per batch that locks the partition's watermark row and writes
+//! one `batches` row holding the Kafka record batch, with at most one NOTIFY.
 
 use broker_api::{
     AppendBatch, AppendResult, ProducerBatch, ProducerIdentity, Record, StoreError, StoreResult,
 };
 use deadpool_postgres::ClientWrapper;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 
 use crate::error::db_err;
-use crate::records::header_arrays;
 use crate::tx::Tx;
 use crate::{notify, PgStore};
 
@@ -22,26 +17,10 @@ const LOCK_PARTITION: &str = "SELECT t.id, t.max_record_bytes, p.log_start, p.ne
     FROM topics t JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     WHERE t.name = $1 FOR UPDATE OF p";
 
-const COPY_RECORDS: &str = r#"COPY records (topic_id, partition, "offset", timestamp_ms,
-    not_before_ms, key, value, header_keys, header_values, size) FROM STDIN (FORMAT binary)"#;
-
-const COPY_TYPES: [Type; 10] = [
-    Type::INT8,
-    Type::INT4,
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::TEXT_ARRAY,
-    Type::BYTEA_ARRAY,
-    Type::INT4,
-];
-
-const FINISH_BATCH: &str = "WITH b AS (
+const FINISH_BATCH: &str = r#"WITH b AS (
         INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_ts, ts_high,
-            bytes, append_time_ms, producer_id, epoch, first_seq)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),
+            bytes, append_time_ms, producer_id, epoch, first_seq, data)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $15)),
     u AS (
         UPDATE partitions SET next_offset = $4 + 1, bytes = bytes + $7, max_ts = $6
         WHERE topic_id = $1 AND partition = $2),
@@ -49,8 +28,58 @@ const FINISH_BATCH: &str = "WITH b AS (
         INSERT INTO producer_state (topic_id, partition, producer_id, epoch, last_seq)
         SELECT $1, $2, $9, $10, $12 WHERE $9::bigint IS NOT NULL
         ON CONFLICT (topic_id, partition, producer_id)
-        DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq)
-    SELECT pg_notify($13, $14) WHERE $14::text IS NOT NULL";
+        DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq),
+    dl AS (
+        INSERT INTO delays (topic_id, partition, "offset", not_before_ms)
+        SELECT $1, $2, x.o, x.nb FROM unnest($16::bigint[], $17::bigint[]) AS x(o, nb))
+    SELECT pg_notify($13, $14) WHERE $14::text IS NOT NULL"#;
+
+/// A Kafka record batch ready to be stored: its bytes with base offset 0 (set when the
+/// partition is locked; the CRC does not cover it) and what the row records about it.
+pub(crate) struct BatchRow {
+    pub data: Vec<u8>,
+    pub count: i64,
+    pub max_ts: i64,
+    pub producer: Option<ProducerBatch>,
+    /// (offset delta, not-before) of each record that has one.
+    pub delays: Vec<(i64, i64)>,
+}
+
+impl BatchRow {
+    /// Records framed as one batch (the record-level append).
+    pub(crate) fn from_records(
+        records: &[Record],
+        now: i64,
+        producer: Option<ProducerBatch>,
+    ) -> StoreResult<BatchRow> {
+        let mut data = Vec::new();
+        let e = kafka_batch::encode_records(&mut data, records, now, producer)
+            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+        let delays = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.not_before_ms.map(|nb| (i as i64, nb)))
+            .collect();
+        Ok(BatchRow {
+            data,
+            count: records.len() as i64,
+            max_ts: e.max_timestamp,
+            producer,
+            delays,
+        })
+    }
+
+    /// A producer's batch that passed `kafka_batch::validate`.
+    pub(crate) fn from_valid(valid: &kafka_batch::ValidBatch) -> BatchRow {
+        BatchRow {
+            data: valid.stored(0).to_vec(),
+            count: valid.record_count() as i64,
+            max_ts: valid.header.max_timestamp,
+            producer: valid.header.producer(),
+            delays: Vec::new(),
+        }
+    }
+}
 
 /// The sequence number after `first + count - 1`, wrapping after `i32::MAX` to 0.
 fn last_sequence(first: i32, count: usize) -> i32 {
@@ -101,68 +130,41 @@ pub(crate) async fn lock_partition(
     }
 }
 
-/// Writes `records` at `locked.next_offset..` and finishes the batch (batch row, watermark,
-/// producer state, and one NOTIFY when `notify` is set), committing in the same round trip
-/// when `commit` is set. Returns the new high watermark.
+/// Writes `batch` at `locked.next_offset` (its batches row, the watermark, the producer
+/// state, its delays, and one NOTIFY when `notify` is set), committing in the same round
+/// trip when `commit` is set. Returns the new high watermark.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_batch(
     tx: &ClientWrapper,
     channel: &str,
     locked: &Locked,
     partition: i32,
-    records: &[Record],
+    batch: &mut BatchRow,
     now: i64,
-    producer: Option<&ProducerBatch>,
     notify: bool,
     commit: bool,
 ) -> StoreResult<i64> {
     let base = locked.next_offset;
-    let copy = tx.prepare_cached(COPY_RECORDS).await.map_err(db_err)?;
+    kafka_batch::set_base_offset(&mut batch.data, base);
     let finish = tx.prepare_cached(FINISH_BATCH).await.map_err(db_err)?;
-    let sink = tx.copy_in(&copy).await.map_err(db_err)?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
-    let mut max_ts = i64::MIN;
-    let mut bytes: i64 = 0;
-    for (i, r) in records.iter().enumerate() {
-        let offset = base + i as i64;
-        let ts = r.timestamp_ms.unwrap_or(now);
-        max_ts = max_ts.max(ts);
-        let size = r.size();
-        bytes += size as i64;
-        let size = i32::try_from(size).unwrap_or(i32::MAX);
-        let (hk, hv) = header_arrays(&r.headers);
-        let key = r.key.as_deref();
-        let value = r.value.as_deref();
-        writer
-            .as_mut()
-            .write(&[
-                &locked.topic_id,
-                &partition,
-                &offset,
-                &ts,
-                &r.not_before_ms,
-                &key,
-                &value,
-                &hk,
-                &hv,
-                &size,
-            ])
-            .await
-            .map_err(db_err)?;
-    }
-    let last = base + records.len() as i64 - 1;
+    let last = base + batch.count - 1;
+    let max_ts = batch.max_ts;
     let ts_high = locked.max_ts.map_or(max_ts, |m| m.max(max_ts));
-    let (pid, epoch, first_seq, last_seq) = match producer {
+    let bytes = batch.data.len() as i64;
+    let (pid, epoch, first_seq, last_seq) = match batch.producer {
         Some(p) => (
             Some(p.producer_id),
             Some(p.epoch),
             Some(p.first_sequence),
-            last_sequence(p.first_sequence, records.len()),
+            last_sequence(p.first_sequence, batch.count as usize),
         ),
         None => (None, None, None, 0),
     };
     let payload = notify.then(|| notify::payload(locked.topic_id, partition, last + 1));
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+    let delay_offsets: Vec<i64> = batch.delays.iter().map(|d| base + d.0).collect();
+    let delay_times: Vec<i64> = batch.delays.iter().map(|d| d.1).collect();
+    let data: &[u8] = &batch.data;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
         &locked.topic_id,
         &partition,
         &base,
@@ -177,19 +179,14 @@ pub(crate) async fn write_batch(
         &last_seq,
         &channel,
         &payload,
+        &data,
+        &delay_offsets,
+        &delay_times,
     ];
-    // End of COPY, the batch's last statement and COMMIT go out together: the connection
-    // sends queued statements only after the COPY data is complete.
-    let end_copy = async { writer.as_mut().finish().await.map(|_| ()) };
     if commit {
-        tokio::try_join!(
-            end_copy,
-            tx.query(&finish, &params),
-            tx.batch_execute("COMMIT")
-        )
-        .map_err(db_err)?;
+        tokio::try_join!(tx.query(&finish, &params), tx.batch_execute("COMMIT")).map_err(db_err)?;
     } else {
-        tokio::try_join!(end_copy, tx.query(&finish, &params)).map_err(db_err)?;
+        tx.query(&finish, &params).await.map_err(db_err)?;
     }
     Ok(last + 1)
 }
@@ -281,19 +278,6 @@ async fn check_producer(
     Ok(SeqCheck::Append)
 }
 
-/// Refuses what PostgreSQL cannot store faithfully.
-pub(crate) fn check_storable(records: &[Record]) -> StoreResult<()> {
-    if records
-        .iter()
-        .any(|r| r.headers.iter().any(|h| h.key.contains('\0')))
-    {
-        return Err(StoreError::InvalidArgument(
-            "header keys may not contain NUL characters".into(),
-        ));
-    }
-    Ok(())
-}
-
 impl PgStore {
     pub(crate) async fn do_append(
         &self,
@@ -307,29 +291,79 @@ impl PgStore {
             self.topic_partition(&**client, topic, partition).await?;
             return Err(StoreError::InvalidArgument("empty batch".into()));
         }
-        check_storable(&batch.records)?;
         let now = self.now();
+        let largest = batch.records.iter().map(Record::size).max().unwrap_or(0);
+        let row = BatchRow::from_records(&batch.records, now, batch.producer)?;
+        self.append_grouped(topic, partition, row, largest, now)
+            .await
+    }
+
+    /// Appends one stored batch: in a commit group when it has no producer id (see
+    /// [`crate::group_commit`]), else (or when the group says so) in a transaction of its own.
+    pub(crate) async fn append_grouped(
+        &self,
+        topic: &str,
+        partition: i32,
+        row: BatchRow,
+        largest_record: usize,
+        now: i64,
+    ) -> StoreResult<AppendResult> {
+        if row.producer.is_some() {
+            return self
+                .append_row(topic, partition, row, largest_record, now)
+                .await;
+        }
+        self.check_open()?;
+        let job = crate::group_commit::AppendJob {
+            topic: topic.to_string(),
+            partition,
+            row,
+            largest: i64::try_from(largest_record).unwrap_or(i64::MAX),
+            now,
+        };
+        match self.group.append(&self.group_ctx, job).await {
+            crate::group_commit::Outcome::Done(r) => r,
+            crate::group_commit::Outcome::Alone(job) => {
+                self.append_row(topic, partition, job.row, largest_record, now)
+                    .await
+            }
+        }
+    }
+
+    /// Appends one stored batch: locks the partition, checks the record size limit and the
+    /// producer sequence, writes the row and commits, in as few round trips as possible.
+    pub(crate) async fn append_row(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut row: BatchRow,
+        largest_record: usize,
+        now: i64,
+    ) -> StoreResult<AppendResult> {
         let obj = self.conn().await?;
         let lock = obj.prepare_cached(LOCK_PARTITION).await.map_err(db_err)?;
         let tx = Tx::new(obj);
         let c = tx.client();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&topic, &partition];
-        let (_, row) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&lock, &params))
+        let (_, lrow) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&lock, &params))
             .map_err(db_err)?;
-        let Some(row) = row else {
+        let Some(lrow) = lrow else {
             tx.rollback().await;
             let client = self.conn().await?;
             self.topic_partition(&**client, topic, partition).await?;
             return Err(crate::unknown_partition(topic, partition));
         };
-        let locked = locked_from(&row);
+        let locked = locked_from(&lrow);
         let limit = usize::try_from(locked.max_record_bytes).unwrap_or(usize::MAX);
-        if let Some(size) = batch.records.iter().map(Record::size).find(|&s| s > limit) {
+        if largest_record > limit {
             tx.rollback().await;
-            return Err(StoreError::RecordTooLarge { size, limit });
+            return Err(StoreError::RecordTooLarge {
+                size: largest_record,
+                limit,
+            });
         }
-        if let Some(p) = &batch.producer {
-            match check_producer(c, &locked, partition, p, batch.records.len()).await {
+        if let Some(p) = &row.producer {
+            match check_producer(c, &locked, partition, p, row.count as usize).await {
                 Ok(SeqCheck::Append) => {}
                 Ok(SeqCheck::Duplicate(dup)) => {
                     tx.rollback().await;
@@ -347,9 +381,8 @@ impl PgStore {
             &self.channel,
             &locked,
             partition,
-            &batch.records,
+            &mut row,
             now,
-            batch.producer.as_ref(),
             true,
             true,
         )

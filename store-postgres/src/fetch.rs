@@ -1,32 +1,44 @@
-//! Reads: fetch by offset range (primary key), waiting for data, offsets, timestamp lookup.
+//! Reads: fetch by offset range (primary key of `batches`, decoded here), waiting for data,
+//! offsets, timestamp lookups.
 
 use std::time::Duration;
 
 use broker_api::{
     FetchLimits, FetchResult, OffsetAndTimestamp, PartitionOffsets, StoreError, StoreResult,
 };
+use bytes::Bytes;
 
+use crate::batches::decode_rows;
 use crate::error::db_err;
-use crate::records::from_row;
 use crate::PgStore;
 
-/// Partition bounds and up to `$4` records from `$3`, trimmed to `$5` bytes (the first record
-/// always comes), all from one snapshot.
-const FETCH: &str = r#"SELECT t.id, p.log_start, p.next_offset,
-        r."offset", r.timestamp_ms, r.not_before_ms, r.key, r.value, r.header_keys, r.header_values
+/// Partition bounds and the batches holding records from `$3` on: at most `$4` records' worth
+/// of rows (a batch holds at least one), those that start within `$5` bytes (the first always),
+/// at most `$6` rows, all from one snapshot. The exact record limits are applied when decoding.
+const FETCH: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.base_offset, b.data
     FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     LEFT JOIN LATERAL (
-        SELECT * FROM (
-            SELECT x.*, sum(x.size) OVER (ORDER BY x."offset" ROWS UNBOUNDED PRECEDING) AS run
-            FROM records x
-            WHERE x.topic_id = t.id AND x.partition = $2 AND x."offset" >= $3
-              AND x."offset" < p.next_offset AND $3 >= p.log_start
-            ORDER BY x."offset" LIMIT $4
-        ) y WHERE y.run <= $5 OR y.run = y.size
-    ) r ON true
+        SELECT y.base_offset, y.data FROM (
+            SELECT x.base_offset, x.data,
+                   (sum(x.bytes) OVER (ORDER BY x.base_offset))::bigint - x.bytes AS before,
+                   row_number() OVER (ORDER BY x.base_offset) AS n
+            FROM batches x
+            WHERE x.topic_id = t.id AND x.partition = $2
+              AND x.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
+                    WHERE z.topic_id = t.id AND z.partition = $2 AND z.base_offset <= $3), 0)
+              AND x.base_offset < p.next_offset AND x.base_offset < $3 + $4
+              AND $3 >= p.log_start AND $3 < p.next_offset
+            ORDER BY x.base_offset LIMIT $6
+        ) y WHERE y.before <= $5 OR y.n = 1
+    ) b ON true
     WHERE t.name = $1
-    ORDER BY r."offset""#;
+    ORDER BY b.base_offset"#;
+
+/// Most batch rows one record fetch reads.
+const MAX_FETCH_ROWS: i64 = 10_000;
+/// Batch rows read per page by the timestamp lookup.
+const TS_PAGE: i64 = 64;
 
 const OFFSETS: &str = "SELECT t.id, p.log_start, p.next_offset FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2 WHERE t.name = $1";
@@ -34,45 +46,35 @@ const OFFSETS: &str = "SELECT t.id, p.log_start, p.next_offset FROM topics t
 /// Fast path of the max-timestamp lookup. `ts_high` (max timestamp so far) never decreases
 /// along a partition, so the first batch in (ts_high, base_offset) order whose ts_high reaches
 /// the partition's largest ts_high holds the first record with the largest timestamp ever
-/// appended. Two descents of `batches_ts_high` plus one primary-key range of records: O(log n).
-/// It answers only when that batch is wholly at or above the log start; otherwise (`$3`
-/// decides) the record may have been deleted and `MAX_TS_SCAN` runs.
-const MAX_TS_FAST: &str = r#"SELECT b.base_offset, b.max_ts = b.ts_high AND b.base_offset >= $3,
-        r."offset", r.timestamp_ms
-    FROM (SELECT base_offset, last_offset, max_ts, ts_high FROM batches
-          WHERE topic_id = $1 AND partition = $2 AND ts_high >= (
-              SELECT max(ts_high) FROM batches WHERE topic_id = $1 AND partition = $2)
-          ORDER BY ts_high, base_offset LIMIT 1) b
-    LEFT JOIN LATERAL (
-        SELECT "offset", timestamp_ms FROM records
-        WHERE topic_id = $1 AND partition = $2
-          AND "offset" BETWEEN b.base_offset AND b.last_offset AND timestamp_ms = b.max_ts
-        ORDER BY "offset" LIMIT 1) r ON true"#;
+/// appended. Two descents of `batches_ts_high`; the batch is decoded here. It answers only
+/// when that batch is wholly at or above the log start (`$3` decides); otherwise the record
+/// may have been deleted and `MAX_TS_SCAN` runs.
+const MAX_TS_FAST: &str = r#"SELECT b.max_ts = b.ts_high AND b.base_offset >= $3, b.max_ts, b.data
+    FROM batches b
+    WHERE topic_id = $1 AND partition = $2 AND ts_high >= (
+        SELECT max(ts_high) FROM batches WHERE topic_id = $1 AND partition = $2)
+    ORDER BY ts_high, base_offset LIMIT 1"#;
 
-/// Slow path, when the largest timestamp ever appended is below the log start: reads the
-/// `batches` rows of `[log_start, hw)` (primary-key range; one small row per batch, not per
-/// record) for the batch with the largest max_ts, then the records of that batch and of the
-/// one batch that straddles the log start (primary-key ranges). Cost: O(live batches) rows
-/// of `batches` plus two batches of records.
-const MAX_TS_SCAN: &str = r#"WITH best AS (
-        SELECT base_offset, last_offset, max_ts FROM batches
+/// Slow path, when the largest timestamp ever appended is below the log start: the batch of
+/// `[log_start, hw)` with the largest max timestamp (reading one small row per live batch),
+/// and the batch that straddles the log start; both are decoded here.
+const MAX_TS_SCAN: &str = r#"(SELECT max_ts, data FROM batches
         WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3
-        ORDER BY max_ts DESC, base_offset LIMIT 1),
-    head AS (
-        SELECT "offset", timestamp_ms FROM records
-        WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3
-          AND "offset" < coalesce((SELECT min(base_offset) FROM batches
-                                   WHERE topic_id = $1 AND partition = $2
-                                     AND base_offset >= $3), $4)
-        ORDER BY timestamp_ms DESC, "offset" LIMIT 1),
-    tail AS (
-        SELECT r."offset", r.timestamp_ms FROM best b, LATERAL (
-            SELECT "offset", timestamp_ms FROM records
-            WHERE topic_id = $1 AND partition = $2
-              AND "offset" BETWEEN b.base_offset AND b.last_offset AND timestamp_ms = b.max_ts
-            ORDER BY "offset" LIMIT 1) r)
-    SELECT "offset", timestamp_ms FROM (SELECT * FROM head UNION ALL SELECT * FROM tail) x
-    ORDER BY timestamp_ms DESC, "offset" LIMIT 1"#;
+        ORDER BY max_ts DESC, base_offset LIMIT 1)
+    UNION ALL
+    (SELECT max_ts, data FROM batches
+        WHERE topic_id = $1 AND partition = $2 AND base_offset < $3 AND last_offset >= $3
+        ORDER BY base_offset DESC LIMIT 1)"#;
+
+/// The first batch whose max-timestamp-so-far reaches `$3` (`batches_ts_high`).
+const FIRST_REACHING: &str = "SELECT base_offset FROM batches
+    WHERE topic_id = $1 AND partition = $2 AND ts_high >= $3
+    ORDER BY ts_high, base_offset LIMIT 1";
+
+/// A page of batches from base offset `$3` on.
+const BATCH_PAGE: &str = "SELECT base_offset, data FROM batches
+    WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3
+    ORDER BY base_offset LIMIT $4";
 
 impl PgStore {
     /// `(topic_id, log_start, high_watermark)` of a partition, or `UnknownTopic`.
@@ -110,7 +112,14 @@ impl PgStore {
         let rows = client
             .query(
                 &stmt,
-                &[&topic, &partition, &offset, &max_records, &max_bytes],
+                &[
+                    &topic,
+                    &partition,
+                    &offset,
+                    &max_records,
+                    &max_bytes,
+                    &MAX_FETCH_ROWS,
+                ],
             )
             .await
             .map_err(db_err)?;
@@ -126,14 +135,20 @@ impl PgStore {
                 high_watermark: hw,
             });
         }
-        let mut records = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if r.get::<_, Option<i64>>(3).is_some() {
-                records.push(from_row(r, 3));
-            }
-        }
-        if limits.max_records == 0 {
-            records.clear();
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        if limits.max_records > 0 {
+            decode_rows(&rows, 4, offset, |r| {
+                if r.offset >= hw || records.len() >= limits.max_records {
+                    return false;
+                }
+                bytes += r.size();
+                if !records.is_empty() && bytes > limits.max_bytes {
+                    return false;
+                }
+                records.push(r);
+                true
+            })?;
         }
         Ok(FetchResult {
             records,
@@ -223,28 +238,57 @@ impl PgStore {
         if log_start >= hw {
             return Ok(None);
         }
-        let found = |r: &tokio_postgres::Row, o: usize| {
-            r.get::<_, Option<i64>>(o).map(|offset| OffsetAndTimestamp {
-                offset,
-                timestamp_ms: r.get(o + 1),
+        // The first record of a batch with timestamp `ts` at or above the log start.
+        let first_with = |data: &[u8], ts: i64| -> StoreResult<Option<OffsetAndTimestamp>> {
+            let mut hit = None;
+            kafka_batch::record_timestamps(&Bytes::copy_from_slice(data), log_start, |o, t| {
+                if t == ts && o < hw {
+                    hit = Some(OffsetAndTimestamp {
+                        offset: o,
+                        timestamp_ms: t,
+                    });
+                    return false;
+                }
+                true
             })
+            .map_err(|e| StoreError::Corrupt(format!("a stored batch: {e}")))?;
+            Ok(hit)
         };
         if let Some(r) = tx
             .query_opt(MAX_TS_FAST, &[&id, &partition, &log_start])
             .await
             .map_err(db_err)?
         {
-            if r.get::<_, bool>(1) {
-                if let Some(hit) = found(&r, 2) {
+            if r.get::<_, bool>(0) {
+                if let Some(hit) = first_with(r.get(2), r.get(1))? {
                     return Ok(Some(hit));
                 }
             }
         }
-        let r = tx
-            .query_opt(MAX_TS_SCAN, &[&id, &partition, &log_start, &hw])
+        let rows = tx
+            .query(MAX_TS_SCAN, &[&id, &partition, &log_start])
             .await
             .map_err(db_err)?;
-        Ok(r.and_then(|r| found(&r, 0)))
+        // The largest timestamp of the live records of both batches, the earliest among ties.
+        let mut best: Option<OffsetAndTimestamp> = None;
+        for r in &rows {
+            let data: &[u8] = r.get(1);
+            kafka_batch::record_timestamps(&Bytes::copy_from_slice(data), log_start, |o, t| {
+                if o >= hw {
+                    return false;
+                }
+                if best.is_none_or(|b| t > b.timestamp_ms || (t == b.timestamp_ms && o < b.offset))
+                {
+                    best = Some(OffsetAndTimestamp {
+                        offset: o,
+                        timestamp_ms: t,
+                    });
+                }
+                true
+            })
+            .map_err(|e| StoreError::Corrupt(format!("a stored batch: {e}")))?;
+        }
+        Ok(best)
     }
 
     pub(crate) async fn do_offset_for_timestamp(
@@ -254,27 +298,51 @@ impl PgStore {
         timestamp_ms: i64,
     ) -> StoreResult<Option<OffsetAndTimestamp>> {
         let client = self.conn().await?;
-        let (id, log_start, _) = self.offsets_of(&client, topic, partition).await?;
-        // The first batch whose max-timestamp-so-far reaches the target (batches_ts_high),
-        // then the first record from there (primary key) with a timestamp at or after it.
-        let row = client
-            .query_opt(
-                r#"SELECT r."offset", r.timestamp_ms FROM (
-                       SELECT base_offset FROM batches
-                       WHERE topic_id = $1 AND partition = $2 AND ts_high >= $3
-                       ORDER BY ts_high, base_offset LIMIT 1) b,
-                   LATERAL (
-                       SELECT "offset", timestamp_ms FROM records
-                       WHERE topic_id = $1 AND partition = $2
-                         AND "offset" >= greatest(b.base_offset, $4) AND timestamp_ms >= $3
-                       ORDER BY "offset" LIMIT 1) r"#,
-                &[&id, &partition, &timestamp_ms, &log_start],
-            )
+        let (id, log_start, hw) = self.offsets_of(&client, topic, partition).await?;
+        // The first batch whose max-timestamp-so-far reaches the target (batches_ts_high)
+        // holds the first record at or after it; from there (and the log start) the batches
+        // are decoded in pages until a record at or after the target turns up.
+        let Some(start) = client
+            .query_opt(FIRST_REACHING, &[&id, &partition, &timestamp_ms])
             .await
-            .map_err(db_err)?;
-        Ok(row.map(|r| OffsetAndTimestamp {
-            offset: r.get(0),
-            timestamp_ms: r.get(1),
-        }))
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let mut next_base: i64 = start.get(0);
+        loop {
+            let rows = client
+                .query(BATCH_PAGE, &[&id, &partition, &next_base, &TS_PAGE])
+                .await
+                .map_err(db_err)?;
+            let Some(last) = rows.last() else {
+                return Ok(None);
+            };
+            next_base = last.get::<_, i64>(0) + 1;
+            let mut hit = None;
+            for r in &rows {
+                let data: &[u8] = r.get(1);
+                kafka_batch::record_timestamps(&Bytes::copy_from_slice(data), log_start, |o, t| {
+                    if o >= hw {
+                        return false;
+                    }
+                    if t >= timestamp_ms {
+                        hit = Some(OffsetAndTimestamp {
+                            offset: o,
+                            timestamp_ms: t,
+                        });
+                        return false;
+                    }
+                    true
+                })
+                .map_err(|e| StoreError::Corrupt(format!("a stored batch: {e}")))?;
+                if hit.is_some() {
+                    return Ok(hit);
+                }
+            }
+            if (rows.len() as i64) < TS_PAGE {
+                return Ok(None);
+            }
+        }
     }
 }

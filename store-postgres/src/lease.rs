@@ -18,9 +18,10 @@ use broker_api::{
 };
 use tokio_postgres::types::ToSql;
 
-use crate::append::{lock_partition, write_batch};
+use crate::append::{lock_partition, write_batch, BatchRow};
+use crate::batches::{decode_rows, records_at, records_from};
 use crate::error::{db_err, internal};
-use crate::records::{from_row, RECORD_COLUMNS};
+use crate::group_commit::{Outcome, StatementJob};
 use crate::tx::Tx;
 use crate::{millis, PgStore};
 
@@ -62,29 +63,29 @@ const ADVANCE_FLOOR: &str = r#"WITH c AS (
           AND s."offset" >= f.fl AND s."offset" < f.nf AND s.state = 3)
     SELECT nf FROM f"#;
 
-/// Up to `$4` never-leased records from the cursor on, pipelined with [`LOCK_CURSOR`].
-static FRESH_FIRST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        r#"SELECT r.* FROM topics t
-        JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
-        JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
-        JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
-        CROSS JOIN LATERAL (
-            SELECT {RECORD_COLUMNS} FROM records x
-            WHERE x.topic_id = t.id AND x.partition = $2
-              AND x."offset" >= greatest(c.next_offset, c.floor, p.log_start)
-              AND x."offset" < p.next_offset
-            ORDER BY x."offset" LIMIT $4) r
-        WHERE t.name = $1"#
-    )
-});
+/// The batches holding the next `$4` never-leased records from the cursor on (columns: base
+/// offset, data, the first such offset, the high watermark), pipelined with [`LOCK_CURSOR`].
+const FRESH_FIRST: &str = r#"SELECT b.base_offset, b.data, x.nx, p.next_offset
+    FROM topics t
+    JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
+    JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
+    JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
+    CROSS JOIN LATERAL (SELECT greatest(c.next_offset, c.floor, p.log_start) AS nx) x
+    CROSS JOIN LATERAL (
+        SELECT y.base_offset, y.data FROM batches y
+        WHERE y.topic_id = t.id AND y.partition = $2
+          AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
+                WHERE z.topic_id = t.id AND z.partition = $2 AND z.base_offset <= x.nx), 0)
+          AND y.base_offset < least(p.next_offset, x.nx + $4)
+        ORDER BY y.base_offset) b
+    WHERE t.name = $1
+    ORDER BY b.base_offset"#;
 
 /// The fast lease path as one statement (see `lease_fast`): $1 topic, $2 partition, $3 group,
-/// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). The first
-/// column says whether it applied; then one row per leased record.
-static LEASE_FAST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        r#"WITH c AS (
+/// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). Leases the
+/// offsets `[first, upto)` (offsets are dense, so no record row is read); columns: whether it
+/// applied, `first`, `upto`, then the base offset and data of each batch holding them.
+const LEASE_FAST: &str = r#"WITH c AS (
         SELECT c.topic_id, c.group_id, c.check_at, greatest(c.floor, p.log_start) AS fl,
                greatest(c.next_offset, c.floor, p.log_start) AS nx, p.next_offset AS hw,
                g.ordered_by_key, g.dead_letter_topic
@@ -99,20 +100,18 @@ static LEASE_FAST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         WHERE NOT c.ordered_by_key AND c.check_at > $5
           AND (c.dead_letter_topic IS NULL
                OR EXISTS (SELECT 1 FROM topics d WHERE d.name = c.dead_letter_topic))),
-    r AS (
-        SELECT x.* FROM ok CROSS JOIN LATERAL (
-            SELECT {RECORD_COLUMNS} FROM records y
-            WHERE y.topic_id = ok.topic_id AND y.partition = $2
-              AND y."offset" >= ok.nx AND y."offset" < ok.hw
-            ORDER BY y."offset" LIMIT $4) x),
+    r AS (SELECT ok.nx AS first, least(ok.hw, ok.nx + $4) AS upto FROM ok WHERE ok.nx < ok.hw),
     go AS (
-        SELECT * FROM ok WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.not_before_ms > $5)),
+        SELECT ok.* FROM ok WHERE NOT EXISTS (
+            SELECT 1 FROM delays d, r
+            WHERE d.topic_id = ok.topic_id AND d.partition = $2
+              AND d."offset" >= r.first AND d."offset" < r.upto AND d.not_before_ms > $5)),
     f AS (
         SELECT go.*, coalesce((SELECT s."offset" FROM lease_state s
             WHERE s.topic_id = go.topic_id AND s.partition = $2 AND s.group_id = go.group_id
               AND s."offset" >= go.fl AND s.state IN (1, 2)
             ORDER BY s."offset" LIMIT 1), go.nx) AS nf,
-            (SELECT max(r."offset") + 1 FROM r) AS new_next
+            (SELECT upto FROM r) AS new_next
         FROM go),
     d AS (
         DELETE FROM lease_state s USING f
@@ -121,24 +120,30 @@ static LEASE_FAST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     i AS (
         INSERT INTO lease_state (topic_id, partition, group_id, "offset", state, nonce,
             delivery_count, visible_at, first_leased_at)
-        SELECT f.topic_id, $2, f.group_id, r."offset", 1, $7 + r."offset", 1, $6, $5
-        FROM f, r),
+        SELECT f.topic_id, $2, f.group_id, o, 1, $7 + o, 1, $6, $5
+        FROM f, r, generate_series(r.first, r.upto - 1) AS o),
     u AS (
         UPDATE lease_cursors lc SET floor = f.nf,
             next_offset = coalesce(f.new_next, f.nx),
             check_at = CASE WHEN f.new_next IS NULL THEN lc.check_at
                             ELSE least(lc.check_at, $6) END
         FROM f
-        WHERE lc.topic_id = f.topic_id AND lc.partition = $2 AND lc.group_id = f.group_id)
-    SELECT EXISTS (SELECT 1 FROM go) AS went, r.*
-    FROM (SELECT 1) one LEFT JOIN r ON EXISTS (SELECT 1 FROM go)
-    ORDER BY r."offset""#
-    )
-});
+        WHERE lc.topic_id = f.topic_id AND lc.partition = $2 AND lc.group_id = f.group_id),
+    b AS (
+        SELECT y.base_offset, y.data FROM go, r, batches y
+        WHERE y.topic_id = go.topic_id AND y.partition = $2
+          AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
+                WHERE z.topic_id = go.topic_id AND z.partition = $2
+                  AND z.base_offset <= r.first), 0)
+          AND y.base_offset < r.upto)
+    SELECT EXISTS (SELECT 1 FROM go) AS went, (SELECT first FROM r), (SELECT upto FROM r),
+           b.base_offset, b.data
+    FROM (SELECT 1) one LEFT JOIN b ON EXISTS (SELECT 1 FROM go)
+    ORDER BY b.base_offset"#;
 
 /// Rows of never-leased records, and whether the query may have had more.
 struct Page {
-    rows: Vec<tokio_postgres::Row>,
+    rows: Vec<StoredRecord>,
     full: bool,
 }
 
@@ -160,7 +165,7 @@ const WRITE_STATE: &str = r#"WITH s AS (
 /// passed, not leased again: same nonce, still state 1) is acked too (rule
 /// **lapsed_lease_can_be_acked**); a lease call that takes such a row locks it first and
 /// re-checks it, so the two never both win.
-const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $1),
+pub(crate) const ACK: &str = r#"WITH t AS (SELECT id, partitions FROM topics WHERE name = $1),
     g AS (SELECT g.id FROM lease_groups g JOIN t ON g.topic_id = t.id WHERE g.name = $2),
     a AS (
         UPDATE lease_state s SET state = 3
@@ -349,7 +354,7 @@ impl PgStore {
             let obj = self.lease_conn().await?;
             let lock_stmt = obj.prepare_cached(LOCK_CURSOR).await.map_err(db_err)?;
             let floor_stmt = obj.prepare_cached(ADVANCE_FLOOR).await.map_err(db_err)?;
-            let fresh_stmt = obj.prepare_cached(&FRESH_FIRST).await.map_err(db_err)?;
+            let fresh_stmt = obj.prepare_cached(FRESH_FIRST).await.map_err(db_err)?;
             let tx = Tx::new(obj);
             let c = tx.client();
             let p3: [&(dyn ToSql + Sync); 3] = [&topic, &partition, &group];
@@ -365,9 +370,21 @@ impl PgStore {
             )
             .map_err(db_err)?;
             if let (Some(row), Some(floor)) = (row, floor) {
+                let mut records = Vec::new();
+                if let Some(r0) = fresh.first() {
+                    let (nx, hw): (i64, i64) = (r0.get(2), r0.get(3));
+                    let upto = hw.min(nx.saturating_add(limit));
+                    decode_rows(&fresh, 1, nx, |r| {
+                        let more = r.offset < upto;
+                        if more {
+                            records.push(r);
+                        }
+                        more
+                    })?;
+                }
                 let first = Page {
-                    full: fresh.len() as i64 >= limit,
-                    rows: fresh,
+                    full: records.len() as i64 >= limit,
+                    rows: records,
                 };
                 return self
                     .lease_in_tx(
@@ -409,7 +426,7 @@ impl PgStore {
         let expires = now.saturating_add(millis(visibility));
         let nonce_base = (rand::random::<u64>() >> 2) as i64;
         let obj = self.lease_conn().await?;
-        let stmt = obj.prepare_cached(&LEASE_FAST).await.map_err(db_err)?;
+        let stmt = obj.prepare_cached(LEASE_FAST).await.map_err(db_err)?;
         let mut tx = Tx::new(obj);
         let c = tx.client();
         let params: [&(dyn ToSql + Sync); 7] = [
@@ -433,23 +450,34 @@ impl PgStore {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if r.get::<_, Option<i64>>(1).is_none() {
-                continue;
+        let range = rows
+            .first()
+            .and_then(|r| Some((r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i64>>(2)?)));
+        if let Some((first, upto)) = range {
+            decode_rows(&rows, 4, first, |record| {
+                if record.offset >= upto {
+                    return false;
+                }
+                let offset = record.offset;
+                out.push(Lease {
+                    record,
+                    token: LeaseToken {
+                        partition,
+                        offset,
+                        nonce: nonce_base.wrapping_add(offset) as u64,
+                    },
+                    delivery_count: 1,
+                    expires_at_ms: expires,
+                    first_leased_at_ms: now,
+                });
+                true
+            })?;
+            if out.len() as i64 != upto - first {
+                return Err(StoreError::Corrupt(format!(
+                    "{topic}/{partition}: batches hold {} of the records {first}..{upto}",
+                    out.len()
+                )));
             }
-            let record = from_row(r, 1);
-            let offset = record.offset;
-            out.push(Lease {
-                record,
-                token: LeaseToken {
-                    partition,
-                    offset,
-                    nonce: nonce_base.wrapping_add(offset) as u64,
-                },
-                delivery_count: 1,
-                expires_at_ms: expires,
-                first_leased_at_ms: now,
-            });
         }
         Ok(Some(out))
     }
@@ -511,34 +539,37 @@ impl PgStore {
 
         // 1. Pending rows (expired, released, delayed, blocked), oldest first.
         if floor < next && (ordered || now >= c.check_at) {
-            let sql = if ordered {
-                r#"SELECT s."offset", s.state, s.delivery_count, s.visible_at, s.first_leased_at, r.key
-                   FROM lease_state s LEFT JOIN records r ON r.topic_id = s.topic_id
-                     AND r.partition = s.partition AND r."offset" = s."offset"
-                   WHERE s.topic_id = $1 AND s.partition = $2 AND s.group_id = $3
-                     AND s."offset" >= $4 AND s.state IN (1, 2)
-                   ORDER BY s."offset""#
-            } else {
-                r#"SELECT s."offset", s.state, s.delivery_count, s.visible_at, s.first_leased_at, NULL::bytea
+            let sql = r#"SELECT s."offset", s.state, s.delivery_count, s.visible_at, s.first_leased_at
                    FROM lease_state s
                    WHERE s.topic_id = $1 AND s.partition = $2 AND s.group_id = $3
                      AND s."offset" >= $4 AND s.state IN (1, 2)
-                   ORDER BY s."offset""#
-            };
+                   ORDER BY s."offset""#;
             let stmt = db.prepare_cached(sql).await.map_err(db_err)?;
             let rows = db
                 .query(&stmt, &[&tid, &partition, &gid, &floor])
                 .await
                 .map_err(db_err)?;
+            // Keys only matter for ordering by key: read from the batches holding them.
+            let keys = if ordered {
+                let offs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+                records_at(db, tid, partition, &offs).await?
+            } else {
+                BTreeMap::new()
+            };
             let pending: Vec<Pending> = rows
                 .iter()
-                .map(|r| Pending {
-                    offset: r.get(0),
-                    state: r.get(1),
-                    deliveries: r.get(2),
-                    visible_at: r.get(3),
-                    first_leased_at: r.get(4),
-                    key: r.get(5),
+                .map(|r| {
+                    let offset: i64 = r.get(0);
+                    Pending {
+                        offset,
+                        state: r.get(1),
+                        deliveries: r.get(2),
+                        visible_at: r.get(3),
+                        first_leased_at: r.get(4),
+                        key: keys
+                            .get(&offset)
+                            .and_then(|rec| rec.key.as_ref().map(|k| k.to_vec())),
+                    }
                 })
                 .collect();
             // A key with a record in flight is locked: none of its records is leased.
@@ -629,11 +660,10 @@ impl PgStore {
         let mut page = first_page;
         'pages: loop {
             let full = page.full;
-            for r in &page.rows {
+            for rec in std::mem::take(&mut page.rows) {
                 if leases.len() >= max {
                     break 'pages;
                 }
-                let rec = from_row(r, 0);
                 scanned += 1;
                 new_next = rec.offset + 1;
                 let key = if ordered { rec.key.clone() } else { None };
@@ -691,21 +721,10 @@ impl PgStore {
             if !full || leases.len() >= max || scanned >= max + SCAN_SLACK {
                 break;
             }
-            let want = (max - leases.len()) as i64;
-            let stmt = db
-                .prepare_cached(&format!(
-                    r#"SELECT {RECORD_COLUMNS} FROM records
-                       WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3
-                       ORDER BY "offset" LIMIT $4"#
-                ))
-                .await
-                .map_err(db_err)?;
-            let rows = db
-                .query(&stmt, &[&tid, &partition, &new_next, &want])
-                .await
-                .map_err(db_err)?;
+            let want = max - leases.len();
+            let rows = records_from(db, tid, partition, new_next, want).await?;
             page = Page {
-                full: rows.len() as i64 >= want,
+                full: rows.len() >= want,
                 rows,
             };
         }
@@ -721,13 +740,6 @@ impl PgStore {
             .chain(dead.iter().map(|d| d.0))
             .filter(|o| !fresh_records.contains_key(o))
             .collect();
-        let bodies = db
-            .prepare_cached(&format!(
-                r#"SELECT {RECORD_COLUMNS} FROM records
-                   WHERE topic_id = $1 AND partition = $2 AND "offset" = ANY($3)"#
-            ))
-            .await
-            .map_err(db_err)?;
         let write_stmt = db.prepare_cached(WRITE_STATE).await.map_err(db_err)?;
         let offs: Vec<i64> = writes.iter().map(|w| w.offset).collect();
         let states: Vec<i16> = writes.iter().map(|w| w.state).collect();
@@ -748,29 +760,19 @@ impl PgStore {
                 Ok(())
             }
         };
-        let read = async {
-            if missing.is_empty() {
-                Ok(Vec::new())
-            } else {
-                db.query(&bodies, &[&tid, &partition, &missing]).await
-            }
-        };
+        let read = records_at(db, tid, partition, &missing);
         let mut dlq_bump = None;
         if dead.is_empty() {
             // Everything in one round trip.
-            let (_, rows, _) =
-                tokio::try_join!(write, read, db.batch_execute("COMMIT")).map_err(db_err)?;
-            for r in &rows {
-                let rec = from_row(r, 0);
-                fresh_records.insert(rec.offset, rec);
-            }
+            let (_, bodies, _) =
+                tokio::try_join!(async { write.await.map_err(db_err) }, read, async {
+                    db.batch_execute("COMMIT").await.map_err(db_err)
+                })?;
+            fresh_records.extend(bodies);
             tx.finished();
         } else {
-            let (_, rows) = tokio::try_join!(write, read).map_err(db_err)?;
-            for r in &rows {
-                let rec = from_row(r, 0);
-                fresh_records.insert(rec.offset, rec);
-            }
+            let (_, bodies) = tokio::try_join!(async { write.await.map_err(db_err) }, read)?;
+            fresh_records.extend(bodies);
             // Dead letters, in the same transaction.
             let dlq = c
                 .config
@@ -787,8 +789,9 @@ impl PgStore {
                 let dl = rec.to_dead_letter(topic, partition, group, *n as u32);
                 // One batch per dead letter; one NOTIFY for the whole transaction.
                 let last = i + 1 == count;
-                let hw = write_batch(db, &self.channel, &locked, 0, &[dl], now, None, last, false)
-                    .await?;
+                let mut row = BatchRow::from_records(&[dl], now, None)?;
+                let hw =
+                    write_batch(db, &self.channel, &locked, 0, &mut row, now, last, false).await?;
                 locked.next_offset = hw;
                 locked.max_ts = Some(
                     locked
@@ -832,7 +835,7 @@ impl PgStore {
         tokens: &[LeaseToken],
     ) -> StoreResult<Vec<StoreResult<()>>> {
         validate_group_name(group)?;
-        let client = self.conn().await?;
+        self.check_open()?;
         // One statement per partition, each scanning only its offset range of the primary
         // key (not every row of the group), all sent in one round trip.
         let mut by_partition: BTreeMap<i32, Vec<&LeaseToken>> = BTreeMap::new();
@@ -842,7 +845,6 @@ impl PgStore {
         if by_partition.is_empty() {
             by_partition.insert(0, Vec::new());
         }
-        let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
         struct Args {
             p: i32,
             offs: Vec<i64>,
@@ -860,17 +862,41 @@ impl PgStore {
                 hi: ts.iter().map(|t| t.offset).max().unwrap_or(-1),
             })
             .collect();
-        let (client, stmt) = (&client, &stmt);
-        let results = futures::future::try_join_all(args.iter().map(|a| async move {
-            client
-                .query(
-                    stmt,
-                    &[&topic, &group, &a.p, &a.offs, &a.nonces, &a.lo, &a.hi],
-                )
+        // In a commit group with other acks, appends and commits (one WAL flush for all);
+        // alone when the group says so.
+        let statements = args
+            .iter()
+            .map(|a| StatementJob {
+                sql: ACK,
+                params: vec![
+                    Box::new(topic.to_string()),
+                    Box::new(group.to_string()),
+                    Box::new(a.p),
+                    Box::new(a.offs.clone()),
+                    Box::new(a.nonces.clone()),
+                    Box::new(a.lo),
+                    Box::new(a.hi),
+                ],
+            })
+            .collect();
+        let results = match self.group.query(&self.group_ctx, statements).await {
+            Outcome::Done(r) => r?,
+            Outcome::Alone(()) => {
+                let client = self.conn().await?;
+                let stmt = client.prepare_cached(ACK).await.map_err(db_err)?;
+                let (client, stmt) = (&client, &stmt);
+                futures::future::try_join_all(args.iter().map(|a| async move {
+                    client
+                        .query(
+                            stmt,
+                            &[&topic, &group, &a.p, &a.offs, &a.nonces, &a.lo, &a.hi],
+                        )
+                        .await
+                }))
                 .await
-        }))
-        .await
-        .map_err(db_err)?;
+                .map_err(db_err)?
+            }
+        };
         let mut partitions = None;
         let mut done: HashSet<(i32, i64, i64)> = HashSet::new();
         for (a, rows) in args.iter().zip(&results) {
@@ -1101,9 +1127,9 @@ impl PgStore {
         // Never-leased records: delayed while their not-before is in the future.
         let delayed: i64 = client
             .query_one(
-                r#"SELECT count(*) FROM records
+                r#"SELECT count(*) FROM delays
                    WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
-                     AND not_before_ms IS NOT NULL AND not_before_ms > $5"#,
+                     AND not_before_ms > $5"#,
                 &[&tid, &partition, &next, &hw, &now],
             )
             .await

@@ -2,12 +2,14 @@
 //! schema, so users can query, back up and join their messages. See `docs/postgres-schema.md`.
 
 mod append;
+mod batches;
 mod error;
 mod fetch;
+mod group_commit;
 mod lease;
+mod legacy;
 mod notify;
 mod offsets;
-mod records;
 mod report;
 mod retention;
 mod schema;
@@ -80,6 +82,9 @@ pub struct PgStore {
     lease_locks: parking_lot::Mutex<HashMap<LeaseKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Pool waits and query latency, for `/metrics`.
     stats: PgStats,
+    /// Appends, acks and commits sharing transactions (see [`group_commit`]).
+    group: group_commit::GroupCommit,
+    group_ctx: group_commit::Ctx,
 }
 
 /// Counters and histograms of the pools and of the database work per store call.
@@ -122,8 +127,16 @@ impl PgStore {
         let target = describe_target(&config);
         let mut client = connect_with_retry(&config, &target, &options).await?;
         let migrated = schema::migrate(&mut client, &options.schema).await;
-        drop(client);
         migrated?;
+        let converted = legacy::convert_records(&mut client).await?;
+        if converted > 0 {
+            tracing::info!(
+                schema = %options.schema,
+                batches = converted,
+                "converted record rows of an older schema into record batches"
+            );
+        }
+        drop(client);
 
         let build = |size: usize| {
             let manager = Manager::from_config(
@@ -153,7 +166,14 @@ impl PgStore {
             waiters.clone(),
             options.safety_check_interval,
         ));
+        let group_ctx = group_commit::Ctx {
+            pool: pool.clone(),
+            channel: channel.clone(),
+            waiters: waiters.clone(),
+        };
         Ok(PgStore {
+            group: group_commit::GroupCommit::default(),
+            group_ctx,
             pool,
             lease_pool,
             schema: options.schema,
@@ -235,7 +255,20 @@ impl PgStore {
     /// The pools' and calls' metrics (see `Store::store_metrics`).
     fn metrics(&self) -> Vec<broker_api::StoreMetric> {
         use broker_api::{MetricValue, StoreMetric};
-        let mut out = Vec::new();
+        let mut out = vec![
+            StoreMetric {
+                name: "broker_pg_group_commits_total",
+                help: "Transactions that committed a group of appends, acks and offset commits.",
+                labels: Vec::new(),
+                value: MetricValue::Counter(self.group.groups.load(Ordering::Relaxed)),
+            },
+            StoreMetric {
+                name: "broker_pg_group_commit_jobs_total",
+                help: "Appends, acks and offset commits committed in groups (divided by the groups: the average group size).",
+                labels: Vec::new(),
+                value: MetricValue::Counter(self.group.jobs.load(Ordering::Relaxed)),
+            },
+        ];
         for (i, (name, pool)) in [("main", &self.pool), ("lease", &self.lease_pool)]
             .into_iter()
             .enumerate()

@@ -11,7 +11,20 @@ fn metadata(bytes: Vec<u8>) -> StoreResult<String> {
     String::from_utf8(bytes)
         .map_err(|e| StoreError::Corrupt(format!("commit metadata is not UTF-8: {e}")))
 }
+use crate::group_commit::{Outcome, StatementJob};
 use crate::PgStore;
+
+/// Upserts a group's commits; one row back per commit stored.
+const COMMIT_OFFSETS: &str = r#"INSERT INTO consumer_offsets
+        (grp, topic_id, partition, "offset", leader_epoch, metadata)
+    SELECT $1, t.id, u.p, u.o, u.e, u.m
+    FROM unnest($2::text[], $3::int[], $4::bigint[], $5::int[], $6::bytea[])
+        AS u(n, p, o, e, m)
+    JOIN topics t ON t.name = u.n
+    ON CONFLICT (grp, topic_id, partition)
+    DO UPDATE SET "offset" = excluded."offset",
+        leader_epoch = excluded.leader_epoch, metadata = excluded.metadata
+    RETURNING 1"#;
 
 impl PgStore {
     pub(crate) async fn do_commit_offsets(
@@ -50,20 +63,33 @@ impl PgStore {
         let offs: Vec<i64> = latest.values().map(|c| c.offset).collect();
         let epochs: Vec<Option<i32>> = latest.values().map(|c| c.leader_epoch).collect();
         let metas: Vec<&[u8]> = latest.values().map(|c| c.metadata.as_bytes()).collect();
-        let r = client
-            .execute(
-                r#"INSERT INTO consumer_offsets
-                       (grp, topic_id, partition, "offset", leader_epoch, metadata)
-                   SELECT $1, t.id, u.p, u.o, u.e, u.m
-                   FROM unnest($2::text[], $3::int[], $4::bigint[], $5::int[], $6::bytea[])
-                       AS u(n, p, o, e, m)
-                   JOIN topics t ON t.name = u.n
-                   ON CONFLICT (grp, topic_id, partition)
-                   DO UPDATE SET "offset" = excluded."offset",
-                       leader_epoch = excluded.leader_epoch, metadata = excluded.metadata"#,
-                &[&group, &topics, &parts, &offs, &epochs, &metas],
-            )
-            .await;
+        let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = vec![
+            Box::new(group.to_string()),
+            Box::new(topics.iter().map(|t| t.to_string()).collect::<Vec<_>>()),
+            Box::new(parts.clone()),
+            Box::new(offs.clone()),
+            Box::new(epochs.clone()),
+            Box::new(metas.iter().map(|m| m.to_vec()).collect::<Vec<_>>()),
+        ];
+        // In a commit group with other commits, appends and acks (one WAL flush for all);
+        // alone when the group says so (a topic deleted meanwhile fails the group).
+        let job = vec![StatementJob {
+            sql: COMMIT_OFFSETS,
+            params,
+        }];
+        drop(client);
+        let r = match self.group.query(&self.group_ctx, job).await {
+            Outcome::Done(rows) => Ok(rows?.into_iter().next().map_or(0, |r| r.len() as u64)),
+            Outcome::Alone(()) => {
+                let client = self.conn().await?;
+                client
+                    .execute(
+                        COMMIT_OFFSETS,
+                        &[&group, &topics, &parts, &offs, &epochs, &metas],
+                    )
+                    .await
+            }
+        };
         match r {
             Ok(n) if n as usize == latest.len() => Ok(()),
             Ok(_) => Err(StoreError::UnknownTopic(

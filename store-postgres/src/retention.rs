@@ -38,28 +38,29 @@ impl PgStore {
             }
             let end = to.min(from.saturating_add(PURGE_CHUNK));
             let tx = client.transaction().await.map_err(db_err)?;
+            // Whole batches only: the one holding the log start stays (its records below the
+            // log start are never served as records).
             let freed: i64 = tx
                 .query_one(
-                    r#"WITH d AS (DELETE FROM records WHERE topic_id = $1 AND partition = $2
-                           AND "offset" >= $3 AND "offset" < $4 RETURNING size)
-                       SELECT coalesce(sum(size), 0)::bigint FROM d"#,
-                    &[&topic_id, &partition, &from, &end],
+                    r#"WITH d AS (DELETE FROM batches WHERE topic_id = $1 AND partition = $2
+                           AND base_offset < $3 AND last_offset < $3 RETURNING bytes)
+                       SELECT coalesce(sum(bytes), 0)::bigint FROM d"#,
+                    &[&topic_id, &partition, &end],
                 )
                 .await
                 .map_err(db_err)?
                 .get(0);
-            tx.execute(
-                "DELETE FROM batches WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
-                &[&topic_id, &partition, &end],
-            )
-            .await
-            .map_err(db_err)?;
-            tx.execute(
-                r#"DELETE FROM lease_state WHERE topic_id = $1 AND partition = $2 AND "offset" < $3"#,
-                &[&topic_id, &partition, &end],
-            )
-            .await
-            .map_err(db_err)?;
+            for table in ["delays", "records", "lease_state"] {
+                tx.execute(
+                    &format!(
+                        r#"DELETE FROM {table} WHERE topic_id = $1 AND partition = $2
+                           AND "offset" < $3"#
+                    ),
+                    &[&topic_id, &partition, &end],
+                )
+                .await
+                .map_err(db_err)?;
+            }
             tx.execute(
                 "UPDATE partitions SET purged_to = greatest(purged_to, $3), bytes = bytes - $4
                  WHERE topic_id = $1 AND partition = $2",
@@ -161,7 +162,6 @@ impl PgStore {
         let mut page: std::collections::VecDeque<BatchInfo> = Default::default();
         let mut after = i64::MIN;
         let mut new_start = log_start;
-        let mut first = true;
         // Next batch at or after the log start, paging through the batches table.
         macro_rules! next_batch {
             () => {{
@@ -192,7 +192,7 @@ impl PgStore {
             }};
         }
         let mut time_phase = retention_ms.is_some();
-        while let Some((base, last, max_ts, batch_bytes)) = next_batch!() {
+        while let Some((_base, last, max_ts, batch_bytes)) = next_batch!() {
             if last + 1 >= hw {
                 break; // never the newest batch
             }
@@ -207,20 +207,8 @@ impl PgStore {
             if !remove {
                 break;
             }
-            let live = if first && base < log_start {
-                tx.query_one(
-                    r#"SELECT coalesce(sum(size), 0)::bigint FROM records
-                       WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" <= $4"#,
-                    &[&topic_id, &partition, &log_start, &last],
-                )
-                .await
-                .map_err(db_err)?
-                .get(0)
-            } else {
-                batch_bytes
-            };
-            first = false;
-            bytes -= live;
+            // A batch counts in full until it is deleted (whole batches are stored).
+            bytes -= batch_bytes;
             new_start = last + 1;
             page.pop_front();
         }

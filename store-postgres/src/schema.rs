@@ -9,6 +9,7 @@ use crate::error::{db_err, PgError};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("initial tables", V1),
     ("commit leader epochs; commit metadata as bytes", V2),
+    ("Kafka record batches as rows: batches.data, delays", V3),
 ];
 
 /// The newest schema version this binary knows.
@@ -136,6 +137,25 @@ const V2: &str = r#"
 ALTER TABLE {schema}.consumer_offsets ADD COLUMN IF NOT EXISTS leader_epoch int;
 ALTER TABLE {schema}.consumer_offsets
     ALTER COLUMN metadata TYPE bytea USING convert_to(metadata, 'UTF8');
+"#;
+
+/// A batch per row: `batches.data` holds the stored Kafka record batch (format v2, base
+/// offset set), stored out of line without compression (batches a producer compressed stay
+/// compressed; compressing the others again would cost CPU on every append). `delays` holds
+/// the not-before time of the few records that have one, for counting and skipping delayed
+/// records without decoding batches. Rows of `records` written before are turned into batch
+/// data at start-up (`legacy::convert_records`); the table stays for that and is otherwise
+/// unused.
+const V3: &str = r#"
+ALTER TABLE {schema}.batches ADD COLUMN IF NOT EXISTS data bytea;
+ALTER TABLE {schema}.batches ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE TABLE IF NOT EXISTS {schema}.delays (
+    topic_id      bigint NOT NULL,
+    partition     int    NOT NULL,
+    "offset"      bigint NOT NULL,
+    not_before_ms bigint NOT NULL,
+    PRIMARY KEY (topic_id, partition, "offset")
+);
 "#;
 
 /// Validates a schema name: 1-48 characters of `[a-z0-9_]`, not starting with a digit.

@@ -69,6 +69,28 @@ impl Store for PgStore {
         self.timed(1, self.do_append(topic, partition, batch)).await
     }
 
+    async fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: bytes::Bytes,
+        timestamps: TimestampType,
+    ) -> StoreResult<AppendResult> {
+        self.timed(1, self.do_append_batch(topic, partition, batch, timestamps))
+            .await
+    }
+
+    async fn fetch_batches(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: BatchLimits,
+    ) -> StoreResult<FetchedBatches> {
+        self.timed(2, self.do_fetch_batches(topic, partition, offset, limits))
+            .await
+    }
+
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
         self.timed(8, self.do_init_producer_id()).await
     }

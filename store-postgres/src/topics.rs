@@ -148,6 +148,7 @@ impl PgStore {
         for table in [
             "records",
             "batches",
+            "delays",
             "producer_state",
             "lease_state",
             "lease_cursors",

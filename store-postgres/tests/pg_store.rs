@@ -204,7 +204,7 @@ async fn notify_wakes_a_waiter_of_another_store() {
 }
 
 #[tokio::test]
-async fn records_are_plain_rows() {
+async fn batches_are_plain_rows() {
     let (store, _) = fresh_store("pgt_rows").await;
     store
         .create_topic("orders", TopicConfig::with_partitions(1))
@@ -219,7 +219,7 @@ async fn records_are_plain_rows() {
                 value: Some("v".into()),
             },
             Header {
-                key: "empty".into(),
+                key: "empty\0nul".into(),
                 value: None,
             },
         ],
@@ -234,28 +234,106 @@ async fn records_are_plain_rows() {
         )
         .await
         .unwrap();
+    // One row per batch: offsets, timestamps, and the Kafka record batch (magic 2 at byte 16).
     let rows = sql(
-        r#"SELECT r."offset", convert_from(r.value, 'UTF8'), r.header_keys, r.timestamp_ms
-           FROM pgt_rows.records r JOIN pgt_rows.topics t ON t.id = r.topic_id
-           WHERE t.name = 'orders' ORDER BY r."offset""#,
+        r#"SELECT b.base_offset, b.last_offset, b.max_ts, get_byte(b.data, 16),
+                  octet_length(b.data), b.bytes
+           FROM pgt_rows.batches b JOIN pgt_rows.topics t ON t.id = b.topic_id
+           WHERE t.name = 'orders'"#,
     )
     .await;
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, i64>(0), 0);
-    assert_eq!(rows[0].get::<_, String>(1), "hello");
+    assert_eq!(rows[0].get::<_, i64>(1), 1);
+    assert!(rows[0].get::<_, i64>(2) >= 42);
+    assert_eq!(rows[0].get::<_, i32>(3), 2);
     assert_eq!(
-        rows[0].get::<_, Option<Vec<String>>>(2),
-        Some(vec!["h".to_string(), "empty".to_string()])
+        rows[0].get::<_, i32>(4) as i64,
+        rows[0].get::<_, i64>(5),
+        "bytes is the batch's size"
     );
-    assert_eq!(rows[0].get::<_, i64>(3), 42);
+    let none = sql("SELECT count(*) FROM pgt_rows.records").await;
+    assert_eq!(none[0].get::<_, i64>(0), 0, "no record rows");
     let f = store
         .fetch("orders", 0, 0, FetchLimits::default())
         .await
         .unwrap();
     assert_eq!(f.records[0].headers, rec.headers);
+    assert_eq!(f.records[0].timestamp_ms, 42);
     assert_eq!(f.records[1].key, None);
     assert_eq!(f.records[1].value, None);
     assert!(f.records[1].headers.is_empty());
+}
+
+/// Record rows written by schema version 2 become batch rows when a version 3 store opens
+/// the schema: every record reads back the same, on the record and the batch path.
+#[tokio::test]
+async fn record_rows_of_an_older_schema_become_batches() {
+    let (store, _) = fresh_store("pgt_v2_rows").await;
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    // Two batches written the version 2 way: 0..=2 (offset 0 already deleted below a log
+    // start of 1) and 3 (a delayed record).
+    for q in [
+        r#"INSERT INTO pgt_v2_rows.records (topic_id, partition, "offset", timestamp_ms,
+               not_before_ms, key, value, header_keys, header_values, size)
+           SELECT id, 0, o, 100 + o, CASE WHEN o = 3 THEN 9999 END, 'k'::bytea,
+               convert_to('v' || o, 'UTF8'), ARRAY['h'], ARRAY['x'::bytea], 4
+           FROM pgt_v2_rows.topics, generate_series(1, 3) AS o"#,
+        r#"INSERT INTO pgt_v2_rows.batches (topic_id, partition, base_offset, last_offset,
+               max_ts, ts_high, bytes, append_time_ms)
+           SELECT id, 0, b.base, b.last, 100 + b.last, 100 + b.last, 8, 1
+           FROM pgt_v2_rows.topics, (VALUES (0, 2), (3, 3)) AS b(base, last)"#,
+        "UPDATE pgt_v2_rows.partitions SET log_start = 1, purged_to = 1, next_offset = 4,
+             bytes = 16, max_ts = 103",
+    ] {
+        sql(q).await;
+    }
+    let store = open_store("pgt_v2_rows", Arc::new(ManualClock::new(5_000))).await;
+    let f = store
+        .fetch("t", 0, 1, FetchLimits::default())
+        .await
+        .unwrap();
+    let got: Vec<(i64, i64, Option<i64>)> = f
+        .records
+        .iter()
+        .map(|r| (r.offset, r.timestamp_ms, r.not_before_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, 101, None), (2, 102, None), (3, 103, Some(9999))]
+    );
+    assert_eq!(f.records[0].value.as_deref(), Some(&b"v1"[..]));
+    assert_eq!(f.records[0].headers[0].key, "h");
+    let c = store.lease_counts("t", 0, "g").await.unwrap();
+    assert_eq!(
+        (c.available, c.delayed),
+        (2, 1),
+        "the delayed record counts as delayed"
+    );
+    let b = store
+        .fetch_batches(
+            "t",
+            0,
+            1,
+            broker_api::BatchLimits {
+                max_bytes: 1 << 20,
+                min_one: true,
+            },
+        )
+        .await
+        .unwrap();
+    let bytes = b.concat();
+    let batches = kafka_batch::split_batches(&bytes).unwrap();
+    assert_eq!(batches.len(), 2);
+    assert!(batches.iter().all(|b| kafka_batch::crc_ok(b)));
+    let rows = sql("SELECT count(*) FROM pgt_v2_rows.records").await;
+    assert_eq!(rows[0].get::<_, i64>(0), 0, "record rows converted");
+    let rows = sql("SELECT count(*) FROM pgt_v2_rows.batches WHERE data IS NULL").await;
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
 }
 
 #[tokio::test]
@@ -368,14 +446,22 @@ async fn retention_deletes_rows_in_chunks() {
         clock.advance(1_000);
     }
     assert_eq!(store.delete_records("t", 0, 11_500).await.unwrap(), 11_500);
-    let rows = sql(r#"SELECT count(*), min("offset") FROM pgt_retention.records"#).await;
-    assert_eq!(rows[0].get::<_, i64>(0), 500);
-    assert_eq!(rows[0].get::<_, i64>(1), 11_500);
+    // Whole batches go: the one holding the log start (11 000..11 999) stays.
+    let rows = sql(
+        "SELECT count(*), min(base_offset), sum(octet_length(data))::bigint
+         FROM pgt_retention.batches",
+    )
+    .await;
+    assert_eq!(rows[0].get::<_, i64>(0), 1);
+    assert_eq!(rows[0].get::<_, i64>(1), 11_000);
+    let kept: i64 = rows[0].get(2);
     let rows = sql("SELECT bytes, purged_to FROM pgt_retention.partitions").await;
-    let bytes: i64 = rows[0].get(0);
     assert_eq!(rows[0].get::<_, i64>(1), 11_500);
-    // "11-0".."11-999": the 500 kept are 11-500..11-999, each 6 bytes.
-    assert_eq!(bytes, 500 * 6);
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        kept,
+        "bytes counts the batches kept"
+    );
     // Offsets keep growing.
     let r = store
         .append("t", 0, AppendBatch::new(values(1, "n")))
@@ -389,7 +475,7 @@ async fn retention_deletes_rows_in_chunks() {
     assert_eq!(store.enforce_retention("t").await.unwrap(), 500);
     let o = store.partition_offsets("t", 0).await.unwrap();
     assert_eq!((o.log_start_offset, o.high_watermark), (12_000, 12_001));
-    let rows = sql("SELECT count(*) FROM pgt_retention.records").await;
+    let rows = sql("SELECT count(*) FROM pgt_retention.batches").await;
     assert_eq!(rows[0].get::<_, i64>(0), 1);
 }
 
@@ -456,4 +542,113 @@ async fn shortened_lease_is_redelivered_at_once() {
         .unwrap();
     assert_eq!(third.len(), 1, "released record not redelivered");
     assert_eq!(third[0].delivery_count, 3);
+}
+
+fn counter(store: &PgStore, name: &str) -> u64 {
+    store
+        .store_metrics()
+        .into_iter()
+        .find(|m| m.name == name)
+        .map(|m| match m.value {
+            broker_api::MetricValue::Counter(n) => n,
+            _ => 0,
+        })
+        .unwrap_or(0)
+}
+
+/// Concurrent appends, acks and commits share transactions (fewer commits than calls), get
+/// gapless offsets, and one bad call in a group (a record over the limit, an unknown
+/// partition) fails only itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_calls_share_commit_groups() {
+    let (store, _) = fresh_store("pgt_group").await;
+    let store = Arc::new(store);
+    let config = TopicConfig {
+        max_record_bytes: 50,
+        ..TopicConfig::with_partitions(2)
+    };
+    store.create_topic("g", config).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut offsets = Vec::new();
+                for i in 0..20 {
+                    let r = store
+                        .append("g", 0, AppendBatch::new(values(1, &format!("t{t}-{i}-"))))
+                        .await
+                        .unwrap();
+                    offsets.push(r.base_offset);
+                    if i % 7 == 3 {
+                        let big = Record::from_value(vec![b'x'; 51]);
+                        let e = store.append("g", 0, AppendBatch::new(vec![big])).await;
+                        assert!(
+                            matches!(e, Err(broker_api::StoreError::RecordTooLarge { .. })),
+                            "{e:?}"
+                        );
+                        let e = store.append("g", 9, AppendBatch::new(values(1, "x"))).await;
+                        assert!(
+                            matches!(e, Err(broker_api::StoreError::UnknownTopic(_))),
+                            "{e:?}"
+                        );
+                    }
+                    if i % 5 == 0 {
+                        let commit = OffsetCommit {
+                            topic: "g".into(),
+                            partition: 1,
+                            offset: i,
+                            leader_epoch: None,
+                            metadata: format!("t{t}"),
+                        };
+                        store
+                            .commit_offsets(&format!("c{t}"), &[commit])
+                            .await
+                            .unwrap();
+                    }
+                }
+                offsets
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        all.extend(t.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..640).collect::<Vec<i64>>(), "gapless and distinct");
+    let o = store.partition_offsets("g", 0).await.unwrap();
+    assert_eq!(o.high_watermark, 640);
+    for t in 0..32 {
+        let c = store
+            .committed_offset(&format!("c{t}"), "g", 1)
+            .await
+            .unwrap();
+        assert_eq!(c.map(|c| c.offset), Some(15));
+    }
+    // Acks in groups too.
+    let leases = store
+        .lease("g", 0, "q", 640, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let acks: Vec<_> = leases
+        .chunks(20)
+        .map(|chunk| {
+            let store = store.clone();
+            let tokens: Vec<_> = chunk.iter().map(|l| l.token).collect();
+            tokio::spawn(async move { store.ack("g", "q", &tokens).await.unwrap() })
+        })
+        .collect();
+    for a in futures::future::join_all(acks).await {
+        assert!(a.unwrap().iter().all(|r| r.is_ok()));
+    }
+    assert_eq!(store.lease_counts("g", 0, "q").await.unwrap().done, 640);
+    let (groups, jobs) = (
+        counter(&store, "broker_pg_group_commits_total"),
+        counter(&store, "broker_pg_group_commit_jobs_total"),
+    );
+    assert!(jobs >= 640 + 32 * 4 + 32, "{jobs} jobs");
+    assert!(
+        groups < jobs / 2,
+        "{groups} groups for {jobs} jobs: calls did not share commits"
+    );
 }

@@ -16,6 +16,8 @@ pub fn code_for(err: &StoreError) -> i16 {
         StoreError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         StoreError::StorageFull(_) => ResponseError::KafkaStorageError,
         StoreError::Unavailable(_) => ResponseError::NotEnoughReplicas,
+        StoreError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        StoreError::InvalidBatch(_) => ResponseError::InvalidRecord,
         StoreError::Corrupt(_) => ResponseError::CorruptMessage,
         StoreError::Closed => ResponseError::NotLeaderOrFollower,
         StoreError::Internal(_) => ResponseError::UnknownServerError,

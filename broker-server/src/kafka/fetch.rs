@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker_api::{FetchLimits, StoreError, StoreResult, StoredRecord};
+use broker_api::{BatchLimits, StoreError, StoreResult};
 use bytes::Bytes;
 use futures::future::select_all;
 use futures::FutureExt;
@@ -12,13 +12,11 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors::code_for;
 use super::fetch_session::{Plan, Requested, Told};
-use super::{next_request, records};
+use super::next_request;
 use super::{KafkaServer, LEADER_EPOCH};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-/// Records per partition read by one fetch.
-const MAX_RECORDS_PER_PARTITION: usize = 50_000;
 /// Longest long poll honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -27,8 +25,6 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
-    /// The topic stamps append times (the batch says LogAppendTime).
-    log_append_time: bool,
     /// An error found before reading (unknown topic id, fenced leader epoch).
     error: Option<i16>,
 }
@@ -113,8 +109,8 @@ impl KafkaServer {
         version: i16,
     ) -> Vec<WantedTopic> {
         let mut wanted: Vec<WantedTopic> = Vec::new();
-        // Per topic group: (stamps append times, error for every partition).
-        let mut flags: Vec<(bool, Option<i16>)> = Vec::new();
+        // Per topic group: the error for every partition.
+        let mut flags: Vec<Option<i16>> = Vec::new();
         for (p, _) in partitions {
             let same = wanted.last().is_some_and(|(name, id, _)| {
                 if version >= 13 {
@@ -135,18 +131,16 @@ impl KafkaServer {
                 } else {
                     (p.name.clone(), None)
                 };
-                let lat = id_error.is_none() && self.uses_log_append_time(&name).await;
                 wanted.push((name, p.topic_id, Vec::new()));
-                flags.push((lat, id_error));
+                flags.push(id_error);
             }
             let (name, _, parts) = wanted.last_mut().expect("pushed above");
-            let (log_append_time, id_error) = *flags.last().expect("pushed above");
+            let id_error = *flags.last().expect("pushed above");
             parts.push(Wanted {
                 topic: name.to_string(),
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.max_bytes.max(0) as usize,
-                log_append_time,
                 error: id_error.or_else(|| leader_epoch_error(p.current_leader_epoch)),
             });
         }
@@ -202,30 +196,28 @@ impl KafkaServer {
         }
     }
 
-    /// Records of one partition within `limit` bytes (none when `limit` is 0), with its high
-    /// watermark and log start.
+    /// Whole stored batches of one partition within `limit` bytes (none when `limit` is 0;
+    /// with `min_one`, a first batch larger than the limit comes alone), with its high
+    /// watermark and log start. The bytes are the store's, not decoded.
     async fn read_partition(
         &self,
         w: &Wanted,
         limit: usize,
-    ) -> StoreResult<(Vec<StoredRecord>, i64, i64)> {
+        min_one: bool,
+    ) -> StoreResult<(Vec<Bytes>, i64, i64)> {
         if limit == 0 {
             let o = self.store.partition_offsets(&w.topic, w.partition).await?;
             return Ok((Vec::new(), o.high_watermark, o.log_start_offset));
         }
+        let limits = BatchLimits {
+            max_bytes: limit,
+            min_one,
+        };
         let f = self
             .store
-            .fetch(
-                &w.topic,
-                w.partition,
-                w.offset,
-                FetchLimits {
-                    max_records: MAX_RECORDS_PER_PARTITION,
-                    max_bytes: limit,
-                },
-            )
+            .fetch_batches(&w.topic, w.partition, w.offset, limits)
             .await?;
-        Ok((f.records, f.high_watermark, f.log_start_offset))
+        Ok((f.chunks, f.high_watermark, f.log_start_offset))
     }
 
     /// One pass over the partitions: the response, its record bytes, whether any partition
@@ -246,7 +238,9 @@ impl KafkaServer {
             .map(|w| w.max_bytes)
             .fold(0usize, usize::saturating_add);
         let mut prefetched = if all.len() > 1 && sum <= total_max {
-            let reads = all.iter().map(|w| self.read_partition(w, w.max_bytes));
+            let reads = all
+                .iter()
+                .map(|w| self.read_partition(w, w.max_bytes, true));
             Some(futures::future::join_all(reads).await.into_iter())
         } else {
             None
@@ -280,22 +274,21 @@ impl KafkaServer {
                     Some(results) => results.next().unwrap_or_else(|| {
                         Err(StoreError::Internal("missing prefetched partition".into()))
                     }),
-                    None => self.read_partition(w, limit).await,
+                    None => self.read_partition(w, limit, total == 0).await,
                 };
                 let part = match result {
-                    Ok((mut records, hwm, log_start)) => {
+                    Ok((chunks, hwm, log_start)) => {
                         hwms.push(hwm);
                         // KIP-74: only the first non-empty partition may exceed the limits,
-                        // by its first record.
-                        records.truncate(fitting(&records, limit, total == 0));
+                        // by its first batch.
+                        let bytes = fitting(&chunks, limit, total == 0);
                         let base = base
                             .with_high_watermark(hwm)
                             .with_last_stable_offset(hwm)
                             .with_log_start_offset(log_start);
-                        if records.is_empty() {
+                        if bytes.is_empty() {
                             base
                         } else {
-                            let bytes = records::encode_batch(&records, w.log_append_time);
                             total += bytes.len();
                             budget = budget.saturating_sub(bytes.len());
                             base.with_records(Some(bytes))
@@ -345,46 +338,77 @@ pub fn leader_epoch_error(epoch: i32) -> Option<i16> {
     }
 }
 
-/// How many of `records` fit `limit` bytes once encoded as one batch. With `first`, at least
-/// one record is returned even when it alone exceeds the limit (Kafka's rule for the first
-/// non-empty partition of a fetch).
-fn fitting(records: &[StoredRecord], limit: usize, first: bool) -> usize {
-    let Some(r0) = records.first() else {
-        return 0;
-    };
-    let mut total = records::BATCH_HEADER_LEN;
-    for (i, r) in records.iter().enumerate() {
-        total += records::encoded_len(r, r0.offset, r0.timestamp_ms);
-        if total > limit {
-            return if first { i.max(1) } else { i };
+/// The whole batches of `chunks` (each holding whole batches back to back) that fit `limit`
+/// bytes, as one buffer (no copy for a single chunk). With `first`, at least one batch is
+/// returned even when it alone exceeds the limit (Kafka's rule for the first non-empty
+/// partition of a fetch).
+fn fitting(chunks: &[Bytes], limit: usize, first: bool) -> Bytes {
+    let mut keep: Vec<Bytes> = Vec::with_capacity(chunks.len());
+    let mut total = 0usize;
+    'chunks: for c in chunks {
+        let mut at = 0usize;
+        while at + 12 <= c.len() {
+            let len = 12
+                + i32::from_be_bytes([c[at + 8], c[at + 9], c[at + 10], c[at + 11]]).max(0)
+                    as usize;
+            if at + len > c.len() || (total + len > limit && !(first && total == 0)) {
+                if at > 0 {
+                    keep.push(c.slice(..at));
+                }
+                break 'chunks;
+            }
+            total += len;
+            at += len;
+        }
+        keep.push(c.clone());
+    }
+    match keep.len() {
+        0 => Bytes::new(),
+        1 => keep.pop().expect("one chunk"),
+        _ => {
+            let mut v = Vec::with_capacity(total);
+            for c in &keep {
+                v.extend_from_slice(c);
+            }
+            Bytes::from(v)
         }
     }
-    records.len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use broker_api::StoredRecord;
 
-    fn rec(o: i64, len: usize) -> StoredRecord {
-        StoredRecord {
-            offset: o,
-            timestamp_ms: 1_000 + o,
-            key: None,
-            value: Some(Bytes::from(vec![0u8; len])),
-            headers: vec![],
-            not_before_ms: None,
-        }
+    fn batch(o: i64, len: usize) -> Bytes {
+        super::super::records::encode_batch(
+            &[StoredRecord {
+                offset: o,
+                timestamp_ms: 1_000 + o,
+                key: None,
+                value: Some(Bytes::from(vec![0u8; len])),
+                headers: vec![],
+                not_before_ms: None,
+            }],
+            false,
+        )
     }
 
     #[test]
     fn only_the_first_partition_may_exceed_the_limit() {
-        let records: Vec<StoredRecord> = (0..10).map(|o| rec(o, 100)).collect();
-        assert_eq!(fitting(&records, 10, true), 1);
-        assert_eq!(fitting(&records, 10, false), 0);
-        let all = records::encode_batch(&records, false).len();
-        assert_eq!(fitting(&records, all, false), 10);
-        assert_eq!(fitting(&records, all - 1, false), 9);
-        assert_eq!(fitting(&[], 100, true), 0);
+        let batches: Vec<Bytes> = (0..10).map(|o| batch(o, 100)).collect();
+        let one = batches[0].len();
+        let mut joined = Vec::new();
+        for b in &batches[..6] {
+            joined.extend_from_slice(b);
+        }
+        // Two chunks, as from two segments.
+        let chunks = vec![Bytes::from(joined), batches[6..].concat().into()];
+        assert_eq!(fitting(&chunks, 10, true).len(), one);
+        assert!(fitting(&chunks, 10, false).is_empty());
+        assert_eq!(fitting(&chunks, 10 * one, false).len(), 10 * one);
+        assert_eq!(fitting(&chunks, 10 * one - 1, false).len(), 9 * one);
+        assert_eq!(fitting(&chunks, 6 * one, false), chunks[0]);
+        assert!(fitting(&[], 100, true).is_empty());
     }
 }

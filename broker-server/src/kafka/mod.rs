@@ -12,7 +12,6 @@ pub mod alloc;
 pub mod client;
 mod cluster;
 mod configs;
-mod decompress;
 pub mod errors;
 mod fetch;
 mod fetch_session;

@@ -1,6 +1,6 @@
 //! Produce and InitProducerId.
 
-use broker_api::{AppendBatch, StoreError};
+use broker_api::{AppendBatch, StoreError, TimestampType};
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
@@ -47,6 +47,9 @@ impl KafkaServer {
         ProduceResponse::default().with_responses(topics)
     }
 
+    /// Appends the batches of one partition's record set as they came: each is split off
+    /// by its length, checked by the store (CRC, framing, counts, producer sequence) and
+    /// stored as bytes; no record is decoded here.
     async fn produce_partition(
         &self,
         topic: &str,
@@ -63,7 +66,7 @@ impl KafkaServer {
                 .with_error_code(code)
                 .with_error_message(Some(StrBytes::from_string(msg)))
         };
-        let mut batches = match decode_batches(records.unwrap_or_default()) {
+        let batches = match split(records.unwrap_or_default()) {
             Ok(b) => b,
             Err((code, msg)) => {
                 debug!(topic, partition, "bad record batch: {msg}");
@@ -71,27 +74,37 @@ impl KafkaServer {
             }
         };
         let log_append_time = self.uses_log_append_time(topic).await;
-        if log_append_time {
-            // The store stamps records without a timestamp with its append time.
-            for r in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
-                r.timestamp_ms = None;
-            }
-        }
+        let timestamps = if log_append_time {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        };
         let mut first: Option<broker_api::AppendResult> = None;
         let mut last_log_start = -1;
         for batch in batches {
-            let count = batch.records.len() as u64;
-            let bytes: u64 = batch.records.iter().map(|r| r.size() as u64).sum();
-            match self.store.append(topic, partition, batch).await {
+            let bytes = batch.len() as u64;
+            match self
+                .store
+                .append_batch(topic, partition, batch, timestamps)
+                .await
+            {
                 Ok(res) => {
                     if !res.duplicate {
+                        let count = (res.last_offset - res.base_offset + 1) as u64;
                         self.metrics.appended(topic, count, bytes);
                     }
                     last_log_start = res.log_start_offset;
                     first.get_or_insert(res);
                 }
                 Err(e) => {
-                    if !matches!(
+                    if matches!(
+                        e,
+                        StoreError::CorruptBatch(_)
+                            | StoreError::InvalidBatch(_)
+                            | StoreError::RecordTooLarge { .. }
+                    ) {
+                        debug!(topic, partition, "refused record batch: {e}");
+                    } else if !matches!(
                         e,
                         StoreError::UnknownTopic(_) | StoreError::OutOfOrderSequence { .. }
                     ) {
@@ -149,22 +162,33 @@ impl KafkaServer {
     }
 }
 
-/// Decodes the record batches of one partition into append batches, one per record batch.
-/// Refuses (with a Kafka error code and message) anything that is not a sane v2 batch.
-pub fn decode_batches(bytes: Bytes) -> Result<Vec<AppendBatch>, (i16, String)> {
-    let decoded = super::records::decode_batches(&bytes)?;
-    let mut out = Vec::with_capacity(decoded.len());
-    for batch in decoded {
-        if batch.transactional || batch.control {
+/// Splits one partition's record set into its batches; refuses (with the Kafka error code
+/// and a message) a set that is not whole v2 batches, and transactional or control batches.
+/// Each batch is checked in full by the store.
+pub fn split(bytes: Bytes) -> Result<Vec<Bytes>, (i16, String)> {
+    let batches = kafka_batch::split_batches(&bytes)
+        .map_err(|e| (super::records::error_code(&e), e.to_string()))?;
+    for b in &batches {
+        if super::records::first_header(b).is_some_and(|h| h.is_transactional_or_control()) {
             return Err((
                 ResponseError::TransactionalIdAuthorizationFailed.code(),
                 "transactions are not supported".into(),
             ));
         }
-        out.push(AppendBatch {
-            records: batch.records,
-            producer: batch.producer,
-        });
     }
-    Ok(out)
+    Ok(batches)
+}
+
+/// Decodes the record batches of one partition into append batches, one per record batch,
+/// checking each as a store does (for fuzzing and tools; produce itself does not decode).
+/// Refuses (with a Kafka error code and message) anything that is not a sane v2 batch.
+pub fn decode_batches(bytes: Bytes) -> Result<Vec<AppendBatch>, (i16, String)> {
+    split(bytes.clone())?;
+    Ok(super::records::decode_batches(&bytes)?
+        .into_iter()
+        .map(|b| AppendBatch {
+            records: b.records,
+            producer: b.producer,
+        })
+        .collect())
 }

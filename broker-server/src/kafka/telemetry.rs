@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_batch::Compression;
 use kafka_protocol::messages::{
     GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse, PushTelemetryRequest,
     PushTelemetryResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use uuid::Uuid;
@@ -156,8 +156,7 @@ fn decompress(kind: i8, data: Bytes) -> Option<Bytes> {
         4 => Compression::Zstd,
         _ => return None,
     };
-    let mut data = data;
-    super::decompress::decompress(&mut data, compression).ok()
+    kafka_batch::decompress(&data, compression).ok()
 }
 
 /// Protobuf fields of one message: (field number, wire value).

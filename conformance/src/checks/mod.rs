@@ -4,6 +4,7 @@
 //! asserts exact values; it returns `Err` with what was expected and what came back.
 
 pub mod append;
+pub mod batches;
 pub mod fetch;
 pub mod leases;
 pub mod lifecycle;
@@ -70,6 +71,13 @@ checks! {
     append::records_round_trip,
     append::concurrent_appends_are_gapless,
     append::offsets_are_never_reused,
+    batches::batch_append_assigns_offsets,
+    batches::invalid_batch_is_rejected,
+    batches::batches_come_back_as_stored,
+    batches::batch_fetch_respects_limits,
+    batches::records_and_batches_agree,
+    batches::log_append_time_is_stamped,
+    batches::idempotent_batches_are_checked,
     producer::producer_ids_are_unique,
     producer::idempotent_retry_is_not_duplicated,
     producer::sequence_gap_is_rejected,

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use broker_api::{
-    validate_group_name, validate_topic_name, AppendBatch, AppendResult, CommittedOffset,
-    Durability, FetchLimits, FetchResult, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken,
-    MetricValue, OffsetAndTimestamp, OffsetCommit, PartitionOffsets, ProducerIdentity, SharedClock,
-    Store, StoreError, StoreMetric, StoreResult, TopicConfig, TopicInfo,
+    validate_group_name, validate_topic_name, AppendBatch, AppendResult, BatchLimits,
+    CommittedOffset, Durability, FetchLimits, FetchResult, FetchedBatches, Lease, LeaseCounts,
+    LeaseGroupConfig, LeaseToken, MetricValue, OffsetAndTimestamp, OffsetCommit, PartitionOffsets,
+    ProducerIdentity, SharedClock, Store, StoreError, StoreMetric, StoreResult, TimestampType,
+    TopicConfig, TopicInfo,
 };
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -31,40 +32,51 @@ mod report;
 pub const CLEAN_SHUTDOWN: &str = "clean-shutdown";
 /// Name of the file holding the store's format version (a decimal number and a newline).
 pub const FORMAT_VERSION_FILE: &str = "format-version";
-/// The store format this binary writes and the newest it reads. Bumped whenever a change of
-/// the files would be misread by an older binary, which then refuses the directory (see
-/// docs/operations.md, "Upgrades").
-pub const FORMAT_VERSION: u32 = 2;
+/// The store format this binary writes and the only one it reads. Bumped whenever a change
+/// of the files would be misread by another binary, which then refuses the directory (see
+/// docs/operations.md, "Upgrades"). 3: `.log` files hold Kafka record batches (format v2);
+/// 1 and 2 held the store's own batch framing.
+pub const FORMAT_VERSION: u32 = 3;
 
-/// Checks the directory's format version: a newer one is refused before anything is read or
-/// repaired (an older binary would take the new batches for a torn tail and cut them off); a
-/// missing one (a new directory, or one written before the file existed) is written.
-fn check_format_version(dir: &Path, io: &Io) -> LogResult<()> {
+/// Checks the directory's format version before anything is read or repaired: a newer one is
+/// refused (an older binary would take the new batches for a torn tail and cut them off), an
+/// older one too (its batches are in a framing this binary does not read; a directory with
+/// metadata but no version file is one of those, version 1). A new directory gets the file.
+fn check_format_version(dir: &Path, io: &Io, fresh: bool) -> LogResult<()> {
     let path = dir.join(FORMAT_VERSION_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let found: u32 = text.trim().parse().map_err(|_| {
-                LogError::Metadata(format!(
-                    "{} holds {:?}, not a format version",
-                    path.display(),
-                    text.trim()
-                ))
-            })?;
-            if found > FORMAT_VERSION {
-                return Err(LogError::FormatTooNew {
-                    dir: dir.display().to_string(),
-                    found,
-                    supported: FORMAT_VERSION,
-                });
-            }
-            if found < FORMAT_VERSION {
-                write_format_version(dir, io)?;
-            }
-            Ok(())
+    let found = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u32>().map_err(|_| {
+            LogError::Metadata(format!(
+                "{} holds {:?}, not a format version",
+                path.display(),
+                text.trim()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && fresh => {
+            return write_format_version(dir, io)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_format_version(dir, io),
-        Err(e) => Err(LogError::io(format!("reading {}", path.display()), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
+        Err(e) => return Err(LogError::io(format!("reading {}", path.display()), e)),
+    };
+    if found > FORMAT_VERSION {
+        return Err(LogError::FormatTooNew {
+            dir: dir.display().to_string(),
+            found,
+            supported: FORMAT_VERSION,
+        });
     }
+    if found < FORMAT_VERSION && fresh {
+        // No metadata: no data either.
+        return write_format_version(dir, io);
+    }
+    if found < FORMAT_VERSION {
+        return Err(LogError::FormatTooOld {
+            file: path.display().to_string(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
 }
 
 fn write_format_version(dir: &Path, io: &Io) -> LogResult<()> {
@@ -223,7 +235,7 @@ impl LogStore {
         let dir_lock = lock_dir(dir)?;
         // A directory without metadata has never held a store: nothing to recover.
         let fresh = !dir.join("meta").exists();
-        check_format_version(dir, &io)?;
+        check_format_version(dir, &io, fresh)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let mut meta = Meta::load(&dir.join("meta"), &io, opts.snapshot_bytes)?;
@@ -850,6 +862,45 @@ impl Store for LogStore {
         Ok(res)
     }
 
+    async fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        timestamps: TimestampType,
+    ) -> StoreResult<AppendResult> {
+        let inner = &self.inner;
+        let t = inner.topic(topic)?;
+        let p = t.partition(topic, partition)?.clone();
+        let (max_record_bytes, durability, lay) = {
+            let cfg = t.config.read();
+            (
+                cfg.max_record_bytes,
+                cfg.durability,
+                layout(&inner.opts, &cfg),
+            )
+        };
+        let now = inner.clock.now_ms();
+        let stamp = match timestamps {
+            TimestampType::CreateTime => kafka_batch::Timestamps::Create,
+            TimestampType::LogAppendTime => kafka_batch::Timestamps::LogAppend(now),
+        };
+        let valid = kafka_batch::validate(batch, stamp, max_record_bytes)?;
+        if let Some(pb) = valid.header.producer() {
+            if pb.first_sequence < 0 || pb.epoch < 0 {
+                return Err(StoreError::InvalidBatch(
+                    "an idempotent batch needs a non-negative epoch and base sequence".into(),
+                ));
+            }
+        }
+        // Under `always`, readers see the records only once they are synced.
+        let res = p.append_batch(&valid, now, lay, durability != Durability::Always)?;
+        if durability == Durability::Always {
+            p.sync_to(res.last_offset + 1).await?;
+        }
+        Ok(res)
+    }
+
     async fn init_producer_id(&self) -> StoreResult<ProducerIdentity> {
         let inner = &self.inner;
         inner.check_open()?;
@@ -876,6 +927,18 @@ impl Store for LogStore {
         let t = self.inner.topic(topic)?;
         let p = t.partition(topic, partition)?;
         p.read(offset, limits, self.inner.opts.verify_reads)
+    }
+
+    async fn fetch_batches(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: BatchLimits,
+    ) -> StoreResult<FetchedBatches> {
+        let t = self.inner.topic(topic)?;
+        let p = t.partition(topic, partition)?;
+        p.read_batches(offset, limits, self.inner.opts.verify_reads)
     }
 
     async fn wait_for(

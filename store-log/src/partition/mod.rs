@@ -15,8 +15,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+mod batches;
+
 use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::damage::{Damage, PartLabel};
+use crate::damage::PartLabel;
 use crate::error::{LogError, LogResult};
 use crate::io::{sync_dir, Io, SyncFailure};
 use crate::producer::{Check, Producers};
@@ -170,7 +172,7 @@ impl Partition {
                         );
                     }
                     if let Some(body) = b.body {
-                        if b.header.flags & batch::FLAG_NOT_BEFORE != 0 {
+                        if b.header.has_not_before {
                             collect_not_before(body, b.header, &mut not_before);
                         }
                     }
@@ -282,9 +284,9 @@ impl Partition {
         self.hw_tx.subscribe()
     }
 
-    /// Appends a batch; see the Append rules of the contract. The bytes are written but not
-    /// necessarily synced: call [`Partition::sync_to`] for that. `publish`: readers may see
-    /// the records at once; otherwise only once a sync covers them.
+    /// Appends records as one batch; see the Append rules of the contract. The bytes are
+    /// written but not necessarily synced: call [`Partition::sync_to`] for that. `publish`:
+    /// readers may see the records at once; otherwise only once a sync covers them.
     pub fn append(
         &self,
         records: &[Record],
@@ -293,8 +295,71 @@ impl Partition {
         layout: Layout,
         publish: bool,
     ) -> StoreResult<AppendResult> {
-        let n = records.len() as u32;
         self.failed.check()?;
+        let n = records.len() as u32;
+        // Framed (and its CRC computed) before the lock: the base offset, set under it, is
+        // not covered by the CRC.
+        let mut buf = take_encode_buffer();
+        let enc = match batch::encode(&mut buf, records, now, producer) {
+            Ok(e) => e,
+            Err(e) => {
+                give_encode_buffer(buf);
+                return Err(e);
+            }
+        };
+        let result = self.append_with(n, producer, now, publish, |this, st, base| {
+            batch::set_base_offset(&mut buf, base);
+            this.write_batch(st, &[&buf], base, n, enc.max_timestamp, now, layout)?;
+            if enc.has_not_before {
+                for (i, r) in records.iter().enumerate() {
+                    if let Some(nb) = r.not_before_ms {
+                        st.not_before.insert(base + i as i64, nb);
+                    }
+                }
+            }
+            Ok(())
+        });
+        give_encode_buffer(buf);
+        result
+    }
+
+    /// Appends a producer's Kafka batch as it is (the bytes are written from the caller's
+    /// buffer with the stored base offset and leader epoch in front: no copy); see
+    /// [`Partition::append`].
+    pub fn append_batch(
+        &self,
+        valid: &kafka_batch::ValidBatch,
+        now: i64,
+        layout: Layout,
+        publish: bool,
+    ) -> StoreResult<AppendResult> {
+        self.failed.check()?;
+        let n = valid.record_count() as u32;
+        let tail = valid.tail();
+        let max_ts = valid.header.max_timestamp;
+        self.append_with(
+            n,
+            valid.header.producer(),
+            now,
+            publish,
+            |this, st, base| {
+                let prefix = valid.prefix(base);
+                this.write_batch(st, &[&prefix, &tail], base, n, max_ts, now, layout)
+            },
+        )
+    }
+
+    /// The shared part of an append of `n` records: the producer checks, then `write` (with
+    /// the state locked and the base offset), then the new end, the producer state, and
+    /// publishing.
+    fn append_with(
+        &self,
+        n: u32,
+        producer: Option<ProducerBatch>,
+        now: i64,
+        publish: bool,
+        write: impl FnOnce(&Self, &mut State, i64) -> StoreResult<()>,
+    ) -> StoreResult<AppendResult> {
         let mut st = self.state.lock();
         if let Some(p) = &producer {
             if let Check::Duplicate(r) = st.producers.check(p, n)? {
@@ -308,21 +373,10 @@ impl Partition {
             }
         }
         let base = st.hw;
-        let mut buf = take_encode_buffer();
-        let enc = batch::encode(&mut buf, base, records, now, producer);
-        let result = self.write_batch(&mut st, &buf, base, n, enc.max_timestamp, now, layout);
-        give_encode_buffer(buf);
-        result?;
+        write(self, &mut st, base)?;
         st.hw = base + n as i64;
         if let Some(p) = &producer {
             st.producers.record(p, n, base, now);
-        }
-        if enc.has_not_before {
-            for (i, r) in records.iter().enumerate() {
-                if let Some(nb) = r.not_before_ms {
-                    st.not_before.insert(base + i as i64, nb);
-                }
-            }
         }
         let hw = st.hw;
         let log_start = st.log_start;
@@ -344,14 +398,14 @@ impl Partition {
     fn write_batch(
         &self,
         st: &mut State,
-        buf: &[u8],
+        parts: &[&[u8]],
         base: i64,
         n: u32,
         max_ts: i64,
         now: i64,
         layout: Layout,
     ) -> StoreResult<()> {
-        let len = buf.len() as u64;
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let mut active = st.segments.last().unwrap().clone();
         let rel_end = base - active.base + n as i64;
         let must_roll = !active.is_empty()
@@ -365,7 +419,7 @@ impl Partition {
             active = self.roll(st, now, layout)?;
         }
         let pos = active.size();
-        if let Err(e) = self.io.write_at(&active.log, buf, pos) {
+        if let Err(e) = self.io.write_parts_at(&active.log, parts, pos) {
             // Cut off whatever part of the batch reached the file; it was never acknowledged.
             let _ = active.log.set_len(pos);
             return Err(io_err(
@@ -620,29 +674,10 @@ impl Partition {
                 }
             }
         }
-        if let Some((seg, pos, first, last, what)) = damage {
-            self.label.damage.report(&Damage {
-                topic: &self.label.topic,
-                partition: self.label.partition,
-                file: &seg.log_path,
-                pos,
-                first_offset: first,
-                last_offset: last,
-                what: &what,
-            });
+        if let Some(found) = damage {
+            self.report_damage(&found);
             if records.is_empty() {
-                let offsets = match last {
-                    Some(l) => format!("offsets {first}..={l}"),
-                    None => format!("offsets from {first}"),
-                };
-                return Err(corrupt(
-                    &seg,
-                    pos,
-                    &format!(
-                        "{}/{}: {what} ({offsets})",
-                        self.label.topic, self.label.partition
-                    ),
-                ));
+                return Err(self.damage_error(found));
             }
         }
         Ok(FetchResult {
@@ -702,11 +737,11 @@ impl Partition {
                     let body = read_at(&seg.log, p, h.total_len())
                         .map_err(|e| io_err("reading the log", e))?;
                     let mut hit = None;
-                    batch::decode_records(&body, &h, next, |r| {
-                        if r.timestamp_ms >= ts && r.offset < hw {
+                    batch::record_timestamps(&body, next, |offset, t| {
+                        if t >= ts && offset < hw {
                             hit = Some(OffsetAndTimestamp {
-                                offset: r.offset,
-                                timestamp_ms: r.timestamp_ms,
+                                offset,
+                                timestamp_ms: t,
                             });
                             return false;
                         }
@@ -790,14 +825,14 @@ impl Partition {
             if h.last_offset() >= log_start && beats(best, h.max_timestamp, h.base_offset) {
                 let body = read_at(&seg.log, p, h.total_len())
                     .map_err(|e| io_err("reading the log", e))?;
-                batch::decode_records(&body, &h, log_start, |r| {
-                    if r.offset >= hw {
+                batch::record_timestamps(&body, log_start, |offset, ts| {
+                    if offset >= hw {
                         return false;
                     }
-                    if beats(best, r.timestamp_ms, r.offset) {
+                    if beats(best, ts, offset) {
                         *best = Some(OffsetAndTimestamp {
-                            offset: r.offset,
-                            timestamp_ms: r.timestamp_ms,
+                            offset,
+                            timestamp_ms: ts,
                         });
                     }
                     true

@@ -1,0 +1,189 @@
+//! Whole stored batches for a Kafka fetch: byte ranges of the segments' memory mappings,
+//! handed out without decoding or copying a record.
+
+use broker_api::{BatchLimits, FetchedBatches, StoreError, StoreResult};
+use bytes::Bytes;
+
+use super::{corrupt, io_err, Found, Partition, ACTIVE_MAP_BYTES};
+use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::damage::Damage;
+use crate::segment::{read_at, Segment};
+
+/// Why the walk over one segment stopped.
+enum Stop {
+    /// The segment's end: go on with the next one.
+    End,
+    /// The limits or the high watermark: the fetch is complete.
+    Done,
+    /// A damaged batch.
+    Damage(Found),
+}
+
+/// Reads `len` bytes at `pos` from the mapping when it covers them, else from the file.
+fn bytes_at(seg: &Segment, view: &Option<Bytes>, pos: u64, len: usize) -> StoreResult<Bytes> {
+    match view {
+        Some(v) if pos as usize + len <= v.len() => Ok(v.slice(pos as usize..pos as usize + len)),
+        _ => read_at(&seg.log, pos, len).map_err(|e| io_err("reading the log", e)),
+    }
+}
+
+impl Partition {
+    /// Whole batches from the one holding `offset`; see rule **batch_fetch_respects_limits**.
+    /// `verify`: check each returned batch's CRC.
+    ///
+    /// Damage is handled as in [`Partition::read`]: a damaged batch ends the fetch, the
+    /// batches before it are returned, and only a fetch that starts at it fails with
+    /// `Corrupt` naming the file and position.
+    pub fn read_batches(
+        &self,
+        offset: i64,
+        limits: BatchLimits,
+        verify: bool,
+    ) -> StoreResult<FetchedBatches> {
+        let (segs, hw, log_start) = self.read_plan(offset)?;
+        let mut chunks = Vec::new();
+        let mut total = 0usize;
+        let mut next = offset;
+        let mut damage = None;
+        for (seg, size) in segs {
+            if next >= hw {
+                break;
+            }
+            let view = seg.view(ACTIVE_MAP_BYTES);
+            let mut range: Option<(u64, u64)> = None;
+            let stop = self.walk_batches(
+                &seg, &view, size, hw, limits, verify, &mut next, &mut total, &mut range,
+            )?;
+            if let Some((start, end)) = range {
+                chunks.push(bytes_at(&seg, &view, start, (end - start) as usize)?);
+            }
+            match stop {
+                Stop::End => {}
+                Stop::Done => break,
+                Stop::Damage(found) => {
+                    damage = Some(found);
+                    break;
+                }
+            }
+        }
+        if let Some(found) = damage {
+            self.report_damage(&found);
+            if chunks.is_empty() {
+                return Err(self.damage_error(found));
+            }
+        }
+        Ok(FetchedBatches {
+            chunks,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// Walks the batches of one segment from the index entry for `*next`, extending `range`
+    /// over the batches to return (moving `*next` and `*total`).
+    #[allow(clippy::too_many_arguments)]
+    fn walk_batches(
+        &self,
+        seg: &std::sync::Arc<Segment>,
+        view: &Option<Bytes>,
+        size: u64,
+        hw: i64,
+        limits: BatchLimits,
+        verify: bool,
+        next: &mut i64,
+        total: &mut usize,
+        range: &mut Option<(u64, u64)>,
+    ) -> StoreResult<Stop> {
+        let (mut pos, mut expect) = seg.entry_for(*next);
+        let damage = |pos: u64, expect: i64, last: Option<i64>, what: String| {
+            Ok(Stop::Damage((seg.clone(), pos, expect, last, what)))
+        };
+        while pos < size {
+            if pos + HEADER_LEN as u64 > size {
+                return damage(pos, expect, None, "truncated batch".into());
+            }
+            let header = match view {
+                Some(v) if (pos as usize + HEADER_LEN) <= v.len() => {
+                    BatchHeader::parse(&v[pos as usize..pos as usize + HEADER_LEN])
+                }
+                _ => BatchHeader::parse(&bytes_at(seg, view, pos, HEADER_LEN)?),
+            };
+            let Some(h) = header else {
+                return damage(pos, expect, None, "bad batch header".into());
+            };
+            if h.base_offset != expect {
+                let what = format!(
+                    "batch out of sequence: base offset {}, expected {expect}",
+                    h.base_offset
+                );
+                return damage(pos, expect, None, what);
+            }
+            let len = h.total_len();
+            if pos + len as u64 > size {
+                let what = "batch runs past the segment end".to_string();
+                return damage(pos, expect, Some(h.last_offset()), what);
+            }
+            if h.base_offset >= hw {
+                return Ok(Stop::Done);
+            }
+            if h.last_offset() >= *next {
+                if *total + len > limits.max_bytes && !(*total == 0 && limits.min_one) {
+                    return Ok(Stop::Done);
+                }
+                if verify {
+                    let ok = match view {
+                        Some(v) if pos as usize + len <= v.len() => {
+                            crate::batch::crc_ok(&v[pos as usize..pos as usize + len], &h)
+                        }
+                        _ => crate::batch::crc_ok(&bytes_at(seg, view, pos, len)?, &h),
+                    };
+                    if !ok {
+                        let what = "batch CRC mismatch".to_string();
+                        return damage(pos, expect, Some(h.last_offset()), what);
+                    }
+                }
+                let start = range.map_or(pos, |(s, _)| s);
+                *range = Some((start, pos + len as u64));
+                *total += len;
+                *next = h.last_offset() + 1;
+                if *next >= hw {
+                    return Ok(Stop::Done);
+                }
+            }
+            expect = h.last_offset() + 1;
+            pos += len as u64;
+        }
+        Ok(Stop::End)
+    }
+
+    /// Logs and counts a damaged batch (once per process and batch).
+    pub(super) fn report_damage(&self, found: &Found) {
+        let (seg, pos, first, last, what) = found;
+        self.label.damage.report(&Damage {
+            topic: &self.label.topic,
+            partition: self.label.partition,
+            file: &seg.log_path,
+            pos: *pos,
+            first_offset: *first,
+            last_offset: *last,
+            what,
+        });
+    }
+
+    /// The error of a read that starts at a damaged batch.
+    pub(super) fn damage_error(&self, found: Found) -> StoreError {
+        let (seg, pos, first, last, what) = found;
+        let offsets = match last {
+            Some(l) => format!("offsets {first}..={l}"),
+            None => format!("offsets from {first}"),
+        };
+        corrupt(
+            &seg,
+            pos,
+            &format!(
+                "{}/{}: {what} ({offsets})",
+                self.label.topic, self.label.partition
+            ),
+        )
+    }
+}
