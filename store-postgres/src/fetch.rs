@@ -310,9 +310,11 @@ impl PgStore {
             return Ok(None);
         };
         let mut next_base: i64 = start.get(0);
+        // The first batch usually holds the answer: read one, then pages growing to TS_PAGE.
+        let mut page = 1i64;
         loop {
             let rows = client
-                .query(BATCH_PAGE, &[&id, &partition, &next_base, &TS_PAGE])
+                .query(BATCH_PAGE, &[&id, &partition, &next_base, &page])
                 .await
                 .map_err(db_err)?;
             let Some(last) = rows.last() else {
@@ -340,9 +342,10 @@ impl PgStore {
                     return Ok(hit);
                 }
             }
-            if (rows.len() as i64) < TS_PAGE {
+            if (rows.len() as i64) < page {
                 return Ok(None);
             }
+            page = (page * 8).min(TS_PAGE);
         }
     }
 }

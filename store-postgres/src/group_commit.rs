@@ -195,17 +195,24 @@ impl GroupCommit {
             if self.try_lead() {
                 let jobs = self.take();
                 if jobs.is_empty() {
+                    // Our job is in a group that is running: wait for its answer. Wake the
+                    // others only if a job came in meanwhile (its caller may have found every
+                    // slot taken, this one included); waking them for nothing would have them
+                    // wake each other in turn until the group ends.
+                    self.running.fetch_sub(1, Ordering::AcqRel);
+                    if !self.queue.lock().is_empty() {
+                        self.done.notify_waiters();
+                    }
+                } else {
+                    self.groups.fetch_add(1, Ordering::Relaxed);
+                    self.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                    // A task of its own: the group finishes (and answers every job) even if
+                    // this caller goes away.
+                    let task = tokio::spawn(run(ctx.clone(), jobs));
+                    let _ = task.await;
                     self.finish_lead();
                     continue;
                 }
-                self.groups.fetch_add(1, Ordering::Relaxed);
-                self.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                // A task of its own: the group finishes (and answers every job) even if this
-                // caller goes away.
-                let task = tokio::spawn(run(ctx.clone(), jobs));
-                let _ = task.await;
-                self.finish_lead();
-                continue;
             }
             tokio::select! {
                 out = &mut rx => {

@@ -561,7 +561,29 @@ fn counter(store: &PgStore, name: &str) -> u64 {
 /// partition) fails only itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_share_commit_groups() {
-    let (store, _) = fresh_store("pgt_group").await;
+    share_commit_groups("pgt_group").await;
+}
+
+/// The same on one thread: a caller waiting for its group must yield, or the group's task
+/// never runs (a busy wait there once livelocked the broker-bench lease case). The runtime
+/// runs on a thread of its own, so a livelock fails the test instead of hanging it.
+#[test]
+fn commit_groups_make_progress_on_one_thread() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(share_commit_groups("pgt_group1"));
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("commit groups stalled on a one-thread runtime");
+}
+
+async fn share_commit_groups(schema: &str) {
+    let (store, _) = fresh_store(schema).await;
     let store = Arc::new(store);
     let config = TopicConfig {
         max_record_bytes: 50,

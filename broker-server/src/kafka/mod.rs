@@ -24,6 +24,7 @@ mod next_request;
 mod offsets;
 pub mod produce;
 pub mod records;
+pub mod response;
 mod response_errors;
 pub mod telemetry;
 mod topics;
@@ -47,6 +48,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Protocol};
 use crate::ServerError;
 use frame::{decode_frame, encode_response, Frame, KafkaRequest};
+use response::ResponseFrame;
 
 pub use group::Coordinator;
 
@@ -233,7 +235,15 @@ impl KafkaServer {
             match answer {
                 Ok(Some(resp)) => {
                     self.metrics.bytes_out(Protocol::Kafka, resp.len() as u64);
-                    if wr.write_all(&resp).await.is_err() {
+                    // Large chunks (record sets) go past the buffer straight to the socket.
+                    let mut failed = false;
+                    for chunk in &resp.chunks {
+                        if wr.write_all(chunk).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
                         break;
                     }
                     // Flush unless more requests are already buffered (pipelining).
@@ -258,7 +268,7 @@ impl KafkaServer {
         &self,
         frame: Bytes,
         peer: Option<std::net::SocketAddr>,
-    ) -> Result<Option<BytesMut>, ServerError> {
+    ) -> Result<Option<ResponseFrame>, ServerError> {
         let started = Instant::now();
         let decoded = decode_frame(frame).map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
         let (header, request) = match decoded {
@@ -270,7 +280,7 @@ impl KafkaServer {
             } => {
                 debug!(api_key, api_version, "unsupported API or version");
                 return unsupported::unsupported_response(api_key, api_version, correlation_id)
-                    .map(Some);
+                    .map(|b| Some(ResponseFrame::whole(b)));
             }
         };
         let v = header.request_api_version;
@@ -278,7 +288,7 @@ impl KafkaServer {
         macro_rules! reply {
             ($api:expr, $name:literal, $resp:expr) => {{
                 let resp = $resp;
-                let out = encode(($api), v, cid, &resp)?;
+                let out = ResponseFrame::whole(encode(($api), v, cid, &resp)?);
                 self.metrics.kafka_request($name, started.elapsed());
                 self.count_errors($name, &resp);
                 Ok(Some(out))
@@ -298,9 +308,29 @@ impl KafkaServer {
                 if acks == 0 {
                     return Ok(None);
                 }
-                Ok(Some(encode(ApiKey::Produce, v, cid, &resp)?))
+                Ok(Some(ResponseFrame::whole(encode(
+                    ApiKey::Produce,
+                    v,
+                    cid,
+                    &resp,
+                )?)))
             }
-            KafkaRequest::Fetch(req) => reply!(ApiKey::Fetch, "Fetch", self.fetch(req, v).await),
+            KafkaRequest::Fetch(req) => {
+                let resp = self.fetch(req, v).await;
+                // The record sets go out as the store's bytes, not copied into the frame.
+                let shared: Vec<Bytes> = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .filter_map(|p| p.records.clone())
+                    .collect();
+                let out = response::encode_chunked(ApiKey::Fetch, v, cid, &resp, shared).map_err(
+                    |e| ServerError::Io(std::io::Error::other(format!("encoding Fetch v{v}: {e}"))),
+                )?;
+                self.metrics.kafka_request("Fetch", started.elapsed());
+                self.count_errors("Fetch", &resp);
+                Ok(Some(out))
+            }
             KafkaRequest::ListOffsets(req) => reply!(
                 ApiKey::ListOffsets,
                 "ListOffsets",
