@@ -72,7 +72,7 @@ impl Transport {
                     .with_context(|| format!("{api:?} request"))?
                     .with_context(|| format!("{api:?} request got no response"))?;
                 // The handler's frame starts with its 4-byte size.
-                let resp: Bytes = resp.freeze();
+                let resp: Bytes = resp.to_bytes();
                 if resp.len() < 4 {
                     bail!("{api:?} response of {} bytes has no size", resp.len());
                 }
