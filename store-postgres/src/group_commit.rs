@@ -192,25 +192,23 @@ impl GroupCommit {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            if self.try_lead() {
+            if let Some(lead) = self.try_lead() {
                 let jobs = self.take();
                 if jobs.is_empty() {
                     // Our job is in a group that is running: wait for its answer. Wake the
                     // others only if a job came in meanwhile (its caller may have found every
                     // slot taken, this one included); waking them for nothing would have them
                     // wake each other in turn until the group ends.
-                    self.running.fetch_sub(1, Ordering::AcqRel);
-                    if !self.queue.lock().is_empty() {
-                        self.done.notify_waiters();
-                    }
+                    lead.release(!self.queue.lock().is_empty());
                 } else {
                     self.groups.fetch_add(1, Ordering::Relaxed);
                     self.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                     // A task of its own: the group finishes (and answers every job) even if
-                    // this caller goes away.
+                    // this caller goes away; the slot is given back when the group ends or
+                    // when this caller goes away, whichever comes first (`Lead`'s drop).
                     let task = tokio::spawn(run(ctx.clone(), jobs));
                     let _ = task.await;
-                    self.finish_lead();
+                    lead.release(true);
                     continue;
                 }
             }
@@ -225,17 +223,17 @@ impl GroupCommit {
         }
     }
 
-    fn try_lead(&self) -> bool {
+    /// One of the [`GROUPS_IN_FLIGHT`] slots, if one is free.
+    fn try_lead(&self) -> Option<Lead<'_>> {
         self.running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < GROUPS_IN_FLIGHT).then_some(n + 1)
             })
-            .is_ok()
-    }
-
-    fn finish_lead(&self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
-        self.done.notify_waiters();
+            .ok()
+            .map(|_| Lead {
+                owner: self,
+                wake: true,
+            })
     }
 
     /// The queued jobs a group takes, oldest first, within the group limits.
@@ -251,6 +249,29 @@ impl GroupCommit {
             n += 1;
         }
         q.drain(..n).collect()
+    }
+}
+
+/// A group slot; given back when dropped (also when the leading caller goes away while its
+/// group runs, so a slot is never lost), waking the waiting callers unless told otherwise.
+struct Lead<'a> {
+    owner: &'a GroupCommit,
+    wake: bool,
+}
+
+impl Lead<'_> {
+    /// Gives the slot back now; `wake`: wake the callers waiting for one.
+    fn release(mut self, wake: bool) {
+        self.wake = wake;
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.owner.running.fetch_sub(1, Ordering::AcqRel);
+        if self.wake {
+            self.owner.done.notify_waiters();
+        }
     }
 }
 
