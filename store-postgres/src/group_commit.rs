@@ -31,9 +31,15 @@ use crate::append::BatchRow;
 use crate::error::db_err;
 use crate::notify::Waiters;
 
-/// Groups that may run at the same time (each on its own connection). Two keep the database
-/// busy while the next group gathers, without splitting the waiting jobs into small groups.
+/// Groups that may run at the same time (each on its own connection). Small calls wait for
+/// the running group and go together into the next one (a second group would mostly wait for
+/// the first's partition locks and make both smaller: 16 single-record appenders to one
+/// partition committed 6.4k/s with two groups in flight, 10k/s with one); a second group
+/// starts only when at least [`SECOND_GROUP_BYTES`] of batch data wait, so large appends
+/// overlap their transfer with the running group's commit.
 pub(crate) const GROUPS_IN_FLIGHT: usize = 2;
+/// Queued batch data from which a second group may start.
+const SECOND_GROUP_BYTES: usize = 1 << 20;
 /// Bytes of batch data one group takes at most (a job larger than this runs in a group alone).
 const MAX_GROUP_BYTES: usize = 16 << 20;
 /// Jobs one group takes at most.
@@ -144,6 +150,8 @@ pub(crate) struct Ctx {
 #[derive(Default)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Job>>,
+    /// Batch data in the queue.
+    queued_bytes: AtomicUsize,
     running: AtomicUsize,
     done: Notify,
     /// Groups run and jobs in them, for `/metrics`.
@@ -178,6 +186,7 @@ impl GroupCommit {
         job: Job,
         mut rx: oneshot::Receiver<Outcome<T, J>>,
     ) -> Outcome<T, J> {
+        self.queued_bytes.fetch_add(job.bytes(), Ordering::AcqRel);
         self.queue.lock().push(job);
         loop {
             let done = self.done.notified();
@@ -225,9 +234,14 @@ impl GroupCommit {
 
     /// One of the [`GROUPS_IN_FLIGHT`] slots, if one is free.
     fn try_lead(&self) -> Option<Lead<'_>> {
+        let limit = if self.queued_bytes.load(Ordering::Acquire) >= SECOND_GROUP_BYTES {
+            GROUPS_IN_FLIGHT
+        } else {
+            1
+        };
         self.running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < GROUPS_IN_FLIGHT).then_some(n + 1)
+                (n < limit).then_some(n + 1)
             })
             .ok()
             .map(|_| Lead {
@@ -248,6 +262,7 @@ impl GroupCommit {
             bytes += j.bytes();
             n += 1;
         }
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         q.drain(..n).collect()
     }
 }
