@@ -31,9 +31,15 @@ use crate::append::BatchRow;
 use crate::error::db_err;
 use crate::notify::Waiters;
 
-/// Groups that may run at the same time (each on its own connection). Two keep the database
-/// busy while the next group gathers, without splitting the waiting jobs into small groups.
+/// Groups that may run at the same time (each on its own connection). Small calls wait for
+/// the running group and go together into the next one (a second group would mostly wait for
+/// the first's partition locks and make both smaller: 16 single-record appenders to one
+/// partition committed 6.4k/s with two groups in flight, 10k/s with one); a second group
+/// starts only when at least [`SECOND_GROUP_BYTES`] of batch data wait, so large appends
+/// overlap their transfer with the running group's commit.
 pub(crate) const GROUPS_IN_FLIGHT: usize = 2;
+/// Queued batch data from which a second group may start.
+const SECOND_GROUP_BYTES: usize = 1 << 20;
 /// Bytes of batch data one group takes at most (a job larger than this runs in a group alone).
 const MAX_GROUP_BYTES: usize = 16 << 20;
 /// Jobs one group takes at most.
@@ -144,6 +150,8 @@ pub(crate) struct Ctx {
 #[derive(Default)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Job>>,
+    /// Batch data in the queue.
+    queued_bytes: AtomicUsize,
     running: AtomicUsize,
     done: Notify,
     /// Groups run and jobs in them, for `/metrics`.
@@ -178,6 +186,7 @@ impl GroupCommit {
         job: Job,
         mut rx: oneshot::Receiver<Outcome<T, J>>,
     ) -> Outcome<T, J> {
+        self.queued_bytes.fetch_add(job.bytes(), Ordering::AcqRel);
         self.queue.lock().push(job);
         loop {
             let done = self.done.notified();
@@ -192,25 +201,23 @@ impl GroupCommit {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            if self.try_lead() {
+            if let Some(lead) = self.try_lead() {
                 let jobs = self.take();
                 if jobs.is_empty() {
                     // Our job is in a group that is running: wait for its answer. Wake the
                     // others only if a job came in meanwhile (its caller may have found every
                     // slot taken, this one included); waking them for nothing would have them
                     // wake each other in turn until the group ends.
-                    self.running.fetch_sub(1, Ordering::AcqRel);
-                    if !self.queue.lock().is_empty() {
-                        self.done.notify_waiters();
-                    }
+                    lead.release(!self.queue.lock().is_empty());
                 } else {
                     self.groups.fetch_add(1, Ordering::Relaxed);
                     self.jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                     // A task of its own: the group finishes (and answers every job) even if
-                    // this caller goes away.
+                    // this caller goes away; the slot is given back when the group ends or
+                    // when this caller goes away, whichever comes first (`Lead`'s drop).
                     let task = tokio::spawn(run(ctx.clone(), jobs));
                     let _ = task.await;
-                    self.finish_lead();
+                    lead.release(true);
                     continue;
                 }
             }
@@ -225,17 +232,22 @@ impl GroupCommit {
         }
     }
 
-    fn try_lead(&self) -> bool {
+    /// One of the [`GROUPS_IN_FLIGHT`] slots, if one is free.
+    fn try_lead(&self) -> Option<Lead<'_>> {
+        let limit = if self.queued_bytes.load(Ordering::Acquire) >= SECOND_GROUP_BYTES {
+            GROUPS_IN_FLIGHT
+        } else {
+            1
+        };
         self.running
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < GROUPS_IN_FLIGHT).then_some(n + 1)
+                (n < limit).then_some(n + 1)
             })
-            .is_ok()
-    }
-
-    fn finish_lead(&self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
-        self.done.notify_waiters();
+            .ok()
+            .map(|_| Lead {
+                owner: self,
+                wake: true,
+            })
     }
 
     /// The queued jobs a group takes, oldest first, within the group limits.
@@ -250,7 +262,31 @@ impl GroupCommit {
             bytes += j.bytes();
             n += 1;
         }
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         q.drain(..n).collect()
+    }
+}
+
+/// A group slot; given back when dropped (also when the leading caller goes away while its
+/// group runs, so a slot is never lost), waking the waiting callers unless told otherwise.
+struct Lead<'a> {
+    owner: &'a GroupCommit,
+    wake: bool,
+}
+
+impl Lead<'_> {
+    /// Gives the slot back now; `wake`: wake the callers waiting for one.
+    fn release(mut self, wake: bool) {
+        self.wake = wake;
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.owner.running.fetch_sub(1, Ordering::AcqRel);
+        if self.wake {
+            self.owner.done.notify_waiters();
+        }
     }
 }
 

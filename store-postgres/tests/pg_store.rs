@@ -674,3 +674,48 @@ async fn share_commit_groups(schema: &str) {
         "{groups} groups for {jobs} jobs: calls did not share commits"
     );
 }
+
+/// A caller that goes away while it leads a commit group (a cancelled request) gives its slot
+/// back: later calls still commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_group_leader_does_not_block_later_calls() {
+    let (store, _) = fresh_store("pgt_group_cancel").await;
+    store
+        .create_topic("c", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        // Polled once (it queues its call and leads a group), then dropped.
+        let _ = tokio::time::timeout(
+            Duration::ZERO,
+            store.append("c", 0, AppendBatch::new(values(1, &format!("x{i}-")))),
+        )
+        .await;
+    }
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        store.append("c", 0, AppendBatch::new(values(1, "after"))),
+    )
+    .await
+    .expect("an append after cancelled leaders did not finish")
+    .unwrap();
+    // The cancelled calls ran anyway (their groups had started): the new one comes after them.
+    assert!(r.base_offset <= 10, "{r:?}");
+    let c = tokio::time::timeout(Duration::from_secs(30), async {
+        store
+            .commit_offsets(
+                "g",
+                &[OffsetCommit {
+                    topic: "c".into(),
+                    partition: 0,
+                    offset: 1,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                }],
+            )
+            .await
+    })
+    .await
+    .expect("a commit after cancelled leaders did not finish");
+    c.unwrap();
+}

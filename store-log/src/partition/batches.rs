@@ -2,12 +2,17 @@
 //! handed out without decoding or copying a record.
 
 use broker_api::{BatchLimits, FetchedBatches, StoreError, StoreResult};
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::{corrupt, io_err, Found, Partition, ACTIVE_MAP_BYTES};
 use crate::batch::{BatchHeader, HEADER_LEN};
 use crate::damage::Damage;
 use crate::segment::{read_at, Segment};
+
+/// Bytes of batches served between two releases of the mapped pages (see `read_batches`).
+const RELEASE_AFTER_BYTES: u64 = 32 << 20;
 
 /// Why the walk over one segment stopped.
 enum Stop {
@@ -45,11 +50,13 @@ impl Partition {
         let mut total = 0usize;
         let mut next = offset;
         let mut damage = None;
+        let mut read_from = Vec::new();
         for (seg, size) in segs {
             if next >= hw {
                 break;
             }
             let view = seg.view(ACTIVE_MAP_BYTES);
+            read_from.push(seg.clone());
             let mut range: Option<(u64, u64)> = None;
             let stop = self.walk_batches(
                 &seg, &view, size, hw, limits, verify, &mut next, &mut total, &mut range,
@@ -70,6 +77,17 @@ impl Partition {
             self.report_damage(&found);
             if chunks.is_empty() {
                 return Err(self.damage_error(found));
+            }
+        }
+        // A consumer catching up maps in the segment as fast as it reads: let go of the pages
+        // every RELEASE_AFTER_BYTES served, so that resident memory does not grow with the
+        // backlog between the flusher's releases (pages still being sent fault back in from
+        // the page cache).
+        let served = self.served.fetch_add(total as u64, Ordering::Relaxed) + total as u64;
+        if served >= RELEASE_AFTER_BYTES {
+            self.served.store(0, Ordering::Relaxed);
+            for seg in read_from {
+                seg.release_mapped_pages();
             }
         }
         Ok(FetchedBatches {

@@ -75,6 +75,8 @@ pub struct Partition {
     failed: SyncFailure,
     /// Topic and partition for damage reports, and the store's damage counter.
     label: PartLabel,
+    /// Bytes of batches served since the mapped pages were last let go of.
+    served: std::sync::atomic::AtomicU64,
 }
 
 fn corrupt(seg: &Segment, pos: u64, what: &str) -> StoreError {
@@ -224,6 +226,7 @@ impl Partition {
             dirty: AtomicBool::new(false),
             failed: SyncFailure::default(),
             label,
+            served: Default::default(),
         })
     }
 
