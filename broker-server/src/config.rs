@@ -9,6 +9,7 @@ use broker_api::Durability;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::security::{SecurityArgs, SecurityConfig};
 use crate::ServerError;
 
 /// Which storage engine holds the data.
@@ -132,6 +133,41 @@ pub struct Cli {
     /// How often time and size retention is applied to every topic, in ms [default: 60000].
     #[arg(long, env = "BROKER_RETENTION_CHECK_MS", value_name = "MS")]
     pub retention_check_ms: Option<u64>,
+
+    // ---- security (see docs/security.md) ----
+    /// A Kafka listener NAME=PROTOCOL://HOST:PORT, PROTOCOL one of PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL; repeatable (or comma-separated). Without an explicit
+    /// --kafka-addr they replace the default PLAINTEXT listener [default: none].
+    #[arg(
+        long,
+        env = "BROKER_LISTENER",
+        value_name = "NAME=PROTOCOL://HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub listener: Vec<String>,
+    /// Address clients of listener NAME are told in Metadata, NAME=HOST:PORT; repeatable
+    /// [default: the listener's bound address].
+    #[arg(
+        long,
+        env = "BROKER_ADVERTISED_LISTENER",
+        value_name = "NAME=HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub advertised_listener: Vec<String>,
+    /// PEM certificate chain (leaf first) of SSL/SASL_SSL listeners and --http-tls; reloaded
+    /// on SIGHUP [default: none].
+    #[arg(long, env = "BROKER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC) [default: none].
+    #[arg(long, env = "BROKER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates of client certificates: SSL listeners then require a client
+    /// certificate whose subject is the principal (User:CN=...) [default: none].
+    #[arg(long, env = "BROKER_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve the HTTP listener (SQS API, /metrics) over TLS with --tls-cert [default: false].
+    #[arg(long, env = "BROKER_HTTP_TLS", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    pub http_tls: Option<bool>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -153,6 +189,12 @@ struct FileConfig {
     max_replication_factor: Option<u32>,
     sqs_credentials_file: Option<PathBuf>,
     retention_check_ms: Option<u64>,
+    listener: Option<Vec<String>>,
+    advertised_listener: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    http_tls: Option<bool>,
 }
 
 /// The resolved settings the server runs with.
@@ -174,6 +216,8 @@ pub struct Config {
     pub max_replication_factor: u32,
     pub sqs_credentials_file: Option<PathBuf>,
     pub retention_check_ms: u64,
+    /// Listeners, TLS, SASL and ACL settings.
+    pub security: SecurityConfig,
 }
 
 /// Default largest request frame: 100 MiB.
@@ -197,6 +241,7 @@ impl Default for Config {
             max_replication_factor: 3,
             sqs_credentials_file: None,
             retention_check_ms: 60_000,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -298,6 +343,19 @@ impl Config {
                 .then(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
                 .flatten()
         });
+        let kafka_addr_given = cli.kafka_addr.is_some() || file.kafka_addr.is_some();
+        let nonempty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        let security = SecurityConfig::resolve(SecurityArgs {
+            listener: nonempty(cli.listener).or(file.listener).unwrap_or_default(),
+            advertised_listener: nonempty(cli.advertised_listener)
+                .or(file.advertised_listener)
+                .unwrap_or_default(),
+            kafka_addr_given,
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
+            tls_client_ca: cli.tls_client_ca.or(file.tls_client_ca),
+            http_tls: cli.http_tls.or(file.http_tls),
+        })?;
         let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
             Some(a) => resolve_addr("--kafka-addr", &a)?,
             None => d.kafka_addr,
@@ -343,6 +401,7 @@ impl Config {
                 .retention_check_ms
                 .or(file.retention_check_ms)
                 .unwrap_or(d.retention_check_ms),
+            security,
         };
         config.validate()?;
         Ok(config)

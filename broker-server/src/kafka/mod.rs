@@ -12,6 +12,7 @@ pub mod alloc;
 pub mod client;
 mod cluster;
 mod configs;
+pub mod conn;
 mod decompress;
 pub mod errors;
 mod fetch;
@@ -145,9 +146,18 @@ impl KafkaServer {
         })
     }
 
-    /// Accepts connections until stop; then waits for every connection to finish the request
-    /// it is serving.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts connections on every listener until stop; then waits for every connection to
+    /// finish the request it is serving.
+    pub async fn serve(self: Arc<Self>, listeners: Vec<(TcpListener, Arc<conn::ListenerInfo>)>) {
+        let mut tasks = JoinSet::new();
+        for (listener, info) in listeners {
+            tasks.spawn(self.clone().serve_listener(listener, info));
+        }
+        while tasks.join_next().await.is_some() {}
+        info!("kafka listeners stopped");
+    }
+
+    async fn serve_listener(self: Arc<Self>, listener: TcpListener, info: Arc<conn::ListenerInfo>) {
         let mut stop = self.stop.clone();
         let mut conns = JoinSet::new();
         loop {
@@ -156,9 +166,10 @@ impl KafkaServer {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        debug!(%peer, "kafka connection");
+                        debug!(%peer, listener = %info.name, "kafka connection");
                         let server = self.clone();
-                        conns.spawn(async move { server.connection(stream).await });
+                        let info = info.clone();
+                        conns.spawn(async move { server.connection(stream, info).await });
                     }
                     Err(e) => {
                         warn!("accept failed: {e}");
@@ -170,13 +181,62 @@ impl KafkaServer {
         }
         drop(listener);
         while conns.join_next().await.is_some() {}
-        info!("kafka listener stopped");
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream) {
+    /// Serves one accepted connection: the TLS handshake on SSL listeners, then requests.
+    async fn connection(self: Arc<Self>, stream: TcpStream, listener: Arc<conn::ListenerInfo>) {
         let _open = self.metrics.connection_opened(Protocol::Kafka);
         let peer = stream.peer_addr().ok();
-        let (rd, wr) = stream.into_split();
+        let mut view = conn::ConnView {
+            principal: conn::ANONYMOUS.into(),
+            host: conn::host_of(peer),
+            listener: listener.clone(),
+        };
+        match &listener.tls {
+            None => self.serve_stream(stream, peer, view).await,
+            Some((tls, auth)) => {
+                let acceptor = tls.acceptor(*auth);
+                let mut stop = self.stop.clone();
+                let handshake = tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    r = tokio::time::timeout(crate::security::http_tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+                };
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(?peer, listener = %listener.name, "TLS handshake failed: {e}");
+                        self.metrics.security.tls_failed();
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(?peer, listener = %listener.name, "TLS handshake timed out");
+                        self.metrics.security.tls_failed();
+                        return;
+                    }
+                };
+                if !listener.protocol.is_sasl() {
+                    if let Some(p) = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| crate::security::tls::certificate_principal(c))
+                    {
+                        view.principal = p.into();
+                    }
+                }
+                self.serve_stream(stream, peer, view).await
+            }
+        }
+    }
+
+    async fn serve_stream<S: conn::SplitStream>(
+        self: Arc<Self>,
+        stream: S,
+        peer: Option<std::net::SocketAddr>,
+        view: conn::ConnView,
+    ) {
+        let (rd, wr) = stream.split_stream();
         let mut rd = BufReader::with_capacity(16 * 1024, rd);
         let mut wr = BufWriter::with_capacity(16 * 1024, wr);
         let mut stop = self.stop.clone();
@@ -218,7 +278,9 @@ impl KafkaServer {
             let answer = if frame.get(..2) == Some(&FETCH_KEY[..]) {
                 // A long poll ends early once the next request starts to arrive.
                 let next = next_request::NextRequest::default();
-                let mut answer = std::pin::pin!(next.scope(self.handle_frame(frame, peer)));
+                let mut answer = std::pin::pin!(
+                    next.scope(conn::scope(view.clone(), self.handle_frame(frame, peer)))
+                );
                 tokio::select! {
                     biased;
                     r = &mut answer => r,
@@ -228,7 +290,7 @@ impl KafkaServer {
                     }
                 }
             } else {
-                self.handle_frame(frame, peer).await
+                conn::scope(view.clone(), self.handle_frame(frame, peer)).await
             };
             match answer {
                 Ok(Some(resp)) => {

@@ -1,0 +1,132 @@
+//! Security settings and their building blocks: listeners with their security protocols,
+//! TLS, (later steps) SASL credentials and ACLs.
+
+pub mod http_tls;
+pub mod listener;
+pub mod metrics;
+pub mod tls;
+
+use std::path::PathBuf;
+
+use crate::config::resolve_addr;
+use crate::ServerError;
+use listener::{parse_advertised, parse_listener, ListenerSpec, SecurityProtocol};
+use tls::TlsFiles;
+
+/// The resolved security settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Listeners of `--listener`, in the order given.
+    pub listeners: Vec<ListenerSpec>,
+    /// True when `--listener` was given without `--kafka-addr`: the listeners replace the
+    /// default PLAINTEXT listener of `kafka_addr`.
+    pub listeners_replace_kafka_addr: bool,
+    /// TLS files, needed by SSL and SASL_SSL listeners and `--http-tls`.
+    pub tls: Option<TlsFiles>,
+    /// Serve the HTTP listener over TLS.
+    pub http_tls: bool,
+}
+
+/// The raw security settings of the flags and the file (flags already preferred).
+#[derive(Debug, Default)]
+pub struct SecurityArgs {
+    pub listener: Vec<String>,
+    pub advertised_listener: Vec<String>,
+    pub kafka_addr_given: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub http_tls: Option<bool>,
+}
+
+impl SecurityConfig {
+    /// Checks and resolves the raw settings; errors name the flag.
+    pub fn resolve(args: SecurityArgs) -> Result<SecurityConfig, ServerError> {
+        let cfg = |e: String| ServerError::Config(e);
+        let mut listeners: Vec<ListenerSpec> = Vec::new();
+        for value in &args.listener {
+            let (name, protocol, hostport) = parse_listener(value).map_err(cfg)?;
+            if listeners.iter().any(|l| l.name == name) {
+                return Err(cfg(format!(
+                    "--listener: the name {name} is used twice; give each listener its own NAME="
+                )));
+            }
+            let addr = resolve_addr("--listener", &hostport)?;
+            listeners.push(ListenerSpec {
+                name,
+                protocol,
+                addr,
+                advertised: None,
+            });
+        }
+        if args.kafka_addr_given && listeners.iter().any(|l| l.name == "PLAINTEXT") {
+            return Err(cfg(
+                "--kafka-addr is the listener named PLAINTEXT; a --listener of that name conflicts with it (rename one)".into(),
+            ));
+        }
+        for value in &args.advertised_listener {
+            let (name, hostport) = parse_advertised(value).map_err(cfg)?;
+            let Some(l) = listeners.iter_mut().find(|l| l.name == name) else {
+                return Err(cfg(format!(
+                    "--advertised-listener {value:?}: no --listener is named {name}"
+                )));
+            };
+            l.advertised = Some(hostport);
+        }
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: args.tls_client_ca,
+            }),
+            (None, None) => {
+                if args.tls_client_ca.is_some() {
+                    return Err(cfg(
+                        "--tls-client-ca needs --tls-cert and --tls-key (the server's own certificate)".into(),
+                    ));
+                }
+                None
+            }
+            (Some(_), None) => return Err(cfg("--tls-cert needs --tls-key".into())),
+            (None, Some(_)) => return Err(cfg("--tls-key needs --tls-cert".into())),
+        };
+        let http_tls = args.http_tls.unwrap_or(false);
+        if tls.is_none() {
+            if let Some(l) = listeners.iter().find(|l| l.protocol.is_tls()) {
+                return Err(cfg(format!(
+                    "--listener {} is {}: it needs --tls-cert and --tls-key",
+                    l.name, l.protocol
+                )));
+            }
+            if http_tls {
+                return Err(cfg("--http-tls needs --tls-cert and --tls-key".into()));
+            }
+        }
+        Ok(SecurityConfig {
+            listeners_replace_kafka_addr: !listeners.is_empty() && !args.kafka_addr_given,
+            listeners,
+            tls,
+            http_tls,
+        })
+    }
+
+    /// Every Kafka listener: the PLAINTEXT listener of `kafka_addr` (unless `--listener`
+    /// replaces it) and then those of `--listener`.
+    pub fn kafka_listeners(
+        &self,
+        kafka_addr: std::net::SocketAddr,
+        advertised_addr: Option<&str>,
+    ) -> Vec<ListenerSpec> {
+        let mut all = Vec::new();
+        if !self.listeners_replace_kafka_addr {
+            all.push(ListenerSpec {
+                name: "PLAINTEXT".into(),
+                protocol: SecurityProtocol::Plaintext,
+                addr: kafka_addr,
+                advertised: advertised_addr.map(str::to_string),
+            });
+        }
+        all.extend(self.listeners.iter().cloned());
+        all
+    }
+}
