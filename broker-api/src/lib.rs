@@ -8,6 +8,7 @@ mod error;
 pub mod log_limit;
 pub mod metrics;
 mod names;
+mod security;
 mod store;
 mod types;
 
@@ -16,5 +17,8 @@ pub use error::{StoreError, StoreResult};
 pub use log_limit::LogLimiter;
 pub use metrics::{HistogramSnapshot, LatencyHistogram, MetricValue, StoreMetric};
 pub use names::{validate_group_name, validate_topic_name, MAX_TOPIC_NAME_LEN};
+pub use security::{
+    validate_user_name, AclBinding, ScramCredential, ScramMechanism, MAX_USER_NAME_BYTES,
+};
 pub use store::Store;
 pub use types::*;

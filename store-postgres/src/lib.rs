@@ -10,6 +10,7 @@ mod offsets;
 mod records;
 mod retention;
 mod schema;
+mod security;
 mod store;
 mod topics;
 mod tx;
