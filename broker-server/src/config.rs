@@ -168,6 +168,24 @@ pub struct Cli {
     /// Serve the HTTP listener (SQS API, /metrics) over TLS with --tls-cert [default: false].
     #[arg(long, env = "BROKER_HTTP_TLS", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     pub http_tls: Option<bool>,
+    /// SASL mechanisms offered on SASL listeners, comma-separated, of PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512; PLAIN is checked against the SCRAM credentials [default: all three].
+    #[arg(long, env = "BROKER_SASL_MECHANISMS", value_name = "LIST")]
+    pub sasl_mechanisms: Option<String>,
+    /// Lifetime of a SASL session in ms (Kafka's connections.max.reauth.ms, KIP-368): clients
+    /// re-authenticate before it ends, connections that do not are closed; 0 never expires
+    /// [default: 0].
+    #[arg(long, env = "BROKER_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    /// Principals allowed everything whatever the ACLs say, User:NAME[,User:NAME...]
+    /// [default: none].
+    #[arg(long, env = "BROKER_SUPER_USERS", value_name = "PRINCIPALS")]
+    pub super_users: Option<String>,
+    /// Allow a request on a resource that no ACL names (Kafka's
+    /// allow.everyone.if.no.acl.found) [default: false when a SASL or mTLS listener exists,
+    /// else true].
+    #[arg(long, env = "BROKER_ALLOW_EVERYONE_IF_NO_ACL", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl: Option<bool>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -195,6 +213,10 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     http_tls: Option<bool>,
+    sasl_mechanisms: Option<String>,
+    connections_max_reauth_ms: Option<u64>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl: Option<bool>,
 }
 
 /// The resolved settings the server runs with.
@@ -355,6 +377,14 @@ impl Config {
             tls_key: cli.tls_key.or(file.tls_key),
             tls_client_ca: cli.tls_client_ca.or(file.tls_client_ca),
             http_tls: cli.http_tls.or(file.http_tls),
+            sasl_mechanisms: cli.sasl_mechanisms.or(file.sasl_mechanisms),
+            connections_max_reauth_ms: cli
+                .connections_max_reauth_ms
+                .or(file.connections_max_reauth_ms),
+            super_users: cli.super_users.or(file.super_users),
+            allow_everyone_if_no_acl: cli
+                .allow_everyone_if_no_acl
+                .or(file.allow_everyone_if_no_acl),
         })?;
         let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
             Some(a) => resolve_addr("--kafka-addr", &a)?,

@@ -92,3 +92,32 @@ def read_frame(sock):
 
 def kcat(*args, timeout=60, input=None):
     return subprocess.run(["kcat", *args], capture_output=True, timeout=timeout, input=input)
+
+
+def store_flags(broker):
+    """The store flags of a (not running) Broker, for `broker users`."""
+    if broker.store == "log":
+        return ["--store", "log", "--data-dir", os.path.join(broker.data_dir, "data")]
+    if broker.store == "postgres":
+        return ["--store", "postgres", "--database-url", os.environ["DATABASE_URL"],
+                "--pg-schema", broker.schema]
+    raise RuntimeError("broker users needs the log or postgres store")
+
+
+def add_user(broker, name, password, mechanism="SCRAM-SHA-256"):
+    r = subprocess.run([broker.bin, "users", "add", name, "--mechanism", mechanism,
+                        "--password-stdin", *store_flags(broker)],
+                       input=password.encode() + b"\n", capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return r
+
+
+def metric(broker, name_and_labels):
+    """The value of one metric line of /metrics (0 when absent)."""
+    import urllib.request
+    scheme = "http"
+    text = urllib.request.urlopen(f"{scheme}://127.0.0.1:{broker.http_port}/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name_and_labels + " "):
+            return float(line.split()[-1])
+    return 0.0

@@ -9,6 +9,7 @@ mod acls;
 mod admin;
 #[cfg(unix)]
 pub mod alloc;
+mod authz;
 pub mod client;
 mod cluster;
 mod configs;
@@ -26,6 +27,7 @@ mod offsets;
 pub mod produce;
 pub mod records;
 mod response_errors;
+mod sasl;
 pub mod telemetry;
 mod topics;
 mod unsupported;
@@ -50,6 +52,7 @@ use crate::ServerError;
 use frame::{decode_frame, encode_response, Frame, KafkaRequest};
 
 pub use group::Coordinator;
+pub use sasl::MECHANISMS as SASL_MECHANISMS;
 
 /// Settings of the Kafka listener.
 #[derive(Debug, Clone)]
@@ -69,6 +72,10 @@ pub struct KafkaConfig {
     /// Largest replication factor CreateTopics accepts (kept as a setting; the store keeps
     /// the data safe).
     pub max_replication_factor: u32,
+    /// SASL mechanisms offered on SASL listeners.
+    pub sasl_mechanisms: Vec<String>,
+    /// KIP-368 `connections.max.reauth.ms`: SASL sessions last this long (0: forever).
+    pub reauth_ms: u64,
 }
 
 impl KafkaConfig {
@@ -96,6 +103,8 @@ impl KafkaConfig {
             default_durability: config.default_durability,
             max_frame_bytes: config.max_frame_bytes,
             max_replication_factor: config.max_replication_factor,
+            sasl_mechanisms: config.security.sasl_mechanisms(),
+            reauth_ms: config.security.connections_max_reauth_ms,
         })
     }
 }
@@ -234,9 +243,10 @@ impl KafkaServer {
         self: Arc<Self>,
         stream: S,
         peer: Option<std::net::SocketAddr>,
-        view: conn::ConnView,
+        mut view: conn::ConnView,
     ) {
         let (rd, wr) = stream.split_stream();
+        let mut sasl = sasl::SaslConn::new(&view);
         let mut rd = BufReader::with_capacity(16 * 1024, rd);
         let mut wr = BufWriter::with_capacity(16 * 1024, wr);
         let mut stop = self.stop.clone();
@@ -252,12 +262,11 @@ impl KafkaServer {
                     }
                 },
             };
-            if len < 0 || len as usize > self.config.max_frame_bytes {
+            let limit = sasl.frame_limit(self.config.max_frame_bytes);
+            if len < 0 || len as usize > limit {
                 warn!(
                     ?peer,
-                    len,
-                    limit = self.config.max_frame_bytes,
-                    "refusing an oversized frame; closing the connection"
+                    len, limit, "refusing an oversized frame; closing the connection"
                 );
                 break;
             }
@@ -275,6 +284,20 @@ impl KafkaServer {
             }
             self.metrics.bytes_in(Protocol::Kafka, 4 + len as u64);
             let frame = Bytes::from(buf);
+            match self.sasl_gate(&frame, &mut sasl, &mut view).await {
+                sasl::Gate::Serve => {}
+                sasl::Gate::Reply(resp, close) => {
+                    self.metrics.bytes_out(Protocol::Kafka, resp.len() as u64);
+                    if wr.write_all(&resp).await.is_err() || wr.flush().await.is_err() || close {
+                        break;
+                    }
+                    continue;
+                }
+                sasl::Gate::Close(why) => {
+                    debug!(?peer, listener = %view.listener.name, "closing the connection: {why}");
+                    break;
+                }
+            }
             let answer = if frame.get(..2) == Some(&FETCH_KEY[..]) {
                 // A long poll ends early once the next request starts to arrive.
                 let next = next_request::NextRequest::default();
@@ -518,6 +541,16 @@ impl KafkaServer {
                 ApiKey::PushTelemetry,
                 "PushTelemetry",
                 self.push_telemetry(req)
+            ),
+            KafkaRequest::DescribeUserScramCredentials(req) => reply!(
+                ApiKey::DescribeUserScramCredentials,
+                "DescribeUserScramCredentials",
+                self.describe_user_scram_credentials(req).await
+            ),
+            KafkaRequest::AlterUserScramCredentials(req) => reply!(
+                ApiKey::AlterUserScramCredentials,
+                "AlterUserScramCredentials",
+                self.alter_user_scram_credentials(req).await
             ),
         }
     }

@@ -4,7 +4,9 @@
 pub mod http_tls;
 pub mod listener;
 pub mod metrics;
+pub mod scram;
 pub mod tls;
+pub mod users_cli;
 
 use std::path::PathBuf;
 
@@ -25,6 +27,14 @@ pub struct SecurityConfig {
     pub tls: Option<TlsFiles>,
     /// Serve the HTTP listener over TLS.
     pub http_tls: bool,
+    /// `--sasl-mechanisms`; `None`: all of PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
+    pub sasl_mechanisms_given: Option<Vec<String>>,
+    /// KIP-368 `connections.max.reauth.ms` (0: sessions never expire).
+    pub connections_max_reauth_ms: u64,
+    /// `--super-users`: principals the ACLs do not restrict.
+    pub super_users: Vec<String>,
+    /// `--allow-everyone-if-no-acl` as given.
+    pub allow_everyone_if_no_acl_given: Option<bool>,
 }
 
 /// The raw security settings of the flags and the file (flags already preferred).
@@ -37,6 +47,10 @@ pub struct SecurityArgs {
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
     pub http_tls: Option<bool>,
+    pub sasl_mechanisms: Option<String>,
+    pub connections_max_reauth_ms: Option<u64>,
+    pub super_users: Option<String>,
+    pub allow_everyone_if_no_acl: Option<bool>,
 }
 
 impl SecurityConfig {
@@ -102,11 +116,60 @@ impl SecurityConfig {
                 return Err(cfg("--http-tls needs --tls-cert and --tls-key".into()));
             }
         }
+        let sasl_mechanisms_given = match args.sasl_mechanisms {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for m in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                    let m = m.to_ascii_uppercase();
+                    if !crate::kafka::SASL_MECHANISMS.contains(&m.as_str()) {
+                        return Err(cfg(format!(
+                            "--sasl-mechanisms: unknown mechanism {m:?} (use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                        )));
+                    }
+                    out.push(m);
+                }
+                if out.is_empty() {
+                    return Err(cfg("--sasl-mechanisms names no mechanism".into()));
+                }
+                Some(out)
+            }
+        };
+        let mut super_users = Vec::new();
+        for p in args
+            .super_users
+            .as_deref()
+            .unwrap_or("")
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            if !p.starts_with("User:") || p.len() == 5 {
+                return Err(cfg(format!(
+                    "--super-users: {p:?} is not a principal (write User:NAME)"
+                )));
+            }
+            super_users.push(p.to_string());
+        }
         Ok(SecurityConfig {
+            super_users,
+            allow_everyone_if_no_acl_given: args.allow_everyone_if_no_acl,
+            sasl_mechanisms_given,
+            connections_max_reauth_ms: args.connections_max_reauth_ms.unwrap_or(0),
             listeners_replace_kafka_addr: !listeners.is_empty() && !args.kafka_addr_given,
             listeners,
             tls,
             http_tls,
+        })
+    }
+
+    /// The SASL mechanisms offered.
+    pub fn sasl_mechanisms(&self) -> Vec<String> {
+        self.sasl_mechanisms_given.clone().unwrap_or_else(|| {
+            crate::kafka::SASL_MECHANISMS
+                .iter()
+                .map(|m| m.to_string())
+                .collect()
         })
     }
 
