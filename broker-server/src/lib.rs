@@ -132,6 +132,7 @@ pub struct Server {
     addrs: BoundAddrs,
     tls: Option<Arc<security::tls::TlsState>>,
     http_tls: bool,
+    authz: Arc<security::acl::Authorizer>,
     sqs_credentials: Option<http::SigV4Credentials>,
     retention_check_ms: u64,
 }
@@ -219,6 +220,25 @@ impl Server {
                 .ok_or_else(|| ServerError::Config("no Kafka listener".into()))?,
             http: http_listener.local_addr()?,
         };
+        let has_client_ca = tls.as_ref().is_some_and(|t| t.has_client_ca());
+        let authz = security::acl::Authorizer::new(
+            config.security.authz_settings(has_client_ca),
+            store.clone(),
+        );
+        authz
+            .refresh()
+            .await
+            .map_err(|e| ServerError::Open(format!("cannot read the ACLs from the store: {e}")))?;
+        if authz.enabled() {
+            info!(
+                super_users = config.security.super_users.len(),
+                allow_everyone_if_no_acl = config
+                    .security
+                    .authz_settings(has_client_ca)
+                    .allow_if_no_acl,
+                "ACL authorisation on"
+            );
+        }
         let first = &kafka_listeners[0].1;
         let advertised = format!("{}:{}", first.advertised_host, first.advertised_port);
         let kafka_config = KafkaConfig::new(config, &advertised)?;
@@ -242,6 +262,7 @@ impl Server {
             addrs,
             http_tls: config.security.http_tls,
             tls,
+            authz,
             sqs_credentials,
             retention_check_ms: config.retention_check_ms,
         })
@@ -269,11 +290,17 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let kafka = kafka::KafkaServer::new(
+        let kafka = kafka::KafkaServer::with_authorizer(
             self.store.clone(),
             self.metrics.clone(),
             self.kafka_config.clone(),
             stop_rx.clone(),
+            self.authz.clone(),
+        );
+        let acl_refresh = tokio::spawn(
+            self.authz
+                .clone()
+                .refresh_loop(Duration::from_secs(10), stop_rx.clone()),
         );
         let kafka_task = tokio::spawn(kafka.serve(self.kafka_listeners));
         let tls_reload = self
@@ -290,6 +317,7 @@ impl Server {
                 clock: Some(self.clock.clone()),
                 credentials: self.sqs_credentials.clone(),
                 shutdown: Some(stop_rx.clone()),
+                authorizer: Some(self.authz.clone()),
             },
         );
         let retention_task = tokio::spawn(retention::run(
@@ -342,6 +370,7 @@ impl Server {
             Ok(Err(e)) => warn!("http listener stopped with an error: {e}"),
             Err(e) => error!("http listener task failed: {e}"),
         }
+        let _ = acl_refresh.await;
         if let Some(t) = tls_reload {
             let _ = t.await;
         }

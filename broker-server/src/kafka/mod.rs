@@ -133,6 +133,8 @@ pub struct KafkaServer {
     fetch_sessions: fetch_session::FetchSessions,
     /// Serialises the assignment of topic ids to topics that have none yet.
     topic_id_lock: tokio::sync::Mutex<()>,
+    /// The ACLs (off without security settings).
+    authz: Arc<crate::security::acl::Authorizer>,
 }
 
 impl KafkaServer {
@@ -143,7 +145,20 @@ impl KafkaServer {
         config: KafkaConfig,
         stop: watch::Receiver<bool>,
     ) -> Arc<KafkaServer> {
+        let authz = crate::security::acl::Authorizer::disabled(store.clone());
+        Self::with_authorizer(store, metrics, config, stop, authz)
+    }
+
+    /// A server over `store` whose requests are checked by `authz`.
+    pub fn with_authorizer(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        config: KafkaConfig,
+        stop: watch::Receiver<bool>,
+        authz: Arc<crate::security::acl::Authorizer>,
+    ) -> Arc<KafkaServer> {
         Arc::new(KafkaServer {
+            authz,
             store,
             metrics,
             config,
@@ -344,6 +359,7 @@ impl KafkaServer {
         frame: Bytes,
         peer: Option<std::net::SocketAddr>,
     ) -> Result<Option<BytesMut>, ServerError> {
+        use kafka_protocol::messages::*;
         let started = Instant::now();
         let decoded = decode_frame(frame).map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
         let (header, request) = match decoded {
@@ -375,9 +391,10 @@ impl KafkaServer {
                 "ApiVersions",
                 versions::api_versions_response(None)
             ),
-            KafkaRequest::Produce(req) => {
+            KafkaRequest::Produce(mut req) => {
                 let acks = req.acks;
-                let resp = self.produce(req, v).await;
+                let denied = self.authz_produce(&mut req);
+                let resp = authz::produce_denied(self.produce(req, v).await, denied);
                 self.metrics.kafka_request("Produce", started.elapsed());
                 self.count_errors("Produce", &resp);
                 if acks == 0 {
@@ -385,30 +402,72 @@ impl KafkaServer {
                 }
                 Ok(Some(encode(ApiKey::Produce, v, cid, &resp)?))
             }
-            KafkaRequest::Fetch(req) => reply!(ApiKey::Fetch, "Fetch", self.fetch(req, v).await),
-            KafkaRequest::ListOffsets(req) => reply!(
-                ApiKey::ListOffsets,
-                "ListOffsets",
-                self.list_offsets(req, v).await
-            ),
-            KafkaRequest::Metadata(req) => {
-                reply!(ApiKey::Metadata, "Metadata", self.metadata(req, v).await)
+            KafkaRequest::Fetch(mut req) => {
+                let denied = self.authz_fetch(&mut req).await;
+                reply!(
+                    ApiKey::Fetch,
+                    "Fetch",
+                    authz::fetch_denied(self.fetch(req, v).await, denied)
+                )
             }
-            KafkaRequest::OffsetCommit(req) => reply!(
-                ApiKey::OffsetCommit,
-                "OffsetCommit",
-                self.offset_commit(req, v).await
-            ),
-            KafkaRequest::OffsetFetch(req) => reply!(
-                ApiKey::OffsetFetch,
-                "OffsetFetch",
-                self.offset_fetch(req, v).await
-            ),
-            KafkaRequest::FindCoordinator(req) => reply!(
-                ApiKey::FindCoordinator,
-                "FindCoordinator",
-                self.find_coordinator(req, v)
-            ),
+            KafkaRequest::ListOffsets(mut req) => {
+                let denied = self.authz_list_offsets(&mut req);
+                reply!(
+                    ApiKey::ListOffsets,
+                    "ListOffsets",
+                    authz::list_offsets_denied(self.list_offsets(req, v).await, denied)
+                )
+            }
+            KafkaRequest::Metadata(mut req) => {
+                let post = self.authz_metadata(&mut req, v).await;
+                let resp = self.metadata(req, v).await;
+                reply!(ApiKey::Metadata, "Metadata", self.metadata_post(resp, post))
+            }
+            KafkaRequest::OffsetCommit(mut req) => {
+                let denied = self.authz_offset_commit(&mut req);
+                let resp = self.offset_commit(req, v).await;
+                reply!(
+                    ApiKey::OffsetCommit,
+                    "OffsetCommit",
+                    authz::offset_commit_denied(resp, denied)
+                )
+            }
+            KafkaRequest::OffsetFetch(req) => {
+                let groups: Vec<String> = if v < 8 {
+                    vec![req.group_id.0.to_string()]
+                } else {
+                    req.groups
+                        .iter()
+                        .map(|g| g.group_id.0.to_string())
+                        .collect()
+                };
+                let resp = self.offset_fetch(req, v).await;
+                reply!(
+                    ApiKey::OffsetFetch,
+                    "OffsetFetch",
+                    self.offset_fetch_post(resp, &groups, v)
+                )
+            }
+            KafkaRequest::FindCoordinator(req) => {
+                let keys = req.clone();
+                let resp = self.find_coordinator(req, v);
+                reply!(
+                    ApiKey::FindCoordinator,
+                    "FindCoordinator",
+                    self.find_coordinator_post(resp, &keys, v)
+                )
+            }
+            KafkaRequest::JoinGroup(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::JoinGroup,
+                    "JoinGroup",
+                    JoinGroupResponse::default()
+                        .with_error_code(authz::GROUP_DENIED)
+                        .with_generation_id(-1)
+                )
+            }
             KafkaRequest::JoinGroup(req) => reply!(
                 ApiKey::JoinGroup,
                 "JoinGroup",
@@ -420,6 +479,33 @@ impl KafkaServer {
                 )
                 .await
             ),
+            KafkaRequest::Heartbeat(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::Heartbeat,
+                    "Heartbeat",
+                    HeartbeatResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::LeaveGroup(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::LeaveGroup,
+                    "LeaveGroup",
+                    LeaveGroupResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::SyncGroup(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::SyncGroup,
+                    "SyncGroup",
+                    SyncGroupResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
             KafkaRequest::Heartbeat(req) => {
                 reply!(ApiKey::Heartbeat, "Heartbeat", self.heartbeat(req))
             }
@@ -429,69 +515,234 @@ impl KafkaServer {
             KafkaRequest::SyncGroup(req) => {
                 reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)
             }
-            KafkaRequest::DescribeGroups(req) => reply!(
-                ApiKey::DescribeGroups,
-                "DescribeGroups",
-                self.describe_groups(req).await
-            ),
-            KafkaRequest::ListGroups(req) => reply!(
-                ApiKey::ListGroups,
-                "ListGroups",
-                self.list_groups(req).await
-            ),
-            KafkaRequest::CreateTopics(req) => reply!(
-                ApiKey::CreateTopics,
-                "CreateTopics",
-                self.create_topics(req, v).await
-            ),
-            KafkaRequest::DeleteTopics(req) => reply!(
-                ApiKey::DeleteTopics,
-                "DeleteTopics",
-                self.delete_topics(req, v).await
-            ),
-            KafkaRequest::DeleteRecords(req) => reply!(
-                ApiKey::DeleteRecords,
-                "DeleteRecords",
-                self.delete_records(req).await
-            ),
+            KafkaRequest::DescribeGroups(mut req) => {
+                let denied = self.authz_groups(&mut req.groups, authz::Op::Describe);
+                let resp = self.describe_groups(req).await;
+                reply!(
+                    ApiKey::DescribeGroups,
+                    "DescribeGroups",
+                    authz::describe_groups_denied(resp, denied)
+                )
+            }
+            KafkaRequest::ListGroups(req) => {
+                let resp = self.list_groups(req).await;
+                reply!(
+                    ApiKey::ListGroups,
+                    "ListGroups",
+                    self.list_groups_post(resp)
+                )
+            }
+            KafkaRequest::CreateTopics(mut req) => {
+                let denied = self.authz_create_topics(&mut req);
+                let resp = self.create_topics(req, v).await;
+                reply!(
+                    ApiKey::CreateTopics,
+                    "CreateTopics",
+                    authz::create_topics_denied(resp, denied)
+                )
+            }
+            KafkaRequest::DeleteTopics(mut req) => {
+                let denied = self.authz_delete_topics(&mut req);
+                let resp = self.delete_topics(req, v).await;
+                reply!(
+                    ApiKey::DeleteTopics,
+                    "DeleteTopics",
+                    authz::delete_topics_denied(resp, denied)
+                )
+            }
+            KafkaRequest::DeleteRecords(mut req) => {
+                let denied = self.authz_delete_records(&mut req);
+                let resp = self.delete_records(req).await;
+                reply!(
+                    ApiKey::DeleteRecords,
+                    "DeleteRecords",
+                    authz::delete_records_denied(resp, denied)
+                )
+            }
+            KafkaRequest::InitProducerId(req) if self.init_producer_id_denied(&req).is_some() => {
+                reply!(
+                    ApiKey::InitProducerId,
+                    "InitProducerId",
+                    InitProducerIdResponse::default()
+                        .with_error_code(self.init_producer_id_denied(&req).unwrap_or_default())
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1)
+                )
+            }
             KafkaRequest::InitProducerId(req) => reply!(
                 ApiKey::InitProducerId,
                 "InitProducerId",
                 self.init_producer_id(req).await
             ),
+            KafkaRequest::DescribeConfigs(mut req) if self.authz.enabled() => {
+                let mut denied = Vec::new();
+                req.resources.retain(|r| {
+                    match self.config_resource_denied(
+                        r.resource_type,
+                        r.resource_name.as_str(),
+                        authz::Op::DescribeConfigs,
+                    ) {
+                        Some(code) => {
+                            denied.push(
+                                describe_configs_response::DescribeConfigsResult::default()
+                                    .with_error_code(code)
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(r.resource_name.clone()),
+                            );
+                            false
+                        }
+                        None => true,
+                    }
+                });
+                let mut resp = self.describe_configs(req).await;
+                resp.results.extend(denied);
+                reply!(ApiKey::DescribeConfigs, "DescribeConfigs", resp)
+            }
             KafkaRequest::DescribeConfigs(req) => reply!(
                 ApiKey::DescribeConfigs,
                 "DescribeConfigs",
                 self.describe_configs(req).await
             ),
             KafkaRequest::CreateAcls(req) => {
-                reply!(ApiKey::CreateAcls, "CreateAcls", acls::create_acls(req))
+                reply!(
+                    ApiKey::CreateAcls,
+                    "CreateAcls",
+                    self.create_acls(req).await
+                )
             }
             KafkaRequest::DescribeAcls(req) => {
                 reply!(
                     ApiKey::DescribeAcls,
                     "DescribeAcls",
-                    acls::describe_acls(req)
+                    self.describe_acls(req).await
                 )
             }
             KafkaRequest::DeleteAcls(req) => {
-                reply!(ApiKey::DeleteAcls, "DeleteAcls", acls::delete_acls(req))
+                reply!(
+                    ApiKey::DeleteAcls,
+                    "DeleteAcls",
+                    self.delete_acls(req).await
+                )
             }
-            KafkaRequest::CreatePartitions(req) => reply!(
-                ApiKey::CreatePartitions,
-                "CreatePartitions",
-                self.create_partitions(req).await
-            ),
-            KafkaRequest::DeleteGroups(req) => reply!(
-                ApiKey::DeleteGroups,
-                "DeleteGroups",
-                self.delete_groups(req).await
-            ),
+            KafkaRequest::CreatePartitions(mut req) => {
+                let denied = self.authz_create_partitions(&mut req);
+                let resp = self.create_partitions(req).await;
+                reply!(
+                    ApiKey::CreatePartitions,
+                    "CreatePartitions",
+                    authz::create_partitions_denied(resp, denied)
+                )
+            }
+            KafkaRequest::DeleteGroups(mut req) => {
+                let denied = self.authz_groups(&mut req.groups_names, authz::Op::Delete);
+                let resp = self.delete_groups(req).await;
+                reply!(
+                    ApiKey::DeleteGroups,
+                    "DeleteGroups",
+                    authz::delete_groups_denied(resp, denied)
+                )
+            }
+            KafkaRequest::OffsetDelete(req)
+                if !self.may_group(authz::Op::Delete, req.group_id.0.as_str()) =>
+            {
+                reply!(
+                    ApiKey::OffsetDelete,
+                    "OffsetDelete",
+                    OffsetDeleteResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
             KafkaRequest::OffsetDelete(req) => reply!(
                 ApiKey::OffsetDelete,
                 "OffsetDelete",
                 self.offset_delete(req).await
             ),
+            KafkaRequest::AlterConfigs(mut req) if self.authz.enabled() => {
+                let mut denied = Vec::new();
+                req.resources.retain(|r| {
+                    match self.config_resource_denied(
+                        r.resource_type,
+                        r.resource_name.as_str(),
+                        authz::Op::AlterConfigs,
+                    ) {
+                        Some(code) => {
+                            denied.push(
+                                alter_configs_response::AlterConfigsResourceResponse::default()
+                                    .with_error_code(code)
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(r.resource_name.clone()),
+                            );
+                            false
+                        }
+                        None => true,
+                    }
+                });
+                let mut resp = self.alter_configs(req).await;
+                resp.responses.extend(denied);
+                reply!(ApiKey::AlterConfigs, "AlterConfigs", resp)
+            }
+            KafkaRequest::IncrementalAlterConfigs(mut req) if self.authz.enabled() => {
+                let mut denied = Vec::new();
+                req.resources.retain(|r| match self.config_resource_denied(r.resource_type, r.resource_name.as_str(), authz::Op::AlterConfigs) {
+                    Some(code) => {
+                        denied.push(incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(code)
+                            .with_resource_type(r.resource_type)
+                            .with_resource_name(r.resource_name.clone()));
+                        false
+                    }
+                    None => true,
+                });
+                let mut resp = self.incremental_alter_configs(req).await;
+                resp.responses.extend(denied);
+                reply!(
+                    ApiKey::IncrementalAlterConfigs,
+                    "IncrementalAlterConfigs",
+                    resp
+                )
+            }
+            KafkaRequest::DescribeCluster(_) if !self.may_cluster(authz::Op::Describe) => reply!(
+                ApiKey::DescribeCluster,
+                "DescribeCluster",
+                DescribeClusterResponse::default().with_error_code(authz::CLUSTER_DENIED)
+            ),
+            KafkaRequest::DescribeLogDirs(_) if !self.may_cluster(authz::Op::Describe) => reply!(
+                ApiKey::DescribeLogDirs,
+                "DescribeLogDirs",
+                DescribeLogDirsResponse::default().with_error_code(authz::CLUSTER_DENIED)
+            ),
+            KafkaRequest::ElectLeaders(_) if !self.may_cluster(authz::Op::Alter) => reply!(
+                ApiKey::ElectLeaders,
+                "ElectLeaders",
+                ElectLeadersResponse::default().with_error_code(authz::CLUSTER_DENIED)
+            ),
+            KafkaRequest::DescribeTopicPartitions(mut req) if self.authz.enabled() => {
+                self.authz_retain_topics(&mut req.topics, authz::Op::Describe, |t| {
+                    t.name.0.as_str()
+                });
+                reply!(
+                    ApiKey::DescribeTopicPartitions,
+                    "DescribeTopicPartitions",
+                    self.describe_topic_partitions(req).await
+                )
+            }
+            KafkaRequest::DescribeProducers(mut req) if self.authz.enabled() => {
+                self.authz_retain_topics(&mut req.topics, authz::Op::Read, |t| t.name.0.as_str());
+                reply!(
+                    ApiKey::DescribeProducers,
+                    "DescribeProducers",
+                    self.describe_producers(req).await
+                )
+            }
+            KafkaRequest::OffsetForLeaderEpoch(mut req) if self.authz.enabled() => {
+                self.authz_retain_topics(&mut req.topics, authz::Op::Describe, |t| {
+                    t.topic.0.as_str()
+                });
+                reply!(
+                    ApiKey::OffsetForLeaderEpoch,
+                    "OffsetForLeaderEpoch",
+                    self.offset_for_leader_epoch(req).await
+                )
+            }
             KafkaRequest::AlterConfigs(req) => reply!(
                 ApiKey::AlterConfigs,
                 "AlterConfigs",

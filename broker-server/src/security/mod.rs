@@ -1,10 +1,12 @@
 //! Security settings and their building blocks: listeners with their security protocols,
 //! TLS, (later steps) SASL credentials and ACLs.
 
+pub mod acl;
 pub mod http_tls;
 pub mod listener;
 pub mod metrics;
 pub mod scram;
+pub mod sqs_authz;
 pub mod tls;
 pub mod users_cli;
 
@@ -171,6 +173,23 @@ impl SecurityConfig {
                 .map(|m| m.to_string())
                 .collect()
         })
+    }
+
+    /// The authoriser's settings: on once a listener authenticates clients (SASL, or SSL
+    /// with a client CA) or `--super-users` / `--allow-everyone-if-no-acl` is given.
+    pub fn authz_settings(&self, tls_client_ca: bool) -> acl::AuthzSettings {
+        let authenticated = self.listeners.iter().any(|l| {
+            l.protocol.is_sasl() || (l.protocol == SecurityProtocol::Ssl && tls_client_ca)
+        });
+        acl::AuthzSettings {
+            enabled: authenticated
+                || !self.super_users.is_empty()
+                || self.allow_everyone_if_no_acl_given.is_some(),
+            super_users: self.super_users.clone(),
+            allow_if_no_acl: self
+                .allow_everyone_if_no_acl_given
+                .unwrap_or(!authenticated),
+        }
     }
 
     /// Every Kafka listener: the PLAINTEXT listener of `kafka_addr` (unless `--listener`

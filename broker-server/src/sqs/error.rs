@@ -46,6 +46,9 @@ pub enum SqsError {
     InvalidClientTokenId,
     #[error("{0}")]
     MissingAuthenticationToken(String),
+    /// The ACLs refuse the action to the request's principal.
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("{0}")]
     RequestTooLarge(String),
     #[error("The service is unavailable: {0}")]
@@ -82,6 +85,7 @@ impl SqsError {
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             InvalidClientTokenId => "InvalidClientTokenId",
             MissingAuthenticationToken(_) => "MissingAuthenticationToken",
+            AccessDenied(_) => "AccessDenied",
             RequestTooLarge(_) => "RequestEntityTooLarge",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalError",
@@ -120,7 +124,10 @@ impl SqsError {
     pub fn status(&self) -> u16 {
         use SqsError::*;
         match self {
-            SignatureDoesNotMatch | InvalidClientTokenId | MissingAuthenticationToken(_) => 403,
+            SignatureDoesNotMatch
+            | InvalidClientTokenId
+            | MissingAuthenticationToken(_)
+            | AccessDenied(_) => 403,
             RequestTooLarge(_) => 413,
             ServiceUnavailable(_) => 503,
             Internal(_) => 500,

@@ -68,6 +68,8 @@ pub struct Sqs {
     pub(crate) shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) dedup:
         parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
+    /// The ACLs (see `security::sqs_authz`); `None`: every action is allowed.
+    pub(crate) authz: Option<Arc<crate::security::acl::Authorizer>>,
 }
 
 /// Which wire protocol a request came in.
@@ -96,7 +98,14 @@ impl Sqs {
             round_robin: AtomicUsize::new(0),
             shutdown,
             dedup: parking_lot::Mutex::new(HashMap::new()),
+            authz: None,
         }
+    }
+
+    /// The same service with its actions checked against `authz`.
+    pub fn with_authorizer(mut self, authz: Option<Arc<crate::security::acl::Authorizer>>) -> Self {
+        self.authz = authz;
+        self
     }
 
     async fn dispatch(&self, action: &str, ctx: &Ctx, input: &Value) -> Result<Value, SqsError> {
@@ -186,10 +195,23 @@ pub async fn handle(State(sqs): State<Arc<Sqs>>, req: Request) -> Response {
             return render_error(protocol, &e, &request_id);
         }
     }
+    // Authorisation (security::sqs_authz): the same ACLs as the Kafka listeners.
+    let principal =
+        crate::security::sqs_authz::principal(&parts.headers, sqs.credentials.is_some());
+    if let Some(authz) = &sqs.authz {
+        if let Err(e) = crate::security::sqs_authz::check(authz, &principal, &action, &input) {
+            sqs.metrics.security.denied(true);
+            sqs.metrics.sqs_request("Unauthorized", start.elapsed());
+            return render_error(protocol, &e, &request_id);
+        }
+    }
     let ctx = Ctx {
         base_url: sqs.base_url(&parts.headers),
     };
-    let result = sqs.dispatch(&action, &ctx, &input).await;
+    let mut result = sqs.dispatch(&action, &ctx, &input).await;
+    if let (Some(authz), Ok(v), "ListQueues") = (&sqs.authz, &mut result, action.as_str()) {
+        crate::security::sqs_authz::filter_list(authz, &principal, v);
+    }
     let metric_name = ACTIONS
         .iter()
         .find(|a| **a == action)
