@@ -186,6 +186,11 @@ pub struct Cli {
     /// else true].
     #[arg(long, env = "BROKER_ALLOW_EVERYONE_IF_NO_ACL", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     pub allow_everyone_if_no_acl: Option<bool>,
+    /// Most Kafka connections open at once from one client IP address, over all listeners
+    /// (Kafka's max.connections.per.ip); more are closed at once; 0 is unlimited
+    /// [default: 0].
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -217,6 +222,7 @@ struct FileConfig {
     connections_max_reauth_ms: Option<u64>,
     super_users: Option<String>,
     allow_everyone_if_no_acl: Option<bool>,
+    max_connections_per_ip: Option<u32>,
 }
 
 /// The resolved settings the server runs with.
@@ -385,6 +391,7 @@ impl Config {
             allow_everyone_if_no_acl: cli
                 .allow_everyone_if_no_acl
                 .or(file.allow_everyone_if_no_acl),
+            max_connections_per_ip: cli.max_connections_per_ip.or(file.max_connections_per_ip),
         })?;
         let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
             Some(a) => resolve_addr("--kafka-addr", &a)?,

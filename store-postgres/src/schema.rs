@@ -17,7 +17,7 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Salted SCRAM credentials (never a password) and ACL bindings with Kafka's codes.
 const V3: &str = r#"
-CREATE TABLE {schema}.scram_credentials (
+CREATE TABLE IF NOT EXISTS {schema}.scram_credentials (
     username   text  NOT NULL,
     mechanism  text  NOT NULL CHECK (mechanism IN ('SCRAM-SHA-256', 'SCRAM-SHA-512')),
     salt       bytea NOT NULL,
@@ -27,7 +27,7 @@ CREATE TABLE {schema}.scram_credentials (
     PRIMARY KEY (username, mechanism)
 );
 
-CREATE TABLE {schema}.acls (
+CREATE TABLE IF NOT EXISTS {schema}.acls (
     resource_type   smallint NOT NULL,
     resource_name   text     NOT NULL,
     pattern_type    smallint NOT NULL,

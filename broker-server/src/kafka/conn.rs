@@ -92,3 +92,46 @@ impl SplitStream for tokio_rustls::server::TlsStream<TcpStream> {
         tokio::io::split(self)
     }
 }
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+pub struct PerIp(parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>);
+
+/// One counted connection; uncounted when dropped.
+pub struct IpSlot {
+    map: Option<Arc<PerIp>>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    /// Counts a connection from `ip`; `None` when `limit` (0: none) is reached.
+    pub fn enter(self: &Arc<Self>, ip: std::net::IpAddr, limit: u32) -> Option<IpSlot> {
+        if limit == 0 {
+            return Some(IpSlot { map: None, ip });
+        }
+        let mut m = self.0.lock();
+        let n = m.entry(ip).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            map: Some(self.clone()),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Some(map) = &self.map {
+            let mut m = map.0.lock();
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}

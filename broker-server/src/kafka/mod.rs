@@ -76,6 +76,8 @@ pub struct KafkaConfig {
     pub sasl_mechanisms: Vec<String>,
     /// KIP-368 `connections.max.reauth.ms`: SASL sessions last this long (0: forever).
     pub reauth_ms: u64,
+    /// Kafka's `max.connections.per.ip` over all listeners (0: unlimited).
+    pub max_connections_per_ip: u32,
 }
 
 impl KafkaConfig {
@@ -105,6 +107,7 @@ impl KafkaConfig {
             max_replication_factor: config.max_replication_factor,
             sasl_mechanisms: config.security.sasl_mechanisms(),
             reauth_ms: config.security.connections_max_reauth_ms,
+            max_connections_per_ip: config.security.max_connections_per_ip,
         })
     }
 }
@@ -135,6 +138,8 @@ pub struct KafkaServer {
     topic_id_lock: tokio::sync::Mutex<()>,
     /// The ACLs (off without security settings).
     authz: Arc<crate::security::acl::Authorizer>,
+    /// Open connections per client IP (for `max_connections_per_ip`).
+    per_ip: Arc<conn::PerIp>,
 }
 
 impl KafkaServer {
@@ -159,6 +164,7 @@ impl KafkaServer {
     ) -> Arc<KafkaServer> {
         Arc::new(KafkaServer {
             authz,
+            per_ip: Default::default(),
             store,
             metrics,
             config,
@@ -189,11 +195,23 @@ impl KafkaServer {
                 _ = stopped(&mut stop) => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(slot) = self.per_ip.enter(peer.ip(), self.config.max_connections_per_ip) else {
+                            self.metrics.security.connection_refused();
+                            let v = crate::LOG_LIMIT.check(&format!("per-ip:{}", peer.ip()));
+                            if v != broker_api::log_limit::Verdict::Suppress {
+                                warn!(client = %peer.ip(), limit = self.config.max_connections_per_ip, "refusing a connection: too many from this address (--max-connections-per-ip){}", v.suffix());
+                            }
+                            drop(stream);
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
                         debug!(%peer, listener = %info.name, "kafka connection");
                         let server = self.clone();
                         let info = info.clone();
-                        conns.spawn(async move { server.connection(stream, info).await });
+                        conns.spawn(async move {
+                            let _slot = slot;
+                            server.connection(stream, info).await
+                        });
                     }
                     Err(e) => {
                         warn!("accept failed: {e}");

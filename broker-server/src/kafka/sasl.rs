@@ -180,9 +180,10 @@ impl KafkaServer {
             let mechanisms: Vec<StrBytes> = enabled.iter().map(|m| s(*m)).collect();
             let mut resp = SaslHandshakeResponse::default().with_mechanisms(mechanisms);
             if !sasl.enabled {
+                // Kafka answers on a listener without SASL and keeps the connection.
                 resp.error_code = ResponseError::IllegalSaslState.code();
                 resp.mechanisms.clear();
-                return reply(enc(ApiKey::SaslHandshake, &resp)?, true);
+                return reply(enc(ApiKey::SaslHandshake, &resp)?, false);
             }
             let wanted = req.mechanism.as_str();
             let Some(mechanism) = enabled.iter().copied().find(|m| *m == wanted) else {
@@ -206,7 +207,12 @@ impl KafkaServer {
         }
         let req = SaslAuthenticateRequest::decode(&mut buf, version).map_err(|e| e.to_string())?;
         let mut resp = SaslAuthenticateResponse::default();
-        if !sasl.enabled || matches!(sasl.step, Step::Idle) || sasl.raw_pending() {
+        if !sasl.enabled {
+            resp.error_code = ResponseError::IllegalSaslState.code();
+            resp.error_message = Some(s("This listener does not use SASL"));
+            return reply(enc(ApiKey::SaslAuthenticate, &resp)?, false);
+        }
+        if matches!(sasl.step, Step::Idle) || sasl.raw_pending() {
             resp.error_code = ResponseError::IllegalSaslState.code();
             resp.error_message = Some(s("SaslAuthenticate without a SaslHandshake before it"));
             return reply(enc(ApiKey::SaslAuthenticate, &resp)?, true);

@@ -37,6 +37,8 @@ pub struct SecurityConfig {
     pub super_users: Vec<String>,
     /// `--allow-everyone-if-no-acl` as given.
     pub allow_everyone_if_no_acl_given: Option<bool>,
+    /// `--max-connections-per-ip` (0: unlimited).
+    pub max_connections_per_ip: u32,
 }
 
 /// The raw security settings of the flags and the file (flags already preferred).
@@ -53,6 +55,7 @@ pub struct SecurityArgs {
     pub connections_max_reauth_ms: Option<u64>,
     pub super_users: Option<String>,
     pub allow_everyone_if_no_acl: Option<bool>,
+    pub max_connections_per_ip: Option<u32>,
 }
 
 impl SecurityConfig {
@@ -154,6 +157,7 @@ impl SecurityConfig {
             super_users.push(p.to_string());
         }
         Ok(SecurityConfig {
+            max_connections_per_ip: args.max_connections_per_ip.unwrap_or(0),
             super_users,
             allow_everyone_if_no_acl_given: args.allow_everyone_if_no_acl,
             sasl_mechanisms_given,
