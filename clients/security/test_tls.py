@@ -9,7 +9,9 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient,
+                                   ResourcePatternType, ResourceType)
 
 from secutil import Pki, SecureBroker, api_versions_frame, kcat, read_frame
 
@@ -66,14 +68,33 @@ def test_ssl_listener_with_confluent_and_kcat(store_kind, pki, unique_name):
 
 def test_mtls_client_certificate_is_required(store_kind, pki, unique_name):
     cert, key = pki.server
+    # An SSL listener with a client CA authenticates clients, so ACLs apply (default deny);
+    # the PLAINTEXT listener's User:ANONYMOUS administers them.
     b = SecureBroker(store_kind, [("MTLS", "SSL")],
-                     ["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", pki.ca]).start()
+                     ["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", pki.ca,
+                      "--super-users", "User:ANONYMOUS"]).start()
     try:
         base = {"bootstrap.servers": b.bootstrap("MTLS"), "security.protocol": "SSL",
                 "ssl.ca.location": pki.ca}
         alice_cert, alice_key = pki.alice
-        roundtrip({**base, "ssl.certificate.location": alice_cert, "ssl.key.location": alice_key},
-                  unique_name("mtls"))
+        alice = {**base, "ssl.certificate.location": alice_cert, "ssl.key.location": alice_key}
+        topic = unique_name("mtls")
+        # No ACL for the certificate's principal yet: refused.
+        p = Producer({**alice, "message.timeout.ms": 8000})
+        errors = []
+        p.produce(topic, b"x", on_delivery=lambda e, m: e and errors.append(e))
+        p.flush(15)
+        assert errors and errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
+        # The principal is the certificate subject as Kafka writes it.
+        admin = AdminClient({"bootstrap.servers": b.kafka_addr})
+        for f in admin.create_acls([
+            AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:CN=alice,O=Example",
+                       "*", AclOperation.ALL, AclPermissionType.ALLOW),
+            AclBinding(ResourceType.GROUP, "g-", ResourcePatternType.PREFIXED, "User:CN=alice,O=Example",
+                       "*", AclOperation.ALL, AclPermissionType.ALLOW),
+        ], request_timeout=20).values():
+            f.result(20)
+        roundtrip(alice, topic)
         r = kcat("-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki.ca}",
                  "-b", b.bootstrap("MTLS"), "-L", "-m", "5", timeout=30)
         assert r.returncode != 0, "served a client without a certificate"
