@@ -9,6 +9,7 @@ pub mod log_limit;
 pub mod metrics;
 mod names;
 mod report;
+mod security;
 mod store;
 mod types;
 
@@ -18,5 +19,8 @@ pub use log_limit::LogLimiter;
 pub use metrics::{HistogramSnapshot, LatencyHistogram, MetricValue, StoreMetric};
 pub use names::{validate_group_name, validate_topic_name, MAX_TOPIC_NAME_LEN};
 pub use report::{PartitionSize, ReportCell, ReportTable, StoreReport};
+pub use security::{
+    validate_user_name, AclBinding, ScramCredential, ScramMechanism, MAX_USER_NAME_BYTES,
+};
 pub use store::Store;
 pub use types::*;

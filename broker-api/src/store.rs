@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::security::{AclBinding, ScramCredential, ScramMechanism};
 use crate::types::*;
 use crate::StoreResult;
 
@@ -181,6 +182,22 @@ use crate::StoreResult;
 ///   partition is over the limit.
 /// - **retention_keeps_newest_batch**: retention never removes the newest batch of a partition,
 ///   nor anything at or past the high watermark.
+///
+/// # Credentials and ACLs
+/// - **credentials_round_trip**: `put_credential` must store the credential under (user,
+///   mechanism), replacing an earlier one of the same pair, and `get_credential` must return
+///   it exactly (`None` when there is none); a user name outside 1-1024 bytes, or with a
+///   NUL, is `InvalidArgument`. Credentials survive reopen.
+/// - **credentials_are_listed_and_deleted**: `list_credentials` must return every credential
+///   sorted by (user, mechanism); `delete_credential` must remove exactly the (user,
+///   mechanism) pair, returning whether it existed (the user's other mechanism stays); the
+///   deletion survives reopen.
+/// - **acls_round_trip**: `create_acls` must store each binding once (one equal to a stored
+///   binding is not stored again) and `list_acls` must return every stored binding sorted
+///   (field order of [`AclBinding`]), exactly as given; they survive reopen.
+/// - **acls_are_deleted_exactly**: `delete_acls` must remove exactly the bindings equal to
+///   the given ones (absent ones are no error) and return how many it removed; the deletion
+///   survives reopen.
 ///
 /// # Time and lifecycle
 /// - Stores take a [`crate::Clock`]; every "now" above is that clock's.
@@ -357,6 +374,30 @@ pub trait Store: Send + Sync + 'static {
     /// Applies the topic's time and size retention to every partition; returns how many
     /// records were removed.
     async fn enforce_retention(&self, topic: &str) -> StoreResult<u64>;
+
+    // ---- credentials and ACLs ----
+
+    /// Stores a SCRAM credential, replacing the one of the same (user, mechanism). Rule
+    /// **credentials_round_trip**.
+    async fn put_credential(&self, credential: ScramCredential) -> StoreResult<()>;
+    /// The credential of (user, mechanism), if any.
+    async fn get_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> StoreResult<Option<ScramCredential>>;
+    /// Every credential, sorted by (user, mechanism). Rule
+    /// **credentials_are_listed_and_deleted**.
+    async fn list_credentials(&self) -> StoreResult<Vec<ScramCredential>>;
+    /// Removes the credential of (user, mechanism); returns whether there was one.
+    async fn delete_credential(&self, user: &str, mechanism: ScramMechanism) -> StoreResult<bool>;
+    /// Stores ACL bindings (each once). Rule **acls_round_trip**.
+    async fn create_acls(&self, acls: &[AclBinding]) -> StoreResult<()>;
+    /// Every stored ACL binding, sorted.
+    async fn list_acls(&self) -> StoreResult<Vec<AclBinding>>;
+    /// Removes the bindings equal to the given ones; returns how many were removed. Rule
+    /// **acls_are_deleted_exactly**.
+    async fn delete_acls(&self, acls: &[AclBinding]) -> StoreResult<u64>;
 
     // ---- lifecycle ----
 

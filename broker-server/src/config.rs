@@ -9,6 +9,7 @@ use broker_api::Durability;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::security::{SecurityArgs, SecurityConfig};
 use crate::ServerError;
 
 /// Which storage engine holds the data.
@@ -136,6 +137,64 @@ pub struct Cli {
     /// [default: true].
     #[arg(long, env = "BROKER_UI", value_name = "BOOL", value_parser = parse_bool)]
     pub ui: Option<bool>,
+
+    // ---- security (see docs/security.md) ----
+    /// A Kafka listener NAME=PROTOCOL://HOST:PORT, PROTOCOL one of PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL; repeatable (or comma-separated). Without an explicit
+    /// --kafka-addr they replace the default PLAINTEXT listener [default: none].
+    #[arg(
+        long,
+        env = "BROKER_LISTENER",
+        value_name = "NAME=PROTOCOL://HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub listener: Vec<String>,
+    /// Address clients of listener NAME are told in Metadata, NAME=HOST:PORT; repeatable
+    /// [default: the listener's bound address].
+    #[arg(
+        long,
+        env = "BROKER_ADVERTISED_LISTENER",
+        value_name = "NAME=HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub advertised_listener: Vec<String>,
+    /// PEM certificate chain (leaf first) of SSL/SASL_SSL listeners and --http-tls; reloaded
+    /// on SIGHUP [default: none].
+    #[arg(long, env = "BROKER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC) [default: none].
+    #[arg(long, env = "BROKER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates of client certificates: SSL listeners then require a client
+    /// certificate whose subject is the principal (User:CN=...) [default: none].
+    #[arg(long, env = "BROKER_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve the HTTP listener (SQS API, /metrics) over TLS with --tls-cert [default: false].
+    #[arg(long, env = "BROKER_HTTP_TLS", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    pub http_tls: Option<bool>,
+    /// SASL mechanisms offered on SASL listeners, comma-separated, of PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512; PLAIN is checked against the SCRAM credentials [default: all three].
+    #[arg(long, env = "BROKER_SASL_MECHANISMS", value_name = "LIST")]
+    pub sasl_mechanisms: Option<String>,
+    /// Lifetime of a SASL session in ms (Kafka's connections.max.reauth.ms, KIP-368): clients
+    /// re-authenticate before it ends, connections that do not are closed; 0 never expires
+    /// [default: 0].
+    #[arg(long, env = "BROKER_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    /// Principals allowed everything whatever the ACLs say, User:NAME[,User:NAME...]
+    /// [default: none].
+    #[arg(long, env = "BROKER_SUPER_USERS", value_name = "PRINCIPALS")]
+    pub super_users: Option<String>,
+    /// Allow a request on a resource that no ACL names (Kafka's
+    /// allow.everyone.if.no.acl.found) [default: false when a SASL or mTLS listener exists,
+    /// else true].
+    #[arg(long, env = "BROKER_ALLOW_EVERYONE_IF_NO_ACL", value_name = "BOOL", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl: Option<bool>,
+    /// Most Kafka connections open at once from one client IP address, over all listeners
+    /// (Kafka's max.connections.per.ip); more are closed at once; 0 is unlimited
+    /// [default: 0].
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -158,6 +217,17 @@ struct FileConfig {
     sqs_credentials_file: Option<PathBuf>,
     retention_check_ms: Option<u64>,
     ui: Option<bool>,
+    listener: Option<Vec<String>>,
+    advertised_listener: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    http_tls: Option<bool>,
+    sasl_mechanisms: Option<String>,
+    connections_max_reauth_ms: Option<u64>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl: Option<bool>,
+    max_connections_per_ip: Option<u32>,
 }
 
 /// The resolved settings the server runs with.
@@ -181,6 +251,8 @@ pub struct Config {
     pub retention_check_ms: u64,
     /// Serve the web console (`/ui`, `/api/v1`).
     pub ui: bool,
+    /// Listeners, TLS, SASL and ACL settings.
+    pub security: SecurityConfig,
 }
 
 /// Default largest request frame: 100 MiB.
@@ -205,6 +277,7 @@ impl Default for Config {
             sqs_credentials_file: None,
             retention_check_ms: 60_000,
             ui: true,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -306,6 +379,28 @@ impl Config {
                 .then(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
                 .flatten()
         });
+        let kafka_addr_given = cli.kafka_addr.is_some() || file.kafka_addr.is_some();
+        let nonempty = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        let security = SecurityConfig::resolve(SecurityArgs {
+            listener: nonempty(cli.listener).or(file.listener).unwrap_or_default(),
+            advertised_listener: nonempty(cli.advertised_listener)
+                .or(file.advertised_listener)
+                .unwrap_or_default(),
+            kafka_addr_given,
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
+            tls_client_ca: cli.tls_client_ca.or(file.tls_client_ca),
+            http_tls: cli.http_tls.or(file.http_tls),
+            sasl_mechanisms: cli.sasl_mechanisms.or(file.sasl_mechanisms),
+            connections_max_reauth_ms: cli
+                .connections_max_reauth_ms
+                .or(file.connections_max_reauth_ms),
+            super_users: cli.super_users.or(file.super_users),
+            allow_everyone_if_no_acl: cli
+                .allow_everyone_if_no_acl
+                .or(file.allow_everyone_if_no_acl),
+            max_connections_per_ip: cli.max_connections_per_ip.or(file.max_connections_per_ip),
+        })?;
         let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
             Some(a) => resolve_addr("--kafka-addr", &a)?,
             None => d.kafka_addr,
@@ -352,6 +447,7 @@ impl Config {
                 .or(file.retention_check_ms)
                 .unwrap_or(d.retention_check_ms),
             ui: cli.ui.or(file.ui).unwrap_or(d.ui),
+            security,
         };
         config.validate()?;
         Ok(config)

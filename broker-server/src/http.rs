@@ -133,6 +133,8 @@ pub struct HttpConfig {
     /// When this turns `true`, pending long polls return at once (empty), so a graceful
     /// shutdown does not wait for them. `None`: long polls run their full wait.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// ACLs the SQS actions are checked against; `None`: every action is allowed.
+    pub authorizer: Option<Arc<crate::security::acl::Authorizer>>,
 }
 
 #[derive(Clone)]
@@ -144,17 +146,20 @@ struct AppState {
 /// The axum router serving the SQS API, `/metrics` and `/healthz` over `store`.
 pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, config: HttpConfig) -> axum::Router {
     let clock: SharedClock = config.clock.unwrap_or_else(|| Arc::new(SystemClock));
-    let sqs = Arc::new(sqs::Sqs::new(
-        store.clone(),
-        metrics.clone(),
-        clock,
-        config
-            .credentials
-            .or_else(SigV4Credentials::from_env)
-            .filter(|c| !c.is_empty()),
-        config.base_url,
-        config.shutdown,
-    ));
+    let sqs = Arc::new(
+        sqs::Sqs::new(
+            store.clone(),
+            metrics.clone(),
+            clock,
+            config
+                .credentials
+                .or_else(SigV4Credentials::from_env)
+                .filter(|c| !c.is_empty()),
+            config.base_url,
+            config.shutdown,
+        )
+        .with_authorizer(config.authorizer),
+    );
     sqs.start_background();
     let ops = axum::Router::new()
         .route("/metrics", get(metrics_handler))

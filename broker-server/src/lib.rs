@@ -9,6 +9,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod retention;
+pub mod security;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -126,10 +127,14 @@ pub struct Server {
     store: Arc<dyn Store>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    kafka_listener: TcpListener,
+    kafka_listeners: Vec<(TcpListener, Arc<kafka::conn::ListenerInfo>)>,
+    listener_addrs: Vec<(String, SocketAddr)>,
     http_listener: TcpListener,
     kafka_config: KafkaConfig,
     addrs: BoundAddrs,
+    tls: Option<Arc<security::tls::TlsState>>,
+    http_tls: bool,
+    authz: Arc<security::acl::Authorizer>,
     sqs_credentials: Option<http::SigV4Credentials>,
     retention_check_ms: u64,
     /// Serve the web console; the Kafka address clients are told, for its overview.
@@ -144,12 +149,69 @@ impl Server {
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Result<Server, ServerError> {
-        let kafka_listener = TcpListener::bind(config.kafka_addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.kafka_addr,
-                source,
+        let tls = match &config.security.tls {
+            Some(files) => {
+                Some(security::tls::TlsState::load(files.clone()).map_err(ServerError::Config)?)
+            }
+            None => None,
+        };
+        let specs = config
+            .security
+            .kafka_listeners(config.kafka_addr, config.advertised_addr.as_deref());
+        let mut kafka_listeners = Vec::new();
+        let mut listener_addrs = Vec::new();
+        for spec in &specs {
+            let bound = TcpListener::bind(spec.addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: spec.addr,
+                    source,
+                })?;
+            let local = bound.local_addr()?;
+            let advertised = match &spec.advertised {
+                Some(a) => a.clone(),
+                None if local.ip().is_unspecified() => {
+                    let a = format!("127.0.0.1:{}", local.port());
+                    warn!(
+                        listener = %spec.name,
+                        "Kafka listener bound to {local} without an advertised address: \
+                         advertising {a}, which only local clients can reach"
+                    );
+                    a
+                }
+                None => local.to_string(),
+            };
+            let (host, port) = security::listener::split_host_port(&advertised).map_err(|e| {
+                ServerError::Config(format!("advertised address of listener {}: {e}", spec.name))
             })?;
+            let tls_auth = if spec.protocol.is_tls() {
+                let tls = tls.clone().ok_or_else(|| {
+                    ServerError::Config(format!(
+                        "listener {} is {}: it needs --tls-cert and --tls-key",
+                        spec.name, spec.protocol
+                    ))
+                })?;
+                let auth = match (tls.has_client_ca(), spec.protocol.is_sasl()) {
+                    (false, _) => security::tls::ClientAuth::None,
+                    (true, false) => security::tls::ClientAuth::Required,
+                    (true, true) => security::tls::ClientAuth::Optional,
+                };
+                Some((tls, auth))
+            } else {
+                None
+            };
+            listener_addrs.push((spec.name.clone(), local));
+            kafka_listeners.push((
+                bound,
+                Arc::new(kafka::conn::ListenerInfo {
+                    name: spec.name.clone(),
+                    protocol: spec.protocol,
+                    advertised_host: host,
+                    advertised_port: port as i32,
+                    tls: tls_auth,
+                }),
+            ));
+        }
         let http_listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -157,22 +219,33 @@ impl Server {
                 source,
             })?;
         let addrs = BoundAddrs {
-            kafka: kafka_listener.local_addr()?,
+            kafka: listener_addrs
+                .first()
+                .map(|(_, a)| *a)
+                .ok_or_else(|| ServerError::Config("no Kafka listener".into()))?,
             http: http_listener.local_addr()?,
         };
-        let advertised = match &config.advertised_addr {
-            Some(a) => a.clone(),
-            None if addrs.kafka.ip().is_unspecified() => {
-                let a = format!("127.0.0.1:{}", addrs.kafka.port());
-                warn!(
-                    "Kafka listener bound to {} without --advertised-addr: advertising {a}, \
-                     which only local clients can reach",
-                    addrs.kafka
-                );
-                a
-            }
-            None => addrs.kafka.to_string(),
-        };
+        let has_client_ca = tls.as_ref().is_some_and(|t| t.has_client_ca());
+        let authz = security::acl::Authorizer::new(
+            config.security.authz_settings(has_client_ca),
+            store.clone(),
+        );
+        authz
+            .refresh()
+            .await
+            .map_err(|e| ServerError::Open(format!("cannot read the ACLs from the store: {e}")))?;
+        if authz.enabled() {
+            info!(
+                super_users = config.security.super_users.len(),
+                allow_everyone_if_no_acl = config
+                    .security
+                    .authz_settings(has_client_ca)
+                    .allow_if_no_acl,
+                "ACL authorisation on"
+            );
+        }
+        let first = &kafka_listeners[0].1;
+        let advertised = format!("{}:{}", first.advertised_host, first.advertised_port);
         let kafka_config = KafkaConfig::new(config, &advertised)?;
         let ui = config.ui;
         let sqs_credentials = match &config.sqs_credentials_file {
@@ -188,10 +261,14 @@ impl Server {
             store,
             clock,
             metrics: Arc::new(Metrics::default()),
-            kafka_listener,
+            kafka_listeners,
+            listener_addrs,
             http_listener,
             kafka_config,
             addrs,
+            http_tls: config.security.http_tls,
+            tls,
+            authz,
             sqs_credentials,
             retention_check_ms: config.retention_check_ms,
             ui,
@@ -202,6 +279,11 @@ impl Server {
     /// The addresses the listeners are bound to.
     pub fn addrs(&self) -> BoundAddrs {
         self.addrs
+    }
+
+    /// Every Kafka listener's name and bound address, in the order of the settings.
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listener_addrs.clone()
     }
 
     /// The store the server serves.
@@ -216,28 +298,42 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let kafka = kafka::KafkaServer::new(
+        let kafka = kafka::KafkaServer::with_authorizer(
             self.store.clone(),
             self.metrics.clone(),
             self.kafka_config.clone(),
             stop_rx.clone(),
+            self.authz.clone(),
         );
         // The console only holds handles; it starts nothing (see console/mod.rs).
         let console = self.ui.then(|| {
-            Arc::new(console::Console::new(
-                self.store.clone(),
-                self.metrics.clone(),
-                kafka.clone(),
-                self.clock.clone(),
-                console::Listeners {
-                    kafka: self.addrs.kafka,
-                    advertised: self.advertised.clone(),
-                    http: self.addrs.http,
-                },
-            ))
+            Arc::new(
+                console::Console::new(
+                    self.store.clone(),
+                    self.metrics.clone(),
+                    kafka.clone(),
+                    self.clock.clone(),
+                    console::Listeners {
+                        kafka: self.addrs.kafka,
+                        advertised: self.advertised.clone(),
+                        http: self.addrs.http,
+                    },
+                )
+                .with_authorizer(self.authz.clone()),
+            )
         });
-        let kafka_task = tokio::spawn(kafka.serve(self.kafka_listener));
-        let base_url = format!("http://{}", self.addrs.http);
+        let acl_refresh = tokio::spawn(
+            self.authz
+                .clone()
+                .refresh_loop(Duration::from_secs(10), stop_rx.clone()),
+        );
+        let kafka_task = tokio::spawn(kafka.serve(self.kafka_listeners));
+        let tls_reload = self
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(security::tls::reload_on_sighup(tls, stop_rx.clone())));
+        let scheme = if self.http_tls { "https" } else { "http" };
+        let base_url = format!("{scheme}://{}", self.addrs.http);
         let router = http::router(
             self.store.clone(),
             self.metrics.clone(),
@@ -246,6 +342,7 @@ impl Server {
                 clock: Some(self.clock.clone()),
                 credentials: self.sqs_credentials.clone(),
                 shutdown: Some(stop_rx.clone()),
+                authorizer: Some(self.authz.clone()),
             },
         );
         let router = router.merge(console::router(console));
@@ -255,14 +352,37 @@ impl Server {
             stop_rx.clone(),
         ));
         let mut http_stop = stop_rx.clone();
-        let http_listener = http::CountingListener::new(self.http_listener, self.metrics.clone());
-        let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, router)
-                .with_graceful_shutdown(async move {
-                    kafka::stopped(&mut http_stop).await;
+        let http_task = match (&self.tls, self.http_tls) {
+            (Some(tls), true) => {
+                let listener = security::http_tls::TlsHttpListener::new(
+                    self.http_listener,
+                    tls.clone(),
+                    self.metrics.clone(),
+                    stop_rx.clone(),
+                )?;
+                tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(async move {
+                            kafka::stopped(&mut http_stop).await;
+                        })
+                        .await
                 })
-                .await
-        });
+            }
+            _ => {
+                let http_listener =
+                    http::CountingListener::new(self.http_listener, self.metrics.clone());
+                tokio::spawn(async move {
+                    axum::serve(http_listener, router)
+                        .with_graceful_shutdown(async move {
+                            kafka::stopped(&mut http_stop).await;
+                        })
+                        .await
+                })
+            }
+        };
+        for (name, addr) in &self.listener_addrs {
+            info!(listener = %name, %addr, "kafka listener");
+        }
         info!(kafka = %self.addrs.kafka, http = %self.addrs.http, store = self.store.kind(), "broker listening");
         shutdown.await;
         info!("shutting down: no new connections, finishing in-flight requests");
@@ -275,6 +395,10 @@ impl Server {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("http listener stopped with an error: {e}"),
             Err(e) => error!("http listener task failed: {e}"),
+        }
+        let _ = acl_refresh.await;
+        if let Some(t) = tls_reload {
+            let _ = t.await;
         }
         if let Err(e) = retention_task.await {
             error!("retention task failed: {e}");

@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("verify") => return verify_command(std::env::args().skip(2).collect()),
         Some("admin") => return broker_server::admin::main(std::env::args().skip(2).collect()),
+        Some("users") => {
+            return broker_server::security::users_cli::main(std::env::args().skip(2).collect())
+        }
         _ => {}
     }
     let cli = match Cli::try_parse() {

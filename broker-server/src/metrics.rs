@@ -135,6 +135,8 @@ pub struct Metrics {
     wire: Wire,
     /// Metrics Kafka clients push (KIP-714).
     pub telemetry: crate::kafka::telemetry::Telemetry,
+    /// TLS, SASL and ACL counters.
+    pub security: crate::security::metrics::SecurityMetrics,
 }
 
 /// A label value escaped for the text format.
@@ -215,6 +217,7 @@ impl Metrics {
     pub fn render_requests(&self) -> String {
         let inner = self.inner.lock();
         let mut out = self.telemetry.render();
+        self.security.render(&mut out);
         out.push_str("# HELP broker_kafka_requests_total Kafka requests served, per API.\n");
         out.push_str("# TYPE broker_kafka_requests_total counter\n");
         for (api, h) in &inner.kafka {

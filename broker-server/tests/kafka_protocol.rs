@@ -139,11 +139,17 @@ async fn too_new_api_versions_gets_v0_unsupported_version() {
 async fn unsupported_api_gets_unsupported_version_and_connection_stays() {
     let s = TestServer::start(1 << 20).await;
     let mut c = s.client().await;
+    let resp: EndTxnResponse = c
+        .call(ApiKey::EndTxn, 1, &EndTxnRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(resp.error_code, ResponseError::UnsupportedVersion.code());
+    // SASL on a PLAINTEXT listener: Kafka's ILLEGAL_SASL_STATE, and the connection stays.
     let resp: SaslHandshakeResponse = c
         .call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default())
         .await
         .unwrap();
-    assert_eq!(resp.error_code, ResponseError::UnsupportedVersion.code());
+    assert_eq!(resp.error_code, ResponseError::IllegalSaslState.code());
     // A served API at a version beyond the advertised range.
     let resp: JoinGroupResponse = c
         .call(ApiKey::JoinGroup, 9, &JoinGroupRequest::default())

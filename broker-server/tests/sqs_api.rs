@@ -50,6 +50,7 @@ async fn serve(
             credentials,
             clock: Some(shared),
             shutdown: None,
+            ..Default::default()
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,6 +10,7 @@ mod lease;
 mod meta;
 mod partition;
 mod producer;
+mod security;
 mod segment;
 mod store;
 pub mod verify;

@@ -602,6 +602,54 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn put_credential(&self, credential: broker_api::ScramCredential) -> StoreResult<()> {
+        broker_api::validate_user_name(&credential.user)?;
+        self.with(|s| {
+            s.credentials
+                .insert((credential.user.clone(), credential.mechanism), credential);
+            Ok(())
+        })
+    }
+
+    async fn get_credential(
+        &self,
+        user: &str,
+        mechanism: broker_api::ScramMechanism,
+    ) -> StoreResult<Option<broker_api::ScramCredential>> {
+        self.with(|s| Ok(s.credentials.get(&(user.to_string(), mechanism)).cloned()))
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<broker_api::ScramCredential>> {
+        self.with(|s| Ok(s.credentials.values().cloned().collect()))
+    }
+
+    async fn delete_credential(
+        &self,
+        user: &str,
+        mechanism: broker_api::ScramMechanism,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            Ok(s.credentials
+                .remove(&(user.to_string(), mechanism))
+                .is_some())
+        })
+    }
+
+    async fn create_acls(&self, acls: &[broker_api::AclBinding]) -> StoreResult<()> {
+        self.with(|s| {
+            s.acls.extend(acls.iter().cloned());
+            Ok(())
+        })
+    }
+
+    async fn list_acls(&self) -> StoreResult<Vec<broker_api::AclBinding>> {
+        self.with(|s| Ok(s.acls.iter().cloned().collect()))
+    }
+
+    async fn delete_acls(&self, acls: &[broker_api::AclBinding]) -> StoreResult<u64> {
+        self.with(|s| Ok(acls.iter().filter(|a| s.acls.remove(*a)).count() as u64))
+    }
+
     async fn health(&self) -> StoreResult<()> {
         self.with(|_| Ok(()))
     }

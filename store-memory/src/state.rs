@@ -56,6 +56,11 @@ pub(super) struct State {
     pub(super) commits: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
     pub(super) next_producer_id: i64,
     pub(super) next_nonce: u64,
+    /// SCRAM credentials by (user, mechanism).
+    pub(super) credentials:
+        BTreeMap<(String, broker_api::ScramMechanism), broker_api::ScramCredential>,
+    /// ACL bindings (a set: each once, sorted).
+    pub(super) acls: std::collections::BTreeSet<broker_api::AclBinding>,
 }
 
 pub(super) fn unknown(topic: &str) -> StoreError {

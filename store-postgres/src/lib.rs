@@ -13,6 +13,7 @@ mod offsets;
 mod report;
 mod retention;
 mod schema;
+mod security;
 mod store;
 mod topics;
 mod tx;

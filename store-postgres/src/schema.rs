@@ -10,10 +10,36 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("initial tables", V1),
     ("commit leader epochs; commit metadata as bytes", V2),
     ("Kafka record batches as rows: batches.data, delays", V3),
+    ("SCRAM credentials and ACLs", V4),
 ];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Salted SCRAM credentials (never a password) and ACL bindings with Kafka's codes.
+const V4: &str = r#"
+CREATE TABLE IF NOT EXISTS {schema}.scram_credentials (
+    username   text  NOT NULL,
+    mechanism  text  NOT NULL CHECK (mechanism IN ('SCRAM-SHA-256', 'SCRAM-SHA-512')),
+    salt       bytea NOT NULL,
+    iterations int   NOT NULL,
+    stored_key bytea NOT NULL,
+    server_key bytea NOT NULL,
+    PRIMARY KEY (username, mechanism)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.acls (
+    resource_type   smallint NOT NULL,
+    resource_name   text     NOT NULL,
+    pattern_type    smallint NOT NULL,
+    principal       text     NOT NULL,
+    host            text     NOT NULL,
+    operation       smallint NOT NULL,
+    permission_type smallint NOT NULL,
+    PRIMARY KEY (resource_type, resource_name, pattern_type, principal, host, operation,
+                 permission_type)
+);
+"#;
 
 const V1: &str = r#"
 CREATE TABLE {schema}.topics (

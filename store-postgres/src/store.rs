@@ -263,6 +263,38 @@ impl Store for PgStore {
         self.timed(7, self.do_enforce_retention(topic)).await
     }
 
+    async fn put_credential(&self, credential: ScramCredential) -> StoreResult<()> {
+        self.do_put_credential(credential).await
+    }
+
+    async fn get_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> StoreResult<Option<ScramCredential>> {
+        self.do_get_credential(user, mechanism).await
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<ScramCredential>> {
+        self.do_list_credentials().await
+    }
+
+    async fn delete_credential(&self, user: &str, mechanism: ScramMechanism) -> StoreResult<bool> {
+        self.do_delete_credential(user, mechanism).await
+    }
+
+    async fn create_acls(&self, acls: &[AclBinding]) -> StoreResult<()> {
+        self.do_create_acls(acls).await
+    }
+
+    async fn list_acls(&self) -> StoreResult<Vec<AclBinding>> {
+        self.do_list_acls().await
+    }
+
+    async fn delete_acls(&self, acls: &[AclBinding]) -> StoreResult<u64> {
+        self.do_delete_acls(acls).await
+    }
+
     async fn health(&self) -> StoreResult<()> {
         let client = self.conn().await?;
         client.simple_query("SELECT 1").await.map_err(db_err)?;

@@ -9,6 +9,7 @@
 //! through the broker's own Kafka request handlers in process, by the same functions as
 //! `broker admin`; the dead-letter redrive goes through the store contract.
 
+mod access;
 mod assets;
 mod error;
 mod groups;
@@ -53,6 +54,8 @@ pub struct Listeners {
 
 /// What the console reads from: shared handles of the running broker, nothing of its own.
 pub struct Console {
+    /// Set while ACLs are on: only super users may use the console.
+    access: Option<Arc<access::Access>>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     kafka: Arc<KafkaServer>,
@@ -71,6 +74,7 @@ impl Console {
         listeners: Listeners,
     ) -> Console {
         Console {
+            access: None,
             store,
             metrics,
             kafka,
@@ -78,6 +82,14 @@ impl Console {
             started: Instant::now(),
             listeners,
         }
+    }
+
+    /// The same console, admitting only super users when `authz` has ACLs on.
+    pub fn with_authorizer(mut self, authz: Arc<crate::security::acl::Authorizer>) -> Console {
+        self.access = authz
+            .enabled()
+            .then(|| access::Access::new(authz, self.store.clone()));
+        self
     }
 
     /// An admin client of this broker (see [`KafkaAdmin::local`]).
@@ -120,6 +132,7 @@ pub fn router(console: Option<Arc<Console>>) -> Router {
             .route("/ui/{*rest}", get(off))
             .route("/api/v1/{*rest}", get(off).post(off).delete(off));
     };
+    let gate = console.access.clone();
     let api = Router::new()
         .route("/overview", get(overview::overview))
         .route("/topics", get(topics::list).post(topics::create))
@@ -151,11 +164,18 @@ pub fn router(console: Option<Arc<Console>>) -> Router {
         })
         .with_state(console)
         .layer(middleware::from_fn(same_origin_writes));
-    Router::new()
+    let router = Router::new()
         .route("/ui", get(assets::index))
         .route("/ui/", get(assets::index))
         .route("/ui/{file}", get(assets::file))
-        .nest("/api/v1", api)
+        .nest("/api/v1", api);
+    match gate {
+        Some(access) => router.layer(middleware::from_fn_with_state(
+            access,
+            access::require_super_user,
+        )),
+        None => router,
+    }
 }
 
 /// Refuses a write (any method but GET and HEAD) whose `Origin` header names another host

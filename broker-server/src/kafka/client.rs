@@ -9,9 +9,13 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Any byte stream a client can talk over (plain TCP, TLS).
+pub trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientStream for T {}
+
 /// A raw connection to a Kafka broker.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn ClientStream>,
     next_correlation: i32,
 }
 
@@ -20,10 +24,15 @@ impl RawClient {
     pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<RawClient> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(RawClient {
-            stream,
+        Ok(RawClient::over(stream))
+    }
+
+    /// A client over an established stream (a TLS session, say).
+    pub fn over(stream: impl ClientStream + 'static) -> RawClient {
+        RawClient {
+            stream: Box::new(stream),
             next_correlation: 1,
-        })
+        }
     }
 
     /// Encodes a request frame (size prefix, header, body); returns it and its correlation id.

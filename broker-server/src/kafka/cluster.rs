@@ -37,14 +37,15 @@ const DEFAULT_PARTITION_LIMIT: usize = 2000;
 
 impl KafkaServer {
     pub(super) fn describe_cluster(&self, req: DescribeClusterRequest) -> DescribeClusterResponse {
+        let (host, port) = super::conn::advertised(&self.config);
         DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
             .with_controller_id(BrokerId(NODE_ID))
             .with_endpoint_type(req.endpoint_type.max(1))
             .with_brokers(vec![DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(NODE_ID))
-                .with_host(StrBytes::from_string(self.config.advertised_host.clone()))
-                .with_port(self.config.advertised_port)])
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)])
             .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
                 CLUSTER_OPERATIONS
             } else {

@@ -324,6 +324,18 @@ fn broker_settings(server: &KafkaServer) -> Vec<(String, String, bool, i8)> {
         ),
         ("log.retention.ms".into(), "-1".into(), false, TYPE_LONG),
         (
+            "connections.max.reauth.ms".into(),
+            c.reauth_ms.to_string(),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            "sasl.enabled.mechanisms".into(),
+            c.sasl_mechanisms.join(","),
+            false,
+            TYPE_STRING,
+        ),
+        (
             "broker.durability".into(),
             c.default_durability.to_string(),
             false,

@@ -44,6 +44,8 @@ pub enum KafkaRequest {
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest),
     PushTelemetry(PushTelemetryRequest),
+    DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest),
 }
 
 /// What a frame turned out to be.
@@ -166,6 +168,12 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
             KafkaRequest::GetTelemetrySubscriptions(decode(&mut buf, v).map_err(body)?)
         }
         ApiKey::PushTelemetry => KafkaRequest::PushTelemetry(decode(&mut buf, v).map_err(body)?),
+        ApiKey::DescribeUserScramCredentials => {
+            KafkaRequest::DescribeUserScramCredentials(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            KafkaRequest::AlterUserScramCredentials(decode(&mut buf, v).map_err(body)?)
+        }
         _ => return Ok(unsupported),
     };
     // Like Apache Kafka, bytes after the last known field are ignored: librdkafka's Metadata

@@ -42,8 +42,8 @@ impl KafkaServer {
         req: FindCoordinatorRequest,
         version: i16,
     ) -> FindCoordinatorResponse {
-        let host = s(self.config.advertised_host.clone());
-        let port = self.config.advertised_port;
+        let (host, port) = super::conn::advertised(&self.config);
+        let host = s(host);
         if version >= 4 {
             let coordinators = req
                 .coordinator_keys

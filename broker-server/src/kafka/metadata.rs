@@ -35,10 +35,11 @@ const fn ops(codes: &[u8]) -> i32 {
 
 impl KafkaServer {
     pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
+        let (host, port) = super::conn::advertised(&self.config);
         let broker = MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
-            .with_host(StrBytes::from_string(self.config.advertised_host.clone()))
-            .with_port(self.config.advertised_port);
+            .with_host(StrBytes::from_string(host))
+            .with_port(port);
         // v0: an empty list means every topic; v1+: null means every topic.
         let names: Option<Vec<String>> = match req.topics {
             None => None,

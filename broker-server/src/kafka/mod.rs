@@ -9,9 +9,11 @@ mod acls;
 mod admin;
 #[cfg(unix)]
 pub mod alloc;
+mod authz;
 pub mod client;
 mod cluster;
 mod configs;
+pub mod conn;
 pub mod errors;
 mod fetch;
 mod fetch_session;
@@ -26,6 +28,7 @@ pub mod produce;
 pub mod records;
 pub mod response;
 mod response_errors;
+mod sasl;
 pub mod telemetry;
 mod topics;
 mod unsupported;
@@ -51,6 +54,7 @@ use frame::{decode_frame, encode_response, Frame, KafkaRequest};
 use response::ResponseFrame;
 
 pub use group::Coordinator;
+pub use sasl::MECHANISMS as SASL_MECHANISMS;
 
 /// Settings of the Kafka listener.
 #[derive(Debug, Clone)]
@@ -70,6 +74,12 @@ pub struct KafkaConfig {
     /// Largest replication factor CreateTopics accepts (kept as a setting; the store keeps
     /// the data safe).
     pub max_replication_factor: u32,
+    /// SASL mechanisms offered on SASL listeners.
+    pub sasl_mechanisms: Vec<String>,
+    /// KIP-368 `connections.max.reauth.ms`: SASL sessions last this long (0: forever).
+    pub reauth_ms: u64,
+    /// Kafka's `max.connections.per.ip` over all listeners (0: unlimited).
+    pub max_connections_per_ip: u32,
 }
 
 impl KafkaConfig {
@@ -97,6 +107,9 @@ impl KafkaConfig {
             default_durability: config.default_durability,
             max_frame_bytes: config.max_frame_bytes,
             max_replication_factor: config.max_replication_factor,
+            sasl_mechanisms: config.security.sasl_mechanisms(),
+            reauth_ms: config.security.connections_max_reauth_ms,
+            max_connections_per_ip: config.security.max_connections_per_ip,
         })
     }
 }
@@ -125,6 +138,10 @@ pub struct KafkaServer {
     fetch_sessions: fetch_session::FetchSessions,
     /// Serialises the assignment of topic ids to topics that have none yet.
     topic_id_lock: tokio::sync::Mutex<()>,
+    /// The ACLs (off without security settings).
+    authz: Arc<crate::security::acl::Authorizer>,
+    /// Open connections per client IP (for `max_connections_per_ip`).
+    per_ip: Arc<conn::PerIp>,
 }
 
 impl KafkaServer {
@@ -135,7 +152,21 @@ impl KafkaServer {
         config: KafkaConfig,
         stop: watch::Receiver<bool>,
     ) -> Arc<KafkaServer> {
+        let authz = crate::security::acl::Authorizer::disabled(store.clone());
+        Self::with_authorizer(store, metrics, config, stop, authz)
+    }
+
+    /// A server over `store` whose requests are checked by `authz`.
+    pub fn with_authorizer(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        config: KafkaConfig,
+        stop: watch::Receiver<bool>,
+        authz: Arc<crate::security::acl::Authorizer>,
+    ) -> Arc<KafkaServer> {
         Arc::new(KafkaServer {
+            authz,
+            per_ip: Default::default(),
             store,
             metrics,
             config,
@@ -147,9 +178,18 @@ impl KafkaServer {
         })
     }
 
-    /// Accepts connections until stop; then waits for every connection to finish the request
-    /// it is serving.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts connections on every listener until stop; then waits for every connection to
+    /// finish the request it is serving.
+    pub async fn serve(self: Arc<Self>, listeners: Vec<(TcpListener, Arc<conn::ListenerInfo>)>) {
+        let mut tasks = JoinSet::new();
+        for (listener, info) in listeners {
+            tasks.spawn(self.clone().serve_listener(listener, info));
+        }
+        while tasks.join_next().await.is_some() {}
+        info!("kafka listeners stopped");
+    }
+
+    async fn serve_listener(self: Arc<Self>, listener: TcpListener, info: Arc<conn::ListenerInfo>) {
         let mut stop = self.stop.clone();
         let mut conns = JoinSet::new();
         loop {
@@ -157,10 +197,23 @@ impl KafkaServer {
                 _ = stopped(&mut stop) => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(slot) = self.per_ip.enter(peer.ip(), self.config.max_connections_per_ip) else {
+                            self.metrics.security.connection_refused();
+                            let v = crate::LOG_LIMIT.check(&format!("per-ip:{}", peer.ip()));
+                            if v != broker_api::log_limit::Verdict::Suppress {
+                                warn!(client = %peer.ip(), limit = self.config.max_connections_per_ip, "refusing a connection: too many from this address (--max-connections-per-ip){}", v.suffix());
+                            }
+                            drop(stream);
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
-                        debug!(%peer, "kafka connection");
+                        debug!(%peer, listener = %info.name, "kafka connection");
                         let server = self.clone();
-                        conns.spawn(async move { server.connection(stream).await });
+                        let info = info.clone();
+                        conns.spawn(async move {
+                            let _slot = slot;
+                            server.connection(stream, info).await
+                        });
                     }
                     Err(e) => {
                         warn!("accept failed: {e}");
@@ -172,13 +225,63 @@ impl KafkaServer {
         }
         drop(listener);
         while conns.join_next().await.is_some() {}
-        info!("kafka listener stopped");
     }
 
-    async fn connection(self: Arc<Self>, stream: TcpStream) {
+    /// Serves one accepted connection: the TLS handshake on SSL listeners, then requests.
+    async fn connection(self: Arc<Self>, stream: TcpStream, listener: Arc<conn::ListenerInfo>) {
         let _open = self.metrics.connection_opened(Protocol::Kafka);
         let peer = stream.peer_addr().ok();
-        let (rd, wr) = stream.into_split();
+        let mut view = conn::ConnView {
+            principal: conn::ANONYMOUS.into(),
+            host: conn::host_of(peer),
+            listener: listener.clone(),
+        };
+        match &listener.tls {
+            None => self.serve_stream(stream, peer, view).await,
+            Some((tls, auth)) => {
+                let acceptor = tls.acceptor(*auth);
+                let mut stop = self.stop.clone();
+                let handshake = tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    r = tokio::time::timeout(crate::security::http_tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+                };
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(?peer, listener = %listener.name, "TLS handshake failed: {e}");
+                        self.metrics.security.tls_failed();
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(?peer, listener = %listener.name, "TLS handshake timed out");
+                        self.metrics.security.tls_failed();
+                        return;
+                    }
+                };
+                if !listener.protocol.is_sasl() {
+                    if let Some(p) = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| crate::security::tls::certificate_principal(c))
+                    {
+                        view.principal = p.into();
+                    }
+                }
+                self.serve_stream(stream, peer, view).await
+            }
+        }
+    }
+
+    async fn serve_stream<S: conn::SplitStream>(
+        self: Arc<Self>,
+        stream: S,
+        peer: Option<std::net::SocketAddr>,
+        mut view: conn::ConnView,
+    ) {
+        let (rd, wr) = stream.split_stream();
+        let mut sasl = sasl::SaslConn::new(&view);
         let mut rd = BufReader::with_capacity(16 * 1024, rd);
         let mut wr = BufWriter::with_capacity(16 * 1024, wr);
         let mut stop = self.stop.clone();
@@ -194,12 +297,11 @@ impl KafkaServer {
                     }
                 },
             };
-            if len < 0 || len as usize > self.config.max_frame_bytes {
+            let limit = sasl.frame_limit(self.config.max_frame_bytes);
+            if len < 0 || len as usize > limit {
                 warn!(
                     ?peer,
-                    len,
-                    limit = self.config.max_frame_bytes,
-                    "refusing an oversized frame; closing the connection"
+                    len, limit, "refusing an oversized frame; closing the connection"
                 );
                 break;
             }
@@ -217,10 +319,26 @@ impl KafkaServer {
             }
             self.metrics.bytes_in(Protocol::Kafka, 4 + len as u64);
             let frame = Bytes::from(buf);
+            match self.sasl_gate(&frame, &mut sasl, &mut view).await {
+                sasl::Gate::Serve => {}
+                sasl::Gate::Reply(resp, close) => {
+                    self.metrics.bytes_out(Protocol::Kafka, resp.len() as u64);
+                    if wr.write_all(&resp).await.is_err() || wr.flush().await.is_err() || close {
+                        break;
+                    }
+                    continue;
+                }
+                sasl::Gate::Close(why) => {
+                    debug!(?peer, listener = %view.listener.name, "closing the connection: {why}");
+                    break;
+                }
+            }
             let answer = if frame.get(..2) == Some(&FETCH_KEY[..]) {
                 // A long poll ends early once the next request starts to arrive.
                 let next = next_request::NextRequest::default();
-                let mut answer = std::pin::pin!(next.scope(self.handle_frame(frame, peer)));
+                let mut answer = std::pin::pin!(
+                    next.scope(conn::scope(view.clone(), self.handle_frame(frame, peer)))
+                );
                 tokio::select! {
                     biased;
                     r = &mut answer => r,
@@ -230,7 +348,7 @@ impl KafkaServer {
                     }
                 }
             } else {
-                self.handle_frame(frame, peer).await
+                conn::scope(view.clone(), self.handle_frame(frame, peer)).await
             };
             match answer {
                 Ok(Some(resp)) => {
@@ -269,6 +387,7 @@ impl KafkaServer {
         frame: Bytes,
         peer: Option<std::net::SocketAddr>,
     ) -> Result<Option<ResponseFrame>, ServerError> {
+        use kafka_protocol::messages::*;
         let started = Instant::now();
         let decoded = decode_frame(frame).map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
         let (header, request) = match decoded {
@@ -300,9 +419,10 @@ impl KafkaServer {
                 "ApiVersions",
                 versions::api_versions_response(None)
             ),
-            KafkaRequest::Produce(req) => {
+            KafkaRequest::Produce(mut req) => {
                 let acks = req.acks;
-                let resp = self.produce(req, v).await;
+                let denied = self.authz_produce(&mut req);
+                let resp = authz::produce_denied(self.produce(req, v).await, denied);
                 self.metrics.kafka_request("Produce", started.elapsed());
                 self.count_errors("Produce", &resp);
                 if acks == 0 {
@@ -315,8 +435,9 @@ impl KafkaServer {
                     &resp,
                 )?)))
             }
-            KafkaRequest::Fetch(req) => {
-                let resp = self.fetch(req, v).await;
+            KafkaRequest::Fetch(mut req) => {
+                let denied = self.authz_fetch(&mut req).await;
+                let resp = authz::fetch_denied(self.fetch(req, v).await, denied);
                 // The record sets go out as the store's bytes, not copied into the frame.
                 let shared: Vec<Bytes> = resp
                     .responses
@@ -331,29 +452,64 @@ impl KafkaServer {
                 self.count_errors("Fetch", &resp);
                 Ok(Some(out))
             }
-            KafkaRequest::ListOffsets(req) => reply!(
-                ApiKey::ListOffsets,
-                "ListOffsets",
-                self.list_offsets(req, v).await
-            ),
-            KafkaRequest::Metadata(req) => {
-                reply!(ApiKey::Metadata, "Metadata", self.metadata(req, v).await)
+            KafkaRequest::ListOffsets(mut req) => {
+                let denied = self.authz_list_offsets(&mut req);
+                reply!(
+                    ApiKey::ListOffsets,
+                    "ListOffsets",
+                    authz::list_offsets_denied(self.list_offsets(req, v).await, denied)
+                )
             }
-            KafkaRequest::OffsetCommit(req) => reply!(
-                ApiKey::OffsetCommit,
-                "OffsetCommit",
-                self.offset_commit(req, v).await
-            ),
-            KafkaRequest::OffsetFetch(req) => reply!(
-                ApiKey::OffsetFetch,
-                "OffsetFetch",
-                self.offset_fetch(req, v).await
-            ),
-            KafkaRequest::FindCoordinator(req) => reply!(
-                ApiKey::FindCoordinator,
-                "FindCoordinator",
-                self.find_coordinator(req, v)
-            ),
+            KafkaRequest::Metadata(mut req) => {
+                let post = self.authz_metadata(&mut req, v).await;
+                let resp = self.metadata(req, v).await;
+                reply!(ApiKey::Metadata, "Metadata", self.metadata_post(resp, post))
+            }
+            KafkaRequest::OffsetCommit(mut req) => {
+                let denied = self.authz_offset_commit(&mut req);
+                let resp = self.offset_commit(req, v).await;
+                reply!(
+                    ApiKey::OffsetCommit,
+                    "OffsetCommit",
+                    authz::offset_commit_denied(resp, denied)
+                )
+            }
+            KafkaRequest::OffsetFetch(req) => {
+                let groups: Vec<String> = if v < 8 {
+                    vec![req.group_id.0.to_string()]
+                } else {
+                    req.groups
+                        .iter()
+                        .map(|g| g.group_id.0.to_string())
+                        .collect()
+                };
+                let resp = self.offset_fetch(req, v).await;
+                reply!(
+                    ApiKey::OffsetFetch,
+                    "OffsetFetch",
+                    self.offset_fetch_post(resp, &groups, v)
+                )
+            }
+            KafkaRequest::FindCoordinator(req) => {
+                let keys = req.clone();
+                let resp = self.find_coordinator(req, v);
+                reply!(
+                    ApiKey::FindCoordinator,
+                    "FindCoordinator",
+                    self.find_coordinator_post(resp, &keys, v)
+                )
+            }
+            KafkaRequest::JoinGroup(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::JoinGroup,
+                    "JoinGroup",
+                    JoinGroupResponse::default()
+                        .with_error_code(authz::GROUP_DENIED)
+                        .with_generation_id(-1)
+                )
+            }
             KafkaRequest::JoinGroup(req) => reply!(
                 ApiKey::JoinGroup,
                 "JoinGroup",
@@ -365,6 +521,33 @@ impl KafkaServer {
                 )
                 .await
             ),
+            KafkaRequest::Heartbeat(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::Heartbeat,
+                    "Heartbeat",
+                    HeartbeatResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::LeaveGroup(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::LeaveGroup,
+                    "LeaveGroup",
+                    LeaveGroupResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::SyncGroup(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::SyncGroup,
+                    "SyncGroup",
+                    SyncGroupResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
             KafkaRequest::Heartbeat(req) => {
                 reply!(ApiKey::Heartbeat, "Heartbeat", self.heartbeat(req))
             }
@@ -374,69 +557,234 @@ impl KafkaServer {
             KafkaRequest::SyncGroup(req) => {
                 reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)
             }
-            KafkaRequest::DescribeGroups(req) => reply!(
-                ApiKey::DescribeGroups,
-                "DescribeGroups",
-                self.describe_groups(req).await
-            ),
-            KafkaRequest::ListGroups(req) => reply!(
-                ApiKey::ListGroups,
-                "ListGroups",
-                self.list_groups(req).await
-            ),
-            KafkaRequest::CreateTopics(req) => reply!(
-                ApiKey::CreateTopics,
-                "CreateTopics",
-                self.create_topics(req, v).await
-            ),
-            KafkaRequest::DeleteTopics(req) => reply!(
-                ApiKey::DeleteTopics,
-                "DeleteTopics",
-                self.delete_topics(req, v).await
-            ),
-            KafkaRequest::DeleteRecords(req) => reply!(
-                ApiKey::DeleteRecords,
-                "DeleteRecords",
-                self.delete_records(req).await
-            ),
+            KafkaRequest::DescribeGroups(mut req) => {
+                let denied = self.authz_groups(&mut req.groups, authz::Op::Describe);
+                let resp = self.describe_groups(req).await;
+                reply!(
+                    ApiKey::DescribeGroups,
+                    "DescribeGroups",
+                    authz::describe_groups_denied(resp, denied)
+                )
+            }
+            KafkaRequest::ListGroups(req) => {
+                let resp = self.list_groups(req).await;
+                reply!(
+                    ApiKey::ListGroups,
+                    "ListGroups",
+                    self.list_groups_post(resp)
+                )
+            }
+            KafkaRequest::CreateTopics(mut req) => {
+                let denied = self.authz_create_topics(&mut req);
+                let resp = self.create_topics(req, v).await;
+                reply!(
+                    ApiKey::CreateTopics,
+                    "CreateTopics",
+                    authz::create_topics_denied(resp, denied)
+                )
+            }
+            KafkaRequest::DeleteTopics(mut req) => {
+                let denied = self.authz_delete_topics(&mut req);
+                let resp = self.delete_topics(req, v).await;
+                reply!(
+                    ApiKey::DeleteTopics,
+                    "DeleteTopics",
+                    authz::delete_topics_denied(resp, denied)
+                )
+            }
+            KafkaRequest::DeleteRecords(mut req) => {
+                let denied = self.authz_delete_records(&mut req);
+                let resp = self.delete_records(req).await;
+                reply!(
+                    ApiKey::DeleteRecords,
+                    "DeleteRecords",
+                    authz::delete_records_denied(resp, denied)
+                )
+            }
+            KafkaRequest::InitProducerId(req) if self.init_producer_id_denied(&req).is_some() => {
+                reply!(
+                    ApiKey::InitProducerId,
+                    "InitProducerId",
+                    InitProducerIdResponse::default()
+                        .with_error_code(self.init_producer_id_denied(&req).unwrap_or_default())
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1)
+                )
+            }
             KafkaRequest::InitProducerId(req) => reply!(
                 ApiKey::InitProducerId,
                 "InitProducerId",
                 self.init_producer_id(req).await
             ),
+            KafkaRequest::DescribeConfigs(mut req) if self.authz.enabled() => {
+                let mut denied = Vec::new();
+                req.resources.retain(|r| {
+                    match self.config_resource_denied(
+                        r.resource_type,
+                        r.resource_name.as_str(),
+                        authz::Op::DescribeConfigs,
+                    ) {
+                        Some(code) => {
+                            denied.push(
+                                describe_configs_response::DescribeConfigsResult::default()
+                                    .with_error_code(code)
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(r.resource_name.clone()),
+                            );
+                            false
+                        }
+                        None => true,
+                    }
+                });
+                let mut resp = self.describe_configs(req).await;
+                resp.results.extend(denied);
+                reply!(ApiKey::DescribeConfigs, "DescribeConfigs", resp)
+            }
             KafkaRequest::DescribeConfigs(req) => reply!(
                 ApiKey::DescribeConfigs,
                 "DescribeConfigs",
                 self.describe_configs(req).await
             ),
             KafkaRequest::CreateAcls(req) => {
-                reply!(ApiKey::CreateAcls, "CreateAcls", acls::create_acls(req))
+                reply!(
+                    ApiKey::CreateAcls,
+                    "CreateAcls",
+                    self.create_acls(req).await
+                )
             }
             KafkaRequest::DescribeAcls(req) => {
                 reply!(
                     ApiKey::DescribeAcls,
                     "DescribeAcls",
-                    acls::describe_acls(req)
+                    self.describe_acls(req).await
                 )
             }
             KafkaRequest::DeleteAcls(req) => {
-                reply!(ApiKey::DeleteAcls, "DeleteAcls", acls::delete_acls(req))
+                reply!(
+                    ApiKey::DeleteAcls,
+                    "DeleteAcls",
+                    self.delete_acls(req).await
+                )
             }
-            KafkaRequest::CreatePartitions(req) => reply!(
-                ApiKey::CreatePartitions,
-                "CreatePartitions",
-                self.create_partitions(req).await
-            ),
-            KafkaRequest::DeleteGroups(req) => reply!(
-                ApiKey::DeleteGroups,
-                "DeleteGroups",
-                self.delete_groups(req).await
-            ),
+            KafkaRequest::CreatePartitions(mut req) => {
+                let denied = self.authz_create_partitions(&mut req);
+                let resp = self.create_partitions(req).await;
+                reply!(
+                    ApiKey::CreatePartitions,
+                    "CreatePartitions",
+                    authz::create_partitions_denied(resp, denied)
+                )
+            }
+            KafkaRequest::DeleteGroups(mut req) => {
+                let denied = self.authz_groups(&mut req.groups_names, authz::Op::Delete);
+                let resp = self.delete_groups(req).await;
+                reply!(
+                    ApiKey::DeleteGroups,
+                    "DeleteGroups",
+                    authz::delete_groups_denied(resp, denied)
+                )
+            }
+            KafkaRequest::OffsetDelete(req)
+                if !self.may_group(authz::Op::Delete, req.group_id.0.as_str()) =>
+            {
+                reply!(
+                    ApiKey::OffsetDelete,
+                    "OffsetDelete",
+                    OffsetDeleteResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
             KafkaRequest::OffsetDelete(req) => reply!(
                 ApiKey::OffsetDelete,
                 "OffsetDelete",
                 self.offset_delete(req).await
             ),
+            KafkaRequest::AlterConfigs(mut req) if self.authz.enabled() => {
+                let mut denied = Vec::new();
+                req.resources.retain(|r| {
+                    match self.config_resource_denied(
+                        r.resource_type,
+                        r.resource_name.as_str(),
+                        authz::Op::AlterConfigs,
+                    ) {
+                        Some(code) => {
+                            denied.push(
+                                alter_configs_response::AlterConfigsResourceResponse::default()
+                                    .with_error_code(code)
+                                    .with_resource_type(r.resource_type)
+                                    .with_resource_name(r.resource_name.clone()),
+                            );
+                            false
+                        }
+                        None => true,
+                    }
+                });
+                let mut resp = self.alter_configs(req).await;
+                resp.responses.extend(denied);
+                reply!(ApiKey::AlterConfigs, "AlterConfigs", resp)
+            }
+            KafkaRequest::IncrementalAlterConfigs(mut req) if self.authz.enabled() => {
+                let mut denied = Vec::new();
+                req.resources.retain(|r| match self.config_resource_denied(r.resource_type, r.resource_name.as_str(), authz::Op::AlterConfigs) {
+                    Some(code) => {
+                        denied.push(incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(code)
+                            .with_resource_type(r.resource_type)
+                            .with_resource_name(r.resource_name.clone()));
+                        false
+                    }
+                    None => true,
+                });
+                let mut resp = self.incremental_alter_configs(req).await;
+                resp.responses.extend(denied);
+                reply!(
+                    ApiKey::IncrementalAlterConfigs,
+                    "IncrementalAlterConfigs",
+                    resp
+                )
+            }
+            KafkaRequest::DescribeCluster(_) if !self.may_cluster(authz::Op::Describe) => reply!(
+                ApiKey::DescribeCluster,
+                "DescribeCluster",
+                DescribeClusterResponse::default().with_error_code(authz::CLUSTER_DENIED)
+            ),
+            KafkaRequest::DescribeLogDirs(_) if !self.may_cluster(authz::Op::Describe) => reply!(
+                ApiKey::DescribeLogDirs,
+                "DescribeLogDirs",
+                DescribeLogDirsResponse::default().with_error_code(authz::CLUSTER_DENIED)
+            ),
+            KafkaRequest::ElectLeaders(_) if !self.may_cluster(authz::Op::Alter) => reply!(
+                ApiKey::ElectLeaders,
+                "ElectLeaders",
+                ElectLeadersResponse::default().with_error_code(authz::CLUSTER_DENIED)
+            ),
+            KafkaRequest::DescribeTopicPartitions(mut req) if self.authz.enabled() => {
+                self.authz_retain_topics(&mut req.topics, authz::Op::Describe, |t| {
+                    t.name.0.as_str()
+                });
+                reply!(
+                    ApiKey::DescribeTopicPartitions,
+                    "DescribeTopicPartitions",
+                    self.describe_topic_partitions(req).await
+                )
+            }
+            KafkaRequest::DescribeProducers(mut req) if self.authz.enabled() => {
+                self.authz_retain_topics(&mut req.topics, authz::Op::Read, |t| t.name.0.as_str());
+                reply!(
+                    ApiKey::DescribeProducers,
+                    "DescribeProducers",
+                    self.describe_producers(req).await
+                )
+            }
+            KafkaRequest::OffsetForLeaderEpoch(mut req) if self.authz.enabled() => {
+                self.authz_retain_topics(&mut req.topics, authz::Op::Describe, |t| {
+                    t.topic.0.as_str()
+                });
+                reply!(
+                    ApiKey::OffsetForLeaderEpoch,
+                    "OffsetForLeaderEpoch",
+                    self.offset_for_leader_epoch(req).await
+                )
+            }
             KafkaRequest::AlterConfigs(req) => reply!(
                 ApiKey::AlterConfigs,
                 "AlterConfigs",
@@ -486,6 +834,16 @@ impl KafkaServer {
                 ApiKey::PushTelemetry,
                 "PushTelemetry",
                 self.push_telemetry(req)
+            ),
+            KafkaRequest::DescribeUserScramCredentials(req) => reply!(
+                ApiKey::DescribeUserScramCredentials,
+                "DescribeUserScramCredentials",
+                self.describe_user_scram_credentials(req).await
+            ),
+            KafkaRequest::AlterUserScramCredentials(req) => reply!(
+                ApiKey::AlterUserScramCredentials,
+                "AlterUserScramCredentials",
+                self.alter_user_scram_credentials(req).await
             ),
         }
     }

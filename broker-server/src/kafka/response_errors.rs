@@ -40,9 +40,11 @@ top_level!(
     GetTelemetrySubscriptionsResponse,
     PushTelemetryResponse,
     OffsetDeleteResponse,
+    DescribeUserScramCredentialsResponse,
 );
 
 none!(
+    AlterUserScramCredentialsResponse,
     DeleteRecordsResponse,
     CreateAclsResponse,
     DeleteAclsResponse,

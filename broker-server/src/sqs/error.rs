@@ -50,6 +50,9 @@ pub enum SqsError {
     InvalidClientTokenId,
     #[error("{0}")]
     MissingAuthenticationToken(String),
+    /// The ACLs refuse the action to the request's principal.
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("{0}")]
     RequestTooLarge(String),
     #[error("The service is unavailable: {0}")]
@@ -88,6 +91,7 @@ impl SqsError {
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             InvalidClientTokenId => "InvalidClientTokenId",
             MissingAuthenticationToken(_) => "MissingAuthenticationToken",
+            AccessDenied(_) => "AccessDenied",
             RequestTooLarge(_) => "RequestEntityTooLarge",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalError",
@@ -126,7 +130,10 @@ impl SqsError {
     pub fn status(&self) -> u16 {
         use SqsError::*;
         match self {
-            SignatureDoesNotMatch | InvalidClientTokenId | MissingAuthenticationToken(_) => 403,
+            SignatureDoesNotMatch
+            | InvalidClientTokenId
+            | MissingAuthenticationToken(_)
+            | AccessDenied(_) => 403,
             RequestTooLarge(_) => 413,
             ResourceNotFound(_) => 404,
             OverLimit(_) => 403,

@@ -6,7 +6,7 @@ pub mod dedup;
 pub mod error;
 mod manage;
 pub mod message;
-mod move_task;
+pub(crate) mod move_task;
 mod move_tasks;
 mod mover;
 mod params;
@@ -84,6 +84,8 @@ pub struct Sqs {
     pub(crate) config_lock: tokio::sync::Mutex<()>,
     /// The message move tasks running in this process, by task id.
     pub(crate) movers: parking_lot::Mutex<HashMap<String, Arc<mover::MoveControl>>>,
+    /// The ACLs (see `security::sqs_authz`); `None`: every action is allowed.
+    pub(crate) authz: Option<Arc<crate::security::acl::Authorizer>>,
 }
 
 /// Which wire protocol a request came in.
@@ -114,7 +116,14 @@ impl Sqs {
             dedup: parking_lot::Mutex::new(HashMap::new()),
             config_lock: tokio::sync::Mutex::new(()),
             movers: parking_lot::Mutex::new(HashMap::new()),
+            authz: None,
         }
+    }
+
+    /// The same service with its actions checked against `authz`.
+    pub fn with_authorizer(mut self, authz: Option<Arc<crate::security::acl::Authorizer>>) -> Self {
+        self.authz = authz;
+        self
     }
 
     /// Starts the service's background work: message move tasks left RUNNING by an earlier
@@ -224,11 +233,29 @@ pub async fn handle(State(sqs): State<Arc<Sqs>>, req: Request) -> Response {
             return render_error(protocol, &e, &request_id);
         }
     }
+    // Authorisation (security::sqs_authz): the same ACLs as the Kafka listeners.
+    let principal =
+        crate::security::sqs_authz::principal(&parts.headers, sqs.credentials.is_some());
+    let region = region::of_request(&parts.headers, &parts.uri);
+    if let Some(authz) = &sqs.authz {
+        if let Err(e) =
+            crate::security::sqs_authz::check(authz, &principal, &action, &input, &region)
+        {
+            sqs.metrics.security.denied(true);
+            sqs.metrics.sqs_request("Unauthorized", start.elapsed());
+            return render_error(protocol, &e, &request_id);
+        }
+    }
     let ctx = Ctx {
         base_url: sqs.base_url(&parts.headers),
-        region: region::of_request(&parts.headers, &parts.uri),
+        region: region.clone(),
     };
-    let result = sqs.dispatch(&action, &ctx, &input).await;
+    let mut result = sqs.dispatch(&action, &ctx, &input).await;
+    if let (Some(authz), Ok(v)) = (&sqs.authz, &mut result) {
+        if matches!(action.as_str(), "ListQueues" | "ListDeadLetterSourceQueues") {
+            crate::security::sqs_authz::filter_list(authz, &principal, &region, v);
+        }
+    }
     let metric_name = ACTIONS
         .iter()
         .find(|a| **a == action)

@@ -149,5 +149,16 @@ pub async fn calls_after_close_fail(backend: Arc<dyn Backend>) -> CheckResult {
         StoreError::Closed,
         "lease after close"
     );
+    ensure_err!(
+        st.list_acls().await,
+        StoreError::Closed,
+        "list_acls after close"
+    );
+    ensure_err!(
+        st.get_credential("u", broker_api::ScramMechanism::Sha256)
+            .await,
+        StoreError::Closed,
+        "get_credential after close"
+    );
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod offsets;
 pub mod producer;
 pub mod retention;
+pub mod security;
 pub mod topics;
 
 mod util;
@@ -110,6 +111,10 @@ checks! {
     retention::retention_by_time,
     retention::retention_by_size,
     retention::retention_keeps_newest_batch,
+    security::credentials_round_trip,
+    security::credentials_are_listed_and_deleted,
+    security::acls_round_trip,
+    security::acls_are_deleted_exactly,
     lifecycle::data_survives_reopen,
     lifecycle::calls_after_close_fail,
 }

@@ -15,6 +15,7 @@ use broker_api::{
     ProducerIdentity, SharedClock, Store, StoreError, StoreMetric, StoreResult, TimestampType,
     TopicConfig, TopicInfo,
 };
+use broker_api::{AclBinding, ScramCredential, ScramMechanism};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -169,6 +170,8 @@ struct Inner {
     dir_lock: Mutex<Option<std::fs::File>>,
     /// Damaged batches found since open.
     damage: Arc<DamageLog>,
+    /// SCRAM credentials and ACLs (`security.json`).
+    security: crate::security::SecurityFile,
 }
 
 /// The log store. Cheap to share through `Arc<dyn Store>`.
@@ -309,7 +312,9 @@ impl LogStore {
             "unclean (recovered)"
         };
         tracing::info!(dir = %dir.display(), last_shutdown, topics = topics.len(), format_version = FORMAT_VERSION, "opened log store");
+        let security = crate::security::SecurityFile::load(dir)?;
         let inner = Arc::new(Inner {
+            security,
             dir: dir.to_path_buf(),
             opts,
             io,
@@ -1216,6 +1221,45 @@ impl Store for LogStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn put_credential(&self, credential: ScramCredential) -> StoreResult<()> {
+        self.inner.check_open()?;
+        self.inner.security.put_credential(credential)
+    }
+
+    async fn get_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> StoreResult<Option<ScramCredential>> {
+        self.inner.check_open()?;
+        Ok(self.inner.security.get_credential(user, mechanism))
+    }
+
+    async fn list_credentials(&self) -> StoreResult<Vec<ScramCredential>> {
+        self.inner.check_open()?;
+        Ok(self.inner.security.list_credentials())
+    }
+
+    async fn delete_credential(&self, user: &str, mechanism: ScramMechanism) -> StoreResult<bool> {
+        self.inner.check_open()?;
+        self.inner.security.delete_credential(user, mechanism)
+    }
+
+    async fn create_acls(&self, acls: &[AclBinding]) -> StoreResult<()> {
+        self.inner.check_open()?;
+        self.inner.security.create_acls(acls)
+    }
+
+    async fn list_acls(&self) -> StoreResult<Vec<AclBinding>> {
+        self.inner.check_open()?;
+        Ok(self.inner.security.list_acls())
+    }
+
+    async fn delete_acls(&self, acls: &[AclBinding]) -> StoreResult<u64> {
+        self.inner.check_open()?;
+        self.inner.security.delete_acls(acls)
     }
 
     async fn health(&self) -> StoreResult<()> {
