@@ -313,7 +313,8 @@ async fn malformed_tls_handshakes_never_crash_the_broker() {
     let inputs = mutations(&hello, 300, 0x5eed_7153);
     for chunk in inputs.chunks(25) {
         let mut tasks = tokio::task::JoinSet::new();
-        for input in chunk.iter().cloned() {
+        for input in chunk {
+            let input = input.clone();
             tasks.spawn(async move {
                 let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
                 // The broker may close before reading everything: write errors are fine.
