@@ -195,6 +195,25 @@ pub struct Cli {
     /// [default: 0].
     #[arg(long, env = "BROKER_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<u32>,
+    /// Most Kafka connections one authenticated principal (SASL user or client
+    /// certificate) has open at once; a connection over the limit is closed after it
+    /// authenticates; 0 is unlimited [default: 0].
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS_PER_PRINCIPAL", value_name = "N")]
+    pub max_connections_per_principal: Option<u32>,
+    /// Produce quota of every client entity in bytes per second (Kafka's default
+    /// producer_byte_rate); the entity is the principal, or the client id of
+    /// unauthenticated clients; 0 is unlimited [default: 0].
+    #[arg(long, env = "BROKER_PRODUCER_BYTE_RATE", value_name = "BYTES")]
+    pub producer_byte_rate: Option<u64>,
+    /// Fetch quota of every client entity in bytes per second (Kafka's default
+    /// consumer_byte_rate); 0 is unlimited [default: 0].
+    #[arg(long, env = "BROKER_CONSUMER_BYTE_RATE", value_name = "BYTES")]
+    pub consumer_byte_rate: Option<u64>,
+    /// The quota of one entity, ENTITY=KEY=RATE with ENTITY User:NAME or client-id:ID and
+    /// KEY producer_byte_rate or consumer_byte_rate (0: unlimited); repeatable
+    /// [default: none].
+    #[arg(long, env = "BROKER_CLIENT_QUOTA", value_name = "ENTITY=KEY=RATE")]
+    pub client_quota: Vec<String>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -228,6 +247,10 @@ struct FileConfig {
     super_users: Option<String>,
     allow_everyone_if_no_acl: Option<bool>,
     max_connections_per_ip: Option<u32>,
+    max_connections_per_principal: Option<u32>,
+    producer_byte_rate: Option<u64>,
+    consumer_byte_rate: Option<u64>,
+    client_quota: Option<Vec<String>>,
 }
 
 /// The resolved settings the server runs with.
@@ -400,6 +423,14 @@ impl Config {
                 .allow_everyone_if_no_acl
                 .or(file.allow_everyone_if_no_acl),
             max_connections_per_ip: cli.max_connections_per_ip.or(file.max_connections_per_ip),
+            max_connections_per_principal: cli
+                .max_connections_per_principal
+                .or(file.max_connections_per_principal),
+            producer_byte_rate: cli.producer_byte_rate.or(file.producer_byte_rate),
+            consumer_byte_rate: cli.consumer_byte_rate.or(file.consumer_byte_rate),
+            client_quota: nonempty(cli.client_quota)
+                .or(file.client_quota)
+                .unwrap_or_default(),
         })?;
         let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
             Some(a) => resolve_addr("--kafka-addr", &a)?,

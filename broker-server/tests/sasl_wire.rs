@@ -221,3 +221,137 @@ async fn connections_per_ip_are_limited() {
         .unwrap();
     r.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_per_principal_are_limited() {
+    let r = start(&["--max-connections-per-principal", "2"]).await;
+    let addr = r.addr("SASL");
+    let m = ScramMechanism::Sha256;
+    let mut a = RawClient::connect(addr).await.unwrap();
+    let mut b = RawClient::connect(addr).await.unwrap();
+    assert_eq!(scram_login(&mut a, m, "secret").await.error_code, 0);
+    assert_eq!(scram_login(&mut b, m, "secret").await.error_code, 0);
+    metadata(&mut a).await.unwrap();
+    metadata(&mut b).await.unwrap();
+    // Unauthenticated connections are not the principal's: a third one may connect and
+    // log in, and is closed once it is alice's third.
+    let mut third = RawClient::connect(addr).await.unwrap();
+    assert_eq!(scram_login(&mut third, m, "secret").await.error_code, 0);
+    assert!(
+        metadata(&mut third).await.is_err(),
+        "third connection of alice"
+    );
+    // The first two keep working; when one closes, alice may connect again.
+    metadata(&mut a).await.unwrap();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = RawClient::connect(addr).await.unwrap();
+    assert_eq!(scram_login(&mut again, m, "secret").await.error_code, 0);
+    metadata(&mut again).await.unwrap();
+    r.shutdown().await;
+}
+
+/// A Produce request of one record batch with `value_len` bytes of value.
+fn produce_request(topic: &str, value_len: usize) -> ProduceRequest {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        delete_horizon: false,
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 0,
+        key: None,
+        value: Some(Bytes::from(vec![b'x'; value_len])),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(buf.freeze())),
+            ])])
+}
+
+#[tokio::test]
+async fn a_produce_over_the_quota_carries_a_throttle_time() {
+    // Every principal may produce 10 kB/s.
+    let r = start(&[
+        "--producer-byte-rate",
+        "10000",
+        "--allow-everyone-if-no-acl",
+    ])
+    .await;
+    let addr = r.addr("SASL");
+    let mut c = RawClient::connect(addr).await.unwrap();
+    assert_eq!(
+        scram_login(&mut c, ScramMechanism::Sha256, "secret")
+            .await
+            .error_code,
+        0
+    );
+    // Metadata creates the topic (produce does not, as in Kafka).
+    let _: MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            9,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(TopicName(StrBytes::from_static_str("quota-t"))))]))
+                .with_allow_auto_topic_creation(true),
+        )
+        .await
+        .unwrap();
+    // 50 kB are due over 5 s, within the window (which counts as at least 10 s).
+    let small: ProduceResponse = c
+        .call(ApiKey::Produce, 9, &produce_request("quota-t", 50_000))
+        .await
+        .unwrap();
+    assert_eq!(small.throttle_time_ms, 0, "{small:?}");
+    let over: ProduceResponse = c
+        .call(ApiKey::Produce, 9, &produce_request("quota-t", 100_000))
+        .await
+        .unwrap();
+    let errors: Vec<i16> = over
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
+        .collect();
+    assert_eq!(errors, vec![0], "the data is stored all the same");
+    // 150 kB at 10 kB/s are due over 15 s; the window counts 10 s: about 5 s to wait.
+    assert!(
+        (4_000..=5_100).contains(&over.throttle_time_ms),
+        "throttle {}",
+        over.throttle_time_ms
+    );
+    // The connection is muted meanwhile: the next request is answered after the wait.
+    let started = std::time::Instant::now();
+    metadata(&mut c).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(3_500),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    r.shutdown().await;
+}

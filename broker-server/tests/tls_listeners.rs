@@ -3,6 +3,8 @@
 
 mod security_support;
 
+use std::time::Duration;
+
 use kafka_protocol::messages::*;
 use security_support::{client_config, tls_client, Pki, Running};
 
@@ -215,4 +217,128 @@ fn tls_settings_are_checked_at_start() {
     ])
     .unwrap();
     assert_eq!(c.security.kafka_listeners(c.kafka_addr, None).len(), 2);
+}
+
+/// A small deterministic generator (xorshift64*), so a failing case can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// The first flight a real rustls client sends (its ClientHello record).
+fn client_hello(config: std::sync::Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let mut conn = rustls::ClientConnection::new(
+        config,
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+/// Inputs for the handshake: the real ClientHello with bytes flipped, cut short, record
+/// lengths made huge, garbage after it, or plain noise.
+fn mutations(hello: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|i| {
+            let mut m = hello.to_vec();
+            match i % 5 {
+                0 => {
+                    for _ in 0..1 + rng.below(8) {
+                        let at = rng.below(m.len());
+                        m[at] ^= 1 << rng.below(8);
+                    }
+                }
+                1 => m.truncate(rng.below(m.len())),
+                2 => {
+                    // Record length, or handshake length, set to a large value.
+                    let at = if rng.below(2) == 0 { 3 } else { 6 };
+                    m[at] = 0xff;
+                    m[at + 1] = 0xff;
+                }
+                3 => m.extend((0..rng.below(4096)).map(|_| rng.next() as u8)),
+                _ => {
+                    m = (0..1 + rng.below(20_000))
+                        .map(|_| rng.next() as u8)
+                        .collect();
+                    if rng.below(2) == 0 {
+                        // Looks like a handshake record from the first bytes on.
+                        m.splice(0..0, [0x16, 0x03, 0x03]);
+                    }
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_tls_handshakes_never_crash_the_broker() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let (cert, key) = pki.server();
+    let r = Running::start(&[
+        "--listener",
+        "SSL://127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let addr = r.addr("SSL");
+    // A panic in a connection task would not stop an in-process server: count them.
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        previous(info);
+    }));
+    let config = client_config(&pki.path("ca.pem"), None);
+    let hello = client_hello(config.clone());
+    assert_eq!(hello[0], 0x16, "a handshake record");
+    let inputs = mutations(&hello, 300, 0x5eed_7153);
+    for chunk in inputs.chunks(25) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for input in chunk {
+            let input = input.clone();
+            tasks.spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                // The broker may close before reading everything: write errors are fine.
+                let _ = s.write_all(&input).await;
+                let mut buf = vec![0u8; 16 * 1024];
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+                while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            res.unwrap();
+        }
+        // After every batch a real client still completes a handshake and is served.
+        let mut c = tls_client(addr, config.clone()).await.unwrap();
+        metadata_broker(&mut c).await;
+    }
+    assert_eq!(
+        PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "panics"
+    );
+    r.shutdown().await;
 }

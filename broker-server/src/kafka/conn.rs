@@ -2,8 +2,10 @@
 //! and advertised address) and the principal of its client. Handlers read it through a
 //! task-local ([`current`]), so that request handlers need no extra parameters.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -35,6 +37,32 @@ pub struct ConnView {
     pub principal: Arc<str>,
     /// The client's IP address as text (ACLs' host).
     pub host: Arc<str>,
+    /// Quota throttle time (ms) the connection must stay muted for after the current
+    /// response (shared by the clones of one connection's view).
+    pub throttle: Arc<AtomicU32>,
+}
+
+impl ConnView {
+    /// A connection's view before authentication.
+    pub fn new(listener: Arc<ListenerInfo>, peer: Option<SocketAddr>) -> ConnView {
+        ConnView {
+            principal: ANONYMOUS.into(),
+            host: host_of(peer),
+            listener,
+            throttle: Arc::default(),
+        }
+    }
+
+    /// Asks for the connection to be muted for `ms` after the current response (the
+    /// longest of several asks wins).
+    pub fn throttle_after_response(&self, ms: u32) {
+        self.throttle.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Takes the mute time asked for by the last response.
+    pub fn take_throttle(&self) -> u32 {
+        self.throttle.swap(0, Ordering::Relaxed)
+    }
 }
 
 tokio::task_local! {
@@ -94,43 +122,54 @@ impl SplitStream for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-/// Open connections per client address.
-#[derive(Debug, Default)]
-pub struct PerIp(parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>);
+/// Open connections per key (client address, or principal).
+#[derive(Debug)]
+pub struct ConnCount<K: std::hash::Hash + Eq + Clone>(parking_lot::Mutex<HashMap<K, u32>>);
 
-/// One counted connection; uncounted when dropped.
-pub struct IpSlot {
-    map: Option<Arc<PerIp>>,
-    ip: std::net::IpAddr,
+impl<K: std::hash::Hash + Eq + Clone> Default for ConnCount<K> {
+    fn default() -> Self {
+        ConnCount(parking_lot::Mutex::new(HashMap::new()))
+    }
 }
 
-impl PerIp {
-    /// Counts a connection from `ip`; `None` when `limit` (0: none) is reached.
-    pub fn enter(self: &Arc<Self>, ip: std::net::IpAddr, limit: u32) -> Option<IpSlot> {
+/// Open connections per client address.
+pub type PerIp = ConnCount<std::net::IpAddr>;
+/// Open connections per authenticated principal.
+pub type PerPrincipal = ConnCount<Arc<str>>;
+
+/// One counted connection; uncounted when dropped.
+pub struct ConnSlot<K: std::hash::Hash + Eq + Clone> {
+    map: Option<Arc<ConnCount<K>>>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> ConnCount<K> {
+    /// Counts a connection of `key`; `None` when `limit` (0: none) is reached.
+    pub fn enter(self: &Arc<Self>, key: K, limit: u32) -> Option<ConnSlot<K>> {
         if limit == 0 {
-            return Some(IpSlot { map: None, ip });
+            return Some(ConnSlot { map: None, key });
         }
         let mut m = self.0.lock();
-        let n = m.entry(ip).or_default();
+        let n = m.entry(key.clone()).or_default();
         if *n >= limit {
             return None;
         }
         *n += 1;
-        Some(IpSlot {
+        Some(ConnSlot {
             map: Some(self.clone()),
-            ip,
+            key,
         })
     }
 }
 
-impl Drop for IpSlot {
+impl<K: std::hash::Hash + Eq + Clone> Drop for ConnSlot<K> {
     fn drop(&mut self) {
         if let Some(map) = &self.map {
             let mut m = map.0.lock();
-            if let Some(n) = m.get_mut(&self.ip) {
+            if let Some(n) = m.get_mut(&self.key) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&self.ip);
+                    m.remove(&self.key);
                 }
             }
         }

@@ -49,6 +49,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::metrics::{Metrics, Protocol};
+use crate::security::quota::QuotaKind;
 use crate::ServerError;
 use frame::{decode_frame, encode_response, Frame, KafkaRequest};
 use response::ResponseFrame;
@@ -80,6 +81,10 @@ pub struct KafkaConfig {
     pub reauth_ms: u64,
     /// Kafka's `max.connections.per.ip` over all listeners (0: unlimited).
     pub max_connections_per_ip: u32,
+    /// Open connections one authenticated principal may have (0: unlimited).
+    pub max_connections_per_principal: u32,
+    /// Produce and fetch byte-rate quotas.
+    pub quotas: crate::security::quota::QuotaSettings,
 }
 
 impl KafkaConfig {
@@ -110,6 +115,8 @@ impl KafkaConfig {
             sasl_mechanisms: config.security.sasl_mechanisms(),
             reauth_ms: config.security.connections_max_reauth_ms,
             max_connections_per_ip: config.security.max_connections_per_ip,
+            max_connections_per_principal: config.security.max_connections_per_principal,
+            quotas: config.security.quotas.clone(),
         })
     }
 }
@@ -142,6 +149,10 @@ pub struct KafkaServer {
     authz: Arc<crate::security::acl::Authorizer>,
     /// Open connections per client IP (for `max_connections_per_ip`).
     per_ip: Arc<conn::PerIp>,
+    /// Open connections per authenticated principal.
+    per_principal: Arc<conn::PerPrincipal>,
+    /// Byte-rate quota accounting.
+    quotas: crate::security::quota::Quotas,
 }
 
 impl KafkaServer {
@@ -167,6 +178,8 @@ impl KafkaServer {
         Arc::new(KafkaServer {
             authz,
             per_ip: Default::default(),
+            per_principal: Default::default(),
+            quotas: crate::security::quota::Quotas::new(config.quotas.clone()),
             store,
             metrics,
             config,
@@ -231,11 +244,7 @@ impl KafkaServer {
     async fn connection(self: Arc<Self>, stream: TcpStream, listener: Arc<conn::ListenerInfo>) {
         let _open = self.metrics.connection_opened(Protocol::Kafka);
         let peer = stream.peer_addr().ok();
-        let mut view = conn::ConnView {
-            principal: conn::ANONYMOUS.into(),
-            host: conn::host_of(peer),
-            listener: listener.clone(),
-        };
+        let mut view = conn::ConnView::new(listener.clone(), peer);
         match &listener.tls {
             None => self.serve_stream(stream, peer, view).await,
             Some((tls, auth)) => {
@@ -282,6 +291,8 @@ impl KafkaServer {
     ) {
         let (rd, wr) = stream.split_stream();
         let mut sasl = sasl::SaslConn::new(&view);
+        // Held while an authenticated principal is counted (--max-connections-per-principal).
+        let mut principal_slot = None;
         let mut rd = BufReader::with_capacity(16 * 1024, rd);
         let mut wr = BufWriter::with_capacity(16 * 1024, wr);
         let mut stop = self.stop.clone();
@@ -297,6 +308,23 @@ impl KafkaServer {
                     }
                 },
             };
+            if principal_slot.is_none() && &*view.principal != conn::ANONYMOUS {
+                match self.per_principal.enter(
+                    view.principal.clone(),
+                    self.config.max_connections_per_principal,
+                ) {
+                    Some(slot) => principal_slot = Some(slot),
+                    None => {
+                        self.metrics.security.connection_refused();
+                        let v =
+                            crate::LOG_LIMIT.check(&format!("per-principal:{}", view.principal));
+                        if v != broker_api::log_limit::Verdict::Suppress {
+                            warn!(client = %view.host, principal = %view.principal, limit = self.config.max_connections_per_principal, "closing a connection: its principal has too many open (--max-connections-per-principal){}", v.suffix());
+                        }
+                        break;
+                    }
+                }
+            }
             let limit = sasl.frame_limit(self.config.max_frame_bytes);
             if len < 0 || len as usize > limit {
                 warn!(
@@ -375,9 +403,53 @@ impl KafkaServer {
                     break;
                 }
             }
+            // A quota was exceeded: the response says how long; read nothing more until
+            // then (KIP-219's muted channel).
+            let mute = view.take_throttle();
+            if mute > 0 {
+                if wr.flush().await.is_err() {
+                    break;
+                }
+                tokio::select! {
+                    _ = stopped(&mut stop) => break,
+                    _ = tokio::time::sleep(Duration::from_millis(u64::from(mute))) => {}
+                }
+            }
         }
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
+    }
+
+    /// Counts `bytes` against the quota of the current connection's entity; the throttle
+    /// time the response must carry (the connection is muted for as long after it).
+    fn quota(
+        &self,
+        kind: QuotaKind,
+        header: &kafka_protocol::messages::RequestHeader,
+        bytes: usize,
+    ) -> i32 {
+        if !self.quotas.enabled() || bytes == 0 {
+            return 0;
+        }
+        // In-process calls (the console) have no connection and no quota.
+        let Some(view) = conn::current() else {
+            return 0;
+        };
+        let entity = crate::security::quota::entity(
+            &view.principal,
+            header.client_id.as_ref().map(|c| c.as_str()),
+        );
+        let ms = self.quotas.record(
+            &entity,
+            kind,
+            bytes as u64,
+            crate::security::quota::now_ms(),
+        );
+        if ms > 0 {
+            self.metrics.security.throttled(kind);
+            view.throttle_after_response(ms);
+        }
+        ms as i32
     }
 
     /// Answers one frame from the client at `peer`; `None` when no response is due (acks=0
@@ -421,8 +493,16 @@ impl KafkaServer {
             ),
             KafkaRequest::Produce(mut req) => {
                 let acks = req.acks;
+                let bytes: usize = req
+                    .topic_data
+                    .iter()
+                    .flat_map(|t| t.partition_data.iter())
+                    .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+                    .sum();
                 let denied = self.authz_produce(&mut req);
-                let resp = authz::produce_denied(self.produce(req, v).await, denied);
+                let mut resp = authz::produce_denied(self.produce(req, v).await, denied);
+                let throttle = self.quota(QuotaKind::Produce, &header, bytes);
+                resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
                 self.metrics.kafka_request("Produce", started.elapsed());
                 self.count_errors("Produce", &resp);
                 if acks == 0 {
@@ -437,7 +517,15 @@ impl KafkaServer {
             }
             KafkaRequest::Fetch(mut req) => {
                 let denied = self.authz_fetch(&mut req).await;
-                let resp = authz::fetch_denied(self.fetch(req, v).await, denied);
+                let mut resp = authz::fetch_denied(self.fetch(req, v).await, denied);
+                let bytes: usize = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+                    .sum();
+                let throttle = self.quota(QuotaKind::Fetch, &header, bytes);
+                resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
                 // The record sets go out as the store's bytes, not copied into the frame.
                 let shared: Vec<Bytes> = resp
                     .responses

@@ -16,6 +16,8 @@ pub struct SecurityMetrics {
     denied_kafka: AtomicU64,
     denied_sqs: AtomicU64,
     connections_refused: AtomicU64,
+    throttled_produce: AtomicU64,
+    throttled_fetch: AtomicU64,
 }
 
 impl SecurityMetrics {
@@ -51,6 +53,15 @@ impl SecurityMetrics {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A response carried a quota throttle time.
+    pub fn throttled(&self, kind: super::quota::QuotaKind) {
+        let c = match kind {
+            super::quota::QuotaKind::Produce => &self.throttled_produce,
+            super::quota::QuotaKind::Fetch => &self.throttled_fetch,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Failed SASL logins so far, all mechanisms.
     pub fn sasl_failures(&self) -> u64 {
         self.sasl_failed
@@ -73,6 +84,12 @@ impl SecurityMetrics {
             );
         }
         let _ = writeln!(out, "# HELP broker_authorization_denied_total Requests or parts of requests refused by the ACLs, per protocol.\n# TYPE broker_authorization_denied_total counter\nbroker_authorization_denied_total{{protocol=\"kafka\"}} {}\nbroker_authorization_denied_total{{protocol=\"sqs\"}} {}", self.denied_kafka.load(Ordering::Relaxed), self.denied_sqs.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP broker_quota_throttled_total Kafka responses that carried a quota throttle time, per quota.\n# TYPE broker_quota_throttled_total counter\nbroker_quota_throttled_total{{quota=\"producer_byte_rate\"}} {}\nbroker_quota_throttled_total{{quota=\"consumer_byte_rate\"}} {}",
+            self.throttled_produce.load(Ordering::Relaxed),
+            self.throttled_fetch.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP broker_connections_refused_total Kafka connections closed at once by a per-IP or per-principal connection limit.\n# TYPE broker_connections_refused_total counter\nbroker_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
     }
 }

@@ -5,6 +5,7 @@ pub mod acl;
 pub mod http_tls;
 pub mod listener;
 pub mod metrics;
+pub mod quota;
 pub mod scram;
 pub mod sqs_authz;
 pub mod tls;
@@ -39,6 +40,10 @@ pub struct SecurityConfig {
     pub allow_everyone_if_no_acl_given: Option<bool>,
     /// `--max-connections-per-ip` (0: unlimited).
     pub max_connections_per_ip: u32,
+    /// `--max-connections-per-principal` (0: unlimited).
+    pub max_connections_per_principal: u32,
+    /// Produce and fetch byte-rate quotas.
+    pub quotas: quota::QuotaSettings,
 }
 
 /// The raw security settings of the flags and the file (flags already preferred).
@@ -56,6 +61,10 @@ pub struct SecurityArgs {
     pub super_users: Option<String>,
     pub allow_everyone_if_no_acl: Option<bool>,
     pub max_connections_per_ip: Option<u32>,
+    pub max_connections_per_principal: Option<u32>,
+    pub producer_byte_rate: Option<u64>,
+    pub consumer_byte_rate: Option<u64>,
+    pub client_quota: Vec<String>,
 }
 
 impl SecurityConfig {
@@ -156,8 +165,18 @@ impl SecurityConfig {
             }
             super_users.push(p.to_string());
         }
+        let mut quotas = quota::QuotaSettings {
+            producer_default: args.producer_byte_rate.unwrap_or(0),
+            consumer_default: args.consumer_byte_rate.unwrap_or(0),
+            ..Default::default()
+        };
+        for value in &args.client_quota {
+            quotas.add_override(value).map_err(cfg)?;
+        }
         Ok(SecurityConfig {
             max_connections_per_ip: args.max_connections_per_ip.unwrap_or(0),
+            max_connections_per_principal: args.max_connections_per_principal.unwrap_or(0),
+            quotas,
             super_users,
             allow_everyone_if_no_acl_given: args.allow_everyone_if_no_acl,
             sasl_mechanisms_given,
