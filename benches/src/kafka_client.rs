@@ -1,6 +1,8 @@
 //! A minimal Kafka load client built on the kafka-protocol crate: Produce (v7) of record
-//! batch v2 and Fetch (v11), one request in flight per connection.
+//! batch v2 and Fetch (v11), one request in flight per connection, over plain TCP or TLS.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,7 +18,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::{BenchError, BenchResult};
@@ -29,18 +31,52 @@ fn proto(e: impl std::fmt::Display) -> BenchError {
     BenchError::Protocol(e.to_string())
 }
 
+/// A byte stream the client talks over: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Where the load client connects: a Kafka listener, with TLS settings for an SSL one.
+#[derive(Clone)]
+pub struct KafkaTarget {
+    pub addr: SocketAddr,
+    /// Client settings of an SSL listener (server name `localhost`); `None`: PLAINTEXT.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl KafkaTarget {
+    pub fn plain(addr: SocketAddr) -> KafkaTarget {
+        KafkaTarget { addr, tls: None }
+    }
+}
+
 /// One connection to the broker's Kafka listener.
 pub struct KafkaConn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation: i32,
     buf: BytesMut,
 }
 
 impl KafkaConn {
-    /// Connects to `addr`.
-    pub async fn connect(addr: std::net::SocketAddr) -> BenchResult<KafkaConn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+    /// Connects to a PLAINTEXT listener at `addr`.
+    pub async fn connect(addr: SocketAddr) -> BenchResult<KafkaConn> {
+        Self::open(&KafkaTarget::plain(addr)).await
+    }
+
+    /// Connects to `target`, with a TLS handshake for an SSL listener.
+    pub async fn open(target: &KafkaTarget) -> BenchResult<KafkaConn> {
+        let tcp = TcpStream::connect(target.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match &target.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(|e| BenchError::Protocol(e.to_string()))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await?;
+                Box::new(tls)
+            }
+        };
         Ok(KafkaConn {
             stream,
             correlation: 0,
@@ -68,6 +104,7 @@ impl KafkaConn {
         let len = (self.buf.len() - 4) as i32;
         self.buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&self.buf).await?;
+        self.stream.flush().await?;
         let len = self.stream.read_i32().await?;
         if !(0..=256 << 20).contains(&len) {
             return Err(BenchError::Protocol(format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::kafka_client::{encode_batch, KafkaConn};
+use crate::kafka_client::{encode_batch, KafkaConn, KafkaTarget};
 use crate::model::{Layer, Measurement, Metric};
 use crate::runner::{append_case, RunOptions};
 use crate::sqs_client::SqsClient;
@@ -34,7 +34,43 @@ struct Broker {
     child: Child,
     kafka: SocketAddr,
     http: SocketAddr,
+    /// The SSL listener and its client settings, when started with TLS.
+    ssl: Option<KafkaTarget>,
     _dir: tempfile::TempDir,
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1 in `dir` (PEM files); the client
+/// settings that trust the CA.
+fn make_tls(
+    dir: &std::path::Path,
+) -> BenchResult<(PathBuf, PathBuf, std::sync::Arc<rustls::ClientConfig>)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let e = |e: rcgen::Error| BenchError::Wrong(format!("making the TLS certificates: {e}"));
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "broker-bench CA");
+    let ca = p.self_signed(&ca_key).map_err(e)?;
+    let key = KeyPair::generate().map_err(e)?;
+    let p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(e)?;
+    let cert = p.signed_by(&key, &ca, &ca_key).map_err(e)?;
+    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert_path, cert.pem())?;
+    std::fs::write(&key_path, key.serialize_pem())?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca.der().clone())
+        .map_err(|e| BenchError::Wrong(format!("trusting the bench CA: {e}")))?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| BenchError::Wrong(format!("TLS client settings: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok((cert_path, key_path, std::sync::Arc::new(config)))
 }
 
 impl Broker {
@@ -43,6 +79,7 @@ impl Broker {
         opts: &RunOptions,
         no: usize,
         bin: Option<&PathBuf>,
+        tls: bool,
     ) -> BenchResult<Broker> {
         let bin = bin.cloned().ok_or_else(|| {
             BenchError::NotAvailable(
@@ -72,6 +109,22 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let ssl = if tls {
+            let (cert, key, client) = make_tls(dir.path())?;
+            let addr = free_port()?;
+            cmd.arg("--listener")
+                .arg(format!("SSL=SSL://{addr}"))
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+            Some(KafkaTarget {
+                addr,
+                tls: Some(client),
+            })
+        } else {
+            None
+        };
         if store == "postgres" {
             let url = opts
                 .env
@@ -99,7 +152,11 @@ impl Broker {
             }
             let k = tokio::net::TcpStream::connect(kafka).await.is_ok();
             let h = tokio::net::TcpStream::connect(http).await.is_ok();
-            if k && h {
+            let s = match &ssl {
+                Some(t) => tokio::net::TcpStream::connect(t.addr).await.is_ok(),
+                None => true,
+            };
+            if k && h && s {
                 break;
             }
             if start.elapsed() > Duration::from_secs(30) {
@@ -125,6 +182,7 @@ impl Broker {
             child,
             kafka,
             http,
+            ssl,
             _dir: dir,
         })
     }
@@ -152,6 +210,11 @@ fn contract_subject(store: &str) -> &'static str {
     }
 }
 
+/// The store whose broker also serves an SSL listener, for TLS against plaintext.
+const TLS_STORE: &str = "log";
+/// The TLS comparison's produce case: 1 KiB records, batches of 100, 16 connections.
+const TLS_PRODUCE: (usize, usize, usize) = (1024, 100, 16);
+
 fn planned(store: &str, want_kafka: bool, want_sqs: bool, before: bool) -> Vec<Measurement> {
     let c = contract_subject(store);
     let tag = if before { "-before" } else { "" };
@@ -170,6 +233,30 @@ fn planned(store: &str, want_kafka: bool, want_sqs: bool, before: bool) -> Vec<M
             v.push(
                 Measurement::new(Layer::Server, &k, "fetch", size, Metric::MbPerS)
                     .against(format!("{c}/fetch/{size}")),
+            );
+        }
+        if store == TLS_STORE && !before {
+            // The same broker over its SSL listener, against its PLAINTEXT listener.
+            let (size, batch, conns) = TLS_PRODUCE;
+            let case = append_case(size, batch, conns);
+            let t = format!("kafka-tls@{store}");
+            v.push(
+                Measurement::new(Layer::Server, &k, "produce", &case, Metric::RecordsPerS)
+                    .against(format!("{c}/append/{case}")),
+            );
+            v.push(
+                Measurement::new(Layer::Server, &t, "produce", &case, Metric::RecordsPerS)
+                    .against(format!("{k}/produce/{case}"))
+                    .noted(
+                        "over TLS (rustls, TLS 1.3); compared with PLAINTEXT on the same broker",
+                    ),
+            );
+            v.push(
+                Measurement::new(Layer::Server, &t, "fetch", "1024B", Metric::MbPerS)
+                    .against(format!("{k}/fetch/1024B"))
+                    .noted(
+                        "over TLS (rustls, TLS 1.3); compared with PLAINTEXT on the same broker",
+                    ),
             );
         }
     }
@@ -214,35 +301,40 @@ pub async fn run_suite(
     } else {
         opts.broker_bin.as_ref()
     };
-    let broker = match Broker::start(store, opts, no, bin).await {
+    let tls = want("kafka") && store == TLS_STORE && !before;
+    let broker = match Broker::start(store, opts, no, bin, tls).await {
         Ok(b) => b,
         Err(e) => return ms.into_iter().map(|m| m.unavailable(&e)).collect(),
     };
     let d = opts.sizing.duration;
     let budget = opts.sizing.max_bytes / 100;
+    let plain = KafkaTarget::plain(broker.kafka);
     for m in ms.iter_mut() {
+        let over_tls = m.subject.starts_with("kafka-tls@");
+        let target = match (&broker.ssl, over_tls) {
+            (Some(t), true) => t.clone(),
+            _ => plain.clone(),
+        };
         let r = match (m.workload.as_str(), m.case.as_str()) {
             ("produce", case) => {
-                let (batch, conns) = parse_case(case);
-                let topic = format!("bench-{}", case.replace(' ', "-"));
-                kafka_produce(broker.kafka, &topic, batch, conns, d, budget).await
+                let (size, batch, conns) = parse_case(case);
+                let tag = if over_tls { "tls-" } else { "" };
+                let topic = format!("bench-{tag}{}", case.replace(' ', "-"));
+                kafka_produce(&target, &topic, size, batch, conns, d, budget).await
             }
-            ("fetch", "100B") => kafka_fetch(broker.kafka, "bench-100B-b1000-c1", 100, d).await,
+            ("fetch", "100B") => kafka_fetch(&target, "bench-100B-b1000-c1", 100, d).await,
+            // Over TLS: the topic the PLAINTEXT case filled just before.
+            ("fetch", _) if over_tls => kafka_fetch(&target, "bench-fetch-1KiB", 1024, d).await,
             ("fetch", _) => {
-                match kafka_prefill(
-                    broker.kafka,
-                    "bench-fetch-1KiB",
-                    1024,
-                    opts.sizing.fetch_bytes,
-                )
-                .await
+                match kafka_prefill(&target, "bench-fetch-1KiB", 1024, opts.sizing.fetch_bytes)
+                    .await
                 {
-                    Ok(()) => kafka_fetch(broker.kafka, "bench-fetch-1KiB", 1024, d).await,
+                    Ok(()) => kafka_fetch(&target, "bench-fetch-1KiB", 1024, d).await,
                     Err(e) => Err(e),
                 }
             }
             ("send", case) => {
-                let (_, conns) = parse_case(case);
+                let (_, _, conns) = parse_case(case);
                 sqs_send(broker.http, conns, d, budget).await
             }
             ("receive+delete", case) => {
@@ -283,10 +375,15 @@ pub async fn run_suite(
     ms
 }
 
-fn parse_case(case: &str) -> (usize, usize) {
+/// (record size, batch, connections) of a case written by `append_case`.
+fn parse_case(case: &str) -> (usize, usize, usize) {
+    let mut size = 100;
     let mut batch = 1;
     let mut conns = 1;
     for part in case.split(' ') {
+        if let Some(b) = part.strip_suffix('B') {
+            size = b.parse().unwrap_or(100);
+        }
         if let Some(b) = part.strip_prefix('b') {
             batch = b.parse().unwrap_or(1);
         }
@@ -294,32 +391,35 @@ fn parse_case(case: &str) -> (usize, usize) {
             conns = c.parse().unwrap_or(1);
         }
     }
-    (batch, conns)
+    (size, batch, conns)
 }
 
 type Counted = BenchResult<(u64, usize, f64)>;
 
 async fn kafka_produce(
-    addr: SocketAddr,
+    target: &KafkaTarget,
     topic: &str,
+    size: usize,
     batch: usize,
     conns: usize,
     d: Duration,
     budget: u64,
 ) -> Counted {
-    let data = encode_batch(batch, 100)?;
+    let data = encode_batch(batch, size)?;
     // Metadata creates the topic, as real clients do; keep it out of the timing.
-    let mut first = KafkaConn::connect(addr).await?;
+    let mut first = KafkaConn::open(target).await?;
     first.metadata(topic).await?;
     first.produce(topic, &data).await?;
-    let per_conn = budget.div_ceil(conns as u64);
+    // The budget is in 100-byte records: larger records get proportionally fewer.
+    let per_conn = (budget * 100 / size as u64).div_ceil(conns as u64);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let data = data.clone();
         let topic = topic.to_string();
+        let target = target.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = KafkaConn::connect(addr).await?;
+            let mut c = KafkaConn::open(&target).await?;
             let mut n = 0u64;
             while n < per_conn && start.elapsed() < d {
                 match within(start, d, c.produce(&topic, &data)).await {
@@ -332,13 +432,18 @@ async fn kafka_produce(
         }));
     }
     let total = join(tasks).await?;
-    Ok((total, 100, start.elapsed().as_secs_f64()))
+    Ok((total, size, start.elapsed().as_secs_f64()))
 }
 
 /// Produces about `bytes` of `size`-byte records (batches of 100) to `topic`, untimed.
-async fn kafka_prefill(addr: SocketAddr, topic: &str, size: usize, bytes: u64) -> BenchResult<()> {
+async fn kafka_prefill(
+    target: &KafkaTarget,
+    topic: &str,
+    size: usize,
+    bytes: u64,
+) -> BenchResult<()> {
     let data = encode_batch(100, size)?;
-    let mut c = KafkaConn::connect(addr).await?;
+    let mut c = KafkaConn::open(target).await?;
     c.metadata(topic).await?;
     let batches = (bytes / (100 * size as u64)).max(10);
     for _ in 0..batches {
@@ -347,8 +452,8 @@ async fn kafka_prefill(addr: SocketAddr, topic: &str, size: usize, bytes: u64) -
     Ok(())
 }
 
-async fn kafka_fetch(addr: SocketAddr, topic: &str, size: usize, d: Duration) -> Counted {
-    let mut c = KafkaConn::connect(addr).await?;
+async fn kafka_fetch(target: &KafkaTarget, topic: &str, size: usize, d: Duration) -> Counted {
+    let mut c = KafkaConn::open(target).await?;
     let start = Instant::now();
     let mut records = 0u64;
     loop {

@@ -212,6 +212,7 @@ pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
         ),
     ));
     speed_targets(&l, &mut t);
+    tls_targets(&l, &mut t);
     let c8 = l.rate("postgres/lease/b100 c8");
     let c64 = l.rate("postgres/lease/b100 c64");
     t.push(target(
@@ -222,6 +223,31 @@ pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
         format!("c64: {} rec/s; c8: {} rec/s", f(c64), f(c8)),
     ));
     t
+}
+
+/// Issue 20's target: Kafka over TLS >= 70% of plaintext for 1 KiB records, produce and
+/// fetch, on one broker in this run.
+fn tls_targets(l: &Lookup<'_>, t: &mut Vec<Target>) {
+    let pairs = [
+        ("produce", "1024B b100 c16", false),
+        ("fetch", "1024B", true),
+    ];
+    for (workload, case, mb) in pairs {
+        let get = |id: String| if mb { l.mb(&id) } else { l.rate(&id) };
+        let tls = get(format!("kafka-tls@log/{workload}/{case}"));
+        let plain = get(format!("kafka@log/{workload}/{case}"));
+        let unit = if mb { "MB/s" } else { "rec/s" };
+        t.push(target(
+            "log",
+            &format!("Kafka {workload} over TLS >= 0.7x of plaintext (1 KiB records, {case})"),
+            0.7,
+            match (tls, plain) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            },
+            format!("TLS: {} {unit}; plaintext: {} {unit}", f(tls), f(plain)),
+        ));
+    }
 }
 
 /// The targets of issue 16 (speed through the protocols), each a ratio in this run.
