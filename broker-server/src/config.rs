@@ -214,6 +214,21 @@ pub struct Cli {
     /// [default: none].
     #[arg(long, env = "BROKER_CLIENT_QUOTA", value_name = "ENTITY=KEY=RATE")]
     pub client_quota: Vec<String>,
+    /// JWKS file (JSON Web Key Set) of the public keys OAUTHBEARER tokens must be signed
+    /// with; read again when it changes. Turns SASL/OAUTHBEARER on; the principal is
+    /// User:<sub> [default: none].
+    #[arg(long, env = "BROKER_SASL_OAUTHBEARER_JWKS", value_name = "FILE")]
+    pub sasl_oauthbearer_jwks: Option<PathBuf>,
+    /// The `iss` OAUTHBEARER tokens must carry [default: any].
+    #[arg(long, env = "BROKER_SASL_OAUTHBEARER_ISSUER", value_name = "ISSUER")]
+    pub sasl_oauthbearer_issuer: Option<String>,
+    /// An `aud` OAUTHBEARER tokens must carry [default: any].
+    #[arg(
+        long,
+        env = "BROKER_SASL_OAUTHBEARER_AUDIENCE",
+        value_name = "AUDIENCE"
+    )]
+    pub sasl_oauthbearer_audience: Option<String>,
 }
 
 /// The settings file: the same keys as the flags, all optional.
@@ -251,6 +266,9 @@ struct FileConfig {
     producer_byte_rate: Option<u64>,
     consumer_byte_rate: Option<u64>,
     client_quota: Option<Vec<String>>,
+    sasl_oauthbearer_jwks: Option<PathBuf>,
+    sasl_oauthbearer_issuer: Option<String>,
+    sasl_oauthbearer_audience: Option<String>,
 }
 
 /// The resolved settings the server runs with.
@@ -431,6 +449,11 @@ impl Config {
             client_quota: nonempty(cli.client_quota)
                 .or(file.client_quota)
                 .unwrap_or_default(),
+            sasl_oauthbearer_jwks: cli.sasl_oauthbearer_jwks.or(file.sasl_oauthbearer_jwks),
+            sasl_oauthbearer_issuer: cli.sasl_oauthbearer_issuer.or(file.sasl_oauthbearer_issuer),
+            sasl_oauthbearer_audience: cli
+                .sasl_oauthbearer_audience
+                .or(file.sasl_oauthbearer_audience),
         })?;
         let kafka_addr = match cli.kafka_addr.or(file.kafka_addr) {
             Some(a) => resolve_addr("--kafka-addr", &a)?,

@@ -85,6 +85,8 @@ pub struct KafkaConfig {
     pub max_connections_per_principal: u32,
     /// Produce and fetch byte-rate quotas.
     pub quotas: crate::security::quota::QuotaSettings,
+    /// Token checks of SASL/OAUTHBEARER, when configured.
+    pub oauth: Option<Arc<crate::security::oauth::OAuthValidator>>,
 }
 
 impl KafkaConfig {
@@ -117,6 +119,13 @@ impl KafkaConfig {
             max_connections_per_ip: config.security.max_connections_per_ip,
             max_connections_per_principal: config.security.max_connections_per_principal,
             quotas: config.security.quotas.clone(),
+            oauth: match &config.security.oauthbearer {
+                Some(s) => Some(
+                    crate::security::oauth::OAuthValidator::load(s.clone())
+                        .map_err(ServerError::Config)?,
+                ),
+                None => None,
+            },
         })
     }
 }

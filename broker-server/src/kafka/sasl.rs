@@ -29,7 +29,7 @@ use crate::security::scram::{self, SaslFailure};
 /// Largest frame read before authentication (Kafka's `sasl.server.max.receive.size`).
 pub const MAX_RECEIVE_BEFORE_AUTH: usize = 512 * 1024;
 /// Every mechanism the broker can serve.
-pub const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 const HANDSHAKE: i16 = ApiKey::SaslHandshake as i16;
 const AUTHENTICATE: i16 = ApiKey::SaslAuthenticate as i16;
@@ -221,7 +221,13 @@ impl KafkaServer {
             Ok((bytes, done)) => {
                 resp.auth_bytes = Bytes::from(bytes);
                 if done {
-                    resp.session_lifetime_ms = self.config.reauth_ms as i64;
+                    resp.session_lifetime_ms = sasl
+                        .session
+                        .as_ref()
+                        .and_then(|s| s.expires)
+                        .map_or(0, |e| {
+                            e.saturating_duration_since(Instant::now()).as_millis() as i64
+                        });
                 }
                 reply(enc(ApiKey::SaslAuthenticate, &resp)?, false)
             }
@@ -255,11 +261,23 @@ impl KafkaServer {
         view: &mut ConnView,
     ) -> Result<(Vec<u8>, bool), SaslFailure> {
         let step = std::mem::replace(&mut sasl.step, Step::Idle);
+        // When the credential itself expires (an OAUTHBEARER token).
+        let mut credential_expires: Option<Instant> = None;
         let (mechanism, outcome) = match step {
             Step::Idle => return Err(SaslFailure("no SASL handshake".into())),
             Step::Chosen {
                 mechanism: "PLAIN", ..
             } => ("PLAIN", self.plain(&token).await),
+            Step::Chosen {
+                mechanism: "OAUTHBEARER",
+                ..
+            } => (
+                "OAUTHBEARER",
+                self.oauthbearer(&token).map(|(user, expires)| {
+                    credential_expires = Some(expires);
+                    (user, Vec::new())
+                }),
+            ),
             Step::Chosen { mechanism, raw } => {
                 let m: ScramMechanism = mechanism.parse().map_err(SaslFailure)?;
                 let first = scram::parse_client_first(&token);
@@ -299,14 +317,41 @@ impl KafkaServer {
         }
         self.metrics.security.sasl(mechanism, true);
         debug!(principal = %principal, mechanism, "SASL authentication succeeded");
+        let reauth = (self.config.reauth_ms > 0)
+            .then(|| Instant::now() + Duration::from_millis(self.config.reauth_ms));
         sasl.session = Some(Session {
             mechanism,
             principal: principal.clone(),
-            expires: (self.config.reauth_ms > 0)
-                .then(|| Instant::now() + Duration::from_millis(self.config.reauth_ms)),
+            // The earlier of the session lifetime and the credential's expiry (KIP-368).
+            expires: match (reauth, credential_expires) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         });
         view.principal = principal;
         Ok((answer, true))
+    }
+
+    /// OAUTHBEARER: the user (the token's `sub`) and when the token expires.
+    fn oauthbearer(&self, msg: &[u8]) -> Result<(String, Instant), SaslFailure> {
+        let validator = self
+            .config
+            .oauth
+            .as_ref()
+            .ok_or_else(|| SaslFailure("OAUTHBEARER is not configured".into()))?;
+        let (authzid, token) = crate::security::oauth::parse_client_message(msg)
+            .map_err(|e| SaslFailure(format!("Invalid OAUTHBEARER message: {e}")))?;
+        let now = crate::security::oauth::now_s();
+        let v = validator
+            .validate(&token, now)
+            .map_err(|e| SaslFailure(format!("Authentication failed: {e}")))?;
+        if authzid.as_ref().is_some_and(|a| *a != v.sub) {
+            return Err(SaslFailure(
+                "Authentication failed: the authorisation id is not the token's subject".into(),
+            ));
+        }
+        let expires = Instant::now() + Duration::from_secs(v.exp_s.saturating_sub(now));
+        Ok((v.sub, expires))
     }
 
     async fn plain(&self, token: &[u8]) -> Result<(String, Vec<u8>), SaslFailure> {

@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// SASL mechanisms counted (index into the counters).
-pub const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 /// The security counters.
 #[derive(Debug, Default)]
 pub struct SecurityMetrics {
     tls_failed: AtomicU64,
-    sasl_ok: [AtomicU64; 3],
-    sasl_failed: [AtomicU64; 3],
+    sasl_ok: [AtomicU64; 4],
+    sasl_failed: [AtomicU64; 4],
     denied_kafka: AtomicU64,
     denied_sqs: AtomicU64,
     connections_refused: AtomicU64,

@@ -5,6 +5,7 @@ pub mod acl;
 pub mod http_tls;
 pub mod listener;
 pub mod metrics;
+pub mod oauth;
 pub mod quota;
 pub mod scram;
 pub mod sqs_authz;
@@ -44,6 +45,8 @@ pub struct SecurityConfig {
     pub max_connections_per_principal: u32,
     /// Produce and fetch byte-rate quotas.
     pub quotas: quota::QuotaSettings,
+    /// SASL/OAUTHBEARER token checks (`--sasl-oauthbearer-jwks`).
+    pub oauthbearer: Option<oauth::OAuthSettings>,
 }
 
 /// The raw security settings of the flags and the file (flags already preferred).
@@ -65,6 +68,9 @@ pub struct SecurityArgs {
     pub producer_byte_rate: Option<u64>,
     pub consumer_byte_rate: Option<u64>,
     pub client_quota: Vec<String>,
+    pub sasl_oauthbearer_jwks: Option<PathBuf>,
+    pub sasl_oauthbearer_issuer: Option<String>,
+    pub sasl_oauthbearer_audience: Option<String>,
 }
 
 impl SecurityConfig {
@@ -138,7 +144,7 @@ impl SecurityConfig {
                     let m = m.to_ascii_uppercase();
                     if !crate::kafka::SASL_MECHANISMS.contains(&m.as_str()) {
                         return Err(cfg(format!(
-                            "--sasl-mechanisms: unknown mechanism {m:?} (use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                            "--sasl-mechanisms: unknown mechanism {m:?} (use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
                         )));
                     }
                     out.push(m);
@@ -149,6 +155,32 @@ impl SecurityConfig {
                 Some(out)
             }
         };
+        let oauthbearer = match args.sasl_oauthbearer_jwks {
+            Some(jwks) => Some(oauth::OAuthSettings {
+                jwks,
+                issuer: args.sasl_oauthbearer_issuer.filter(|s| !s.is_empty()),
+                audience: args.sasl_oauthbearer_audience.filter(|s| !s.is_empty()),
+            }),
+            None => {
+                if args.sasl_oauthbearer_issuer.is_some()
+                    || args.sasl_oauthbearer_audience.is_some()
+                {
+                    return Err(cfg(
+                        "--sasl-oauthbearer-issuer and --sasl-oauthbearer-audience need --sasl-oauthbearer-jwks".into(),
+                    ));
+                }
+                None
+            }
+        };
+        if oauthbearer.is_none()
+            && sasl_mechanisms_given
+                .as_ref()
+                .is_some_and(|m| m.iter().any(|m| m == "OAUTHBEARER"))
+        {
+            return Err(cfg(
+                "--sasl-mechanisms OAUTHBEARER needs --sasl-oauthbearer-jwks (the issuer's public keys)".into(),
+            ));
+        }
         let mut super_users = Vec::new();
         for p in args
             .super_users
@@ -174,6 +206,7 @@ impl SecurityConfig {
             quotas.add_override(value).map_err(cfg)?;
         }
         Ok(SecurityConfig {
+            oauthbearer,
             max_connections_per_ip: args.max_connections_per_ip.unwrap_or(0),
             max_connections_per_principal: args.max_connections_per_principal.unwrap_or(0),
             quotas,
@@ -188,11 +221,13 @@ impl SecurityConfig {
         })
     }
 
-    /// The SASL mechanisms offered.
+    /// The SASL mechanisms offered: those given, else PLAIN and both SCRAMs, and
+    /// OAUTHBEARER when a JWKS file is set.
     pub fn sasl_mechanisms(&self) -> Vec<String> {
         self.sasl_mechanisms_given.clone().unwrap_or_else(|| {
             crate::kafka::SASL_MECHANISMS
                 .iter()
+                .filter(|m| **m != "OAUTHBEARER" || self.oauthbearer.is_some())
                 .map(|m| m.to_string())
                 .collect()
         })
