@@ -135,3 +135,48 @@ def test_reauthentication(store_kind):
         assert "session expired" not in b.log_tail(200)
     finally:
         b.cleanup()
+
+
+def admin_cli(b, *args, password=None, **flags):
+    """Runs `broker admin --json` with the given flags; returns the completed process."""
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    if password is not None:
+        env["BROKER_SASL_PASSWORD"] = password
+    cmd = [b.bin, "admin", "--json", "--timeout-secs", "10"]
+    for k, v in flags.items():
+        cmd += ["--" + k.replace("_", "-"), v]
+    return subprocess.run(cmd + list(args), capture_output=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("listener,protocol,mechanism,user", [
+    ("SASLP", "SASL_PLAINTEXT", "SCRAM-SHA-256", "alice"),
+    ("SASLS", "SASL_SSL", "SCRAM-SHA-512", "bob"),
+    ("SASLS", "SASL_SSL", "PLAIN", "alice"),
+])
+def test_broker_admin_reaches_a_secured_listener(sasl_broker, listener, protocol, mechanism, user):
+    b = sasl_broker
+    topic = f"admin-sec-{uuid.uuid4().hex[:8]}"
+    flags = dict(bootstrap=b.bootstrap(listener), security_protocol=protocol,
+                 sasl_mechanism=mechanism, sasl_username=user)
+    if protocol == "SASL_SSL":
+        flags["tls_ca"] = b.pki.ca
+    r = admin_cli(b, "topics", "create", topic, "--partitions", "2",
+                  password=PASSWORDS[user], **flags)
+    assert r.returncode == 0, r.stderr.decode()
+    r = admin_cli(b, "topics", "list", password=PASSWORDS[user], **flags)
+    assert r.returncode == 0, r.stderr.decode()
+    assert topic in r.stdout.decode()
+    # A wrong password: a clear error naming the mechanism and the user, exit code 1.
+    r = admin_cli(b, "topics", "list", password="Xyzzy-not-it", **flags)
+    assert r.returncode != 0
+    err = r.stderr.decode()
+    assert mechanism in err and user in err and "Xyzzy" not in err, err
+    # No password at all: refused before connecting.
+    r = admin_cli(b, "topics", "list", **flags)
+    assert r.returncode != 0 and "BROKER_SASL_PASSWORD" in r.stderr.decode()
+    if protocol == "SASL_SSL":
+        # Without the CA the broker's certificate is not trusted.
+        no_ca = {k: v for k, v in flags.items() if k != "tls_ca"}
+        r = admin_cli(b, "topics", "list", password=PASSWORDS[user], **no_ca)
+        assert r.returncode != 0 and "--tls-ca" in r.stderr.decode()

@@ -88,9 +88,13 @@ pub struct KafkaAdmin {
 
 impl KafkaAdmin {
     /// Connects; the error names the address and why it failed.
-    pub async fn connect(bootstrap: &str, timeout: Duration) -> anyhow::Result<KafkaAdmin> {
+    pub async fn connect(
+        bootstrap: &str,
+        timeout: Duration,
+        security: &super::secure::ClientSecurity,
+    ) -> anyhow::Result<KafkaAdmin> {
         Ok(KafkaAdmin {
-            client: Transport::connect(bootstrap, timeout).await?,
+            client: Transport::connect(bootstrap, timeout, security).await?,
             bootstrap: bootstrap.to_string(),
             timeout,
         })

@@ -4,6 +4,7 @@
 //! (2 for bad arguments).
 
 pub mod kafka;
+pub mod secure;
 pub mod sqs;
 pub mod table;
 pub mod transport;
@@ -48,6 +49,47 @@ pub struct AdminCli {
     /// How long to wait for the broker to connect and answer each request, in seconds.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     pub timeout_secs: u64,
+    /// Security protocol of the --bootstrap listener: PLAINTEXT, SSL, SASL_PLAINTEXT or
+    /// SASL_SSL.
+    #[arg(
+        long,
+        global = true,
+        env = "BROKER_SECURITY_PROTOCOL",
+        value_name = "PROTOCOL",
+        default_value = "PLAINTEXT"
+    )]
+    pub security_protocol: String,
+    /// PEM CA certificates that signed the broker's certificate (SSL, SASL_SSL).
+    #[arg(long, global = true, env = "BROKER_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate chain, for listeners that require one (mTLS).
+    #[arg(
+        long,
+        global = true,
+        env = "BROKER_TLS_CLIENT_CERT",
+        value_name = "FILE"
+    )]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "BROKER_TLS_CLIENT_KEY",
+        value_name = "FILE"
+    )]
+    pub tls_client_key: Option<std::path::PathBuf>,
+    /// SASL mechanism (SASL_PLAINTEXT, SASL_SSL): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long,
+        global = true,
+        env = "BROKER_SASL_MECHANISM",
+        value_name = "MECHANISM",
+        default_value = "SCRAM-SHA-512"
+    )]
+    pub sasl_mechanism: String,
+    /// SASL user; the password is read from the environment variable BROKER_SASL_PASSWORD.
+    #[arg(long, global = true, env = "BROKER_SASL_USERNAME", value_name = "USER")]
+    pub sasl_username: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -214,6 +256,15 @@ pub fn main(args: Vec<String>) -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: AdminCli) -> anyhow::Result<Output> {
     let timeout = Duration::from_secs(cli.timeout_secs.max(1));
+    let flags = secure::SecurityFlags {
+        protocol: cli.security_protocol,
+        tls_ca: cli.tls_ca,
+        tls_client_cert: cli.tls_client_cert,
+        tls_client_key: cli.tls_client_key,
+        sasl_mechanism: cli.sasl_mechanism,
+        sasl_username: cli.sasl_username,
+    };
+    let security = || secure::ClientSecurity::from_flags(&flags);
     match cli.command {
         Command::Queues(cmd) => {
             let q = sqs::SqsAdmin::new(&cli.http, timeout)?;
@@ -240,7 +291,7 @@ pub async fn run(cli: AdminCli) -> anyhow::Result<Output> {
                     anyhow::bail!("--partitions must be at least 1, got {partitions}");
                 }
             }
-            let mut k = KafkaAdmin::connect(&cli.bootstrap, timeout).await?;
+            let mut k = KafkaAdmin::connect(&cli.bootstrap, timeout, &security()?).await?;
             match cmd {
                 TopicsCmd::List => k.topics_list().await,
                 TopicsCmd::Describe { name } => k.topics_describe(&name).await,
@@ -260,7 +311,7 @@ pub async fn run(cli: AdminCli) -> anyhow::Result<Output> {
             }
         }
         Command::Groups(cmd) => {
-            let mut k = KafkaAdmin::connect(&cli.bootstrap, timeout).await?;
+            let mut k = KafkaAdmin::connect(&cli.bootstrap, timeout, &security()?).await?;
             match cmd {
                 GroupsCmd::List => k.groups_list().await,
                 GroupsCmd::Describe { group } => k.groups_describe(&group).await,

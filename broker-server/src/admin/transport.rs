@@ -29,11 +29,16 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Connects to `addr` within `timeout`; the error names the address and why.
-    pub async fn connect(addr: &str, timeout: Duration) -> anyhow::Result<Transport> {
-        match tokio::time::timeout(timeout, RawClient::connect(addr)).await {
+    /// Connects to `addr` within `timeout`, with TLS and SASL as `security` says; the error
+    /// names the address and why.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        security: &super::secure::ClientSecurity,
+    ) -> anyhow::Result<Transport> {
+        match tokio::time::timeout(timeout, security.connect(addr)).await {
             Ok(Ok(c)) => Ok(Transport::Tcp(c)),
-            Ok(Err(e)) => bail!("cannot connect to the broker at {addr}: {e}"),
+            Ok(Err(e)) => bail!("cannot connect to the broker at {addr}: {e:#}"),
             Err(_) => bail!(
                 "cannot connect to the broker at {addr}: no answer within {} s",
                 timeout.as_secs()
