@@ -20,6 +20,22 @@ async fn metadata_broker(c: &mut broker_server::kafka::client::RawClient) -> (St
     (resp.brokers[0].host.to_string(), resp.brokers[0].port)
 }
 
+/// A broker with one SSL listener whose certificate `pki` signed, and `extra` flags.
+async fn ssl_broker(pki: &Pki, extra: &[&str]) -> Running {
+    let (cert, key) = pki.server();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut args = vec![
+        "--listener",
+        "SSL://127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    Running::start(&args).await
+}
+
 #[tokio::test]
 async fn each_listener_advertises_its_own_address() {
     let pki = Pki::new();
@@ -99,22 +115,11 @@ async fn each_listener_advertises_its_own_address() {
 #[tokio::test]
 async fn ssl_listener_with_a_client_ca_requires_a_client_certificate() {
     let pki = Pki::new();
-    let (cert, key) = pki.server();
     let (ccert, ckey) = pki.issue("alice", "alice", &["alice"]);
     let other = Pki::new();
     let (bad_cert, bad_key) = other.issue("mallory", "mallory", &["mallory"]);
     let ca = pki.path("ca.pem");
-    let r = Running::start(&[
-        "--listener",
-        "SSL://127.0.0.1:0",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--tls-client-ca",
-        ca.to_str().unwrap(),
-    ])
-    .await;
+    let r = ssl_broker(&pki, &["--tls-client-ca", ca.to_str().unwrap()]).await;
     let addr = r.addr("SSL");
     // With a certificate signed by the client CA: served.
     let mut c = tls_client(addr, client_config(&ca, Some((&ccert, &ckey))))
@@ -143,16 +148,7 @@ async fn ssl_listener_with_a_client_ca_requires_a_client_certificate() {
 #[tokio::test]
 async fn only_tls_1_2_and_1_3_are_offered() {
     let pki = Pki::new();
-    let (cert, key) = pki.server();
-    let r = Running::start(&[
-        "--listener",
-        "SSL://127.0.0.1:0",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let r = ssl_broker(&pki, &[]).await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let mut roots = rustls::RootCertStore::empty();
         use rustls::pki_types::pem::PemObject;
@@ -289,16 +285,7 @@ fn mutations(hello: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
 async fn malformed_tls_handshakes_never_crash_the_broker() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pki = Pki::new();
-    let (cert, key) = pki.server();
-    let r = Running::start(&[
-        "--listener",
-        "SSL://127.0.0.1:0",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let r = ssl_broker(&pki, &[]).await;
     let addr = r.addr("SSL");
     // A panic in a connection task would not stop an in-process server: count them.
     static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

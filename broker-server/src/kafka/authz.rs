@@ -284,35 +284,42 @@ impl KafkaServer {
 
     // ---- ListOffsets, DeleteRecords, OffsetForLeaderEpoch, DescribeProducers ----
     pub(super) fn authz_list_offsets(&self, req: &mut ListOffsetsRequest) -> Denied {
-        let mut d = Denied::default();
-        if self.authz.enabled() {
-            req.topics.retain(|t| {
-                if self.may_topic(Op::Describe, t.name.0.as_str()) {
-                    return true;
-                }
-                d.topics.push((
-                    t.name.clone(),
-                    Uuid::default(),
-                    t.partitions.iter().map(|p| p.partition_index).collect(),
-                    TOPIC_DENIED,
-                ));
-                false
-            });
-        }
-        d
+        self.deny_topics(
+            &mut req.topics,
+            Op::Describe,
+            |t| &t.name,
+            |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+        )
     }
 
     pub(super) fn authz_delete_records(&self, req: &mut DeleteRecordsRequest) -> Denied {
+        self.deny_topics(
+            &mut req.topics,
+            Op::Delete,
+            |t| &t.name,
+            |t| t.partitions.iter().map(|p| p.partition_index).collect(),
+        )
+    }
+
+    /// Leaves out of `topics` those the principal may not `op`; they come back with their
+    /// partitions, to be answered TOPIC_AUTHORIZATION_FAILED.
+    fn deny_topics<T>(
+        &self,
+        topics: &mut Vec<T>,
+        op: Op,
+        name: impl Fn(&T) -> &TopicName,
+        partitions: impl Fn(&T) -> Vec<i32>,
+    ) -> Denied {
         let mut d = Denied::default();
         if self.authz.enabled() {
-            req.topics.retain(|t| {
-                if self.may_topic(Op::Delete, t.name.0.as_str()) {
+            topics.retain(|t| {
+                if self.may_topic(op, name(t).0.as_str()) {
                     return true;
                 }
                 d.topics.push((
-                    t.name.clone(),
+                    name(t).clone(),
                     Uuid::default(),
-                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                    partitions(t),
                     TOPIC_DENIED,
                 ));
                 false
