@@ -40,6 +40,8 @@ struct Session {
     mechanism: &'static str,
     principal: Arc<str>,
     expires: Option<Instant>,
+    /// The lifetime told to the client (`session_lifetime_ms`; 0: no limit).
+    lifetime_ms: i64,
 }
 
 /// Where the exchange is.
@@ -221,13 +223,7 @@ impl KafkaServer {
             Ok((bytes, done)) => {
                 resp.auth_bytes = Bytes::from(bytes);
                 if done {
-                    resp.session_lifetime_ms = sasl
-                        .session
-                        .as_ref()
-                        .and_then(|s| s.expires)
-                        .map_or(0, |e| {
-                            e.saturating_duration_since(Instant::now()).as_millis() as i64
-                        });
+                    resp.session_lifetime_ms = sasl.session.as_ref().map_or(0, |s| s.lifetime_ms);
                 }
                 reply(enc(ApiKey::SaslAuthenticate, &resp)?, false)
             }
@@ -317,16 +313,21 @@ impl KafkaServer {
         }
         self.metrics.security.sasl(mechanism, true);
         debug!(principal = %principal, mechanism, "SASL authentication succeeded");
-        let reauth = (self.config.reauth_ms > 0)
-            .then(|| Instant::now() + Duration::from_millis(self.config.reauth_ms));
+        // The session lasts the configured lifetime, or until the credential expires if
+        // that is sooner (KIP-368).
+        let now = Instant::now();
+        let reauth =
+            (self.config.reauth_ms > 0).then(|| Duration::from_millis(self.config.reauth_ms));
+        let credential = credential_expires.map(|e| e.saturating_duration_since(now));
+        let lifetime = match (reauth, credential) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         sasl.session = Some(Session {
             mechanism,
             principal: principal.clone(),
-            // The earlier of the session lifetime and the credential's expiry (KIP-368).
-            expires: match (reauth, credential_expires) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            expires: lifetime.map(|l| now + l),
+            lifetime_ms: lifetime.map_or(0, |l| l.as_millis() as i64),
         });
         view.principal = principal;
         Ok((answer, true))
