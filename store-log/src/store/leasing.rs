@@ -166,7 +166,20 @@ impl Inner {
             };
             let mut pos = floor;
             'scan: while pos < hw {
-                let recs = match p.read_for_lease(pos, 512, verify) {
+                if !cfg.ordered_by_key {
+                    // Records done or in flight need nothing from the log (their keys matter
+                    // only under ordering by key): step over them without reading them.
+                    while pos < hw && st.recs.get(&pos).is_some_and(|s| s.is_busy(now)) {
+                        pos += 1;
+                    }
+                    if pos >= hw {
+                        break;
+                    }
+                }
+                // Read about what this call still needs (decoding is the scan's cost), more
+                // when records further on may be skipped.
+                let want = ((max - out.len()) * 2).clamp(16, 512);
+                let recs = match p.read_for_lease(pos, want, verify) {
                     Ok(recs) => recs,
                     Err(StoreError::Corrupt(m)) => {
                         // The records before the damage are leased; the damaged ones stay
