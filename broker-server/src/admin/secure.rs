@@ -47,15 +47,8 @@ pub struct SecurityFlags {
     pub sasl_username: Option<String>,
 }
 
-fn pem_certs(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("{flag} {}: cannot read it", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{flag} {}: not PEM certificates", path.display()))?;
-    if certs.is_empty() {
-        bail!("{flag} {}: no certificate in it", path.display());
-    }
-    Ok(certs)
+fn pem_certs(path: &std::path::Path, flag: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    crate::security::tls::read_certs(path, flag).map_err(anyhow::Error::msg)
 }
 
 impl ClientSecurity {
