@@ -61,6 +61,14 @@ pub enum StoreError {
     /// Stored data failed a check and cannot be served.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A broker's registration or group coordinatorship is no longer current (it lapsed, or
+    /// another broker took it over); nothing was written. The broker must register or claim
+    /// again.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// A live broker already holds the node id asked for.
+    #[error("node id {0} is held by a live broker")]
+    NodeIdInUse(i32),
     /// The store was closed.
     #[error("store is closed")]
     Closed,

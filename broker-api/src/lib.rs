@@ -4,6 +4,7 @@
 //! specification, and the `conformance` crate checks every rule it states.
 
 mod clock;
+mod cluster;
 mod error;
 pub mod log_limit;
 pub mod metrics;
@@ -13,6 +14,10 @@ mod security;
 mod store;
 mod types;
 
+pub use cluster::{
+    is_live, BrokerEndpoint, BrokerRegistration, Cluster, CoordinatorClaim, CoordinatorFence,
+    LiveBroker, Membership, FIRST_ALLOCATED_NODE_ID,
+};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use log_limit::LogLimiter;

@@ -441,6 +441,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = topic;
         Ok(crate::StoreReport::default())
     }
+    /// Membership and group coordination for several brokers over this store's data, when
+    /// the store can be shared (the postgres store); `None` (the default) means one broker
+    /// owns the data and is the whole cluster.
+    fn cluster(&self) -> Option<&dyn crate::Cluster> {
+        None
+    }
     /// Flushes everything and marks a clean shutdown; later calls fail with `Closed`.
     async fn close(&self) -> StoreResult<()>;
 }

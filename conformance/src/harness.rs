@@ -49,6 +49,14 @@ impl Subject {
         Ok(())
     }
 
+    /// Another store opened on the same slot while this one stays open: a second broker
+    /// over the same data (cluster checks).
+    pub async fn peer(&self) -> StoreResult<Arc<dyn Store>> {
+        self.backend
+            .open(&self.slot, Arc::new(self.clock.clone()))
+            .await
+    }
+
     /// Closes the store (end of a check).
     pub async fn finish(self) -> StoreResult<()> {
         self.store.close().await

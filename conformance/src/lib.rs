@@ -25,7 +25,10 @@ mod memory_backend;
 pub mod model;
 mod properties;
 
-pub use checks::{assert_all, run_all, run_check, Check, CheckResult, Report, CHECKS};
+pub use checks::{
+    assert_all, assert_cluster, run_all, run_check, run_list, Check, CheckResult, Report, CHECKS,
+    CLUSTER_CHECKS,
+};
 pub use harness::{Backend, Subject};
 pub use memory_backend::MemoryBackend;
 pub use properties::{check_properties, Op};

@@ -5,6 +5,7 @@
 //! All state sits behind one mutex; every call is atomic. In-flight leases survive a reopen
 //! (the contract allows them to come back available instead; this store keeps them).
 
+mod cluster;
 mod lease;
 mod log;
 mod producer;
@@ -321,27 +322,7 @@ impl Store for MemoryStore {
     }
 
     async fn commit_offsets(&self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
-        self.with(|s| {
-            validate_group_name(group)?;
-            for c in commits {
-                s.check_partition(&c.topic, c.partition)?;
-            }
-            let g = s.commits.entry(group.to_string()).or_default();
-            for c in commits {
-                g.insert(
-                    (c.topic.clone(), c.partition),
-                    CommittedOffset {
-                        offset: c.offset,
-                        leader_epoch: c.leader_epoch,
-                        metadata: c.metadata.clone(),
-                    },
-                );
-            }
-            if g.is_empty() {
-                s.commits.remove(group);
-            }
-            Ok(())
-        })
+        self.with(|s| s.commit(group, commits))
     }
 
     async fn committed_offset(
@@ -652,6 +633,10 @@ impl Store for MemoryStore {
 
     async fn health(&self) -> StoreResult<()> {
         self.with(|_| Ok(()))
+    }
+
+    fn cluster(&self) -> Option<&dyn broker_api::Cluster> {
+        Some(self)
     }
 
     async fn close(&self) -> StoreResult<()> {

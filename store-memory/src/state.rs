@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use broker_api::{
-    validate_group_name, AppendBatch, AppendResult, CommittedOffset, LeaseToken, ProducerBatch,
+    validate_group_name, AppendBatch, AppendResult, CommittedOffset, LeaseToken, OffsetCommit,
+    ProducerBatch,
     StoreError, StoreResult, StoredRecord, TopicConfig, TopicInfo,
 };
 use bytes::Bytes;
@@ -61,6 +62,8 @@ pub(super) struct State {
         BTreeMap<(String, broker_api::ScramMechanism), broker_api::ScramCredential>,
     /// ACL bindings (a set: each once, sorted).
     pub(super) acls: std::collections::BTreeSet<broker_api::AclBinding>,
+    /// Brokers and group coordinators (see [`crate::cluster`]).
+    pub(super) cluster: crate::cluster::ClusterState,
 }
 
 pub(super) fn unknown(topic: &str) -> StoreError {
@@ -76,6 +79,29 @@ pub(super) fn millis(d: Duration) -> i64 {
 }
 
 impl State {
+    /// Stores committed offsets (rule **committed_offsets_round_trip**).
+    pub(super) fn commit(&mut self, group: &str, commits: &[OffsetCommit]) -> StoreResult<()> {
+        validate_group_name(group)?;
+        for c in commits {
+            self.check_partition(&c.topic, c.partition)?;
+        }
+        let g = self.commits.entry(group.to_string()).or_default();
+        for c in commits {
+            g.insert(
+                (c.topic.clone(), c.partition),
+                CommittedOffset {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone(),
+                },
+            );
+        }
+        if g.is_empty() {
+            self.commits.remove(group);
+        }
+        Ok(())
+    }
+
     pub(super) fn topic(&self, name: &str) -> StoreResult<&Topic> {
         self.topics.get(name).ok_or_else(|| unknown(name))
     }

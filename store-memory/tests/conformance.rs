@@ -14,3 +14,8 @@ async fn memory_store_passes_every_check() {
 fn memory_store_agrees_with_the_model() {
     check_properties(Arc::new(MemoryBackend::new()), 512);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_passes_every_cluster_check() {
+    conformance::assert_cluster(Arc::new(MemoryBackend::new())).await;
+}

@@ -3,6 +3,7 @@
 
 mod append;
 mod batches;
+mod cluster;
 mod error;
 mod fetch;
 mod group_commit;

@@ -26,16 +26,24 @@ const COMMIT_OFFSETS: &str = r#"INSERT INTO consumer_offsets
         leader_epoch = excluded.leader_epoch, metadata = excluded.metadata
     RETURNING 1"#;
 
-impl PgStore {
-    pub(crate) async fn do_commit_offsets(
-        &self,
-        group: &str,
+/// A group's commits checked against the topics (last commit per partition wins, as if
+/// applied one by one), as the parameters of [`COMMIT_OFFSETS`].
+pub(crate) struct CommitRows {
+    topics: Vec<String>,
+    parts: Vec<i32>,
+    offs: Vec<i64>,
+    epochs: Vec<Option<i32>>,
+    metas: Vec<Vec<u8>>,
+}
+
+impl CommitRows {
+    /// Checks every commit's topic and partition; `UnknownTopic` names the first missing one.
+    pub(crate) async fn new(
+        db: &tokio_postgres::Client,
         commits: &[OffsetCommit],
-    ) -> StoreResult<()> {
-        validate_group_name(group)?;
-        let client = self.conn().await?;
+    ) -> StoreResult<CommitRows> {
         let names: Vec<&str> = commits.iter().map(|c| c.topic.as_str()).collect();
-        let rows = client
+        let rows = db
             .query(
                 "SELECT name, partitions FROM topics WHERE name = ANY($1)",
                 &[&names],
@@ -43,7 +51,6 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         let partitions: HashMap<String, i32> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        // Last commit per partition wins, as if applied one by one.
         let mut latest: BTreeMap<(&str, i32), &OffsetCommit> = BTreeMap::new();
         for c in commits {
             match partitions.get(&c.topic) {
@@ -55,21 +62,82 @@ impl PgStore {
             }
             latest.insert((c.topic.as_str(), c.partition), c);
         }
-        if latest.is_empty() {
+        Ok(CommitRows {
+            topics: latest.keys().map(|k| k.0.to_string()).collect(),
+            parts: latest.keys().map(|k| k.1).collect(),
+            offs: latest.values().map(|c| c.offset).collect(),
+            epochs: latest.values().map(|c| c.leader_epoch).collect(),
+            metas: latest.values().map(|c| c.metadata.as_bytes().to_vec()).collect(),
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    /// Runs [`COMMIT_OFFSETS`] for `group` on `db` (inside the caller's transaction).
+    pub(crate) async fn store(
+        &self,
+        db: &tokio_postgres::Client,
+        group: &str,
+    ) -> StoreResult<()> {
+        let r = db
+            .execute(
+                COMMIT_OFFSETS,
+                &[
+                    &group,
+                    &self.topics,
+                    &self.parts,
+                    &self.offs,
+                    &self.epochs,
+                    &self.metas,
+                ],
+            )
+            .await;
+        self.check_stored(r)
+    }
+
+    /// Every commit must have found its topic: a topic deleted meanwhile is `UnknownTopic`.
+    fn check_stored(&self, r: Result<u64, tokio_postgres::Error>) -> StoreResult<()> {
+        match r {
+            Ok(n) if n as usize == self.topics.len() => Ok(()),
+            Ok(_) => Err(StoreError::UnknownTopic(
+                "a topic was deleted during the commit".into(),
+            )),
+            Err(e) if is_fk_violation(&e) => Err(StoreError::UnknownTopic(
+                "a topic was deleted during the commit".into(),
+            )),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn do_commit_offsets(
+        &self,
+        group: &str,
+        commits: &[OffsetCommit],
+    ) -> StoreResult<()> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        let rows = CommitRows::new(&**client, commits).await?;
+        if rows.is_empty() {
             return Ok(());
         }
-        let topics: Vec<&str> = latest.keys().map(|k| k.0).collect();
-        let parts: Vec<i32> = latest.keys().map(|k| k.1).collect();
-        let offs: Vec<i64> = latest.values().map(|c| c.offset).collect();
-        let epochs: Vec<Option<i32>> = latest.values().map(|c| c.leader_epoch).collect();
-        let metas: Vec<&[u8]> = latest.values().map(|c| c.metadata.as_bytes()).collect();
+        let CommitRows {
+            topics,
+            parts,
+            offs,
+            epochs,
+            metas,
+        } = &rows;
         let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = vec![
             Box::new(group.to_string()),
-            Box::new(topics.iter().map(|t| t.to_string()).collect::<Vec<_>>()),
+            Box::new(topics.clone()),
             Box::new(parts.clone()),
             Box::new(offs.clone()),
             Box::new(epochs.clone()),
-            Box::new(metas.iter().map(|m| m.to_vec()).collect::<Vec<_>>()),
+            Box::new(metas.clone()),
         ];
         // In a commit group with other commits, appends and acks (one WAL flush for all);
         // alone when the group says so (a topic deleted meanwhile fails the group).
@@ -82,24 +150,10 @@ impl PgStore {
             Outcome::Done(rows) => Ok(rows?.into_iter().next().map_or(0, |r| r.len() as u64)),
             Outcome::Alone(()) => {
                 let client = self.conn().await?;
-                client
-                    .execute(
-                        COMMIT_OFFSETS,
-                        &[&group, &topics, &parts, &offs, &epochs, &metas],
-                    )
-                    .await
+                return rows.store(&client, group).await;
             }
         };
-        match r {
-            Ok(n) if n as usize == latest.len() => Ok(()),
-            Ok(_) => Err(StoreError::UnknownTopic(
-                "a topic was deleted during the commit".into(),
-            )),
-            Err(e) if is_fk_violation(&e) => Err(StoreError::UnknownTopic(
-                "a topic was deleted during the commit".into(),
-            )),
-            Err(e) => Err(db_err(e)),
-        }
+        rows.check_stored(r)
     }
 
     pub(crate) async fn do_committed_offset(

@@ -11,10 +11,37 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("commit leader epochs; commit metadata as bytes", V2),
     ("Kafka record batches as rows: batches.data, delays", V3),
     ("SCRAM credentials and ACLs", V4),
+    ("brokers of a cluster and group coordinators", V5),
 ];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Brokers sharing the schema (one row per node id: its latest registration) and the
+/// coordinator of each consumer group, with its fencing epoch and saved state.
+const V5: &str = r#"
+CREATE TABLE IF NOT EXISTS {schema}.brokers (
+    node_id       int     PRIMARY KEY,
+    incarnation   bigint  NOT NULL,
+    listeners     text[]  NOT NULL,
+    hosts         text[]  NOT NULL,
+    ports         int[]   NOT NULL,
+    http_addr     text    NOT NULL,
+    rack          text,
+    lapse_ms      bigint  NOT NULL,
+    registered_ms bigint  NOT NULL,
+    heartbeat_ms  bigint  NOT NULL,
+    left_cluster  boolean NOT NULL DEFAULT false
+);
+CREATE SEQUENCE IF NOT EXISTS {schema}.broker_incarnations MINVALUE 1 START 1;
+CREATE TABLE IF NOT EXISTS {schema}.group_coordinators (
+    grp          text   PRIMARY KEY,
+    epoch        bigint NOT NULL,
+    node_id      int    NOT NULL,
+    incarnation  bigint NOT NULL,
+    state        bytea
+);
+"#;
 
 /// Salted SCRAM credentials (never a password) and ACL bindings with Kafka's codes.
 const V4: &str = r#"

@@ -305,6 +305,10 @@ impl Store for PgStore {
         self.metrics()
     }
 
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        Some(self)
+    }
+
     async fn close(&self) -> StoreResult<()> {
         self.check_open()?;
         self.shutdown();

@@ -16,3 +16,9 @@ async fn conformance_suite() {
 fn conformance_properties() {
     conformance::check_properties(Arc::new(PgBackend::new("prop")), 24);
 }
+
+/// The cluster rules: two stores opened on one schema are two brokers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_conformance_suite() {
+    conformance::assert_cluster(Arc::new(PgBackend::new("clu"))).await;
+}

@@ -20,6 +20,8 @@ pub fn code_for(err: &StoreError) -> i16 {
         StoreError::InvalidBatch(_) => ResponseError::InvalidRecord,
         StoreError::Corrupt(_) => ResponseError::CorruptMessage,
         StoreError::Closed => ResponseError::NotLeaderOrFollower,
+        StoreError::Fenced(_) => ResponseError::NotCoordinator,
+        StoreError::NodeIdInUse(_) => ResponseError::InconsistentClusterId,
         StoreError::Internal(_) => ResponseError::UnknownServerError,
     };
     e.code()

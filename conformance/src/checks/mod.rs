@@ -5,6 +5,7 @@
 
 pub mod append;
 pub mod batches;
+pub mod cluster;
 pub mod fetch;
 pub mod leases;
 pub mod lifecycle;
@@ -46,9 +47,9 @@ impl fmt::Debug for Check {
 }
 
 macro_rules! checks {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        /// Every check of the suite, in the order of the contract.
-        pub const CHECKS: &[Check] = &[
+    ($(#[$doc:meta])* $list:ident: $($module:ident :: $name:ident),* $(,)?) => {
+        $(#[$doc])*
+        pub const $list: &[Check] = &[
             $(Check {
                 name: stringify!($name),
                 run: |backend| Box::pin($module::$name(backend)),
@@ -58,6 +59,8 @@ macro_rules! checks {
 }
 
 checks! {
+    /// Every check of the suite, in the order of the contract.
+    CHECKS:
     topics::topic_names_are_validated,
     topics::create_topic_requires_partitions,
     topics::duplicate_topic_is_rejected,
@@ -117,6 +120,26 @@ checks! {
     security::acls_are_deleted_exactly,
     lifecycle::data_survives_reopen,
     lifecycle::calls_after_close_fail,
+}
+
+checks! {
+    /// The checks of the [`broker_api::Cluster`] rules, for stores that can be shared
+    /// ([`broker_api::Store::cluster`] is `Some`); run by [`assert_cluster`].
+    CLUSTER_CHECKS:
+    cluster::given_node_id_is_exclusive,
+    cluster::node_ids_are_allocated,
+    cluster::incarnations_are_unique,
+    cluster::live_brokers_are_listed,
+    cluster::heartbeat_keeps_a_broker_live,
+    cluster::lapsed_broker_is_fenced,
+    cluster::deregistered_broker_leaves_at_once,
+    cluster::coordinator_claim_is_exclusive,
+    cluster::coordinator_moves_when_holder_lapses,
+    cluster::coordinator_of_names_the_live_holder,
+    cluster::stale_coordinator_is_fenced,
+    cluster::fenced_commits_are_commits,
+    cluster::group_state_follows_the_coordinator,
+    cluster::resigned_group_is_free,
 }
 
 /// How long one check may run before it counts as hung.
@@ -184,8 +207,13 @@ fn panic_text(join: tokio::task::JoinError) -> String {
 
 /// Runs every check of [`CHECKS`] one after another and reports each outcome.
 pub async fn run_all(backend: Arc<dyn Backend>) -> Report {
+    run_list(CHECKS, backend).await
+}
+
+/// Runs the checks of `list` one after another and reports each outcome.
+pub async fn run_list(list: &[Check], backend: Arc<dyn Backend>) -> Report {
     let mut report = Report::default();
-    for check in CHECKS {
+    for check in list {
         match run_check(check, backend.clone()).await {
             Ok(()) => report.passed.push(check.name),
             Err(why) => report.failed.push((check.name, why)),
@@ -198,4 +226,11 @@ pub async fn run_all(backend: Arc<dyn Backend>) -> Report {
 pub async fn assert_all(backend: Arc<dyn Backend>) {
     let report = run_all(backend).await;
     assert!(report.is_success(), "conformance suite failed:\n{report}");
+}
+
+/// Runs every check of [`CLUSTER_CHECKS`]; panics listing every failed rule. A store without
+/// a cluster fails every check.
+pub async fn assert_cluster(backend: Arc<dyn Backend>) {
+    let report = run_list(CLUSTER_CHECKS, backend).await;
+    assert!(report.is_success(), "cluster conformance failed:\n{report}");
 }
