@@ -14,11 +14,11 @@ mod security;
 mod store;
 mod types;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use cluster::{
     is_live, BrokerEndpoint, BrokerRegistration, Cluster, CoordinatorClaim, CoordinatorFence,
     LiveBroker, Membership, FIRST_ALLOCATED_NODE_ID,
 };
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{StoreError, StoreResult};
 pub use log_limit::LogLimiter;
 pub use metrics::{HistogramSnapshot, LatencyHistogram, MetricValue, StoreMetric};

@@ -133,6 +133,21 @@ pub struct Cli {
     /// How often time and size retention is applied to every topic, in ms [default: 60000].
     #[arg(long, env = "BROKER_RETENTION_CHECK_MS", value_name = "MS")]
     pub retention_check_ms: Option<u64>,
+    /// This broker's node id. With the postgres store, brokers on one schema form a cluster
+    /// and no two live brokers may share an id; without it the store allocates one from
+    /// 1000 up [default: 0 on the log and memory stores, allocated on postgres].
+    #[arg(long, env = "BROKER_NODE_ID", value_name = "N")]
+    pub node_id: Option<i32>,
+    /// This broker's rack (`broker.rack`), reported in Metadata [default: none].
+    #[arg(long, env = "BROKER_RACK", value_name = "RACK")]
+    pub rack: Option<String>,
+    /// How often a clustered broker renews its registration, in ms [default: 1000].
+    #[arg(long, env = "BROKER_CLUSTER_HEARTBEAT_MS", value_name = "MS")]
+    pub cluster_heartbeat_ms: Option<u64>,
+    /// How long after its last heartbeat a clustered broker counts as dead: its partitions
+    /// and groups move to the live brokers, in ms [default: 6000].
+    #[arg(long, env = "BROKER_CLUSTER_LAPSE_MS", value_name = "MS")]
+    pub cluster_lapse_ms: Option<u64>,
     /// Serve the web console at /ui (and its JSON API at /api/v1) on the HTTP listener
     /// [default: true].
     #[arg(long, env = "BROKER_UI", value_name = "BOOL", value_parser = parse_bool)]
@@ -250,6 +265,10 @@ struct FileConfig {
     max_replication_factor: Option<u32>,
     sqs_credentials_file: Option<PathBuf>,
     retention_check_ms: Option<u64>,
+    node_id: Option<i32>,
+    rack: Option<String>,
+    cluster_heartbeat_ms: Option<u64>,
+    cluster_lapse_ms: Option<u64>,
     ui: Option<bool>,
     listener: Option<Vec<String>>,
     advertised_listener: Option<Vec<String>>,
@@ -290,6 +309,12 @@ pub struct Config {
     pub max_replication_factor: u32,
     pub sqs_credentials_file: Option<PathBuf>,
     pub retention_check_ms: u64,
+    /// The node id asked for (`None`: 0, or allocated by a shared store).
+    pub node_id: Option<i32>,
+    pub rack: Option<String>,
+    /// Registration heartbeat interval and lapse of a clustered broker, in ms.
+    pub cluster_heartbeat_ms: u64,
+    pub cluster_lapse_ms: u64,
     /// Serve the web console (`/ui`, `/api/v1`).
     pub ui: bool,
     /// Listeners, TLS, SASL and ACL settings.
@@ -317,6 +342,10 @@ impl Default for Config {
             max_replication_factor: 3,
             sqs_credentials_file: None,
             retention_check_ms: 60_000,
+            node_id: None,
+            rack: None,
+            cluster_heartbeat_ms: 1000,
+            cluster_lapse_ms: 6000,
             ui: true,
             security: SecurityConfig::default(),
         }
@@ -500,6 +529,16 @@ impl Config {
                 .retention_check_ms
                 .or(file.retention_check_ms)
                 .unwrap_or(d.retention_check_ms),
+            node_id: cli.node_id.or(file.node_id),
+            rack: cli.rack.or(file.rack),
+            cluster_heartbeat_ms: cli
+                .cluster_heartbeat_ms
+                .or(file.cluster_heartbeat_ms)
+                .unwrap_or(d.cluster_heartbeat_ms),
+            cluster_lapse_ms: cli
+                .cluster_lapse_ms
+                .or(file.cluster_lapse_ms)
+                .unwrap_or(d.cluster_lapse_ms),
             ui: cli.ui.or(file.ui).unwrap_or(d.ui),
             security,
         };
@@ -523,6 +562,18 @@ impl Config {
             return Err(ServerError::Config(
                 "--max-replication-factor must be at least 1".into(),
             ));
+        }
+        if let Some(n) = self.node_id.filter(|n| *n < 0) {
+            return Err(ServerError::Config(format!(
+                "--node-id must be 0 or more, got {n}"
+            )));
+        }
+        if self.cluster_heartbeat_ms == 0 || self.cluster_lapse_ms < 2 * self.cluster_heartbeat_ms {
+            return Err(ServerError::Config(format!(
+                "--cluster-lapse-ms ({}) must be at least twice --cluster-heartbeat-ms ({}), \
+                 which must be at least 1",
+                self.cluster_lapse_ms, self.cluster_heartbeat_ms
+            )));
         }
         if self.max_frame_bytes < 1024 {
             return Err(ServerError::Config(

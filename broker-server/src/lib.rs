@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod backlog;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod http;
@@ -87,6 +88,10 @@ pub async fn open_store(
             .map_err(|e| wrap(StoreError::Internal(format!("opening the log store: {e}"))))?;
             match opened {
                 Ok(store) => Ok(Arc::new(store)),
+                // Names the directory, the lock file and the holder's pid itself; as it is.
+                Err(e @ store_log::LogError::DataDirLocked { .. }) => {
+                    Err(ServerError::Open(e.to_string()))
+                }
                 Err(e) => Err(ServerError::Open(format!(
                     "cannot open the log store in {}: {e}",
                     config.data_dir.display()
@@ -140,6 +145,8 @@ pub struct Server {
     /// Serve the web console; the Kafka address clients are told, for its overview.
     ui: bool,
     advertised: String,
+    /// This broker in its cluster (alone over the log and memory stores).
+    node: Arc<cluster::Node>,
 }
 
 impl Server {
@@ -246,6 +253,26 @@ impl Server {
         }
         let first = &kafka_listeners[0].1;
         let advertised = format!("{}:{}", first.advertised_host, first.advertised_port);
+        let registration = broker_api::BrokerRegistration {
+            node_id: config.node_id,
+            endpoints: kafka_listeners
+                .iter()
+                .map(|(_, l)| broker_api::BrokerEndpoint {
+                    listener: l.name.clone(),
+                    host: l.advertised_host.clone(),
+                    port: l.advertised_port,
+                })
+                .collect(),
+            http_addr: addrs.http.to_string(),
+            rack: config.rack.clone(),
+            lapse: Duration::from_millis(config.cluster_lapse_ms),
+        };
+        let node = cluster::Node::join(
+            store.clone(),
+            registration,
+            Duration::from_millis(config.cluster_heartbeat_ms),
+        )
+        .await?;
         let kafka_config = KafkaConfig::new(config, &advertised)?;
         let ui = config.ui;
         let sqs_credentials = match &config.sqs_credentials_file {
@@ -273,6 +300,7 @@ impl Server {
             retention_check_ms: config.retention_check_ms,
             ui,
             advertised,
+            node,
         })
     }
 
@@ -304,7 +332,9 @@ impl Server {
             self.kafka_config.clone(),
             stop_rx.clone(),
             self.authz.clone(),
+            self.node.clone(),
         );
+        let node_task = tokio::spawn(self.node.clone().run(stop_rx.clone()));
         // The console only holds handles; it starts nothing (see console/mod.rs).
         let console = self.ui.then(|| {
             Arc::new(
@@ -397,6 +427,7 @@ impl Server {
             Err(e) => error!("http listener task failed: {e}"),
         }
         let _ = acl_refresh.await;
+        let _ = node_task.await;
         if let Some(t) = tls_reload {
             let _ = t.await;
         }

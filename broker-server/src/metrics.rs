@@ -137,6 +137,9 @@ pub struct Metrics {
     pub telemetry: crate::kafka::telemetry::Telemetry,
     /// TLS, SASL and ACL counters.
     pub security: crate::security::metrics::SecurityMetrics,
+    /// Group coordinators given up, and writes the store refused as fenced.
+    coordinator_lost: AtomicU64,
+    fenced_writes: AtomicU64,
 }
 
 /// A label value escaped for the text format.
@@ -182,6 +185,16 @@ impl Metrics {
         }
     }
 
+    /// Counts a group this broker stopped coordinating.
+    pub fn coordinator_lost(&self) {
+        self.coordinator_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a write the store refused with a stale coordinator fence.
+    pub fn fenced_write(&self) {
+        self.fenced_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts bytes received on `protocol`.
     pub fn bytes_in(&self, protocol: Protocol, n: u64) {
         self.wire.received[protocol.index()].fetch_add(n, Ordering::Relaxed);
@@ -218,6 +231,12 @@ impl Metrics {
         let inner = self.inner.lock();
         let mut out = self.telemetry.render();
         self.security.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP broker_coordinator_lost_total Groups this broker stopped coordinating because another broker holds them or its own registration lapsed.\n# TYPE broker_coordinator_lost_total counter\nbroker_coordinator_lost_total {}\n# HELP broker_fenced_writes_total Offset commits and group-state writes the store refused because this broker's claim on the group was superseded.\n# TYPE broker_fenced_writes_total counter\nbroker_fenced_writes_total {}",
+            self.coordinator_lost.load(Ordering::Relaxed),
+            self.fenced_writes.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP broker_kafka_requests_total Kafka requests served, per API.\n");
         out.push_str("# TYPE broker_kafka_requests_total counter\n");
         for (api, h) in &inner.kafka {

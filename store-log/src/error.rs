@@ -1,6 +1,7 @@
 //! The crate's error type and its mapping onto the contract's [`StoreError`].
 
 use std::io;
+use std::path::PathBuf;
 
 use broker_api::StoreError;
 use thiserror::Error;
@@ -25,9 +26,24 @@ pub enum LogError {
     /// Stored bytes failed a check.
     #[error("corrupt data: {0}")]
     Corrupt(String),
-    /// Another open store holds the directory.
-    #[error("{0} is in use by another open store")]
-    Locked(String),
+    /// Another process (or another open store in this one) holds the directory's lock: an
+    /// open store, or `verify`.
+    #[error(
+        "data directory {} is in use by another broker process ({}, lock file {}); the log \
+         store is single-node: run one broker per data directory, or use --store postgres to \
+         run several brokers over one database",
+        .dir.display(),
+        holder(.pid),
+        .lock_file.display()
+    )]
+    DataDirLocked {
+        /// The store directory.
+        dir: PathBuf,
+        /// The lock file in it.
+        lock_file: PathBuf,
+        /// The holder's pid, as it wrote it into the lock file (unknown when it has not yet).
+        pid: Option<u32>,
+    },
     /// The metadata journal or snapshot could not be decoded.
     #[error("bad metadata: {0}")]
     Metadata(String),
@@ -75,11 +91,19 @@ impl From<LogError> for StoreError {
             LogError::Io { .. } => StoreError::Internal(e.to_string()),
             LogError::Corrupt(m) => StoreError::Corrupt(m),
             LogError::Metadata(m) => StoreError::Corrupt(m),
-            LogError::Locked(_) => StoreError::Unavailable(e.to_string()),
+            LogError::DataDirLocked { .. } => StoreError::Unavailable(e.to_string()),
             LogError::FormatTooNew { .. } | LogError::FormatTooOld { .. } => {
                 StoreError::InvalidArgument(e.to_string())
             }
         }
+    }
+}
+
+/// The holder named in [`LogError::DataDirLocked`].
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid unknown".to_string(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod batch;
 mod damage;
+mod dir_lock;
 mod error;
 mod index;
 mod io;
@@ -15,6 +16,7 @@ mod segment;
 mod store;
 pub mod verify;
 
+pub use dir_lock::LOCK_FILE;
 pub use error::{LogError, LogResult};
 pub use io::FaultInjector;
 pub use store::{LogOptions, LogStore, CLEAN_SHUTDOWN, FORMAT_VERSION, FORMAT_VERSION_FILE};

@@ -102,7 +102,7 @@ const REPAIR_INDEX_INTERVAL: u64 = 4096;
 /// Checks every file of the store in `dir`; with `repair`, rebuilds damaged indexes, cuts
 /// damaged tails of partitions' last segments and of the metadata journal into quarantine
 /// files beside them, and moves a damaged `producers.snapshot` aside. Fails with
-/// [`LogError::Locked`] when a running store holds the directory.
+/// [`LogError::DataDirLocked`] when a running store holds the directory.
 pub fn verify(dir: &Path, repair: bool) -> LogResult<VerifyReport> {
     if !dir.join("topics").is_dir() && !dir.join("meta").is_dir() {
         return Err(LogError::Io {
@@ -110,7 +110,10 @@ pub fn verify(dir: &Path, repair: bool) -> LogResult<VerifyReport> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    let _lock = lock_if_present(dir)?;
+    // Held until the check ends, so no broker opens the directory meanwhile. A running store
+    // holding it refuses even a read-only check: the tail it is appending and the journal
+    // entry it is writing would be reported as damage.
+    let _lock = crate::dir_lock::lock_if_present(dir)?;
     let io = Io::default();
     let mut r = VerifyReport {
         clean_shutdown: dir.join(CLEAN_SHUTDOWN).exists(),
@@ -154,23 +157,6 @@ pub fn verify(dir: &Path, repair: bool) -> LogResult<VerifyReport> {
         check_partition(&p, repair, &io, &mut r)?;
     }
     Ok(r)
-}
-
-/// Takes the store's directory lock when its lock file exists (a running store holds it).
-fn lock_if_present(dir: &Path) -> LogResult<Option<File>> {
-    use std::os::unix::io::AsRawFd;
-    let path = dir.join("lock");
-    let f = match std::fs::OpenOptions::new().write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(LogError::io(format!("opening {}", path.display()), e)),
-    };
-    // SAFETY: plain syscall on a valid descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(LogError::Locked(dir.display().to_string()));
-    }
-    Ok(Some(f))
 }
 
 fn now_secs() -> u64 {

@@ -567,7 +567,10 @@ async fn verify_lists_problems_by_file_and_byte_and_repair_cuts_the_tail() {
     assert!(clean.clean_shutdown);
     // A running store holds the directory: verify refuses.
     let s = open(root);
-    assert!(matches!(verify(root, false), Err(LogError::Locked(_))));
+    assert!(matches!(
+        verify(root, false),
+        Err(LogError::DataDirLocked { .. })
+    ));
     s.close().await.unwrap();
 
     let logs = files(root, 0, "log");

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use broker_api::{
-    is_live, validate_group_name, BrokerRegistration, Cluster, CoordinatorClaim,
-    CoordinatorFence, LiveBroker, Membership, OffsetCommit, StoreError, StoreResult,
-    FIRST_ALLOCATED_NODE_ID,
+    is_live, validate_group_name, BrokerRegistration, Cluster, CoordinatorClaim, CoordinatorFence,
+    LiveBroker, Membership, OffsetCommit, StoreError, StoreResult, FIRST_ALLOCATED_NODE_ID,
 };
 use bytes::Bytes;
 
@@ -120,14 +119,12 @@ impl Cluster for MemoryStore {
 
     async fn heartbeat(&self, me: Membership) -> StoreResult<()> {
         let now = self.now();
-        self.with(|s| {
-            match s.cluster.brokers.get_mut(&me.node_id) {
-                Some(b) if b.incarnation == me.incarnation && b.live(now) => {
-                    b.heartbeat_at_ms = now;
-                    Ok(())
-                }
-                _ => Err(not_live(me)),
+        self.with(|s| match s.cluster.brokers.get_mut(&me.node_id) {
+            Some(b) if b.incarnation == me.incarnation && b.live(now) => {
+                b.heartbeat_at_ms = now;
+                Ok(())
             }
+            _ => Err(not_live(me)),
         })
     }
 

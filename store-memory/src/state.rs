@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use broker_api::{
     validate_group_name, AppendBatch, AppendResult, CommittedOffset, LeaseToken, OffsetCommit,
-    ProducerBatch,
-    StoreError, StoreResult, StoredRecord, TopicConfig, TopicInfo,
+    ProducerBatch, StoreError, StoreResult, StoredRecord, TopicConfig, TopicInfo,
 };
 use bytes::Bytes;
 use kafka_batch::ValidBatch;

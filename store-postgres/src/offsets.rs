@@ -67,7 +67,10 @@ impl CommitRows {
             parts: latest.keys().map(|k| k.1).collect(),
             offs: latest.values().map(|c| c.offset).collect(),
             epochs: latest.values().map(|c| c.leader_epoch).collect(),
-            metas: latest.values().map(|c| c.metadata.as_bytes().to_vec()).collect(),
+            metas: latest
+                .values()
+                .map(|c| c.metadata.as_bytes().to_vec())
+                .collect(),
         })
     }
 
@@ -76,11 +79,7 @@ impl CommitRows {
     }
 
     /// Runs [`COMMIT_OFFSETS`] for `group` on `db` (inside the caller's transaction).
-    pub(crate) async fn store(
-        &self,
-        db: &tokio_postgres::Client,
-        group: &str,
-    ) -> StoreResult<()> {
+    pub(crate) async fn store(&self, db: &tokio_postgres::Client, group: &str) -> StoreResult<()> {
         let r = db
             .execute(
                 COMMIT_OFFSETS,
@@ -120,7 +119,7 @@ impl PgStore {
     ) -> StoreResult<()> {
         validate_group_name(group)?;
         let client = self.conn().await?;
-        let rows = CommitRows::new(&**client, commits).await?;
+        let rows = CommitRows::new(&client, commits).await?;
         if rows.is_empty() {
             return Ok(());
         }

@@ -79,7 +79,6 @@ pub async fn overview(State(c): State<Arc<Console>>) -> ApiResult<Json<Overview>
         Err(e) if health.is_ok() => return Err(e),
         Err(_) => (Counts::default(), 0),
     };
-    let l = &c.listeners;
     Ok(Json(Overview {
         version: env!("CARGO_PKG_VERSION"),
         store: StoreHealth {
@@ -89,19 +88,47 @@ pub async fn overview(State(c): State<Arc<Console>>) -> ApiResult<Json<Overview>
         },
         now_ms: c.now_ms(),
         uptime_ms: c.started.elapsed().as_millis() as u64,
-        brokers: vec![Broker {
-            node_id: crate::kafka::NODE_ID,
-            state: "running",
-            kafka_addr: l.kafka.to_string(),
-            advertised_addr: l.advertised.clone(),
-            http_addr: l.http.to_string(),
-        }],
+        brokers: brokers(&c),
         totals,
         counters: Counters {
             totals: c.metrics.totals(),
             committed_offsets,
         },
     }))
+}
+
+/// The live brokers: this one with its bound addresses, the others as registered.
+fn brokers(c: &Console) -> Vec<Broker> {
+    let l = &c.listeners;
+    let node = c.kafka.node();
+    let me = node.node_id();
+    node.brokers()
+        .iter()
+        .map(|b| {
+            let first = b
+                .endpoints
+                .first()
+                .map(|e| format!("{}:{}", e.host, e.port))
+                .unwrap_or_default();
+            if b.membership.node_id == me {
+                Broker {
+                    node_id: me,
+                    state: "running",
+                    kafka_addr: l.kafka.to_string(),
+                    advertised_addr: l.advertised.clone(),
+                    http_addr: l.http.to_string(),
+                }
+            } else {
+                Broker {
+                    node_id: b.membership.node_id,
+                    state: "running",
+                    kafka_addr: first.clone(),
+                    advertised_addr: first,
+                    http_addr: b.http_addr.clone(),
+                }
+            }
+        })
+        .collect()
 }
 
 /// Topics, queues, partitions, records and groups, and the sum of committed offsets.

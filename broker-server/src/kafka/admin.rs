@@ -18,7 +18,7 @@ use tracing::info;
 use super::configs::{apply_topic_setting, topic_settings};
 use super::errors::code_for;
 use super::topics::REPLICATION_FACTOR_ATTR;
-use super::{KafkaServer, NODE_ID};
+use super::KafkaServer;
 
 /// DescribeConfigs/CreateTopics config source: set for this topic.
 const SOURCE_TOPIC: i8 = 1;
@@ -26,6 +26,19 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
 impl KafkaServer {
+    /// The node ids of the live brokers.
+    fn live_broker_ids(&self) -> Vec<i32> {
+        self.node
+            .brokers()
+            .iter()
+            .map(|b| b.membership.node_id)
+            .collect()
+    }
+
+    fn is_live_broker(&self, id: i32) -> bool {
+        self.live_broker_ids().contains(&id)
+    }
+
     pub(super) async fn create_topics(
         &self,
         req: CreateTopicsRequest,
@@ -71,12 +84,16 @@ impl KafkaServer {
                     .assignments
                     .iter()
                     .flat_map(|a| a.broker_ids.iter())
-                    .find(|b| b.0 != NODE_ID);
+                    .find(|b| !self.is_live_broker(b.0));
                 let uneven = t.assignments.iter().any(|a| a.broker_ids.len() != replicas);
                 if let Some(b) = bad_broker {
                     results.push(fail(
                         ResponseError::BrokerNotAvailable.code(),
-                        format!("Replica assignment names broker {} which is not live (the only broker is {NODE_ID})", b.0),
+                        format!(
+                            "Replica assignment names broker {} which is not live (live brokers: {:?})",
+                            b.0,
+                            self.live_broker_ids()
+                        ),
                     ));
                     continue;
                 }
@@ -281,7 +298,7 @@ impl KafkaServer {
             if let Some(b) = a
                 .iter()
                 .flat_map(|x| x.broker_ids.iter())
-                .find(|b| b.0 != NODE_ID)
+                .find(|b| !self.is_live_broker(b.0))
             {
                 return Err((
                     ResponseError::InvalidReplicaAssignment.code(),

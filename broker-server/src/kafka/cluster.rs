@@ -1,8 +1,10 @@
 //! The cluster as admin tools see it: DescribeCluster, DescribeTopicPartitions,
 //! DescribeLogDirs, ElectLeaders, DescribeProducers and OffsetForLeaderEpoch.
 //!
-//! There is one broker; it leads every partition at epoch [`LEADER_EPOCH`] and the store
-//! keeps the one copy, so elections have nothing to do and every replica is in sync.
+//! The store keeps the one copy of every partition, so every live broker can serve any of
+//! them: each partition is led by the broker the placement picks among the live ones (see
+//! [`crate::cluster`]), at epoch [`LEADER_EPOCH`]; elections have nothing to do and every
+//! replica is in sync.
 
 use broker_api::{StoreError, TopicInfo};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -28,7 +30,7 @@ use kafka_protocol::ResponseError;
 
 use super::errors::code_for;
 use super::metadata::{CLUSTER_OPERATIONS, NO_OPERATIONS, TOPIC_OPERATIONS};
-use super::{KafkaServer, CLUSTER_ID, LEADER_EPOCH, NODE_ID};
+use super::{KafkaServer, CLUSTER_ID, LEADER_EPOCH};
 
 /// The log directory reported by DescribeLogDirs.
 const LOG_DIR: &str = "store";
@@ -36,16 +38,49 @@ const LOG_DIR: &str = "store";
 const DEFAULT_PARTITION_LIMIT: usize = 2000;
 
 impl KafkaServer {
+    /// The name of the listener the current request came on.
+    fn listener_name(&self) -> String {
+        super::conn::current().map_or_else(|| "PLAINTEXT".to_string(), |c| c.listener.name.clone())
+    }
+
+    /// `(host, port)` of a live broker on the current request's listener.
+    pub(super) fn broker_address(&self, node_id: i32) -> Option<(String, i32)> {
+        if node_id == self.node.node_id() {
+            return Some(super::conn::advertised(&self.config));
+        }
+        self.node.endpoint(node_id, &self.listener_name())
+    }
+
+    /// The live brokers as (node id, host, port, rack) on the current request's listener.
+    pub(super) fn live_brokers(&self) -> Vec<(i32, String, i32, Option<String>)> {
+        self.node
+            .brokers()
+            .iter()
+            .filter_map(|b| {
+                let id = b.membership.node_id;
+                let (host, port) = self.broker_address(id)?;
+                Some((id, host, port, b.rack.clone()))
+            })
+            .collect()
+    }
+
     pub(super) fn describe_cluster(&self, req: DescribeClusterRequest) -> DescribeClusterResponse {
-        let (host, port) = super::conn::advertised(&self.config);
         DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
-            .with_controller_id(BrokerId(NODE_ID))
+            .with_controller_id(BrokerId(self.node.controller()))
             .with_endpoint_type(req.endpoint_type.max(1))
-            .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(NODE_ID))
-                .with_host(StrBytes::from_string(host))
-                .with_port(port)])
+            .with_brokers(
+                self.live_brokers()
+                    .into_iter()
+                    .map(|(id, host, port, rack)| {
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(id))
+                            .with_host(StrBytes::from_string(host))
+                            .with_port(port)
+                            .with_rack(rack.map(StrBytes::from_string))
+                    })
+                    .collect(),
+            )
             .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
                 CLUSTER_OPERATIONS
             } else {
@@ -119,12 +154,13 @@ impl KafkaServer {
             let end = count.min(first.saturating_add(left as i32));
             let partitions = (first..end)
                 .map(|p| {
+                    let leader = BrokerId(self.node.leader(&info.name, p));
                     DescribeTopicPartitionsResponsePartition::default()
                         .with_partition_index(p)
-                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_id(leader)
                         .with_leader_epoch(LEADER_EPOCH)
-                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                        .with_replica_nodes(vec![leader])
+                        .with_isr_nodes(vec![leader])
                         .with_eligible_leader_replicas(Some(Vec::new()))
                         .with_last_known_elr(Some(Vec::new()))
                 })

@@ -21,7 +21,7 @@ use kafka_protocol::ResponseError;
 use tracing::info;
 
 use super::errors::code_for;
-use super::{KafkaServer, NODE_ID};
+use super::KafkaServer;
 
 /// Prefix of Kafka topic settings kept verbatim in the topic's attributes.
 const ATTR_PREFIX: &str = "kafka.";
@@ -291,7 +291,12 @@ pub fn topic_settings(config: &TopicConfig) -> Vec<(String, String, bool, i8)> {
 fn broker_settings(server: &KafkaServer) -> Vec<(String, String, bool, i8)> {
     let c = &server.config;
     vec![
-        ("broker.id".into(), NODE_ID.to_string(), false, TYPE_INT),
+        (
+            "broker.id".into(),
+            server.node.node_id().to_string(),
+            false,
+            TYPE_INT,
+        ),
         (
             "num.partitions".into(),
             c.default_partitions.to_string(),
@@ -365,7 +370,7 @@ impl KafkaServer {
                     Ok(info) => Ok((topic_settings(&info.config), SOURCE_TOPIC)),
                     Err(e) => Err((code_for(&e), e.to_string())),
                 },
-                RESOURCE_BROKER if broker_named(r.resource_name.as_str()) => {
+                RESOURCE_BROKER if broker_named(r.resource_name.as_str(), self.node.node_id()) => {
                     Ok((broker_settings(self), SOURCE_STATIC_BROKER))
                 }
                 RESOURCE_BROKER => Err((
@@ -594,8 +599,8 @@ impl KafkaServer {
 }
 
 /// Whether a BROKER resource name means this broker ("" is the cluster default).
-fn broker_named(name: &str) -> bool {
-    name.is_empty() || name.parse::<i32>() == Ok(NODE_ID)
+fn broker_named(name: &str, node_id: i32) -> bool {
+    name.is_empty() || name.parse::<i32>() == Ok(node_id)
 }
 
 fn unsupported_resource(resource_type: i8) -> (i16, String) {

@@ -523,6 +523,29 @@ impl Coordinator {
         0
     }
 
+    /// Takes a group over from another broker (cluster): starts it empty at `generation`, so
+    /// generations keep growing across coordinators. Forgets any state held before.
+    pub fn adopt(&self, group: &str, generation: i32) {
+        let mut g = Group::new();
+        g.generation = generation;
+        if let Some(old) = self.groups.lock().insert(group.to_string(), g) {
+            evict_members(old, code(ResponseError::NotCoordinator));
+        }
+    }
+
+    /// Drops a group this broker no longer coordinates; its waiting members get
+    /// NOT_COORDINATOR and find the new coordinator.
+    pub fn evict(&self, group: &str) {
+        if let Some(old) = self.groups.lock().remove(group) {
+            evict_members(old, code(ResponseError::NotCoordinator));
+        }
+    }
+
+    /// The group's current generation (0 for a group never seen).
+    pub fn generation(&self, group: &str) -> i32 {
+        self.groups.lock().get(group).map_or(0, |g| g.generation)
+    }
+
     /// Forgets an empty group (DeleteGroups); NON_EMPTY_GROUP while it has members. Returns
     /// whether the coordinator knew the group.
     pub fn delete_group(&self, group: &str) -> Result<bool, i16> {
@@ -675,6 +698,12 @@ fn state_name(s: State) -> &'static str {
 
 fn drop_member(mut m: Member) {
     answer_waiters(&mut m, code(ResponseError::UnknownMemberId));
+}
+
+fn evict_members(g: Group, error: i16) {
+    for (_, mut m) in g.members {
+        answer_waiters(&mut m, error);
+    }
 }
 
 /// Answers the member's pending JoinGroup and SyncGroup with `error`.

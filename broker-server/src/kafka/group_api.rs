@@ -27,7 +27,7 @@ use tracing::info;
 
 use super::errors::code_for;
 use super::group::{JoinOutcome, JoinRequest};
-use super::{KafkaServer, NODE_ID};
+use super::KafkaServer;
 
 /// A topic's commits: (partition, offset, leader epoch, metadata, error code).
 type TopicCommits = (TopicName, Vec<(i32, i64, Option<i32>, String, i16)>);
@@ -37,32 +37,66 @@ fn s(v: String) -> StrBytes {
 }
 
 impl KafkaServer {
-    pub(super) fn find_coordinator(
+    pub(super) async fn find_coordinator(
         &self,
         req: FindCoordinatorRequest,
         version: i16,
     ) -> FindCoordinatorResponse {
-        let (host, port) = super::conn::advertised(&self.config);
-        let host = s(host);
         if version >= 4 {
-            let coordinators = req
-                .coordinator_keys
-                .into_iter()
-                .map(|key| {
-                    CoordinatorEntry::default()
-                        .with_key(key)
-                        .with_node_id(BrokerId(NODE_ID))
-                        .with_host(host.clone())
-                        .with_port(port)
-                })
-                .collect();
+            let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+            for key in req.coordinator_keys {
+                let entry = match self.coordinator_address(key.as_str(), req.key_type).await {
+                    Ok((node, host, port)) => CoordinatorEntry::default()
+                        .with_node_id(BrokerId(node))
+                        .with_host(s(host))
+                        .with_port(port),
+                    Err(code) => CoordinatorEntry::default()
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code),
+                };
+                coordinators.push(entry.with_key(key));
+            }
             FindCoordinatorResponse::default().with_coordinators(coordinators)
         } else {
-            FindCoordinatorResponse::default()
-                .with_node_id(BrokerId(NODE_ID))
-                .with_host(host)
-                .with_port(port)
+            match self
+                .coordinator_address(req.key.as_str(), req.key_type)
+                .await
+            {
+                Ok((node, host, port)) => FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(node))
+                    .with_host(s(host))
+                    .with_port(port),
+                Err(code) => FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(code),
+            }
         }
+    }
+
+    /// The coordinator of a group (key type 0) as (node id, host, port) for the current
+    /// listener: the broker holding the group's claim, else where the group is placed.
+    async fn coordinator_address(
+        &self,
+        key: &str,
+        key_type: i8,
+    ) -> Result<(i32, String, i32), i16> {
+        let node = if key_type == 0 {
+            match self.node.coordinator(key).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(group = key, "cannot look the coordinator up: {e}");
+                    return Err(ResponseError::CoordinatorNotAvailable.code());
+                }
+            }
+        } else {
+            self.node.node_id()
+        };
+        let (host, port) = self
+            .broker_address(node)
+            .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
+        Ok((node, host, port))
     }
 
     pub(super) async fn join_group(
@@ -109,6 +143,9 @@ impl KafkaServer {
                 .collect(),
             requires_known_member_id: version >= 4,
         };
+        if let Err(code) = self.coordinate(&join.group).await {
+            return fail(code, req.member_id);
+        }
         let rx = match self.coordinator.join(join) {
             Ok(rx) => rx,
             Err(code) => return fail(code, req.member_id),
@@ -144,6 +181,21 @@ impl KafkaServer {
     }
 
     pub(super) async fn sync_group(&self, req: SyncGroupRequest) -> SyncGroupResponse {
+        let group = req.group_id.0.as_str();
+        let fence = match self.coordinate(group).await {
+            Ok(f) => f,
+            Err(code) => return SyncGroupResponse::default().with_error_code(code),
+        };
+        // The leader's sync completes the rebalance: its generation is recorded first (fenced),
+        // so a coordinator that lost the group cannot hand out an assignment.
+        if !req.assignments.is_empty() && req.generation_id == self.coordinator.generation(group) {
+            if let Err(code) = self
+                .save_generation(fence.as_ref(), group, req.generation_id)
+                .await
+            {
+                return SyncGroupResponse::default().with_error_code(code);
+            }
+        }
         let assignments = req
             .assignments
             .into_iter()
@@ -173,7 +225,10 @@ impl KafkaServer {
             .with_assignment(outcome.assignment)
     }
 
-    pub(super) fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
+    pub(super) async fn heartbeat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
+        if let Err(code) = self.coordinate(req.group_id.0.as_str()).await {
+            return HeartbeatResponse::default().with_error_code(code);
+        }
         let code = self.coordinator.heartbeat(
             req.group_id.0.as_str(),
             req.generation_id,
@@ -183,8 +238,15 @@ impl KafkaServer {
         HeartbeatResponse::default().with_error_code(code)
     }
 
-    pub(super) fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    pub(super) async fn leave_group(
+        &self,
+        req: LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
         let group = req.group_id.0.as_str();
+        if let Err(code) = self.coordinate(group).await {
+            return LeaveGroupResponse::default().with_error_code(code);
+        }
         if version >= 3 {
             let ids: Vec<(String, Option<String>)> = req
                 .members
@@ -223,12 +285,23 @@ impl KafkaServer {
         _v: i16,
     ) -> OffsetCommitResponse {
         let group = req.group_id.0.to_string();
-        let mut check = self.coordinator.check_commit(
-            &group,
-            req.generation_id_or_member_epoch,
-            req.member_id.as_str(),
-            req.group_instance_id.as_ref().map(|s| s.as_str()),
-        );
+        let fence = if validate_group_name(&group).is_ok() {
+            self.coordinate(&group).await
+        } else {
+            Ok(None)
+        };
+        let (fence, mut check) = match fence {
+            Ok(f) => (f, 0),
+            Err(code) => (None, code),
+        };
+        if check == 0 {
+            check = self.coordinator.check_commit(
+                &group,
+                req.generation_id_or_member_epoch,
+                req.member_id.as_str(),
+                req.group_instance_id.as_ref().map(|s| s.as_str()),
+            );
+        }
         if check == 0 && validate_group_name(&group).is_err() {
             check = ResponseError::InvalidGroupId.code();
         }
@@ -253,14 +326,22 @@ impl KafkaServer {
         // missing topic does not fail the others.
         let mut per_topic_code = std::collections::BTreeMap::new();
         if check == 0 && !commits.is_empty() {
-            if let Err(e) = self.store.commit_offsets(&group, &commits).await {
+            let first = self
+                .commit_group_offsets(fence.as_ref(), &group, &commits)
+                .await;
+            if let Err(broker_api::StoreError::Fenced(_)) = first {
+                check = ResponseError::NotCoordinator.code();
+            } else if let Err(e) = first {
                 for t in &req.topics {
                     let mine: Vec<OffsetCommit> = commits
                         .iter()
                         .filter(|c| c.topic == t.name.0.as_str())
                         .cloned()
                         .collect();
-                    let code = match self.store.commit_offsets(&group, &mine).await {
+                    let code = match self
+                        .commit_group_offsets(fence.as_ref(), &group, &mine)
+                        .await
+                    {
                         Ok(()) => 0,
                         Err(e2) => code_for(&e2),
                     };
@@ -463,6 +544,17 @@ impl KafkaServer {
         };
         for g in req.groups {
             let name = g.0.to_string();
+            if validate_group_name(&name).is_ok() {
+                if let Err(code) = self.coordinate(&name).await {
+                    out.push(
+                        DescribedGroup::default()
+                            .with_error_code(code)
+                            .with_group_id(g)
+                            .with_authorized_operations(ops),
+                    );
+                    continue;
+                }
+            }
             let described = match self.coordinator.describe(&name) {
                 Some(d) => DescribedGroup::default()
                     .with_group_state(StrBytes::from_static_str(d.state))
@@ -512,6 +604,8 @@ impl KafkaServer {
             let name = g.0.to_string();
             let code = if validate_group_name(&name).is_err() {
                 ResponseError::InvalidGroupId.code()
+            } else if let Err(code) = self.coordinate(&name).await {
+                code
             } else {
                 match self.coordinator.delete_group(&name) {
                     Err(code) => code,
@@ -541,6 +635,9 @@ impl KafkaServer {
         if validate_group_name(&group).is_err() {
             return OffsetDeleteResponse::default()
                 .with_error_code(ResponseError::InvalidGroupId.code());
+        }
+        if let Err(code) = self.coordinate(&group).await {
+            return OffsetDeleteResponse::default().with_error_code(code);
         }
         let subscribed = self.coordinator.subscribed_topics(&group);
         if subscribed.is_none() {

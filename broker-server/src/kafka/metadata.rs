@@ -10,7 +10,7 @@ use kafka_protocol::ResponseError;
 use tracing::warn;
 
 use super::errors::code_for;
-use super::{KafkaServer, CLUSTER_ID, LEADER_EPOCH, NODE_ID};
+use super::{KafkaServer, CLUSTER_ID, LEADER_EPOCH};
 
 /// "Authorized operations" not asked for (Kafka's INT32_MIN).
 pub const NO_OPERATIONS: i32 = i32::MIN;
@@ -35,11 +35,17 @@ const fn ops(codes: &[u8]) -> i32 {
 
 impl KafkaServer {
     pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
-        let (host, port) = super::conn::advertised(&self.config);
-        let broker = MetadataResponseBroker::default()
-            .with_node_id(BrokerId(NODE_ID))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port);
+        let brokers: Vec<MetadataResponseBroker> = self
+            .live_brokers()
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port)
+                    .with_rack(rack.map(StrBytes::from_string))
+            })
+            .collect();
         // v0: an empty list means every topic; v1+: null means every topic.
         let names: Option<Vec<String>> = match req.topics {
             None => None,
@@ -124,9 +130,9 @@ impl KafkaServer {
             }
         }
         MetadataResponse::default()
-            .with_brokers(vec![broker])
+            .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
-            .with_controller_id(BrokerId(NODE_ID))
+            .with_controller_id(BrokerId(self.node.controller()))
             .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
                 CLUSTER_OPERATIONS
             } else {
@@ -138,12 +144,13 @@ impl KafkaServer {
     async fn topic_metadata(&self, info: &TopicInfo, with_ops: bool) -> MetadataResponseTopic {
         let partitions = (0..info.config.partitions as i32)
             .map(|p| {
+                let leader = BrokerId(self.node.leader(&info.name, p));
                 MetadataResponsePartition::default()
                     .with_partition_index(p)
-                    .with_leader_id(BrokerId(NODE_ID))
+                    .with_leader_id(leader)
                     .with_leader_epoch(LEADER_EPOCH)
-                    .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                    .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                    .with_replica_nodes(vec![leader])
+                    .with_isr_nodes(vec![leader])
             })
             .collect();
         MetadataResponseTopic::default()

@@ -14,6 +14,7 @@ pub mod client;
 mod cluster;
 mod configs;
 pub mod conn;
+mod coordination;
 pub mod errors;
 mod fetch;
 mod fetch_session;
@@ -134,9 +135,8 @@ impl KafkaConfig {
 /// Kafka's `connections.max.idle.ms`.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The broker's node id: there is one broker.
-pub const NODE_ID: i32 = 0;
-/// The leader epoch of every partition: leadership never moves on a single broker.
+/// The leader epoch of every partition: every live broker serves every partition from the
+/// one copy in the store, so a change of leader loses nothing a client must fence.
 pub const LEADER_EPOCH: i32 = 0;
 /// The cluster id reported in Metadata.
 pub const CLUSTER_ID: &str = "broker-single-node";
@@ -162,6 +162,10 @@ pub struct KafkaServer {
     per_principal: Arc<conn::PerPrincipal>,
     /// Byte-rate quota accounting.
     quotas: crate::security::quota::Quotas,
+    /// This broker among the live brokers: node ids, leaders, coordinators.
+    node: Arc<crate::cluster::Node>,
+    /// Fences of the groups this broker coordinates in a cluster.
+    fences: coordination::Fences,
 }
 
 impl KafkaServer {
@@ -173,7 +177,22 @@ impl KafkaServer {
         stop: watch::Receiver<bool>,
     ) -> Arc<KafkaServer> {
         let authz = crate::security::acl::Authorizer::disabled(store.clone());
-        Self::with_authorizer(store, metrics, config, stop, authz)
+        let node = crate::cluster::Node::single(
+            0,
+            vec![broker_api::BrokerEndpoint {
+                listener: "PLAINTEXT".into(),
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+            }],
+            String::new(),
+            None,
+        );
+        Self::with_authorizer(store, metrics, config, stop, authz, node)
+    }
+
+    /// This broker in its cluster.
+    pub fn node(&self) -> Arc<crate::cluster::Node> {
+        self.node.clone()
     }
 
     /// A server over `store` whose requests are checked by `authz`.
@@ -183,8 +202,11 @@ impl KafkaServer {
         config: KafkaConfig,
         stop: watch::Receiver<bool>,
         authz: Arc<crate::security::acl::Authorizer>,
+        node: Arc<crate::cluster::Node>,
     ) -> Arc<KafkaServer> {
         Arc::new(KafkaServer {
+            node,
+            fences: Default::default(),
             authz,
             per_ip: Default::default(),
             per_principal: Default::default(),
@@ -589,7 +611,7 @@ impl KafkaServer {
             }
             KafkaRequest::FindCoordinator(req) => {
                 let keys = req.clone();
-                let resp = self.find_coordinator(req, v);
+                let resp = self.find_coordinator(req, v).await;
                 reply!(
                     ApiKey::FindCoordinator,
                     "FindCoordinator",
@@ -646,10 +668,14 @@ impl KafkaServer {
                 )
             }
             KafkaRequest::Heartbeat(req) => {
-                reply!(ApiKey::Heartbeat, "Heartbeat", self.heartbeat(req))
+                reply!(ApiKey::Heartbeat, "Heartbeat", self.heartbeat(req).await)
             }
             KafkaRequest::LeaveGroup(req) => {
-                reply!(ApiKey::LeaveGroup, "LeaveGroup", self.leave_group(req, v))
+                reply!(
+                    ApiKey::LeaveGroup,
+                    "LeaveGroup",
+                    self.leave_group(req, v).await
+                )
             }
             KafkaRequest::SyncGroup(req) => {
                 reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)

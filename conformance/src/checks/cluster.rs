@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::{
-    BrokerEndpoint, BrokerRegistration, Clock, Cluster, CoordinatorClaim, CoordinatorFence, Membership,
-    OffsetCommit, Store, StoreError, FIRST_ALLOCATED_NODE_ID,
+    BrokerEndpoint, BrokerRegistration, Clock, Cluster, CoordinatorClaim, CoordinatorFence,
+    Membership, OffsetCommit, Store, StoreError, FIRST_ALLOCATED_NODE_ID,
 };
 use bytes::Bytes;
 
@@ -216,7 +216,11 @@ pub async fn lapsed_broker_is_fenced(backend: Arc<dyn Backend>) -> CheckResult {
         StoreError::Fenced(_),
         "heartbeat at exactly the lapse"
     );
-    ensure_eq!(b.live_brokers().await.ctx("list")?, vec![], "after the lapse");
+    ensure_eq!(
+        b.live_brokers().await.ctx("list")?,
+        vec![],
+        "after the lapse"
+    );
     let new = b.register_broker(reg(Some(1), "b")).await.ctx("register")?;
     ensure_err!(
         a.heartbeat(old).await,
@@ -281,7 +285,10 @@ pub async fn coordinator_claim_is_exclusive(backend: Arc<dyn Backend>) -> CheckR
     let other = grant(b, mb, "other").await?;
     ensure_eq!(other.group, "other", "an unrelated group");
     // Two claims at once: exactly one is granted.
-    let (x, y) = tokio::join!(a.claim_coordinator(ma, "race"), b.claim_coordinator(mb, "race"));
+    let (x, y) = tokio::join!(
+        a.claim_coordinator(ma, "race"),
+        b.claim_coordinator(mb, "race")
+    );
     let granted = [x.ctx("claim")?, y.ctx("claim")?]
         .iter()
         .filter(|c| matches!(c, CoordinatorClaim::Granted { .. }))
@@ -338,7 +345,11 @@ pub async fn coordinator_of_names_the_live_holder(backend: Arc<dyn Backend>) -> 
     grant(a, ma, "g").await?;
     ensure_eq!(b.coordinator_of("g").await.ctx("of")?, Some(4), "held");
     s.clock.advance(LAPSE.as_millis() as i64);
-    ensure_eq!(b.coordinator_of("g").await.ctx("of")?, None, "holder lapsed");
+    ensure_eq!(
+        b.coordinator_of("g").await.ctx("of")?,
+        None,
+        "holder lapsed"
+    );
     peer.close().await.ctx("close peer")?;
     s.finish().await.ctx("close")
 }
@@ -460,7 +471,11 @@ pub async fn group_state_follows_the_coordinator(backend: Arc<dyn Backend>) -> C
     let mb = c.register_broker(reg(Some(2), "b")).await.ctx("register")?;
     match c.claim_coordinator(mb, "g").await.ctx("claim")? {
         CoordinatorClaim::Granted { state, .. } => {
-            ensure_eq!(state, Some(Bytes::from_static(b"gen 2")), "state handed over")
+            ensure_eq!(
+                state,
+                Some(Bytes::from_static(b"gen 2")),
+                "state handed over"
+            )
         }
         other => return Err(format!("claim after reopen: {other:?}")),
     }

@@ -166,7 +166,8 @@ struct Inner {
     /// (a later fsync could report good while the failed pages are gone).
     meta_failed: SyncFailure,
     flusher: Mutex<Option<Flusher>>,
-    /// The directory lock (an exclusive `flock` on `<root>/lock`), released on close.
+    /// The directory lock (see `dir_lock`), released on close (or when the store is
+    /// dropped, or the process ends).
     dir_lock: Mutex<Option<std::fs::File>>,
     /// Damaged batches found since open.
     damage: Arc<DamageLog>,
@@ -235,7 +236,8 @@ impl LogStore {
         let io = Io::new(opts.faults.clone());
         std::fs::create_dir_all(dir.join("topics"))
             .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
-        let dir_lock = lock_dir(dir)?;
+        // Before anything is read or written: a second process on the directory is refused.
+        let dir_lock = crate::dir_lock::lock(dir)?;
         // A directory without metadata has never held a store: nothing to recover.
         let fresh = !dir.join("meta").exists();
         check_format_version(dir, &io, fresh)?;
@@ -380,24 +382,6 @@ fn remove_partition_dirs(topic_dir: &Path, range: std::ops::Range<usize>) {
     for p in range {
         let _ = std::fs::remove_dir_all(topic_dir.join(p.to_string()));
     }
-}
-
-/// Takes an exclusive lock on the store directory, so two stores never share it.
-fn lock_dir(dir: &Path) -> LogResult<std::fs::File> {
-    use std::os::unix::io::AsRawFd;
-    let path = dir.join("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
-    // SAFETY: plain syscall on a valid descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(LogError::Locked(dir.display().to_string()));
-    }
-    Ok(f)
 }
 
 /// Fsyncs, every interval, the partitions of `interval` topics and the metadata journal.
@@ -1309,8 +1293,23 @@ impl Store for LogStore {
         if inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        inner.stop_flusher();
-        let topics: Vec<Arc<TopicHandle>> = inner.topics.read().values().cloned().collect();
+        let closed = inner.close_files();
+        // Failed or not, the store is done with the directory: the next open may have it (a
+        // failed close left no clean-shutdown marker, so that open recovers).
+        inner.dir_lock.lock().take();
+        if closed.is_ok() {
+            tracing::info!(dir = %inner.dir.display(), "closed log store");
+        }
+        closed
+    }
+}
+
+impl Inner {
+    /// The work of `close`: stops the flusher, closes every partition, syncs the journal and
+    /// writes the clean-shutdown marker.
+    fn close_files(&self) -> StoreResult<()> {
+        self.stop_flusher();
+        let topics: Vec<Arc<TopicHandle>> = self.topics.read().values().cloned().collect();
         // Every partition is closed even if one fails; a failure leaves no clean-shutdown
         // marker, so the next open recovers.
         let mut failed = None;
@@ -1321,23 +1320,19 @@ impl Store for LogStore {
                 }
             }
         }
-        let meta = inner.sync_meta_blocking();
+        let meta = self.sync_meta_blocking();
         if let Some(e) = failed {
-            inner.dir_lock.lock().take();
             return Err(e);
         }
         meta?;
-        let marker = inner.dir.join(CLEAN_SHUTDOWN);
+        let marker = self.dir.join(CLEAN_SHUTDOWN);
         let f = std::fs::File::create(&marker)
             .map_err(|e| StoreError::from(LogError::io("writing the clean-shutdown marker", e)))?;
-        inner
-            .io
+        self.io
             .sync_all(&f)
             .map_err(|e| StoreError::from(LogError::io("syncing the clean-shutdown marker", e)))?;
-        sync_dir(&inner.io, &inner.dir)
+        sync_dir(&self.io, &self.dir)
             .map_err(|e| StoreError::from(LogError::io("syncing the store directory", e)))?;
-        inner.dir_lock.lock().take();
-        tracing::info!(dir = %inner.dir.display(), "closed log store");
         Ok(())
     }
 }

@@ -1,0 +1,155 @@
+//! Group coordination among brokers sharing a store: a broker acts as a group's coordinator
+//! only while it holds the group's claim in the store, and every write it makes for the group
+//! (offset commits, the state a completed rebalance leaves) carries the claim's fence, which
+//! the store refuses once another broker took the group over.
+
+use std::collections::HashMap;
+
+use broker_api::{CoordinatorClaim, CoordinatorFence, OffsetCommit, StoreError, StoreResult};
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tracing::{info, warn};
+
+use super::KafkaServer;
+
+/// The fences of the groups this broker coordinates, with the node epoch they were won in.
+#[derive(Default)]
+pub(super) struct Fences {
+    map: parking_lot::Mutex<HashMap<String, (u64, CoordinatorFence)>>,
+}
+
+/// Group state handed from coordinator to coordinator: version 1 is the generation.
+fn encode_state(generation: i32) -> Bytes {
+    let mut b = Vec::with_capacity(5);
+    b.push(1u8);
+    b.extend_from_slice(&generation.to_be_bytes());
+    Bytes::from(b)
+}
+
+fn decode_state(state: Option<&Bytes>) -> i32 {
+    match state.map(|s| s.as_ref()) {
+        Some([1, a, b, c, d]) => i32::from_be_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
+}
+
+impl KafkaServer {
+    /// Whether this broker coordinates `group`: `Ok(None)` on a single broker, `Ok(Some)`
+    /// with the fence of its claim in a cluster (claimed now if the group is free), else the
+    /// error code to answer (NOT_COORDINATOR: the client finds the coordinator again).
+    pub(super) async fn coordinate(&self, group: &str) -> Result<Option<CoordinatorFence>, i16> {
+        let Some(cluster) = self.store.cluster() else {
+            return Ok(None);
+        };
+        if !self.node.is_valid() {
+            // Paused or cut off past the lapse: another broker may own the group by now.
+            self.group_lost(group, "this broker's registration may have lapsed");
+            return Err(ResponseError::NotCoordinator.code());
+        }
+        let epoch = self.node.epoch();
+        let me = self.node.membership();
+        if let Some((e, f)) = self.fences.map.lock().get(group) {
+            if *e == epoch && f.holder == me {
+                return Ok(Some(f.clone()));
+            }
+        }
+        match cluster.claim_coordinator(me, group).await {
+            Ok(CoordinatorClaim::Granted { fence, state }) => {
+                let mut map = self.fences.map.lock();
+                let known = map
+                    .get(group)
+                    .is_some_and(|(e, f)| *e == epoch && *f == fence);
+                if !known {
+                    let generation = decode_state(state.as_ref());
+                    self.coordinator.adopt(group, generation);
+                    info!(
+                        group,
+                        epoch = fence.epoch,
+                        generation,
+                        "coordinating the group"
+                    );
+                    map.insert(group.to_string(), (epoch, fence.clone()));
+                }
+                Ok(Some(fence))
+            }
+            Ok(CoordinatorClaim::HeldBy(node)) => {
+                self.group_lost(group, &format!("broker {node} coordinates it"));
+                Err(ResponseError::NotCoordinator.code())
+            }
+            Err(StoreError::Fenced(why)) => {
+                self.group_lost(group, &why);
+                Err(ResponseError::NotCoordinator.code())
+            }
+            Err(e) => {
+                warn!(group, "cannot claim the group's coordinator: {e}");
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            }
+        }
+    }
+
+    /// Forgets a group this broker no longer coordinates (its members are told
+    /// NOT_COORDINATOR and find the new coordinator).
+    pub(super) fn group_lost(&self, group: &str, why: &str) {
+        if self.fences.map.lock().remove(group).is_some() {
+            self.metrics.coordinator_lost();
+            info!(group, "no longer coordinating the group: {why}");
+        }
+        self.coordinator.evict(group);
+    }
+
+    /// Commits offsets for `group`: fenced in a cluster, so a broker that lost the group
+    /// cannot write after its successor.
+    pub(super) async fn commit_group_offsets(
+        &self,
+        fence: Option<&CoordinatorFence>,
+        group: &str,
+        commits: &[OffsetCommit],
+    ) -> StoreResult<()> {
+        let r = match (fence, self.store.cluster()) {
+            (Some(f), Some(c)) => c.commit_offsets_fenced(f, commits).await,
+            _ => self.store.commit_offsets(group, commits).await,
+        };
+        if let Err(StoreError::Fenced(why)) = &r {
+            self.metrics.fenced_write();
+            self.group_lost(group, why);
+        }
+        r
+    }
+
+    /// Records the generation a rebalance completes (before its assignment is handed out), so
+    /// the next coordinator continues from it; refused once the group moved.
+    pub(super) async fn save_generation(
+        &self,
+        fence: Option<&CoordinatorFence>,
+        group: &str,
+        generation: i32,
+    ) -> Result<(), i16> {
+        let (Some(f), Some(c)) = (fence, self.store.cluster()) else {
+            return Ok(());
+        };
+        match c.save_group_state(f, encode_state(generation)).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Fenced(why)) => {
+                self.metrics.fenced_write();
+                self.group_lost(group, &why);
+                Err(ResponseError::NotCoordinator.code())
+            }
+            Err(e) => {
+                warn!(group, "cannot save the group's state: {e}");
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_unknown_state_starts_at_zero() {
+        assert_eq!(decode_state(Some(&encode_state(41))), 41);
+        assert_eq!(decode_state(None), 0);
+        assert_eq!(decode_state(Some(&Bytes::from_static(b"\x02abcd"))), 0);
+    }
+}
