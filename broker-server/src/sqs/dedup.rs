@@ -22,6 +22,50 @@ pub struct Original {
 pub struct DedupIndex {
     ids: HashMap<String, Original>,
     order: VecDeque<(i64, String)>,
+    /// Per partition, the offset the next catch-up reads from.
+    next: HashMap<i32, i64>,
+}
+
+/// Collects the deduplication ids of partition `p` from `from` to its high watermark;
+/// returns where the scan stopped.
+async fn scan(
+    store: &dyn Store,
+    topic: &str,
+    p: i32,
+    from: i64,
+    found: &mut Vec<(String, Original)>,
+) -> SqsResult<i64> {
+    let offsets = store.partition_offsets(topic, p).await?;
+    let mut offset = from.max(offsets.log_start_offset);
+    while offset < offsets.high_watermark {
+        let r = store
+            .fetch(
+                topic,
+                p,
+                offset,
+                FetchLimits {
+                    max_records: 1000,
+                    max_bytes: 4 << 20,
+                },
+            )
+            .await?;
+        let Some(last) = r.records.last() else { break };
+        offset = last.offset + 1;
+        for rec in &r.records {
+            if let Some(id) = header_str(rec, DEDUP_HEADER) {
+                found.push((
+                    id,
+                    Original {
+                        message_id: message_id_of(topic, p, rec),
+                        partition: p,
+                        offset: rec.offset,
+                        sent_ms: rec.timestamp_ms,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(offset)
 }
 
 impl DedupIndex {
@@ -35,50 +79,46 @@ impl DedupIndex {
         let mut index = DedupIndex::default();
         let mut found = Vec::new();
         for p in 0..partitions as i32 {
-            let Some(start) = store
+            let start = match store
                 .offset_for_timestamp(topic, p, now_ms - DEDUP_WINDOW_MS)
                 .await?
-            else {
-                continue;
+            {
+                Some(start) => start.offset,
+                None => store.partition_offsets(topic, p).await?.high_watermark,
             };
-            let mut offset = start.offset;
-            loop {
-                let r = store
-                    .fetch(
-                        topic,
-                        p,
-                        offset,
-                        FetchLimits {
-                            max_records: 1000,
-                            max_bytes: 4 << 20,
-                        },
-                    )
-                    .await?;
-                let Some(last) = r.records.last() else { break };
-                offset = last.offset + 1;
-                for rec in &r.records {
-                    if let Some(id) = header_str(rec, DEDUP_HEADER) {
-                        found.push((
-                            id,
-                            Original {
-                                message_id: message_id_of(topic, p, rec),
-                                partition: p,
-                                offset: rec.offset,
-                                sent_ms: rec.timestamp_ms,
-                            },
-                        ));
-                    }
-                }
-                if offset >= r.high_watermark {
-                    break;
-                }
-            }
+            let next = scan(store, topic, p, start, &mut found).await?;
+            index.next.insert(p, next);
         }
         found.sort_by_key(|(_, o)| o.sent_ms);
         for (id, o) in found {
             index.insert(id, o, now_ms);
         }
         Ok(index)
+    }
+
+    /// Adds the ids of records appended since the last load or catch-up (by any broker over
+    /// a shared store), so a retry through another broker is still recognised.
+    pub async fn catch_up(
+        &mut self,
+        store: &dyn Store,
+        topic: &str,
+        partitions: u32,
+        now_ms: i64,
+    ) -> SqsResult<()> {
+        let mut found = Vec::new();
+        for p in 0..partitions as i32 {
+            let from = match self.next.get(&p) {
+                Some(n) => *n,
+                None => store.partition_offsets(topic, p).await?.log_start_offset,
+            };
+            let next = scan(store, topic, p, from, &mut found).await?;
+            self.next.insert(p, next);
+        }
+        found.sort_by_key(|(_, o)| o.sent_ms);
+        for (id, o) in found {
+            self.insert(id, o, now_ms);
+        }
+        Ok(())
     }
 
     fn expire(&mut self, now_ms: i64) {

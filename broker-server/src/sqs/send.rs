@@ -238,8 +238,15 @@ impl Sqs {
             None => None,
         };
         if let Some(g) = guard.as_mut() {
-            if g.is_none() {
-                **g = Some(DedupIndex::load(self.store.as_ref(), &q.topic, n, now).await?);
+            match g.as_mut() {
+                None => **g = Some(DedupIndex::load(self.store.as_ref(), &q.topic, n, now).await?),
+                // Other brokers append to a shared store: read what they sent since.
+                Some(index) if self.store.cluster().is_some() => {
+                    index
+                        .catch_up(self.store.as_ref(), &q.topic, n, now)
+                        .await?
+                }
+                Some(_) => {}
             }
         }
         let rr = self.round_robin.fetch_add(1, Ordering::Relaxed) as u32 % n;
