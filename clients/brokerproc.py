@@ -1,6 +1,7 @@
 """A real `broker` process for tests: start, stop, restart with the same data."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -32,7 +33,9 @@ def wait_port(port, proc, timeout=30.0):
 class Broker:
     """A running broker process; restart() keeps its data."""
 
-    def __init__(self, store, extra_args=()):
+    def __init__(self, store, extra_args=(), schema=None, node_id=None):
+        """`schema` (postgres): the schema to use, shared by the brokers of one cluster (default:
+        a fresh one). `node_id`: passed as --node-id (default: none, the store's choice)."""
         self.store = store
         self.bin = os.environ.get("BROKER_BIN", os.path.join(ROOT, "target", "debug", "broker"))
         if not os.path.exists(self.bin):
@@ -43,8 +46,10 @@ class Broker:
         self.kafka_addr = f"127.0.0.1:{self.kafka_port}"
         self.http_addr = f"127.0.0.1:{self.http_port}"
         self.http_url = f"http://{self.http_addr}"
-        self.schema = "t_" + uuid.uuid4().hex[:12]
+        self.schema = schema or "t_" + uuid.uuid4().hex[:12]
+        self.node_id = node_id
         self.extra_args = list(extra_args)
+        self.paused = False
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "broker.log")
 
@@ -59,6 +64,8 @@ class Broker:
             if not url:
                 raise RuntimeError("BROKER_STORE=postgres needs DATABASE_URL (scripts/test sets it)")
             a += ["--database-url", url, "--pg-schema", self.schema]
+        if self.node_id is not None:
+            a += ["--node-id", str(self.node_id)]
         return a + self.extra_args
 
     def start(self):
@@ -70,9 +77,26 @@ class Broker:
         wait_port(self.http_port, self.proc)
         return self
 
+    @property
+    def pid(self):
+        """The running process's pid (None when stopped)."""
+        return self.proc.pid if self.proc is not None else None
+
+    def pause(self):
+        """SIGSTOP: the process stays alive but does nothing until resume()."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        """SIGCONT after pause()."""
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
     def stop(self, sig="term"):
         if self.proc is None:
             return
+        if self.paused:  # a stopped process would not act on SIGTERM
+            self.resume()
         if sig == "kill":
             self.proc.kill()
         else:
