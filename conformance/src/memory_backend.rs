@@ -33,7 +33,7 @@ impl Backend for MemoryBackend {
             .entry(slot.to_string())
             .or_default()
             .clone();
-        Ok(Arc::new(MemoryStore::on(shared, clock)))
+        Ok(Arc::new(MemoryStore::on(shared, clock).clustered()))
     }
 
     async fn wipe(&self, slot: &str) -> StoreResult<()> {

@@ -41,6 +41,8 @@ pub struct MemoryStore {
     shared: Arc<MemoryData>,
     clock: SharedClock,
     closed: watch::Sender<bool>,
+    /// Whether [`Store::cluster`] offers the in-memory cluster (see [`MemoryStore::clustered`]).
+    cluster: bool,
 }
 
 impl MemoryStore {
@@ -56,7 +58,16 @@ impl MemoryStore {
             shared,
             clock,
             closed: watch::Sender::new(false),
+            cluster: false,
         }
+    }
+
+    /// Offers [`broker_api::Cluster`]: stores opened on one [`MemoryData`] in one process act
+    /// as brokers sharing a store (the conformance suite's cluster checks). Off by default: a
+    /// `broker` process on the memory store owns its data alone.
+    pub fn clustered(mut self) -> Self {
+        self.cluster = true;
+        self
     }
 
     fn now(&self) -> i64 {
@@ -636,7 +647,7 @@ impl Store for MemoryStore {
     }
 
     fn cluster(&self) -> Option<&dyn broker_api::Cluster> {
-        Some(self)
+        self.cluster.then_some(self as &dyn broker_api::Cluster)
     }
 
     async fn close(&self) -> StoreResult<()> {
