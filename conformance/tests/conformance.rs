@@ -48,6 +48,10 @@ enum Fault {
     CredentialNotReplaced,
     /// `delete_acls` removes every binding of the given bindings' principals.
     AclDeleteByPrincipal,
+    /// `commit_offsets_fenced` and `save_group_state` write even with a superseded fence.
+    StaleFenceAccepted,
+    /// `claim_coordinator` grants a held group to whoever asks, without a new epoch.
+    ClaimIgnoresHolder,
 }
 
 struct BrokenStore {
@@ -392,6 +396,72 @@ impl Store for BrokenStore {
     async fn close(&self) -> StoreResult<()> {
         self.inner.close().await
     }
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        self.inner.cluster().map(|_| self as &dyn Cluster)
+    }
+}
+
+#[async_trait]
+impl Cluster for BrokenStore {
+    async fn register_broker(&self, r: BrokerRegistration) -> StoreResult<Membership> {
+        self.c().register_broker(r).await
+    }
+    async fn heartbeat(&self, me: Membership) -> StoreResult<()> {
+        self.c().heartbeat(me).await
+    }
+    async fn deregister(&self, me: Membership) -> StoreResult<()> {
+        self.c().deregister(me).await
+    }
+    async fn live_brokers(&self) -> StoreResult<Vec<LiveBroker>> {
+        self.c().live_brokers().await
+    }
+    async fn claim_coordinator(&self, me: Membership, g: &str) -> StoreResult<CoordinatorClaim> {
+        match self.c().claim_coordinator(me, g).await? {
+            CoordinatorClaim::HeldBy(_) if self.fault == Fault::ClaimIgnoresHolder => {
+                Ok(CoordinatorClaim::Granted {
+                    fence: CoordinatorFence {
+                        group: g.to_string(),
+                        holder: me,
+                        epoch: 1,
+                    },
+                    state: None,
+                })
+            }
+            other => Ok(other),
+        }
+    }
+    async fn coordinator_of(&self, g: &str) -> StoreResult<Option<i32>> {
+        self.c().coordinator_of(g).await
+    }
+    async fn commit_offsets_fenced(
+        &self,
+        f: &CoordinatorFence,
+        c: &[OffsetCommit],
+    ) -> StoreResult<()> {
+        match self.c().commit_offsets_fenced(f, c).await {
+            Err(StoreError::Fenced(_)) if self.fault == Fault::StaleFenceAccepted => {
+                self.inner.commit_offsets(&f.group, c).await
+            }
+            other => other,
+        }
+    }
+    async fn save_group_state(&self, f: &CoordinatorFence, state: bytes::Bytes) -> StoreResult<()> {
+        match self.c().save_group_state(f, state).await {
+            Err(StoreError::Fenced(_)) if self.fault == Fault::StaleFenceAccepted => Ok(()),
+            other => other,
+        }
+    }
+    async fn resign_coordinator(&self, f: &CoordinatorFence) -> StoreResult<()> {
+        self.c().resign_coordinator(f).await
+    }
+}
+
+impl BrokenStore {
+    fn c(&self) -> &dyn Cluster {
+        self.inner
+            .cluster()
+            .expect("the memory backend offers a cluster")
+    }
 }
 
 fn broken(fault: Fault) -> Arc<dyn Backend> {
@@ -466,6 +536,8 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         Fault::BatchCrcUnchecked => vec!["invalid_batch_is_rejected"],
         Fault::CredentialNotReplaced => vec!["credentials_round_trip"],
         Fault::AclDeleteByPrincipal => vec!["acls_are_deleted_exactly"],
+        // Cluster faults break no rule of the store suite (see the cluster test).
+        Fault::StaleFenceAccepted | Fault::ClaimIgnoresHolder => vec![],
     }
 }
 
@@ -526,6 +598,31 @@ async fn suite_reports_exactly_the_broken_rules() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_checks_report_exactly_the_broken_rules() {
+    let cases = [
+        (
+            Fault::StaleFenceAccepted,
+            vec!["stale_coordinator_is_fenced", "resigned_group_is_free"],
+        ),
+        (
+            Fault::ClaimIgnoresHolder,
+            vec![
+                "coordinator_claim_is_exclusive",
+                "coordinator_moves_when_holder_lapses",
+                "stale_coordinator_is_fenced",
+            ],
+        ),
+    ];
+    for (fault, want) in cases {
+        let report = conformance::run_list(conformance::CLUSTER_CHECKS, broken(fault)).await;
+        assert_eq!(report.failed_names(), want, "{fault:?}:\n{report}");
+    }
+    let clean =
+        conformance::run_list(conformance::CLUSTER_CHECKS, broken(Fault::DuplicateTopicOk)).await;
+    assert!(clean.is_success(), "{clean}");
 }
 
 #[test]
