@@ -142,6 +142,11 @@ impl Node {
         *self.epoch.borrow()
     }
 
+    /// Changes each time the node registers again.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+
     /// The live brokers, sorted by node id.
     pub fn brokers(&self) -> Arc<Vec<LiveBroker>> {
         self.current.read().live.clone()

@@ -87,6 +87,31 @@ impl KafkaServer {
         }
     }
 
+    /// Drops every coordinated group when the node registers again (it lapsed: its claims
+    /// may have moved), until the server stops.
+    pub(super) async fn drop_groups_on_reregistration(self: std::sync::Arc<Self>) {
+        let mut epochs = self.node.subscribe();
+        let mut stop = self.stop.clone();
+        loop {
+            tokio::select! {
+                changed = epochs.changed() => if changed.is_err() { break },
+                _ = super::stopped(&mut stop) => break,
+            }
+            let epoch = *epochs.borrow_and_update();
+            let stale: Vec<String> = self
+                .fences
+                .map
+                .lock()
+                .iter()
+                .filter(|(_, (e, _))| *e != epoch)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for group in stale {
+                self.group_lost(&group, "this broker registered again after a lapse");
+            }
+        }
+    }
+
     /// Forgets a group this broker no longer coordinates (its members are told
     /// NOT_COORDINATOR and find the new coordinator).
     pub(super) fn group_lost(&self, group: &str, why: &str) {

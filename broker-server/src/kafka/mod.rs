@@ -229,6 +229,7 @@ impl KafkaServer {
         for (listener, info) in listeners {
             tasks.spawn(self.clone().serve_listener(listener, info));
         }
+        tasks.spawn(self.clone().drop_groups_on_reregistration());
         while tasks.join_next().await.is_some() {}
         info!("kafka listeners stopped");
     }
