@@ -15,6 +15,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import ChaosError  # noqa: E402
+import scen_cluster  # noqa: E402
 import scen_crash  # noqa: E402
 import scen_diskfull  # noqa: E402
 import scen_hostile  # noqa: E402
@@ -29,6 +30,8 @@ SCENARIOS = {
     "disk-full": scen_diskfull.disk_full,
     "hostile": scen_hostile.hostile,
     "soak": scen_soak.soak,
+    "cluster-kill9-coordinator": scen_cluster.kill9_coordinator,
+    "cluster-sqs-kill9": scen_cluster.sqs_kill9,
 }
 
 # Scenarios left out of --bounded (each for a reason written in docs/reliability.md).
