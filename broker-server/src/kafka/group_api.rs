@@ -505,10 +505,19 @@ impl KafkaServer {
             .collect();
         match self.store.list_consumer_groups().await {
             Ok(names) => {
+                let clustered = self.node.is_clustered();
+                let me = self.node.node_id();
                 for name in names {
-                    groups
-                        .entry(name)
-                        .or_insert_with(|| ("consumer".to_string(), "Empty"));
+                    if groups.contains_key(&name) {
+                        continue;
+                    }
+                    // In a cluster each broker lists the groups it coordinates (admin
+                    // clients ask every broker and merge), so a group is listed once.
+                    if clustered && !matches!(self.node.coordinator(&name).await, Ok(n) if n == me)
+                    {
+                        continue;
+                    }
+                    groups.insert(name, ("consumer".to_string(), "Empty"));
                 }
             }
             Err(e) => {
