@@ -112,7 +112,7 @@ impl Cluster for PgStore {
         }
         let now = self.now();
         let lapse = i64::try_from(reg.lapse.as_millis()).unwrap_or(i64::MAX);
-        let obj = self.conn().await?;
+        let obj = self.cluster_conn().await?;
         let tx = Tx::new(obj);
         let c = tx.client();
         // Registrations are rare: one at a time, so two brokers never pick the same free id.
@@ -179,7 +179,7 @@ impl Cluster for PgStore {
     async fn heartbeat(&self, me: Membership) -> StoreResult<()> {
         let now = self.now();
         let n = self
-            .conn()
+            .cluster_conn()
             .await?
             .execute(
                 concat!(
@@ -198,7 +198,7 @@ impl Cluster for PgStore {
     }
 
     async fn deregister(&self, me: Membership) -> StoreResult<()> {
-        self.conn()
+        self.cluster_conn()
             .await?
             .execute(
                 "UPDATE brokers SET left_cluster = true WHERE node_id = $1 AND incarnation = $2",
@@ -212,7 +212,7 @@ impl Cluster for PgStore {
     async fn live_brokers(&self) -> StoreResult<Vec<LiveBroker>> {
         let now = self.now();
         let rows = self
-            .conn()
+            .cluster_conn()
             .await?
             .query(LIVE_BROKERS, &[&now])
             .await

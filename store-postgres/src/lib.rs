@@ -74,6 +74,9 @@ pub struct PgStore {
     /// Connections for lease calls only, so a lease (serialised per partition and group)
     /// never queues behind acks and appends for a connection.
     lease_pool: Pool,
+    /// Connections for cluster membership only (registration, heartbeats, the live list),
+    /// so a broker busy with data never lets its registration lapse waiting for one.
+    cluster_pool: Pool,
     schema: String,
     channel: String,
     clock: SharedClock,
@@ -159,6 +162,7 @@ impl PgStore {
         };
         let pool = build(options.pool_size.max(1))?;
         let lease_pool = build((options.pool_size / 2).max(2))?;
+        let cluster_pool = build(2)?;
         let channel = format!("{}_append", options.schema);
         let waiters = Arc::new(Waiters::default());
         let listener = tokio::spawn(notify::listen(
@@ -178,6 +182,7 @@ impl PgStore {
             group_ctx,
             pool,
             lease_pool,
+            cluster_pool,
             schema: options.schema,
             channel,
             clock,
@@ -235,6 +240,13 @@ impl PgStore {
     async fn conn(&self) -> StoreResult<deadpool_postgres::Object> {
         self.check_open()?;
         self.checkout(0).await
+    }
+
+    /// A connection of the cluster-membership pool (lazily opened: stores that never join a
+    /// cluster open none).
+    async fn cluster_conn(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.check_open()?;
+        self.cluster_pool.get().await.map_err(pool_err)
     }
 
     /// A connection of pool 0 (main) or 1 (lease), counting waits and their duration.
@@ -339,6 +351,7 @@ impl PgStore {
         }
         self.pool.close();
         self.lease_pool.close();
+        self.cluster_pool.close();
     }
 }
 
