@@ -3,6 +3,7 @@ coordinates the consumer group, or one that serves SQS receivers, is SIGKILLed a
 with its node id, again and again."""
 import os
 import random
+import signal
 import threading
 import time
 import urllib.request
@@ -14,6 +15,7 @@ from scen_pg import _kerr_ok
 HEARTBEAT_MS = 500
 LAPSE_MS = 3000
 PARTITIONS = 6
+PAUSE_EVERY = 3     # kill cycles between two pauses of the coordinator
 
 
 # ---------------------------------------------------------------- the cluster
@@ -227,10 +229,11 @@ class Member(threading.Thread):
             pass
 
 
-def coordinator_of(cluster, group):
-    """The node id FindCoordinator names for `group`, asked through the live brokers."""
+def coordinator_of(cluster, group, exclude=()):
+    """The node id FindCoordinator names for `group`, asked through the live brokers (less
+    the node ids in `exclude`, e.g. a paused one)."""
     from confluent_kafka.admin import AdminClient
-    live = cluster.live()
+    live = [b for b in cluster.live() if b.node_id not in exclude]
     if not live:
         return None
     a = AdminClient({"bootstrap.servers": ",".join(b.bootstrap for b in live), "log_level": 2,
@@ -307,7 +310,8 @@ def _generations(cluster, group):
 
 
 def kill9_coordinator(ctx):
-    """SIGKILL the group's coordinator of a 3-broker cluster, cycle after cycle."""
+    """SIGKILL the group's coordinator of a 3-broker cluster, cycle after cycle (and every
+    third cycle, pause it with SIGSTOP past the lapse and let it go on)."""
     cycles = ctx.scale(3, 20)
     run = os.urandom(4).hex()
     topic = "chaos-cl-" + run
@@ -334,7 +338,14 @@ def kill9_coordinator(ctx):
         problems = []
         kills = []
         rnd = random.Random(run)
+        # Every `PAUSE_EVERY`th cycle pauses the coordinator (SIGSTOP) past the lapse instead,
+        # then lets it go on (SIGCONT): it must not act for the group any more.
+        kinds = []
         for i in range(cycles):
+            kinds.append("kill")
+            if (i + 1) % PAUSE_EVERY == 0:
+                kinds.append("pause")
+        for i, kind in enumerate(kinds):
             coord = _wait(lambda: coordinator_of(cl, group), 30)
             b = cl.by_id(coord) if coord is not None else None
             if b is None or not b.alive():
@@ -342,33 +353,63 @@ def kill9_coordinator(ctx):
                 break
             with tally.lock:
                 n_del = len(tally.deliveries)
-            cl.kill9(b)
+            if kind == "kill":
+                cl.kill9(b)
+            else:
+                lost0 = cl.read_metrics(b)
+                os.kill(b.pid(), signal.SIGSTOP)
             t_kill = time.monotonic()
-            kills.append((t_kill, coord))
+            kills.append((t_kill, coord, kind))
+
             # Recovered: a commit sent after the kill was acknowledged (only a coordinator can
-            # acknowledge one) and the group delivered records after it.
+            # acknowledge one).
             def committed_after():
                 with tally.lock:
                     return next((c for c in tally.commits if c[0] > t_kill), None)
             c = _wait(committed_after, 60, 0.05)
             t_commit = (c[1] - t_kill) if c else None
             new_coord = _wait(lambda: (lambda n: n if n not in (None, coord) else None)(
-                coordinator_of(cl, group)), 30)
+                coordinator_of(cl, group, exclude=(coord,))), 30)
             with tally.lock:
                 consumed_after = len(tally.deliveries) - n_del
-            restart = cl.restart(b)
-            rec = {"cycle": i + 1, "killed": coord, "new_coordinator": new_coord,
+            rec = {"cycle": i + 1, "kind": kind, "coordinator": coord,
+                   "new_coordinator": new_coord,
                    "recover_s": round(t_commit, 2) if t_commit is not None else None,
-                   "delivered_meanwhile": consumed_after,
-                   "restart_s": round(restart, 2), "id_wait_s": round(cl.id_waits[-1], 2)}
+                   "delivered_meanwhile": consumed_after}
+            if kind == "kill":
+                restart = cl.restart(b)
+                rec.update(restart_s=round(restart, 2), id_wait_s=round(cl.id_waits[-1], 2))
+                what = f"restarted {coord} (waited {cl.id_waits[-1]:.1f}s for its id)"
+            else:
+                paused = time.monotonic() - t_kill
+                os.kill(b.pid(), signal.SIGCONT)
+                # The woken broker finds its registration lapsed; it must give the group up.
+                def gave_up():
+                    m = cl.read_metrics(b)
+                    n = m.get("broker_coordinator_lost_total", 0) - lost0.get(
+                        "broker_coordinator_lost_total", 0)
+                    return (n, m) if n > 0 else None
+                got = _wait(gave_up, 15, 0.2)
+                m1 = got[1] if got else cl.read_metrics(b)
+                rec.update(paused_s=round(paused, 2),
+                           lost=m1.get("broker_coordinator_lost_total", 0)
+                           - lost0.get("broker_coordinator_lost_total", 0),
+                           fenced=m1.get("broker_fenced_writes_total", 0)
+                           - lost0.get("broker_fenced_writes_total", 0))
+                what = (f"resumed {coord} after {paused:.1f}s: coordinator_lost +{rec['lost']}, "
+                        f"fenced_writes +{rec['fenced']}")
+                if b.proc.poll() is not None:
+                    problems.append(f"cycle {i + 1}: broker {coord} exited after SIGCONT: "
+                                    f"{b.log_tail(3)}")
+                    break
             per_cycle.append(rec)
-            log(f"cycle {i + 1}/{cycles}: killed coordinator {coord}; first commit acknowledged "
-                f"{'never' if t_commit is None else f'{t_commit:.1f}s'} after the kill, by "
-                f"{c[2] if c else '-'}; new coordinator {new_coord}; restarted {coord} "
-                f"(waited {cl.id_waits[-1]:.1f}s for its id)")
+            verb = "killed" if kind == "kill" else "paused"
+            log(f"cycle {i + 1}/{len(kinds)}: {verb} coordinator {coord}; first commit "
+                f"acknowledged {'never' if t_commit is None else f'{t_commit:.1f}s'} after it, "
+                f"by {c[2] if c else '-'}; new coordinator {new_coord}; {what}")
             if t_commit is None:
-                problems.append(f"cycle {i + 1}: no commit acknowledged within 60 s of killing "
-                                f"coordinator {coord}")
+                problems.append(f"cycle {i + 1}: no commit acknowledged within 60 s of the "
+                                f"{kind} of coordinator {coord}")
                 break
             time.sleep(rnd.uniform(1.0, 2.0))
         # Stop producing; the group must consume everything acknowledged.
@@ -451,10 +492,14 @@ def kill9_coordinator(ctx):
         rebal = sum(len(m.rebalance) for m in members)
         takeovers = _generations(cl, group)
         went_back = [t for t in takeovers if t[3] is not None and t[3] <= t[2]]
-        done = len(per_cycle)
+        n_kill = sum(1 for c in per_cycle if c["kind"] == "kill")
+        pauses = [c for c in per_cycle if c["kind"] == "pause"]
         recs = [c["recover_s"] for c in per_cycle if c["recover_s"] is not None]
-        summary = (f"{done}/{cycles} coordinator SIGKILLs (3 brokers, {PARTITIONS} partitions, "
-                   f"lapse {LAPSE_MS} ms); {len(acked)} acknowledged of "
+        summary = (f"{n_kill}/{cycles} coordinator SIGKILLs and {len(pauses)}/"
+                   f"{kinds.count('pause')} pauses past the lapse (3 brokers, {PARTITIONS} "
+                   f"partitions, lapse {LAPSE_MS} ms; paused brokers on waking: coordinator_lost "
+                   f"+{sum(c['lost'] for c in pauses)}, fenced_writes "
+                   f"+{sum(c['fenced'] for c in pauses)}); {len(acked)} acknowledged of "
                    f"{sum(p.sent for p in producers)} sent ({len(failed)} failed "
                    f"{sorted(set(failed.values()))[:3]}), log: all present once; group consumed "
                    f"{distinct} distinct records, {dups} duplicates "
@@ -524,6 +569,7 @@ class SqsLedger:
         self.deletes_ok = 0
         self.came_back = set()      # received by a request started after its delete's ack
         self.abandoned = {}         # body -> when its receiver gave it up (broker down)
+        self.unsure = set()         # deletes whose call failed after it may have been done
         self.errors = {}            # "where: text" -> count
         self.refused = {}           # 4xx answers -> count
 
@@ -534,8 +580,12 @@ class SqsLedger:
             d[key] = d.get(key, 0) + 1
 
 
+MAX_BACKLOG = 300   # sent and not yet deleted: the sender waits above it
+
+
 class SqsSender(threading.Thread):
-    """SendMessageBatch of 10 numbered bodies every 100 ms through one broker."""
+    """SendMessageBatch of 10 numbered bodies every 100 ms through one broker, while fewer
+    than MAX_BACKLOG sent messages wait to be deleted."""
 
     def __init__(self, b, qurl, run, ledger):
         super().__init__(daemon=True)
@@ -546,6 +596,11 @@ class SqsSender(threading.Thread):
 
     def run(self):
         while not self.stop_ev.is_set():
+            with self.ledger.lock:
+                backlog = len(self.ledger.sent) - len(self.ledger.deleted)
+            if backlog > MAX_BACKLOG:   # keep pace with the receivers
+                time.sleep(0.05)
+                continue
             bodies = [f"{self.run_id}:{self.n + i}" for i in range(10)]
             self.n += 10
             try:
@@ -585,13 +640,18 @@ class SqsReceiver(threading.Thread):
         self.deletes_elsewhere = 0
 
     def _delete_msg(self, m):
-        fall = int(m["Body"].rsplit(":", 1)[1]) % 2 == 0
+        body = m["Body"]
+        fall = int(body.rsplit(":", 1)[1]) % 2 == 0
         clients = [(self.b, self.sqs)] + (self.fallback if fall else [])
+        unsure = False    # a call failed after it may have reached the broker
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if not fall and not self.b.alive():
                 with self.ledger.lock:
-                    self.ledger.abandoned.setdefault(m["Body"], time.monotonic())
+                    if unsure:
+                        self.ledger.unsure.add(body)
+                    else:
+                        self.ledger.abandoned.setdefault(body, time.monotonic())
                 return False
             for b, c in clients:
                 if not b.alive():
@@ -602,15 +662,21 @@ class SqsReceiver(threading.Thread):
                     kind, text = _sqs_error(e)
                     self.ledger.error(f"delete via {b.node_id}", kind, text)
                     if kind == "refused":
+                        if unsure:
+                            with self.ledger.lock:
+                                self.ledger.unsure.add(body)
                         return False
+                    unsure = True
                     continue
                 if b is not self.b:
                     self.deletes_elsewhere += 1
                 with self.ledger.lock:
                     self.ledger.deletes_ok += 1
-                    self.ledger.deleted.setdefault(m["Body"], time.monotonic())
+                    self.ledger.deleted.setdefault(body, time.monotonic())
                 return True
             time.sleep(0.2)
+        with self.ledger.lock:
+            self.ledger.unsure.add(body)
         return False
 
     def run(self):
@@ -698,27 +764,27 @@ def sqs_kill9(ctx):
             received = dict(ledger.received)
             came_back = set(ledger.came_back)
             abandoned = dict(ledger.abandoned)
+            unsure = set(ledger.unsure)
         # Abandoned in flight: received again by a request started after they were given up.
         not_again = [b for b, t in abandoned.items()
                      if not any(t0 > t for t0, _ in received.get(b, ()))]
-        # What is still in the queue (through broker 1): must be nothing we know of.
+        # What is still in the queue (through broker 1): whatever the receivers left, once
+        # the last in-flight messages are visible again.
         leftover = set()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        want = sent - set(deleted) - unsure
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not want <= leftover:
             try:
                 r = admin.receive_message(QueueUrl=qurl, MaxNumberOfMessages=10,
                                           VisibilityTimeout=30, WaitTimeSeconds=1)
             except Exception as e:
                 ledger.error("drain", *_sqs_error(e))
                 continue
-            msgs = r.get("Messages", [])
-            if not msgs:
-                break
-            for m in msgs:
+            for m in r.get("Messages", []):
                 leftover.add(m["Body"])
                 admin.delete_message(QueueUrl=qurl, ReceiptHandle=m["ReceiptHandle"])
-        lost = sent - set(deleted) - leftover
-        not_deleted = sent - set(deleted)
+        lost = sent - set(deleted) - leftover - unsure
+        not_deleted = sent - set(deleted) - unsure
         foreign = (set(received) | leftover) - sent - attempted
         redelivered = sum(len(v) - 1 for v in received.values())
         metrics = cl.final_metrics()
@@ -729,8 +795,8 @@ def sqs_kill9(ctx):
         if lost:
             problems.append(f"{len(lost)} sent messages lost (e.g. {sorted(lost)[:3]})")
         if not_deleted - lost:
-            problems.append(f"{len(not_deleted - lost)} sent messages were never deleted by the "
-                            f"receivers within 60 s of the end (still in the queue)")
+            problems.append(f"{len(not_deleted - lost)} sent messages were not deleted by the "
+                            f"receivers within 60 s of the end (drained from the queue after)")
         if came_back:
             problems.append(f"{len(came_back)} deleted messages were received again "
                             f"(e.g. {sorted(came_back)[:3]})")
@@ -751,7 +817,9 @@ def sqs_kill9(ctx):
                    f"{len(deleted)} received and deleted via brokers 2/3 ({elsewhere} deletes "
                    f"through another broker than the receive), {len(abandoned)} abandoned in "
                    f"flight while their broker was down ({len(abandoned) - len(not_again)} came "
-                   f"back after the visibility timeout), {redelivered} redeliveries, "
+                   f"back after the visibility timeout), {len(unsure)} deletes cut off by a kill "
+                   f"(done or not: {len(unsure & leftover)} were still in the queue), "
+                   f"{redelivered} redeliveries, "
                    f"{len(lost)} lost, {len(came_back)} came back after delete, "
                    f"{len(leftover)} left at the end; restart waited for the id up to "
                    f"{max(cl.id_waits, default=0):.1f} s; retriable errors "
@@ -761,7 +829,8 @@ def sqs_kill9(ctx):
                    "redeliveries": redelivered, "lost": sorted(lost)[:20],
                    "came_back": sorted(came_back)[:20], "leftover": len(leftover),
                    "deletes_elsewhere": elsewhere, "abandoned": len(abandoned),
-                   "abandoned_not_received_again": sorted(not_again)[:20], "errors": ledger.errors,
+                   "abandoned_not_received_again": sorted(not_again)[:20],
+                   "unsure_deletes": len(unsure), "errors": ledger.errors,
                    "refused": ledger.refused, "metrics": metrics, "panics": panics,
                    "restart_s": cl.restarts, "id_wait_s": cl.id_waits}
         return not problems, "; ".join(problems + [summary]), details
