@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 
+import kwire
 from brokerproc import Broker
 
 HEARTBEAT_MS = 300
@@ -34,6 +35,7 @@ class Cluster:
         self.heartbeat_ms = heartbeat_ms
         self.lapse_ms = lapse_ms
         self.brokers = []
+        self.probe_topics = []  # topics the diagnostics ask each broker about
 
     def cluster_args(self):
         return ["--cluster-heartbeat-ms", str(self.heartbeat_ms),
@@ -51,11 +53,34 @@ class Cluster:
         return self.new_broker(node_id, extra_args).start()
 
     def start(self, n, first_id=1):
-        """Starts `n` brokers with node ids first_id, first_id+1, ..."""
-        return [self.add(node_id=first_id + i) for i in range(n)]
+        """Starts `n` brokers with node ids first_id, first_id+1, ... and waits until every
+        one of them lists all of them in Metadata (a broker learns of the ones started after
+        it at its next heartbeat)."""
+        brokers = [self.add(node_id=first_id + i) for i in range(n)]
+        self.wait_converged(brokers)
+        return brokers
+
+    def wait_converged(self, brokers, timeout=15):
+        """Waits until every broker in `brokers` lists exactly `brokers` in Metadata."""
+        expected = {b.node_id: ("127.0.0.1", b.kafka_port) for b in brokers}
+        for b in brokers:
+            wait_for(f"broker {b.node_id} to list brokers {sorted(expected)}",
+                     lambda: kwire.metadata(b.kafka_addr)["brokers"] == expected,
+                     timeout=timeout, on_fail=self.logs)
 
     def cleanup(self):
+        keep = os.environ.get("CLUSTER_KEEP_LOGS")  # a directory to copy the brokers' logs to
         for b in self.brokers:
+            try:
+                b.stop("kill")
+            except Exception as e:
+                print(f"kill of broker {b.node_id}: {e}")
+            if keep:
+                os.makedirs(keep, exist_ok=True)
+                for suffix in ("", ".gdb"):
+                    if os.path.exists(b.log_path + suffix):
+                        shutil.copy(b.log_path + suffix, os.path.join(
+                            keep, f"{self.schema}-broker{b.node_id}-{b.kafka_port}.log{suffix}"))
             try:
                 b.cleanup()
             except Exception as e:  # keep cleaning the others
@@ -69,6 +94,74 @@ class Cluster:
         """The tails of every broker's log, for failure messages."""
         return "\n".join(f"--- broker {b.node_id} ({b.kafka_addr}) log:\n{b.log_tail(n)}"
                          for b in self.brokers)
+
+    def pg_activity(self):
+        """PostgreSQL sessions that are not idle (what the brokers wait on), for failure
+        messages."""
+        psql = shutil.which("psql")
+        if not psql:
+            return "(no psql for pg_stat_activity)"
+        q = ("select pid, state, wait_event_type, wait_event, now() - xact_start as xact_age, "
+             "left(query, 160) from pg_stat_activity where state <> 'idle' and pid <> pg_backend_pid()")
+        p = subprocess.run([psql, self.url, "-X", "-c", q], capture_output=True, timeout=30)
+        return (p.stdout + p.stderr).decode(errors="replace")
+
+    def diagnostics(self):
+        """Logs, a Metadata probe of every running broker (does it answer within 3 s?) and
+        PostgreSQL's busy sessions."""
+        probes = []
+        for b in self.brokers:
+            if b.proc is None:
+                continue
+            for topics in [None] + [[t] for t in self.probe_topics]:
+                t = time.time()
+                try:
+                    kwire.metadata(b.kafka_addr, topics, timeout=3)
+                    probes.append(f"broker {b.node_id}: Metadata {topics or 'all'} answered in "
+                                  f"{time.time() - t:.2f}s")
+                except Exception as e:
+                    probes.append(f"broker {b.node_id}: Metadata {topics or 'all'} probe failed: "
+                                  f"{type(e).__name__}: {e}")
+        return (self.logs() + "\n--- probes:\n" + "\n".join(probes)
+                + "\n--- pg_stat_activity (not idle):\n" + self.pg_activity()
+                + "\n--- sockets of the brokers' Kafka ports (ss -tnpoi):\n" + self.sockets()
+                + self.backtraces())
+
+    def backtraces(self):
+        """With CLUSTER_GDB=1: every thread's stack of every running broker (gdb), to see a
+        blocked thread; written to a file next to each broker's log."""
+        gdb = shutil.which("gdb")
+        if not os.environ.get("CLUSTER_GDB") or not gdb:
+            return ""
+        out = []
+        for b in self.brokers:
+            if b.proc is None:
+                continue
+            p = subprocess.run([gdb, "-p", str(b.pid), "-batch", "-ex", "thread apply all bt"],
+                               capture_output=True, timeout=120)
+            path = b.log_path + ".gdb"
+            with open(path, "wb") as f:
+                f.write(p.stdout + p.stderr)
+            out.append(f"broker {b.node_id}: thread stacks in {path}")
+        return "\n--- gdb:\n" + "\n".join(out)
+
+    def sockets(self):
+        """`ss -tn` lines of connections to the brokers' Kafka ports (Recv-Q/Send-Q show who
+        sits on unread bytes)."""
+        ss = shutil.which("ss")
+        if not ss:
+            return "(no ss)"
+        ports = {f":{b.kafka_port}" for b in self.brokers}
+        p = subprocess.run([ss, "-tnpoiH"], capture_output=True, timeout=30)
+        lines = p.stdout.decode(errors="replace").splitlines()
+        # -i puts each socket's details on a line of its own, after the socket's line
+        out, keep = [], False
+        for ln in lines:
+            if not ln.startswith(("\t", " ")):
+                keep = any(pt + " " in ln + " " for pt in ports)
+            if keep:
+                out.append(ln)
+        return "\n".join(out)
 
 
 def bootstrap(*brokers):

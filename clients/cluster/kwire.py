@@ -4,12 +4,12 @@ Only the few old (non-flexible) request versions the tests need, so that a reque
 exactly the broker the test names (a client library would pick a broker itself), and so that
 a request can be written into a paused broker's socket and its answer read later.
 
-  Metadata v1, FindCoordinator v1, OffsetCommit v2, OffsetFetch v1.
+  Metadata v1, FindCoordinator v1, OffsetCommit v2, OffsetFetch v1, DescribeGroups v0.
 """
 import socket
 import struct
 
-METADATA, OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 3, 8, 9, 10
+METADATA, OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, DESCRIBE_GROUPS = 3, 8, 9, 10, 15
 NOT_COORDINATOR = 16
 COORDINATOR_NOT_AVAILABLE = 15
 
@@ -87,6 +87,14 @@ class Reader:
         self.pos += n
         return v
 
+    def bytes(self):
+        n = self.i32()
+        if n < 0:
+            return None
+        v = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return v
+
     def array(self, dec):
         n = self.i32()
         if n < 0:
@@ -148,11 +156,11 @@ class Conn:
 
 # ---- the requests ---------------------------------------------------------------------------
 
-def metadata(addr, topics=None):
+def metadata(addr, topics=None, timeout=10.0):
     """Metadata v1 from the broker at `addr` (all topics when `topics` is None):
     {"brokers": {id: (host, port)}, "controller": id,
      "topics": {name: {"error": code, "partitions": {p: leader}}}}"""
-    with Conn(addr) as c:
+    with Conn(addr, timeout=timeout) as c:
         r = c.call(METADATA, 1, array(topics, string))
     brokers = {}
     for node, host, port, _rack in r.array(lambda r: (r.i32(), r.string(), r.i32(), r.string())):
@@ -216,3 +224,37 @@ def offset_fetch(addr, group, topic, partitions):
         for p, off, _meta, err in parts:
             out[p] = (off, err)
     return out
+
+
+def describe_group(addr, group):
+    """DescribeGroups v0 at `addr`: (error code, state, sorted client ids of the members)."""
+    with Conn(addr) as c:
+        r = c.call(DESCRIBE_GROUPS, 0, array([group], string))
+
+    def member(r):
+        _member_id, client_id, _host = r.string(), r.string(), r.string()
+        r.bytes()
+        r.bytes()
+        return client_id
+
+    (err, _gid, state, _ptype, _proto, members), = r.array(
+        lambda r: (r.i16(), r.string(), r.string(), r.string(), r.string(), r.array(member)))
+    return err, state, sorted(members)
+
+
+def group_at(addrs, group):
+    """Asks the brokers at `addrs` in turn for the group's coordinator, then asks that one to
+    describe the group: (coordinator id, error code, state, client ids); None when nobody
+    answers."""
+    for addr in addrs:
+        try:
+            err, node, host, port = find_coordinator(addr, group)
+        except OSError:
+            continue
+        if err != 0:
+            return node, err, None, []
+        try:
+            return (node, *describe_group(f"{host}:{port}", group))
+        except OSError:
+            return node, -1, None, []
+    return None
