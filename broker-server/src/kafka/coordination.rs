@@ -6,31 +6,16 @@
 use std::collections::HashMap;
 
 use broker_api::{CoordinatorClaim, CoordinatorFence, OffsetCommit, StoreError, StoreResult};
-use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
+use super::group_state::GroupSnapshot;
 use super::KafkaServer;
 
 /// The fences of the groups this broker coordinates, with the node epoch they were won in.
 #[derive(Default)]
 pub(super) struct Fences {
     map: parking_lot::Mutex<HashMap<String, (u64, CoordinatorFence)>>,
-}
-
-/// Group state handed from coordinator to coordinator: version 1 is the generation.
-fn encode_state(generation: i32) -> Bytes {
-    let mut b = Vec::with_capacity(5);
-    b.push(1u8);
-    b.extend_from_slice(&generation.to_be_bytes());
-    Bytes::from(b)
-}
-
-fn decode_state(state: Option<&Bytes>) -> i32 {
-    match state.map(|s| s.as_ref()) {
-        Some([1, a, b, c, d]) => i32::from_be_bytes([*a, *b, *c, *d]),
-        _ => 0,
-    }
 }
 
 impl KafkaServer {
@@ -60,12 +45,17 @@ impl KafkaServer {
                     .get(group)
                     .is_some_and(|(e, f)| *e == epoch && *f == fence);
                 if !known {
-                    let generation = decode_state(state.as_ref());
-                    self.coordinator.adopt(group, generation);
+                    let saved = state
+                        .as_deref()
+                        .and_then(GroupSnapshot::decode)
+                        .unwrap_or_default();
+                    let (generation, members) = (saved.generation, saved.members.len());
+                    self.coordinator.adopt(group, saved);
                     info!(
                         group,
                         epoch = fence.epoch,
                         generation,
+                        members,
                         "coordinating the group"
                     );
                     map.insert(group.to_string(), (epoch, fence.clone()));
@@ -141,18 +131,19 @@ impl KafkaServer {
         r
     }
 
-    /// Records the generation a rebalance completes (before its assignment is handed out), so
-    /// the next coordinator continues from it; refused once the group moved.
-    pub(super) async fn save_generation(
+    /// Records the group's state as a rebalance completes (before its assignment is handed
+    /// out: a coordinator that lost the group is refused here and hands out nothing), so the
+    /// next coordinator continues from it.
+    pub(super) async fn save_group(
         &self,
         fence: Option<&CoordinatorFence>,
         group: &str,
-        generation: i32,
+        state: GroupSnapshot,
     ) -> Result<(), i16> {
         let (Some(f), Some(c)) = (fence, self.store.cluster()) else {
             return Ok(());
         };
-        match c.save_group_state(f, encode_state(generation)).await {
+        match c.save_group_state(f, state.encode()).await {
             Ok(()) => Ok(()),
             Err(StoreError::Fenced(why)) => {
                 self.metrics.fenced_write();
@@ -164,17 +155,5 @@ impl KafkaServer {
                 Err(ResponseError::CoordinatorNotAvailable.code())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_round_trips_and_unknown_state_starts_at_zero() {
-        assert_eq!(decode_state(Some(&encode_state(41))), 41);
-        assert_eq!(decode_state(None), 0);
-        assert_eq!(decode_state(Some(&Bytes::from_static(b"\x02abcd"))), 0);
     }
 }

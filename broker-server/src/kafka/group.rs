@@ -12,6 +12,8 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
+
+use super::group_state::{GroupSnapshot, MemberSnapshot};
 use tracing::{debug, info};
 
 use super::stopped;
@@ -125,6 +127,9 @@ struct Group {
     /// They do not hold up a rebalance: a client that abandons its join (librdkafka does when
     /// its subscription changes meanwhile) leaves nothing behind to wait for.
     pending: BTreeMap<String, Instant>,
+    /// Taken over from another coordinator (cluster): kept while empty, so its generation
+    /// keeps growing; dropped by [`Coordinator::evict`] when the group moves on.
+    adopted: bool,
 }
 
 /// At most this many unused member ids are kept per group; the oldest lapse first.
@@ -140,6 +145,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             pending: BTreeMap::new(),
+            adopted: false,
         }
     }
 
@@ -523,14 +529,73 @@ impl Coordinator {
         0
     }
 
-    /// Takes a group over from another broker (cluster): starts it empty at `generation`, so
-    /// generations keep growing across coordinators. Forgets any state held before.
-    pub fn adopt(&self, group: &str, generation: i32) {
+    /// Takes a group over from another broker (cluster), as its last coordinator saved it: a
+    /// stable group with members continues with them (each member's session starts now), so
+    /// members that keep heartbeating keep their assignments; else the group starts empty at
+    /// the saved generation, so generations keep growing across coordinators. Forgets any
+    /// state held before.
+    pub fn adopt(&self, group: &str, saved: GroupSnapshot) {
+        let now = Instant::now();
         let mut g = Group::new();
-        g.generation = generation;
+        g.generation = saved.generation;
+        g.adopted = true;
+        let leader_known = saved
+            .leader
+            .as_ref()
+            .is_some_and(|l| saved.members.iter().any(|m| &m.id == l));
+        if leader_known {
+            g.state = State::Stable;
+            g.protocol_type = saved.protocol_type;
+            g.protocol = saved.protocol;
+            g.leader = saved.leader;
+            for m in saved.members {
+                g.members.insert(
+                    m.id,
+                    Member {
+                        instance_id: m.instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        session_timeout: Duration::from_millis(m.session_ms.into()),
+                        rebalance_timeout: Duration::from_millis(m.rebalance_ms.into()),
+                        protocols: m.protocols,
+                        last_seen: now,
+                        joined: false,
+                        join_waiter: None,
+                        sync_waiter: None,
+                        assignment: m.assignment,
+                    },
+                );
+            }
+        }
         if let Some(old) = self.groups.lock().insert(group.to_string(), g) {
             evict_members(old, code(ResponseError::NotCoordinator));
         }
+    }
+
+    /// A stable group's state for the next coordinator; `None` while it rebalances.
+    pub fn snapshot(&self, group: &str) -> Option<GroupSnapshot> {
+        let groups = self.groups.lock();
+        let g = groups.get(group).filter(|g| g.state == State::Stable)?;
+        Some(GroupSnapshot {
+            generation: g.generation,
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| MemberSnapshot {
+                    id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_ms: m.session_timeout.as_millis().min(u32::MAX as u128) as u32,
+                    rebalance_ms: m.rebalance_timeout.as_millis().min(u32::MAX as u128) as u32,
+                    protocols: m.protocols.clone(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
     }
 
     /// Drops a group this broker no longer coordinates; its waiting members get
@@ -656,7 +721,7 @@ impl Coordinator {
             }
             try_complete_join(name, g, now);
         }
-        groups.retain(|_, g| !(g.state == State::Empty && g.members.is_empty()));
+        groups.retain(|_, g| g.adopted || !(g.state == State::Empty && g.members.is_empty()));
     }
 }
 
@@ -1058,6 +1123,52 @@ mod tests {
         let mut l = c.join(req(&leader.member_id, 5_000)).unwrap();
         assert!(l.try_recv().is_err());
         assert_eq!(c.describe("g").unwrap().state, "PreparingRebalance");
+    }
+
+    #[test]
+    fn an_adopted_group_keeps_its_members_assignments_and_generation() {
+        let (c, _stop) = coordinator();
+        let mut a = c.join(req("", 5_000)).unwrap();
+        let mut b = c.join(req("", 5_000)).unwrap();
+        c.check_timeouts(Instant::now() + INITIAL_REBALANCE_DELAY + Duration::from_millis(50));
+        let (ja, jb) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+        let (leader, follower) = if ja.leader == ja.member_id {
+            (ja, jb)
+        } else {
+            (jb, ja)
+        };
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"L")),
+            (follower.member_id.clone(), Bytes::from_static(b"F")),
+        ];
+        c.sync("g", leader.generation, &leader.member_id, None, assignments)
+            .unwrap();
+        let saved = c.snapshot("g").expect("a stable group has a snapshot");
+        // Another coordinator takes the group over from the saved bytes.
+        let (other, _stop2) = coordinator();
+        other.adopt("g", GroupSnapshot::decode(&saved.encode()).unwrap());
+        let g = follower.generation;
+        assert_eq!(other.heartbeat("g", g, &follower.member_id, None), 0);
+        assert_eq!(other.heartbeat("g", g, &leader.member_id, None), 0);
+        assert_eq!(other.check_commit("g", g, &leader.member_id, None), 0);
+        let mut s = other
+            .sync("g", g, &follower.member_id, None, vec![])
+            .unwrap();
+        assert_eq!(&s.try_recv().unwrap().assignment[..], b"F");
+        assert_eq!(other.describe("g").unwrap().state, "Stable");
+        // An empty adopted group survives the sweep, so its next generation continues.
+        let (third, _stop3) = coordinator();
+        third.adopt(
+            "h",
+            GroupSnapshot {
+                generation: 9,
+                ..GroupSnapshot::default()
+            },
+        );
+        third.check_timeouts(Instant::now() + Duration::from_secs(60));
+        assert_eq!(third.generation("h"), 9);
+        third.evict("h");
+        assert_eq!(third.generation("h"), 0);
     }
 
     #[test]

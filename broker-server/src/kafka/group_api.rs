@@ -27,6 +27,7 @@ use tracing::info;
 
 use super::errors::code_for;
 use super::group::{JoinOutcome, JoinRequest};
+use super::group_state::GroupSnapshot;
 use super::KafkaServer;
 
 /// A topic's commits: (partition, offset, leader epoch, metadata, error code).
@@ -188,9 +189,15 @@ impl KafkaServer {
         };
         // The leader's sync completes the rebalance: its generation is recorded first (fenced),
         // so a coordinator that lost the group cannot hand out an assignment.
-        if !req.assignments.is_empty() && req.generation_id == self.coordinator.generation(group) {
+        let leader_sync =
+            !req.assignments.is_empty() && req.generation_id == self.coordinator.generation(group);
+        if leader_sync {
+            let generation_only = GroupSnapshot {
+                generation: req.generation_id,
+                ..GroupSnapshot::default()
+            };
             if let Err(code) = self
-                .save_generation(fence.as_ref(), group, req.generation_id)
+                .save_group(fence.as_ref(), group, generation_only)
                 .await
             {
                 return SyncGroupResponse::default().with_error_code(code);
@@ -211,6 +218,12 @@ impl KafkaServer {
             Ok(rx) => rx,
             Err(code) => return SyncGroupResponse::default().with_error_code(code),
         };
+        // The stable group with its assignments, for a coordinator that takes it over.
+        if leader_sync {
+            if let Some(state) = self.coordinator.snapshot(group) {
+                let _ = self.save_group(fence.as_ref(), group, state).await;
+            }
+        }
         let outcome = tokio::select! {
             r = rx => match r {
                 Ok(o) => o,
@@ -243,10 +256,30 @@ impl KafkaServer {
         req: LeaveGroupRequest,
         version: i16,
     ) -> LeaveGroupResponse {
-        let group = req.group_id.0.as_str();
-        if let Err(code) = self.coordinate(group).await {
-            return LeaveGroupResponse::default().with_error_code(code);
-        }
+        let group = req.group_id.0.to_string();
+        let fence = match self.coordinate(&group).await {
+            Ok(f) => f,
+            Err(code) => return LeaveGroupResponse::default().with_error_code(code),
+        };
+        let resp = self.leave_members(&group, req, version);
+        // Members left: the next coordinator must not bring them back.
+        let state = self
+            .coordinator
+            .snapshot(&group)
+            .unwrap_or_else(|| GroupSnapshot {
+                generation: self.coordinator.generation(&group),
+                ..GroupSnapshot::default()
+            });
+        let _ = self.save_group(fence.as_ref(), &group, state).await;
+        resp
+    }
+
+    fn leave_members(
+        &self,
+        group: &str,
+        req: LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
         if version >= 3 {
             let ids: Vec<(String, Option<String>)> = req
                 .members

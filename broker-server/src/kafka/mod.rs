@@ -21,6 +21,7 @@ mod fetch_session;
 pub mod frame;
 mod group;
 mod group_api;
+mod group_state;
 pub mod groups_view;
 mod metadata;
 mod next_request;
