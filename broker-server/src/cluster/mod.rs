@@ -90,11 +90,30 @@ impl Node {
                 registration.rack,
             ));
         };
-        let started = Instant::now();
-        let membership = cluster
-            .register_broker(registration.clone())
-            .await
-            .map_err(|e| register_error(e, &registration))?;
+        // A broker restarted right after a crash finds its old registration still live: it
+        // waits (a little longer than one lapse) for it to lapse, as a live holder would have
+        // renewed it by then.
+        let give_up = Instant::now() + registration.lapse + Duration::from_secs(1);
+        let mut waited = false;
+        let (membership, started) = loop {
+            let started = Instant::now();
+            match cluster.register_broker(registration.clone()).await {
+                Ok(m) => break (m, started),
+                Err(StoreError::NodeIdInUse(n)) if Instant::now() < give_up => {
+                    if !waited {
+                        info!(
+                            node_id = n,
+                            "node id held by a live registration (a crashed predecessor?); \
+                             waiting up to {} ms for it to lapse",
+                            registration.lapse.as_millis() + 1000
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(register_error(e, &registration)),
+            }
+        };
         let live = cluster.live_brokers().await.map_err(|e| {
             ServerError::Open(format!("cannot list the brokers of the cluster: {e}"))
         })?;
