@@ -146,13 +146,23 @@ impl KafkaConn {
     /// Produces one batch of `count` records with `size`-byte values to partition 0 of
     /// `topic` with acks=-1; returns the base offset.
     pub async fn produce(&mut self, topic: &str, batch: &Bytes) -> BenchResult<i64> {
+        self.produce_to(topic, 0, batch).await
+    }
+
+    /// [`KafkaConn::produce`] to `partition`.
+    pub async fn produce_to(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: &Bytes,
+    ) -> BenchResult<i64> {
         let req = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
+                    .with_index(partition)
                     .with_records(Some(batch.clone()))])]);
         let resp: ProduceResponse = self.call(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
         let p = resp
@@ -173,6 +183,16 @@ impl KafkaConn {
     /// Fetches from `offset` of partition 0 without waiting; returns the number of records at
     /// or after `offset` (from the batch headers), the next offset and the high watermark.
     pub async fn fetch(&mut self, topic: &str, offset: i64) -> BenchResult<FetchOutcome> {
+        self.fetch_from(topic, 0, offset).await
+    }
+
+    /// [`KafkaConn::fetch`] from `partition`.
+    pub async fn fetch_from(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> BenchResult<FetchOutcome> {
         let req = FetchRequest::default()
             .with_max_wait_ms(0)
             .with_min_bytes(1)
@@ -180,7 +200,7 @@ impl KafkaConn {
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
+                    .with_partition(partition)
                     .with_fetch_offset(offset)
                     .with_partition_max_bytes(1 << 20)])]);
         let resp: FetchResponse = self.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;

@@ -6,6 +6,7 @@ pub mod baseline_disk;
 pub mod baseline_mem;
 pub mod baseline_pg;
 pub mod chart;
+pub mod cluster;
 mod error;
 pub mod kafka_client;
 pub mod model;

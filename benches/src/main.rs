@@ -24,7 +24,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     store: Vec<String>,
     /// Workloads to run (repeat or comma-separate): append, fetch, tail, lease, ts-lookup,
-    /// kafka, sqs [default: all].
+    /// kafka, sqs, cluster [default: all but cluster].
     #[arg(long, value_delimiter = ',')]
     workload: Vec<String>,
     /// Seconds per case [default: 2, or 0.25 with --quick].
@@ -50,6 +50,12 @@ struct Cli {
     /// Records per second of the tailing latency case [default: 1000, or 500 with --quick].
     #[arg(long)]
     tail_rate: Option<u32>,
+    /// Broker counts of the `cluster` workload: produce, fetch, SQS send and receive+delete
+    /// against N brokers on one PostgreSQL schema, each divided by the 1-broker figure, with
+    /// the CPU of PostgreSQL, the brokers and the clients beside it (implies
+    /// `--workload cluster` when --workload is not given) [default: 1,2,3].
+    #[arg(long, value_delimiter = ',')]
+    cluster: Vec<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -115,10 +121,21 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         eprintln!("broker-bench: --store matches nothing; use memory, log, log-always, log-interval, log-never or postgres");
         return std::process::ExitCode::from(2);
     }
-    let workloads: Vec<String> = if cli.workload.is_empty() {
-        WORKLOADS.iter().map(|s| s.to_string()).collect()
-    } else {
+    if cli.cluster.iter().any(|n| *n == 0 || *n > 16) {
+        eprintln!("broker-bench: --cluster takes broker counts from 1 to 16");
+        return std::process::ExitCode::from(2);
+    }
+    let workloads: Vec<String> = if !cli.workload.is_empty() {
         cli.workload.clone()
+    } else if !cli.cluster.is_empty() {
+        vec!["cluster".to_string()]
+    } else {
+        runner::default_workloads()
+    };
+    let cluster = if cli.cluster.is_empty() {
+        vec![1, 2, 3]
+    } else {
+        cli.cluster.clone()
     };
     let server_stores: Vec<String> = ["memory", "log", "postgres"]
         .iter()
@@ -153,6 +170,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         broker_bin: cli.broker_bin.clone().or_else(server::find_broker),
         before_broker_bin: cli.before_broker_bin.clone(),
         server_stores,
+        cluster,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mut info =
@@ -167,8 +185,16 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         data_dir.display()
     );
     let ms = runner::run(&opts).await;
-    let ts = targets::evaluate(&ms);
+    // The store issues' targets judge the store and server workloads, not the cluster's.
+    let ts = if opts.workloads.iter().all(|w| w == "cluster") {
+        Vec::new()
+    } else {
+        targets::evaluate(&ms)
+    };
     println!("{}", report::text_table(&ms));
+    if let Some(t) = report::cluster_table(&ms) {
+        println!("{t}");
+    }
     for t in &ts {
         let verdict = match t.met {
             Some(true) => "met",

@@ -52,6 +52,33 @@ impl Latency {
     }
 }
 
+/// CPU time spent during a case's timed part, in seconds, by who spent it.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct CpuUse {
+    /// Every process of the PostgreSQL server (postmaster, backends, background workers).
+    pub postgres_s: f64,
+    /// Every `broker` process under test.
+    pub brokers_s: f64,
+    /// This bench process (the load clients).
+    pub client_s: f64,
+    /// Every process on the machine (busy time of all cores, from /proc/stat): what is left
+    /// after the three above was spent by others.
+    pub machine_s: f64,
+    /// Wall time of the timed part.
+    pub wall_s: f64,
+}
+
+impl CpuUse {
+    /// Cores kept busy on average: CPU seconds / wall seconds.
+    pub fn cores(cpu_s: f64, wall_s: f64) -> f64 {
+        if wall_s > 0.0 {
+            cpu_s / wall_s
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Whether a figure was measured.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
@@ -97,6 +124,9 @@ pub struct Measurement {
     /// `value / baseline value` for throughput; `p99 / baseline p99` for latency.
     pub ratio: Option<f64>,
     pub note: Option<String>,
+    /// CPU spent by PostgreSQL, the brokers and the clients during the case (cluster cases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
 }
 
 impl Measurement {
@@ -119,6 +149,7 @@ impl Measurement {
             baseline: None,
             ratio: None,
             note: None,
+            cpu: None,
         }
     }
 

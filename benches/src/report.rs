@@ -218,6 +218,57 @@ pub fn markdown_table(ms: &[Measurement]) -> String {
     out
 }
 
+/// The cluster cases (`--workload cluster`) in Markdown: each figure with its ratio to the
+/// 1-broker figure and the cores PostgreSQL, the brokers and the clients kept busy meanwhile;
+/// `None` when the run has none.
+pub fn cluster_table(ms: &[Measurement]) -> Option<String> {
+    let mut rows: Vec<(&Measurement, usize)> = ms
+        .iter()
+        .filter_map(|m| crate::cluster::brokers_of(&m.subject).map(|n| (m, n)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let wl_rank = |w: &str| {
+        ["produce", "fetch", "send", "receive+delete"]
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or(9)
+    };
+    rows.sort_by(|(a, na), (b, nb)| {
+        (wl_rank(&a.workload), &a.case, na).cmp(&(wl_rank(&b.workload), &b.case, nb))
+    });
+    let mut out = String::from(
+        "| workload | case | brokers | figure | ratio to 1 broker | PostgreSQL cores | broker cores | client cores | machine cores busy |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (m, n) in rows {
+        let cores = |f: fn(&crate::model::CpuUse) -> f64| {
+            m.cpu
+                .filter(|_| m.status == Status::Ok)
+                .map(|c| f(&c) / c.wall_s.max(1e-9))
+                .filter(|v| v.is_finite())
+                .map_or("-".into(), |v| format!("{v:.2}"))
+        };
+        let r = match (n, m.ratio) {
+            (1, _) if m.status == Status::Ok => "1".to_string(),
+            (_, Some(r)) => format!("{r:.2}"),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {n} | {} | {r} | {} | {} | {} | {} |",
+            m.workload,
+            m.case,
+            figure(m),
+            cores(|c| c.postgres_s),
+            cores(|c| c.brokers_s),
+            cores(|c| c.client_s),
+            cores(|c| c.machine_s),
+        );
+    }
+    Some(out)
+}
+
 /// The targets in Markdown.
 pub fn markdown_targets(ts: &[Target]) -> String {
     let mut out = String::from(
@@ -307,6 +358,12 @@ pub fn write_files(
     );
     let _ = writeln!(md, "- ratio: figure / baseline figure measured in the same run (for latency: p99 / baseline p99)\n");
     let _ = writeln!(md, "## Targets\n\n{}", markdown_targets(ts));
+    if let Some(t) = cluster_table(ms) {
+        let _ = writeln!(
+            md,
+            "## Cluster: 1 vs N brokers on one PostgreSQL\n\nCores: CPU seconds spent during the timed part / its wall seconds (PostgreSQL: the postmaster and every process it started; brokers: every `broker` process; clients: this bench; machine: all cores' busy time from /proc/stat, so what it has above the other three was spent by other processes).\n\n{t}"
+        );
+    }
     let _ = writeln!(md, "## All figures\n\n{}", markdown_table(ms));
     let p = problems(ms);
     if !p.is_empty() {

@@ -24,7 +24,18 @@ pub const WORKLOADS: &[&str] = &[
     "ts-lookup",
     "kafka",
     "sqs",
+    "cluster",
 ];
+
+/// Workloads run when `--workload` is not given (`cluster` starts several brokers: only on
+/// request).
+pub fn default_workloads() -> Vec<String> {
+    WORKLOADS
+        .iter()
+        .filter(|w| **w != "cluster")
+        .map(|w| w.to_string())
+        .collect()
+}
 
 /// Record sizes of the append and fetch cases.
 pub const SIZES: &[usize] = &[100, 1024];
@@ -51,6 +62,8 @@ pub struct RunOptions {
     pub before_broker_bin: Option<PathBuf>,
     /// Stores the server is run with.
     pub server_stores: Vec<String>,
+    /// Broker counts of the `cluster` workload (brokers on one PostgreSQL schema).
+    pub cluster: Vec<usize>,
 }
 
 /// One step of a run.
@@ -104,6 +117,10 @@ enum Job {
         store: String,
         /// Run the earlier broker of `--before-broker-bin`.
         before: bool,
+    },
+    /// The server cases against `n` brokers on one PostgreSQL schema.
+    Cluster {
+        n: usize,
     },
 }
 
@@ -262,6 +279,18 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
             });
         }
     }
+    if want("cluster") {
+        // 1 broker first: the others are divided by it.
+        let mut ns = opts.cluster.clone();
+        ns.sort_unstable();
+        ns.dedup();
+        if ns.first() != Some(&1) {
+            ns.insert(0, 1);
+        }
+        for n in ns {
+            jobs.push(Job::Cluster { n });
+        }
+    }
     jobs
 }
 
@@ -305,6 +334,7 @@ fn job_label(job: &Job) -> String {
                 if *before { "earlier server" } else { "server" }
             )
         }
+        Job::Cluster { n } => format!("cluster of {n} broker(s) on postgres"),
     }
 }
 
@@ -621,6 +651,7 @@ async fn run_job(
             vec![fill(m, r)]
         }
         Job::Server { store, before } => server::run_suite(&store, opts, no, before).await,
+        Job::Cluster { n } => crate::cluster::run_suite(n, opts, no).await,
     }
 }
 

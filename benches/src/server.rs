@@ -30,10 +30,10 @@ fn free_port() -> BenchResult<SocketAddr> {
 }
 
 /// A running `broker` process, killed on drop.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
-    kafka: SocketAddr,
-    http: SocketAddr,
+    pub(crate) kafka: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// The SSL listener and its client settings, when started with TLS.
     ssl: Option<KafkaTarget>,
     _dir: tempfile::TempDir,
@@ -80,6 +80,20 @@ impl Broker {
         no: usize,
         bin: Option<&PathBuf>,
         tls: bool,
+    ) -> BenchResult<Broker> {
+        let schema = format!("{}_srv{no}", opts.env.pg_schema_prefix);
+        Broker::spawn(store, opts, &schema, bin, tls, &[]).await
+    }
+
+    /// Starts a broker on `store` (PostgreSQL schema `schema`) with `extra` arguments and
+    /// waits until its listeners accept connections.
+    pub(crate) async fn spawn(
+        store: &str,
+        opts: &RunOptions,
+        schema: &str,
+        bin: Option<&PathBuf>,
+        tls: bool,
+        extra: &[String],
     ) -> BenchResult<Broker> {
         let bin = bin.cloned().ok_or_else(|| {
             BenchError::NotAvailable(
@@ -134,8 +148,9 @@ impl Broker {
             cmd.arg("--database-url")
                 .arg(url)
                 .arg("--pg-schema")
-                .arg(format!("{}_srv{no}", opts.env.pg_schema_prefix));
+                .arg(schema);
         }
+        cmd.args(extra);
         let mut child = cmd.spawn()?;
         let start = Instant::now();
         loop {
@@ -187,7 +202,12 @@ impl Broker {
         })
     }
 
-    async fn stop(mut self) {
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM for a clean shutdown, then kill if it lingers.
             let _ = Command::new("kill").arg(pid.to_string()).status().await;
@@ -547,7 +567,7 @@ async fn sqs_receive(addr: SocketAddr, conns: usize, d: Duration, backlog: u64) 
 
 /// Runs one request, giving up on it (`None`) once the case is `max(2 d, 5 s)` past its
 /// start: a request that slow is left out of the count rather than stalling the run.
-async fn within<T>(
+pub(crate) async fn within<T>(
     start: Instant,
     d: Duration,
     fut: impl std::future::Future<Output = T>,
@@ -556,7 +576,9 @@ async fn within<T>(
     tokio::time::timeout_at(limit, fut).await.ok()
 }
 
-async fn join(tasks: Vec<tokio::task::JoinHandle<BenchResult<u64>>>) -> BenchResult<u64> {
+pub(crate) async fn join(
+    tasks: Vec<tokio::task::JoinHandle<BenchResult<u64>>>,
+) -> BenchResult<u64> {
     let mut total = 0;
     for t in tasks {
         total += t
