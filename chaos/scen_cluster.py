@@ -113,6 +113,16 @@ class Cluster:
             b.cleanup()
 
 
+def _restarts(cl):
+    """Restart times in words: spawn to Metadata answered (a broker restarted right after a
+    crash may wait there for its old registration to lapse), and how long the scenario had
+    to retry because the broker refused its node id."""
+    if not cl.restarts:
+        return "none"
+    return (f"{min(cl.restarts):.1f}-{max(cl.restarts):.1f} s to answer Metadata, retried for the "
+            f"node id up to {max(cl.id_waits):.1f} s")
+
+
 # ---------------------------------------------------------------- Kafka consumer group
 
 # Commit errors a member gets when the group rebalanced under it (Kafka's CommitFailed): the
@@ -527,7 +537,7 @@ def kill9_coordinator(ctx):
                    f"({dups / max(1, distinct) * 100:.2f}%), {len(below)} below a committed offset; "
                    f"recovery (kill to first commit acknowledged) "
                    + (f"median {pct(recs, 0.5):.1f} / max {max(recs):.1f} s" if recs else "-")
-                   + f"; restart waited for the id up to {max(cl.id_waits, default=0):.1f} s; "
+                   + f"; restarts {_restarts(cl)}; "
                    f"coordinator_lost {metrics.get('broker_coordinator_lost_total', 0)}, "
                    f"fenced_writes {metrics.get('broker_fenced_writes_total', 0)}; "
                    f"fatal producer errors {len(fatal)}; commits refused by rebalances "
@@ -842,8 +852,7 @@ def sqs_kill9(ctx):
                    f"(done or not: {len(unsure & leftover)} were still in the queue), "
                    f"{redelivered} redeliveries, "
                    f"{len(lost)} lost, {len(came_back)} came back after delete, "
-                   f"{len(leftover)} left at the end; restart waited for the id up to "
-                   f"{max(cl.id_waits, default=0):.1f} s; retriable errors "
+                   f"{len(leftover)} left at the end; restarts {_restarts(cl)}; retriable errors "
                    f"{sorted(ledger.errors)[:4]}; refused {sorted(ledger.refused)[:3]}")
         details = {"cycles": per_cycle, "sent": len(sent), "attempted": len(attempted),
                    "deleted": len(deleted), "deletes_ok": ledger.deletes_ok,
