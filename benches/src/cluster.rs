@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::kafka_client::{encode_batch, KafkaConn, KafkaTarget};
-use crate::model::{CpuUse, Layer, Measurement, Metric};
+use crate::model::{CpuUse, Layer, Measurement, Metric, PgUse};
 use crate::runner::{append_case, RunOptions};
 use crate::server::{join, within, Broker};
 use crate::sqs_client::SqsClient;
@@ -174,6 +174,8 @@ fn postgres_cpu(pm: u32) -> f64 {
 struct Sampler {
     postmaster: Option<u32>,
     brokers: Vec<u32>,
+    /// A connection for PostgreSQL's counters (transaction ids and WAL position).
+    pg: Option<std::sync::Arc<tokio_postgres::Client>>,
 }
 
 #[derive(Clone, Copy)]
@@ -183,6 +185,28 @@ struct Sample {
     brokers: f64,
     client: f64,
     machine: f64,
+    /// (next transaction id, WAL position in bytes).
+    pg: Option<(i64, i64)>,
+}
+
+/// The next transaction id to be assigned (without assigning one) and the WAL insert
+/// position: their differences count write transactions and WAL bytes.
+const PG_POINT: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, \
+                        (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint";
+
+async fn pg_point(client: Option<&tokio_postgres::Client>) -> Option<(i64, i64)> {
+    let row = client?.query_one(PG_POINT, &[]).await.ok()?;
+    Some((row.get(0), row.get(1)))
+}
+
+/// Connects for [`PG_POINT`]; `None` if that fails (the figures are then left out).
+async fn pg_counters(url: &str) -> Option<std::sync::Arc<tokio_postgres::Client>> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    pg_point(Some(&client)).await?;
+    Some(std::sync::Arc::new(client))
 }
 
 /// Busy CPU seconds of all cores since boot (/proc/stat: everything but idle and iowait).
@@ -208,18 +232,42 @@ fn machine_cpu() -> f64 {
 }
 
 impl Sampler {
-    fn take(&self) -> Sample {
+    /// Sampled right before a timed part starts.
+    async fn take(&self) -> Sample {
+        let pg = pg_point(self.pg.as_deref()).await;
         Sample {
             at: Instant::now(),
             postgres: self.postmaster.map_or(0.0, postgres_cpu),
             brokers: self.brokers.iter().map(|p| cpu_of(*p, false)).sum(),
             client: cpu_of(std::process::id(), false),
             machine: machine_cpu(),
+            pg,
         }
     }
 
-    fn since(&self, s0: Sample) -> CpuUse {
-        let s1 = self.take();
+    /// What was spent since `s0`, sampled right after the timed part.
+    async fn since(&self, s0: Sample) -> (CpuUse, Option<PgUse>) {
+        let mut s1 = Sample {
+            at: Instant::now(),
+            postgres: self.postmaster.map_or(0.0, postgres_cpu),
+            brokers: self.brokers.iter().map(|p| cpu_of(*p, false)).sum(),
+            client: cpu_of(std::process::id(), false),
+            machine: machine_cpu(),
+            pg: None,
+        };
+        s1.pg = pg_point(self.pg.as_deref()).await;
+        let pg = match (s0.pg, s1.pg) {
+            (Some((x0, w0)), Some((x1, w1))) => Some(PgUse {
+                // the first sample's own query assigned no id; the second's neither
+                write_xacts: (x1 - x0).max(0) as u64,
+                wal_bytes: (w1 - w0).max(0) as u64,
+            }),
+            _ => None,
+        };
+        (self.cpu(s0, s1), pg)
+    }
+
+    fn cpu(&self, s0: Sample, s1: Sample) -> CpuUse {
         CpuUse {
             postgres_s: if self.postmaster.is_some() {
                 s1.postgres - s0.postgres
@@ -279,6 +327,7 @@ pub async fn run_suite(n: usize, opts: &RunOptions, no: usize) -> Vec<Measuremen
     let sampler = Sampler {
         postmaster: postmaster(&url).await,
         brokers: brokers.iter().filter_map(Broker::pid).collect(),
+        pg: pg_counters(&url).await,
     };
     let kafka: Vec<KafkaTarget> = brokers
         .iter()
@@ -305,9 +354,10 @@ pub async fn run_suite(n: usize, opts: &RunOptions, no: usize) -> Vec<Measuremen
             _ => Err(BenchError::Wrong(format!("unknown cluster case {}", m.id))),
         };
         out.push(match r {
-            Ok((records, size, secs, cpu)) => {
+            Ok((records, size, secs, (cpu, pg))) => {
                 let mut m = m.with_records(records, size, secs);
                 m.cpu = Some(cpu);
+                m.pg = pg;
                 m
             }
             Err(e) => m.unavailable(&e),
@@ -335,7 +385,7 @@ fn parse(case: &str) -> (usize, usize, usize) {
     (size, batch, conns)
 }
 
-type Counted = BenchResult<(u64, usize, f64, CpuUse)>;
+type Counted = BenchResult<(u64, usize, f64, (CpuUse, Option<PgUse>))>;
 
 /// `conns` connections, connection i on broker i mod N producing to partition i mod
 /// [`PARTITIONS`] (every broker accepts every partition; the store orders the appends).
@@ -362,7 +412,7 @@ async fn produce(
         cs.push(c);
     }
     let per_conn = (budget * 100 / size as u64).div_ceil(conns as u64);
-    let s0 = sampler.take();
+    let s0 = sampler.take().await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, mut c) in cs.into_iter().enumerate() {
@@ -383,7 +433,7 @@ async fn produce(
     }
     let total = join(tasks).await?;
     let secs = start.elapsed().as_secs_f64();
-    Ok((total, size, secs, sampler.since(s0)))
+    Ok((total, size, secs, sampler.since(s0).await))
 }
 
 /// [`FETCHERS`] clients, client i reading partition i (about `bytes` / FETCHERS of 1 KiB
@@ -410,7 +460,7 @@ async fn fetch(kafka: &[KafkaTarget], bytes: u64, d: Duration, sampler: &Sampler
     for i in 0..FETCHERS {
         cs.push(KafkaConn::open(&kafka[i % kafka.len()]).await?);
     }
-    let s0 = sampler.take();
+    let s0 = sampler.take().await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, mut c) in cs.into_iter().enumerate() {
@@ -442,7 +492,7 @@ async fn fetch(kafka: &[KafkaTarget], bytes: u64, d: Duration, sampler: &Sampler
     }
     let total = join(tasks).await?;
     let secs = start.elapsed().as_secs_f64();
-    Ok((total, 1024, secs, sampler.since(s0)))
+    Ok((total, 1024, secs, sampler.since(s0).await))
 }
 
 /// [`SENDERS`] clients sending batches of 10 x 100 B, client i through broker i mod N.
@@ -457,7 +507,7 @@ async fn send(http: &[SocketAddr], d: Duration, budget: u64, sampler: &Sampler) 
         c.send_batch(&url, 10, 100).await?;
     }
     let per_conn = budget.div_ceil(SENDERS as u64);
-    let s0 = sampler.take();
+    let s0 = sampler.take().await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..SENDERS {
@@ -475,7 +525,7 @@ async fn send(http: &[SocketAddr], d: Duration, budget: u64, sampler: &Sampler) 
     }
     let total = join(tasks).await?;
     let secs = start.elapsed().as_secs_f64();
-    Ok((total, 100, secs, sampler.since(s0)))
+    Ok((total, 100, secs, sampler.since(s0).await))
 }
 
 /// A backlog of `backlog` messages (sent through every broker), then [`RECEIVERS`] clients
@@ -499,7 +549,7 @@ async fn receive(http: &[SocketAddr], d: Duration, backlog: u64, sampler: &Sampl
         }));
     }
     join(fill).await?;
-    let s0 = sampler.take();
+    let s0 = sampler.take().await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..RECEIVERS {
@@ -521,7 +571,7 @@ async fn receive(http: &[SocketAddr], d: Duration, backlog: u64, sampler: &Sampl
     }
     let total = join(tasks).await?;
     let secs = start.elapsed().as_secs_f64();
-    Ok((total, 100, secs, sampler.since(s0)))
+    Ok((total, 100, secs, sampler.since(s0).await))
 }
 
 #[cfg(test)]

@@ -79,6 +79,16 @@ impl CpuUse {
     }
 }
 
+/// What PostgreSQL wrote during a case's timed part (from its transaction ids and WAL
+/// position).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct PgUse {
+    /// Transactions that wrote (each was assigned a transaction id).
+    pub write_xacts: u64,
+    /// WAL bytes written.
+    pub wal_bytes: u64,
+}
+
 /// Whether a figure was measured.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
@@ -127,6 +137,9 @@ pub struct Measurement {
     /// CPU spent by PostgreSQL, the brokers and the clients during the case (cluster cases).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuUse>,
+    /// What PostgreSQL wrote during the case (cluster cases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg: Option<PgUse>,
 }
 
 impl Measurement {
@@ -150,6 +163,7 @@ impl Measurement {
             ratio: None,
             note: None,
             cpu: None,
+            pg: None,
         }
     }
 

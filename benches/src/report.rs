@@ -239,7 +239,7 @@ pub fn cluster_table(ms: &[Measurement]) -> Option<String> {
         (wl_rank(&a.workload), &a.case, na).cmp(&(wl_rank(&b.workload), &b.case, nb))
     });
     let mut out = String::from(
-        "| workload | case | brokers | figure | ratio to 1 broker | PostgreSQL cores | broker cores | client cores | machine cores busy |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| workload | case | brokers | figure | ratio to 1 broker | PostgreSQL cores | broker cores | client cores | machine cores busy | PostgreSQL write transactions/s | records per transaction | WAL bytes per record |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (m, n) in rows {
         let cores = |f: fn(&crate::model::CpuUse) -> f64| {
@@ -249,6 +249,14 @@ pub fn cluster_table(ms: &[Measurement]) -> Option<String> {
                 .filter(|v| v.is_finite())
                 .map_or("-".into(), |v| format!("{v:.2}"))
         };
+        let pg = m.pg.filter(|_| m.status == Status::Ok && m.elapsed_s > 0.0);
+        let xacts = pg.map_or("-".into(), |p| human(p.write_xacts as f64 / m.elapsed_s));
+        let per_xact = pg.filter(|p| p.write_xacts > 0).map_or("-".into(), |p| {
+            format!("{:.1}", m.count as f64 / p.write_xacts as f64)
+        });
+        let wal = pg.filter(|_| m.count > 0).map_or("-".into(), |p| {
+            format!("{:.0}", p.wal_bytes as f64 / m.count as f64)
+        });
         let r = match (n, m.ratio) {
             (1, _) if m.status == Status::Ok => "1".to_string(),
             (_, Some(r)) => format!("{r:.2}"),
@@ -256,7 +264,7 @@ pub fn cluster_table(ms: &[Measurement]) -> Option<String> {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {n} | {} | {r} | {} | {} | {} | {} |",
+            "| {} | {} | {n} | {} | {r} | {} | {} | {} | {} | {} | {} | {} |",
             m.workload,
             m.case,
             figure(m),
@@ -264,6 +272,9 @@ pub fn cluster_table(ms: &[Measurement]) -> Option<String> {
             cores(|c| c.brokers_s),
             cores(|c| c.client_s),
             cores(|c| c.machine_s),
+            xacts,
+            per_xact,
+            wal,
         );
     }
     Some(out)
