@@ -84,7 +84,7 @@ class Ledger:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.sent = set()            # values handed to a producer
+        self.sent = {}               # value -> index of the producer it was handed to
         self.acked = {}              # value -> (partition, offset): delivery report succeeded
         self.failed = {}             # value -> error of its delivery report
         self.consumed = []           # (consumer, assignment no, partition, offset, value)
@@ -208,18 +208,18 @@ class Producers(threading.Thread):
         step = 0.05
         per_step = max(1, int(self.rate * step))
         while not self.stop_flag.is_set():
-            for p in self.producers:
+            for i, p in enumerate(self.producers):
                 for _ in range(per_step):
                     n = self.next
                     self.next += 1
                     with self.ledger.lock:
-                        self.ledger.sent.add(n)
+                        self.ledger.sent[n] = i
                     try:
                         p.produce(self.topic, value=str(n).encode(), partition=n % self.partitions,
                                   on_delivery=self.report)
                     except (KafkaException, BufferError) as e:
                         with self.ledger.lock:
-                            self.ledger.sent.discard(n)
+                            self.ledger.sent.pop(n, None)
                         self.errors.append(str(e))
                 p.poll(0)
             time.sleep(step)
@@ -281,6 +281,7 @@ def test_group_survives_coordinator_kill(cluster):
         live = [b for b in brokers if b is not dead]
         dead.stop("kill")
         killed = time.monotonic()
+        first_after_kill = producers.next
         print(f"kill -9 of broker {coord} (the coordinator) after {len(ledger.consumed)} records "
               "consumed")
         asked = [b.kafka_addr for b in live]
@@ -314,6 +315,11 @@ def test_group_survives_coordinator_kill(cluster):
             assert c.error is None, f"{c.cname}: {c.error!r}"
         assert took < budget, f"stable again after {took:.1f}s > {budget:.0f}s"
         check_ledger(ledger, partitions)
+        # Every producer got records acknowledged after the kill, the one whose bootstrap broker
+        # died included (it fails over to the brokers it learned from Metadata).
+        for i in range(len(producers.producers)):
+            after = [v for v in ledger.acked if v >= first_after_kill and ledger.sent[v] == i]
+            assert after, f"producer p{i} got no record acknowledged after the kill"
 
         # The killed broker comes back with its node id: everyone lists 3 brokers again.
         dead.start()
@@ -341,7 +347,8 @@ def check_ledger(ledger, partitions):
     values = {v for *_, v in consumed}
     lost = sorted(set(acked) - values)
     assert not lost, f"{len(lost)} acknowledged records never consumed: {lost[:20]}"
-    assert values <= ledger.sent, f"consumed values never sent: {sorted(values - ledger.sent)[:20]}"
+    assert values <= ledger.sent.keys(), \
+        f"consumed values never sent: {sorted(values - ledger.sent.keys())[:20]}"
     # Each acked record was consumed from the partition and offset its delivery report named.
     where = {}
     for _, _, p, o, v in consumed:
