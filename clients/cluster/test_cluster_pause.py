@@ -108,7 +108,7 @@ def test_paused_coordinator_is_fenced(cluster):
     member = Member({"bootstrap.servers": bootstrap(*brokers), "group.id": group,
                      "client.id": "member", "enable.auto.commit": False,
                      "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                     "heartbeat.interval.ms": 1000, "socket.timeout.ms": 10000}, topic)
+                     "heartbeat.interval.ms": 1000, "socket.timeout.ms": 5000}, topic)
     member.start()
     try:
         wait_for("a commit by the member", lambda: member.acked, timeout=30,
@@ -129,10 +129,15 @@ def test_paused_coordinator_is_fenced(cluster):
         x.pause()
         paused = time.monotonic()
         # More records, through the other brokers, for the member to consume and commit.
-        more = Producer({"bootstrap.servers": bootstrap(*others), "acks": "all"})
+        # (X is still in Metadata until its lapse: short timeouts, so that the producer soon
+        # gives up on a connection to it)
+        more = Producer({"bootstrap.servers": bootstrap(*others), "acks": "all",
+                         "api.version.request.timeout.ms": 2000, "socket.timeout.ms": 5000})
         for i in range(300, 400):
             more.produce(topic, value=str(i).encode(), partition=0)
         assert more.flush(30) == 0, "records not delivered through the other brokers"
+        print(f"100 more records delivered through the others {time.monotonic() - paused:.1f}s "
+              "after SIGSTOP")
 
         def moved():
             got = committed_via(others, group, topic)
@@ -140,8 +145,9 @@ def test_paused_coordinator_is_fenced(cluster):
                     and got[1] > committed_before and time.monotonic() - paused
                     > 2.5 * cluster.lapse_ms / 1000 and got)
 
-        (y_id, newer), took = wait_for("the group to commit a newer offset through another broker",
+        (y_id, newer), _ = wait_for("the group to commit a newer offset through another broker",
                                        moved, timeout=60, every=0.2, on_fail=cluster.diagnostics)
+        took = time.monotonic() - paused
         member.committing.clear()  # no more commits: what is stored now must stay
         time.sleep(1.0)
         y_id, newer = committed_via(others, group, topic)
