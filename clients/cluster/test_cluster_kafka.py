@@ -8,8 +8,8 @@ import time
 import uuid
 from collections import defaultdict
 
-from confluent_kafka import (Consumer, ConsumerGroupState, KafkaException, Producer,
-                             TopicPartition)
+from confluent_kafka import (Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions,
+                             KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
@@ -36,6 +36,9 @@ def test_metadata_lists_live_brokers(cluster):
                          lambda: (m := kwire.metadata(b.kafka_addr))["brokers"] == expected and m,
                          timeout=15, on_fail=cluster.diagnostics)
         assert md["brokers"] == expected
+        # and as confluent-kafka sees it, bootstrapped to this broker alone
+        cmd = AdminClient({"bootstrap.servers": b.kafka_addr}).list_topics(timeout=10)
+        assert {n: (m.host, m.port) for n, m in cmd.brokers.items()} == expected
 
     create_topic(brokers, "spread", 12)
     leaders = {}
@@ -72,6 +75,9 @@ def test_metadata_lists_live_brokers(cluster):
         print(f"broker {b.node_id}: {dead.node_id} gone from Metadata {took:.2f}s after kill -9 "
               f"(budget {budget:.1f}s); leaders now {parts}")
         assert took < budget, f"{took:.2f}s > lapse + 3 heartbeats + 2s slack"
+        cmd = AdminClient({"bootstrap.servers": b.kafka_addr}).list_topics("spread", timeout=10)
+        assert set(cmd.brokers) == live_ids, cmd.brokers
+        assert {p: m.leader for p, m in cmd.topics["spread"].partitions.items()} == parts
         # Partitions the live brokers led keep their leader (rendezvous hashing moves only
         # the dead broker's).
         for p, leader in leaders[1].items():
@@ -235,7 +241,14 @@ class Producers(threading.Thread):
 def test_group_survives_coordinator_kill(cluster):
     """3 members, each bootstrapped to a different broker (a single broker each: librdkafka
     learns the others from Metadata, so the member whose broker dies still finds the rest);
-    3 producers, one per broker. kill -9 the group's coordinator mid-stream."""
+    3 idempotent producers, one per broker, likewise. kill -9 the group's coordinator
+    mid-stream.
+
+    The clients start once every broker lists all three (cluster.start waits for that): a
+    broker answers Metadata with the brokers it saw at its last heartbeat, and a client that
+    bootstraps to a broker started first can otherwise learn only that broker (its producer
+    then cannot fail over when that broker dies; a consumer may lose a Metadata request to
+    a broker handle librdkafka drops and wait ~60 s to join)."""
     brokers = cluster.start(3)
     topic, partitions, group = "events", 6, "g-" + uuid.uuid4().hex[:8]
     create_topic(brokers, topic, partitions)
@@ -315,6 +328,12 @@ def test_group_survives_coordinator_kill(cluster):
             assert c.error is None, f"{c.cname}: {c.error!r}"
         assert took < budget, f"stable again after {took:.1f}s > {budget:.0f}s"
         check_ledger(ledger, partitions)
+        # The store has each partition's last acknowledged commit (read through a live broker).
+        committed = committed_offsets(live, group, topic, partitions)
+        last_acked = {p: max(ledger.commit_acks[p], key=lambda a: a[1])[0]
+                      for p in range(partitions)}
+        print(f"committed offsets after the run: {committed}")
+        assert committed == last_acked, (committed, last_acked)
         # Every producer got records acknowledged after the kill, the one whose bootstrap broker
         # died included (it fails over to the brokers it learned from Metadata).
         for i in range(len(producers.producers)):
@@ -338,6 +357,15 @@ def test_group_survives_coordinator_kill(cluster):
         for c in consumers:
             if c.is_alive():
                 c.join(30)
+
+
+def committed_offsets(brokers, group, topic, partitions):
+    """{partition: committed offset} as confluent-kafka's AdminClient reads it (OffsetFetch at
+    the group's coordinator), bootstrapped to `brokers`."""
+    admin = AdminClient({"bootstrap.servers": bootstrap(*brokers)})
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])
+    got = admin.list_consumer_group_offsets([req], request_timeout=10)[group].result(timeout=15)
+    return {tp.partition: tp.offset for tp in got.topic_partitions}
 
 
 def check_ledger(ledger, partitions):
