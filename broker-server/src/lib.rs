@@ -107,6 +107,12 @@ pub async fn open_store(
             let options = store_postgres::PgOptions {
                 schema: config.pg_schema.clone(),
                 startup_wait: Duration::from_secs(config.pg_connect_timeout_secs),
+                // Half the registration lapse: a paused broker's transactions end (and its
+                // row locks go) before the others treat it as dead and take over its groups.
+                idle_in_transaction_timeout: Some(
+                    Duration::from_millis(config.cluster_lapse_ms / 2)
+                        .max(Duration::from_millis(500)),
+                ),
                 ..store_postgres::PgOptions::default()
             };
             match store_postgres::PgStore::connect(url, options, clock).await {

@@ -27,3 +27,20 @@ def kcat(broker, *args, input_bytes=None, timeout=120):
         raise AssertionError(f"{cmd} exited {p.returncode}: {p.stderr.decode(errors='replace')}\n"
                              f"broker log:\n{broker.log_tail()}")
     return p.stdout
+
+
+def assert_single_broker_at(kcat_list_output, addr, store):
+    """Checks that `kcat -L` lists exactly one broker, at `addr`, and returns its node id.
+    A log-store broker is node 0; a PostgreSQL one with no --node-id is given an id by the
+    store, from 1000 up (as Kafka's generated broker ids start above the reserved range)."""
+    import re
+
+    brokers = re.findall(r"broker (-?\d+) at (\S+)", kcat_list_output)
+    assert len(brokers) == 1, kcat_list_output
+    node, at = int(brokers[0][0]), brokers[0][1]
+    assert at == addr, kcat_list_output
+    if store == "postgres":
+        assert node >= 1000, kcat_list_output
+    else:
+        assert node == 0, kcat_list_output
+    return node

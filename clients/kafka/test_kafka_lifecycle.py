@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from kafkautil import create_topic, kcat
+from kafkautil import assert_single_broker_at, create_topic, kcat
 
 
 def stop_with(b, sig):
@@ -108,7 +108,7 @@ def test_advertised_address_is_what_clients_are_told(store_kind):
     b.start()
     try:
         out = kcat(b, "-L").decode()
-        assert f"broker 0 at localhost:{probe.kafka_port}" in out, out
+        assert_single_broker_at(out, f"localhost:{probe.kafka_port}", store_kind)
     finally:
         b.cleanup()
         probe.cleanup()

@@ -1,9 +1,10 @@
 """kcat (Debian's 1.7.1 on librdkafka 2.0.2, or whatever `kcat` is installed) against the broker."""
+import re
 import time
 
 import pytest
 
-from kafkautil import create_topic, kcat
+from kafkautil import assert_single_broker_at, create_topic, kcat
 
 N = 10_000
 
@@ -61,5 +62,7 @@ def test_kcat_metadata_lists_the_broker_and_topic(broker, unique_name):
     topic = unique_name("meta")
     create_topic(broker, topic, 3)
     out = kcat(broker, "-L", "-t", topic).decode()
-    assert f"broker 0 at {broker.kafka_addr}" in out, out
+    node = assert_single_broker_at(out, broker.kafka_addr, broker.store)
     assert f'topic "{topic}" with 3 partitions' in out, out
+    leaders = re.findall(r"partition \d+, leader (-?\d+)", out)
+    assert leaders == [str(node)] * 3, out

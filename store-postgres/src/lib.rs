@@ -53,6 +53,25 @@ pub struct PgOptions {
     /// reachable (each retry logged at WARN with its reason); zero tries once. Errors that
     /// waiting cannot fix (no such database or role, a wrong password) fail at once.
     pub startup_wait: Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for every connection: the server
+    /// ends a session that sits inside a transaction this long without a statement. A broker
+    /// paused (SIGSTOP, a VM freeze) mid-transaction would otherwise hold its row locks, and
+    /// every other broker's appends and coordinator claims on those rows, until it wakes.
+    /// Keep it below the cluster's registration lapse. `None` leaves the server's setting.
+    pub idle_in_transaction_timeout: Option<Duration>,
+}
+
+impl PgOptions {
+    /// The `options` startup parameter the store gives every connection: the schema as
+    /// search path and the idle-in-transaction timeout (whole milliseconds, at least 1).
+    pub fn session_options(&self) -> String {
+        let mut out = format!("-c search_path={}", self.schema);
+        if let Some(t) = self.idle_in_transaction_timeout {
+            let ms = t.as_millis().clamp(1, i32::MAX as u128);
+            out.push_str(&format!(" -c idle_in_transaction_session_timeout={ms}"));
+        }
+        out
+    }
 }
 
 impl Default for PgOptions {
@@ -63,6 +82,7 @@ impl Default for PgOptions {
             safety_check_interval: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             startup_wait: Duration::ZERO,
+            idle_in_transaction_timeout: Some(Duration::from_secs(3)),
         }
     }
 }
@@ -128,7 +148,7 @@ impl PgStore {
             .application_name("broker-store-postgres")
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
-            .options(format!("-c search_path={}", options.schema));
+            .options(&options.session_options());
         let target = describe_target(&config);
         let mut client = connect_with_retry(&config, &target, &options).await?;
         let migrated = schema::migrate(&mut client, &options.schema).await;
