@@ -148,7 +148,7 @@ impl PgStore {
             .application_name("broker-store-postgres")
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
-            .options(&options.session_options());
+            .options(options.session_options());
         let target = describe_target(&config);
         let mut client = connect_with_retry(&config, &target, &options).await?;
         let migrated = schema::migrate(&mut client, &options.schema).await;

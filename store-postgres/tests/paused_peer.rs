@@ -32,7 +32,7 @@ async fn store_and_peer(schema: &str) -> (PgStore, tokio_postgres::Client) {
         ..PgOptions::default()
     };
     let mut config: tokio_postgres::Config = url.parse().expect("database URL");
-    config.options(&options.session_options());
+    config.options(options.session_options());
     let store = PgStore::connect(&url, options, Arc::new(ManualClock::default()))
         .await
         .expect("open store");
