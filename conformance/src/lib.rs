@@ -31,6 +31,6 @@ pub use checks::{
 };
 pub use harness::{Backend, Subject};
 pub use memory_backend::MemoryBackend;
-pub use properties::{check_properties, Op};
+pub use properties::{check_properties, check_properties_seeded, Op};
 /// Re-exported for compatibility; the store lives in the `store-memory` crate.
 pub use store_memory::MemoryStore;

@@ -19,7 +19,7 @@ use broker_api::{
 };
 use bytes::Bytes;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 use crate::harness::{Backend, Subject};
 use crate::model::Model;
@@ -819,6 +819,12 @@ async fn run_case(backend: Arc<dyn Backend>, ops: &[Op]) -> Result<(), String> {
 /// the shortest failing sequence found. Call it from a plain `#[test]` (it builds its own
 /// tokio runtime), not from inside a runtime.
 pub fn check_properties(backend: Arc<dyn Backend>, cases: u32) {
+    check_properties_seeded(backend, cases, None)
+}
+
+/// [`check_properties`] with the op sequences drawn from `seed` when given, so the same
+/// sequences run every time (for tests that must catch a known fault on every run).
+pub fn check_properties_seeded(backend: Arc<dyn Backend>, cases: u32, seed: Option<[u8; 32]>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -830,7 +836,12 @@ pub fn check_properties(backend: Arc<dyn Backend>, cases: u32) {
         max_shrink_time: 120_000,
         ..Config::default()
     };
-    let mut runner = TestRunner::new(config);
+    let mut runner = match seed {
+        Some(seed) => {
+            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
+        }
+        None => TestRunner::new(config),
+    };
     let strategy = case();
     let result = runner.run(&strategy, |ops| {
         rt.block_on(run_case(backend.clone(), &ops))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use broker_api::*;
-use conformance::{check_properties, run_all, Backend, MemoryBackend, CHECKS};
+use conformance::{check_properties_seeded, run_all, Backend, MemoryBackend, CHECKS};
 
 /// One way of breaking the reference store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -627,8 +627,13 @@ async fn cluster_checks_report_exactly_the_broken_rules() {
 
 #[test]
 fn property_test_catches_each_fault() {
+    // Fixed op sequences: with random ones a fault that needs a rare sequence (delete_committed
+    // of a list, then a read of the rest) escaped 256 cases now and then.
     for fault in FAULTS {
-        let outcome = catch_unwind(AssertUnwindSafe(|| check_properties(broken(fault), 256)));
+        let seed = Some([7u8; 32]);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            check_properties_seeded(broken(fault), 1024, seed)
+        }));
         let err = outcome.expect_err(&format!(
             "check_properties passed on a store with {fault:?}"
         ));
