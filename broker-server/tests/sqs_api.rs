@@ -1270,3 +1270,103 @@ async fn shutdown_ends_pending_long_polls() {
     let got = waiter.await.unwrap();
     assert!(got.is_empty());
 }
+
+/// Concurrent sends, receives and deletes of one queue share store calls (sqs::combine);
+/// every request must still get exactly its own messages and answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_each_get_their_own_answers() {
+    let s = Arc::new(start().await);
+    let url = s.create("shared", json!({})).await;
+    let mut senders = Vec::new();
+    for t in 0..16 {
+        let (s, url) = (s.clone(), url.clone());
+        senders.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for b in 0..5 {
+                let entries: Vec<Value> = (0..10)
+                    .map(
+                        |k| json!({"Id": format!("e{k}"), "MessageBody": format!("m-{t}-{b}-{k}")}),
+                    )
+                    .collect();
+                let r = s
+                    .ok(
+                        "SendMessageBatch",
+                        json!({"QueueUrl": url, "Entries": entries}),
+                    )
+                    .await;
+                let ok = r["Successful"].as_array().unwrap();
+                assert_eq!(ok.len(), 10, "{r}");
+                for e in ok {
+                    let k: usize = e["Id"].as_str().unwrap()[1..].parse().unwrap();
+                    let body = format!("m-{t}-{b}-{k}");
+                    assert_eq!(e["MD5OfMessageBody"], md5_hex(&body));
+                    sent.push((body, e["MessageId"].as_str().unwrap().to_string()));
+                }
+            }
+            sent
+        }));
+    }
+    let mut ids: HashMap<String, String> = HashMap::new();
+    for t in senders {
+        for (body, id) in t.await.unwrap() {
+            assert!(ids.insert(body, id).is_none());
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = ids.values().collect();
+    assert_eq!(distinct.len(), 800, "every message has its own id");
+
+    let mut receivers = Vec::new();
+    for _ in 0..8 {
+        let (s, url) = (s.clone(), url.clone());
+        receivers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut empty = 0;
+            while empty < 3 {
+                let msgs = s
+                    .receive(&url, json!({"VisibilityTimeout": 60, "WaitTimeSeconds": 0}))
+                    .await;
+                if msgs.is_empty() {
+                    empty += 1;
+                    continue;
+                }
+                empty = 0;
+                assert!(msgs.len() <= 10);
+                let entries: Vec<Value> = msgs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| json!({"Id": format!("d{i}"), "ReceiptHandle": m["ReceiptHandle"]}))
+                    .collect();
+                let d = s
+                    .ok("DeleteMessageBatch", json!({"QueueUrl": url, "Entries": entries}))
+                    .await;
+                assert_eq!(d["Successful"].as_array().unwrap().len(), msgs.len(), "{d}");
+                assert!(d["Failed"].as_array().unwrap().is_empty(), "{d}");
+                for m in msgs {
+                    got.push((
+                        m["Body"].as_str().unwrap().to_string(),
+                        m["MessageId"].as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+            got
+        }));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in receivers {
+        for (body, id) in t.await.unwrap() {
+            assert_eq!(
+                ids.get(&body),
+                Some(&id),
+                "{body} came with another message's id"
+            );
+            assert!(seen.insert(body.clone()), "{body} was received twice");
+        }
+    }
+    assert_eq!(seen.len(), 800, "every message received once");
+    // Deleted for good: nothing comes back after the visibility timeout.
+    s.clock.advance(61_000);
+    assert!(s.receive(&url, json!({})).await.is_empty());
+    let a = s.attrs(&url).await;
+    assert_eq!(a["ApproximateNumberOfMessages"], "0");
+    assert_eq!(a["ApproximateNumberOfMessagesNotVisible"], "0");
+}

@@ -2,6 +2,7 @@
 //! leases of any store. A queue is a topic plus the lease group [`LEASE_GROUP`].
 
 mod attributes;
+mod combine;
 pub mod dedup;
 pub mod error;
 mod manage;
@@ -33,7 +34,7 @@ use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
 use dedup::DedupIndex;
-use error::SqsError;
+use error::{SqsError, SqsResult};
 use params::Ctx;
 pub use sigv4::SigV4Credentials;
 
@@ -76,7 +77,14 @@ pub struct Sqs {
     pub(crate) clock: SharedClock,
     pub(crate) credentials: Option<SigV4Credentials>,
     pub(crate) base_url: String,
-    pub(crate) round_robin: AtomicUsize,
+    pub(crate) round_robin: Arc<AtomicUsize>,
+    /// Concurrent sends to a standard queue sharing appends (see [`combine`]).
+    pub(crate) send_calls: combine::Combiner<String, send::Records, SqsResult<send::Placed>>,
+    /// Concurrent receives of a standard queue with one visibility timeout sharing leases.
+    pub(crate) lease_calls:
+        combine::Combiner<(String, u64), usize, SqsResult<Vec<broker_api::Lease>>>,
+    /// Concurrent deletes of one queue sharing acks.
+    pub(crate) ack_calls: combine::Combiner<String, Vec<broker_api::LeaseToken>, receive::Acked>,
     pub(crate) shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) dedup:
         parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
@@ -111,7 +119,10 @@ impl Sqs {
             clock,
             credentials,
             base_url,
-            round_robin: AtomicUsize::new(0),
+            round_robin: Arc::new(AtomicUsize::new(0)),
+            send_calls: combine::Combiner::new(send::SHARED_APPEND_BYTES),
+            lease_calls: combine::Combiner::new(receive::SHARED_LEASE_RECORDS),
+            ack_calls: combine::Combiner::new(receive::SHARED_ACK_TOKENS),
             shutdown,
             dedup: parking_lot::Mutex::new(HashMap::new()),
             config_lock: tokio::sync::Mutex::new(()),

@@ -1,13 +1,15 @@
 //! Receiving (with long polls), deleting, and changing visibility.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_api::{Lease, StoreError};
+use broker_api::{Lease, LeaseToken, Store, StoreError};
 use futures::future::select_all;
 use serde_json::{json, Map, Value};
 
+use super::combine::Run;
 use super::error::{SqsError, SqsResult};
 use super::message::{self as msg, AttrValue};
 use super::params::*;
@@ -27,29 +29,133 @@ const SYSTEM_ATTRIBUTES: &[&str] = &[
     "DeadLetterQueueSourceArn",
 ];
 
+/// Records one shared lease takes at most (10 receives of 10).
+pub(crate) const SHARED_LEASE_RECORDS: usize = 100;
+/// Receipt handles one shared ack takes at most (10 delete batches of 10).
+pub(crate) const SHARED_ACK_TOKENS: usize = 100;
+
+/// The per-token results of an ack (the whole call failing is the outer error).
+pub(crate) type Acked = SqsResult<Vec<Result<(), StoreError>>>;
+
+/// Leases up to `max` records of `topic` (`n` partitions), trying the partitions from the
+/// next one in turn.
+async fn lease_across(
+    store: &dyn Store,
+    rr: &AtomicUsize,
+    topic: &str,
+    n: u32,
+    max: usize,
+    visibility: Duration,
+) -> SqsResult<Vec<Lease>> {
+    let n = n as usize;
+    let start = rr.fetch_add(1, Ordering::Relaxed) % n;
+    let mut out = Vec::new();
+    for i in 0..n {
+        if out.len() >= max {
+            break;
+        }
+        let p = ((start + i) % n) as i32;
+        let got = store
+            .lease(topic, p, LEASE_GROUP, max - out.len(), visibility)
+            .await?;
+        out.extend(got);
+    }
+    Ok(out)
+}
+
 impl Sqs {
     /// Leases up to `max` records across the queue's partitions, starting at a rotating one.
+    /// On a standard queue the lease is shared with the receives that wait meanwhile (see
+    /// [`super::combine`]); a FIFO queue leases alone, so a message group's records never
+    /// go to two receivers in one call.
     async fn lease_any(
         &self,
         q: &Queue,
         max: usize,
         visibility: Duration,
     ) -> SqsResult<Vec<Lease>> {
-        let n = q.partitions() as usize;
-        let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % n;
-        let mut out = Vec::new();
-        for i in 0..n {
-            if out.len() >= max {
-                break;
-            }
-            let p = ((start + i) % n) as i32;
-            let got = self
-                .store
-                .lease(&q.topic, p, LEASE_GROUP, max - out.len(), visibility)
-                .await?;
-            out.extend(got);
+        if q.fifo {
+            let (store, rr) = (self.store.as_ref(), self.round_robin.as_ref());
+            return lease_across(store, rr, &q.topic, q.partitions(), max, visibility).await;
         }
-        Ok(out)
+        let key = (q.topic.clone(), visibility.as_millis() as u64);
+        let run = self.shared_lease(q, visibility);
+        self.lease_calls.call(key, max, max, run).await?
+    }
+
+    /// The shared lease of a standard queue: the sum of the requests' maxima leased in one
+    /// go, handed out in arrival order (each request up to its own maximum).
+    fn shared_lease(&self, q: &Queue, visibility: Duration) -> Run<usize, SqsResult<Vec<Lease>>> {
+        let store = self.store.clone();
+        let rr = self.round_robin.clone();
+        let topic = q.topic.clone();
+        let n = q.partitions();
+        Arc::new(move |maxima: Vec<usize>| {
+            let (store, rr, topic) = (store.clone(), rr.clone(), topic.clone());
+            Box::pin(async move {
+                let total = maxima.iter().sum();
+                match lease_across(store.as_ref(), &rr, &topic, n, total, visibility).await {
+                    Ok(leases) => {
+                        let mut rest = leases.into_iter();
+                        maxima
+                            .iter()
+                            .map(|m| Ok(rest.by_ref().take(*m).collect()))
+                            .collect()
+                    }
+                    Err(e) => maxima.iter().map(|_| Err(e.clone())).collect(),
+                }
+            })
+        })
+    }
+
+    /// Acks `tokens` in a store call shared with the deletes that wait meanwhile; one result
+    /// per token, in order.
+    async fn ack_shared(&self, q: &Queue, tokens: Vec<LeaseToken>) -> Acked {
+        let n = tokens.len();
+        let run = self.shared_ack(q);
+        self.ack_calls.call(q.topic.clone(), tokens, n, run).await?
+    }
+
+    /// The shared ack of one queue: every request's tokens in one store call, unless two
+    /// requests name the same record (then one call per request, in order, as if alone).
+    fn shared_ack(&self, q: &Queue) -> Run<Vec<LeaseToken>, Acked> {
+        let store = self.store.clone();
+        let topic = q.topic.clone();
+        Arc::new(move |reqs: Vec<Vec<LeaseToken>>| {
+            let (store, topic) = (store.clone(), topic.clone());
+            Box::pin(async move {
+                let mut seen = HashSet::new();
+                let overlap = reqs.len() > 1
+                    && reqs.iter().any(|r| {
+                        let mine: HashSet<_> = r.iter().map(|t| (t.partition, t.offset)).collect();
+                        let clash = mine.iter().any(|k| seen.contains(k));
+                        seen.extend(mine);
+                        clash
+                    });
+                if reqs.len() == 1 || overlap {
+                    let mut out = Vec::with_capacity(reqs.len());
+                    for r in &reqs {
+                        out.push(store.ack(&topic, LEASE_GROUP, r).await.map_err(Into::into));
+                    }
+                    return out;
+                }
+                let counts: Vec<usize> = reqs.iter().map(Vec::len).collect();
+                let all: Vec<LeaseToken> = reqs.into_iter().flatten().collect();
+                match store.ack(&topic, LEASE_GROUP, &all).await {
+                    Ok(results) => {
+                        let mut rest = results.into_iter();
+                        counts
+                            .iter()
+                            .map(|c| Ok(rest.by_ref().take(*c).collect()))
+                            .collect()
+                    }
+                    Err(e) => {
+                        let e = SqsError::from(e);
+                        counts.iter().map(|_| Err(e.clone())).collect()
+                    }
+                }
+            })
+        })
     }
 
     /// Leases up to `max` records, waiting up to `wait` for one to arrive.
@@ -256,7 +362,7 @@ impl Sqs {
         }
         // A handle of the most recent receive deletes the message also after its visibility
         // timeout passed (the store acks a lapsed lease); an older one is LeaseExpired.
-        let mut r = self.store.ack(&q.topic, LEASE_GROUP, &[token]).await?;
+        let mut r = self.ack_shared(&q, vec![token]).await?;
         match r.pop() {
             Some(Ok(())) => {}
             Some(Err(StoreError::LeaseExpired)) => Self::stale_delete(&q, handle)?,
@@ -290,7 +396,7 @@ impl Sqs {
             }
         }
         if !tokens.is_empty() {
-            let acked = self.store.ack(&q.topic, LEASE_GROUP, &tokens).await?;
+            let acked = self.ack_shared(&q, tokens).await?;
             for (pos, r) in positions.into_iter().zip(acked) {
                 let handle = entries[pos]
                     .get("ReceiptHandle")

@@ -8,6 +8,7 @@ use broker_api::{AppendBatch, Record};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::combine::Run;
 use super::dedup::{DedupIndex, Original};
 use super::error::{SqsError, SqsResult};
 use super::message as msg;
@@ -45,6 +46,18 @@ pub(super) fn stable_hash(s: &str) -> u64 {
     }
     h
 }
+
+/// Bytes of messages one shared append takes at most (see [`super::combine`]).
+pub(crate) const SHARED_APPEND_BYTES: usize = 1 << 20;
+
+/// One send request's records, for a shared append.
+pub(crate) struct Records {
+    records: Vec<Record>,
+    bytes: u64,
+}
+
+/// Where a request's records went: partition, offset of the first, append time.
+pub(crate) type Placed = (i32, i64, i64);
 
 /// A send entry checked and turned into a record.
 struct Prepared {
@@ -212,6 +225,50 @@ impl Sqs {
         })
     }
 
+    /// The shared append of a standard queue: the requests' records in one store append to
+    /// the next partition in turn, each request told where its records went. A failed append
+    /// fails every request in it (their records were checked before, so the cause is the
+    /// store's, not a request's).
+    fn shared_append(&self, q: &Queue) -> Run<Records, SqsResult<Placed>> {
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let rr = self.round_robin.clone();
+        let topic = q.topic.clone();
+        let n = q.partitions();
+        Arc::new(move |reqs: Vec<Records>| {
+            let (store, metrics, rr, topic) =
+                (store.clone(), metrics.clone(), rr.clone(), topic.clone());
+            Box::pin(async move {
+                let partition = (rr.fetch_add(1, Ordering::Relaxed) as u32 % n) as i32;
+                let counts: Vec<usize> = reqs.iter().map(|r| r.records.len()).collect();
+                let bytes: u64 = reqs.iter().map(|r| r.bytes).sum();
+                let records: Vec<Record> = reqs.into_iter().flat_map(|r| r.records).collect();
+                let count = records.len() as u64;
+                match store
+                    .append(&topic, partition, AppendBatch::new(records))
+                    .await
+                {
+                    Ok(res) => {
+                        metrics.appended(&topic, count, bytes);
+                        let mut base = res.base_offset;
+                        counts
+                            .iter()
+                            .map(|c| {
+                                let placed = (partition, base, res.append_time_ms);
+                                base += *c as i64;
+                                Ok(placed)
+                            })
+                            .collect()
+                    }
+                    Err(e) => {
+                        let e = SqsError::from(e);
+                        counts.iter().map(|_| Err(e.clone())).collect()
+                    }
+                }
+            })
+        })
+    }
+
     fn dedup_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<Option<DedupIndex>>> {
         self.dedup
             .lock()
@@ -249,7 +306,6 @@ impl Sqs {
                 Some(_) => {}
             }
         }
-        let rr = self.round_robin.fetch_add(1, Ordering::Relaxed) as u32 % n;
 
         enum Slot {
             Done(SqsResult<Sent>),
@@ -286,45 +342,58 @@ impl Sqs {
                 }
                 in_batch.insert(id.clone(), i);
             }
-            let partition = match &p.group {
+            let lane = match &p.group {
                 Some(g) if q.fifo => (stable_hash(g) % n as u64) as i32,
-                _ => rr as i32,
+                _ => 0,
             };
-            let list = by_partition.entry(partition).or_default();
-            slots.push(Slot::Pending(partition, list.len()));
+            let list = by_partition.entry(lane).or_default();
+            slots.push(Slot::Pending(lane, list.len()));
             list.push(p);
         }
 
-        let mut appended: HashMap<i32, SqsResult<(i64, i64)>> = HashMap::new();
+        // Appended lanes: a FIFO queue's lane is its partition; a standard queue's one lane
+        // goes to a partition chosen by the shared append it joins.
+        let mut appended: HashMap<i32, SqsResult<Placed>> = HashMap::new();
         let mut dedup_ids: HashMap<i32, Vec<(Option<String>, uuid::Uuid)>> = HashMap::new();
-        for (partition, list) in by_partition {
+        for (lane, list) in by_partition {
             let bytes: u64 = list.iter().map(|p| p.bytes).sum();
             let count = list.len() as u64;
-            dedup_ids.insert(
-                partition,
-                list.iter()
-                    .map(|p| (p.dedup_id.clone(), p.message_id))
-                    .collect(),
-            );
-            let records = list.into_iter().map(|p| p.record).collect();
-            let r = self
-                .store
-                .append(&q.topic, partition, AppendBatch::new(records))
-                .await;
-            match r {
-                Ok(res) => {
-                    self.metrics.appended(&q.topic, count, bytes);
-                    appended.insert(partition, Ok((res.base_offset, res.append_time_ms)));
-                }
-                Err(e) => {
-                    appended.insert(partition, Err(e.into()));
-                }
+            if q.fifo {
+                dedup_ids.insert(
+                    lane,
+                    list.iter()
+                        .map(|p| (p.dedup_id.clone(), p.message_id))
+                        .collect(),
+                );
             }
+            let records: Vec<Record> = list.into_iter().map(|p| p.record).collect();
+            let placed = if q.fifo {
+                match self
+                    .store
+                    .append(&q.topic, lane, AppendBatch::new(records))
+                    .await
+                {
+                    Ok(res) => {
+                        self.metrics.appended(&q.topic, count, bytes);
+                        Ok((lane, res.base_offset, res.append_time_ms))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            } else {
+                let req = Records { records, bytes };
+                let key = q.topic.clone();
+                let run = self.shared_append(q);
+                self.send_calls
+                    .call(key, req, bytes as usize, run)
+                    .await
+                    .and_then(|r| r)
+            };
+            appended.insert(lane, placed);
         }
         if let Some(g) = guard.as_mut() {
             let index = g.as_mut().expect("index loaded");
-            for (partition, ids) in &dedup_ids {
-                if let Some(Ok((base, ts))) = appended.get(partition) {
+            for (lane, ids) in &dedup_ids {
+                if let Some(Ok((partition, base, ts))) = appended.get(lane) {
                     for (i, (id, message_id)) in ids.iter().enumerate() {
                         if let Some(id) = id {
                             let o = Original {
@@ -360,8 +429,10 @@ impl Sqs {
                     }),
                     Err(e) => Err(e.clone()),
                 },
-                Slot::Pending(partition, pos) => match &appended[partition] {
-                    Ok((base, _)) => Ok(sent(ids[i], *partition, base + *pos as i64, &md5s[i])),
+                Slot::Pending(lane, pos) => match &appended[lane] {
+                    Ok((partition, base, _)) => {
+                        Ok(sent(ids[i], *partition, base + *pos as i64, &md5s[i]))
+                    }
                     Err(e) => Err(e.clone()),
                 },
             };
