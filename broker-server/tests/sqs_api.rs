@@ -1370,3 +1370,42 @@ async fn concurrent_requests_each_get_their_own_answers() {
     assert_eq!(a["ApproximateNumberOfMessages"], "0");
     assert_eq!(a["ApproximateNumberOfMessagesNotVisible"], "0");
 }
+
+/// Message actions use a queue description read up to a second earlier (sqs::manage); a
+/// change through this broker is seen at once, and a queue deleted under it (here through
+/// the store, as the Kafka API would) is reported as gone, not served from the cache.
+#[tokio::test]
+async fn cached_queue_descriptions_never_hide_a_change() {
+    let s = start().await;
+    let url = s.create("cached", json!({})).await;
+    s.ok(
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "one"}),
+    )
+    .await;
+    // Through this broker: a new visibility timeout applies to the next receive.
+    s.ok(
+        "SetQueueAttributes",
+        json!({"QueueUrl": url, "Attributes": {"VisibilityTimeout": "5"}}),
+    )
+    .await;
+    let got = s.receive(&url, json!({})).await;
+    assert_eq!(got.len(), 1);
+    s.clock.advance(5_000);
+    assert_eq!(
+        s.receive(&url, json!({})).await.len(),
+        1,
+        "visible again after 5 s"
+    );
+    // Deleted behind the broker's back: every message action says the queue is gone.
+    s.store.delete_topic("cached").await.unwrap();
+    let (_, shape, _) = s
+        .err(
+            "SendMessage",
+            json!({"QueueUrl": url, "MessageBody": "two"}),
+        )
+        .await;
+    assert_eq!(shape, "QueueDoesNotExist");
+    let (_, shape, _) = s.err("ReceiveMessage", json!({"QueueUrl": url})).await;
+    assert_eq!(shape, "QueueDoesNotExist");
+}

@@ -2,6 +2,8 @@
 //! one way queue settings are rewritten ([`Sqs::update_queue`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use broker_api::{LeaseGroupConfig, StoreError, TopicConfig};
 use serde_json::{json, Map, Value};
@@ -10,6 +12,12 @@ use super::error::{SqsError, SqsResult};
 use super::params::*;
 use super::queue::{self, Queue, QueueRef};
 use super::{Sqs, LEASE_GROUP};
+
+/// How long a message action may use a queue's description read earlier (see
+/// [`Sqs::queue_for_messages`]).
+pub(crate) const QUEUE_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Queue descriptions cached at most.
+const QUEUE_CACHE_MAX: usize = 4096;
 
 /// The lease group config a queue's attributes call for.
 pub(super) fn group_config(q: &Queue) -> LeaseGroupConfig {
@@ -44,6 +52,42 @@ impl Sqs {
             .await
     }
 
+    /// The queue the request's `QueueUrl` names, for a message action (send, receive,
+    /// delete, change visibility): as described at most [`QUEUE_CACHE_TTL`] ago, so these
+    /// actions do not read the queue's settings from the store on every request. AWS
+    /// documents that attribute changes take up to 60 seconds to reach every part of SQS;
+    /// here a change made through this broker is seen at once (it drops the entry), one made
+    /// through another broker or the Kafka API within [`QUEUE_CACHE_TTL`]. Management actions
+    /// read the store every time.
+    pub(super) async fn queue_for_messages(
+        &self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> SqsResult<Arc<Queue>> {
+        let url = req_str(input, "QueueUrl")?;
+        let topic = QueueRef::from_url(url, &ctx.region)?.topic();
+        if let Some((at, q)) = self.queue_cache.lock().get(&topic) {
+            if at.elapsed() < QUEUE_CACHE_TTL {
+                return Ok(q.clone());
+            }
+        }
+        let q = Arc::new(self.queue_by_topic(&topic).await?);
+        let mut cache = self.queue_cache.lock();
+        if cache.len() >= QUEUE_CACHE_MAX {
+            cache.retain(|_, (at, _)| at.elapsed() < QUEUE_CACHE_TTL);
+            if cache.len() >= QUEUE_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(topic, (Instant::now(), q.clone()));
+        Ok(q)
+    }
+
+    /// Drops the cached description of the queue stored as `topic` (after a change to it).
+    pub(super) fn forget_queue(&self, topic: &str) {
+        self.queue_cache.lock().remove(topic);
+    }
+
     /// Rewrites the config of the queue stored as `topic`: `change` gets the current queue
     /// and a copy of its config to edit; the store is written only when the copy differs.
     /// Rewrites through this function never lose each other's changes (they are serialised
@@ -60,9 +104,9 @@ impl Sqs {
         if config == q.info.config {
             return Ok(q);
         }
-        Ok(Queue::from_topic(
-            self.store.update_topic_config(topic, config).await?,
-        ))
+        let updated = self.store.update_topic_config(topic, config).await;
+        self.forget_queue(topic);
+        Ok(Queue::from_topic(updated?))
     }
 
     /// Checks that a redrive policy's dead-letter queue exists in `region` (the source
@@ -130,6 +174,7 @@ impl Sqs {
             queue::DEFAULT_MAX_MESSAGE_SIZE as usize + queue::HEADER_ALLOWANCE;
         queue::apply_attributes(&mut config, &with_times);
         super::tags::apply_tags(&mut config, &tags, &[])?;
+        self.forget_queue(&topic);
         let q = match self.store.create_topic(&topic, config).await {
             Ok(info) => Queue::from_topic(info),
             Err(StoreError::TopicExists(_)) => {
@@ -268,7 +313,9 @@ impl Sqs {
 
     pub(super) async fn delete_queue(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
         let q = self.queue(ctx, input).await?;
-        self.store.delete_topic(&q.topic).await?;
+        let deleted = self.store.delete_topic(&q.topic).await;
+        self.forget_queue(&q.topic);
+        deleted?;
         self.dedup.lock().remove(&q.topic);
         Ok(json!({}))
     }

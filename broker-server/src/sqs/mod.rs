@@ -78,6 +78,8 @@ pub struct Sqs {
     pub(crate) credentials: Option<SigV4Credentials>,
     pub(crate) base_url: String,
     pub(crate) round_robin: Arc<AtomicUsize>,
+    /// Queue descriptions for message actions, by topic (see [`Sqs::queue_for_messages`]).
+    pub(crate) queue_cache: parking_lot::Mutex<HashMap<String, (Instant, Arc<queue::Queue>)>>,
     /// Concurrent sends to a standard queue sharing appends (see [`combine`]).
     pub(crate) send_calls: combine::Combiner<String, send::Records, SqsResult<send::Placed>>,
     /// Concurrent receives of a standard queue with one visibility timeout sharing leases.
@@ -120,6 +122,7 @@ impl Sqs {
             credentials,
             base_url,
             round_robin: Arc::new(AtomicUsize::new(0)),
+            queue_cache: parking_lot::Mutex::new(HashMap::new()),
             send_calls: combine::Combiner::new(send::SHARED_APPEND_BYTES),
             lease_calls: combine::Combiner::new(receive::SHARED_LEASE_RECORDS),
             ack_calls: combine::Combiner::new(receive::SHARED_ACK_TOKENS),

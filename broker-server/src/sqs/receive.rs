@@ -221,7 +221,7 @@ impl Sqs {
     }
 
     pub(super) async fn receive_message(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         if q.fifo && !q.has_sqs_attributes() {
             self.ensure_fifo_group(&q).await?;
         }
@@ -354,7 +354,7 @@ impl Sqs {
     }
 
     pub(super) async fn delete_message(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         let handle = req_str(input, "ReceiptHandle")?;
         let token = self.token(&q, handle)?;
         if q.fifo && !self.fifo_handle_live(&q, token).await? {
@@ -373,7 +373,7 @@ impl Sqs {
     }
 
     pub(super) async fn delete_message_batch(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         let entries = batch_entries(input, "DeleteMessageBatchRequestEntry")?;
         let mut results: Vec<Option<SqsResult<()>>> = vec![None; entries.len()];
         let mut tokens = Vec::new();
@@ -450,7 +450,7 @@ impl Sqs {
         ctx: &Ctx,
         input: &Value,
     ) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         self.change_visibility(&q, input).await?;
         Ok(json!({}))
     }
@@ -460,7 +460,7 @@ impl Sqs {
         ctx: &Ctx,
         input: &Value,
     ) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         let entries = batch_entries(input, "ChangeMessageVisibilityBatchRequestEntry")?;
         let mut results = Vec::with_capacity(entries.len());
         for e in entries {

@@ -442,14 +442,14 @@ impl Sqs {
     }
 
     pub(super) async fn send_message(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         let p = self.prepare(&q, input, self.now_ms())?;
         let mut r = self.send_entries(&q, vec![Ok(p)]).await?;
         Ok(r.remove(0)?.to_json(None))
     }
 
     pub(super) async fn send_message_batch(&self, ctx: &Ctx, input: &Value) -> SqsResult<Value> {
-        let q = self.queue(ctx, input).await?;
+        let q = self.queue_for_messages(ctx, input).await?;
         let entries = batch_entries(input, "SendMessageBatchRequestEntry")?;
         let total: usize = entries
             .iter()
