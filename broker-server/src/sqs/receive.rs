@@ -93,8 +93,29 @@ impl Sqs {
         Arc::new(move |maxima: Vec<usize>| {
             let (store, rr, topic) = (store.clone(), rr.clone(), topic.clone());
             Box::pin(async move {
-                let total = maxima.iter().sum();
-                match lease_across(store.as_ref(), &rr, &topic, n, total, visibility).await {
+                let total: usize = maxima.iter().sum();
+                let last = maxima.last().copied().unwrap_or(0);
+                let mut leases = Vec::new();
+                // A store may answer a large lease in part; lease again while the last
+                // request would get nothing, so no request comes back empty while the queue
+                // still has messages to give.
+                let leased = loop {
+                    let want = total - leases.len();
+                    match lease_across(store.as_ref(), &rr, &topic, n, want, visibility).await {
+                        Ok(got) => {
+                            let more = !got.is_empty();
+                            leases.extend(got);
+                            if !more || leases.len() + last > total {
+                                break Ok(leases);
+                            }
+                        }
+                        // What was leased stays leased: hand it out (it comes back after
+                        // its visibility timeout if nobody deletes it).
+                        Err(_) if !leases.is_empty() => break Ok(leases),
+                        Err(e) => break Err(e),
+                    }
+                };
+                match leased {
                     Ok(leases) => {
                         let mut rest = leases.into_iter();
                         maxima
