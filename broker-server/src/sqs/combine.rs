@@ -1,6 +1,9 @@
 //! Shared store calls: SQS requests for the same queue that arrive while a store call for it
 //! is running wait and then go together into the next call (sends into one append, receives
-//! into one lease, deletes into one ack), as a group commit does. A request that finds the
+//! into one lease), as a group commit does. Deletes are not shared here: the PostgreSQL
+//! store's group commit already merges concurrent acks, and one ack call in flight per queue
+//! takes away the overlap of acks with leases (broker-bench gave no gain from it on either
+//! store; docs/benchmarks.md). A request that finds the
 //! queue idle is not delayed. The calls run in a task of their own, so a client that goes away
 //! cannot leave the others waiting.
 

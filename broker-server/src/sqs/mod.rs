@@ -85,8 +85,6 @@ pub struct Sqs {
     /// Concurrent receives of a standard queue with one visibility timeout sharing leases.
     pub(crate) lease_calls:
         combine::Combiner<(String, u64), usize, SqsResult<Vec<broker_api::Lease>>>,
-    /// Concurrent deletes of one queue sharing acks.
-    pub(crate) ack_calls: combine::Combiner<String, Vec<broker_api::LeaseToken>, receive::Acked>,
     pub(crate) shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     pub(crate) dedup:
         parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<DedupIndex>>>>>,
@@ -125,7 +123,6 @@ impl Sqs {
             queue_cache: parking_lot::Mutex::new(HashMap::new()),
             send_calls: combine::Combiner::new(send::SHARED_APPEND_BYTES),
             lease_calls: combine::Combiner::new(receive::SHARED_LEASE_RECORDS),
-            ack_calls: combine::Combiner::new(receive::SHARED_ACK_TOKENS),
             shutdown,
             dedup: parking_lot::Mutex::new(HashMap::new()),
             config_lock: tokio::sync::Mutex::new(()),

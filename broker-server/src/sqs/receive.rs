@@ -1,11 +1,11 @@
 //! Receiving (with long polls), deleting, and changing visibility.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_api::{Lease, LeaseToken, Store, StoreError};
+use broker_api::{Lease, Store, StoreError};
 use futures::future::select_all;
 use serde_json::{json, Map, Value};
 
@@ -31,12 +31,6 @@ const SYSTEM_ATTRIBUTES: &[&str] = &[
 
 /// Records one shared lease takes at most (10 receives of 10).
 pub(crate) const SHARED_LEASE_RECORDS: usize = 100;
-/// Receipt handles one shared ack takes at most (10 delete batches of 10).
-pub(crate) const SHARED_ACK_TOKENS: usize = 100;
-
-/// The per-token results of an ack (the whole call failing is the outer error).
-pub(crate) type Acked = SqsResult<Vec<Result<(), StoreError>>>;
-
 /// Leases up to `max` records of `topic` (`n` partitions), trying the partitions from the
 /// next one in turn.
 async fn lease_across(
@@ -124,56 +118,6 @@ impl Sqs {
                             .collect()
                     }
                     Err(e) => maxima.iter().map(|_| Err(e.clone())).collect(),
-                }
-            })
-        })
-    }
-
-    /// Acks `tokens` in a store call shared with the deletes that wait meanwhile; one result
-    /// per token, in order.
-    async fn ack_shared(&self, q: &Queue, tokens: Vec<LeaseToken>) -> Acked {
-        let n = tokens.len();
-        let run = self.shared_ack(q);
-        self.ack_calls.call(q.topic.clone(), tokens, n, run).await?
-    }
-
-    /// The shared ack of one queue: every request's tokens in one store call, unless two
-    /// requests name the same record (then one call per request, in order, as if alone).
-    fn shared_ack(&self, q: &Queue) -> Run<Vec<LeaseToken>, Acked> {
-        let store = self.store.clone();
-        let topic = q.topic.clone();
-        Arc::new(move |reqs: Vec<Vec<LeaseToken>>| {
-            let (store, topic) = (store.clone(), topic.clone());
-            Box::pin(async move {
-                let mut seen = HashSet::new();
-                let overlap = reqs.len() > 1
-                    && reqs.iter().any(|r| {
-                        let mine: HashSet<_> = r.iter().map(|t| (t.partition, t.offset)).collect();
-                        let clash = mine.iter().any(|k| seen.contains(k));
-                        seen.extend(mine);
-                        clash
-                    });
-                if reqs.len() == 1 || overlap {
-                    let mut out = Vec::with_capacity(reqs.len());
-                    for r in &reqs {
-                        out.push(store.ack(&topic, LEASE_GROUP, r).await.map_err(Into::into));
-                    }
-                    return out;
-                }
-                let counts: Vec<usize> = reqs.iter().map(Vec::len).collect();
-                let all: Vec<LeaseToken> = reqs.into_iter().flatten().collect();
-                match store.ack(&topic, LEASE_GROUP, &all).await {
-                    Ok(results) => {
-                        let mut rest = results.into_iter();
-                        counts
-                            .iter()
-                            .map(|c| Ok(rest.by_ref().take(*c).collect()))
-                            .collect()
-                    }
-                    Err(e) => {
-                        let e = SqsError::from(e);
-                        counts.iter().map(|_| Err(e.clone())).collect()
-                    }
                 }
             })
         })
@@ -383,7 +327,7 @@ impl Sqs {
         }
         // A handle of the most recent receive deletes the message also after its visibility
         // timeout passed (the store acks a lapsed lease); an older one is LeaseExpired.
-        let mut r = self.ack_shared(&q, vec![token]).await?;
+        let mut r = self.store.ack(&q.topic, LEASE_GROUP, &[token]).await?;
         match r.pop() {
             Some(Ok(())) => {}
             Some(Err(StoreError::LeaseExpired)) => Self::stale_delete(&q, handle)?,
@@ -417,7 +361,7 @@ impl Sqs {
             }
         }
         if !tokens.is_empty() {
-            let acked = self.ack_shared(&q, tokens).await?;
+            let acked = self.store.ack(&q.topic, LEASE_GROUP, &tokens).await?;
             for (pos, r) in positions.into_iter().zip(acked) {
                 let handle = entries[pos]
                     .get("ReceiptHandle")
