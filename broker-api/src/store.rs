@@ -171,6 +171,26 @@ use crate::StoreResult;
 ///   (below the high watermark) is not, except for stores that keep the default (log start).
 /// - **lease_state_survives_reopen**: acks, delivery counts, releases and lease group configs
 ///   survive close and reopen (in-flight leases may come back available).
+/// - **max_deliveries_without_dead_letter_topic_archives**: with `max_deliveries = n` and no
+///   `dead_letter_topic`, a record that would be leased an (n+1)-th time is instead counted as
+///   done and dead-lettered (Kafka share groups call it archived) and copied nowhere.
+/// - **lease_start_can_be_reset**: `reset_lease_start(topic, partition, group, start)` clamps
+///   `start` into `[log_start, high_watermark]` and returns it; afterwards every record of that
+///   partition below it is done for the group, every record at or after it is leasable as if
+///   never leased (delivery count 1 on its next lease, not dead-lettered), and every earlier
+///   token of the partition is `LeaseExpired`. Other partitions and other groups are untouched.
+///   The group then appears in `lease_groups` (with its config, or the default one). The reset
+///   survives close and reopen. An unknown topic is `UnknownTopic`, a partition outside the
+///   topic `InvalidArgument`.
+/// - **lease_groups_can_be_deleted**: `delete_lease_group(topic, group)` removes the group's
+///   config and its lease state on every partition of the topic and returns whether there was
+///   any; afterwards the group is not in `lease_groups`, leases from the log start like a new
+///   group, and its earlier tokens are `LeaseExpired`. Other groups are untouched; it survives
+///   reopen. An unknown topic is `UnknownTopic`.
+/// - **group_configs_round_trip**: `set_group_config(group, configs)` replaces the whole map of
+///   string settings kept for a group name (an empty map removes it); `group_config` returns the
+///   last map set (empty for a group never set), also after close and reopen; `list_group_configs`
+///   returns every group with a non-empty map, sorted by name. Keys and values are kept verbatim.
 ///
 /// # Retention
 /// - **delete_records_moves_log_start**: `delete_records(before)` sets the log start to exactly
@@ -366,6 +386,44 @@ pub trait Store: Send + Sync + 'static {
         partition: i32,
         group: &str,
     ) -> StoreResult<LeaseCounts>;
+    /// Moves (forward or back) where a group's lease state of one partition starts; returns the
+    /// clamped start. See **lease_start_can_be_reset**.
+    async fn reset_lease_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        start: i64,
+    ) -> StoreResult<i64> {
+        let _ = (topic, partition, group, start);
+        Err(crate::StoreError::Internal("reset_lease_start: TEMPORARY DEFAULT".into()))
+    }
+    /// Forgets a lease group on a topic (config and state); see **lease_groups_can_be_deleted**.
+    async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool> {
+        let _ = (topic, group);
+        Err(crate::StoreError::Internal("delete_lease_group: TEMPORARY DEFAULT".into()))
+    }
+
+    // ---- group configs ----
+
+    /// Replaces the settings kept for a group (Kafka's GROUP config resource); empty removes.
+    async fn set_group_config(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        let _ = (group, configs);
+        Err(crate::StoreError::Internal("set_group_config: TEMPORARY DEFAULT".into()))
+    }
+    /// The settings kept for a group (empty when none).
+    async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>> {
+        let _ = group;
+        Err(crate::StoreError::Internal("group_config: TEMPORARY DEFAULT".into()))
+    }
+    /// Every group with settings, sorted by group name.
+    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
+        Err(crate::StoreError::Internal("list_group_configs: TEMPORARY DEFAULT".into()))
+    }
 
     // ---- retention ----
 

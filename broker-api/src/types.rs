@@ -402,7 +402,8 @@ pub struct LeaseGroupConfig {
     /// A record is leased at most this many times; the next time it would be leased it is
     /// dead-lettered instead. `None`: no limit.
     pub max_deliveries: Option<u32>,
-    /// Where dead-lettered records go (partition 0 of this topic). Required with `max_deliveries`.
+    /// Where dead-lettered records go (partition 0 of this topic). Without it, records past
+    /// `max_deliveries` are archived: done, counted as dead-lettered, copied nowhere.
     pub dead_letter_topic: Option<String>,
     /// A record is never leased while an earlier record with the same key is not done (except
     /// one leased by the same call), nor while any record with its key is in flight.
