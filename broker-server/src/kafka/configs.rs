@@ -33,6 +33,7 @@ pub const RESOURCE_GROUP: i8 = 32;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_GROUP: i8 = 8;
 /// Config types (DescribeConfigs v3+).
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
@@ -377,6 +378,10 @@ impl KafkaServer {
                     ResponseError::InvalidRequest.code(),
                     format!("Unexpected broker id {}", r.resource_name.as_str()),
                 )),
+                RESOURCE_GROUP => self
+                    .group_settings(r.resource_name.as_str())
+                    .await
+                    .map(|settings| (settings, SOURCE_GROUP)),
                 other => Err(unsupported_resource(other)),
             };
             match settings {
@@ -554,6 +559,18 @@ impl KafkaServer {
     ) -> Result<(), (i16, String)> {
         match resource_type {
             RESOURCE_TOPIC => {}
+            RESOURCE_GROUP => {
+                let changes = changes
+                    .into_iter()
+                    .map(|(name, change)| match change {
+                        Change::Set(v) => (name, Some(v)),
+                        Change::Reset => (name, None),
+                    })
+                    .collect();
+                return self
+                    .change_group_settings(name, changes, replace, validate_only)
+                    .await;
+            }
             RESOURCE_BROKER => {
                 return Err((
                     ResponseError::InvalidRequest.code(),
@@ -604,11 +621,10 @@ fn broker_named(name: &str, node_id: i32) -> bool {
 }
 
 fn unsupported_resource(resource_type: i8) -> (i16, String) {
-    let what = match resource_type {
-        RESOURCE_GROUP => "group configs are not supported (no share groups yet)".to_string(),
-        other => format!("unsupported config resource type {other}"),
-    };
-    (ResponseError::InvalidRequest.code(), what)
+    (
+        ResponseError::InvalidRequest.code(),
+        format!("unsupported config resource type {resource_type}"),
+    )
 }
 
 #[cfg(test)]

@@ -46,6 +46,13 @@ pub enum KafkaRequest {
     PushTelemetry(PushTelemetryRequest),
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    ShareGroupHeartbeat(ShareGroupHeartbeatRequest),
+    ShareGroupDescribe(ShareGroupDescribeRequest),
+    ShareFetch(ShareFetchRequest),
+    ShareAcknowledge(ShareAcknowledgeRequest),
+    DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest),
+    AlterShareGroupOffsets(AlterShareGroupOffsetsRequest),
+    DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest),
 }
 
 /// What a frame turned out to be.
@@ -173,6 +180,25 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
         }
         ApiKey::AlterUserScramCredentials => {
             KafkaRequest::AlterUserScramCredentials(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ShareGroupHeartbeat => {
+            KafkaRequest::ShareGroupHeartbeat(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ShareGroupDescribe => {
+            KafkaRequest::ShareGroupDescribe(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ShareFetch => KafkaRequest::ShareFetch(decode(&mut buf, v).map_err(body)?),
+        ApiKey::ShareAcknowledge => {
+            KafkaRequest::ShareAcknowledge(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            KafkaRequest::DescribeShareGroupOffsets(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            KafkaRequest::AlterShareGroupOffsets(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            KafkaRequest::DeleteShareGroupOffsets(decode(&mut buf, v).map_err(body)?)
         }
         _ => return Ok(unsupported),
     };

@@ -122,6 +122,9 @@ impl KafkaServer {
         if validate_group_name(&group).is_err() {
             return fail(ResponseError::InvalidGroupId.code(), req.member_id);
         }
+        if self.shares.has_members(&group) {
+            return fail(ResponseError::InconsistentGroupProtocol.code(), req.member_id);
+        }
         let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
         let rebalance = if version >= 1 {
             Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64)
@@ -557,6 +560,9 @@ impl KafkaServer {
                 return ListGroupsResponse::default().with_error_code(code_for(&e));
             }
         }
+        for (name, busy) in self.shares.list() {
+            groups.insert(name, ("share".to_string(), if busy { "Stable" } else { "Empty" }));
+        }
         let wanted: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
         let listed = groups
             .into_iter()
@@ -564,11 +570,12 @@ impl KafkaServer {
                 wanted.is_empty() || wanted.iter().any(|w| w.eq_ignore_ascii_case(state))
             })
             .map(|(name, (pt, state))| {
+                let group_type = if pt == "share" { "share" } else { "classic" };
                 ListedGroup::default()
                     .with_group_id(GroupId(s(name)))
                     .with_protocol_type(s(pt))
                     .with_group_state(StrBytes::from_static_str(state))
-                    .with_group_type(StrBytes::from_static_str("classic"))
+                    .with_group_type(StrBytes::from_static_str(group_type))
             })
             .collect();
         ListGroupsResponse::default().with_groups(listed)
@@ -651,13 +658,16 @@ impl KafkaServer {
             } else {
                 match self.coordinator.delete_group(&name) {
                     Err(code) => code,
-                    Ok(known) => match self.store.delete_committed(&name, None).await {
-                        Ok(0) if !known => ResponseError::GroupIdNotFound.code(),
-                        Ok(_) => {
-                            info!(group = name, "deleted consumer group");
-                            0
-                        }
-                        Err(e) => code_for(&e),
+                    Ok(known) => match self.delete_share_group(&name).await {
+                        Err((code, _)) => code,
+                        Ok(share) => match self.store.delete_committed(&name, None).await {
+                            Ok(0) if !known && !share => ResponseError::GroupIdNotFound.code(),
+                            Ok(_) => {
+                                info!(group = name, "deleted group");
+                                0
+                            }
+                            Err(e) => code_for(&e),
+                        },
                     },
                 }
             };

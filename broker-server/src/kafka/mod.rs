@@ -31,6 +31,7 @@ pub mod records;
 pub mod response;
 mod response_errors;
 mod sasl;
+mod share;
 pub mod telemetry;
 mod topics;
 mod unsupported;
@@ -167,6 +168,8 @@ pub struct KafkaServer {
     node: Arc<crate::cluster::Node>,
     /// Fences of the groups this broker coordinates in a cluster.
     fences: coordination::Fences,
+    /// Share groups and share sessions (KIP-932).
+    shares: share::ShareGroups,
 }
 
 impl KafkaServer {
@@ -208,6 +211,7 @@ impl KafkaServer {
         Arc::new(KafkaServer {
             node,
             fences: Default::default(),
+            shares: Default::default(),
             authz,
             per_ip: Default::default(),
             per_principal: Default::default(),
@@ -969,6 +973,106 @@ impl KafkaServer {
                 ApiKey::AlterUserScramCredentials,
                 "AlterUserScramCredentials",
                 self.alter_user_scram_credentials(req).await
+            ),
+            KafkaRequest::ShareGroupHeartbeat(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::ShareGroupHeartbeat,
+                    "ShareGroupHeartbeat",
+                    ShareGroupHeartbeatResponse::default()
+                        .with_error_code(authz::GROUP_DENIED)
+                        .with_member_epoch(-1)
+                )
+            }
+            KafkaRequest::ShareGroupHeartbeat(req) => reply!(
+                ApiKey::ShareGroupHeartbeat,
+                "ShareGroupHeartbeat",
+                self.share_group_heartbeat(
+                    req,
+                    header.client_id.as_ref().map(|s| s.to_string()),
+                    peer
+                )
+                .await
+            ),
+            KafkaRequest::ShareGroupDescribe(mut req) => {
+                let denied = self.authz_groups(&mut req.group_ids, authz::Op::Describe);
+                let mut resp = self.share_group_describe(req).await;
+                for g in denied {
+                    resp.groups.push(
+                        share_group_describe_response::DescribedGroup::default()
+                            .with_group_id(g)
+                            .with_error_code(authz::GROUP_DENIED),
+                    );
+                }
+                reply!(ApiKey::ShareGroupDescribe, "ShareGroupDescribe", resp)
+            }
+            KafkaRequest::ShareFetch(req)
+                if req
+                    .group_id
+                    .as_ref()
+                    .is_some_and(|g| self.group_read_denied(g.0.as_str()).is_some()) =>
+            {
+                reply!(
+                    ApiKey::ShareFetch,
+                    "ShareFetch",
+                    ShareFetchResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::ShareFetch(req) => reply!(
+                ApiKey::ShareFetch,
+                "ShareFetch",
+                self.share_fetch(req).await
+            ),
+            KafkaRequest::ShareAcknowledge(req)
+                if req
+                    .group_id
+                    .as_ref()
+                    .is_some_and(|g| self.group_read_denied(g.0.as_str()).is_some()) =>
+            {
+                reply!(
+                    ApiKey::ShareAcknowledge,
+                    "ShareAcknowledge",
+                    ShareAcknowledgeResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::ShareAcknowledge(req) => reply!(
+                ApiKey::ShareAcknowledge,
+                "ShareAcknowledge",
+                self.share_acknowledge(req).await
+            ),
+            KafkaRequest::DescribeShareGroupOffsets(req) => reply!(
+                ApiKey::DescribeShareGroupOffsets,
+                "DescribeShareGroupOffsets",
+                self.describe_share_group_offsets(req).await
+            ),
+            KafkaRequest::AlterShareGroupOffsets(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::AlterShareGroupOffsets,
+                    "AlterShareGroupOffsets",
+                    AlterShareGroupOffsetsResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::AlterShareGroupOffsets(req) => reply!(
+                ApiKey::AlterShareGroupOffsets,
+                "AlterShareGroupOffsets",
+                self.alter_share_group_offsets(req).await
+            ),
+            KafkaRequest::DeleteShareGroupOffsets(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::DeleteShareGroupOffsets,
+                    "DeleteShareGroupOffsets",
+                    DeleteShareGroupOffsetsResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::DeleteShareGroupOffsets(req) => reply!(
+                ApiKey::DeleteShareGroupOffsets,
+                "DeleteShareGroupOffsets",
+                self.delete_share_group_offsets(req).await
             ),
         }
     }

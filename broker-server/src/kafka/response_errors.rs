@@ -41,6 +41,9 @@ top_level!(
     PushTelemetryResponse,
     OffsetDeleteResponse,
     DescribeUserScramCredentialsResponse,
+    ShareGroupHeartbeatResponse,
+    AlterShareGroupOffsetsResponse,
+    DeleteShareGroupOffsetsResponse,
 );
 
 none!(
@@ -54,6 +57,7 @@ none!(
     ElectLeadersResponse,
     DescribeProducersResponse,
     OffsetForLeaderEpochResponse,
+    DescribeShareGroupOffsetsResponse,
 );
 
 impl ResponseErrors for ProduceResponse {
@@ -187,5 +191,36 @@ mod tests {
         let mut seen = Vec::new();
         resp.error_codes(&mut |c| seen.push(c));
         assert_eq!(seen, vec![3, 0]);
+    }
+}
+
+impl ResponseErrors for ShareGroupDescribeResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for g in &self.groups {
+            f(g.error_code);
+        }
+    }
+}
+
+impl ResponseErrors for ShareFetchResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        for t in &self.responses {
+            for p in &t.partitions {
+                f(p.error_code);
+                f(p.acknowledge_error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrors for ShareAcknowledgeResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        for t in &self.responses {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
     }
 }
