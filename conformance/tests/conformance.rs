@@ -558,6 +558,9 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "fetch_out_of_range_is_rejected",
             "max_timestamp_offset_is_found",
             "leases_are_exclusive",
+            "max_deliveries_without_dead_letter_topic_archives",
+            "lease_start_can_be_reset",
+            "lease_groups_can_be_deleted",
             "delete_records_moves_log_start",
             "retention_by_time",
             "retention_by_size",
@@ -573,6 +576,8 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "lease_counts_add_up",
             "lease_floor_is_first_unfinished",
             "lease_state_survives_reopen",
+            "max_deliveries_without_dead_letter_topic_archives",
+            "lease_start_can_be_reset",
         ],
         Fault::StaleAckAccepted => vec![
             "expired_lease_is_redelivered",
@@ -580,6 +585,9 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "ack_is_final",
             "groups_are_independent",
             "lease_state_survives_reopen",
+            "max_deliveries_without_dead_letter_topic_archives",
+            "lease_start_can_be_reset",
+            "lease_groups_can_be_deleted",
         ],
         // Every check that commits an epoch and reads it back.
         Fault::EpochDropped => vec![
