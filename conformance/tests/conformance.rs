@@ -52,6 +52,19 @@ enum Fault {
     StaleFenceAccepted,
     /// `claim_coordinator` grants a held group to whoever asks, without a new epoch.
     ClaimIgnoresHolder,
+    /// `set_lease_group` refuses `max_deliveries` without a dead-letter topic (what stores did
+    /// before records past the limit could be archived).
+    ArchiveRefused,
+    /// `reset_lease_start` resets, but answers the start as given instead of the clamped one.
+    ResetNotClamped,
+    /// `reset_lease_start` below the group's lease floor changes nothing (a store whose lease
+    /// floor only ever moves forward).
+    ResetOnlyForward,
+    /// `delete_lease_group` deletes the group's state but keeps its config.
+    DeleteKeepsConfig,
+    /// `set_group_config` merges the given settings into the group's map instead of
+    /// replacing it.
+    GroupConfigMerged,
 }
 
 struct BrokenStore {
@@ -268,6 +281,14 @@ impl Store for BrokenStore {
         self.inner.delete_committed(g, partitions).await
     }
     async fn set_lease_group(&self, t: &str, g: &str, c: LeaseGroupConfig) -> StoreResult<()> {
+        if self.fault == Fault::ArchiveRefused
+            && c.max_deliveries.is_some()
+            && c.dead_letter_topic.is_none()
+        {
+            return Err(StoreError::InvalidArgument(
+                "max_deliveries needs a dead_letter_topic".into(),
+            ));
+        }
         self.inner.set_lease_group(t, g, c).await
     }
     async fn lease_groups(&self, t: &str) -> StoreResult<BTreeMap<String, LeaseGroupConfig>> {
@@ -341,6 +362,51 @@ impl Store for BrokenStore {
     }
     async fn lease_floor(&self, t: &str, p: i32, g: &str) -> StoreResult<i64> {
         self.inner.lease_floor(t, p, g).await
+    }
+    async fn reset_lease_start(&self, t: &str, p: i32, g: &str, start: i64) -> StoreResult<i64> {
+        match self.fault {
+            Fault::ResetNotClamped => {
+                self.inner.reset_lease_start(t, p, g, start).await?;
+                Ok(start)
+            }
+            Fault::ResetOnlyForward => {
+                let floor = self.inner.lease_floor(t, p, g).await;
+                match floor {
+                    Ok(floor) if start < floor => {
+                        // What a store that only ever moves its floor forward would answer.
+                        let o = self.inner.partition_offsets(t, p).await?;
+                        Ok(start.clamp(o.log_start_offset, o.high_watermark))
+                    }
+                    _ => self.inner.reset_lease_start(t, p, g, start).await,
+                }
+            }
+            _ => self.inner.reset_lease_start(t, p, g, start).await,
+        }
+    }
+    async fn delete_lease_group(&self, t: &str, g: &str) -> StoreResult<bool> {
+        if self.fault == Fault::DeleteKeepsConfig {
+            let config = self.inner.lease_groups(t).await?.remove(g);
+            let had = self.inner.delete_lease_group(t, g).await?;
+            if let Some(c) = config.filter(|c| *c != LeaseGroupConfig::default()) {
+                self.inner.set_lease_group(t, g, c).await?;
+            }
+            return Ok(had);
+        }
+        self.inner.delete_lease_group(t, g).await
+    }
+    async fn set_group_config(&self, g: &str, c: BTreeMap<String, String>) -> StoreResult<()> {
+        if self.fault == Fault::GroupConfigMerged {
+            let mut merged = self.inner.group_config(g).await?;
+            merged.extend(c);
+            return self.inner.set_group_config(g, merged).await;
+        }
+        self.inner.set_group_config(g, c).await
+    }
+    async fn group_config(&self, g: &str) -> StoreResult<BTreeMap<String, String>> {
+        self.inner.group_config(g).await
+    }
+    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
+        self.inner.list_group_configs().await
     }
     async fn delete_records(&self, t: &str, p: i32, before: i64) -> StoreResult<i64> {
         self.inner.delete_records(t, p, before).await
@@ -492,6 +558,9 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "fetch_out_of_range_is_rejected",
             "max_timestamp_offset_is_found",
             "leases_are_exclusive",
+            "max_deliveries_without_dead_letter_topic_archives",
+            "lease_start_can_be_reset",
+            "lease_groups_can_be_deleted",
             "delete_records_moves_log_start",
             "retention_by_time",
             "retention_by_size",
@@ -507,6 +576,8 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "lease_counts_add_up",
             "lease_floor_is_first_unfinished",
             "lease_state_survives_reopen",
+            "max_deliveries_without_dead_letter_topic_archives",
+            "lease_start_can_be_reset",
         ],
         Fault::StaleAckAccepted => vec![
             "expired_lease_is_redelivered",
@@ -514,6 +585,9 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "ack_is_final",
             "groups_are_independent",
             "lease_state_survives_reopen",
+            "max_deliveries_without_dead_letter_topic_archives",
+            "lease_start_can_be_reset",
+            "lease_groups_can_be_deleted",
         ],
         // Every check that commits an epoch and reads it back.
         Fault::EpochDropped => vec![
@@ -536,6 +610,10 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         Fault::BatchCrcUnchecked => vec!["invalid_batch_is_rejected"],
         Fault::CredentialNotReplaced => vec!["credentials_round_trip"],
         Fault::AclDeleteByPrincipal => vec!["acls_are_deleted_exactly"],
+        Fault::ArchiveRefused => vec!["max_deliveries_without_dead_letter_topic_archives"],
+        Fault::ResetNotClamped | Fault::ResetOnlyForward => vec!["lease_start_can_be_reset"],
+        Fault::DeleteKeepsConfig => vec!["lease_groups_can_be_deleted"],
+        Fault::GroupConfigMerged => vec!["group_configs_round_trip"],
         // Cluster faults break no rule of the store suite (see the cluster test).
         Fault::StaleFenceAccepted | Fault::ClaimIgnoresHolder => vec![],
     }
@@ -565,6 +643,16 @@ const BATCH_FAULTS: [Fault; 3] = [
     Fault::BatchCrcUnchecked,
 ];
 
+/// Faults of the share-group calls (reset, delete, group configs, archiving), which the
+/// model-based properties do not drive.
+const SHARE_FAULTS: [Fault; 5] = [
+    Fault::ArchiveRefused,
+    Fault::ResetNotClamped,
+    Fault::ResetOnlyForward,
+    Fault::DeleteKeepsConfig,
+    Fault::GroupConfigMerged,
+];
+
 const FAULTS: [Fault; 10] = [
     Fault::DuplicateTopicOk,
     Fault::GapEveryThirdAppend,
@@ -581,9 +669,15 @@ const FAULTS: [Fault; 10] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_reports_exactly_the_broken_rules() {
     let mut wrong = Vec::new();
-    // The batch and security faults break rules the model-based properties do not cover.
+    // The batch, security and share-group faults break rules the model-based properties do
+    // not cover.
     let security = [Fault::CredentialNotReplaced, Fault::AclDeleteByPrincipal];
-    for fault in FAULTS.into_iter().chain(BATCH_FAULTS).chain(security) {
+    for fault in FAULTS
+        .into_iter()
+        .chain(BATCH_FAULTS)
+        .chain(security)
+        .chain(SHARE_FAULTS)
+    {
         let report = run_all(broken(fault)).await;
         assert_eq!(
             report.passed.len() + report.failed.len(),

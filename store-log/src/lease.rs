@@ -113,6 +113,17 @@ impl PartLeases {
         }
     }
 
+    /// Starts the state over at `start` (clamped by the caller into `[log_start, high
+    /// watermark]`), forward or back: every record below it is done, every record from it on
+    /// is as if never leased (no delivery count, no lease whose token could still match), and
+    /// dead-letter marks from it on are dropped (those below stay, their records stay done).
+    /// Idempotent.
+    pub fn reset(&mut self, start: i64) {
+        self.floor = start;
+        self.recs.clear();
+        self.dead.retain(|&o| o < start);
+    }
+
     /// Applies a journaled change (idempotent).
     pub fn apply(&mut self, floor: i64, set: &[(i64, RecState)], dead: &[i64]) {
         for (o, r) in set {

@@ -34,6 +34,10 @@ pub struct MetaState {
     pub lease_groups: BTreeMap<String, BTreeMap<String, LeaseGroupConfig>>,
     /// topic -> group -> partition -> state.
     pub leases: BTreeMap<String, BTreeMap<String, BTreeMap<i32, PartLeases>>>,
+    /// group -> settings (Kafka's GROUP config resource); never an empty map. Absent from
+    /// snapshots written before group configs existed.
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// One journaled change. Applying a change twice has the effect of applying it once.
@@ -79,6 +83,24 @@ pub enum Op {
         floor: i64,
         set: Vec<(i64, RecState)>,
         dead: Vec<i64>,
+    },
+    /// Starts a group's lease state of one partition over at `start`, forward or back (see
+    /// [`PartLeases::reset`]); `Lease` entries can only move the floor forward.
+    LeaseReset {
+        topic: String,
+        group: String,
+        partition: i32,
+        start: i64,
+    },
+    /// Forgets a lease group of a topic: its config and its state on every partition.
+    DeleteLeaseGroup {
+        topic: String,
+        group: String,
+    },
+    /// Replaces the settings kept for a group name; an empty map removes them.
+    GroupConfig {
+        group: String,
+        configs: BTreeMap<String, String>,
     },
 }
 
@@ -170,7 +192,54 @@ impl MetaState {
                     .or_default()
                     .apply(*floor, set, dead);
             }
+            Op::LeaseReset {
+                topic,
+                group,
+                partition,
+                start,
+            } => {
+                self.leases
+                    .entry(topic.clone())
+                    .or_default()
+                    .entry(group.clone())
+                    .or_default()
+                    .entry(*partition)
+                    .or_default()
+                    .reset(*start);
+            }
+            Op::DeleteLeaseGroup { topic, group } => {
+                if let Some(groups) = self.lease_groups.get_mut(topic) {
+                    groups.remove(group);
+                    if groups.is_empty() {
+                        self.lease_groups.remove(topic);
+                    }
+                }
+                if let Some(groups) = self.leases.get_mut(topic) {
+                    groups.remove(group);
+                    if groups.is_empty() {
+                        self.leases.remove(topic);
+                    }
+                }
+            }
+            Op::GroupConfig { group, configs } => {
+                if configs.is_empty() {
+                    self.group_configs.remove(group);
+                } else {
+                    self.group_configs.insert(group.clone(), configs.clone());
+                }
+            }
         }
+    }
+
+    /// True when `group` has a config or lease state on `topic`.
+    pub fn has_lease_group(&self, topic: &str, group: &str) -> bool {
+        self.lease_groups
+            .get(topic)
+            .is_some_and(|g| g.contains_key(group))
+            || self
+                .leases
+                .get(topic)
+                .is_some_and(|g| g.contains_key(group))
     }
 
     /// Deletes the group's commits of `partitions` (every commit when `None`); returns how
@@ -469,5 +538,78 @@ mod tests {
         state.apply(&back);
         let c = &state.commits["g"]["t"][&1];
         assert_eq!((c.leader_epoch, c.metadata.as_str()), (Some(-3), "a\0b"));
+    }
+
+    /// A reset moves the floor back (which `Lease` entries never do) and forgets the state
+    /// from the start on; a group deletion and group configs apply as written. Each entry
+    /// applied twice has the effect of applying it once.
+    #[test]
+    fn resets_deletions_and_group_configs_apply() {
+        use crate::lease::Phase;
+        let done = |dead| RecState {
+            deliveries: 1,
+            first_leased_at: 7,
+            phase: Phase::Done { dead },
+        };
+        let lease = Op::Lease {
+            topic: "t".into(),
+            group: "g".into(),
+            partition: 0,
+            floor: 0,
+            set: vec![(0, done(false)), (1, done(true)), (2, done(false))],
+            dead: vec![1],
+        };
+        let reset = |start| Op::LeaseReset {
+            topic: "t".into(),
+            group: "g".into(),
+            partition: 0,
+            start,
+        };
+        let configs: BTreeMap<String, String> = [("k".to_string(), "v \u{e9}".to_string())].into();
+        let ops = [
+            lease,
+            reset(1),
+            Op::LeaseGroup {
+                topic: "t".into(),
+                group: "h".into(),
+                config: LeaseGroupConfig::default(),
+            },
+            Op::DeleteLeaseGroup {
+                topic: "t".into(),
+                group: "h".into(),
+            },
+            Op::GroupConfig {
+                group: "a".into(),
+                configs: configs.clone(),
+            },
+            Op::GroupConfig {
+                group: "b".into(),
+                configs: configs.clone(),
+            },
+            Op::GroupConfig {
+                group: "b".into(),
+                configs: BTreeMap::new(),
+            },
+        ];
+        let mut state = MetaState::default();
+        for op in &ops {
+            let back: Op = serde_json::from_slice(&serde_json::to_vec(op).unwrap()).unwrap();
+            state.apply(&back);
+            state.apply(&back);
+        }
+        let st = &state.leases["t"]["g"][&0];
+        assert_eq!((st.floor, st.recs.len(), st.dead.len()), (1, 0, 0));
+        assert!(!state.has_lease_group("t", "h"));
+        assert!(state.has_lease_group("t", "g"));
+        assert!(!state.lease_groups.contains_key("t"));
+        assert_eq!(state.group_configs.len(), 1);
+        assert_eq!(state.group_configs["a"], configs);
+        // Forward over a dead-lettered record keeps its mark (it stays done).
+        let mut state = MetaState::default();
+        state.apply(&ops[0]);
+        state.apply(&reset(3));
+        let st = &state.leases["t"]["g"][&0];
+        assert_eq!((st.floor, st.recs.len()), (3, 0));
+        assert_eq!(st.dead.iter().copied().collect::<Vec<_>>(), vec![1]);
     }
 }

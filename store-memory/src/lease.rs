@@ -279,6 +279,16 @@ impl PartitionLeases {
         Ok(expires)
     }
 
+    /// Starts the group's state of the partition over at `start` (the caller clamps it into
+    /// `[log_start, high_watermark]`): every record below it is done, every record from it on
+    /// is as if never leased, and no earlier token names a lease any more. Dead-letter marks
+    /// below `start` stay (those records stay done); rule **lease_start_can_be_reset**.
+    pub(crate) fn reset(&mut self, start: i64) {
+        self.floor = start;
+        self.states.clear();
+        self.dead_lettered.retain(|&o| o < start);
+    }
+
     /// The first offset not done, within `[log_start, high_watermark]`.
     pub(crate) fn floor(&mut self, log: &Log) -> i64 {
         self.normalize(log.log_start());

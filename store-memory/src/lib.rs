@@ -409,16 +409,10 @@ impl Store for MemoryStore {
                     "max_deliveries must be at least 1".into(),
                 ));
             }
-            match &config.dead_letter_topic {
-                Some(dlq) => {
-                    s.topic(dlq)?;
-                }
-                None if config.max_deliveries.is_some() => {
-                    return Err(StoreError::InvalidArgument(
-                        "max_deliveries needs a dead_letter_topic".into(),
-                    ))
-                }
-                None => {}
+            // Without a dead-letter topic, records past max_deliveries are archived (rule
+            // **max_deliveries_without_dead_letter_topic_archives**).
+            if let Some(dlq) = &config.dead_letter_topic {
+                s.topic(dlq)?;
             }
             s.topic_mut(topic)?
                 .groups
@@ -563,6 +557,76 @@ impl Store for MemoryStore {
                 Some(g) => Ok(g.partitions.entry(partition).or_default().floor(log)),
                 None => Ok(log.log_start()),
             }
+        })
+    }
+
+    async fn reset_lease_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        start: i64,
+    ) -> StoreResult<i64> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            let t = s.topic_mut(topic)?;
+            let log = usize::try_from(partition)
+                .ok()
+                .and_then(|p| t.partitions.get(p))
+                .map(|p| &p.log)
+                .ok_or_else(|| {
+                    StoreError::InvalidArgument(format!(
+                        "topic {topic} has no partition {partition}"
+                    ))
+                })?;
+            let start = start.clamp(log.log_start(), log.high_watermark());
+            t.groups
+                .entry(group.to_string())
+                .or_default()
+                .partitions
+                .entry(partition)
+                .or_default()
+                .reset(start);
+            Ok(start)
+        })
+    }
+
+    async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            Ok(s.topic_mut(topic)?.groups.remove(group).is_some())
+        })
+    }
+
+    async fn set_group_config(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            if configs.is_empty() {
+                s.group_configs.remove(group);
+            } else {
+                s.group_configs.insert(group.to_string(), configs);
+            }
+            Ok(())
+        })
+    }
+
+    async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            Ok(s.group_configs.get(group).cloned().unwrap_or_default())
+        })
+    }
+
+    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
+        self.with(|s| {
+            Ok(s.group_configs
+                .iter()
+                .map(|(g, c)| (g.clone(), c.clone()))
+                .collect())
         })
     }
 

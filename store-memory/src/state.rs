@@ -61,6 +61,8 @@ pub(super) struct State {
         BTreeMap<(String, broker_api::ScramMechanism), broker_api::ScramCredential>,
     /// ACL bindings (a set: each once, sorted).
     pub(super) acls: std::collections::BTreeSet<broker_api::AclBinding>,
+    /// Settings kept per group name (rule **group_configs_round_trip**); never an empty map.
+    pub(super) group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Brokers and group coordinators (see [`crate::cluster`]).
     pub(super) cluster: crate::cluster::ClusterState,
 }

@@ -578,20 +578,6 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
     let st = &s.store;
     topic(st, "work", 2).await?;
     topic(st, "dlq", 1).await?;
-    ensure_err!(
-        st.set_lease_group(
-            "work",
-            "g",
-            LeaseGroupConfig {
-                max_deliveries: Some(2),
-                dead_letter_topic: None,
-                ordered_by_key: false
-            }
-        )
-        .await,
-        StoreError::InvalidArgument(_),
-        "max_deliveries without a dead-letter topic"
-    );
     let config = LeaseGroupConfig {
         max_deliveries: Some(2),
         dead_letter_topic: Some("dlq".into()),
@@ -1114,5 +1100,747 @@ pub async fn lease_floor_is_first_unfinished(backend: Arc<dyn Backend>) -> Check
         StoreError::UnknownTopic(_),
         "lease_floor of a missing partition"
     );
+    s.finish().await.ctx("close")
+}
+
+/// **max_deliveries_without_dead_letter_topic_archives**
+pub async fn max_deliveries_without_dead_letter_topic_archives(
+    backend: Arc<dyn Backend>,
+) -> CheckResult {
+    let mut s = fresh(backend, "max_deliveries_without_dead_letter_topic_archives").await?;
+    topic(&s.store, "work", 2).await?;
+    topic(&s.store, "other", 1).await?;
+    let st = s.store.clone();
+    let config = LeaseGroupConfig {
+        max_deliveries: Some(2),
+        dead_letter_topic: None,
+        ordered_by_key: false,
+    };
+    st.set_lease_group("work", "g", config.clone())
+        .await
+        .ctx("set_lease_group with max_deliveries and no dead-letter topic")?;
+    ensure_eq!(
+        st.lease_groups("work")
+            .await
+            .ctx("lease_groups")?
+            .get("g")
+            .cloned(),
+        Some(config.clone()),
+        "lease_groups entry of g"
+    );
+    append_values(&st, "work", 1, &["first", "poison", "fine"]).await?;
+    append_values(&st, "work", 0, &["p0"]).await?;
+    append_values(&st, "other", 0, &["o0"]).await?;
+    let topics_before = st.list_topics().await.ctx("list_topics")?;
+    let l = lease(&st, "work", 1, "g", 1, 1_000).await?;
+    ensure_eq!(leased_offsets(&l), vec![0], "lease of the first record");
+    ack_ok(&st, "work", "g", l[0].token).await?;
+    let mut last = None;
+    for d in 1..=2 {
+        let l = lease(&st, "work", 1, "g", 1, 1_000).await?;
+        ensure_eq!(
+            leased_offsets(&l),
+            vec![1],
+            "delivery {d} of the poison record"
+        );
+        ensure_eq!(deliveries(&l), vec![d], "delivery count {d}");
+        last = Some(l[0].token);
+        s.clock.advance(1_000);
+    }
+    let last = last.expect("two deliveries");
+    ensure_eq!(
+        tuple(counts(&st, "work", 1, "g").await?),
+        (2, 0, 0, 1, 0),
+        "counts after two lapsed deliveries (available, leased, delayed, done, dead)"
+    );
+    let l = lease(&st, "work", 1, "g", 1, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&l),
+        vec![2],
+        "the lease call that archives offset 1 returns the next record"
+    );
+    ensure_eq!(deliveries(&l), vec![1], "delivery count of the next record");
+    ensure_eq!(
+        tuple(counts(&st, "work", 1, "g").await?),
+        (0, 1, 0, 2, 1),
+        "counts after archiving (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        st.lease_floor("work", 1, "g").await.ctx("lease_floor")?,
+        2,
+        "lease floor after archiving offset 1 (0 acked)"
+    );
+    // Copied nowhere: no topic appeared and no partition grew.
+    ensure_eq!(
+        st.list_topics().await.ctx("list_topics")?,
+        topics_before,
+        "topics after archiving (nothing may be created for the archived record)"
+    );
+    for (t, p, hw) in [("work", 0, 1), ("work", 1, 3), ("other", 0, 1)] {
+        ensure_eq!(
+            st.partition_offsets(t, p)
+                .await
+                .ctx("partition_offsets")?
+                .high_watermark,
+            hw,
+            "high watermark of {t}/{p} after archiving (the record is copied nowhere)"
+        );
+    }
+    let res = st
+        .ack("work", "g", &[last])
+        .await
+        .ctx("ack of the archived record's last token")?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack with the lapsed token of an archived record: expected [Err(LeaseExpired)], got {res:?}"
+    );
+    ack_ok(&st, "work", "g", l[0].token).await?;
+    s.clock.advance(3_600_000);
+    ensure_eq!(
+        leased_offsets(&lease(&st, "work", 1, "g", 5, 1_000).await?),
+        Vec::<i64>::new(),
+        "an archived record is never leased again"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "work", 1, "g").await?),
+        (0, 0, 0, 3, 1),
+        "counts with everything done (available, leased, delayed, done, dead)"
+    );
+    let other = lease(&st, "work", 1, "other", 5, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&other),
+        vec![0, 1, 2],
+        "another group still sees the archived record"
+    );
+    ensure_eq!(
+        deliveries(&other),
+        vec![1, 1, 1],
+        "delivery counts of the other group"
+    );
+    ensure_eq!(
+        leased_offsets(&lease(&st, "work", 0, "g", 5, MIN).await?),
+        vec![0],
+        "the group's other partition is untouched"
+    );
+    s.reopen().await.ctx("reopen")?;
+    let st = s.store.clone();
+    ensure_eq!(
+        st.lease_groups("work")
+            .await
+            .ctx("lease_groups after reopen")?
+            .get("g")
+            .cloned(),
+        Some(config.clone()),
+        "lease_groups entry of g after reopen"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "work", 1, "g").await?),
+        (0, 0, 0, 3, 1),
+        "counts after reopen (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        leased_offsets(&lease(&st, "work", 1, "g", 5, 1_000).await?),
+        Vec::<i64>::new(),
+        "an archived record is not leased after reopen"
+    );
+    // The limit holds after reopen too: a record delivered twice is archived, not leased.
+    append_values(&st, "work", 1, &["again"]).await?;
+    for d in 1..=2 {
+        let l = lease(&st, "work", 1, "g", 1, 1_000).await?;
+        ensure_eq!(leased_offsets(&l), vec![3], "delivery {d} of offset 3");
+        s.clock.advance(1_000);
+    }
+    ensure_eq!(
+        leased_offsets(&lease(&st, "work", 1, "g", 1, 1_000).await?),
+        Vec::<i64>::new(),
+        "the lease call that archives offset 3 (nothing else to lease)"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "work", 1, "g").await?),
+        (0, 0, 0, 4, 2),
+        "counts after archiving offset 3 (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        st.list_topics().await.ctx("list_topics")?,
+        topics_before,
+        "topics after archiving again"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// Acks `token` and fails unless the ack answers `LeaseExpired`.
+async fn ack_expired(
+    store: &Arc<dyn broker_api::Store>,
+    topic: &str,
+    group: &str,
+    token: broker_api::LeaseToken,
+    what: &str,
+) -> CheckStep {
+    let res = store
+        .ack(topic, group, &[token])
+        .await
+        .ctx(&format!("ack {what}"))?;
+    ensure!(
+        matches!(res.as_slice(), [Err(StoreError::LeaseExpired)]),
+        "ack {what} (offset {} of partition {}): expected [Err(LeaseExpired)], got {res:?}",
+        token.offset,
+        token.partition
+    );
+    Ok(())
+}
+
+/// Fails unless release and extend with `token` both answer `LeaseExpired`.
+async fn release_extend_expired(
+    store: &Arc<dyn broker_api::Store>,
+    topic: &str,
+    group: &str,
+    token: broker_api::LeaseToken,
+    what: &str,
+) -> CheckStep {
+    ensure_err!(
+        store.release(topic, group, token, Duration::ZERO).await,
+        StoreError::LeaseExpired,
+        "release {what} (offset {})",
+        token.offset
+    );
+    ensure_err!(
+        store
+            .extend(topic, group, token, Duration::from_secs(60))
+            .await,
+        StoreError::LeaseExpired,
+        "extend {what} (offset {})",
+        token.offset
+    );
+    Ok(())
+}
+
+/// **lease_start_can_be_reset**
+pub async fn lease_start_can_be_reset(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "lease_start_can_be_reset").await?;
+    topic(&s.store, "t", 2).await?;
+    topic(&s.store, "dlq", 1).await?;
+    let st = s.store.clone();
+    let config = LeaseGroupConfig {
+        max_deliveries: Some(1),
+        dead_letter_topic: Some("dlq".into()),
+        ordered_by_key: false,
+    };
+    st.set_lease_group("t", "g", config.clone())
+        .await
+        .ctx("set_lease_group")?;
+    append_values(&st, "t", 0, &["r0", "r1", "r2", "r3"]).await?;
+    append_values(&st, "t", 0, &["r4", "r5", "r6", "r7"]).await?;
+    append_values(&st, "t", 1, &["s0", "s1", "s2"]).await?;
+    let reset = |p: i32, g: &'static str, start: i64| {
+        let st = st.clone();
+        async move {
+            st.reset_lease_start("t", p, g, start)
+                .await
+                .ctx(&format!("reset_lease_start(t/{p}, {g}, {start})"))
+        }
+    };
+    ensure_err!(
+        st.reset_lease_start("missing", 0, "g", 0).await,
+        StoreError::UnknownTopic(_),
+        "reset_lease_start on a missing topic"
+    );
+    for p in [2, -1] {
+        ensure_err!(
+            st.reset_lease_start("t", p, "g", 0).await,
+            StoreError::InvalidArgument(_),
+            "reset_lease_start on partition {p} of a topic of 2 partitions"
+        );
+    }
+    // Every kind of state on t/0: acked (0, 2), dead-lettered (1), released with a delay
+    // (3), in flight (4), never leased (5, 6, 7).
+    let a = lease(&st, "t", 0, "g", 4, 1_000).await?;
+    ensure_eq!(leased_offsets(&a), vec![0, 1, 2, 3], "first lease of t/0");
+    let res = st
+        .ack("t", "g", &[a[0].token, a[2].token])
+        .await
+        .ctx("ack 0 and 2")?;
+    ensure!(
+        matches!(res.as_slice(), [Ok(()), Ok(())]),
+        "ack of 0 and 2: expected [Ok, Ok], got {res:?}"
+    );
+    st.release("t", "g", a[3].token, Duration::from_millis(MIN))
+        .await
+        .ctx("release 3 with a delay")?;
+    s.clock.advance(1_000);
+    let b = lease(&st, "t", 0, "g", 1, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&b),
+        vec![4],
+        "the lease that dead-letters 1 (max_deliveries 1) and leases 4"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (3, 1, 1, 3, 1),
+        "counts of t/0 before any reset (available, leased, delayed, done, dead)"
+    );
+    let p1 = lease(&st, "t", 1, "g", 2, MIN).await?;
+    ensure_eq!(leased_offsets(&p1), vec![0, 1], "lease of t/1");
+    let h = lease(&st, "t", 0, "h", 2, MIN).await?;
+    ensure_eq!(leased_offsets(&h), vec![0, 1], "lease of t/0 by group h");
+
+    // Backward: everything from 1 on is as if never leased.
+    ensure_eq!(reset(0, "g", 1).await?, 1, "reset to 1 returns 1");
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (7, 0, 0, 1, 0),
+        "counts after resetting back to 1 (available, leased, delayed, done, dead): acked, \
+         dead-lettered, delayed and in-flight records from 1 on are leasable"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        1,
+        "lease floor after resetting back to 1"
+    );
+    ack_expired(
+        &st,
+        "t",
+        "g",
+        b[0].token,
+        "of a lease taken before the reset",
+    )
+    .await?;
+    release_extend_expired(
+        &st,
+        "t",
+        "g",
+        b[0].token,
+        "of a lease taken before the reset",
+    )
+    .await?;
+    // The partition's other records, the other partition and the other group: untouched.
+    st.extend("t", "g", p1[0].token, Duration::from_millis(MIN))
+        .await
+        .ctx("extend of a lease of t/1 (another partition) after the reset of t/0")?;
+    ensure_eq!(
+        tuple(counts(&st, "t", 1, "g").await?),
+        (1, 2, 0, 0, 0),
+        "counts of t/1 after the reset of t/0"
+    );
+    st.extend("t", "h", h[0].token, Duration::from_millis(MIN))
+        .await
+        .ctx("extend of a lease of group h after the reset of g")?;
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "h").await?),
+        (6, 2, 0, 0, 0),
+        "counts of group h after the reset of g"
+    );
+    let now = clock_now(&s);
+    let c = lease(&st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&c),
+        vec![1, 2, 3, 4, 5, 6, 7],
+        "lease after resetting back to 1"
+    );
+    ensure_eq!(
+        deliveries(&c),
+        vec![1; 7],
+        "delivery counts after the reset (as if never leased; max_deliveries 1 dead-letters none)"
+    );
+    for l in &c {
+        ensure_eq!(
+            l.first_leased_at_ms,
+            now,
+            "first_leased_at_ms of offset {} after the reset",
+            l.record.offset
+        );
+    }
+    ensure_eq!(
+        st.partition_offsets("dlq", 0)
+            .await
+            .ctx("dlq offsets")?
+            .high_watermark,
+        1,
+        "dead-lettered records (only the one before the reset)"
+    );
+
+    // Forward: records below 5 are done, records from 5 on leasable as if never leased.
+    ensure_eq!(reset(0, "g", 5).await?, 5, "reset to 5 returns 5");
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (3, 0, 0, 5, 0),
+        "counts after resetting forward to 5 (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        5,
+        "lease floor after resetting forward to 5"
+    );
+    ack_expired(&st, "t", "g", c[0].token, "of a lease below the new start").await?;
+    ack_expired(&st, "t", "g", c[4].token, "of a lease at the new start").await?;
+    release_extend_expired(&st, "t", "g", c[5].token, "of a lease above the new start").await?;
+    let d = lease(&st, "t", 0, "g", 10, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&d),
+        vec![5, 6, 7],
+        "lease after resetting forward to 5"
+    );
+    ensure_eq!(deliveries(&d), vec![1, 1, 1], "delivery counts after it");
+
+    // Clamped to the log start from below.
+    st.delete_records("t", 0, 2).await.ctx("delete_records")?;
+    ensure_eq!(
+        reset(0, "g", 0).await?,
+        2,
+        "reset to 0 with the log start at 2 returns the log start"
+    );
+    ensure_eq!(
+        reset(0, "g", -5).await?,
+        2,
+        "reset to -5 returns the log start"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (6, 0, 0, 0, 0),
+        "counts after resetting to the log start (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        2,
+        "lease floor after resetting to the log start"
+    );
+    ack_expired(
+        &st,
+        "t",
+        "g",
+        d[0].token,
+        "of a lease taken before the reset",
+    )
+    .await?;
+    let e = lease(&st, "t", 0, "g", 1, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&e),
+        vec![2],
+        "lease after resetting to the log start"
+    );
+    ensure_eq!(deliveries(&e), vec![1], "its delivery count");
+
+    // Clamped to the high watermark from above.
+    ensure_eq!(
+        reset(0, "g", 100).await?,
+        8,
+        "reset to 100 with the high watermark at 8 returns the high watermark"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (0, 0, 0, 6, 0),
+        "counts after resetting to the high watermark"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        8,
+        "lease floor after resetting to the high watermark"
+    );
+    ack_expired(
+        &st,
+        "t",
+        "g",
+        e[0].token,
+        "of a lease below the high watermark",
+    )
+    .await?;
+    ensure_eq!(
+        leased_offsets(&lease(&st, "t", 0, "g", 10, MIN).await?),
+        Vec::<i64>::new(),
+        "lease after resetting to the high watermark"
+    );
+    append_values(&st, "t", 0, &["r8", "r9"]).await?;
+    let f = lease(&st, "t", 0, "g", 10, 1_000).await?;
+    ensure_eq!(
+        leased_offsets(&f),
+        vec![8, 9],
+        "records appended after resetting to the high watermark"
+    );
+    ensure_eq!(deliveries(&f), vec![1, 1], "their delivery counts");
+
+    // A group that never leased: it gets state and is listed with the default config.
+    ensure_eq!(reset(1, "fresh", 1).await?, 1, "reset of a new group");
+    let groups = st.lease_groups("t").await.ctx("lease_groups")?;
+    ensure_eq!(
+        groups.get("fresh"),
+        Some(&LeaseGroupConfig::default()),
+        "lease_groups entry of a group that was only reset"
+    );
+    ensure_eq!(
+        groups.get("g"),
+        Some(&config),
+        "lease_groups entry of g (its config kept by resets)"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 1, "fresh").await?),
+        (2, 0, 0, 1, 0),
+        "counts of the new group after its reset"
+    );
+
+    // Back again over records leased and lapsed: their tokens must not ack (nor say
+    // LeaseLapsed) after the reset, also after reopen.
+    s.clock.advance(1_000);
+    ensure_eq!(reset(0, "g", 3).await?, 3, "reset back to 3");
+    s.reopen().await.ctx("reopen")?;
+    let st = s.store.clone();
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (7, 0, 0, 1, 0),
+        "counts after resetting back to 3 and reopening (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        3,
+        "lease floor after reopen"
+    );
+    let groups = st.lease_groups("t").await.ctx("lease_groups")?;
+    for (name, want) in [
+        ("g", &config),
+        ("fresh", &LeaseGroupConfig::default()),
+        ("h", &LeaseGroupConfig::default()),
+    ] {
+        ensure_eq!(
+            groups.get(name),
+            Some(want),
+            "lease_groups entry of {name} after reopen"
+        );
+    }
+    release_extend_expired(
+        &st,
+        "t",
+        "g",
+        f[0].token,
+        "of a lapsed lease before the reset",
+    )
+    .await?;
+    ack_expired(
+        &st,
+        "t",
+        "g",
+        f[1].token,
+        "of a lapsed lease before the reset",
+    )
+    .await?;
+    ensure_eq!(
+        tuple(counts(&st, "t", 1, "fresh").await?),
+        (2, 0, 0, 1, 0),
+        "counts of the new group after reopen"
+    );
+    let g = lease(&st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&g),
+        vec![3, 4, 5, 6, 7, 8, 9],
+        "lease after the reset and reopen"
+    );
+    ensure_eq!(
+        deliveries(&g),
+        vec![1; 7],
+        "delivery counts after the reset and reopen"
+    );
+    s.finish().await.ctx("close")
+}
+
+/// **lease_groups_can_be_deleted**
+pub async fn lease_groups_can_be_deleted(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "lease_groups_can_be_deleted").await?;
+    topic(&s.store, "t", 2).await?;
+    topic(&s.store, "u", 1).await?;
+    topic(&s.store, "dlq", 1).await?;
+    let st = s.store.clone();
+    let doomed = LeaseGroupConfig {
+        max_deliveries: Some(3),
+        dead_letter_topic: Some("dlq".into()),
+        ordered_by_key: true,
+    };
+    let kept = LeaseGroupConfig {
+        ordered_by_key: true,
+        ..LeaseGroupConfig::default()
+    };
+    let same_name = LeaseGroupConfig {
+        max_deliveries: Some(5),
+        dead_letter_topic: Some("dlq".into()),
+        ordered_by_key: false,
+    };
+    for (t, g, c) in [
+        ("t", "g", &doomed),
+        ("t", "keep", &kept),
+        ("u", "g", &same_name),
+    ] {
+        st.set_lease_group(t, g, c.clone())
+            .await
+            .ctx(&format!("set_lease_group({t}, {g})"))?;
+    }
+    append_values(&st, "t", 0, &["a", "b", "c"]).await?;
+    append_values(&st, "t", 1, &["d", "e"]).await?;
+    append_values(&st, "u", 0, &["f"]).await?;
+    let g0 = lease(&st, "t", 0, "g", 2, MIN).await?;
+    ensure_eq!(leased_offsets(&g0), vec![0, 1], "lease of t/0 by g");
+    ack_ok(&st, "t", "g", g0[0].token).await?;
+    let g1 = lease(&st, "t", 1, "g", 1, MIN).await?;
+    ensure_eq!(leased_offsets(&g1), vec![0], "lease of t/1 by g");
+    let k = lease(&st, "t", 0, "keep", 1, MIN).await?;
+    ensure_eq!(leased_offsets(&k), vec![0], "lease of t/0 by keep");
+    let u = lease(&st, "u", 0, "g", 1, MIN).await?;
+    ensure_eq!(leased_offsets(&u), vec![0], "lease of u/0 by g");
+
+    ensure_err!(
+        st.delete_lease_group("missing", "g").await,
+        StoreError::UnknownTopic(_),
+        "delete_lease_group on a missing topic"
+    );
+    ensure_eq!(
+        st.delete_lease_group("t", "never").await.ctx("delete")?,
+        false,
+        "delete_lease_group of a group that has neither config nor state"
+    );
+    ensure_eq!(
+        st.delete_lease_group("t", "g").await.ctx("delete")?,
+        true,
+        "delete_lease_group of a group with config and state"
+    );
+    let mut want = BTreeMap::new();
+    want.insert("keep".to_string(), kept.clone());
+    ensure_eq!(
+        st.lease_groups("t").await.ctx("lease_groups")?,
+        want,
+        "lease groups of t after deleting g"
+    );
+    let mut want_u = BTreeMap::new();
+    want_u.insert("g".to_string(), same_name.clone());
+    ensure_eq!(
+        st.lease_groups("u").await.ctx("lease_groups")?,
+        want_u,
+        "lease groups of u (a group of the same name on another topic is untouched)"
+    );
+    ack_expired(&st, "t", "g", g0[1].token, "of t/0 by the deleted group").await?;
+    ack_expired(&st, "t", "g", g1[0].token, "of t/1 by the deleted group").await?;
+    release_extend_expired(&st, "t", "g", g1[0].token, "of t/1 by the deleted group").await?;
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (3, 0, 0, 0, 0),
+        "counts of t/0 for the deleted group (available, leased, delayed, done, dead)"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 1, "g").await?),
+        (2, 0, 0, 0, 0),
+        "counts of t/1 for the deleted group"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        0,
+        "lease floor of the deleted group"
+    );
+    st.extend("t", "keep", k[0].token, Duration::from_millis(MIN))
+        .await
+        .ctx("extend of another group's lease after the delete")?;
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "keep").await?),
+        (2, 1, 0, 0, 0),
+        "counts of another group after the delete"
+    );
+    st.extend("u", "g", u[0].token, Duration::from_millis(MIN))
+        .await
+        .ctx("extend of the same group name's lease on another topic after the delete")?;
+    ensure_eq!(
+        tuple(counts(&st, "u", 0, "g").await?),
+        (0, 1, 0, 0, 0),
+        "counts of the same group name on another topic"
+    );
+    let now = clock_now(&s);
+    let again = lease(&st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&again),
+        vec![0, 1, 2],
+        "lease of t/0 by the deleted group: from the log start, like a new group"
+    );
+    ensure_eq!(
+        deliveries(&again),
+        vec![1, 1, 1],
+        "delivery counts like a new group"
+    );
+    ensure_eq!(
+        again[1].first_leased_at_ms,
+        now,
+        "first_leased_at_ms like a new group"
+    );
+    ensure_eq!(
+        st.lease_groups("t")
+            .await
+            .ctx("lease_groups")?
+            .get("g")
+            .cloned(),
+        Some(LeaseGroupConfig::default()),
+        "the group leasing again is listed with the default config, not its deleted one"
+    );
+    let tokens: Vec<_> = again.iter().map(|l| l.token).collect();
+    let res = st.ack("t", "g", &tokens).await.ctx("ack all")?;
+    ensure!(
+        res.iter().all(|r| r.is_ok()),
+        "acks of the new leases: {res:?}"
+    );
+    // A group with a config only.
+    st.set_lease_group("t", "config-only", kept.clone())
+        .await
+        .ctx("set_lease_group(config-only)")?;
+    ensure_eq!(
+        st.delete_lease_group("t", "config-only")
+            .await
+            .ctx("delete")?,
+        true,
+        "delete_lease_group of a group with a config and no state"
+    );
+    ensure_eq!(
+        st.lease_groups("t")
+            .await
+            .ctx("lease_groups")?
+            .contains_key("config-only"),
+        false,
+        "whether the deleted config-only group is listed"
+    );
+    // The delete survives reopen, and the group starts over from the log start.
+    st.delete_records("t", 0, 1).await.ctx("delete_records")?;
+    ensure_eq!(
+        st.delete_lease_group("t", "g").await.ctx("delete")?,
+        true,
+        "second delete_lease_group of g (it holds state again)"
+    );
+    ensure_eq!(
+        st.delete_lease_group("t", "g").await.ctx("delete")?,
+        false,
+        "delete_lease_group of g right after deleting it"
+    );
+    s.reopen().await.ctx("reopen")?;
+    let st = s.store.clone();
+    ensure_eq!(
+        st.lease_groups("t")
+            .await
+            .ctx("lease_groups after reopen")?,
+        want,
+        "lease groups of t after the delete and reopen"
+    );
+    ensure_eq!(
+        st.lease_groups("u")
+            .await
+            .ctx("lease_groups after reopen")?,
+        want_u,
+        "lease groups of u after reopen"
+    );
+    ensure_eq!(
+        st.lease_floor("t", 0, "g").await.ctx("lease_floor")?,
+        1,
+        "lease floor of the deleted group after reopen (the log start)"
+    );
+    ensure_eq!(
+        tuple(counts(&st, "t", 0, "g").await?),
+        (2, 0, 0, 0, 0),
+        "counts of t/0 for the deleted group after reopen"
+    );
+    ack_expired(&st, "t", "g", again[2].token, "acked before the delete").await?;
+    let last = lease(&st, "t", 0, "g", 10, MIN).await?;
+    ensure_eq!(
+        leased_offsets(&last),
+        vec![1, 2],
+        "lease by the deleted group after reopen (from the log start)"
+    );
+    ensure_eq!(deliveries(&last), vec![1, 1], "its delivery counts");
     s.finish().await.ctx("close")
 }

@@ -7,6 +7,7 @@ pub mod append;
 pub mod batches;
 pub mod cluster;
 pub mod fetch;
+pub mod group_configs;
 pub mod leases;
 pub mod lifecycle;
 pub mod offsets;
@@ -110,6 +111,10 @@ checks! {
     leases::lease_counts_add_up,
     leases::lease_floor_is_first_unfinished,
     leases::lease_state_survives_reopen,
+    leases::max_deliveries_without_dead_letter_topic_archives,
+    leases::lease_start_can_be_reset,
+    leases::lease_groups_can_be_deleted,
+    group_configs::group_configs_round_trip,
     retention::delete_records_moves_log_start,
     retention::retention_by_time,
     retention::retention_by_size,

@@ -1,5 +1,6 @@
-//! The lease operations of the log store: lease groups, lease, ack, release, extend and
-//! lease counts, over the journaled lease state of [`crate::lease`].
+//! The lease operations of the log store: lease groups, lease, ack, release, extend, lease
+//! counts, resets of the lease start and deletion of lease groups, over the journaled lease
+//! state of [`crate::lease`].
 
 use super::*;
 
@@ -76,11 +77,8 @@ impl Inner {
         let inner = self;
         let t = inner.topic(topic)?;
         validate_group_name(group)?;
-        if config.max_deliveries.is_some() && config.dead_letter_topic.is_none() {
-            return Err(StoreError::InvalidArgument(
-                "max_deliveries needs a dead_letter_topic".into(),
-            ));
-        }
+        // Without a dead-letter topic, records past max_deliveries are archived (rule
+        // **max_deliveries_without_dead_letter_topic_archives**).
         if config.max_deliveries == Some(0) {
             return Err(StoreError::InvalidArgument(
                 "max_deliveries must be at least 1".into(),
@@ -227,15 +225,17 @@ impl Inner {
                         }
                     });
                     if cfg.max_deliveries.is_some_and(|m| prev >= m) {
-                        // Dead-letter instead of a delivery beyond the limit.
-                        let dl_name = cfg.dead_letter_topic.clone().unwrap_or_default();
-                        let dlt = inner.topic(&dl_name)?;
-                        let dl_batch = AppendBatch::new(vec![
-                            rec.to_dead_letter(topic, partition, group, prev)
-                        ]);
-                        let (res, dlp, d) = inner.append_sync(&dlt, &dl_name, 0, &dl_batch)?;
-                        if d == Durability::Always {
-                            dl_syncs.push((dlp, res.last_offset + 1));
+                        // Dead-letter instead of a delivery beyond the limit: a copy goes to
+                        // the dead-letter topic, or nowhere without one (archived).
+                        if let Some(dl_name) = &cfg.dead_letter_topic {
+                            let dlt = inner.topic(dl_name)?;
+                            let dl_batch = AppendBatch::new(vec![
+                                rec.to_dead_letter(topic, partition, group, prev)
+                            ]);
+                            let (res, dlp, d) = inner.append_sync(&dlt, dl_name, 0, &dl_batch)?;
+                            if d == Durability::Always {
+                                dl_syncs.push((dlp, res.last_offset + 1));
+                            }
                         }
                         let s = RecState {
                             deliveries: prev,
@@ -440,6 +440,64 @@ impl Inner {
         let d = t.config.read().durability;
         inner.meta_durable(seq, d).await?;
         Ok(expires)
+    }
+
+    /// [`Store::reset_lease_start`] on the log store: journals a `LeaseReset` with the start
+    /// clamped into `[log_start, high watermark]` (read under the metadata lock, so no lease
+    /// call of the group interleaves).
+    pub(super) async fn reset_lease_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        start: i64,
+    ) -> StoreResult<i64> {
+        let t = self.topic(topic)?;
+        validate_group_name(group)?;
+        let p = t.partition(topic, partition).map_err(|_| {
+            StoreError::InvalidArgument(format!("topic {topic} has no partition {partition}"))
+        })?;
+        let (seq, start) = {
+            let mut meta = self.meta.lock();
+            let (log_start, hw) = p.offsets();
+            let start = start.clamp(log_start, hw.max(log_start));
+            let seq = self.record(
+                &mut meta,
+                Op::LeaseReset {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                    partition,
+                    start,
+                },
+            )?;
+            (seq, start)
+        };
+        let d = t.config.read().durability;
+        self.meta_durable(seq, d).await?;
+        Ok(start)
+    }
+
+    /// [`Store::delete_lease_group`] on the log store: journals a `DeleteLeaseGroup` when the
+    /// group has a config or lease state on the topic.
+    pub(super) async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool> {
+        let t = self.topic(topic)?;
+        validate_group_name(group)?;
+        let seq = {
+            let mut meta = self.meta.lock();
+            if !meta.state.has_lease_group(topic, group) {
+                return Ok(false);
+            }
+            self.record(
+                &mut meta,
+                Op::DeleteLeaseGroup {
+                    topic: topic.to_string(),
+                    group: group.to_string(),
+                },
+            )?
+        };
+        let d = t.config.read().durability;
+        self.meta_durable(seq, d).await?;
+        Ok(true)
     }
 
     /// [`Store::lease_floor`] on the log store: the group's done-floor moved over the

@@ -26,6 +26,7 @@ use crate::lease::{PartLeases, Phase, RecState};
 use crate::meta::{Meta, Op};
 use crate::partition::{Layout, Partition};
 
+mod group_configs;
 mod leasing;
 mod report;
 
@@ -1177,6 +1178,38 @@ impl Store for LogStore {
         group: &str,
     ) -> StoreResult<LeaseCounts> {
         self.inner.lease_counts(topic, partition, group).await
+    }
+
+    async fn reset_lease_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        start: i64,
+    ) -> StoreResult<i64> {
+        self.inner
+            .reset_lease_start(topic, partition, group, start)
+            .await
+    }
+
+    async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool> {
+        self.inner.delete_lease_group(topic, group).await
+    }
+
+    async fn set_group_config(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        self.inner.set_group_config(group, configs).await
+    }
+
+    async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>> {
+        self.inner.group_config(group)
+    }
+
+    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
+        self.inner.list_group_configs()
     }
 
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
