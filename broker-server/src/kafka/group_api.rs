@@ -123,7 +123,10 @@ impl KafkaServer {
             return fail(ResponseError::InvalidGroupId.code(), req.member_id);
         }
         if self.shares.has_members(&group) {
-            return fail(ResponseError::InconsistentGroupProtocol.code(), req.member_id);
+            return fail(
+                ResponseError::InconsistentGroupProtocol.code(),
+                req.member_id,
+            );
         }
         let session = Duration::from_millis(req.session_timeout_ms.max(0) as u64);
         let rebalance = if version >= 1 {
@@ -561,7 +564,10 @@ impl KafkaServer {
             }
         }
         for (name, busy) in self.shares.list() {
-            groups.insert(name, ("share".to_string(), if busy { "Stable" } else { "Empty" }));
+            groups.insert(
+                name,
+                ("share".to_string(), if busy { "Stable" } else { "Empty" }),
+            );
         }
         let wanted: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
         let listed = groups

@@ -46,13 +46,23 @@ impl KafkaServer {
                     .with_rack(rack.map(StrBytes::from_string))
             })
             .collect();
-        // v0: an empty list means every topic; v1+: null means every topic.
+        // v0: an empty list means every topic; v1+: null means every topic. v10+ may name a
+        // topic by id alone (KIP-516; KIP-848 and KIP-932 clients resolve assignments so).
+        let mut by_id: Vec<uuid::Uuid> = Vec::new();
         let names: Option<Vec<String>> = match req.topics {
             None => None,
             Some(t) if t.is_empty() && version == 0 => None,
             Some(t) => Some(
                 t.into_iter()
-                    .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                    .filter_map(|t| match t.name {
+                        Some(n) => Some(n.0.to_string()),
+                        None => {
+                            if !t.topic_id.is_nil() {
+                                by_id.push(t.topic_id);
+                            }
+                            None
+                        }
+                    })
                     .collect(),
             ),
         };
@@ -128,6 +138,19 @@ impl KafkaServer {
                     });
                 }
             }
+        }
+        for id in by_id {
+            let found = match self.topic_name_by_id(id).await {
+                Some(name) => self.cached_topic(name.as_str()).await.ok(),
+                None => None,
+            };
+            topics.push(match found {
+                Some(info) => self.topic_metadata(&info, topic_ops).await,
+                None => MetadataResponseTopic::default()
+                    .with_topic_id(id)
+                    .with_error_code(ResponseError::UnknownTopicId.code())
+                    .with_topic_authorized_operations(NO_OPERATIONS),
+            });
         }
         MetadataResponse::default()
             .with_brokers(brokers)

@@ -110,8 +110,7 @@ impl KafkaServer {
                     .await
                     .map(|g| g.contains_key(&group))
                     .unwrap_or(false);
-                let parts =
-                    parts.unwrap_or_else(|| (0..info.config.partitions as i32).collect());
+                let parts = parts.unwrap_or_else(|| (0..info.config.partitions as i32).collect());
                 let mut out = Vec::with_capacity(parts.len());
                 for p in parts {
                     let row = DescribeShareGroupOffsetsResponsePartition::default()
@@ -188,7 +187,13 @@ impl KafkaServer {
                     .with_partition_index(p.partition_index);
                 parts.push(match result {
                     Ok(at) => {
-                        info!(group, topic, partition = p.partition_index, start = at, "share group start offset set");
+                        info!(
+                            group,
+                            topic,
+                            partition = p.partition_index,
+                            start = at,
+                            "share group start offset set"
+                        );
                         row
                     }
                     Err(e) => row
@@ -196,7 +201,10 @@ impl KafkaServer {
                         .with_error_message(Some(s(e.to_string()))),
                 });
             }
-            self.shares.ready.lock().remove(&(topic.clone(), group.clone()));
+            self.shares
+                .ready
+                .lock()
+                .remove(&(topic.clone(), group.clone()));
             responses.push(
                 AlterShareGroupOffsetsResponseTopic::default()
                     .with_topic_name(TopicName(s(topic)))
@@ -230,7 +238,10 @@ impl KafkaServer {
             let row = DeleteShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(TopicName(s(topic.clone())))
                 .with_topic_id(id);
-            self.shares.ready.lock().remove(&(topic.clone(), group.clone()));
+            self.shares
+                .ready
+                .lock()
+                .remove(&(topic.clone(), group.clone()));
             responses.push(match self.store.delete_lease_group(&topic, &group).await {
                 Ok(_) => row,
                 Err(e) => row
@@ -243,17 +254,31 @@ impl KafkaServer {
 
     /// Deletes a share group (DeleteGroups): its lease state on every topic and its settings.
     /// `Ok(false)` when nothing of a share group by that name exists.
-    pub(in crate::kafka) async fn delete_share_group(&self, group: &str) -> Result<bool, (i16, String)> {
+    pub(in crate::kafka) async fn delete_share_group(
+        &self,
+        group: &str,
+    ) -> Result<bool, (i16, String)> {
         if let Some(busy) = self.share_group_busy(group) {
             return Err(busy);
         }
         let known = self.shares.groups.lock().remove(group).is_some();
         let fail = |e: StoreError| (code_for(&e), e.to_string());
         let topics = self.share_topics(group).await.map_err(fail)?;
-        let had_config = !self.store.group_config(group).await.map_err(fail)?.is_empty();
+        let had_config = !self
+            .store
+            .group_config(group)
+            .await
+            .map_err(fail)?
+            .is_empty();
         for t in &topics {
-            self.store.delete_lease_group(t, group).await.map_err(fail)?;
-            self.shares.ready.lock().remove(&(t.clone(), group.to_string()));
+            self.store
+                .delete_lease_group(t, group)
+                .await
+                .map_err(fail)?;
+            self.shares
+                .ready
+                .lock()
+                .remove(&(t.clone(), group.to_string()));
         }
         if had_config {
             self.store

@@ -11,8 +11,10 @@ pub fn assign(
     partitions: &BTreeMap<String, i32>,
     members: &BTreeMap<String, Vec<String>>,
 ) -> BTreeMap<String, BTreeMap<String, Vec<i32>>> {
-    let mut out: BTreeMap<String, BTreeMap<String, Vec<i32>>> =
-        members.keys().map(|m| (m.clone(), BTreeMap::new())).collect();
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<i32>>> = members
+        .keys()
+        .map(|m| (m.clone(), BTreeMap::new()))
+        .collect();
     for (topic, &count) in partitions {
         if count <= 0 {
             continue;
@@ -26,7 +28,9 @@ pub fn assign(
             continue;
         }
         // Start at a topic-dependent member so several topics do not all load the first.
-        let shift = topic.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let shift = topic
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         let n = subscribed.len();
         let p = count as usize;
         let mut give = |member: &String, partition: i32| {
@@ -78,7 +82,8 @@ mod tests {
             for (topic, &count) in &parts {
                 for p in 0..count {
                     assert!(
-                        got.values().any(|t| t.get(topic).is_some_and(|v| v.contains(&p))),
+                        got.values()
+                            .any(|t| t.get(topic).is_some_and(|v| v.contains(&p))),
                         "{topic}-{p} unassigned with {n} members"
                     );
                 }

@@ -54,10 +54,9 @@ pub fn check(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("Unknown group config name: {name}"));
     }
     if let Some((lo, hi)) = int_bounds(name) {
-        let n: i64 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("Invalid value {value} for configuration {name}: Not a number of type INT"))?;
+        let n: i64 = value.trim().parse().map_err(|_| {
+            format!("Invalid value {value} for configuration {name}: Not a number of type INT")
+        })?;
         if n < lo || n > hi {
             return Err(format!(
                 "Invalid value {value} for configuration {name}: Value must be between {lo} and {hi}"
@@ -92,7 +91,11 @@ pub fn described(set: &BTreeMap<String, String>) -> Vec<(String, String, bool, i
         .iter()
         .map(|(name, default)| {
             let explicit = set.get(*name);
-            let ty = if int_bounds(name).is_some() { TYPE_INT } else { TYPE_STRING };
+            let ty = if int_bounds(name).is_some() {
+                TYPE_INT
+            } else {
+                TYPE_STRING
+            };
             (
                 name.to_string(),
                 explicit.cloned().unwrap_or_else(|| default.to_string()),
@@ -207,8 +210,12 @@ mod tests {
     #[test]
     fn settings_are_checked_and_read() {
         assert!(check(AUTO_OFFSET_RESET, "earliest").is_ok());
-        assert!(check(AUTO_OFFSET_RESET, "soonest").unwrap_err().contains("soonest"));
-        assert!(check(LOCK_DURATION_MS, "10").unwrap_err().contains("between"));
+        assert!(check(AUTO_OFFSET_RESET, "soonest")
+            .unwrap_err()
+            .contains("soonest"));
+        assert!(check(LOCK_DURATION_MS, "10")
+            .unwrap_err()
+            .contains("between"));
         assert!(check("share.nope", "1").unwrap_err().contains("share.nope"));
         let mut m = BTreeMap::new();
         m.insert(AUTO_OFFSET_RESET.to_string(), "earliest".to_string());
@@ -217,14 +224,23 @@ mod tests {
         assert_eq!(s.reset, Reset::Earliest);
         assert_eq!(s.delivery_limit, 3);
         assert_eq!(s.lock, Duration::from_secs(30));
-        assert_eq!(ShareSettings::from_map(&BTreeMap::new()).reset, Reset::Latest);
+        assert_eq!(
+            ShareSettings::from_map(&BTreeMap::new()).reset,
+            Reset::Latest
+        );
     }
 
     #[test]
     fn iso_durations_parse() {
         assert_eq!(parse_iso_duration("PT30M"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_iso_duration("P1DT1H"), Some(Duration::from_secs(90_000)));
-        assert_eq!(parse_iso_duration("PT0.5S"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_iso_duration("P1DT1H"),
+            Some(Duration::from_secs(90_000))
+        );
+        assert_eq!(
+            parse_iso_duration("PT0.5S"),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(parse_iso_duration("1H"), None);
         assert_eq!(parse_iso_duration("PT5X"), None);
     }

@@ -81,12 +81,20 @@ impl KafkaServer {
         };
         let epoch = match Epoch::of(req.share_session_epoch) {
             Ok(e) => e,
-            Err(e) => return top(e, format!("share session epoch {}", req.share_session_epoch)),
+            Err(e) => {
+                return top(
+                    e,
+                    format!("share session epoch {}", req.share_session_epoch),
+                )
+            }
         };
         let mut acks = Vec::new();
         let mut wanted: Vec<(Uuid, Option<String>, i32)> = Vec::new();
         for t in &req.topics {
-            let name = self.topic_name_by_id(t.topic_id).await.map(|n| n.to_string());
+            let name = self
+                .topic_name_by_id(t.topic_id)
+                .await
+                .map(|n| n.to_string());
             for p in &t.partitions {
                 wanted.push((t.topic_id, name.clone(), p.partition_index));
                 if !p.acknowledgement_batches.is_empty() {
@@ -289,7 +297,10 @@ impl KafkaServer {
                 if n != sess.next_epoch {
                     return top(
                         ResponseError::InvalidShareSessionEpoch,
-                        format!("share session epoch {n} but {} was expected", sess.next_epoch),
+                        format!(
+                            "share session epoch {n} but {} was expected",
+                            sess.next_epoch
+                        ),
                     );
                 }
                 sess.next_epoch = n.checked_add(1).unwrap_or(1);
@@ -298,7 +309,10 @@ impl KafkaServer {
         }
         let mut by_topic: BTreeMap<Uuid, Vec<AckPartition>> = BTreeMap::new();
         for t in &req.topics {
-            let name = self.topic_name_by_id(t.topic_id).await.map(|n| n.to_string());
+            let name = self
+                .topic_name_by_id(t.topic_id)
+                .await
+                .map(|n| n.to_string());
             for p in &t.partitions {
                 let a = PartAcks {
                     topic_id: t.topic_id,
@@ -320,7 +334,9 @@ impl KafkaServer {
                         .with_error_code(code)
                         .with_error_message(msg)
                         .with_current_leader(
-                            AckLeader::default().with_leader_id(-1).with_leader_epoch(-1),
+                            AckLeader::default()
+                                .with_leader_id(-1)
+                                .with_leader_epoch(-1),
                         ),
                 );
             }
@@ -359,7 +375,11 @@ impl KafkaServer {
                 .get_mut(&(group.to_string(), member.to_string()))
                 .and_then(|sess| sess.acquired.get_mut(&tp));
             match held {
-                None => missing.extend(acks.iter().filter(|(_, t)| *t != AckType::Gap).map(|(o, _)| *o)),
+                None => missing.extend(
+                    acks.iter()
+                        .filter(|(_, t)| *t != AckType::Gap)
+                        .map(|(o, _)| *o),
+                ),
                 Some(held) => {
                     for (offset, t) in &acks {
                         match (held.remove(offset), t) {
@@ -381,7 +401,12 @@ impl KafkaServer {
                 .map_err(|e| store_fault(&e))?;
             for (tok, r) in finish.iter().zip(results) {
                 if let Err(e) = r {
-                    debug!(topic, partition = a.partition, offset = tok.offset, "ack refused: {e}");
+                    debug!(
+                        topic,
+                        partition = a.partition,
+                        offset = tok.offset,
+                        "ack refused: {e}"
+                    );
                     bad.push(tok.offset);
                 }
             }
@@ -430,7 +455,9 @@ impl KafkaServer {
                 }
                 let start = sess.cursor % n;
                 sess.cursor = sess.cursor.wrapping_add(1);
-                (0..n).map(|i| sess.partitions[(start + i) % n].clone()).collect()
+                (0..n)
+                    .map(|i| sess.partitions[(start + i) % n].clone())
+                    .collect()
             };
             let mut out = Vec::new();
             let mut marks = Vec::new();
@@ -527,14 +554,22 @@ impl KafkaServer {
         let groups = self.store.lease_groups(topic).await?;
         match groups.get(group) {
             Some(have) if *have == want => {}
-            Some(_) => self.store.set_lease_group(topic, group, want.clone()).await?,
+            Some(_) => {
+                self.store
+                    .set_lease_group(topic, group, want.clone())
+                    .await?
+            }
             None => {
-                self.store.set_lease_group(topic, group, want.clone()).await?;
+                self.store
+                    .set_lease_group(topic, group, want.clone())
+                    .await?;
                 let partitions = self.store.describe_topic(topic).await?.config.partitions as i32;
                 for p in 0..partitions {
                     let start = match settings.reset {
                         Reset::Earliest => continue,
-                        Reset::Latest => self.store.partition_offsets(topic, p).await?.high_watermark,
+                        Reset::Latest => {
+                            self.store.partition_offsets(topic, p).await?.high_watermark
+                        }
                         Reset::ByDuration(d) => {
                             let now = SystemTime::now()
                                 .duration_since(UNIX_EPOCH)
@@ -543,7 +578,9 @@ impl KafkaServer {
                             let at = now - d.as_millis() as i64;
                             match self.store.offset_for_timestamp(topic, p, at).await? {
                                 Some(found) => found.offset,
-                                None => self.store.partition_offsets(topic, p).await?.high_watermark,
+                                None => {
+                                    self.store.partition_offsets(topic, p).await?.high_watermark
+                                }
                             }
                         }
                     };
@@ -599,7 +636,10 @@ impl KafkaServer {
 }
 
 /// The group and member ids of a request; INVALID_REQUEST when either is missing.
-fn ids(group: &Option<StrBytes>, member: &Option<StrBytes>) -> Result<(String, String), (ResponseError, String)> {
+fn ids(
+    group: &Option<StrBytes>,
+    member: &Option<StrBytes>,
+) -> Result<(String, String), (ResponseError, String)> {
     let group = group.as_ref().map(|g| g.to_string()).unwrap_or_default();
     let member = member.as_ref().map(|m| m.to_string()).unwrap_or_default();
     if group.is_empty() {

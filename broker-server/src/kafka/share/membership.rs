@@ -108,14 +108,23 @@ impl KafkaServer {
         };
         let group = req.group_id.0.to_string();
         if group.is_empty() {
-            return fail(ResponseError::InvalidRequest, "GroupId can't be empty.".into());
+            return fail(
+                ResponseError::InvalidRequest,
+                "GroupId can't be empty.".into(),
+            );
         }
         let member_id = req.member_id.to_string();
         if member_id.is_empty() {
-            return fail(ResponseError::InvalidRequest, "MemberId can't be empty.".into());
+            return fail(
+                ResponseError::InvalidRequest,
+                "MemberId can't be empty.".into(),
+            );
         }
         if req.member_epoch == 0
-            && req.subscribed_topic_names.as_ref().is_none_or(|t| t.is_empty())
+            && req
+                .subscribed_topic_names
+                .as_ref()
+                .is_none_or(|t| t.is_empty())
         {
             return fail(
                 ResponseError::InvalidRequest,
@@ -282,7 +291,10 @@ impl KafkaServer {
                     g.expire(timeout, Instant::now());
                     (
                         g.epoch,
-                        g.members.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        g.members
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     )
                 })
             };
@@ -323,7 +335,11 @@ impl KafkaServer {
                         ),
                 );
             }
-            let state = if described.is_empty() { "Empty" } else { "Stable" };
+            let state = if described.is_empty() {
+                "Empty"
+            } else {
+                "Stable"
+            };
             out.push(
                 base.with_group_state(s(state))
                     .with_group_epoch(epoch)
@@ -342,11 +358,7 @@ fn g_partitions(g: &Group) -> BTreeMap<String, i32> {
 }
 
 fn names(topics: &Option<Vec<TopicName>>) -> Vec<String> {
-    let mut v: Vec<String> = topics
-        .iter()
-        .flatten()
-        .map(|t| t.0.to_string())
-        .collect();
+    let mut v: Vec<String> = topics.iter().flatten().map(|t| t.0.to_string()).collect();
     v.sort();
     v.dedup();
     v

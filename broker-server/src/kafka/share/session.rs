@@ -123,7 +123,9 @@ pub(super) fn expand(
         }
         let n = (last - first + 1) as usize;
         if n > 1 << 20 {
-            return Err(bad(format!("acknowledgement batch {first}..{last} is too large")));
+            return Err(bad(format!(
+                "acknowledgement batch {first}..{last} is too large"
+            )));
         }
         if types.len() != 1 && types.len() != n {
             return Err(bad(format!(
@@ -133,8 +135,12 @@ pub(super) fn expand(
         }
         for i in 0..n {
             let t = if types.len() == 1 { types[0] } else { types[i] };
-            let t = AckType::of(t)
-                .ok_or_else(|| bad(format!("unknown acknowledge type {t} at offset {}", first + i as i64)))?;
+            let t = AckType::of(t).ok_or_else(|| {
+                bad(format!(
+                    "unknown acknowledge type {t} at offset {}",
+                    first + i as i64
+                ))
+            })?;
             out.push((first + i as i64, t));
         }
     }
@@ -160,7 +166,10 @@ mod tests {
         );
         assert!(expand(&[(5, 7, vec![1, 1])]).is_err());
         assert!(expand(&[(7, 5, vec![1])]).is_err());
-        assert!(expand(&[(5, 5, vec![9])]).unwrap_err().1.contains("unknown acknowledge type 9"));
+        assert!(expand(&[(5, 5, vec![9])])
+            .unwrap_err()
+            .1
+            .contains("unknown acknowledge type 9"));
     }
 
     #[test]
