@@ -115,6 +115,12 @@ pub(crate) fn is_fk_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
 
+/// True when `e` is PostgreSQL's deadlock detection aborting the transaction (it can be
+/// retried from the start).
+pub(crate) fn is_deadlock(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+}
+
 /// Maps a pool error: timeouts and failed connects are retriable, a closed pool is `Closed`.
 pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     use deadpool_postgres::PoolError;
