@@ -115,10 +115,11 @@ pub(crate) fn is_fk_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
 
-/// True when `e` is PostgreSQL's deadlock detection aborting the transaction (it can be
-/// retried from the start).
-pub(crate) fn is_deadlock(e: &tokio_postgres::Error) -> bool {
+/// True when `e` aborted the transaction over a lock: deadlock detection, or the
+/// transaction's `lock_timeout` passed. Either can be retried from the start.
+pub(crate) fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        || e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
 /// Maps a pool error: timeouts and failed connects are retriable, a closed pool is `Closed`.

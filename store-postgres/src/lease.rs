@@ -855,8 +855,9 @@ impl PgStore {
         if by_partition.is_empty() {
             by_partition.insert(0, Vec::new());
         }
-        // Tokens in offset order: rows are then locked in the order `reset_lease_start` and
-        // `delete_lease_group` lock them, so the two cannot deadlock.
+        // Tokens in offset order, the order in which `reset_lease_start` and
+        // `delete_lease_group` lock a partition's rows (see `lease_admin` for acks of
+        // several calls in one commit group).
         for ts in by_partition.values_mut() {
             ts.sort_by_key(|t| t.offset);
         }

@@ -6,9 +6,11 @@
 //! then `lease_state` rows in offset order. Lease, release and extend calls of any broker
 //! take the cursor lock before any `lease_state` row, so they simply wait (a waiting lease
 //! call sees the new cursor and falls back to its general path, see `LEASE_FAST`). Acks lock
-//! only `lease_state` rows, in offset order within a partition; a deadlock with acks of
-//! several partitions committed together is broken by PostgreSQL, and the call is retried
-//! from the start.
+//! only `lease_state` rows, in offset order within one statement; but a commit group may hold
+//! rows of several acks, so the `lease_state` rows are locked with a short `lock_timeout`
+//! ([`ROW_LOCK_TIMEOUT`], below PostgreSQL's default `deadlock_timeout` of 1 s): in a
+//! deadlock with acks, the reset or delete gives up first and retries from the start,
+//! instead of PostgreSQL aborting the acks.
 //!
 //! Neither call needs to hunt for old tokens: a token acks, releases or extends only a
 //! `lease_state` row with its nonce in state 1, and both calls delete those rows (a deleted
@@ -16,12 +18,23 @@
 
 use broker_api::{validate_group_name, StoreError, StoreResult};
 
-use crate::error::{db_err, is_deadlock, is_fk_violation};
+use crate::error::{db_err, is_fk_violation, is_lock_conflict};
 use crate::PgStore;
 
-/// Attempts of a call that lost to a concurrent change (a deadlock, its group or topic
-/// deleted meanwhile) before it gives up with `Unavailable`.
-const ATTEMPTS: usize = 3;
+/// Attempts of a call that lost to a concurrent change (a lock it waited too long for, its
+/// group or topic deleted meanwhile) before it gives up with `Unavailable`.
+const ATTEMPTS: u32 = 5;
+
+/// How long a reset or delete waits for a `lease_state` row lock held by acks (see the
+/// module doc); they hold them for one commit group.
+const ROW_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
+
+/// A short pause before attempt `n` (from 1), so a retry does not meet the same acks.
+async fn backoff(n: u32) {
+    if n > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10 << n.min(5))).await;
+    }
+}
 
 /// Locks the cursor of topic id $1, partition $2, group name $3; returns the group id.
 const LOCK_CURSOR: &str = "SELECT c.group_id FROM lease_cursors c
@@ -70,7 +83,8 @@ impl PgStore {
         let lock = self.lease_lock(topic, partition, group);
         let _serial = lock.lock().await;
         let mut client = self.conn().await?;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            backoff(attempt).await;
             let t = self.topic_row(&**client, topic).await?;
             if partition < 0 || partition >= t.partitions {
                 return Err(StoreError::InvalidArgument(format!(
@@ -82,7 +96,7 @@ impl PgStore {
                 Ok(Some(start)) => return Ok(start),
                 // The group or the topic vanished meanwhile: look again.
                 Ok(None) => continue,
-                Err(e) if is_deadlock(&e) || is_fk_violation(&e) => continue,
+                Err(e) if is_lock_conflict(&e) || is_fk_violation(&e) => continue,
                 Err(e) => return Err(db_err(e)),
             }
         }
@@ -102,11 +116,12 @@ impl PgStore {
     ) -> StoreResult<bool> {
         validate_group_name(group)?;
         let mut client = self.conn().await?;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            backoff(attempt).await;
             let t = self.topic_row(&**client, topic).await?;
             match delete_in_tx(&mut client, t.id, group).await {
                 Ok(existed) => return Ok(existed),
-                Err(e) if is_deadlock(&e) => continue,
+                Err(e) if is_lock_conflict(&e) => continue,
                 Err(e) => return Err(db_err(e)),
             }
         }
@@ -156,6 +171,7 @@ async fn reset_in_tx(
     };
     let start: i64 = row.get(0);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&tid, &partition, &gid, &start];
+    tx.batch_execute(ROW_LOCK_TIMEOUT).await?;
     tx.query_one(LOCK_RESET_ROWS, &params).await?;
     tx.execute(DELETE_RESET_ROWS, &params).await?;
     tx.commit().await?;
@@ -191,6 +207,7 @@ async fn delete_in_tx(
         )
         .await?
         .get(0);
+    tx.batch_execute(ROW_LOCK_TIMEOUT).await?;
     tx.query_one(
         r#"SELECT count(*) FROM (
                SELECT 1 FROM lease_state

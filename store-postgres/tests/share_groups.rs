@@ -205,7 +205,7 @@ async fn deletes_of_two_brokers_at_once_report_one_group() {
 #[tokio::test]
 async fn group_configs_keep_any_string() {
     let (store, clock) = fresh_store("pgt_share_configs").await;
-    assert!(SCHEMA_VERSION >= 6);
+    const { assert!(SCHEMA_VERSION >= 6) };
     let versions: BTreeSet<i32> = sql("SELECT version FROM pgt_share_configs.schema_migrations")
         .await
         .iter()
@@ -233,4 +233,40 @@ async fn group_configs_keep_any_string() {
         again.set_group_config("", BTreeMap::new()).await,
         Err(StoreError::InvalidArgument(_))
     ));
+}
+
+/// A reset meeting a transaction that holds `lease_state` rows the way a commit group of
+/// acks does, and then wants a row the reset locked (a deadlock): the reset gives way, so
+/// the other transaction is not aborted, and succeeds on a later attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_gives_way_to_acks_holding_rows() {
+    let (store, _clock) = fresh_store("pgt_share_giveway").await;
+    store
+        .create_topic("q", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    fill(&store, "q", 1, 10).await;
+    assert_eq!(store.lease("q", 0, "g", 10, LONG).await.unwrap().len(), 10);
+    let (mut client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let touch =
+        r#"UPDATE pgt_share_giveway.lease_state SET visible_at = visible_at WHERE "offset" = $1"#;
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(tx.execute(touch, &[&5i64]).await.unwrap(), 1);
+    let store = Arc::new(store);
+    let reset = tokio::spawn({
+        let store = store.clone();
+        async move { store.reset_lease_start("q", 0, "g", 0).await }
+    });
+    // The reset locks rows 0-4 and waits for row 5; this then waits for row 0.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tx.execute(touch, &[&0i64])
+        .await
+        .expect("the other transaction must not be the deadlock victim");
+    tx.commit().await.unwrap();
+    assert_eq!(reset.await.unwrap().unwrap(), 0);
+    let c = store.lease_counts("q", 0, "g").await.unwrap();
+    assert_eq!((c.available, c.leased), (10, 0));
 }
