@@ -28,6 +28,9 @@ use crate::kafka::errors::code_for;
 use crate::kafka::records::encode_batch;
 use crate::kafka::KafkaServer;
 
+/// How long the share session of a member that left its group stays for the client to
+/// close it (with its last acknowledgements).
+const LEFT_GRACE: Duration = Duration::from_secs(2);
 /// Longest long poll honoured.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Records acquired per request when the client names no limit.
@@ -676,13 +679,30 @@ impl KafkaServer {
         }
     }
 
-    /// Closes sessions unused for longer than `timeout`, releasing their records.
+    /// Marks the sessions of a member that left its group; they close after [`LEFT_GRACE`]
+    /// unless the client closes them first.
+    pub(super) fn member_left(&self, group: &str, member: &str) {
+        if let Some(sess) = self
+            .shares
+            .sessions
+            .lock()
+            .get_mut(&(group.to_string(), member.to_string()))
+        {
+            sess.left_at = Some(Instant::now());
+        }
+    }
+
+    /// Closes sessions unused for longer than `timeout`, or whose member left the group,
+    /// releasing their records.
     async fn expire_share_sessions(&self, timeout: Duration) {
         let stale: Vec<((String, String), Session)> = {
             let mut sessions = self.shares.sessions.lock();
             let keys: Vec<(String, String)> = sessions
                 .iter()
-                .filter(|(_, s)| s.last_used.elapsed() > timeout)
+                .filter(|(_, s)| {
+                    s.last_used.elapsed() > timeout
+                        || s.left_at.is_some_and(|t| t.elapsed() > LEFT_GRACE)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter()

@@ -26,6 +26,8 @@ pub(super) struct Session {
     pub cursor: usize,
     /// Bytes per record seen on each partition (for fetch byte limits).
     pub record_sizes: HashMap<Tp, usize>,
+    /// When the member left its group (the session then closes soon, closed or not).
+    pub left_at: Option<Instant>,
 }
 
 impl Session {
@@ -37,6 +39,7 @@ impl Session {
             last_used: Instant::now(),
             cursor: 0,
             record_sizes: HashMap::new(),
+            left_at: None,
         }
     }
 
