@@ -46,6 +46,8 @@ pub enum KafkaRequest {
     PushTelemetry(PushTelemetryRequest),
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 /// What a frame turned out to be.
@@ -173,6 +175,12 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
         }
         ApiKey::AlterUserScramCredentials => {
             KafkaRequest::AlterUserScramCredentials(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            KafkaRequest::ConsumerGroupHeartbeat(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            KafkaRequest::ConsumerGroupDescribe(decode(&mut buf, v).map_err(body)?)
         }
         _ => return Ok(unsupported),
     };

@@ -46,6 +46,7 @@ impl KafkaServer {
                     .with_rack(rack.map(StrBytes::from_string))
             })
             .collect();
+        let asked = req.topics.clone();
         // v0: an empty list means every topic; v1+: null means every topic.
         let names: Option<Vec<String>> = match req.topics {
             None => None,
@@ -56,6 +57,8 @@ impl KafkaServer {
                     .collect(),
             ),
         };
+        // v10+: topics asked for by id (KIP-848 consumers resolve their assignment so).
+        let (names, unknown_ids) = self.metadata_ids_to_names(names, &asked).await;
         let create =
             self.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
         let topic_ops = req.include_topic_authorized_operations;
@@ -129,6 +132,12 @@ impl KafkaServer {
                 }
             }
         }
+        topics.extend(unknown_ids.into_iter().map(|id| {
+            MetadataResponseTopic::default()
+                .with_topic_id(id)
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_topic_authorized_operations(NO_OPERATIONS)
+        }));
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
@@ -139,6 +148,26 @@ impl KafkaServer {
                 NO_OPERATIONS
             })
             .with_topics(topics)
+    }
+
+    /// Adds the names of the topics asked for by id (and no name) to `names`; the ids no
+    /// topic has are returned apart.
+    async fn metadata_ids_to_names(
+        &self,
+        names: Option<Vec<String>>,
+        asked: &Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
+    ) -> (Option<Vec<String>>, Vec<uuid::Uuid>) {
+        let (Some(mut names), Some(asked)) = (names, asked.as_ref()) else {
+            return (None, Vec::new());
+        };
+        let mut unknown = Vec::new();
+        for t in asked.iter().filter(|t| t.name.is_none() && !t.topic_id.is_nil()) {
+            match self.topic_name_by_id(t.topic_id).await {
+                Some(n) => names.push(n.to_string()),
+                None => unknown.push(t.topic_id),
+            }
+        }
+        (Some(names), unknown)
     }
 
     async fn topic_metadata(&self, info: &TopicInfo, with_ops: bool) -> MetadataResponseTopic {
