@@ -166,14 +166,20 @@ impl Member {
         }
     }
 
-    /// The topics of `topics` this member subscribes to.
-    fn subscribed<'a>(&'a self, topics: &'a TopicsView) -> impl Iterator<Item = &'a String> + 'a {
+    /// The topics of `topics` this member subscribes to: by name, and by its regex once the
+    /// group has resolved it (`resolved`).
+    fn subscribed<'a>(
+        &'a self,
+        topics: &'a TopicsView,
+        resolved: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        let regex = self
+            .topic_regex
+            .as_ref()
+            .filter(|(s, _)| resolved.contains(s))
+            .map(|(_, re)| re);
         topics.keys().filter(move |name| {
-            self.topic_names.contains(*name)
-                || self
-                    .topic_regex
-                    .as_ref()
-                    .is_some_and(|(_, re)| re.is_match(name))
+            self.topic_names.contains(*name) || regex.is_some_and(|re| re.is_match(name))
         })
     }
 }
@@ -189,6 +195,10 @@ struct Group {
     /// The subscribed topics as last seen (a change bumps the epoch).
     subscribed: TopicsView,
     assignor: String,
+    /// The subscription regexes whose matches count. As in Kafka, where regexes are resolved
+    /// asynchronously, a new regex counts from the heartbeat after the one that brought it:
+    /// the topics a member names are assigned first, the matches of its regex next.
+    resolved_regexes: BTreeSet<String>,
 }
 
 /// A consumer group described.
@@ -239,7 +249,7 @@ impl Group {
     fn subscription(&self, topics: &TopicsView) -> TopicsView {
         let mut out = TopicsView::new();
         for m in self.members.values() {
-            for name in m.subscribed(topics) {
+            for name in m.subscribed(topics, &self.resolved_regexes) {
                 out.insert(name.clone(), topics[name].clone());
             }
         }
@@ -270,7 +280,10 @@ impl Group {
             .iter()
             .map(|(id, m)| AssignMember {
                 id: id.clone(),
-                topics: m.subscribed(&self.subscribed).map(|n| self.subscribed[n].id).collect(),
+                topics: m
+                    .subscribed(&self.subscribed, &self.resolved_regexes)
+                    .map(|n| self.subscribed[n].id)
+                    .collect(),
                 current: self.target.get(id).cloned().unwrap_or_default(),
             })
             .collect();
@@ -624,6 +637,12 @@ impl ConsumerGroups {
             debug!(group = name, member = member_id, epoch = next.epoch, state = ?next.state, assigned = ?next.assigned, revoking = ?next.pending_revocation, "member reconciled");
         }
         g.put_member(&member_id, next);
+        // Regexes new in the group are resolved now: they count from the next heartbeat.
+        g.resolved_regexes = g
+            .members
+            .values()
+            .filter_map(|m| m.topic_regex.as_ref().map(|(s, _)| s.clone()))
+            .collect();
         Ok(HeartbeatReply {
             member_id,
             epoch: reply_epoch,
@@ -681,8 +700,9 @@ impl ConsumerGroups {
     pub fn check_commit(&self, group: &str, member_id: &str, epoch: i32, version: i16) -> Option<i16> {
         let groups = self.groups.lock();
         let g = groups.get(group)?;
-        if epoch < 0 && member_id.is_empty() {
-            // A client outside the group (admin, assign()): as for classic groups.
+        if epoch < 0 && (member_id.is_empty() || g.members.is_empty()) {
+            // A client outside the group (admin, assign()): Kafka accepts it while the group
+            // is empty; this broker, as for classic groups, also when no member id is sent.
             return Some(0);
         }
         let Some(m) = g.members.get(member_id) else {
@@ -1051,9 +1071,15 @@ mod tests {
         hb.topic_names = Some(vec![]);
         hb.topic_regex = Some("t.*".into());
         let view2 = topics(&[("t", 4), ("tx", 2), ("u", 1)]);
-        cg.heartbeat(hb, &view2, now).unwrap();
+        let r = cg.heartbeat(hb, &view2, now).unwrap();
+        // The regex counts from the next heartbeat (Kafka resolves it asynchronously).
+        assert_eq!(cg.describe("g").unwrap().topic_names.len(), 1);
+        let before = cg.describe("g").unwrap().epoch;
+        cg.heartbeat(beat("b", r.epoch, &r.assignment.unwrap()), &view2, now)
+            .unwrap();
         let d = cg.describe("g").unwrap();
         assert_eq!(d.topic_names.len(), 2);
+        assert_eq!(d.epoch, before + 1);
         assert_eq!(cg.classic_join("g2"), Ok(()));
     }
 }

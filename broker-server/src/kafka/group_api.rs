@@ -338,6 +338,13 @@ impl KafkaServer {
                 v,
             ) {
                 Some(code) => code,
+                // Kafka: a commit with a negative epoch to a group nobody knows makes a
+                // "simple group" (a KIP-848 consumer outside any group sends its member id).
+                None if req.generation_id_or_member_epoch < 0
+                    && self.coordinator.describe(&group).is_none() =>
+                {
+                    0
+                }
                 None => self.coordinator.check_commit(
                     &group,
                     req.generation_id_or_member_epoch,
