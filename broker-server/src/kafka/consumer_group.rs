@@ -342,6 +342,11 @@ impl Group {
             return false;
         }
         self.target.remove(id);
+        self.resolved_regexes.retain(|re| {
+            self.members
+                .values()
+                .any(|m| m.topic_regex.as_ref().is_some_and(|(s, _)| s == re))
+        });
         self.epoch += 1;
         info!(group, member = id, epoch = self.epoch, "consumer group member {why}");
         true

@@ -60,9 +60,9 @@ fn invalid(req: &ConsumerGroupHeartbeatRequest) -> Option<(i16, String)> {
             }
         }
         0 => {
-            if req.rebalance_timeout_ms == -1 {
-                return bad("RebalanceTimeoutMs must be provided in first request.");
-            }
+            // Kafka also requires RebalanceTimeoutMs here; librdkafka 2.15 leaves it out when
+            // it subscribes again right after leaving, so a join without one keeps the default
+            // (300 s, librdkafka's max.poll.interval.ms).
             if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                 return bad("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
             }
@@ -106,7 +106,17 @@ impl KafkaServer {
         client_id: Option<String>,
         peer: Option<std::net::SocketAddr>,
     ) -> ConsumerGroupHeartbeatResponse {
+        debug!(
+            group = req.group_id.0.as_str(),
+            member = req.member_id.as_str(),
+            epoch = req.member_epoch,
+            topics = ?req.subscribed_topic_names.as_ref().map(|t| t.len()),
+            regex = ?req.subscribed_topic_regex,
+            owned = ?req.topic_partitions.as_ref().map(|t| t.iter().map(|p| p.partitions.len()).sum::<usize>()),
+            "consumer group heartbeat"
+        );
         if let Some((code, message)) = invalid(&req) {
+            debug!(code, message, "invalid consumer group heartbeat");
             return hb_error(code, &message);
         }
         let group = req.group_id.0.to_string();
