@@ -294,7 +294,12 @@ impl Group {
             .collect();
         self.target = assignor::assign(&name, &members, &counts);
         self.assignment_epoch = self.epoch;
-        debug!(group, epoch = self.epoch, assignor = name, "new target assignment");
+        debug!(
+            group,
+            epoch = self.epoch,
+            assignor = name,
+            "new target assignment"
+        );
         self.assignor = name;
     }
 
@@ -348,7 +353,12 @@ impl Group {
                 .any(|m| m.topic_regex.as_ref().is_some_and(|(s, _)| s == re))
         });
         self.epoch += 1;
-        info!(group, member = id, epoch = self.epoch, "consumer group member {why}");
+        info!(
+            group,
+            member = id,
+            epoch = self.epoch,
+            "consumer group member {why}"
+        );
         true
     }
 
@@ -448,7 +458,9 @@ fn overlaps(a: &Partitions, b: &Partitions) -> bool {
 fn is_subset(a: Option<&Partitions>, b: &Partitions) -> bool {
     let Some(a) = a else { return false };
     a.iter().all(|(t, ps)| {
-        ps.is_empty() || b.get(t).is_some_and(|have| ps.iter().all(|p| have.contains(p)))
+        ps.is_empty()
+            || b.get(t)
+                .is_some_and(|have| ps.iter().all(|p| have.contains(p)))
     })
 }
 
@@ -544,7 +556,13 @@ impl ConsumerGroups {
                                 g.target.insert(member_id.clone(), t);
                             }
                             g.put_member(&member_id, m.clone());
-                            info!(group = name, member = member_id, previous = prev_id, instance = iid, "static member rejoined");
+                            info!(
+                                group = name,
+                                member = member_id,
+                                previous = prev_id,
+                                instance = iid,
+                                "static member rejoined"
+                            );
                             (m, false)
                         }
                         None => fresh_or_rejoin(name, g, &member_id, now),
@@ -564,7 +582,13 @@ impl ConsumerGroups {
                 || (hb.epoch < m.epoch
                     && (hb.epoch != m.previous_epoch || !is_subset(hb.owned.as_ref(), &m.assigned)))
             {
-                debug!(group = name, member = member_id, got = hb.epoch, epoch = m.epoch, "fenced member epoch");
+                debug!(
+                    group = name,
+                    member = member_id,
+                    got = hb.epoch,
+                    epoch = m.epoch,
+                    "fenced member epoch"
+                );
                 return Err(code(ResponseError::FencedMemberEpoch));
             }
             (m.clone(), false)
@@ -667,7 +691,10 @@ impl ConsumerGroups {
                     if now.duration_since(m.last_seen) > session {
                         Some((id.clone(), "session expired"))
                     } else if m.revoke_deadline.is_some_and(|d| now > d) {
-                        Some((id.clone(), "fenced: did not revoke within its rebalance timeout"))
+                        Some((
+                            id.clone(),
+                            "fenced: did not revoke within its rebalance timeout",
+                        ))
                     } else {
                         None
                     }
@@ -702,7 +729,13 @@ impl ConsumerGroups {
 
     /// OffsetCommit's check for a consumer group: `None` when `group` is not one (the classic
     /// check applies), else the error code (0: the commit may proceed).
-    pub fn check_commit(&self, group: &str, member_id: &str, epoch: i32, version: i16) -> Option<i16> {
+    pub fn check_commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        epoch: i32,
+        version: i16,
+    ) -> Option<i16> {
         let groups = self.groups.lock();
         let g = groups.get(group)?;
         if epoch < 0 && (member_id.is_empty() || g.members.is_empty()) {
@@ -797,7 +830,11 @@ impl ConsumerGroups {
             } else {
                 g.assignor.clone()
             },
-            topic_names: g.subscribed.iter().map(|(n, t)| (t.id, n.clone())).collect(),
+            topic_names: g
+                .subscribed
+                .iter()
+                .map(|(n, t)| (t.id, n.clone()))
+                .collect(),
             members: g
                 .members
                 .iter()
@@ -952,13 +989,17 @@ mod tests {
         let again = cg.heartbeat(beat("a", 1, &a_owned), &view, now).unwrap();
         assert_eq!(again.epoch, 1);
         // b still waits.
-        let b2 = cg.heartbeat(beat("b", 2, &Partitions::new()), &view, now).unwrap();
+        let b2 = cg
+            .heartbeat(beat("b", 2, &Partitions::new()), &view, now)
+            .unwrap();
         assert!(b2.assignment.is_none());
         // a acknowledges the revocation: epoch 2.
         let a3 = cg.heartbeat(beat("a", 1, &a_kept), &view, now).unwrap();
         assert_eq!(a3.epoch, 2);
         // b now gets the other two.
-        let b3 = cg.heartbeat(beat("b", 2, &Partitions::new()), &view, now).unwrap();
+        let b3 = cg
+            .heartbeat(beat("b", 2, &Partitions::new()), &view, now)
+            .unwrap();
         let b_owned = b3.assignment.unwrap();
         assert_eq!(count(&b_owned), 2);
         let t = view["t"].id;

@@ -64,7 +64,9 @@ fn invalid(req: &ConsumerGroupHeartbeatRequest) -> Option<(i16, String)> {
             // it subscribes again right after leaving, so a join without one keeps the default
             // (300 s, librdkafka's max.poll.interval.ms).
             if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-                return bad("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.");
+                return bad(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
             }
         }
         STATIC_LEAVE_EPOCH => {
@@ -301,7 +303,9 @@ impl KafkaServer {
                             m.topic_names.into_iter().map(|n| TopicName(s(n))).collect(),
                         )
                         .with_subscribed_topic_regex(m.topic_regex.map(s))
-                        .with_assignment(self.described_assignment(&d.topic_names, m.assigned).await)
+                        .with_assignment(
+                            self.described_assignment(&d.topic_names, m.assigned).await,
+                        )
                         .with_target_assignment(
                             self.described_assignment(&d.topic_names, m.target).await,
                         )

@@ -161,7 +161,10 @@ impl KafkaServer {
             return (None, Vec::new());
         };
         let mut unknown = Vec::new();
-        for t in asked.iter().filter(|t| t.name.is_none() && !t.topic_id.is_nil()) {
+        for t in asked
+            .iter()
+            .filter(|t| t.name.is_none() && !t.topic_id.is_nil())
+        {
             match self.topic_name_by_id(t.topic_id).await {
                 Some(n) => names.push(n.to_string()),
                 None => unknown.push(t.topic_id),

@@ -7,9 +7,9 @@
 
 mod acls;
 mod admin;
-mod assignor;
 #[cfg(unix)]
 pub mod alloc;
+mod assignor;
 mod authz;
 pub mod client;
 mod cluster;
@@ -718,11 +718,7 @@ impl KafkaServer {
                         .with_group_id(g)
                         .with_error_code(authz::GROUP_DENIED)
                 }));
-                reply!(
-                    ApiKey::ConsumerGroupDescribe,
-                    "ConsumerGroupDescribe",
-                    resp
-                )
+                reply!(ApiKey::ConsumerGroupDescribe, "ConsumerGroupDescribe", resp)
             }
             KafkaRequest::DescribeGroups(mut req) => {
                 let denied = self.authz_groups(&mut req.groups, authz::Op::Describe);
