@@ -45,6 +45,7 @@ impl KafkaServer {
                     .get(group)
                     .is_some_and(|(e, f)| *e == epoch && *f == fence);
                 if !known {
+                    self.consumer_groups.evict(group);
                     let saved = state
                         .as_deref()
                         .and_then(GroupSnapshot::decode)
@@ -110,6 +111,7 @@ impl KafkaServer {
             info!(group, "no longer coordinating the group: {why}");
         }
         self.coordinator.evict(group);
+        self.consumer_groups.evict(group);
     }
 
     /// Commits offsets for `group`: fenced in a cluster, so a broker that lost the group

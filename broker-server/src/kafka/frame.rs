@@ -53,6 +53,8 @@ pub enum KafkaRequest {
     DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest),
     AlterShareGroupOffsets(AlterShareGroupOffsetsRequest),
     DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 /// What a frame turned out to be.
@@ -199,6 +201,12 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
         }
         ApiKey::DeleteShareGroupOffsets => {
             KafkaRequest::DeleteShareGroupOffsets(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            KafkaRequest::ConsumerGroupHeartbeat(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            KafkaRequest::ConsumerGroupDescribe(decode(&mut buf, v).map_err(body)?)
         }
         _ => return Ok(unsupported),
     };

@@ -153,6 +153,9 @@ impl KafkaServer {
         if let Err(code) = self.coordinate(&join.group).await {
             return fail(code, req.member_id);
         }
+        if let Err(code) = self.consumer_groups.classic_join(&join.group) {
+            return fail(code, req.member_id);
+        }
         let rx = match self.coordinator.join(join) {
             Ok(rx) => rx,
             Err(code) => return fail(code, req.member_id),
@@ -321,7 +324,7 @@ impl KafkaServer {
     pub(super) async fn offset_commit(
         &self,
         req: OffsetCommitRequest,
-        _v: i16,
+        v: i16,
     ) -> OffsetCommitResponse {
         let group = req.group_id.0.to_string();
         let fence = if validate_group_name(&group).is_ok() {
@@ -334,12 +337,27 @@ impl KafkaServer {
             Err(code) => (None, code),
         };
         if check == 0 {
-            check = self.coordinator.check_commit(
+            check = match self.consumer_groups.check_commit(
                 &group,
-                req.generation_id_or_member_epoch,
                 req.member_id.as_str(),
-                req.group_instance_id.as_ref().map(|s| s.as_str()),
-            );
+                req.generation_id_or_member_epoch,
+                v,
+            ) {
+                Some(code) => code,
+                // Kafka: a commit with a negative epoch to a group nobody knows makes a
+                // "simple group" (a KIP-848 consumer outside any group sends its member id).
+                None if req.generation_id_or_member_epoch < 0
+                    && self.coordinator.describe(&group).is_none() =>
+                {
+                    0
+                }
+                None => self.coordinator.check_commit(
+                    &group,
+                    req.generation_id_or_member_epoch,
+                    req.member_id.as_str(),
+                    req.group_instance_id.as_ref().map(|s| s.as_str()),
+                ),
+            };
         }
         if check == 0 && validate_group_name(&group).is_err() {
             check = ResponseError::InvalidGroupId.code();
@@ -475,7 +493,15 @@ impl KafkaServer {
                         .map(|t| (t.name, t.partition_indexes))
                         .collect::<Vec<_>>()
                 });
-                let result = self.committed(g.group_id.0.as_str(), topics).await;
+                let checked = self.consumer_groups.check_fetch(
+                    g.group_id.0.as_str(),
+                    g.member_id.as_ref().map(|m| m.as_str()),
+                    g.member_epoch,
+                );
+                let result = match checked {
+                    Some(code) => Err(code),
+                    None => self.committed(g.group_id.0.as_str(), topics).await,
+                };
                 let resp = match result {
                     Ok(list) => OffsetFetchResponseGroup::default().with_topics(
                         list.into_iter()
@@ -542,6 +568,15 @@ impl KafkaServer {
             .into_iter()
             .map(|(name, pt, state)| (name, (pt, state)))
             .collect();
+        let consumer: std::collections::BTreeSet<String> = self
+            .consumer_groups
+            .list()
+            .into_iter()
+            .map(|(name, state)| {
+                groups.insert(name.clone(), ("consumer".to_string(), state));
+                name
+            })
+            .collect();
         match self.store.list_consumer_groups().await {
             Ok(names) => {
                 let clustered = self.node.is_clustered();
@@ -570,18 +605,35 @@ impl KafkaServer {
             );
         }
         let wanted: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
+        let shares: std::collections::HashSet<String> =
+            self.shares.list().into_iter().map(|(n, _)| n).collect();
+        let group_type = |name: &String| {
+            if consumer.contains(name) {
+                "consumer"
+            } else if shares.contains(name) {
+                "share"
+            } else {
+                "classic"
+            }
+        };
         let listed = groups
             .into_iter()
             .filter(|(_, (_, state))| {
                 wanted.is_empty() || wanted.iter().any(|w| w.eq_ignore_ascii_case(state))
             })
+            .filter(|(name, _)| {
+                req.types_filter.is_empty()
+                    || req
+                        .types_filter
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(group_type(name)))
+            })
             .map(|(name, (pt, state))| {
-                let group_type = if pt == "share" { "share" } else { "classic" };
                 ListedGroup::default()
+                    .with_group_type(StrBytes::from_static_str(group_type(&name)))
                     .with_group_id(GroupId(s(name)))
                     .with_protocol_type(s(pt))
                     .with_group_state(StrBytes::from_static_str(state))
-                    .with_group_type(StrBytes::from_static_str(group_type))
             })
             .collect();
         ListGroupsResponse::default().with_groups(listed)
@@ -609,6 +661,10 @@ impl KafkaServer {
                     );
                     continue;
                 }
+            }
+            if let Some(d) = self.described_consumer_group(&name) {
+                out.push(d.with_group_id(g).with_authorized_operations(ops));
+                continue;
             }
             let described = match self.coordinator.describe(&name) {
                 Some(d) => DescribedGroup::default()
@@ -661,6 +717,8 @@ impl KafkaServer {
                 ResponseError::InvalidGroupId.code()
             } else if let Err(code) = self.coordinate(&name).await {
                 code
+            } else if let Some(Err(code)) = self.consumer_groups.delete(&name) {
+                code
             } else {
                 match self.coordinator.delete_group(&name) {
                     Err(code) => code,
@@ -697,7 +755,10 @@ impl KafkaServer {
         if let Err(code) = self.coordinate(&group).await {
             return OffsetDeleteResponse::default().with_error_code(code);
         }
-        let subscribed = self.coordinator.subscribed_topics(&group);
+        let subscribed = self
+            .coordinator
+            .subscribed_topics(&group)
+            .or_else(|| self.consumer_groups.subscribed_topics(&group));
         if subscribed.is_none() {
             match self.store.list_committed(&group).await {
                 Ok(list) if list.is_empty() => {

@@ -46,26 +46,19 @@ impl KafkaServer {
                     .with_rack(rack.map(StrBytes::from_string))
             })
             .collect();
-        // v0: an empty list means every topic; v1+: null means every topic. v10+ may name a
-        // topic by id alone (KIP-516; KIP-848 and KIP-932 clients resolve assignments so).
-        let mut by_id: Vec<uuid::Uuid> = Vec::new();
+        let asked = req.topics.clone();
+        // v0: an empty list means every topic; v1+: null means every topic.
         let names: Option<Vec<String>> = match req.topics {
             None => None,
             Some(t) if t.is_empty() && version == 0 => None,
             Some(t) => Some(
                 t.into_iter()
-                    .filter_map(|t| match t.name {
-                        Some(n) => Some(n.0.to_string()),
-                        None => {
-                            if !t.topic_id.is_nil() {
-                                by_id.push(t.topic_id);
-                            }
-                            None
-                        }
-                    })
+                    .filter_map(|t| t.name.map(|n| n.0.to_string()))
                     .collect(),
             ),
         };
+        // v10+: topics asked for by id (KIP-848 consumers resolve their assignment so).
+        let (names, unknown_ids) = self.metadata_ids_to_names(names, &asked).await;
         let create =
             self.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
         let topic_ops = req.include_topic_authorized_operations;
@@ -139,19 +132,12 @@ impl KafkaServer {
                 }
             }
         }
-        for id in by_id {
-            let found = match self.topic_name_by_id(id).await {
-                Some(name) => self.cached_topic(name.as_str()).await.ok(),
-                None => None,
-            };
-            topics.push(match found {
-                Some(info) => self.topic_metadata(&info, topic_ops).await,
-                None => MetadataResponseTopic::default()
-                    .with_topic_id(id)
-                    .with_error_code(ResponseError::UnknownTopicId.code())
-                    .with_topic_authorized_operations(NO_OPERATIONS),
-            });
-        }
+        topics.extend(unknown_ids.into_iter().map(|id| {
+            MetadataResponseTopic::default()
+                .with_topic_id(id)
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_topic_authorized_operations(NO_OPERATIONS)
+        }));
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
@@ -162,6 +148,29 @@ impl KafkaServer {
                 NO_OPERATIONS
             })
             .with_topics(topics)
+    }
+
+    /// Adds the names of the topics asked for by id (and no name) to `names`; the ids no
+    /// topic has are returned apart.
+    async fn metadata_ids_to_names(
+        &self,
+        names: Option<Vec<String>>,
+        asked: &Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
+    ) -> (Option<Vec<String>>, Vec<uuid::Uuid>) {
+        let (Some(mut names), Some(asked)) = (names, asked.as_ref()) else {
+            return (None, Vec::new());
+        };
+        let mut unknown = Vec::new();
+        for t in asked
+            .iter()
+            .filter(|t| t.name.is_none() && !t.topic_id.is_nil())
+        {
+            match self.topic_name_by_id(t.topic_id).await {
+                Some(n) => names.push(n.to_string()),
+                None => unknown.push(t.topic_id),
+            }
+        }
+        (Some(names), unknown)
     }
 
     async fn topic_metadata(&self, info: &TopicInfo, with_ops: bool) -> MetadataResponseTopic {

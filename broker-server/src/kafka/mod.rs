@@ -9,11 +9,14 @@ mod acls;
 mod admin;
 #[cfg(unix)]
 pub mod alloc;
+mod assignor;
 mod authz;
 pub mod client;
 mod cluster;
 mod configs;
 pub mod conn;
+mod consumer_group;
+mod consumer_group_api;
 mod coordination;
 pub mod errors;
 mod fetch;
@@ -170,6 +173,8 @@ pub struct KafkaServer {
     fences: coordination::Fences,
     /// Share groups and share sessions (KIP-932).
     shares: share::ShareGroups,
+    /// KIP-848 consumer groups.
+    consumer_groups: Arc<consumer_group::ConsumerGroups>,
 }
 
 impl KafkaServer {
@@ -220,6 +225,10 @@ impl KafkaServer {
             metrics,
             config,
             coordinator: Coordinator::start(stop.clone()),
+            consumer_groups: consumer_group::ConsumerGroups::start(
+                consumer_group::Timing::from_env(),
+                stop.clone(),
+            ),
             stop,
             known_topics: Default::default(),
             topic_id_lock: Default::default(),
@@ -685,6 +694,35 @@ impl KafkaServer {
             }
             KafkaRequest::SyncGroup(req) => {
                 reply!(ApiKey::SyncGroup, "SyncGroup", self.sync_group(req).await)
+            }
+            KafkaRequest::ConsumerGroupHeartbeat(req)
+                if self.group_read_denied(req.group_id.0.as_str()).is_some() =>
+            {
+                reply!(
+                    ApiKey::ConsumerGroupHeartbeat,
+                    "ConsumerGroupHeartbeat",
+                    ConsumerGroupHeartbeatResponse::default().with_error_code(authz::GROUP_DENIED)
+                )
+            }
+            KafkaRequest::ConsumerGroupHeartbeat(req) => reply!(
+                ApiKey::ConsumerGroupHeartbeat,
+                "ConsumerGroupHeartbeat",
+                self.consumer_group_heartbeat(
+                    req,
+                    header.client_id.as_ref().map(|s| s.to_string()),
+                    peer
+                )
+                .await
+            ),
+            KafkaRequest::ConsumerGroupDescribe(mut req) => {
+                let denied = self.authz_groups(&mut req.group_ids, authz::Op::Describe);
+                let mut resp = self.consumer_group_describe(req).await;
+                resp.groups.extend(denied.into_iter().map(|g| {
+                    consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(authz::GROUP_DENIED)
+                }));
+                reply!(ApiKey::ConsumerGroupDescribe, "ConsumerGroupDescribe", resp)
             }
             KafkaRequest::DescribeGroups(mut req) => {
                 let denied = self.authz_groups(&mut req.groups, authz::Op::Describe);
