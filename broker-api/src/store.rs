@@ -394,19 +394,9 @@ pub trait Store: Send + Sync + 'static {
         partition: i32,
         group: &str,
         start: i64,
-    ) -> StoreResult<i64> {
-        let _ = (topic, partition, group, start);
-        Err(crate::StoreError::Internal(
-            "reset_lease_start: TEMPORARY DEFAULT".into(),
-        ))
-    }
+    ) -> StoreResult<i64>;
     /// Forgets a lease group on a topic (config and state); see **lease_groups_can_be_deleted**.
-    async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool> {
-        let _ = (topic, group);
-        Err(crate::StoreError::Internal(
-            "delete_lease_group: TEMPORARY DEFAULT".into(),
-        ))
-    }
+    async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool>;
 
     // ---- group configs ----
 
@@ -415,25 +405,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         group: &str,
         configs: BTreeMap<String, String>,
-    ) -> StoreResult<()> {
-        let _ = (group, configs);
-        Err(crate::StoreError::Internal(
-            "set_group_config: TEMPORARY DEFAULT".into(),
-        ))
-    }
+    ) -> StoreResult<()>;
     /// The settings kept for a group (empty when none).
-    async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>> {
-        let _ = group;
-        Err(crate::StoreError::Internal(
-            "group_config: TEMPORARY DEFAULT".into(),
-        ))
-    }
+    async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>>;
     /// Every group with settings, sorted by group name.
-    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
-        Err(crate::StoreError::Internal(
-            "list_group_configs: TEMPORARY DEFAULT".into(),
-        ))
-    }
+    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>>;
 
     // ---- retention ----
 

@@ -30,6 +30,12 @@ struct RecState {
 struct Group {
     config: LeaseGroupConfig,
     records: BTreeMap<(i32, i64), RecState>,
+    /// Set by `set_lease_group` and `reset_lease_start`: the group surely holds a config or
+    /// state (a group only ever leased without leasing anything may or may not).
+    touched: bool,
+    /// Dead-lettered records below a reset's start: done, and whether they still count as
+    /// dead-lettered is the store's choice.
+    reset_over_dead: HashSet<(i32, i64)>,
 }
 
 /// One partition: every record ever appended (offset = index), the log start, and the
@@ -94,6 +100,8 @@ pub struct Model {
     topics: BTreeMap<String, Topic>,
     commits: Commits,
     next_nonce: u64,
+    /// group -> settings (never an empty map).
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn unknown(t: &str) -> StoreError {
@@ -108,6 +116,7 @@ impl Model {
             topics: BTreeMap::new(),
             commits: BTreeMap::new(),
             next_nonce: 0,
+            group_configs: BTreeMap::new(),
         }
     }
 
@@ -364,8 +373,101 @@ impl Model {
             self.topic(dlq)?;
         }
         let topic = self.topics.get_mut(t).unwrap();
-        topic.groups.entry(group.into()).or_default().config = config;
+        let g = topic.groups.entry(group.into()).or_default();
+        g.config = config;
+        g.touched = true;
         Ok(())
+    }
+
+    /// Starts the group's state of one partition over at `start`, clamped into
+    /// `[log_start, high_watermark]`: records below it done (dead-lettered ones stay so),
+    /// records from it on as if never leased.
+    pub fn reset_lease_start(
+        &mut self,
+        t: &str,
+        p: i32,
+        group: &str,
+        start: i64,
+    ) -> StoreResult<i64> {
+        let topic = self.topics.get_mut(t).ok_or_else(|| unknown(t))?;
+        let Some(log) = usize::try_from(p)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+        else {
+            return Err(StoreError::InvalidArgument(format!(
+                "{t} has no partition {p}"
+            )));
+        };
+        let start = start.clamp(log.log_start, log.hwm());
+        let g = topic.groups.entry(group.into()).or_default();
+        g.touched = true;
+        g.records
+            .retain(|&(rp, o), s| rp != p || (o < start && s.phase == Phase::Dead));
+        g.reset_over_dead.retain(|&(rp, _)| rp != p);
+        for o in 0..start {
+            match g.records.get(&(p, o)) {
+                Some(_) => {
+                    g.reset_over_dead.insert((p, o));
+                }
+                None => {
+                    g.records.insert(
+                        (p, o),
+                        RecState {
+                            deliveries: 0,
+                            first_leased_at: 0,
+                            phase: Phase::Acked,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(start)
+    }
+
+    /// Forgets the group on the topic; returns whether it had a config or state, and whether
+    /// that answer is certain (see [`Group::touched`]).
+    pub fn delete_lease_group(&mut self, t: &str, group: &str) -> StoreResult<(bool, bool)> {
+        let topic = self.topics.get_mut(t).ok_or_else(|| unknown(t))?;
+        Ok(match topic.groups.remove(group) {
+            Some(g) => (true, g.touched || !g.records.is_empty()),
+            None => (false, true),
+        })
+    }
+
+    /// How many of the dead-lettered records `counts` reports a store may leave out: those
+    /// below a reset's start (still in the log).
+    pub fn dead_slack(&self, t: &str, p: i32, group: &str) -> u64 {
+        let (Ok(topic), Ok(log)) = (self.topic(t), self.part(t, p)) else {
+            return 0;
+        };
+        topic.groups.get(group).map_or(0, |g| {
+            g.reset_over_dead
+                .iter()
+                .filter(|&&(rp, o)| rp == p && o >= log.log_start && o < log.hwm())
+                .count() as u64
+        })
+    }
+
+    /// Replaces the settings of a group name; an empty map removes them.
+    pub fn set_group_config(&mut self, group: &str, configs: BTreeMap<String, String>) {
+        if configs.is_empty() {
+            self.group_configs.remove(group);
+        } else {
+            self.group_configs.insert(group.into(), configs);
+        }
+    }
+
+    /// The settings of a group name (empty when none).
+    pub fn group_config(&self, group: &str) -> BTreeMap<String, String> {
+        self.group_configs.get(group).cloned().unwrap_or_default()
+    }
+
+    /// Every group with settings, sorted.
+    pub fn list_group_configs(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        self.group_configs
+            .iter()
+            .map(|(g, c)| (g.clone(), c.clone()))
+            .collect()
     }
 
     pub fn lease(

@@ -2,7 +2,13 @@
 //! every answer must agree.
 //!
 //! Topics `t0` (2 partitions), `t1` (1 partition, `max_record_bytes` 8) and `dlq` (1 partition,
-//! created before the first op and never deleted). Two consumer/lease groups.
+//! created before the first op and never deleted). Two consumer/lease groups, whose configs
+//! dead-letter to `dlq` or archive; lease-start resets (forward, back and clamped), lease-group
+//! deletions and group configs among the ops.
+//!
+//! Where the contract leaves a choice the driver accepts either answer: `dead_lettered` may
+//! leave out records a reset's start passed over, and `delete_lease_group` of a group that
+//! only ever leased without leasing anything may answer either.
 //!
 //! Reopen and in-flight leases: the contract lets in-flight leases come back available after a
 //! reopen. After each reopen the driver asks the store's `lease_counts` for every
@@ -14,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::{
-    Clock, FetchLimits, Header, Lease, LeaseGroupConfig, LeaseToken, OffsetCommit, Record, Store,
-    StoreError, StoreResult, StoredRecord, TopicConfig,
+    Clock, FetchLimits, Header, Lease, LeaseCounts, LeaseGroupConfig, LeaseToken, OffsetCommit,
+    Record, Store, StoreError, StoreResult, StoredRecord, TopicConfig,
 };
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -133,7 +139,28 @@ pub enum Op {
         topic: usize,
         group: usize,
         max_deliveries: Option<u32>,
+        /// With `max_deliveries`: records past it go to `dlq`, or are archived when false.
+        dead_letter: bool,
         ordered: bool,
+    },
+    ResetLeaseStart {
+        topic: usize,
+        partition: i32,
+        group: usize,
+        start: i64,
+    },
+    DeleteLeaseGroup {
+        topic: usize,
+        group: usize,
+    },
+    /// `set_group_config` with settings `k<a>` = `v<b>` for each pair.
+    SetGroupConfig {
+        group: usize,
+        settings: Vec<(u8, u8)>,
+    },
+    /// `group_config` of the group and `list_group_configs`.
+    ReadGroupConfigs {
+        group: usize,
     },
     Lease {
         topic: usize,
@@ -212,13 +239,15 @@ fn set_lease_group() -> impl Strategy<Value = Op> {
         topic_idx(),
         group_idx(),
         prop::option::of(1u32..4),
+        prop::bool::weighted(0.7),
         any::<bool>(),
     )
         .prop_map(
-            |(topic, group, max_deliveries, ordered)| Op::SetLeaseGroup {
+            |(topic, group, max_deliveries, dead_letter, ordered)| Op::SetLeaseGroup {
                 topic,
                 group,
                 max_deliveries,
+                dead_letter,
                 ordered,
             },
         )
@@ -267,6 +296,12 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(topic, partition, group)| Op::Counts { topic, partition, group }),
         6 => time_step().prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Reopen),
+        2 => (topic_idx(), any_partition(), group_idx(), -1i64..12).prop_map(
+            |(topic, partition, group, start)| Op::ResetLeaseStart { topic, partition, group, start }),
+        1 => (topic_idx(), group_idx()).prop_map(|(topic, group)| Op::DeleteLeaseGroup { topic, group }),
+        1 => (group_idx(), prop::collection::vec((0u8..3, 0u8..3), 0..3))
+            .prop_map(|(group, settings)| Op::SetGroupConfig { group, settings }),
+        1 => group_idx().prop_map(|group| Op::ReadGroupConfigs { group }),
     ]
 }
 
@@ -327,6 +362,18 @@ fn agree<T: PartialEq + std::fmt::Debug>(
             "{what}: store answered {got:?}, model expects {want:?}"
         ))
     }
+}
+
+/// Lease counts agree when equal, except that a store may leave out of `dead_lettered` up to
+/// `slack` records a reset passed over (they stay done either way).
+fn counts_agree(got: &LeaseCounts, want: &LeaseCounts, slack: u64) -> bool {
+    let lowest = want.dead_lettered.saturating_sub(slack);
+    got.dead_lettered <= want.dead_lettered
+        && got.dead_lettered >= lowest
+        && LeaseCounts {
+            dead_lettered: want.dead_lettered,
+            ..*got
+        } == *want
 }
 
 /// A record with its dead-letter headers in a canonical order (the contract fixes only that
@@ -611,12 +658,15 @@ impl Driver {
                 topic,
                 group,
                 max_deliveries,
+                dead_letter,
                 ordered,
             } => {
                 let (t, g) = (TOPICS[*topic], GROUPS[*group]);
                 let config = LeaseGroupConfig {
                     max_deliveries: *max_deliveries,
-                    dead_letter_topic: max_deliveries.map(|_| "dlq".to_string()),
+                    dead_letter_topic: max_deliveries
+                        .filter(|_| *dead_letter)
+                        .map(|_| "dlq".to_string()),
                     ordered_by_key: *ordered,
                 };
                 agree(
@@ -736,10 +786,62 @@ impl Driver {
                 group,
             } => {
                 let (t, g) = (TOPICS[*topic], GROUPS[*group]);
+                let got = st.lease_counts(t, *partition, g).await;
+                let want = m.counts(t, *partition, g);
+                if let (Ok(got), Ok(want)) = (&got, &want) {
+                    if counts_agree(got, want, m.dead_slack(t, *partition, g)) {
+                        return Ok(());
+                    }
+                }
+                agree("lease_counts", &got, &want)
+            }
+            Op::ResetLeaseStart {
+                topic,
+                partition,
+                group,
+                start,
+            } => {
+                let (t, g) = (TOPICS[*topic], GROUPS[*group]);
                 agree(
-                    "lease_counts",
-                    &st.lease_counts(t, *partition, g).await,
-                    &m.counts(t, *partition, g),
+                    "reset_lease_start",
+                    &st.reset_lease_start(t, *partition, g, *start).await,
+                    &m.reset_lease_start(t, *partition, g, *start),
+                )
+            }
+            Op::DeleteLeaseGroup { topic, group } => {
+                let (t, g) = (TOPICS[*topic], GROUPS[*group]);
+                let got = st.delete_lease_group(t, g).await;
+                let want = m.delete_lease_group(t, g);
+                if let (Ok(_), Ok((true, false))) = (&got, &want) {
+                    // A group that only leased without leasing anything: either answer.
+                    return Ok(());
+                }
+                agree("delete_lease_group", &got, &want.map(|(had, _)| had))
+            }
+            Op::SetGroupConfig { group, settings } => {
+                let g = GROUPS[*group];
+                let configs: std::collections::BTreeMap<String, String> = settings
+                    .iter()
+                    .map(|(k, v)| (format!("k{k}"), format!("v{v}")))
+                    .collect();
+                m.set_group_config(g, configs.clone());
+                agree(
+                    "set_group_config",
+                    &st.set_group_config(g, configs).await,
+                    &Ok(()),
+                )
+            }
+            Op::ReadGroupConfigs { group } => {
+                let g = GROUPS[*group];
+                agree(
+                    "group_config",
+                    &st.group_config(g).await,
+                    &Ok(m.group_config(g)),
+                )?;
+                agree(
+                    "list_group_configs",
+                    &st.list_group_configs().await,
+                    &Ok(m.list_group_configs()),
                 )
             }
             Op::Advance { ms } => {
@@ -773,7 +875,7 @@ impl Driver {
                 .model
                 .counts(&t, p, &g)
                 .map_err(|e| format!("model: {e:?}"))?;
-            if got != want {
+            if !counts_agree(&got, &want, self.model.dead_slack(&t, p, &g)) {
                 return Err(format!(
                     "lease_counts of {t}/{p} {g} after reopen: store answered {got:?}, model \
                      expects {want:?} (in-flight leases must all survive or all come back)"

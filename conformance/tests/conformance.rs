@@ -643,17 +643,7 @@ const BATCH_FAULTS: [Fault; 3] = [
     Fault::BatchCrcUnchecked,
 ];
 
-/// Faults of the share-group calls (reset, delete, group configs, archiving), which the
-/// model-based properties do not drive.
-const SHARE_FAULTS: [Fault; 5] = [
-    Fault::ArchiveRefused,
-    Fault::ResetNotClamped,
-    Fault::ResetOnlyForward,
-    Fault::DeleteKeepsConfig,
-    Fault::GroupConfigMerged,
-];
-
-const FAULTS: [Fault; 10] = [
+const FAULTS: [Fault; 15] = [
     Fault::DuplicateTopicOk,
     Fault::GapEveryThirdAppend,
     Fault::AckForgotten,
@@ -664,20 +654,19 @@ const FAULTS: [Fault; 10] = [
     Fault::GrowthRefused,
     Fault::MaxTimestampLatestTie,
     Fault::LapsedAckRefused,
+    Fault::ArchiveRefused,
+    Fault::ResetNotClamped,
+    Fault::ResetOnlyForward,
+    Fault::DeleteKeepsConfig,
+    Fault::GroupConfigMerged,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_reports_exactly_the_broken_rules() {
     let mut wrong = Vec::new();
-    // The batch, security and share-group faults break rules the model-based properties do
-    // not cover.
+    // The batch and security faults break rules the model-based properties do not cover.
     let security = [Fault::CredentialNotReplaced, Fault::AclDeleteByPrincipal];
-    for fault in FAULTS
-        .into_iter()
-        .chain(BATCH_FAULTS)
-        .chain(security)
-        .chain(SHARE_FAULTS)
-    {
+    for fault in FAULTS.into_iter().chain(BATCH_FAULTS).chain(security) {
         let report = run_all(broken(fault)).await;
         assert_eq!(
             report.passed.len() + report.failed.len(),

@@ -115,6 +115,13 @@ pub(crate) fn is_fk_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
 
+/// True when `e` aborted the transaction over a lock: deadlock detection, or the
+/// transaction's `lock_timeout` passed. Either can be retried from the start.
+pub(crate) fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        || e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
 /// Maps a pool error: timeouts and failed connects are retriable, a closed pool is `Closed`.
 pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     use deadpool_postgres::PoolError;

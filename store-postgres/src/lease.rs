@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::append::{lock_partition, write_batch, BatchRow};
 use crate::batches::{decode_rows, records_at, records_from};
-use crate::error::{db_err, internal};
+use crate::error::db_err;
 use crate::group_commit::{Outcome, StatementJob};
 use crate::tx::Tx;
 use crate::{millis, PgStore};
@@ -85,10 +85,17 @@ const FRESH_FIRST: &str = r#"SELECT b.base_offset, b.data, x.nx, p.next_offset
 /// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). Leases the
 /// offsets `[first, upto)` (offsets are dense, so no record row is read); columns: whether it
 /// applied, `first`, `upto`, then the base offset and data of each batch holding them.
+///
+/// It applies only when the locked cursor is the version the statement's snapshot sees
+/// (same `xmin`). A statement that waited for the cursor lock gets the newest cursor but
+/// still reads `lease_state` as of its start: after another broker's lease call it would
+/// miss that call's in-flight rows and move the floor over them, and after a reset it
+/// would see rows the reset removed. It then falls back to the general path, whose
+/// statements after the lock see everything committed before it.
 const LEASE_FAST: &str = r#"WITH c AS (
         SELECT c.topic_id, c.group_id, c.check_at, greatest(c.floor, p.log_start) AS fl,
                greatest(c.next_offset, c.floor, p.log_start) AS nx, p.next_offset AS hw,
-               g.ordered_by_key, g.dead_letter_topic
+               g.ordered_by_key, g.dead_letter_topic, c.xmin AS version
         FROM topics t
         JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
         JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
@@ -98,6 +105,8 @@ const LEASE_FAST: &str = r#"WITH c AS (
     ok AS (
         SELECT * FROM c
         WHERE NOT c.ordered_by_key AND c.check_at > $5
+          AND c.version = (SELECT v.xmin FROM lease_cursors v
+              WHERE v.topic_id = c.topic_id AND v.partition = $2 AND v.group_id = c.group_id)
           AND (c.dead_letter_topic IS NULL
                OR EXISTS (SELECT 1 FROM topics d WHERE d.name = c.dead_letter_topic))),
     r AS (SELECT ok.nx AS first, least(ok.hw, ok.nx + $4) AS upto FROM ok WHERE ok.nx < ok.hw),
@@ -227,7 +236,12 @@ fn token_nonce(token: &LeaseToken) -> i64 {
 
 impl PgStore {
     /// The in-process lock serialising lease calls of one (topic, partition, group).
-    fn lease_lock(&self, topic: &str, partition: i32, group: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lease_lock(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+    ) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.lease_locks.lock();
         if locks.len() > 10_000 {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
@@ -281,16 +295,11 @@ impl PgStore {
                 "max_deliveries must be at least 1".into(),
             ));
         }
-        match &config.dead_letter_topic {
-            Some(dlq) => {
-                self.topic_row(&**client, dlq).await?;
-            }
-            None if config.max_deliveries.is_some() => {
-                return Err(StoreError::InvalidArgument(
-                    "max_deliveries needs a dead_letter_topic".into(),
-                ))
-            }
-            None => {}
+        // Without a dead-letter topic, records past max_deliveries are archived: done and
+        // counted dead-lettered, copied nowhere (rule
+        // **max_deliveries_without_dead_letter_topic_archives**).
+        if let Some(dlq) = &config.dead_letter_topic {
+            self.topic_row(&**client, dlq).await?;
         }
         let max = config
             .max_deliveries
@@ -733,11 +742,17 @@ impl PgStore {
         }
 
         // 3. Bodies of re-leased and dead-lettered records not read above, the state rows
-        // and the cursor, dead letters, commit.
+        // and the cursor, dead letters, commit. Records past max_deliveries go to the
+        // dead-letter topic, or are only marked (archived) when the group has none.
+        let dlq = c
+            .config
+            .dead_letter_topic
+            .clone()
+            .filter(|_| !dead.is_empty());
         let missing: Vec<i64> = leases
             .iter()
             .map(|l| l.0)
-            .chain(dead.iter().map(|d| d.0))
+            .chain(dead.iter().filter(|_| dlq.is_some()).map(|d| d.0))
             .filter(|o| !fresh_records.contains_key(o))
             .collect();
         let write_stmt = db.prepare_cached(WRITE_STATE).await.map_err(db_err)?;
@@ -762,23 +777,10 @@ impl PgStore {
         };
         let read = records_at(db, tid, partition, &missing);
         let mut dlq_bump = None;
-        if dead.is_empty() {
-            // Everything in one round trip.
-            let (_, bodies, _) =
-                tokio::try_join!(async { write.await.map_err(db_err) }, read, async {
-                    db.batch_execute("COMMIT").await.map_err(db_err)
-                })?;
-            fresh_records.extend(bodies);
-            tx.finished();
-        } else {
+        if let Some(dlq) = dlq {
             let (_, bodies) = tokio::try_join!(async { write.await.map_err(db_err) }, read)?;
             fresh_records.extend(bodies);
             // Dead letters, in the same transaction.
-            let dlq = c
-                .config
-                .dead_letter_topic
-                .clone()
-                .ok_or_else(|| internal("dead-lettering without a dead-letter topic"))?;
             dead.sort_unstable();
             let mut locked = lock_partition(db, &dlq, 0).await?;
             let count = dead.len();
@@ -801,6 +803,14 @@ impl PgStore {
                 dlq_bump = Some((locked.topic_id, hw));
             }
             tx.commit().await?;
+        } else {
+            // Everything in one round trip (archived records are only marked dead-lettered).
+            let (_, bodies, _) =
+                tokio::try_join!(async { write.await.map_err(db_err) }, read, async {
+                    db.batch_execute("COMMIT").await.map_err(db_err)
+                })?;
+            fresh_records.extend(bodies);
+            tx.finished();
         }
         if let Some((t, hw)) = dlq_bump {
             self.waiters.bump(t, 0, hw);
@@ -844,6 +854,12 @@ impl PgStore {
         }
         if by_partition.is_empty() {
             by_partition.insert(0, Vec::new());
+        }
+        // Tokens in offset order, the order in which `reset_lease_start` and
+        // `delete_lease_group` lock a partition's rows (see `lease_admin` for acks of
+        // several calls in one commit group).
+        for ts in by_partition.values_mut() {
+            ts.sort_by_key(|t| t.offset);
         }
         struct Args {
             p: i32,

@@ -12,10 +12,24 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("Kafka record batches as rows: batches.data, delays", V3),
     ("SCRAM credentials and ACLs", V4),
     ("brokers of a cluster and group coordinators", V5),
+    ("settings per group name (share groups)", V6),
 ];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Settings kept per group name (Kafka's GROUP config resource, e.g. share-group settings):
+/// one row per group holding the whole map, so replacing it is a single upsert and two
+/// concurrent replacements never merge. Keys and values are the UTF-8 bytes of the strings
+/// (text cannot hold U+0000), in key order; a group without settings has no row.
+const V6: &str = r#"
+CREATE TABLE IF NOT EXISTS {schema}.group_configs (
+    grp    text    PRIMARY KEY,
+    keys   bytea[] NOT NULL,
+    vals   bytea[] NOT NULL,
+    CHECK (cardinality(keys) = cardinality(vals) AND cardinality(keys) > 0)
+);
+"#;
 
 /// Brokers sharing the schema (one row per node id: its latest registration) and the
 /// coordinator of each consumer group, with its fencing epoch and saved state.

@@ -245,6 +245,38 @@ impl Store for PgStore {
             .await
     }
 
+    async fn reset_lease_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        group: &str,
+        start: i64,
+    ) -> StoreResult<i64> {
+        self.timed(5, self.do_reset_lease_start(topic, partition, group, start))
+            .await
+    }
+
+    async fn delete_lease_group(&self, topic: &str, group: &str) -> StoreResult<bool> {
+        self.timed(5, self.do_delete_lease_group(topic, group))
+            .await
+    }
+
+    async fn set_group_config(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        self.do_set_group_config(group, configs).await
+    }
+
+    async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>> {
+        self.do_group_config(group).await
+    }
+
+    async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
+        self.do_list_group_configs().await
+    }
+
     async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
         self.timed(5, self.do_lease_floor(topic, partition, group))
             .await

@@ -28,6 +28,9 @@ use crate::kafka::errors::code_for;
 use crate::kafka::records::encode_batch;
 use crate::kafka::KafkaServer;
 
+/// How long the share session of a member that left its group stays for the client to
+/// close it (with its last acknowledgements).
+const LEFT_GRACE: Duration = Duration::from_secs(2);
 /// Longest long poll honoured.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Records acquired per request when the client names no limit.
@@ -37,6 +40,18 @@ const POLL_STEP: Duration = Duration::from_millis(500);
 
 /// An error of one partition: code and message.
 type Fault = (i16, String);
+
+/// Bytes a record takes in a fetched batch beyond its key, value and headers (its framing,
+/// and a share of its batch's header), for the fetch byte limit.
+const RECORD_OVERHEAD: usize = 64;
+
+/// What a fetch may still acquire.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    records: usize,
+    /// `usize::MAX`: no byte limit.
+    bytes: usize,
+}
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
@@ -201,7 +216,21 @@ impl KafkaServer {
                 _ => DEFAULT_MAX_RECORDS,
             };
             let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
-            let got = self.acquire(&key, &settings, max, wait).await;
+            let max_bytes = match req.max_bytes {
+                n if n > 0 => n as usize,
+                _ => usize::MAX,
+            };
+            let got = self
+                .acquire(
+                    &key,
+                    &settings,
+                    Budget {
+                        records: max,
+                        bytes: max_bytes,
+                    },
+                    wait,
+                )
+                .await;
             for (tp, result) in got {
                 let info = match self.cached_topic(&tp.0).await {
                     Ok(info) => info,
@@ -381,10 +410,14 @@ impl KafkaServer {
                         .map(|(o, _)| *o),
                 ),
                 Some(held) => {
+                    // A lock that expired gave the record back to the group (Kafka refuses
+                    // its acknowledgement; the store would still take an ack of it).
+                    let now = now_ms();
                     for (offset, t) in &acks {
                         match (held.remove(offset), t) {
-                            (Some(tok), AckType::Release) => release.push(tok),
-                            (Some(tok), _) => finish.push(tok),
+                            (Some((_, expires)), _) if expires <= now => missing.push(*offset),
+                            (Some((tok, _)), AckType::Release) => release.push(tok),
+                            (Some((tok, _)), _) => finish.push(tok),
                             (None, AckType::Gap) => {}
                             (None, _) => missing.push(*offset),
                         }
@@ -439,7 +472,7 @@ impl KafkaServer {
         &self,
         key: &(String, String),
         settings: &ShareSettings,
-        max: usize,
+        budget: Budget,
         wait: Duration,
     ) -> Vec<(Tp, Result<Vec<Lease>, Fault>)> {
         let deadline = Instant::now() + wait;
@@ -461,12 +494,15 @@ impl KafkaServer {
             };
             let mut out = Vec::new();
             let mut marks = Vec::new();
+            let mut left = budget;
             let mut total = 0;
             for tp in &order {
-                if total >= max {
+                if left.records == 0 || left.bytes == 0 {
                     break;
                 }
-                let result = self.acquire_part(key, tp, settings, max - total).await;
+                let result = self
+                    .acquire_part(key, tp, settings, &mut left, total == 0)
+                    .await;
                 match result {
                     Ok((leases, hw)) => {
                         total += leases.len();
@@ -495,14 +531,17 @@ impl KafkaServer {
         }
     }
 
-    /// Leases up to `max` records of one partition for the session's member; returns them and
-    /// the partition's high watermark before leasing.
+    /// Leases records of one partition for the session's member within `left` (taking what
+    /// it uses; at least one record when `first`); returns them and the partition's high
+    /// watermark before leasing. Under a byte limit, the records' sizes are estimated from
+    /// what the partition gave before (one record is leased first to learn it).
     async fn acquire_part(
         &self,
         key: &(String, String),
         tp: &Tp,
         settings: &ShareSettings,
-        max: usize,
+        left: &mut Budget,
+        first: bool,
     ) -> Result<(Vec<Lease>, i64), Fault> {
         let (topic, p) = (tp.0.as_str(), tp.1);
         let group = key.0.as_str();
@@ -515,18 +554,58 @@ impl KafkaServer {
             .await
             .map_err(|e| store_fault(&e))?
             .high_watermark;
-        let leases = self
-            .store
-            .lease(topic, p, group, max, settings.lock)
-            .await
-            .map_err(|e| store_fault(&e))?;
+        let mut estimate = self
+            .shares
+            .sessions
+            .lock()
+            .get(key)
+            .and_then(|sess| sess.record_sizes.get(tp).copied());
+        let mut leases: Vec<Lease> = Vec::new();
+        loop {
+            let n = if left.bytes == usize::MAX {
+                left.records
+            } else {
+                match estimate {
+                    Some(e) => (left.bytes / e.max(1)).min(left.records),
+                    None => 1,
+                }
+            };
+            let n = if n == 0 && first && leases.is_empty() {
+                1
+            } else {
+                n
+            };
+            if n == 0 {
+                break;
+            }
+            let got = self
+                .store
+                .lease(topic, p, group, n, settings.lock)
+                .await
+                .map_err(|e| store_fault(&e))?;
+            if got.is_empty() {
+                break;
+            }
+            let used: usize = got.iter().map(|l| l.record.size() + RECORD_OVERHEAD).sum();
+            let learned = estimate.is_none();
+            estimate = Some(used / got.len());
+            left.records = left.records.saturating_sub(got.len());
+            left.bytes = left.bytes.saturating_sub(used);
+            leases.extend(got);
+            if !learned || left.bytes == usize::MAX {
+                break;
+            }
+        }
         if !leases.is_empty() {
             let mut sessions = self.shares.sessions.lock();
             match sessions.get_mut(key) {
                 Some(sess) => {
+                    if let Some(e) = estimate {
+                        sess.record_sizes.insert(tp.clone(), e);
+                    }
                     let held = sess.acquired.entry(tp.clone()).or_default();
                     for l in &leases {
-                        held.insert(l.record.offset, l.token);
+                        held.insert(l.record.offset, (l.token, l.expires_at_ms));
                     }
                 }
                 None => {
@@ -571,11 +650,7 @@ impl KafkaServer {
                             self.store.partition_offsets(topic, p).await?.high_watermark
                         }
                         Reset::ByDuration(d) => {
-                            let now = SystemTime::now()
-                                .duration_since(UNIX_EPOCH)
-                                .unwrap_or_default()
-                                .as_millis() as i64;
-                            let at = now - d.as_millis() as i64;
+                            let at = now_ms() - d.as_millis() as i64;
                             match self.store.offset_for_timestamp(topic, p, at).await? {
                                 Some(found) => found.offset,
                                 None => {
@@ -604,13 +679,30 @@ impl KafkaServer {
         }
     }
 
-    /// Closes sessions unused for longer than `timeout`, releasing their records.
+    /// Marks the sessions of a member that left its group; they close after [`LEFT_GRACE`]
+    /// unless the client closes them first.
+    pub(super) fn member_left(&self, group: &str, member: &str) {
+        if let Some(sess) = self
+            .shares
+            .sessions
+            .lock()
+            .get_mut(&(group.to_string(), member.to_string()))
+        {
+            sess.left_at = Some(Instant::now());
+        }
+    }
+
+    /// Closes sessions unused for longer than `timeout`, or whose member left the group,
+    /// releasing their records.
     async fn expire_share_sessions(&self, timeout: Duration) {
         let stale: Vec<((String, String), Session)> = {
             let mut sessions = self.shares.sessions.lock();
             let keys: Vec<(String, String)> = sessions
                 .iter()
-                .filter(|(_, s)| s.last_used.elapsed() > timeout)
+                .filter(|(_, s)| {
+                    s.last_used.elapsed() > timeout
+                        || s.left_at.is_some_and(|t| t.elapsed() > LEFT_GRACE)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter()
@@ -633,6 +725,13 @@ impl KafkaServer {
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 /// The group and member ids of a request; INVALID_REQUEST when either is missing.

@@ -212,7 +212,9 @@ impl KafkaServer {
             all
         };
         if req.member_epoch == -1 {
-            self.drop_member_session(&group, &member_id).await;
+            // The client closes its share sessions itself (ShareFetch/ShareAcknowledge with
+            // epoch -1, often just after this); a session it does not close is dropped soon.
+            self.member_left(&group, &member_id);
             let mut groups = self.shares.groups.lock();
             if let Some(g) = groups.get_mut(&group) {
                 let parts = g_partitions(g);

@@ -2,7 +2,7 @@
 //! partitions it fetches, the next session epoch, and the lease tokens of the records it
 //! acquired and has not acknowledged yet.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use broker_api::LeaseToken;
@@ -18,11 +18,16 @@ pub(super) struct Session {
     pub next_epoch: i32,
     /// The partitions fetched, in the order they were added.
     pub partitions: Vec<Tp>,
-    /// Acquired records not acknowledged yet: partition -> offset -> token.
-    pub acquired: BTreeMap<Tp, BTreeMap<i64, LeaseToken>>,
+    /// Acquired records not acknowledged yet: partition -> offset -> (token, when its lock
+    /// expires in ms since the epoch).
+    pub acquired: BTreeMap<Tp, BTreeMap<i64, (LeaseToken, i64)>>,
     pub last_used: Instant,
     /// Where the next fetch starts among `partitions` (turns, for fairness).
     pub cursor: usize,
+    /// Bytes per record seen on each partition (for fetch byte limits).
+    pub record_sizes: HashMap<Tp, usize>,
+    /// When the member left its group (the session then closes soon, closed or not).
+    pub left_at: Option<Instant>,
 }
 
 impl Session {
@@ -33,6 +38,8 @@ impl Session {
             acquired: BTreeMap::new(),
             last_used: Instant::now(),
             cursor: 0,
+            record_sizes: HashMap::new(),
+            left_at: None,
         }
     }
 
@@ -56,7 +63,7 @@ impl Session {
     pub fn take_all(&mut self) -> Vec<(Tp, Vec<LeaseToken>)> {
         std::mem::take(&mut self.acquired)
             .into_iter()
-            .map(|(tp, m)| (tp, m.into_values().collect()))
+            .map(|(tp, m)| (tp, m.into_values().map(|(t, _)| t).collect()))
             .collect()
     }
 }
