@@ -332,7 +332,9 @@ impl KafkaConn {
                 t.error_code,
                 message(&t.error_message)
             ))),
-            None => Err(BenchError::Protocol(format!("no CreateTopics answer for {topic}"))),
+            None => Err(BenchError::Protocol(format!(
+                "no CreateTopics answer for {topic}"
+            ))),
         }
     }
 
@@ -374,11 +376,7 @@ impl KafkaConn {
                     .with_value(Some(StrBytes::from_string(value.to_string())))]),
         ]);
         let resp: IncrementalAlterConfigsResponse = self
-            .call(
-                ApiKey::IncrementalAlterConfigs,
-                ALTER_CONFIGS_VERSION,
-                &req,
-            )
+            .call(ApiKey::IncrementalAlterConfigs, ALTER_CONFIGS_VERSION, &req)
             .await?;
         match resp.responses.first() {
             Some(r) if r.error_code == 0 => Ok(()),
