@@ -39,7 +39,9 @@ fn panel_of(m: &Measurement) -> Option<&'static str> {
             "append / produce (records/s, log scale)"
         }
         "fetch" | "read" => "catch-up fetch (MB/s, log scale)",
-        "lease" | "queue" | "receive+delete" => "lease + ack (records/s, log scale)",
+        "lease" | "queue" | "receive+delete" | "share-consume" => {
+            "lease + ack (records/s, log scale)"
+        }
         "ts-lookup" | "random-read" => "timestamp lookup (lookups/s, log scale)",
         _ => return None,
     })

@@ -1,5 +1,7 @@
 //! A minimal Kafka load client built on the kafka-protocol crate: Produce (v7) of record
-//! batch v2 and Fetch (v11), one request in flight per connection, over plain TCP or TLS.
+//! batch v2 and Fetch (v11), one request in flight per connection, over plain TCP or TLS; and
+//! what a share-group consumer (KIP-932) needs: CreateTopics, Metadata with topic ids,
+//! IncrementalAlterConfigs of a GROUP, ShareGroupHeartbeat, ShareFetch and ShareAcknowledge.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,12 +9,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::share_acknowledge_request::{
+    AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
+};
+use kafka_protocol::messages::share_fetch_request::{
+    AcknowledgementBatch, FetchPartition as ShareFetchPartition, FetchTopic as ShareFetchTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, GroupId,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
@@ -20,12 +35,26 @@ use kafka_protocol::records::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use uuid::Uuid;
 
 use crate::{BenchError, BenchResult};
 
 const PRODUCE_VERSION: i16 = 7;
 const FETCH_VERSION: i16 = 11;
 const METADATA_VERSION: i16 = 8;
+/// Metadata with topic ids (v10+), which share-group assignments are given by.
+const METADATA_ID_VERSION: i16 = 12;
+const CREATE_TOPICS_VERSION: i16 = 5;
+const ALTER_CONFIGS_VERSION: i16 = 1;
+const SHARE_VERSION: i16 = 1;
+/// IncrementalAlterConfigs resource type of a group's settings.
+const RESOURCE_GROUP: i8 = 32;
+/// IncrementalAlterConfigs operation SET.
+const OP_SET: i8 = 0;
+/// CreateTopics: the topic exists already.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Acknowledge type of a processed record (ShareFetch, ShareAcknowledge).
+pub const ACCEPT: i8 = 1;
 
 fn proto(e: impl std::fmt::Display) -> BenchError {
     BenchError::Protocol(e.to_string())
@@ -239,6 +268,343 @@ impl KafkaConn {
             }
         }
         Ok(out)
+    }
+}
+
+/// Acquired offset ranges of one partition, `(first, last)` inclusive, as ShareFetch gives
+/// them and as acknowledgements name them.
+pub type Ranges = Vec<(i64, i64)>;
+
+/// What one ShareFetch did.
+#[derive(Debug, Default, Clone)]
+pub struct ShareFetchOutcome {
+    /// Per partition: the ranges of records acquired by this request.
+    pub acquired: Vec<(i32, Ranges)>,
+    /// Records acquired (the ranges' total).
+    pub acquired_count: u64,
+    /// Records in the returned batches inside the acquired ranges (from batch headers).
+    pub records: u64,
+    /// Records whose acknowledgements the response accepted.
+    pub acked: u64,
+}
+
+/// Who fetches in a share session: the group, the member id, and the topic read.
+#[derive(Debug, Clone)]
+pub struct ShareMember {
+    pub group: String,
+    pub member: String,
+    pub topic_id: Uuid,
+}
+
+/// What a heartbeat answered: the member epoch and, when it changed, the assignment
+/// (topic id, partitions).
+#[derive(Debug, Clone)]
+pub struct ShareHeartbeat {
+    pub member_epoch: i32,
+    pub assignment: Option<Vec<(Uuid, Vec<i32>)>>,
+}
+
+fn count(ranges: &[(i64, i64)]) -> u64 {
+    ranges.iter().map(|(f, l)| (l - f + 1).max(0) as u64).sum()
+}
+
+fn message(m: &Option<StrBytes>) -> &str {
+    m.as_ref().map_or("", |m| m.as_str())
+}
+
+impl KafkaConn {
+    /// Creates `topic` with `partitions` partitions (the broker's default replication);
+    /// a topic that exists already is fine.
+    pub async fn create_topic(&mut self, topic: &str, partitions: i32) -> BenchResult<()> {
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(-1)]);
+        let resp: CreateTopicsResponse = self
+            .call(ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &req)
+            .await?;
+        match resp.topics.first() {
+            Some(t) if t.error_code == 0 || t.error_code == TOPIC_ALREADY_EXISTS => Ok(()),
+            Some(t) => Err(BenchError::Protocol(format!(
+                "creating {topic}: error code {}: {}",
+                t.error_code,
+                message(&t.error_message)
+            ))),
+            None => Err(BenchError::Protocol(format!(
+                "no CreateTopics answer for {topic}"
+            ))),
+        }
+    }
+
+    /// The id of `topic` (Metadata v12), which share-group assignments and ShareFetch use.
+    pub async fn topic_id(&mut self, topic: &str) -> BenchResult<Uuid> {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]))
+            .with_allow_auto_topic_creation(false);
+        let resp: MetadataResponse = self
+            .call(ApiKey::Metadata, METADATA_ID_VERSION, &req)
+            .await?;
+        match resp.topics.first() {
+            Some(t) if t.error_code == 0 && !t.topic_id.is_nil() => Ok(t.topic_id),
+            Some(t) => Err(BenchError::Protocol(format!(
+                "metadata for {topic}: error code {}, topic id {}",
+                t.error_code, t.topic_id
+            ))),
+            None => Err(BenchError::Protocol(format!("no metadata for {topic}"))),
+        }
+    }
+
+    /// Sets one setting of `group` (IncrementalAlterConfigs on resource type GROUP), e.g.
+    /// `share.auto.offset.reset`.
+    pub async fn set_group_config(
+        &mut self,
+        group: &str,
+        name: &str,
+        value: &str,
+    ) -> BenchResult<()> {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_GROUP)
+                .with_resource_name(StrBytes::from_string(group.to_string()))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_string()))
+                    .with_config_operation(OP_SET)
+                    .with_value(Some(StrBytes::from_string(value.to_string())))]),
+        ]);
+        let resp: IncrementalAlterConfigsResponse = self
+            .call(ApiKey::IncrementalAlterConfigs, ALTER_CONFIGS_VERSION, &req)
+            .await?;
+        match resp.responses.first() {
+            Some(r) if r.error_code == 0 => Ok(()),
+            Some(r) => Err(BenchError::Protocol(format!(
+                "setting {name}={value} on group {group}: error code {}: {}",
+                r.error_code,
+                message(&r.error_message)
+            ))),
+            None => Err(BenchError::Protocol(format!(
+                "no IncrementalAlterConfigs answer for group {group}"
+            ))),
+        }
+    }
+
+    /// ShareGroupHeartbeat v1: `member_epoch` 0 joins with `topics`, -1 leaves, otherwise
+    /// the epoch last received keeps the member in the group.
+    pub async fn share_heartbeat(
+        &mut self,
+        group: &str,
+        member: &str,
+        member_epoch: i32,
+        topics: Option<&[&str]>,
+    ) -> BenchResult<ShareHeartbeat> {
+        let req = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_member_epoch(member_epoch)
+            .with_subscribed_topic_names(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| TopicName(StrBytes::from_string(t.to_string())))
+                    .collect()
+            }));
+        let resp: ShareGroupHeartbeatResponse = self
+            .call(ApiKey::ShareGroupHeartbeat, SHARE_VERSION, &req)
+            .await?;
+        if resp.error_code != 0 {
+            return Err(BenchError::Protocol(format!(
+                "ShareGroupHeartbeat of {member} in {group}: error code {}: {}",
+                resp.error_code,
+                message(&resp.error_message)
+            )));
+        }
+        Ok(ShareHeartbeat {
+            member_epoch: resp.member_epoch,
+            assignment: resp.assignment.map(|a| {
+                a.topic_partitions
+                    .into_iter()
+                    .map(|t| (t.topic_id, t.partitions))
+                    .collect()
+            }),
+        })
+    }
+
+    /// ShareFetch v1 of `partitions` of the member's topic in its share session at
+    /// `session_epoch`, without waiting, acquiring up to `max_records`; `acks` accepts
+    /// (acknowledge type 1) the given ranges per partition (partitions with acks are named in
+    /// the request too). Fails on any error of the request, of a partition or of an
+    /// acknowledgement.
+    pub async fn share_fetch(
+        &mut self,
+        who: &ShareMember,
+        session_epoch: i32,
+        partitions: &[i32],
+        acks: &[(i32, Ranges)],
+        max_records: i32,
+    ) -> BenchResult<ShareFetchOutcome> {
+        let mut named: Vec<i32> = partitions.to_vec();
+        for (p, _) in acks {
+            if !named.contains(p) {
+                named.push(*p);
+            }
+        }
+        let parts = named
+            .iter()
+            .map(|p| {
+                let batches = acks
+                    .iter()
+                    .filter(|(ap, _)| ap == p)
+                    .flat_map(|(_, rs)| rs.iter())
+                    .map(|(first, last)| {
+                        AcknowledgementBatch::default()
+                            .with_first_offset(*first)
+                            .with_last_offset(*last)
+                            .with_acknowledge_types(vec![ACCEPT])
+                    })
+                    .collect();
+                ShareFetchPartition::default()
+                    .with_partition_index(*p)
+                    .with_acknowledgement_batches(batches)
+            })
+            .collect();
+        let req = ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_string(who.group.clone()))))
+            .with_member_id(Some(StrBytes::from_string(who.member.clone())))
+            .with_share_session_epoch(session_epoch)
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_max_records(max_records)
+            .with_batch_size(max_records)
+            .with_topics(vec![ShareFetchTopic::default()
+                .with_topic_id(who.topic_id)
+                .with_partitions(parts)]);
+        let resp: ShareFetchResponse = self.call(ApiKey::ShareFetch, SHARE_VERSION, &req).await?;
+        if resp.error_code != 0 {
+            return Err(BenchError::Protocol(format!(
+                "ShareFetch error code {}: {}",
+                resp.error_code,
+                message(&resp.error_message)
+            )));
+        }
+        let mut out = ShareFetchOutcome::default();
+        let mut answered: Vec<i32> = Vec::new();
+        for t in resp.responses {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    return Err(BenchError::Protocol(format!(
+                        "ShareFetch of partition {}: error code {}: {}",
+                        p.partition_index,
+                        p.error_code,
+                        message(&p.error_message)
+                    )));
+                }
+                if p.acknowledge_error_code != 0 {
+                    return Err(BenchError::Protocol(format!(
+                        "acknowledgements of partition {}: error code {}: {}",
+                        p.partition_index,
+                        p.acknowledge_error_code,
+                        message(&p.acknowledge_error_message)
+                    )));
+                }
+                answered.push(p.partition_index);
+                let ranges: Ranges = p
+                    .acquired_records
+                    .iter()
+                    .map(|a| (a.first_offset, a.last_offset))
+                    .collect();
+                if let Some(mut data) = p.records {
+                    for b in RecordBatchDecoder::decode_batch_info(&mut data).map_err(proto)? {
+                        let end = b.min_offset + b.record_count as i64;
+                        for (f, l) in &ranges {
+                            let (lo, hi) = (b.min_offset.max(*f), end.min(l + 1));
+                            if hi > lo {
+                                out.records += (hi - lo) as u64;
+                            }
+                        }
+                    }
+                }
+                out.acquired_count += count(&ranges);
+                if !ranges.is_empty() {
+                    out.acquired.push((p.partition_index, ranges));
+                }
+            }
+        }
+        for (p, ranges) in acks {
+            if !answered.contains(p) {
+                return Err(BenchError::Protocol(format!(
+                    "ShareFetch did not answer the acknowledgements of partition {p}"
+                )));
+            }
+            out.acked += count(ranges);
+        }
+        Ok(out)
+    }
+
+    /// ShareAcknowledge v1: accepts `acks` in the member's share session at `session_epoch`
+    /// (-1 also closes it); returns the number of records acknowledged. Fails on any error.
+    pub async fn share_acknowledge(
+        &mut self,
+        who: &ShareMember,
+        session_epoch: i32,
+        acks: &[(i32, Ranges)],
+    ) -> BenchResult<u64> {
+        let req = ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_string(who.group.clone()))))
+            .with_member_id(Some(StrBytes::from_string(who.member.clone())))
+            .with_share_session_epoch(session_epoch)
+            .with_topics(vec![AcknowledgeTopic::default()
+                .with_topic_id(who.topic_id)
+                .with_partitions(
+                    acks.iter()
+                        .map(|(p, rs)| {
+                            AcknowledgePartition::default()
+                                .with_partition_index(*p)
+                                .with_acknowledgement_batches(
+                                    rs.iter()
+                                        .map(|(f, l)| {
+                                            AckBatch::default()
+                                                .with_first_offset(*f)
+                                                .with_last_offset(*l)
+                                                .with_acknowledge_types(vec![ACCEPT])
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )]);
+        let resp: ShareAcknowledgeResponse = self
+            .call(ApiKey::ShareAcknowledge, SHARE_VERSION, &req)
+            .await?;
+        if resp.error_code != 0 {
+            return Err(BenchError::Protocol(format!(
+                "ShareAcknowledge error code {}: {}",
+                resp.error_code,
+                message(&resp.error_message)
+            )));
+        }
+        let mut answered = 0;
+        for t in resp.responses {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    return Err(BenchError::Protocol(format!(
+                        "ShareAcknowledge of partition {}: error code {}: {}",
+                        p.partition_index,
+                        p.error_code,
+                        message(&p.error_message)
+                    )));
+                }
+                answered += 1;
+            }
+        }
+        if answered != acks.len() {
+            return Err(BenchError::Protocol(format!(
+                "ShareAcknowledge answered {answered} of {} partitions",
+                acks.len()
+            )));
+        }
+        Ok(acks.iter().map(|(_, rs)| count(rs)).sum())
     }
 }
 

@@ -24,7 +24,9 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     store: Vec<String>,
     /// Workloads to run (repeat or comma-separate): append, fetch, tail, lease, ts-lookup,
-    /// kafka, sqs, cluster [default: all but cluster].
+    /// kafka, sqs, share, cluster [default: all but cluster]. `share`: share-group consume
+    /// (KIP-932) through the server, 3 members over 3 partitions, compared with the
+    /// contract's lease + ack with 8 consumers (add `lease` for that ratio).
     #[arg(long, value_delimiter = ',')]
     workload: Vec<String>,
     /// Seconds per case [default: 2, or 0.25 with --quick].

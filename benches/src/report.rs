@@ -147,6 +147,7 @@ fn rows(ms: &[Measurement]) -> Vec<[String; 7]> {
             "lease",
             "queue",
             "receive+delete",
+            "share-consume",
             "ts-lookup",
             "random-read",
         ]

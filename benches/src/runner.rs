@@ -24,6 +24,7 @@ pub const WORKLOADS: &[&str] = &[
     "ts-lookup",
     "kafka",
     "sqs",
+    "share",
     "cluster",
 ];
 
@@ -159,7 +160,7 @@ fn tail_case(rate: u32) -> String {
     format!("100B @{rate}/s")
 }
 
-fn lease_case(consumers: usize) -> String {
+pub fn lease_case(consumers: usize) -> String {
     format!("b{LEASE_BATCH} c{consumers}")
 }
 
@@ -265,7 +266,7 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
             jobs.push(Job::TsLookup { spec });
         }
     }
-    if want("kafka") || want("sqs") {
+    if want("kafka") || want("sqs") || want("share") {
         for s in &opts.server_stores {
             if opts.before_broker_bin.is_some() {
                 jobs.push(Job::Server {

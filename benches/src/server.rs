@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::kafka_client::{encode_batch, KafkaConn, KafkaTarget};
+use crate::kafka_client::{encode_batch, KafkaConn, KafkaTarget, Ranges, ShareMember};
 use crate::model::{Layer, Measurement, Metric};
-use crate::runner::{append_case, RunOptions};
+use crate::runner::{append_case, lease_case, RunOptions};
 use crate::sqs_client::SqsClient;
 use crate::{BenchError, BenchResult};
 
@@ -235,7 +235,28 @@ const TLS_STORE: &str = "log";
 /// The TLS comparison's produce case: 1 KiB records, batches of 100, 16 connections.
 const TLS_PRODUCE: (usize, usize, usize) = (1024, 100, 16);
 
-fn planned(store: &str, want_kafka: bool, want_sqs: bool, before: bool) -> Vec<Measurement> {
+/// The share-consume case: share consumers (one connection and member each), partitions of
+/// the topic they share, and records acquired per ShareFetch at most.
+const SHARE_CONSUMERS: usize = 3;
+const SHARE_PARTITIONS: i32 = 3;
+const SHARE_MAX_RECORDS: i32 = 500;
+/// The share group and topic of the share-consume case.
+const SHARE_GROUP: &str = "bench-share";
+const SHARE_TOPIC: &str = "bench-share";
+/// The contract's lease + ack case the share-consume case is compared with.
+const SHARE_AGAINST_CONSUMERS: usize = 8;
+
+fn share_case() -> String {
+    format!("100B p{SHARE_PARTITIONS} m{SHARE_MAX_RECORDS} c{SHARE_CONSUMERS}")
+}
+
+fn planned(
+    store: &str,
+    want_kafka: bool,
+    want_sqs: bool,
+    want_share: bool,
+    before: bool,
+) -> Vec<Measurement> {
     let c = contract_subject(store);
     let tag = if before { "-before" } else { "" };
     let k = format!("kafka{tag}@{store}");
@@ -302,10 +323,29 @@ fn planned(store: &str, want_kafka: bool, want_sqs: bool, before: bool) -> Vec<M
             );
         }
     }
+    if want_share {
+        v.push(
+            Measurement::new(
+                Layer::Server,
+                &k,
+                "share-consume",
+                &share_case(),
+                Metric::RecordsPerS,
+            )
+            .against(format!("{c}/lease/{}", lease_case(SHARE_AGAINST_CONSUMERS)))
+            .noted(format!(
+                "share group (KIP-932): {SHARE_CONSUMERS} members, each its own connection, \
+                 loop ShareFetch(max {SHARE_MAX_RECORDS}) accepting the previous fetch's \
+                 records, over {SHARE_PARTITIONS} partitions; compared with contract lease(100) \
+                 + ack with {SHARE_AGAINST_CONSUMERS} consumers on one partition"
+            )),
+        );
+    }
     v
 }
 
-/// Starts a broker on `store`, runs the Kafka and SQS cases the options select, stops it.
+/// Starts a broker on `store`, runs the Kafka, SQS and share-group cases the options select,
+/// stops it.
 /// `before`: the earlier broker of `--before-broker-bin` (its figures are named
 /// `kafka-before@store`, `sqs-before@store`).
 pub async fn run_suite(
@@ -315,7 +355,7 @@ pub async fn run_suite(
     before: bool,
 ) -> Vec<Measurement> {
     let want = |w: &str| opts.workloads.iter().any(|x| x == w);
-    let mut ms = planned(store, want("kafka"), want("sqs"), before);
+    let mut ms = planned(store, want("kafka"), want("sqs"), want("share"), before);
     let bin = if before {
         opts.before_broker_bin.as_ref()
     } else {
@@ -370,6 +410,16 @@ pub async fn run_suite(
                     opts.sizing.lease_records.min(20_000) as u64,
                 )
                 .await
+            }
+            ("share-consume", _) => {
+                let r = share_consume(&target, d, opts.sizing.lease_records as u64).await;
+                match r {
+                    // An earlier broker may not serve share groups at all.
+                    Err(e) if before => Err(BenchError::NotAvailable(format!(
+                        "the earlier broker's share groups: {e}"
+                    ))),
+                    r => r,
+                }
             }
             _ => Err(BenchError::Wrong(format!("unknown server case {}", m.id))),
         };
@@ -563,6 +613,171 @@ async fn sqs_receive(addr: SocketAddr, conns: usize, d: Duration, backlog: u64) 
     }
     let total = join(tasks).await?;
     Ok((total, 100, start.elapsed().as_secs_f64()))
+}
+
+/// Joins `SHARE_CONSUMERS` members to the share group (ShareGroupHeartbeat), each on its own
+/// connection, and heartbeats until each knows the assignment made with all of them; returns
+/// the connections, members, member epochs and assigned partitions.
+async fn share_join(
+    target: &KafkaTarget,
+    topic_id: uuid::Uuid,
+) -> BenchResult<Vec<(KafkaConn, ShareMember, i32, Vec<i32>)>> {
+    let mut out = Vec::new();
+    for _ in 0..SHARE_CONSUMERS {
+        let mut c = KafkaConn::open(target).await?;
+        let who = ShareMember {
+            group: SHARE_GROUP.to_string(),
+            member: uuid::Uuid::new_v4().to_string(),
+            topic_id,
+        };
+        let hb = c
+            .share_heartbeat(&who.group, &who.member, 0, Some(&[SHARE_TOPIC]))
+            .await?;
+        out.push((c, who, hb.member_epoch, assigned(&hb.assignment, topic_id)));
+    }
+    // Members that joined before the last one learn the final assignment now.
+    for (c, who, epoch, parts) in out.iter_mut() {
+        let hb = c
+            .share_heartbeat(&who.group, &who.member, *epoch, None)
+            .await?;
+        *epoch = hb.member_epoch;
+        if hb.assignment.is_some() {
+            *parts = assigned(&hb.assignment, topic_id);
+        }
+    }
+    for p in 0..SHARE_PARTITIONS {
+        if !out.iter().any(|(.., parts)| parts.contains(&p)) {
+            return Err(BenchError::Wrong(format!(
+                "partition {p} of {SHARE_TOPIC} was assigned to no share-group member"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The partitions of `topic_id` in a heartbeat's assignment.
+fn assigned(a: &Option<Vec<(uuid::Uuid, Vec<i32>)>>, topic_id: uuid::Uuid) -> Vec<i32> {
+    a.iter()
+        .flatten()
+        .filter(|(id, _)| *id == topic_id)
+        .flat_map(|(_, ps)| ps.iter().copied())
+        .collect()
+}
+
+/// The share-consume case: a topic of `SHARE_PARTITIONS` partitions is filled with `backlog`
+/// 100-byte records (batches of 1000, as the contract's lease case fills its partition) and
+/// the share group is set to start at the earliest offset, untimed; then `SHARE_CONSUMERS`
+/// members each loop ShareFetch (no wait, up to `SHARE_MAX_RECORDS`) with the previous
+/// response's acquired records accepted in the same request, until the duration is spent or
+/// their partitions are drained; what is left acquired at the end is accepted with a closing
+/// ShareAcknowledge. Counts acknowledged records.
+async fn share_consume(target: &KafkaTarget, d: Duration, backlog: u64) -> Counted {
+    let mut admin = KafkaConn::open(target).await?;
+    admin.create_topic(SHARE_TOPIC, SHARE_PARTITIONS).await?;
+    let data = encode_batch(1000, 100)?;
+    let batches = backlog.div_ceil(1000).max(SHARE_PARTITIONS as u64);
+    for i in 0..batches {
+        admin
+            .produce_to(SHARE_TOPIC, (i % SHARE_PARTITIONS as u64) as i32, &data)
+            .await?;
+    }
+    let filled = batches * 1000;
+    admin
+        .set_group_config(SHARE_GROUP, "share.auto.offset.reset", "earliest")
+        .await?;
+    let topic_id = admin.topic_id(SHARE_TOPIC).await?;
+    let members = share_join(target, topic_id).await?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut c, who, mut member_epoch, mut parts) in members {
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0u64;
+            let mut session_epoch = 0i32;
+            let mut pending: Vec<(i32, Ranges)> = Vec::new();
+            let mut drained = false;
+            let mut beat = Instant::now();
+            let mut in_flight = false;
+            while start.elapsed() < d {
+                // Stay in the group as a client does (the default interval is 5 s).
+                if beat.elapsed() >= Duration::from_secs(5) {
+                    let hb = match within(
+                        start,
+                        d,
+                        c.share_heartbeat(&who.group, &who.member, member_epoch, None),
+                    )
+                    .await
+                    {
+                        Some(r) => r?,
+                        None => {
+                            in_flight = true;
+                            break;
+                        }
+                    };
+                    member_epoch = hb.member_epoch;
+                    if hb.assignment.is_some() {
+                        parts = assigned(&hb.assignment, who.topic_id);
+                    }
+                    beat = Instant::now();
+                }
+                let got = match within(
+                    start,
+                    d,
+                    c.share_fetch(&who, session_epoch, &parts, &pending, SHARE_MAX_RECORDS),
+                )
+                .await
+                {
+                    Some(r) => r?,
+                    None => {
+                        in_flight = true;
+                        break;
+                    }
+                };
+                session_epoch = session_epoch.checked_add(1).unwrap_or(1);
+                if got.records != got.acquired_count {
+                    return Err(BenchError::Wrong(format!(
+                        "ShareFetch acquired {} records but its batches hold {} of them",
+                        got.acquired_count, got.records
+                    )));
+                }
+                acked += got.acked;
+                pending = got.acquired;
+                if pending.is_empty() {
+                    drained = true;
+                    break;
+                }
+            }
+            if !in_flight && session_epoch > 0 {
+                // Accept what the last fetch acquired and close the session.
+                match within(start, d, c.share_acknowledge(&who, -1, &pending)).await {
+                    Some(r) => acked += r?,
+                    None => drained = false,
+                }
+            }
+            Ok::<(u64, bool, KafkaConn, ShareMember), BenchError>((acked, drained, c, who))
+        }));
+    }
+    let mut total = 0u64;
+    let mut all_drained = true;
+    let mut conns = Vec::new();
+    for t in tasks {
+        let (n, drained, c, who) = t
+            .await
+            .map_err(|e| BenchError::Wrong(format!("share consumer panicked: {e}")))??;
+        total += n;
+        all_drained &= drained;
+        conns.push((c, who));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if all_drained && total != filled {
+        return Err(BenchError::Wrong(format!(
+            "the share consumers drained {SHARE_TOPIC} but acknowledged {total} of {filled} records"
+        )));
+    }
+    // Untimed: leave the group.
+    for (mut c, who) in conns {
+        let _ = c.share_heartbeat(&who.group, &who.member, -1, None).await;
+    }
+    Ok((total, 100, secs))
 }
 
 /// Runs one request, giving up on it (`None`) once the case is `max(2 d, 5 s)` past its
