@@ -174,26 +174,6 @@ impl ResponseErrors for IncrementalAlterConfigsResponse {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kafka_protocol::messages::produce_response::{
-        PartitionProduceResponse, TopicProduceResponse,
-    };
-
-    #[test]
-    fn produce_codes_are_per_partition() {
-        let resp = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
-            .with_partition_responses(vec![
-                PartitionProduceResponse::default().with_error_code(3),
-                PartitionProduceResponse::default(),
-            ])]);
-        let mut seen = Vec::new();
-        resp.error_codes(&mut |c| seen.push(c));
-        assert_eq!(seen, vec![3, 0]);
-    }
-}
-
 impl ResponseErrors for ShareGroupDescribeResponse {
     fn error_codes(&self, f: &mut dyn FnMut(i16)) {
         for g in &self.groups {
@@ -222,5 +202,25 @@ impl ResponseErrors for ShareAcknowledgeResponse {
                 f(p.error_code);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+
+    #[test]
+    fn produce_codes_are_per_partition() {
+        let resp = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_partition_responses(vec![
+                PartitionProduceResponse::default().with_error_code(3),
+                PartitionProduceResponse::default(),
+            ])]);
+        let mut seen = Vec::new();
+        resp.error_codes(&mut |c| seen.push(c));
+        assert_eq!(seen, vec![3, 0]);
     }
 }

@@ -25,6 +25,9 @@ use crate::kafka::KafkaServer;
 /// The assignor's name, as ShareGroupDescribe reports it.
 const ASSIGNOR: &str = "simple";
 
+/// What an assignment is computed from: members' subscriptions and topics' partition counts.
+type Basis = (BTreeMap<String, Vec<String>>, BTreeMap<String, i32>);
+
 /// One member of a share group.
 #[derive(Debug, Clone)]
 pub(super) struct Member {
@@ -46,7 +49,7 @@ pub(super) struct Group {
     pub members: BTreeMap<String, Member>,
     /// What the last assignment was computed from (members' subscriptions and partition
     /// counts); a change bumps the epoch.
-    basis: Option<(BTreeMap<String, Vec<String>>, BTreeMap<String, i32>)>,
+    basis: Option<Basis>,
 }
 
 impl Group {
