@@ -158,17 +158,32 @@ async fn topic_settings_are_checked_altered_and_described() {
         describe_topic_config(&mut c, "cfg", "preallocate").await.0,
         "true"
     );
-    // Group configs do not exist before share groups (Kafka answers INVALID_REQUEST).
+    // GROUP resources hold the share-group settings (defaults until set); an unknown resource
+    // type is INVALID_REQUEST, naming it.
     let req = DescribeConfigsRequest::default().with_resources(vec![
         describe_configs_request::DescribeConfigsResource::default()
             .with_resource_type(32)
             .with_resource_name(s("some-group")),
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(99)
+            .with_resource_name(s("x")),
     ]);
     let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await.unwrap();
+    assert_eq!(resp.results[0].error_code, 0);
+    let reset = resp.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "share.auto.offset.reset")
+        .expect("share.auto.offset.reset is described");
+    assert_eq!(reset.value.as_ref().map(|v| v.as_str()), Some("latest"));
     assert_eq!(
-        resp.results[0].error_code,
+        resp.results[1].error_code,
         ResponseError::InvalidRequest.code()
     );
+    assert!(resp.results[1]
+        .error_message
+        .as_ref()
+        .is_some_and(|m| m.as_str().contains("99")));
     srv.shutdown().await;
 }
 
