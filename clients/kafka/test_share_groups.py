@@ -150,8 +150,10 @@ class ShareReader(threading.Thread):
 
 
 def run_share_group(readers, done, timeout):
+    """Starts the readers not yet started, waits for `done` (at most `timeout` s), stops them."""
     for r in readers:
-        r.start()
+        if not r.is_alive() and r.ident is None:
+            r.start()
     deadline = time.time() + timeout
     while time.time() < deadline and not done():
         time.sleep(0.2)
@@ -179,23 +181,28 @@ def test_one_topic_read_as_a_stream_a_share_group_and_an_sqs_queue(broker, uniqu
     topic = unique_name("three")
     create_topic(broker, topic, PARTITIONS)
     group = unique_name("sg")
+    # Short heartbeats: the three members' assignment settles within a second or two.
     set_group_configs(broker, group, share_auto_offset_reset="earliest",
-                      share_delivery_count_limit=2)
+                      share_delivery_count_limit=2, share_heartbeat_interval_ms=500)
     n = 300
     values = [b"v%03d" % i for i in range(n)]
-    produce(broker, topic, values)
     poison = {b"v007", b"v150"}
     release_once = {b"v010", b"v011", b"v200"}
     good = set(values) - poison
 
-    # The stream: every record exactly once.
-    stream = read_stream(broker, topic, unique_name("cg"), n)
-    assert set(stream) == set(values) and all(c == 1 for c in stream.values()), stream
-
-    # The Kafka queue: three share consumers.
+    # The Kafka queue: three share consumers, in the group before the records arrive (a lone
+    # first member would otherwise take every partition's records in its first fetch).
     to_release = set(release_once)
     readers = [ShareReader(broker, group, topic, release_once=to_release, poison=poison)
                for _ in range(3)]
+    for r in readers:
+        r.start()
+    time.sleep(5)
+    produce(broker, topic, values)
+
+    # The stream: every record exactly once, read while the share group reads.
+    stream = read_stream(broker, topic, unique_name("cg"), n)
+    assert set(stream) == set(values) and all(c == 1 for c in stream.values()), stream
 
     def accepted():
         got = set()
