@@ -2,7 +2,7 @@
 //! leases of the group's lease group, sent as record batches with their acquired ranges and
 //! delivery counts; acknowledgements are the store's acks (accept, reject) and releases.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use broker_api::{Lease, LeaseToken, StoreError, StoreResult};
@@ -216,12 +216,14 @@ impl KafkaServer {
                 _ => DEFAULT_MAX_RECORDS,
             };
             let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
-            let max_bytes = match req.max_bytes {
-                n if n > 0 => n as usize,
-                _ => usize::MAX,
-            };
-            let got = self
-                .acquire(
+            // MaxBytes 0 acquires nothing (as Kafka does); the request still waits its
+            // MaxWaitMs so such a client does not spin.
+            let max_bytes = req.max_bytes.max(0) as usize;
+            let got = if max_bytes == 0 {
+                tokio::time::sleep(wait).await;
+                Vec::new()
+            } else {
+                self.acquire(
                     &key,
                     &settings,
                     Budget {
@@ -230,7 +232,8 @@ impl KafkaServer {
                     },
                     wait,
                 )
-                .await;
+                .await
+            };
             for (tp, result) in got {
                 let info = match self.cached_topic(&tp.0).await {
                     Ok(info) => info,
@@ -533,8 +536,11 @@ impl KafkaServer {
 
     /// Leases records of one partition for the session's member within `left` (taking what
     /// it uses; at least one record when `first`); returns them and the partition's high
-    /// watermark before leasing. Under a byte limit, the records' sizes are estimated from
-    /// what the partition gave before (one record is leased first to learn it).
+    /// watermark before leasing. Records held back by an earlier fetch's byte limit go first.
+    /// Under a byte limit, how many to lease is estimated from the sizes the partition gave
+    /// before (one record is leased first to learn it); leased records that do not fit are
+    /// held back for the member's next fetch (their locks run meanwhile), so a response never
+    /// passes the limit except by its first record (as Kafka's fetches do).
     async fn acquire_part(
         &self,
         key: &(String, String),
@@ -554,14 +560,26 @@ impl KafkaServer {
             .await
             .map_err(|e| store_fault(&e))?
             .high_watermark;
-        let mut estimate = self
-            .shares
-            .sessions
-            .lock()
-            .get(key)
-            .and_then(|sess| sess.record_sizes.get(tp).copied());
+        let (mut estimate, mut pending) = {
+            let mut sessions = self.shares.sessions.lock();
+            match sessions.get_mut(key) {
+                Some(sess) => {
+                    let now = now_ms();
+                    let held: VecDeque<Lease> = sess
+                        .held_back
+                        .remove(tp)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|l| l.expires_at_ms > now)
+                        .collect();
+                    (sess.record_sizes.get(tp).copied(), held)
+                }
+                None => (None, VecDeque::new()),
+            }
+        };
         let mut leases: Vec<Lease> = Vec::new();
-        loop {
+        take_within(&mut pending, &mut leases, left, first);
+        while pending.is_empty() {
             let n = if left.bytes == usize::MAX {
                 left.records
             } else {
@@ -586,14 +604,18 @@ impl KafkaServer {
             if got.is_empty() {
                 break;
             }
-            let used: usize = got.iter().map(|l| l.record.size() + RECORD_OVERHEAD).sum();
+            let used: usize = got.iter().map(lease_size).sum();
             let learned = estimate.is_none();
             estimate = Some(used / got.len());
-            left.records = left.records.saturating_sub(got.len());
-            left.bytes = left.bytes.saturating_sub(used);
-            leases.extend(got);
+            pending.extend(got);
+            take_within(&mut pending, &mut leases, left, first);
             if !learned || left.bytes == usize::MAX {
                 break;
+            }
+        }
+        if !pending.is_empty() {
+            if let Some(sess) = self.shares.sessions.lock().get_mut(key) {
+                sess.held_back.insert(tp.clone(), pending);
             }
         }
         if !leases.is_empty() {
@@ -724,6 +746,33 @@ impl KafkaServer {
                 }
             }
         }
+    }
+}
+
+/// What a leased record takes of a fetch's byte budget.
+fn lease_size(l: &Lease) -> usize {
+    l.record.size() + RECORD_OVERHEAD
+}
+
+/// Moves leases from the front of `pending` into `out` while they fit `left` (the first of a
+/// response always does when `first`), taking what they use from `left`.
+fn take_within(
+    pending: &mut VecDeque<Lease>,
+    out: &mut Vec<Lease>,
+    left: &mut Budget,
+    first: bool,
+) {
+    while let Some(l) = pending.front() {
+        let size = lease_size(l);
+        let fits = left.bytes == usize::MAX || size <= left.bytes || (first && out.is_empty());
+        if left.records == 0 || !fits {
+            break;
+        }
+        left.records -= 1;
+        if left.bytes != usize::MAX {
+            left.bytes = left.bytes.saturating_sub(size);
+        }
+        out.extend(pending.pop_front());
     }
 }
 

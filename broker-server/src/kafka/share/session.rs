@@ -2,10 +2,10 @@
 //! partitions it fetches, the next session epoch, and the lease tokens of the records it
 //! acquired and has not acknowledged yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use broker_api::LeaseToken;
+use broker_api::{Lease, LeaseToken};
 use kafka_protocol::ResponseError;
 
 /// A topic partition of a session: (topic name, partition).
@@ -28,6 +28,9 @@ pub(super) struct Session {
     pub record_sizes: HashMap<Tp, usize>,
     /// When the member left its group (the session then closes soon, closed or not).
     pub left_at: Option<Instant>,
+    /// Records acquired for the member that did not fit a fetch's byte limit: handed out
+    /// first by its next fetch of the partition (or left to lapse).
+    pub held_back: HashMap<Tp, VecDeque<Lease>>,
 }
 
 impl Session {
@@ -40,6 +43,7 @@ impl Session {
             cursor: 0,
             record_sizes: HashMap::new(),
             left_at: None,
+            held_back: HashMap::new(),
         }
     }
 
@@ -59,12 +63,18 @@ impl Session {
         self.partitions.retain(|tp| !tps.contains(tp));
     }
 
-    /// Every acquired token, taken out of the session.
+    /// Every acquired token (handed out or held back), taken out of the session.
     pub fn take_all(&mut self) -> Vec<(Tp, Vec<LeaseToken>)> {
-        std::mem::take(&mut self.acquired)
+        let mut all: BTreeMap<Tp, Vec<LeaseToken>> = std::mem::take(&mut self.acquired)
             .into_iter()
             .map(|(tp, m)| (tp, m.into_values().map(|(t, _)| t).collect()))
-            .collect()
+            .collect();
+        for (tp, held) in self.held_back.drain() {
+            all.entry(tp)
+                .or_default()
+                .extend(held.into_iter().map(|l| l.token));
+        }
+        all.into_iter().collect()
     }
 }
 
