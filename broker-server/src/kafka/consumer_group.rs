@@ -15,11 +15,21 @@
 //!   both make the client rejoin with epoch 0. A member silent for the session timeout, or
 //!   one that does not revoke within its rebalance timeout, is removed.
 //!
-//! State lives in memory only: after a restart (or a coordinator move in a cluster) members
-//! get UNKNOWN_MEMBER_ID and rejoin; committed offsets are in the store.
+//! The coordinator keeps the state in memory and, where the store coordinates groups
+//! (`Store::cluster`: PostgreSQL, one broker or several), saves it through the store whenever
+//! a heartbeat changed it, before answering (`state.rs`); the next coordinator of the group,
+//! this broker after a restart or another one, carries on from it with no rebalance. On a
+//! store without it (the log store) members get UNKNOWN_MEMBER_ID after a restart and rejoin;
+//! committed offsets are in the store either way.
+
+mod state;
+
+pub use state::is_consumer_group_state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
@@ -471,6 +481,10 @@ fn code(e: ResponseError) -> i16 {
 /// Every consumer group this broker coordinates.
 pub struct ConsumerGroups {
     groups: Mutex<BTreeMap<String, Group>>,
+    /// What was last saved of each group (a heartbeat that changed nothing writes nothing).
+    saved: Mutex<HashMap<String, Bytes>>,
+    /// Held from taking a group's state to saving it, so the last write is the newest state.
+    pub(super) save_lock: tokio::sync::Mutex<()>,
     pub timing: Timing,
     /// The cluster's topics as last listed, with when.
     pub(super) topics: Mutex<Option<(Instant, Arc<TopicsView>)>>,
@@ -501,6 +515,8 @@ impl ConsumerGroups {
     fn new(timing: Timing) -> ConsumerGroups {
         ConsumerGroups {
             groups: Mutex::new(BTreeMap::new()),
+            saved: Mutex::new(HashMap::new()),
+            save_lock: tokio::sync::Mutex::new(()),
             timing,
             topics: Mutex::new(None),
         }
@@ -784,6 +800,37 @@ impl ConsumerGroups {
     /// Drops a group this broker no longer coordinates (its members rejoin elsewhere).
     pub fn evict(&self, group: &str) {
         self.groups.lock().remove(group);
+        self.saved.lock().remove(group);
+    }
+
+    /// The group's state when it differs from what was last saved of it (call under
+    /// `save_lock`, then `mark_saved` once written).
+    pub fn unsaved(&self, group: &str) -> Option<Bytes> {
+        let now = self.groups.lock().get(group).map(state::encode)?;
+        (self.saved.lock().get(group) != Some(&now)).then_some(now)
+    }
+
+    /// Records `data` as what the store holds for `group`.
+    pub fn mark_saved(&self, group: &str, data: Bytes) {
+        self.saved.lock().insert(group.to_string(), data);
+    }
+
+    /// Takes over a group saved by an earlier coordinator (see `state.rs`), its members'
+    /// sessions and revocation deadlines counted from `now`; false, with nothing changed, for
+    /// bytes this build cannot read.
+    pub fn adopt(&self, group: &str, data: Bytes, now: Instant) -> bool {
+        let Some(g) = state::decode(&data, now) else {
+            return false;
+        };
+        info!(
+            group,
+            epoch = g.epoch,
+            members = g.members.len(),
+            "consumer group taken over from its saved state"
+        );
+        self.groups.lock().insert(group.to_string(), g);
+        self.saved.lock().insert(group.to_string(), data);
+        true
     }
 
     /// The topics a group's members subscribe to; `None` for no consumer group with members.

@@ -183,7 +183,13 @@ impl KafkaServer {
             client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
         };
         let leaving = hb.epoch < 0;
-        match self.consumer_groups.heartbeat(hb, &topics, Instant::now()) {
+        let result = self.consumer_groups.heartbeat(hb, &topics, Instant::now());
+        if result.is_ok() {
+            if let Err(code) = self.save_consumer_group(fence.as_ref(), &group).await {
+                return hb_error(code, "Cannot save the group's state.");
+            }
+        }
+        match result {
             Ok(reply) => ConsumerGroupHeartbeatResponse::default()
                 .with_member_id(Some(s(reply.member_id)))
                 .with_member_epoch(reply.epoch)

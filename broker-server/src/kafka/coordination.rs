@@ -4,11 +4,15 @@
 //! the store refuses once another broker took the group over.
 
 use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
 
 use broker_api::{CoordinatorClaim, CoordinatorFence, OffsetCommit, StoreError, StoreResult};
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
+use super::consumer_group::is_consumer_group_state;
 use super::group_state::GroupSnapshot;
 use super::KafkaServer;
 
@@ -46,19 +50,33 @@ impl KafkaServer {
                     .is_some_and(|(e, f)| *e == epoch && *f == fence);
                 if !known {
                     self.consumer_groups.evict(group);
-                    let saved = state
-                        .as_deref()
-                        .and_then(GroupSnapshot::decode)
-                        .unwrap_or_default();
-                    let (generation, members) = (saved.generation, saved.members.len());
-                    self.coordinator.adopt(group, saved);
-                    info!(
-                        group,
-                        epoch = fence.epoch,
-                        generation,
-                        members,
-                        "coordinating the group"
-                    );
+                    match state {
+                        Some(data) if is_consumer_group_state(&data) => {
+                            if !self.consumer_groups.adopt(group, data, Instant::now()) {
+                                warn!(group, "cannot read the consumer group's saved state; its members rejoin");
+                            }
+                            info!(
+                                group,
+                                epoch = fence.epoch,
+                                "coordinating the consumer group"
+                            );
+                        }
+                        state => {
+                            let saved = state
+                                .as_deref()
+                                .and_then(GroupSnapshot::decode)
+                                .unwrap_or_default();
+                            let (generation, members) = (saved.generation, saved.members.len());
+                            self.coordinator.adopt(group, saved);
+                            info!(
+                                group,
+                                epoch = fence.epoch,
+                                generation,
+                                members,
+                                "coordinating the group"
+                            );
+                        }
+                    }
                     map.insert(group.to_string(), (epoch, fence.clone()));
                 }
                 Ok(Some(fence))
@@ -142,10 +160,41 @@ impl KafkaServer {
         group: &str,
         state: GroupSnapshot,
     ) -> Result<(), i16> {
+        self.write_group_state(fence, group, state.encode()).await
+    }
+
+    /// Saves a KIP-848 group's state (`consumer_group/state.rs`) when the heartbeat just
+    /// served changed it, before the heartbeat is answered; nothing on a store that does not
+    /// coordinate groups.
+    pub(super) async fn save_consumer_group(
+        &self,
+        fence: Option<&CoordinatorFence>,
+        group: &str,
+    ) -> Result<(), i16> {
+        if fence.is_none() {
+            return Ok(());
+        }
+        let _order = self.consumer_groups.save_lock.lock().await;
+        let Some(data) = self.consumer_groups.unsaved(group) else {
+            return Ok(());
+        };
+        self.write_group_state(fence, group, data.clone()).await?;
+        self.consumer_groups.mark_saved(group, data);
+        Ok(())
+    }
+
+    /// Writes a group's saved state with the coordinator's fence; the error code to answer
+    /// when the write is refused (NOT_COORDINATOR once another broker took the group over).
+    async fn write_group_state(
+        &self,
+        fence: Option<&CoordinatorFence>,
+        group: &str,
+        state: Bytes,
+    ) -> Result<(), i16> {
         let (Some(f), Some(c)) = (fence, self.store.cluster()) else {
             return Ok(());
         };
-        match c.save_group_state(f, state.encode()).await {
+        match c.save_group_state(f, state).await {
             Ok(()) => Ok(()),
             Err(StoreError::Fenced(why)) => {
                 self.metrics.fenced_write();

@@ -713,11 +713,23 @@ impl KafkaServer {
         let mut results = Vec::with_capacity(req.groups_names.len());
         for g in req.groups_names {
             let name = g.0.to_string();
-            let code = if validate_group_name(&name).is_err() {
-                ResponseError::InvalidGroupId.code()
-            } else if let Err(code) = self.coordinate(&name).await {
-                code
-            } else if let Some(Err(code)) = self.consumer_groups.delete(&name) {
+            let fence = match validate_group_name(&name) {
+                Err(_) => Err(ResponseError::InvalidGroupId.code()),
+                Ok(()) => self.coordinate(&name).await,
+            };
+            let deleted = match &fence {
+                Ok(f) => match self.consumer_groups.delete(&name) {
+                    // The saved state of a deleted consumer group must not bring it back.
+                    Some(Ok(())) => {
+                        self.save_group(f.as_ref(), &name, GroupSnapshot::default())
+                            .await
+                    }
+                    Some(Err(code)) => Err(code),
+                    None => Ok(()),
+                },
+                Err(code) => Err(*code),
+            };
+            let code = if let Err(code) = deleted {
                 code
             } else {
                 match self.coordinator.delete_group(&name) {

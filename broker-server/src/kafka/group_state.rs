@@ -124,22 +124,23 @@ impl GroupSnapshot {
     }
 }
 
-fn bytes(b: &mut BytesMut, v: &[u8]) {
+pub(super) fn bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_i32(v.len() as i32);
     b.put_slice(v);
 }
 
-fn opt(b: &mut BytesMut, v: Option<&str>) {
+pub(super) fn opt(b: &mut BytesMut, v: Option<&str>) {
     match v {
         Some(s) => bytes(b, s.as_bytes()),
         None => b.put_i32(-1),
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads what `bytes` and `opt` wrote, big-endian; `None` past the end.
+pub(super) struct Reader<'a>(pub &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -147,26 +148,26 @@ impl<'a> Reader<'a> {
         self.0 = tail;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(super) fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(super) fn i32(&mut self) -> Option<i32> {
         Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.i32()?).ok()?;
         self.take(n)
     }
-    fn string(&mut self) -> Option<String> {
+    pub(super) fn string(&mut self) -> Option<String> {
         String::from_utf8(self.bytes()?.to_vec()).ok()
     }
-    fn opt(&mut self) -> Option<Option<String>> {
+    pub(super) fn opt(&mut self) -> Option<Option<String>> {
         let n = self.i32()?;
         if n < 0 {
             return Some(None);
@@ -174,7 +175,7 @@ impl<'a> Reader<'a> {
         let s = self.take(n as usize)?;
         Some(Some(String::from_utf8(s.to_vec()).ok()?))
     }
-    fn end(&self) -> Option<()> {
+    pub(super) fn end(&self) -> Option<()> {
         self.0.is_empty().then_some(())
     }
 }
