@@ -327,3 +327,49 @@ def test_nothing_acknowledged_is_lost_across_kill9(fresh_broker, unique_name):
     # Records accepted before the kill stay accepted (at least once, not all again).
     again = sum(1 for r in readers for v, _, _ in r.deliveries if v in seen_before)
     assert again < len(seen_before), f"{again} of {len(seen_before)} accepted records came back"
+
+
+def test_membership_carries_on_across_kill9(fresh_broker, store_kind, unique_name):
+    """Where the store keeps the coordinator's group state (PostgreSQL) the restarted broker
+    takes the share group's members over from it (they keep heartbeating with their epochs);
+    on the log store they join again. Either way every record reaches the member."""
+    broker = fresh_broker
+    topic = unique_name("sgk9")
+    create_topic(broker, topic, 1)
+    group = unique_name("sg")
+    set_group_configs(broker, group, share_auto_offset_reset="earliest",
+                      share_heartbeat_interval_ms=500)
+    produce(broker, topic, [b"a%d" % i for i in range(10)])
+    reader = ShareReader(broker, group, topic)
+    reader.start()
+    try:
+        deadline = time.time() + 60
+        while len(reader.deliveries) < 10 and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(reader.deliveries) >= 10, reader.deliveries
+        broker.stop(sig="kill")
+        with open(broker.log_path, "rb") as f:
+            f.seek(0, 2)
+            mark = f.tell()
+        broker.start()
+        produce(broker, topic, [b"b%d" % i for i in range(10)])
+        deadline = time.time() + 90
+        while len({v for v, _, _ in reader.deliveries}) < 20 and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(5)  # heartbeats against the new broker process
+    finally:
+        reader.stop.set()
+        reader.join(30)
+    assert reader.error is None, reader.error
+    seen = {v for v, _, _ in reader.deliveries}
+    assert seen >= {b"b%d" % i for i in range(10)}, sorted(seen)
+    with open(broker.log_path, "rb") as f:
+        f.seek(mark)
+        tail = f.read().decode(errors="replace").splitlines()
+    after = [ln for ln in tail if group in ln]
+    joined = [ln for ln in after if "share group member joined" in ln]
+    if store_kind == "postgres":
+        assert any("share group taken over from its saved state" in ln for ln in after), tail[-30:]
+        assert joined == [], joined
+    else:
+        assert joined, "expected the member to join again on the log store"

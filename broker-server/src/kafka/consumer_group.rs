@@ -39,6 +39,7 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::assignor::{self, AssignMember, Partitions};
+use super::coordination::SavedStates;
 use super::stopped;
 
 /// Member epoch of a leave request.
@@ -482,9 +483,7 @@ fn code(e: ResponseError) -> i16 {
 pub struct ConsumerGroups {
     groups: Mutex<BTreeMap<String, Group>>,
     /// What was last saved of each group (a heartbeat that changed nothing writes nothing).
-    saved: Mutex<HashMap<String, Bytes>>,
-    /// Held from taking a group's state to saving it, so the last write is the newest state.
-    pub(super) save_lock: tokio::sync::Mutex<()>,
+    pub(super) saved: SavedStates,
     pub timing: Timing,
     /// The cluster's topics as last listed, with when.
     pub(super) topics: Mutex<Option<(Instant, Arc<TopicsView>)>>,
@@ -515,8 +514,7 @@ impl ConsumerGroups {
     fn new(timing: Timing) -> ConsumerGroups {
         ConsumerGroups {
             groups: Mutex::new(BTreeMap::new()),
-            saved: Mutex::new(HashMap::new()),
-            save_lock: tokio::sync::Mutex::new(()),
+            saved: SavedStates::default(),
             timing,
             topics: Mutex::new(None),
         }
@@ -800,19 +798,12 @@ impl ConsumerGroups {
     /// Drops a group this broker no longer coordinates (its members rejoin elsewhere).
     pub fn evict(&self, group: &str) {
         self.groups.lock().remove(group);
-        self.saved.lock().remove(group);
+        self.saved.forget(group);
     }
 
-    /// The group's state when it differs from what was last saved of it (call under
-    /// `save_lock`, then `mark_saved` once written).
-    pub fn unsaved(&self, group: &str) -> Option<Bytes> {
-        let now = self.groups.lock().get(group).map(state::encode)?;
-        (self.saved.lock().get(group) != Some(&now)).then_some(now)
-    }
-
-    /// Records `data` as what the store holds for `group`.
-    pub fn mark_saved(&self, group: &str, data: Bytes) {
-        self.saved.lock().insert(group.to_string(), data);
+    /// The group's state to save (see `state.rs`); `None` for no such group.
+    pub fn snapshot(&self, group: &str) -> Option<Bytes> {
+        self.groups.lock().get(group).map(state::encode)
     }
 
     /// Takes over a group saved by an earlier coordinator (see `state.rs`), its members'
@@ -829,7 +820,7 @@ impl ConsumerGroups {
             "consumer group taken over from its saved state"
         );
         self.groups.lock().insert(group.to_string(), g);
-        self.saved.lock().insert(group.to_string(), data);
+        self.saved.remember(group, data);
         true
     }
 

@@ -185,7 +185,13 @@ impl KafkaServer {
         let leaving = hb.epoch < 0;
         let result = self.consumer_groups.heartbeat(hb, &topics, Instant::now());
         if result.is_ok() {
-            if let Err(code) = self.save_consumer_group(fence.as_ref(), &group).await {
+            let groups = &self.consumer_groups;
+            let saved = self
+                .save_if_changed(&groups.saved, fence.as_ref(), &group, || {
+                    groups.snapshot(&group)
+                })
+                .await;
+            if let Err(code) = saved {
                 return hb_error(code, "Cannot save the group's state.");
             }
         }

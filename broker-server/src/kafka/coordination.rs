@@ -14,7 +14,27 @@ use tracing::{info, warn};
 
 use super::consumer_group::is_consumer_group_state;
 use super::group_state::GroupSnapshot;
+use super::share::is_share_group_state;
 use super::KafkaServer;
+
+/// What was last saved of each group of one kind (consumer or share groups), so a heartbeat
+/// that changed nothing writes nothing.
+#[derive(Default)]
+pub(super) struct SavedStates {
+    last: parking_lot::Mutex<HashMap<String, Bytes>>,
+    /// Held from taking a group's state to saving it, so the last write is the newest state.
+    order: tokio::sync::Mutex<()>,
+}
+
+impl SavedStates {
+    pub fn remember(&self, group: &str, data: Bytes) {
+        self.last.lock().insert(group.to_string(), data);
+    }
+
+    pub fn forget(&self, group: &str) {
+        self.last.lock().remove(group);
+    }
+}
 
 /// The fences of the groups this broker coordinates, with the node epoch they were won in.
 #[derive(Default)]
@@ -50,7 +70,17 @@ impl KafkaServer {
                     .is_some_and(|(e, f)| *e == epoch && *f == fence);
                 if !known {
                     self.consumer_groups.evict(group);
+                    self.shares.evict(group);
                     match state {
+                        Some(data) if is_share_group_state(&data) => {
+                            if !self.shares.adopt(group, data, Instant::now()) {
+                                warn!(
+                                    group,
+                                    "cannot read the share group's saved state; its members rejoin"
+                                );
+                            }
+                            info!(group, epoch = fence.epoch, "coordinating the share group");
+                        }
                         Some(data) if is_consumer_group_state(&data) => {
                             if !self.consumer_groups.adopt(group, data, Instant::now()) {
                                 warn!(group, "cannot read the consumer group's saved state; its members rejoin");
@@ -130,6 +160,7 @@ impl KafkaServer {
         }
         self.coordinator.evict(group);
         self.consumer_groups.evict(group);
+        self.shares.evict(group);
     }
 
     /// Commits offsets for `group`: fenced in a cluster, so a broker that lost the group
@@ -163,23 +194,28 @@ impl KafkaServer {
         self.write_group_state(fence, group, state.encode()).await
     }
 
-    /// Saves a KIP-848 group's state (`consumer_group/state.rs`) when the heartbeat just
-    /// served changed it, before the heartbeat is answered; nothing on a store that does not
-    /// coordinate groups.
-    pub(super) async fn save_consumer_group(
+    /// Saves a group's state (`current`: a KIP-848 or share group's, as its module encodes
+    /// it) when it differs from what was last saved, before the heartbeat that changed it is
+    /// answered; nothing on a store that does not coordinate groups.
+    pub(super) async fn save_if_changed(
         &self,
+        saved: &SavedStates,
         fence: Option<&CoordinatorFence>,
         group: &str,
+        current: impl FnOnce() -> Option<Bytes>,
     ) -> Result<(), i16> {
         if fence.is_none() {
             return Ok(());
         }
-        let _order = self.consumer_groups.save_lock.lock().await;
-        let Some(data) = self.consumer_groups.unsaved(group) else {
+        let _order = saved.order.lock().await;
+        let Some(data) = current() else {
             return Ok(());
         };
+        if saved.last.lock().get(group) == Some(&data) {
+            return Ok(());
+        }
         self.write_group_state(fence, group, data.clone()).await?;
-        self.consumer_groups.mark_saved(group, data);
+        saved.remember(group, data);
         Ok(())
     }
 

@@ -134,11 +134,14 @@ impl KafkaServer {
                 "SubscribedTopicNames must be set in first request.".into(),
             );
         }
-        if let Err(code) = self.coordinate(&group).await {
-            return ShareGroupHeartbeatResponse::default()
-                .with_error_code(code)
-                .with_member_epoch(-1);
-        }
+        let fence = match self.coordinate(&group).await {
+            Ok(f) => f,
+            Err(code) => {
+                return ShareGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_member_epoch(-1)
+            }
+        };
         if self
             .coordinator
             .describe(&group)
@@ -218,10 +221,17 @@ impl KafkaServer {
             // The client closes its share sessions itself (ShareFetch/ShareAcknowledge with
             // epoch -1, often just after this); a session it does not close is dropped soon.
             self.member_left(&group, &member_id);
-            let mut groups = self.shares.groups.lock();
-            if let Some(g) = groups.get_mut(&group) {
-                let parts = g_partitions(g);
-                g.reassign(&parts);
+            {
+                let mut groups = self.shares.groups.lock();
+                if let Some(g) = groups.get_mut(&group) {
+                    let parts = g_partitions(g);
+                    g.reassign(&parts);
+                }
+            }
+            if let Err(code) = self.save_share_group(fence.as_ref(), &group).await {
+                return ShareGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_member_epoch(-1);
             }
             return ShareGroupHeartbeatResponse::default()
                 .with_member_id(Some(req.member_id))
@@ -236,23 +246,31 @@ impl KafkaServer {
                 partitions.insert(t.clone(), info.config.partitions as i32);
             }
         }
-        let mut groups = self.shares.groups.lock();
-        let Some(g) = groups.get_mut(&group) else {
-            return fail(ResponseError::UnknownMemberId, "the group is gone".into());
+        let (epoch, changed, assigned) = {
+            let mut groups = self.shares.groups.lock();
+            let Some(g) = groups.get_mut(&group) else {
+                return fail(ResponseError::UnknownMemberId, "the group is gone".into());
+            };
+            g.reassign(&partitions);
+            let epoch = g.epoch;
+            let Some(m) = g.members.get_mut(&member_id) else {
+                return fail(
+                    ResponseError::UnknownMemberId,
+                    format!("Member {member_id} is not a member of group {group}."),
+                );
+            };
+            let changed = m.epoch != epoch;
+            m.epoch = epoch;
+            (epoch, changed, m.assignment.clone())
         };
-        g.reassign(&partitions);
-        let epoch = g.epoch;
-        let Some(m) = g.members.get_mut(&member_id) else {
-            return fail(
-                ResponseError::UnknownMemberId,
-                format!("Member {member_id} is not a member of group {group}."),
-            );
-        };
-        let changed = m.epoch != epoch;
-        m.epoch = epoch;
+        if let Err(code) = self.save_share_group(fence.as_ref(), &group).await {
+            return ShareGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_member_epoch(-1);
+        }
         let assignment = changed.then(|| {
             Assignment::default().with_topic_partitions(
-                m.assignment
+                assigned
                     .iter()
                     .filter_map(|(t, parts)| {
                         ids.get(t).map(|id| {
@@ -269,6 +287,17 @@ impl KafkaServer {
             .with_member_epoch(epoch)
             .with_heartbeat_interval_ms(settings.heartbeat_interval.as_millis() as i32)
             .with_assignment(assignment)
+    }
+
+    /// Saves the group's membership when this heartbeat changed it (see `group_state.rs`).
+    async fn save_share_group(
+        &self,
+        fence: Option<&broker_api::CoordinatorFence>,
+        group: &str,
+    ) -> Result<(), i16> {
+        let shares = &self.shares;
+        self.save_if_changed(&shares.saved, fence, group, || shares.snapshot(group))
+            .await
     }
 
     pub(in crate::kafka) async fn share_group_describe(

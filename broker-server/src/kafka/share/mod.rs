@@ -5,8 +5,9 @@
 //! under the lease group `sqs`: a share group named `sqs` is the same consumers' view of a
 //! topic as its SQS queue; any other name reads independently.)
 //!
-//! Membership (ShareGroupHeartbeat) lives in the memory of the group's coordinator; members
-//! rejoin after a restart. Share sessions (which partitions a member fetches, and the lease
+//! Membership (ShareGroupHeartbeat) lives in the memory of the group's coordinator and, where
+//! the store coordinates groups (PostgreSQL), is saved through it (`group_state.rs`) so the
+//! next coordinator carries on; on the log store members rejoin after a restart. Share sessions (which partitions a member fetches, and the lease
 //! tokens of the records it acquired) live in the memory of the broker serving the fetches;
 //! records acquired through a lost session come back when their lock expires.
 
@@ -14,6 +15,7 @@ mod admin;
 mod assign;
 pub mod config;
 mod fetch;
+mod group_state;
 mod membership;
 mod session;
 
@@ -22,9 +24,14 @@ use std::time::{Duration, Instant};
 
 use broker_api::{LeaseGroupConfig, StoreResult};
 
+pub use self::group_state::is_share_group_state;
+
+use bytes::Bytes;
+
 use self::config::ShareSettings;
 use self::membership::Group;
 use self::session::Session;
+use super::coordination::SavedStates;
 use super::KafkaServer;
 
 /// How long a group's settings are used before they are read from the store again (changes
@@ -42,6 +49,8 @@ pub(super) struct ShareGroups {
     ready: parking_lot::Mutex<HashMap<(String, String), LeaseGroupConfig>>,
     /// Settings per group, with when they were read.
     settings: parking_lot::Mutex<HashMap<String, (Instant, ShareSettings)>>,
+    /// What was last saved of each group's membership.
+    saved: SavedStates,
 }
 
 impl ShareGroups {
@@ -51,6 +60,34 @@ impl ShareGroups {
             .lock()
             .get(group)
             .is_some_and(|g| !g.members.is_empty())
+    }
+
+    /// The group's membership to save; `None` for no such group.
+    pub(super) fn snapshot(&self, group: &str) -> Option<Bytes> {
+        self.groups.lock().get(group).map(group_state::encode)
+    }
+
+    /// Takes over a group saved by an earlier coordinator; false, with nothing changed, for
+    /// bytes this build cannot read.
+    pub(super) fn adopt(&self, group: &str, data: Bytes, now: Instant) -> bool {
+        let Some(g) = group_state::decode(&data, now) else {
+            return false;
+        };
+        tracing::info!(
+            group,
+            epoch = g.epoch,
+            members = g.members.len(),
+            "share group taken over from its saved state"
+        );
+        self.groups.lock().insert(group.to_string(), g);
+        self.saved.remember(group, data);
+        true
+    }
+
+    /// Forgets a group this broker no longer coordinates.
+    pub(super) fn evict(&self, group: &str) {
+        self.groups.lock().remove(group);
+        self.saved.forget(group);
     }
 
     /// The share groups this broker coordinates, with whether they have members.
