@@ -205,3 +205,23 @@ def test_consumer_group_carries_on_across_a_broker_kill9(fresh_broker, store_kin
     finally:
         for m in members:
             m.close()
+
+
+def test_commit_outside_any_group_is_a_simple_group_commit(broker, unique_name):
+    """A `group.protocol=consumer` client that never subscribes still sends its member id
+    with epoch -1 when it commits: to a group with no members that is Kafka's "simple group"
+    commit, accepted on every store (on PostgreSQL the group is claimed, so known, first)."""
+    from confluent_kafka import TopicPartition
+    topic = unique_name("simple")
+    group = unique_name("g")
+    create_topic(broker, topic, 2)
+    c = Consumer({"bootstrap.servers": broker.kafka_addr, "group.id": group,
+                  "group.protocol": "consumer", "enable.auto.commit": False})
+    try:
+        done = c.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 7)],
+                        asynchronous=False)
+        assert all(tp.error is None for tp in done), done
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+        assert [tp.offset for tp in got] == [5, 7], got
+    finally:
+        c.close()

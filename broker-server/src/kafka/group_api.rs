@@ -344,10 +344,14 @@ impl KafkaServer {
                 v,
             ) {
                 Some(code) => code,
-                // Kafka: a commit with a negative epoch to a group nobody knows makes a
-                // "simple group" (a KIP-848 consumer outside any group sends its member id).
+                // Kafka: a commit with a negative epoch to a group nobody knows, or to an empty
+                // one, is a "simple group" commit (a KIP-848 consumer outside any group sends
+                // its member id). A claimed group (cluster) is known here even when empty.
                 None if req.generation_id_or_member_epoch < 0
-                    && self.coordinator.describe(&group).is_none() =>
+                    && self
+                        .coordinator
+                        .describe(&group)
+                        .is_none_or(|d| d.members.is_empty()) =>
                 {
                     0
                 }
