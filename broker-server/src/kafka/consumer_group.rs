@@ -28,10 +28,9 @@ pub use state::is_consumer_group_state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;

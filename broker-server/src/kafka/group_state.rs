@@ -36,6 +36,8 @@ pub struct GroupSnapshot {
 
 /// Most members a snapshot may hold (a bound on what a damaged row can make us allocate).
 const MAX_MEMBERS: u32 = 100_000;
+/// Most items of any list of a consumer or share group's saved state (`Reader::count`).
+const MAX_ITEMS: u32 = 1_000_000;
 
 impl GroupSnapshot {
     pub fn encode(&self) -> Bytes {
@@ -174,6 +176,11 @@ impl<'a> Reader<'a> {
         }
         let s = self.take(n as usize)?;
         Some(Some(String::from_utf8(s.to_vec()).ok()?))
+    }
+    /// A count of items to read, refused above [`MAX_ITEMS`] (before anything is allocated
+    /// for them).
+    pub(super) fn count(&mut self) -> Option<u32> {
+        self.u32().filter(|n| *n <= MAX_ITEMS)
     }
     pub(super) fn end(&self) -> Option<()> {
         self.0.is_empty().then_some(())

@@ -24,8 +24,6 @@ use crate::kafka::group_state::{bytes, opt, Reader};
 
 /// The version byte of this format (1 and 2 are classic groups' snapshots).
 pub const VERSION: u8 = 3;
-/// Bounds on what a damaged row can make us allocate.
-const MAX_ITEMS: u32 = 1_000_000;
 
 /// Whether `data` holds a consumer group's state (rather than a classic group's).
 pub fn is_consumer_group_state(data: &[u8]) -> bool {
@@ -94,16 +92,16 @@ pub(super) fn decode(data: &[u8], now: Instant) -> Option<Group> {
         assignor: r.string()?,
         ..Group::default()
     };
-    for _ in 0..count(&mut r)? {
+    for _ in 0..r.count()? {
         g.resolved_regexes.insert(r.string()?);
     }
-    for _ in 0..count(&mut r)? {
+    for _ in 0..r.count()? {
         let name = r.string()?;
         let id = uuid(&mut r)?;
         let partitions = r.i32()?;
         g.subscribed.insert(name, TopicMeta { id, partitions });
     }
-    for _ in 0..count(&mut r)? {
+    for _ in 0..r.count()? {
         let id = r.string()?;
         let mut m = Member::new(now);
         m.instance_id = r.opt()?;
@@ -111,7 +109,7 @@ pub(super) fn decode(data: &[u8], now: Instant) -> Option<Group> {
         m.client_id = r.string()?;
         m.client_host = r.string()?;
         m.rebalance_timeout = Duration::from_millis(r.u32()? as u64);
-        for _ in 0..count(&mut r)? {
+        for _ in 0..r.count()? {
             m.topic_names.insert(r.string()?);
         }
         m.topic_regex = match r.opt()? {
@@ -132,7 +130,7 @@ pub(super) fn decode(data: &[u8], now: Instant) -> Option<Group> {
         m.revoke_deadline = (r.u8()? != 0).then(|| now + m.rebalance_timeout);
         g.put_member(&id, m);
     }
-    for _ in 0..count(&mut r)? {
+    for _ in 0..r.count()? {
         let id = r.string()?;
         g.target.insert(id, read_partitions(&mut r)?);
     }
@@ -153,19 +151,15 @@ fn partitions(b: &mut BytesMut, p: &Partitions) {
 
 fn read_partitions(r: &mut Reader) -> Option<Partitions> {
     let mut out = BTreeMap::new();
-    for _ in 0..count(r)? {
+    for _ in 0..r.count()? {
         let t = uuid(r)?;
         let mut ps = BTreeSet::new();
-        for _ in 0..count(r)? {
+        for _ in 0..r.count()? {
             ps.insert(r.i32()?);
         }
         out.insert(t, ps);
     }
     Some(out)
-}
-
-fn count(r: &mut Reader) -> Option<u32> {
-    r.u32().filter(|n| *n <= MAX_ITEMS)
 }
 
 fn uuid(r: &mut Reader) -> Option<Uuid> {

@@ -49,7 +49,7 @@ const RECORD_OVERHEAD: usize = 64;
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     records: usize,
-    /// `usize::MAX`: no byte limit.
+    /// At least 1: a request with MaxBytes 0 acquires nothing and gets no budget.
     bytes: usize,
 }
 
@@ -580,13 +580,9 @@ impl KafkaServer {
         let mut leases: Vec<Lease> = Vec::new();
         take_within(&mut pending, &mut leases, left, first);
         while pending.is_empty() {
-            let n = if left.bytes == usize::MAX {
-                left.records
-            } else {
-                match estimate {
-                    Some(e) => (left.bytes / e.max(1)).min(left.records),
-                    None => 1,
-                }
+            let n = match estimate {
+                Some(e) => (left.bytes / e.max(1)).min(left.records),
+                None => 1,
             };
             let n = if n == 0 && first && leases.is_empty() {
                 1
@@ -609,7 +605,7 @@ impl KafkaServer {
             estimate = Some(used / got.len());
             pending.extend(got);
             take_within(&mut pending, &mut leases, left, first);
-            if !learned || left.bytes == usize::MAX {
+            if !learned {
                 break;
             }
         }
@@ -764,14 +760,12 @@ fn take_within(
 ) {
     while let Some(l) = pending.front() {
         let size = lease_size(l);
-        let fits = left.bytes == usize::MAX || size <= left.bytes || (first && out.is_empty());
+        let fits = size <= left.bytes || (first && out.is_empty());
         if left.records == 0 || !fits {
             break;
         }
         left.records -= 1;
-        if left.bytes != usize::MAX {
-            left.bytes = left.bytes.saturating_sub(size);
-        }
+        left.bytes = left.bytes.saturating_sub(size);
         out.extend(pending.pop_front());
     }
 }

@@ -19,8 +19,6 @@ use crate::kafka::group_state::{bytes, opt, Reader};
 
 /// The version byte of this format (1-2: classic groups, 3: consumer groups).
 pub const VERSION: u8 = 4;
-/// Bound on what a damaged row can make us allocate.
-const MAX_ITEMS: u32 = 1_000_000;
 
 /// Whether `data` holds a share group's state.
 pub fn is_share_group_state(data: &[u8]) -> bool {
@@ -63,21 +61,21 @@ pub(super) fn decode(data: &[u8], now: Instant) -> Option<Group> {
     }
     let mut g = Group::default();
     g.epoch = r.i32()?;
-    for _ in 0..count(&mut r)? {
+    for _ in 0..r.count()? {
         let id = r.string()?;
         let rack = r.opt()?;
         let client_id = r.string()?;
         let client_host = r.string()?;
         let epoch = r.i32()?;
         let mut subscribed = Vec::new();
-        for _ in 0..count(&mut r)? {
+        for _ in 0..r.count()? {
             subscribed.push(r.string()?);
         }
         let mut assignment = BTreeMap::new();
-        for _ in 0..count(&mut r)? {
+        for _ in 0..r.count()? {
             let t = r.string()?;
             let mut ps = Vec::new();
-            for _ in 0..count(&mut r)? {
+            for _ in 0..r.count()? {
                 ps.push(r.i32()?);
             }
             assignment.insert(t, ps);
@@ -95,10 +93,6 @@ pub(super) fn decode(data: &[u8], now: Instant) -> Option<Group> {
     }
     r.end()?;
     Some(g)
-}
-
-fn count(r: &mut Reader) -> Option<u32> {
-    r.u32().filter(|n| *n <= MAX_ITEMS)
 }
 
 #[cfg(test)]
