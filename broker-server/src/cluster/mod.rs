@@ -180,15 +180,15 @@ impl Node {
             .is_none_or(|t| Instant::now() < t)
     }
 
-    /// The broker that leads `topic`/`partition` (every broker can serve it; this is where
-    /// clients are told to go).
-    pub fn leader(&self, topic: &str, partition: i32) -> i32 {
+    /// The brokers that lead `topic`'s `count` partitions, in partition order (every broker
+    /// can serve any of them; this is where clients are told to go).
+    pub fn leaders(&self, topic: &str, count: i32) -> Vec<i32> {
         let live = self.brokers();
-        placement::owner(
-            &placement::partition_key(topic, partition),
-            live.iter().map(|b| b.membership.node_id),
-        )
-        .unwrap_or_else(|| self.node_id())
+        let nodes: Vec<i32> = live.iter().map(|b| b.membership.node_id).collect();
+        if nodes.is_empty() {
+            return vec![self.node_id(); count.max(0) as usize];
+        }
+        placement::partition_owners(topic, count, &nodes)
     }
 
     /// The broker a group's coordinator is placed on when no live broker holds it.

@@ -1,6 +1,8 @@
 //! Where partitions and groups live among the live brokers: rendezvous (highest random
 //! weight) hashing, so every broker that sees the same live set makes the same choice, and a
-//! broker joining or leaving moves only the keys it wins or held.
+//! broker joining or leaving moves only the keys it wins or held. A topic's partitions are
+//! placed with bounded loads (no broker leads more than its even share of one topic), so a
+//! 2-partition topic on 2 brokers has one leader each, as Kafka's round-robin placement does.
 
 /// The node among `nodes` that owns `key`; `None` when `nodes` is empty.
 pub fn owner(key: &[u8], nodes: impl IntoIterator<Item = i32>) -> Option<i32> {
@@ -8,6 +10,43 @@ pub fn owner(key: &[u8], nodes: impl IntoIterator<Item = i32>) -> Option<i32> {
     nodes
         .into_iter()
         .max_by_key(|&n| (mix(k ^ mix(n as u32 as u64)), n))
+}
+
+/// The leader of each of `count` partitions of `topic` among `nodes`, in partition order:
+/// each partition goes to the highest-weight node still below its even share (`count / n`,
+/// or one more for the first `count % n` nodes to reach it), so the loads differ by at most
+/// one; empty when `nodes` is empty.
+pub fn partition_owners(topic: &str, count: i32, nodes: &[i32]) -> Vec<i32> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let count = count.max(0);
+    let share = count as usize / nodes.len();
+    let mut extras = count as usize % nodes.len();
+    let mut load = vec![0usize; nodes.len()];
+    let mut ranked: Vec<(u64, i32, usize)> = Vec::with_capacity(nodes.len());
+    (0..count)
+        .map(|p| {
+            let k = fnv1a(&partition_key(topic, p));
+            ranked.clear();
+            ranked.extend(
+                nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| (mix(k ^ mix(n as u32 as u64)), n, i)),
+            );
+            ranked.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            let &(_, node, i) = ranked
+                .iter()
+                .find(|&&(_, _, i)| load[i] < share || (load[i] == share && extras > 0))
+                .expect("the shares add up to count");
+            if load[i] == share {
+                extras -= 1;
+            }
+            load[i] += 1;
+            node
+        })
+        .collect()
 }
 
 /// The key of a partition.
@@ -77,6 +116,46 @@ mod tests {
         // Order of the live list does not matter; an empty list owns nothing.
         assert_eq!(owners(&[3, 1, 2]), three);
         assert_eq!(owner(b"x", []), None);
+    }
+
+    #[test]
+    fn a_topic_is_spread_evenly_and_mostly_stays_put_when_a_node_goes() {
+        for count in [1, 2, 3, 7, 12, 100] {
+            for nodes in [&[1][..], &[1, 2], &[1, 2, 3], &[4, 9, 2, 7]] {
+                let owners = partition_owners("orders", count, nodes);
+                assert_eq!(owners.len(), count as usize);
+                let loads: Vec<usize> = nodes
+                    .iter()
+                    .map(|n| owners.iter().filter(|&o| o == n).count())
+                    .collect();
+                let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+                assert!(
+                    hi - lo <= 1,
+                    "{count} partitions on {nodes:?}: loads {loads:?}"
+                );
+            }
+        }
+        // Two partitions on two nodes: one leader each, whatever the topic.
+        for t in 0..200 {
+            let o = partition_owners(&format!("t{t}"), 2, &[1, 2]);
+            assert_ne!(o[0], o[1], "topic t{t}");
+        }
+        // Losing a node moves its partitions and few others.
+        let three = partition_owners("orders", 300, &[1, 2, 3]);
+        let two = partition_owners("orders", 300, &[1, 3]);
+        assert!(two.iter().all(|&o| o != 2));
+        let kept = three
+            .iter()
+            .zip(&two)
+            .filter(|(a, b)| **a != 2 && a == b)
+            .count();
+        assert!(
+            kept >= 150,
+            "{kept} of 200 survivors' partitions kept their leader"
+        );
+        // The order of the live list does not matter; no node, no owners.
+        assert_eq!(partition_owners("orders", 300, &[3, 2, 1]), three);
+        assert!(partition_owners("orders", 3, &[]).is_empty());
     }
 
     #[test]

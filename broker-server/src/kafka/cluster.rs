@@ -152,9 +152,10 @@ impl KafkaServer {
                 break;
             }
             let end = count.min(first.saturating_add(left as i32));
+            let leaders = self.node.leaders(&info.name, count);
             let partitions = (first..end)
                 .map(|p| {
-                    let leader = BrokerId(self.node.leader(&info.name, p));
+                    let leader = BrokerId(leaders[p as usize]);
                     DescribeTopicPartitionsResponsePartition::default()
                         .with_partition_index(p)
                         .with_leader_id(leader)

@@ -174,9 +174,11 @@ impl KafkaServer {
     }
 
     async fn topic_metadata(&self, info: &TopicInfo, with_ops: bool) -> MetadataResponseTopic {
+        let leaders = self.node.leaders(&info.name, info.config.partitions as i32);
         let partitions = (0..info.config.partitions as i32)
-            .map(|p| {
-                let leader = BrokerId(self.node.leader(&info.name, p));
+            .zip(leaders)
+            .map(|(p, leader)| {
+                let leader = BrokerId(leader);
                 MetadataResponsePartition::default()
                     .with_partition_index(p)
                     .with_leader_id(leader)
