@@ -191,6 +191,13 @@ use crate::StoreResult;
 ///   string settings kept for a group name (an empty map removes it); `group_config` returns the
 ///   last map set (empty for a group never set), also after close and reopen; `list_group_configs`
 ///   returns every group with a non-empty map, sorted by name. Keys and values are kept verbatim.
+/// - **group_snapshots_round_trip**: `save_group_snapshot(group, state)` replaces the opaque
+///   bytes kept for a group name (a coordinator's state of its group: generation, members,
+///   assignments); empty bytes remove them. `group_snapshot` returns the last bytes saved,
+///   verbatim (`None` for a group never saved or removed), also after close and reopen; groups
+///   are independent. This is the single-broker slot; brokers sharing a store through
+///   [`crate::Cluster`] save with a fence instead (`save_group_state`), and on such a store
+///   both name the same slot, so `group_snapshot` also returns what a fenced save wrote.
 ///
 /// # Retention
 /// - **delete_records_moves_log_start**: `delete_records(before)` sets the log start to exactly
@@ -410,6 +417,11 @@ pub trait Store: Send + Sync + 'static {
     async fn group_config(&self, group: &str) -> StoreResult<BTreeMap<String, String>>;
     /// Every group with settings, sorted by group name.
     async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>>;
+    /// Replaces a group's saved coordinator state (empty removes it); see
+    /// **group_snapshots_round_trip**. Returns once it is durable.
+    async fn save_group_snapshot(&self, group: &str, state: Bytes) -> StoreResult<()>;
+    /// A group's saved coordinator state, if any.
+    async fn group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>>;
 
     // ---- retention ----
 

@@ -7,8 +7,10 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine;
 use broker_api::{CommittedOffset, LeaseGroupConfig, OffsetCommit, TopicConfig};
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LogError, LogResult};
 use crate::io::{sync_dir, Io};
@@ -38,6 +40,30 @@ pub struct MetaState {
     /// snapshots written before group configs existed.
     #[serde(default)]
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// group -> its coordinator's saved state; never empty. Absent from snapshots written
+    /// before group snapshots existed.
+    #[serde(default)]
+    pub group_snapshots: BTreeMap<String, Opaque>,
+}
+
+/// Opaque bytes, kept in the JSON journal and snapshot as a base64 string.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Opaque(pub Bytes);
+
+impl Serialize for Opaque {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Opaque {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(|v| Opaque(Bytes::from(v)))
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// One journaled change. Applying a change twice has the effect of applying it once.
@@ -101,6 +127,11 @@ pub enum Op {
     GroupConfig {
         group: String,
         configs: BTreeMap<String, String>,
+    },
+    /// Replaces a group's saved coordinator state; empty bytes remove it.
+    GroupSnapshot {
+        group: String,
+        state: Opaque,
     },
 }
 
@@ -226,6 +257,13 @@ impl MetaState {
                     self.group_configs.remove(group);
                 } else {
                     self.group_configs.insert(group.clone(), configs.clone());
+                }
+            }
+            Op::GroupSnapshot { group, state } => {
+                if state.0.is_empty() {
+                    self.group_snapshots.remove(group);
+                } else {
+                    self.group_snapshots.insert(group.clone(), state.clone());
                 }
             }
         }

@@ -43,6 +43,32 @@ impl Registered {
 }
 
 impl ClusterState {
+    /// Rule **group_snapshots_round_trip**: the unfenced save into the group's coordinator
+    /// record (an unheld one, epoch 0, for a group never claimed); empty bytes clear it.
+    pub(crate) fn save_snapshot(&mut self, group: &str, state: Bytes) {
+        if state.is_empty() {
+            if let Some(c) = self.coordinators.get_mut(group) {
+                c.state = None;
+            }
+            return;
+        }
+        self.coordinators
+            .entry(group.to_string())
+            .or_insert(Coordinated {
+                holder: Membership {
+                    node_id: -1,
+                    incarnation: -1,
+                },
+                epoch: 0,
+                state: None,
+            })
+            .state = Some(state);
+    }
+
+    pub(crate) fn snapshot(&self, group: &str) -> Option<Bytes> {
+        self.coordinators.get(group).and_then(|c| c.state.clone())
+    }
+
     fn is_live(&self, m: Membership, now: i64) -> bool {
         self.brokers
             .get(&m.node_id)

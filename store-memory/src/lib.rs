@@ -630,6 +630,21 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn save_group_snapshot(&self, group: &str, state: Bytes) -> StoreResult<()> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            s.cluster.save_snapshot(group, state);
+            Ok(())
+        })
+    }
+
+    async fn group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>> {
+        self.with(|s| {
+            validate_group_name(group)?;
+            Ok(s.cluster.snapshot(group))
+        })
+    }
+
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
         self.with(|s| {
             s.check_partition(topic, partition)?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use broker_api::{validate_group_name, StoreError, StoreResult};
+use bytes::Bytes;
 
 use crate::error::db_err;
 use crate::PgStore;
@@ -95,5 +96,52 @@ impl PgStore {
             .collect::<StoreResult<Vec<_>>>()?;
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+
+    /// Saves a group's snapshot in its coordinator row (the slot the fenced
+    /// `save_group_state` writes), creating an unheld row (node -1, epoch 0) for a group never
+    /// claimed; empty bytes clear it. Rule **group_snapshots_round_trip**.
+    pub(crate) async fn do_save_group_snapshot(
+        &self,
+        group: &str,
+        state: Bytes,
+    ) -> StoreResult<()> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        if state.is_empty() {
+            client
+                .execute(
+                    "UPDATE group_coordinators SET state = NULL WHERE grp = $1",
+                    &[&group],
+                )
+                .await
+                .map_err(db_err)?;
+            return Ok(());
+        }
+        client
+            .execute(
+                "INSERT INTO group_coordinators (grp, epoch, node_id, incarnation, state)
+                 VALUES ($1, 0, -1, -1, $2)
+                 ON CONFLICT (grp) DO UPDATE SET state = excluded.state",
+                &[&group, &state.as_ref()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn do_group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>> {
+        validate_group_name(group)?;
+        let client = self.conn().await?;
+        let row = client
+            .query_opt(
+                "SELECT state FROM group_coordinators WHERE grp = $1",
+                &[&group],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
+            .map(Bytes::from))
     }
 }

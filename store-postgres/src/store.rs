@@ -277,6 +277,14 @@ impl Store for PgStore {
         self.do_list_group_configs().await
     }
 
+    async fn save_group_snapshot(&self, group: &str, state: bytes::Bytes) -> StoreResult<()> {
+        self.do_save_group_snapshot(group, state).await
+    }
+
+    async fn group_snapshot(&self, group: &str) -> StoreResult<Option<bytes::Bytes>> {
+        self.do_group_snapshot(group).await
+    }
+
     async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
         self.timed(5, self.do_lease_floor(topic, partition, group))
             .await

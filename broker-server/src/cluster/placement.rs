@@ -35,7 +35,7 @@ pub fn partition_owners(topic: &str, count: i32, nodes: &[i32]) -> Vec<i32> {
                     .enumerate()
                     .map(|(i, &n)| (mix(k ^ mix(n as u32 as u64)), n, i)),
             );
-            ranked.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            ranked.sort_unstable_by_key(|&(w, n, _)| std::cmp::Reverse((w, n)));
             let &(_, node, i) = ranked
                 .iter()
                 .find(|&&(_, _, i)| load[i] < share || (load[i] == share && extras > 0))

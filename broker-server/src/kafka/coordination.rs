@@ -1,9 +1,10 @@
 //! Group coordination among brokers sharing a store: a broker acts as a group's coordinator
 //! only while it holds the group's claim in the store, and every write it makes for the group
 //! (offset commits, the state a completed rebalance leaves) carries the claim's fence, which
-//! the store refuses once another broker took the group over.
+//! the store refuses once another broker took the group over. A single broker saves the same
+//! state without a fence (the store's group snapshot) and takes it over when it restarts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -36,10 +37,14 @@ impl SavedStates {
     }
 }
 
-/// The fences of the groups this broker coordinates, with the node epoch they were won in.
+/// The fences of the groups this broker coordinates, with the node epoch they were won in;
+/// on a single broker, the groups whose saved state this process has taken over.
 #[derive(Default)]
 pub(super) struct Fences {
     map: parking_lot::Mutex<HashMap<String, (u64, CoordinatorFence)>>,
+    loaded: parking_lot::Mutex<HashSet<String>>,
+    /// Held while a single broker loads a group's saved state, so it is adopted once.
+    load_order: tokio::sync::Mutex<()>,
 }
 
 impl KafkaServer {
@@ -48,6 +53,7 @@ impl KafkaServer {
     /// error code to answer (NOT_COORDINATOR: the client finds the coordinator again).
     pub(super) async fn coordinate(&self, group: &str) -> Result<Option<CoordinatorFence>, i16> {
         let Some(cluster) = self.store.cluster() else {
+            self.load_saved_state(group).await?;
             return Ok(None);
         };
         if !self.node.is_valid() {
@@ -69,44 +75,7 @@ impl KafkaServer {
                     .get(group)
                     .is_some_and(|(e, f)| *e == epoch && *f == fence);
                 if !known {
-                    self.consumer_groups.evict(group);
-                    self.shares.evict(group);
-                    match state {
-                        Some(data) if is_share_group_state(&data) => {
-                            if !self.shares.adopt(group, data, Instant::now()) {
-                                warn!(
-                                    group,
-                                    "cannot read the share group's saved state; its members rejoin"
-                                );
-                            }
-                            info!(group, epoch = fence.epoch, "coordinating the share group");
-                        }
-                        Some(data) if is_consumer_group_state(&data) => {
-                            if !self.consumer_groups.adopt(group, data, Instant::now()) {
-                                warn!(group, "cannot read the consumer group's saved state; its members rejoin");
-                            }
-                            info!(
-                                group,
-                                epoch = fence.epoch,
-                                "coordinating the consumer group"
-                            );
-                        }
-                        state => {
-                            let saved = state
-                                .as_deref()
-                                .and_then(GroupSnapshot::decode)
-                                .unwrap_or_default();
-                            let (generation, members) = (saved.generation, saved.members.len());
-                            self.coordinator.adopt(group, saved);
-                            info!(
-                                group,
-                                epoch = fence.epoch,
-                                generation,
-                                members,
-                                "coordinating the group"
-                            );
-                        }
-                    }
+                    self.adopt_saved_state(group, state, fence.epoch);
                     map.insert(group.to_string(), (epoch, fence.clone()));
                 }
                 Ok(Some(fence))
@@ -122,6 +91,68 @@ impl KafkaServer {
             Err(e) => {
                 warn!(group, "cannot claim the group's coordinator: {e}");
                 Err(ResponseError::CoordinatorNotAvailable.code())
+            }
+        }
+    }
+
+    /// On a single broker, takes the group's saved state over the first time this process
+    /// acts for the group (after a restart its members carry on); COORDINATOR_NOT_AVAILABLE
+    /// while the store cannot be read (the client retries).
+    async fn load_saved_state(&self, group: &str) -> Result<(), i16> {
+        if self.fences.loaded.lock().contains(group) {
+            return Ok(());
+        }
+        let _order = self.fences.load_order.lock().await;
+        if self.fences.loaded.lock().contains(group) {
+            return Ok(());
+        }
+        match self.store.group_snapshot(group).await {
+            Ok(state) => {
+                if state.is_some() {
+                    self.adopt_saved_state(group, state, 0);
+                }
+                self.fences.loaded.lock().insert(group.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                warn!(group, "cannot read the group's saved state: {e}");
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            }
+        }
+    }
+
+    /// Replaces what this broker knows of `group` with its saved state (a share group's, a
+    /// KIP-848 consumer group's or a classic group's, told apart by their formats).
+    fn adopt_saved_state(&self, group: &str, state: Option<Bytes>, epoch: i64) {
+        self.consumer_groups.evict(group);
+        self.shares.evict(group);
+        match state {
+            Some(data) if is_share_group_state(&data) => {
+                if !self.shares.adopt(group, data, Instant::now()) {
+                    warn!(
+                        group,
+                        "cannot read the share group's saved state; its members rejoin"
+                    );
+                }
+                info!(group, epoch, "coordinating the share group");
+            }
+            Some(data) if is_consumer_group_state(&data) => {
+                if !self.consumer_groups.adopt(group, data, Instant::now()) {
+                    warn!(
+                        group,
+                        "cannot read the consumer group's saved state; its members rejoin"
+                    );
+                }
+                info!(group, epoch, "coordinating the consumer group");
+            }
+            state => {
+                let saved = state
+                    .as_deref()
+                    .and_then(GroupSnapshot::decode)
+                    .unwrap_or_default();
+                let (generation, members) = (saved.generation, saved.members.len());
+                self.coordinator.adopt(group, saved);
+                info!(group, epoch, generation, members, "coordinating the group");
             }
         }
     }
@@ -196,7 +227,7 @@ impl KafkaServer {
 
     /// Saves a group's state (`current`: a KIP-848 or share group's, as its module encodes
     /// it) when it differs from what was last saved, before the heartbeat that changed it is
-    /// answered; nothing on a store that does not coordinate groups.
+    /// answered.
     pub(super) async fn save_if_changed(
         &self,
         saved: &SavedStates,
@@ -204,9 +235,6 @@ impl KafkaServer {
         group: &str,
         current: impl FnOnce() -> Option<Bytes>,
     ) -> Result<(), i16> {
-        if fence.is_none() {
-            return Ok(());
-        }
         let _order = saved.order.lock().await;
         let Some(data) = current() else {
             return Ok(());
@@ -219,18 +247,22 @@ impl KafkaServer {
         Ok(())
     }
 
-    /// Writes a group's saved state with the coordinator's fence; the error code to answer
-    /// when the write is refused (NOT_COORDINATOR once another broker took the group over).
+    /// Writes a group's saved state, with the coordinator's fence in a cluster; the error
+    /// code to answer when the write is refused (NOT_COORDINATOR once another broker took the
+    /// group over).
     async fn write_group_state(
         &self,
         fence: Option<&CoordinatorFence>,
         group: &str,
         state: Bytes,
     ) -> Result<(), i16> {
-        let (Some(f), Some(c)) = (fence, self.store.cluster()) else {
-            return Ok(());
+        let saved = match (fence, self.store.cluster()) {
+            (Some(f), Some(c)) => c.save_group_state(f, state).await,
+            (None, None) => self.store.save_group_snapshot(group, state).await,
+            // A cluster store acting without a claim: nothing to save.
+            _ => return Ok(()),
         };
-        match c.save_group_state(f, state).await {
+        match saved {
             Ok(()) => Ok(()),
             Err(StoreError::Fenced(why)) => {
                 self.metrics.fenced_write();

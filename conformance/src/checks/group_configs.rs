@@ -1,8 +1,11 @@
 //! Checks of the group-config rule (settings kept per group name, Kafka's GROUP config
-//! resource; listed with the Leases rules of the contract).
+//! resource; listed with the Leases rules of the contract) and of the group-snapshot rule
+//! (a coordinator's saved state of its group).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::util::*;
 use super::CheckResult;
@@ -141,5 +144,101 @@ pub async fn group_configs_round_trip(backend: Arc<dyn Backend>) -> CheckResult 
         ],
         "list_group_configs after removing alpha, adding beta and reopening"
     );
+    s.finish().await.ctx("close")
+}
+
+/// **group_snapshots_round_trip**
+pub async fn group_snapshots_round_trip(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "group_snapshots_round_trip").await?;
+    let st = s.store.clone();
+    ensure_eq!(
+        st.group_snapshot("never").await.ctx("group_snapshot")?,
+        None,
+        "group_snapshot of a group never saved"
+    );
+    // Bytes a store might trim, stop at, or re-encode: zeros, 0xff, invalid UTF-8, 64 KiB.
+    let big: Vec<u8> = (0..65_536u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let odd = Bytes::from_static(b"\0\xff\xfe{\"json\":1}\0\n\r\\");
+    for (g, b) in [("a", Bytes::from(big.clone())), ("b", odd.clone())] {
+        st.save_group_snapshot(g, b)
+            .await
+            .ctx(&format!("save_group_snapshot({g})"))?;
+    }
+    ensure_eq!(
+        st.group_snapshot("a").await.ctx("group_snapshot(a)")?,
+        Some(Bytes::from(big.clone())),
+        "group_snapshot(a): 64 KiB verbatim"
+    );
+    ensure_eq!(
+        st.group_snapshot("b").await.ctx("group_snapshot(b)")?,
+        Some(odd.clone()),
+        "group_snapshot(b): odd bytes verbatim"
+    );
+    // A save replaces; empty bytes remove; groups are independent.
+    let newer = Bytes::from_static(b"generation 2");
+    st.save_group_snapshot("b", newer.clone())
+        .await
+        .ctx("save_group_snapshot(b) again")?;
+    st.save_group_snapshot("a", Bytes::new())
+        .await
+        .ctx("save_group_snapshot(a, empty)")?;
+    st.save_group_snapshot("never-saved", Bytes::new())
+        .await
+        .ctx("save_group_snapshot(never-saved, empty)")?;
+    let want = [
+        ("a", None),
+        ("b", Some(newer.clone())),
+        ("never-saved", None),
+    ];
+    for (g, w) in &want {
+        ensure_eq!(
+            st.group_snapshot(g).await.ctx("group_snapshot")?,
+            w.clone(),
+            "group_snapshot({g}) after replacing b and removing a"
+        );
+    }
+    s.reopen().await.ctx("reopen")?;
+    for (g, w) in &want {
+        ensure_eq!(
+            s.store
+                .group_snapshot(g)
+                .await
+                .ctx("group_snapshot after reopen")?,
+            w.clone(),
+            "group_snapshot({g}) after reopen"
+        );
+    }
+    // Where brokers share the store, the fenced save and this one are the same slot.
+    if let Some(c) = s.store.cluster() {
+        let me = c
+            .register_broker(broker_api::BrokerRegistration {
+                node_id: Some(1),
+                endpoints: Vec::new(),
+                http_addr: "a:9324".into(),
+                rack: None,
+                lapse: std::time::Duration::from_secs(60),
+            })
+            .await
+            .ctx("register_broker")?;
+        match c
+            .claim_coordinator(me, "b")
+            .await
+            .ctx("claim_coordinator(b)")?
+        {
+            broker_api::CoordinatorClaim::Granted { fence, state } => {
+                ensure_eq!(state, Some(newer.clone()), "claim of b: the saved snapshot");
+                let fenced = Bytes::from_static(b"saved with a fence");
+                c.save_group_state(&fence, fenced.clone())
+                    .await
+                    .ctx("save_group_state(b)")?;
+                ensure_eq!(
+                    s.store.group_snapshot("b").await.ctx("group_snapshot(b)")?,
+                    Some(fenced),
+                    "group_snapshot(b) after a fenced save"
+                );
+            }
+            other => return Err(format!("claim of b: expected Granted, got {other:?}")),
+        }
+    }
     s.finish().await.ctx("close")
 }

@@ -115,6 +115,7 @@ checks! {
     leases::lease_start_can_be_reset,
     leases::lease_groups_can_be_deleted,
     group_configs::group_configs_round_trip,
+    group_configs::group_snapshots_round_trip,
     retention::delete_records_moves_log_start,
     retention::retention_by_time,
     retention::retention_by_size,

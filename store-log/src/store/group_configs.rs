@@ -1,6 +1,7 @@
 //! Settings kept per group name (Kafka's GROUP config resource), in the metadata state and
 //! changed through `GroupConfig` journal entries, so they survive reopen and crash recovery
-//! like lease-group configs. Rule **group_configs_round_trip**.
+//! like lease-group configs. Rule **group_configs_round_trip**. A group's saved coordinator
+//! state is kept the same way (`GroupSnapshot` entries). Rule **group_snapshots_round_trip**.
 
 use super::*;
 
@@ -53,5 +54,31 @@ impl Inner {
             .iter()
             .map(|(g, c)| (g.clone(), c.clone()))
             .collect())
+    }
+
+    /// [`Store::save_group_snapshot`] on the log store: journals the bytes (empty removes the
+    /// group's) and returns once the entry is fsynced.
+    pub(super) async fn save_group_snapshot(&self, group: &str, state: Bytes) -> StoreResult<()> {
+        self.check_open()?;
+        validate_group_name(group)?;
+        let seq = {
+            let mut meta = self.meta.lock();
+            self.record(
+                &mut meta,
+                Op::GroupSnapshot {
+                    group: group.to_string(),
+                    state: Opaque(state),
+                },
+            )?
+        };
+        self.sync_meta(seq).await
+    }
+
+    /// [`Store::group_snapshot`] on the log store.
+    pub(super) fn group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>> {
+        self.check_open()?;
+        validate_group_name(group)?;
+        let meta = self.meta.lock();
+        Ok(meta.state.group_snapshots.get(group).map(|o| o.0.clone()))
     }
 }

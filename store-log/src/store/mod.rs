@@ -23,7 +23,7 @@ use crate::damage::{DamageLog, PartLabel};
 use crate::error::{LogError, LogResult};
 use crate::io::{sync_dir, FaultInjector, Io, SyncFailure};
 use crate::lease::{PartLeases, Phase, RecState};
-use crate::meta::{Meta, Op};
+use crate::meta::{Meta, Op, Opaque};
 use crate::partition::{Layout, Partition};
 
 mod group_configs;
@@ -1210,6 +1210,14 @@ impl Store for LogStore {
 
     async fn list_group_configs(&self) -> StoreResult<Vec<(String, BTreeMap<String, String>)>> {
         self.inner.list_group_configs()
+    }
+
+    async fn save_group_snapshot(&self, group: &str, state: Bytes) -> StoreResult<()> {
+        self.inner.save_group_snapshot(group, state).await
+    }
+
+    async fn group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>> {
+        self.inner.group_snapshot(group)
     }
 
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
