@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 use tracing::warn;
 
 use super::errors::code_for;
+use super::topics::Known;
 use super::{KafkaServer, CLUSTER_ID, LEADER_EPOCH};
 
 /// "Authorized operations" not asked for (Kafka's INT32_MIN).
@@ -69,8 +70,10 @@ impl KafkaServer {
                     for info in &list {
                         topics.push(self.topic_metadata(info, topic_ops).await);
                     }
-                    *self.known_topics.lock() =
-                        list.into_iter().map(|t| (t.name.clone(), t)).collect();
+                    *self.known_topics.lock() = list
+                        .into_iter()
+                        .map(|t| (t.name.clone(), Known::now(t)))
+                        .collect();
                 }
                 Err(e) => {
                     // An outage must not look like every topic was deleted.
@@ -82,8 +85,12 @@ impl KafkaServer {
                             v.suffix()
                         );
                     }
-                    let known: Vec<TopicInfo> =
-                        self.known_topics.lock().values().cloned().collect();
+                    let known: Vec<TopicInfo> = self
+                        .known_topics
+                        .lock()
+                        .values()
+                        .map(|k| k.info.clone())
+                        .collect();
                     for info in &known {
                         topics.push(self.topic_metadata(info, topic_ops).await);
                     }
@@ -95,11 +102,11 @@ impl KafkaServer {
                         Ok(()) => self.topic_or_create(&name, create).await,
                         Err(e) => Err(e),
                     };
-                    let known = self.known_topics.lock().get(&name).cloned();
+                    let known = self.known_topics.lock().get(&name).map(|k| k.info.clone());
                     topics.push(match result {
                         Ok(info) => {
                             let m = self.topic_metadata(&info, topic_ops).await;
-                            self.known_topics.lock().insert(name, info);
+                            self.known_topics.lock().insert(name, Known::now(info));
                             m
                         }
                         Err(e) if e.is_retriable() && known.is_some() => {

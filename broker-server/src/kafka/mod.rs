@@ -153,8 +153,9 @@ pub struct KafkaServer {
     config: KafkaConfig,
     coordinator: Arc<Coordinator>,
     stop: watch::Receiver<bool>,
-    /// Topics as last read from the store, served by Metadata while the store is unavailable.
-    known_topics: parking_lot::Mutex<std::collections::BTreeMap<String, broker_api::TopicInfo>>,
+    /// Topics as last read from the store, with when; served by Metadata while the store is
+    /// unavailable.
+    known_topics: parking_lot::Mutex<std::collections::BTreeMap<String, topics::Known>>,
     /// Incremental fetch sessions (KIP-227).
     fetch_sessions: fetch_session::FetchSessions,
     /// Serialises the assignment of topic ids to topics that have none yet.

@@ -1,9 +1,15 @@
 //! Topic lookups for the Kafka layer: a cache of topic settings (read on every fetch and
 //! produce for the timestamp type) and Kafka topic ids (KIP-516).
 //!
+//! Several brokers share one store, and a topic can be deleted or created again through any
+//! of them: a cached entry older than [`TOPIC_TTL`] is read again before it is trusted for
+//! anything a client keeps (topic ids, partition counts in assignments).
+//!
 //! A topic id is a random UUID kept in the topic's attributes, given at creation through
 //! Kafka and on first use for topics made another way (SQS queues, older data). A topic
 //! deleted and created again gets a new id, so clients notice the re-creation.
+
+use std::time::{Duration, Instant};
 
 use broker_api::{StoreResult, TopicConfig, TopicInfo};
 use kafka_protocol::protocol::StrBytes;
@@ -27,6 +33,26 @@ pub fn stored_topic_id(config: &TopicConfig) -> Option<Uuid> {
         .and_then(|s| Uuid::parse_str(s).ok())
 }
 
+/// How long a cached topic is trusted before it is read from the store again.
+pub const TOPIC_TTL: Duration = Duration::from_secs(1);
+
+/// A topic as last read from the store.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub info: TopicInfo,
+    pub read_at: Instant,
+}
+
+impl Known {
+    /// `info`, read just now.
+    pub fn now(info: TopicInfo) -> Self {
+        Known {
+            info,
+            read_at: Instant::now(),
+        }
+    }
+}
+
 /// Gives `config` a fresh topic id.
 pub fn assign_topic_id(config: &mut TopicConfig) {
     config
@@ -43,21 +69,38 @@ pub fn log_append_time(config: &TopicConfig) -> bool {
 }
 
 impl KafkaServer {
-    /// The topic, from the cache when it is there, else from the store (and then cached).
+    /// The topic, from the cache when read within [`TOPIC_TTL`], else from the store (and
+    /// then cached). While the store cannot answer, an older cached entry is used.
     pub(super) async fn cached_topic(&self, name: &str) -> StoreResult<TopicInfo> {
-        if let Some(info) = self.known_topics.lock().get(name) {
-            return Ok(info.clone());
+        let stale = match self.known_topics.lock().get(name) {
+            Some(k) if k.read_at.elapsed() < TOPIC_TTL => return Ok(k.info.clone()),
+            Some(k) => Some(k.info.clone()),
+            None => None,
+        };
+        match self.store.describe_topic(name).await {
+            Ok(info) => {
+                self.remember_topic(info.clone());
+                Ok(info)
+            }
+            Err(e) => {
+                if e.is_retriable() {
+                    if let Some(info) = stale {
+                        return Ok(info);
+                    }
+                }
+                if matches!(e, broker_api::StoreError::UnknownTopic(_)) {
+                    self.forget_topic(name);
+                }
+                Err(e)
+            }
         }
-        let info = self.store.describe_topic(name).await?;
-        self.remember_topic(info.clone());
-        Ok(info)
     }
 
     /// Whether records of `topic` carry the broker's append time (LogAppendTime); false for
     /// a topic that cannot be read now (the produce or fetch reports that error itself).
     pub(super) async fn uses_log_append_time(&self, topic: &str) -> bool {
-        if let Some(info) = self.known_topics.lock().get(topic) {
-            return log_append_time(&info.config);
+        if let Some(k) = self.known_topics.lock().get(topic) {
+            return log_append_time(&k.info.config);
         }
         self.cached_topic(topic)
             .await
@@ -66,7 +109,9 @@ impl KafkaServer {
 
     /// Records the newest settings of a topic.
     pub(super) fn remember_topic(&self, info: TopicInfo) {
-        self.known_topics.lock().insert(info.name.clone(), info);
+        self.known_topics
+            .lock()
+            .insert(info.name.clone(), Known::now(info));
     }
 
     /// Forgets a deleted topic.
@@ -113,8 +158,8 @@ impl KafkaServer {
             .known_topics
             .lock()
             .values()
-            .find(|t| stored_topic_id(&t.config) == Some(id))
-            .map(|t| t.name.clone());
+            .find(|k| stored_topic_id(&k.info.config) == Some(id) && k.read_at.elapsed() < TOPIC_TTL)
+            .map(|k| k.info.name.clone());
         if let Some(name) = cached {
             return Some(StrBytes::from_string(name));
         }

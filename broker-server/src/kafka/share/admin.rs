@@ -204,7 +204,7 @@ impl KafkaServer {
             self.shares
                 .ready
                 .lock()
-                .remove(&(topic.clone(), group.clone()));
+                .retain(|(t, g, _), _| !(*t == *topic && *g == *group));
             responses.push(
                 AlterShareGroupOffsetsResponseTopic::default()
                     .with_topic_name(TopicName(s(topic)))
@@ -241,7 +241,7 @@ impl KafkaServer {
             self.shares
                 .ready
                 .lock()
-                .remove(&(topic.clone(), group.clone()));
+                .retain(|(t, g, _), _| !(*t == *topic && *g == *group));
             responses.push(match self.store.delete_lease_group(&topic, &group).await {
                 Ok(_) => row,
                 Err(e) => row
@@ -278,7 +278,7 @@ impl KafkaServer {
             self.shares
                 .ready
                 .lock()
-                .remove(&(t.clone(), group.to_string()));
+                .retain(|(topic, g, _), _| !(topic == t && *g == *group));
         }
         if had_config {
             self.store

@@ -26,6 +26,7 @@ use super::config::{Reset, ShareSettings};
 use super::session::{expand, AckType, Epoch, Session, Tp};
 use crate::kafka::errors::code_for;
 use crate::kafka::records::encode_batch;
+use crate::kafka::topics::stored_topic_id;
 use crate::kafka::KafkaServer;
 
 /// How long the share session of a member that left its group stays for the client to
@@ -635,6 +636,29 @@ impl KafkaServer {
         Ok((leases, hw))
     }
 
+    /// Whether the group's share partitions on `topic` were initialized before this call;
+    /// when they were not, initializes them (see [`Self::ensure_share_partitions`]).
+    pub(super) async fn share_partitions_initialized(
+        &self,
+        topic: &str,
+        group: &str,
+        settings: &ShareSettings,
+    ) -> StoreResult<bool> {
+        let id = self
+            .cached_topic(topic)
+            .await
+            .ok()
+            .and_then(|info| stored_topic_id(&info.config));
+        let ready = self
+            .shares
+            .ready
+            .lock()
+            .contains_key(&(topic.to_string(), group.to_string(), id));
+        let existed = ready || self.store.lease_groups(topic).await?.contains_key(group);
+        self.ensure_share_partitions(topic, group, settings).await?;
+        Ok(existed)
+    }
+
     /// Sets the group's lease group up on `topic` the first time the group reads it (at the
     /// start `share.auto.offset.reset` names), and keeps its config in line with the settings.
     async fn ensure_share_partitions(
@@ -644,7 +668,14 @@ impl KafkaServer {
         settings: &ShareSettings,
     ) -> StoreResult<()> {
         let want = settings.lease_config();
-        let key = (topic.to_string(), group.to_string());
+        // Keyed by the topic's id too: a topic deleted and created again (through any broker)
+        // is set up afresh.
+        let id = self
+            .cached_topic(topic)
+            .await
+            .ok()
+            .and_then(|info| stored_topic_id(&info.config));
+        let key = (topic.to_string(), group.to_string(), id);
         if self.shares.ready.lock().get(&key) == Some(&want) {
             return Ok(());
         }
@@ -738,6 +769,8 @@ impl KafkaServer {
             for tok in tokens {
                 match self.store.release(&topic, group, tok, Duration::ZERO).await {
                     Ok(()) | Err(StoreError::LeaseLapsed) | Err(StoreError::LeaseExpired) => {}
+                    // The topic is gone: so are its other records' locks.
+                    Err(StoreError::UnknownTopic(_)) => break,
                     Err(e) => warn!(topic, group, "cannot release an acquired record: {e}"),
                 }
             }

@@ -2,7 +2,7 @@
 //! assigns the subscribed topics' partitions (see `assign`) and bumps the group epoch whenever
 //! members, subscriptions or partition counts change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::share_group_describe_response::{
@@ -25,8 +25,17 @@ use crate::kafka::KafkaServer;
 /// The assignor's name, as ShareGroupDescribe reports it.
 const ASSIGNOR: &str = "simple";
 
-/// What an assignment is computed from: members' subscriptions and topics' partition counts.
-type Basis = (BTreeMap<String, Vec<String>>, BTreeMap<String, i32>);
+/// The heartbeat interval asked of a member while a topic it subscribes to is being
+/// initialized for its group (the group's own interval when that is shorter).
+const INITIALIZING_HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// What an assignment is computed from: members' subscriptions, topics' partition counts and
+/// topic ids (a topic created again is a new topic to its consumers).
+type Basis = (
+    BTreeMap<String, Vec<String>>,
+    BTreeMap<String, i32>,
+    BTreeMap<String, Uuid>,
+);
 
 /// One member of a share group.
 #[derive(Debug, Clone)]
@@ -68,7 +77,7 @@ impl Group {
     }
 
     /// Recomputes the assignment when its basis changed (bumping the epoch).
-    fn reassign(&mut self, partitions: &BTreeMap<String, i32>) {
+    fn reassign(&mut self, partitions: &BTreeMap<String, i32>, ids: &BTreeMap<String, Uuid>) {
         let subs: BTreeMap<String, Vec<String>> = self
             .members
             .iter()
@@ -79,7 +88,12 @@ impl Group {
             .filter(|(t, _)| subs.values().any(|s| s.contains(t)))
             .map(|(t, n)| (t.clone(), *n))
             .collect();
-        let basis = (subs, relevant);
+        let ids: BTreeMap<String, Uuid> = ids
+            .iter()
+            .filter(|(t, _)| relevant.contains_key(*t))
+            .map(|(t, id)| (t.clone(), *id))
+            .collect();
+        let basis = (subs, relevant, ids);
         if self.basis.as_ref() == Some(&basis) {
             return;
         }
@@ -224,8 +238,8 @@ impl KafkaServer {
             {
                 let mut groups = self.shares.groups.lock();
                 if let Some(g) = groups.get_mut(&group) {
-                    let parts = g_partitions(g);
-                    g.reassign(&parts);
+                    let (parts, ids) = g_partitions(g);
+                    g.reassign(&parts, &ids);
                 }
             }
             if let Err(code) = self.save_share_group(fence.as_ref(), &group).await {
@@ -238,20 +252,40 @@ impl KafkaServer {
                 .with_member_epoch(-1)
                 .with_heartbeat_interval_ms(settings.heartbeat_interval.as_millis() as i32);
         }
+        // As Kafka's coordinator does, a topic's share partitions are assigned only once the
+        // group's state on them is initialized (at `share.auto.offset.reset`); a topic
+        // initialized by this heartbeat is assigned from the next one, which the member is
+        // asked to send soon. Members joining meanwhile get their share of it at once.
         let mut partitions = BTreeMap::new();
-        let mut ids = HashMap::new();
+        let mut ids = BTreeMap::new();
+        let mut initializing = false;
         for t in &topics {
             if let Ok(info) = self.cached_topic(t).await {
+                match self.share_partitions_initialized(t, &group, &settings).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        initializing = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        return fail(ResponseError::CoordinatorNotAvailable, e.to_string())
+                    }
+                }
                 ids.insert(t.clone(), self.topic_id(&info).await);
                 partitions.insert(t.clone(), info.config.partitions as i32);
             }
         }
+        let interval = if initializing {
+            settings.heartbeat_interval.min(INITIALIZING_HEARTBEAT)
+        } else {
+            settings.heartbeat_interval
+        };
         let (epoch, changed, assigned) = {
             let mut groups = self.shares.groups.lock();
             let Some(g) = groups.get_mut(&group) else {
                 return fail(ResponseError::UnknownMemberId, "the group is gone".into());
             };
-            g.reassign(&partitions);
+            g.reassign(&partitions, &ids);
             let epoch = g.epoch;
             let Some(m) = g.members.get_mut(&member_id) else {
                 return fail(
@@ -285,7 +319,7 @@ impl KafkaServer {
         ShareGroupHeartbeatResponse::default()
             .with_member_id(Some(req.member_id))
             .with_member_epoch(epoch)
-            .with_heartbeat_interval_ms(settings.heartbeat_interval.as_millis() as i32)
+            .with_heartbeat_interval_ms(interval.as_millis() as i32)
             .with_assignment(assignment)
     }
 
@@ -386,9 +420,12 @@ impl KafkaServer {
     }
 }
 
-/// The partition counts a group's last assignment was computed from.
-fn g_partitions(g: &Group) -> BTreeMap<String, i32> {
-    g.basis.as_ref().map(|(_, p)| p.clone()).unwrap_or_default()
+/// The partition counts and topic ids a group's last assignment was computed from.
+fn g_partitions(g: &Group) -> (BTreeMap<String, i32>, BTreeMap<String, Uuid>) {
+    g.basis
+        .as_ref()
+        .map(|(_, p, ids)| (p.clone(), ids.clone()))
+        .unwrap_or_default()
 }
 
 fn names(topics: &Option<Vec<TopicName>>) -> Vec<String> {

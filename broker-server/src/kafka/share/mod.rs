@@ -45,8 +45,8 @@ pub(super) struct ShareGroups {
     groups: parking_lot::Mutex<HashMap<String, Group>>,
     /// Share sessions on this broker, by (group, member id).
     sessions: parking_lot::Mutex<HashMap<(String, String), Session>>,
-    /// (topic, group) pairs whose lease group this broker has set up, with its config.
-    ready: parking_lot::Mutex<HashMap<(String, String), LeaseGroupConfig>>,
+    /// (topic, group, topic id) whose lease group this broker has set up, with its config.
+    ready: parking_lot::Mutex<HashMap<(String, String, Option<uuid::Uuid>), LeaseGroupConfig>>,
     /// Settings per group, with when they were read.
     settings: parking_lot::Mutex<HashMap<String, (Instant, ShareSettings)>>,
     /// What was last saved of each group's membership.
