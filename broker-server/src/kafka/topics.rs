@@ -158,7 +158,9 @@ impl KafkaServer {
             .known_topics
             .lock()
             .values()
-            .find(|k| stored_topic_id(&k.info.config) == Some(id) && k.read_at.elapsed() < TOPIC_TTL)
+            .find(|k| {
+                stored_topic_id(&k.info.config) == Some(id) && k.read_at.elapsed() < TOPIC_TTL
+            })
             .map(|k| k.info.name.clone());
         if let Some(name) = cached {
             return Some(StrBytes::from_string(name));

@@ -649,11 +649,11 @@ impl KafkaServer {
             .await
             .ok()
             .and_then(|info| stored_topic_id(&info.config));
-        let ready = self
-            .shares
-            .ready
-            .lock()
-            .contains_key(&(topic.to_string(), group.to_string(), id));
+        let ready =
+            self.shares
+                .ready
+                .lock()
+                .contains_key(&(topic.to_string(), group.to_string(), id));
         let existed = ready || self.store.lease_groups(topic).await?.contains_key(group);
         self.ensure_share_partitions(topic, group, settings).await?;
         Ok(existed)

@@ -261,15 +261,16 @@ impl KafkaServer {
         let mut initializing = false;
         for t in &topics {
             if let Ok(info) = self.cached_topic(t).await {
-                match self.share_partitions_initialized(t, &group, &settings).await {
+                match self
+                    .share_partitions_initialized(t, &group, &settings)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         initializing = true;
                         continue;
                     }
-                    Err(e) => {
-                        return fail(ResponseError::CoordinatorNotAvailable, e.to_string())
-                    }
+                    Err(e) => return fail(ResponseError::CoordinatorNotAvailable, e.to_string()),
                 }
                 ids.insert(t.clone(), self.topic_id(&info).await);
                 partitions.insert(t.clone(), info.config.partitions as i32);

@@ -38,6 +38,9 @@ use super::KafkaServer;
 /// made through this broker apply at once).
 const SETTINGS_TTL: Duration = Duration::from_secs(1);
 
+/// (topic, group, topic id) of a lease group set up for a share group.
+type ReadyKey = (String, String, Option<uuid::Uuid>);
+
 /// Share-group state of this broker.
 #[derive(Default)]
 pub(super) struct ShareGroups {
@@ -45,8 +48,8 @@ pub(super) struct ShareGroups {
     groups: parking_lot::Mutex<HashMap<String, Group>>,
     /// Share sessions on this broker, by (group, member id).
     sessions: parking_lot::Mutex<HashMap<(String, String), Session>>,
-    /// (topic, group, topic id) whose lease group this broker has set up, with its config.
-    ready: parking_lot::Mutex<HashMap<(String, String, Option<uuid::Uuid>), LeaseGroupConfig>>,
+    /// Lease groups this broker has set up, with their config.
+    ready: parking_lot::Mutex<HashMap<ReadyKey, LeaseGroupConfig>>,
     /// Settings per group, with when they were read.
     settings: parking_lot::Mutex<HashMap<String, (Instant, ShareSettings)>>,
     /// What was last saved of each group's membership.
