@@ -201,10 +201,7 @@ impl KafkaServer {
                         .with_error_message(Some(s(e.to_string()))),
                 });
             }
-            self.shares
-                .ready
-                .lock()
-                .retain(|(t, g, _), _| !(*t == *topic && *g == *group));
+            self.shares.forget_ready(&topic, &group);
             responses.push(
                 AlterShareGroupOffsetsResponseTopic::default()
                     .with_topic_name(TopicName(s(topic)))
@@ -238,10 +235,7 @@ impl KafkaServer {
             let row = DeleteShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(TopicName(s(topic.clone())))
                 .with_topic_id(id);
-            self.shares
-                .ready
-                .lock()
-                .retain(|(t, g, _), _| !(*t == *topic && *g == *group));
+            self.shares.forget_ready(&topic, &group);
             responses.push(match self.store.delete_lease_group(&topic, &group).await {
                 Ok(_) => row,
                 Err(e) => row
@@ -275,10 +269,7 @@ impl KafkaServer {
                 .delete_lease_group(t, group)
                 .await
                 .map_err(fail)?;
-            self.shares
-                .ready
-                .lock()
-                .retain(|(topic, g, _), _| !(topic == t && *g == *group));
+            self.shares.forget_ready(t, group);
         }
         if had_config {
             self.store

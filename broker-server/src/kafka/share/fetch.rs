@@ -636,37 +636,15 @@ impl KafkaServer {
         Ok((leases, hw))
     }
 
-    /// Whether the group's share partitions on `topic` were initialized before this call;
-    /// when they were not, initializes them (see [`Self::ensure_share_partitions`]).
-    pub(super) async fn share_partitions_initialized(
+    /// Sets the group's lease group up on `topic` the first time the group subscribes to or
+    /// reads it (at the start `share.auto.offset.reset` names), and keeps its config in line
+    /// with the settings. Returns whether it was set up before this call.
+    pub(super) async fn ensure_share_partitions(
         &self,
         topic: &str,
         group: &str,
         settings: &ShareSettings,
     ) -> StoreResult<bool> {
-        let id = self
-            .cached_topic(topic)
-            .await
-            .ok()
-            .and_then(|info| stored_topic_id(&info.config));
-        let ready =
-            self.shares
-                .ready
-                .lock()
-                .contains_key(&(topic.to_string(), group.to_string(), id));
-        let existed = ready || self.store.lease_groups(topic).await?.contains_key(group);
-        self.ensure_share_partitions(topic, group, settings).await?;
-        Ok(existed)
-    }
-
-    /// Sets the group's lease group up on `topic` the first time the group reads it (at the
-    /// start `share.auto.offset.reset` names), and keeps its config in line with the settings.
-    async fn ensure_share_partitions(
-        &self,
-        topic: &str,
-        group: &str,
-        settings: &ShareSettings,
-    ) -> StoreResult<()> {
         let want = settings.lease_config();
         // Keyed by the topic's id too: a topic deleted and created again (through any broker)
         // is set up afresh.
@@ -677,9 +655,10 @@ impl KafkaServer {
             .and_then(|info| stored_topic_id(&info.config));
         let key = (topic.to_string(), group.to_string(), id);
         if self.shares.ready.lock().get(&key) == Some(&want) {
-            return Ok(());
+            return Ok(true);
         }
         let groups = self.store.lease_groups(topic).await?;
+        let existed = groups.contains_key(group);
         match groups.get(group) {
             Some(have) if *have == want => {}
             Some(_) => {
@@ -713,7 +692,7 @@ impl KafkaServer {
             }
         }
         self.shares.ready.lock().insert(key, want);
-        Ok(())
+        Ok(existed)
     }
 
     /// Closes a member's share session on this broker and releases what it still holds.

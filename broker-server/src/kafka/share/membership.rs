@@ -261,10 +261,7 @@ impl KafkaServer {
         let mut initializing = false;
         for t in &topics {
             if let Ok(info) = self.cached_topic(t).await {
-                match self
-                    .share_partitions_initialized(t, &group, &settings)
-                    .await
-                {
+                match self.ensure_share_partitions(t, &group, &settings).await {
                     Ok(true) => {}
                     Ok(false) => {
                         initializing = true;

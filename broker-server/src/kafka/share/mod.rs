@@ -87,6 +87,14 @@ impl ShareGroups {
         true
     }
 
+    /// Forgets that the group's lease group on `topic` is set up (any incarnation of the
+    /// topic), so the next use sets it up again.
+    pub(super) fn forget_ready(&self, topic: &str, group: &str) {
+        self.ready
+            .lock()
+            .retain(|(t, g, _), _| !(t == topic && g == group));
+    }
+
     /// Forgets a group this broker no longer coordinates.
     pub(super) fn evict(&self, group: &str) {
         self.groups.lock().remove(group);
