@@ -199,6 +199,54 @@ use crate::StoreResult;
 ///   [`crate::Cluster`] save with a fence instead (`save_group_state`), and on such a store
 ///   both name the same slot, so `group_snapshot` also returns what a fenced save wrote.
 ///
+/// # Transactions (Kafka's KIP-98 data plane)
+/// A transaction coordinator (in the broker) decides; the store keeps, per partition, what
+/// consumers need: which producers have a transaction open, where the last stable offset is,
+/// and which transactions were aborted.
+/// - **transactional_batches_open_transactions**: `append_batch` must accept a batch with the
+///   transactional bit and a producer id (>= 0) under the idempotent-producer rules; the
+///   producer's first transactional batch on a partition since its last marker there (or
+///   ever) opens a transaction on that partition at the batch's base offset. A transactional
+///   batch without a producer id, and any control batch, is `InvalidBatch`.
+/// - **last_stable_offset_is_first_open**: the last stable offset (`partition_offsets` and
+///   every `fetch_batches`) must be the smallest first offset of the partition's open
+///   transactions, or the high watermark when none is open; never below the log start.
+/// - **markers_end_transactions**: `write_txn_marker` must append one control batch at the high
+///   watermark (one record in Kafka's layout: key = version 0 and type 0 for abort or 1 for
+///   commit, value = version 0 and the coordinator epoch; transactional and control bits set,
+///   the marker's producer id and epoch, base sequence -1), return its offset, and close the
+///   producer's open transaction on the partition. An abort adds (producer id, first offset of
+///   the transaction) to the partition's aborted transactions, ending at the marker. A marker
+///   for a producer with no open transaction there is still written and aborts nothing. An
+///   epoch older than the producer's newest on the partition is `ProducerFenced` and writes
+///   nothing; a newer epoch becomes the producer's (its next batch starts at sequence 0, and
+///   batches of older epochs are fenced).
+/// - **read_committed_fetch_stops_at_last_stable**: with `read_committed`, `fetch_batches` must
+///   return no batch at or past the last stable offset (an offset in `[last stable, high
+///   watermark]` gives no batch, not an error), and list in `aborted` every aborted
+///   transaction of the partition whose range meets the returned batches (first offset <= the
+///   last returned offset, marker offset >= the fetch offset), sorted by first offset. Without
+///   it, batches go up to the high watermark and `aborted` is empty.
+/// - **control_records_are_not_records**: control batches come back from `fetch_batches` as
+///   stored, but `fetch`, `lease`, `offset_for_timestamp` and `max_timestamp_offset` must skip
+///   their offsets (a fetch from a marker's offset starts at the next data record); for every
+///   lease group they count as done.
+/// - **leases_read_committed**: `lease` must not hand out a record at or past the last stable
+///   offset (`lease_counts` counts those as delayed), nor a record of an aborted transaction
+///   (counted as done, never delivered).
+/// - **transaction_state_survives_reopen**: open transactions, the last stable offset, aborted
+///   transactions and the producer epochs markers set must survive close and reopen (and an
+///   unclean stop, for stores that recover from one).
+/// - **producer_states_are_described**: `producer_states(topic, partition)` must list, sorted by
+///   producer id, every producer with a batch or marker on the partition (at least those
+///   whose newest batch is at or after the log start), with its newest epoch, last sequence
+///   (-1 after a marker that bumped the epoch), the append time of its newest batch and the
+///   first offset of its open transaction, if any.
+/// - **group_snapshots_are_listed**: `list_group_snapshots(prefix)` must return every saved
+///   snapshot (by either save) whose group name starts with `prefix`, sorted by name, with its
+///   bytes; removed ones are not listed (the broker keeps transaction coordinators' state in
+///   such slots and lists them at start).
+///
 /// # Retention
 /// - **delete_records_moves_log_start**: `delete_records(before)` sets the log start to exactly
 ///   `before` (no-op if already past it); `before` above the high watermark is `OffsetOutOfRange`.
@@ -298,7 +346,7 @@ pub trait Store: Send + Sync + 'static {
         offset: i64,
         timeout: Duration,
     ) -> StoreResult<bool>;
-    /// Log start offset and high watermark.
+    /// Log start offset, high watermark and last stable offset.
     async fn partition_offsets(&self, topic: &str, partition: i32)
         -> StoreResult<PartitionOffsets>;
     /// The first offset whose timestamp is at or after `timestamp_ms`.
@@ -422,6 +470,24 @@ pub trait Store: Send + Sync + 'static {
     async fn save_group_snapshot(&self, group: &str, state: Bytes) -> StoreResult<()>;
     /// A group's saved coordinator state, if any.
     async fn group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>>;
+    /// Every saved snapshot whose name starts with `prefix`, sorted by name; see
+    /// **group_snapshots_are_listed**.
+    async fn list_group_snapshots(&self, prefix: &str) -> StoreResult<Vec<(String, Bytes)>>;
+
+    // ---- transactions ----
+
+    /// Appends a transaction marker (a control batch) for one producer; returns its offset.
+    /// See **markers_end_transactions**.
+    async fn write_txn_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        marker: TxnMarker,
+    ) -> StoreResult<i64>;
+    /// The producers of one partition (Kafka's DescribeProducers); see
+    /// **producer_states_are_described**.
+    async fn producer_states(&self, topic: &str, partition: i32)
+        -> StoreResult<Vec<ProducerInfo>>;
 
     // ---- retention ----
 

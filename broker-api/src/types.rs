@@ -313,6 +313,9 @@ pub struct BatchLimits {
     /// Return the first batch even when it alone is larger than `max_bytes` (Kafka's rule
     /// for the first non-empty partition of a fetch, KIP-74).
     pub min_one: bool,
+    /// Kafka's `isolation.level=read_committed`: stop at the last stable offset and list the
+    /// aborted transactions (rule **read_committed_fetch_stops_at_last_stable**).
+    pub read_committed: bool,
 }
 
 /// What a batch fetch returns: whole stored Kafka record batches (format v2), back to back
@@ -327,6 +330,10 @@ pub struct FetchedBatches {
     pub high_watermark: i64,
     /// The first offset still stored.
     pub log_start_offset: i64,
+    /// The first offset of the oldest open transaction, or the high watermark.
+    pub last_stable_offset: i64,
+    /// With `read_committed`: the aborted transactions the returned batches meet.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 impl FetchedBatches {
@@ -361,6 +368,40 @@ impl FetchedBatches {
 pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// The first offset of the oldest open transaction, or the high watermark.
+    pub last_stable_offset: i64,
+}
+
+/// The end of a transaction on one partition, as its coordinator writes it
+/// ([`crate::Store::write_txn_marker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Commit (`true`) or abort.
+    pub commit: bool,
+    /// The coordinator's epoch, kept in the marker's value.
+    pub coordinator_epoch: i32,
+}
+
+/// An aborted transaction of a partition: its producer and first offset (Kafka's
+/// AbortedTransaction of a fetch response); its records run up to its abort marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// A producer's state on one partition ([`crate::Store::producer_states`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    /// Append time of its newest batch (or marker).
+    pub last_timestamp_ms: i64,
+    /// First offset of its open transaction on the partition.
+    pub txn_start_offset: Option<i64>,
 }
 
 /// The answer of a timestamp lookup.

@@ -256,6 +256,7 @@ impl Model {
         Ok(PartitionOffsets {
             log_start_offset: part.log_start,
             high_watermark: part.hwm(),
+            last_stable_offset: part.hwm(),
         })
     }
 

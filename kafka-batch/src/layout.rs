@@ -121,10 +121,9 @@ impl BatchHeader {
     /// bytes are damaged or are not the start of a batch.
     pub fn parse_stored(b: &[u8]) -> Option<BatchHeader> {
         let h = BatchHeader::read(b)?;
-        (h.check().is_ok()
-            && h.base_offset >= 0
-            && h.leader_epoch == 0
-            && h.attributes & (TRANSACTIONAL_BIT | CONTROL_BIT) == 0)
+        let control_ok = !h.is_control() || (h.is_transactional() && h.producer_id >= 0);
+        let txn_ok = !h.is_transactional() || h.producer_id >= 0;
+        (h.check().is_ok() && h.base_offset >= 0 && h.leader_epoch == 0 && control_ok && txn_ok)
             .then_some(h)
     }
 
@@ -216,6 +215,16 @@ impl BatchHeader {
         self.attributes & (TRANSACTIONAL_BIT | CONTROL_BIT) != 0
     }
 
+    /// A batch of a transaction (data or marker).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// A control batch (a transaction marker): not records of the record-level API.
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
     /// The idempotent producer's identity of the batch (producer id >= 0), if any.
     pub fn producer(&self) -> Option<ProducerBatch> {
         (self.producer_id >= 0).then_some(ProducerBatch {
@@ -246,6 +255,14 @@ pub fn stored_prefix(base_offset: i64, total_len: usize) -> [u8; PREFIX_LEN] {
     p[8..12].copy_from_slice(&((total_len - LENGTH_END) as i32).to_be_bytes());
     p[MAGIC_AT] = MAGIC as u8;
     p
+}
+
+/// Marks a whole batch as part of a transaction (its producer's) and rewrites its CRC: what
+/// a transactional producer sends. For tests, benchmarks and tools.
+pub fn set_transactional(batch: &mut [u8]) {
+    let attrs = be_i16(batch, ATTRIBUTES_AT) | TRANSACTIONAL_BIT;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attrs.to_be_bytes());
+    write_crc(batch);
 }
 
 /// Recomputes and writes the CRC of a whole batch.

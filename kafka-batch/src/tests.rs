@@ -353,3 +353,26 @@ fn every_codec_compresses_and_decodes() {
         assert_eq!(out[18].value, records[18].value);
     }
 }
+
+#[test]
+fn markers_round_trip_and_pass_the_stored_checks() {
+    for commit in [true, false] {
+        let m = broker_api::TxnMarker {
+            producer_id: 7,
+            producer_epoch: 3,
+            commit,
+            coordinator_epoch: 11,
+        };
+        let mut b = crate::marker_batch(&m, 1_000);
+        crate::set_base_offset(&mut b, 42);
+        assert!(crate::crc_ok(&b));
+        let h = BatchHeader::parse_stored(&b).expect("a stored marker parses");
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 3, -1));
+        assert_eq!((h.base_offset, h.record_count), (42, 1));
+        assert_eq!(crate::marker_commits(&b), Some(commit));
+        // A producer may not send one.
+        let err = crate::validate(bytes::Bytes::from(b), crate::Timestamps::Create, 1 << 20);
+        assert!(matches!(err, Err(BatchError::Invalid(_))), "{err:?}");
+    }
+}

@@ -110,10 +110,16 @@ pub fn validate(
             h.attributes
         )));
     }
-    if h.is_transactional_or_control() {
+    if h.is_control() {
         return Err(invalid(
-            "transactional and control batches are not supported",
+            "a producer may not send control batches (transaction markers)",
         ));
+    }
+    if h.is_transactional() && h.producer_id < 0 {
+        return Err(invalid(format!(
+            "a transactional batch needs a producer id (got {})",
+            h.producer_id
+        )));
     }
     if !crc_ok(&batch) {
         return Err(corrupt(format!(

@@ -65,6 +65,15 @@ impl ClusterState {
             .state = Some(state);
     }
 
+    /// Rule **group_snapshots_are_listed**.
+    pub(crate) fn snapshots(&self, prefix: &str) -> Vec<(String, Bytes)> {
+        self.coordinators
+            .range(prefix.to_string()..)
+            .take_while(|(g, _)| g.starts_with(prefix))
+            .filter_map(|(g, c)| Some((g.clone(), c.state.clone()?)))
+            .collect()
+    }
+
     pub(crate) fn snapshot(&self, group: &str) -> Option<Bytes> {
         self.coordinators.get(group).and_then(|c| c.state.clone())
     }

@@ -135,7 +135,7 @@ impl PartitionLeases {
                 }
             }
         }
-        for record in log.iter_from(self.floor) {
+        for record in log.committed_from(self.floor) {
             if out.leases.len() >= max {
                 break;
             }
@@ -303,7 +303,18 @@ impl PartitionLeases {
             dead_lettered: self.dead_lettered.len() as u64,
             ..LeaseCounts::default()
         };
+        let stable = log.last_stable();
+        let mut seen = 0u64;
         for record in log.iter_from(self.floor) {
+            seen += 1;
+            if record.offset >= stable {
+                c.delayed += 1;
+                continue;
+            }
+            if log.is_aborted(record.offset) {
+                c.done += 1;
+                continue;
+            }
             match visibility(self.states.get(&record.offset), record, now) {
                 None => c.done += 1,
                 Some(Visible::InFlight) => c.leased += 1,
@@ -311,6 +322,9 @@ impl PartitionLeases {
                 Some(Visible::Available) => c.available += 1,
             }
         }
+        // Control records (transaction markers) are done for every group.
+        let floor = self.floor.clamp(log.log_start(), log.high_watermark());
+        c.done += (log.high_watermark() - floor) as u64 - seen;
         c
     }
 }

@@ -194,10 +194,13 @@ impl Store for MemoryStore {
                     high_watermark: hwm,
                 });
             }
+            let (chunks, aborted) = log.batches_from(offset, limits);
             Ok(FetchedBatches {
-                chunks: log.batches_from(offset, limits),
+                chunks,
                 high_watermark: hwm,
                 log_start_offset: log_start,
+                last_stable_offset: log.last_stable(),
+                aborted,
             })
         })
     }
@@ -290,6 +293,7 @@ impl Store for MemoryStore {
             Ok(PartitionOffsets {
                 log_start_offset: log.log_start(),
                 high_watermark: log.high_watermark(),
+                last_stable_offset: log.last_stable(),
             })
         })
     }
@@ -643,6 +647,28 @@ impl Store for MemoryStore {
             validate_group_name(group)?;
             Ok(s.cluster.snapshot(group))
         })
+    }
+
+    async fn list_group_snapshots(&self, prefix: &str) -> StoreResult<Vec<(String, Bytes)>> {
+        self.with(|s| Ok(s.cluster.snapshots(prefix)))
+    }
+
+    async fn write_txn_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        marker: broker_api::TxnMarker,
+    ) -> StoreResult<i64> {
+        let now = self.now();
+        self.with(|s| s.write_marker(topic, partition, marker, now))
+    }
+
+    async fn producer_states(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Vec<broker_api::ProducerInfo>> {
+        self.with(|s| s.producer_states(topic, partition))
     }
 
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {

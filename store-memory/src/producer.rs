@@ -24,6 +24,7 @@ struct ProducerState {
     epoch: i16,
     last_sequence: i32,
     batches: VecDeque<SeqBatch>,
+    last_timestamp_ms: i64,
 }
 
 /// What an idempotent append must do.
@@ -105,7 +106,9 @@ impl Producers {
                 epoch: batch.epoch,
                 last_sequence: -1,
                 batches: VecDeque::new(),
+                last_timestamp_ms: append_time_ms,
             });
+        state.last_timestamp_ms = append_time_ms;
         if batch.epoch != state.epoch {
             state.epoch = batch.epoch;
             state.batches.clear();
@@ -122,6 +125,51 @@ impl Producers {
         while state.batches.len() > REMEMBERED_BATCHES {
             state.batches.pop_front();
         }
+    }
+}
+
+impl Producers {
+    /// Rule **markers_end_transactions**: a marker of an older epoch than the producer's is
+    /// fenced.
+    pub(crate) fn check_marker(&self, producer_id: i64, epoch: i16) -> StoreResult<()> {
+        match self.states.get(&producer_id) {
+            Some(st) if epoch < st.epoch => Err(StoreError::ProducerFenced {
+                producer_id,
+                epoch,
+                current: st.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers a marker: a newer epoch becomes the producer's, its sequence starting over.
+    pub(crate) fn record_marker(&mut self, producer_id: i64, epoch: i16, now: i64) {
+        let st = self
+            .states
+            .entry(producer_id)
+            .or_insert_with(|| ProducerState {
+                epoch,
+                last_sequence: -1,
+                batches: VecDeque::new(),
+                last_timestamp_ms: now,
+            });
+        if epoch > st.epoch {
+            st.epoch = epoch;
+            st.last_sequence = -1;
+            st.batches.clear();
+        }
+        st.last_timestamp_ms = now;
+    }
+
+    /// (producer id, epoch, last sequence, last append time) of every producer, by id.
+    pub(crate) fn describe(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut v: Vec<_> = self
+            .states
+            .iter()
+            .map(|(&id, s)| (id, s.epoch, s.last_sequence, s.last_timestamp_ms))
+            .collect();
+        v.sort_unstable();
+        v
     }
 }
 

@@ -232,6 +232,53 @@ impl State {
     }
 }
 
+impl State {
+    /// Rule **markers_end_transactions**.
+    pub(super) fn write_marker(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        marker: broker_api::TxnMarker,
+        now: i64,
+    ) -> StoreResult<i64> {
+        self.check_partition(topic, partition)?;
+        let p = &mut self.topic_mut(topic)?.partitions[partition as usize];
+        p.producers
+            .check_marker(marker.producer_id, marker.producer_epoch)?;
+        let mut bytes = kafka_batch::marker_batch(&marker, now);
+        kafka_batch::set_base_offset(&mut bytes, p.log.high_watermark());
+        let offset = p
+            .log
+            .append_marker(marker.producer_id, marker.commit, Bytes::from(bytes));
+        p.producers
+            .record_marker(marker.producer_id, marker.producer_epoch, now);
+        p.high_watermark.send_replace(p.log.high_watermark());
+        Ok(offset)
+    }
+
+    /// Rule **producer_states_are_described**.
+    pub(super) fn producer_states(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Vec<broker_api::ProducerInfo>> {
+        let p = self.partition(topic, partition)?;
+        Ok(p.producers
+            .describe()
+            .into_iter()
+            .map(
+                |(producer_id, epoch, last_sequence, last_timestamp_ms)| broker_api::ProducerInfo {
+                    producer_id,
+                    epoch,
+                    last_sequence,
+                    last_timestamp_ms,
+                    txn_start_offset: p.log.open_txn(producer_id),
+                },
+            )
+            .collect())
+    }
+}
+
 /// Appends records to a partition as one batch (framed as a Kafka batch) and wakes its
 /// waiters; returns the base offset.
 pub(super) fn push(

@@ -103,7 +103,7 @@ async fn batches_at(
     min_one: bool,
 ) -> Result<Vec<Bytes>, String> {
     let f = store
-        .fetch_batches(topic, 0, offset, BatchLimits { max_bytes, min_one })
+        .fetch_batches(topic, 0, offset, BatchLimits { max_bytes, min_one, read_committed: false })
         .await
         .ctx(&format!("fetch_batches at {offset} (max {max_bytes})"))?;
     split(&f.chunks)
@@ -388,6 +388,7 @@ pub async fn batch_fetch_respects_limits(backend: Arc<dyn Backend>) -> CheckResu
     let limits = BatchLimits {
         max_bytes: 1 << 20,
         min_one: true,
+        read_committed: false,
     };
     ensure_err!(
         s.store.fetch_batches("t", 0, 12, limits).await,

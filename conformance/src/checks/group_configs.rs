@@ -242,3 +242,59 @@ pub async fn group_snapshots_round_trip(backend: Arc<dyn Backend>) -> CheckResul
     }
     s.finish().await.ctx("close")
 }
+
+/// **group_snapshots_are_listed**
+pub async fn group_snapshots_are_listed(backend: Arc<dyn Backend>) -> CheckResult {
+    let mut s = fresh(backend, "group_snapshots_are_listed").await?;
+    let st = s.store.clone();
+    ensure!(
+        st.list_group_snapshots("").await.ctx("list_group_snapshots")?.is_empty(),
+        "a fresh store lists no snapshot"
+    );
+    // Names with the characters a LIKE pattern or a range scan could get wrong.
+    let names = ["tx/a", "tx/b%", "tx/b_c", "tx0", "txa", "tx/", "other", "tx\\/z"];
+    for (i, n) in names.iter().enumerate() {
+        st.save_group_snapshot(n, Bytes::from(format!("state {i}")))
+            .await
+            .ctx(&format!("save_group_snapshot({n})"))?;
+    }
+    st.save_group_snapshot("tx/a", Bytes::new())
+        .await
+        .ctx("remove tx/a")?;
+    let want = |names: &[&str]| -> Vec<(String, Bytes)> {
+        let mut v: Vec<(String, Bytes)> = names
+            .iter()
+            .map(|n| {
+                let i = ["tx/a", "tx/b%", "tx/b_c", "tx0", "txa", "tx/", "other", "tx\\/z"]
+                    .iter()
+                    .position(|m| m == n)
+                    .unwrap();
+                (n.to_string(), Bytes::from(format!("state {i}")))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    ensure_eq!(
+        st.list_group_snapshots("tx/").await.ctx("list tx/")?,
+        want(&["tx/", "tx/b%", "tx/b_c"]),
+        "snapshots under tx/"
+    );
+    ensure_eq!(
+        st.list_group_snapshots("tx/b%").await.ctx("list tx/b%")?,
+        want(&["tx/b%"]),
+        "a prefix with % is literal"
+    );
+    ensure_eq!(
+        st.list_group_snapshots("tx/b_").await.ctx("list tx/b_")?,
+        want(&["tx/b_c"]),
+        "a prefix with _ is literal"
+    );
+    s.reopen().await.ctx("reopen")?;
+    ensure_eq!(
+        s.store.list_group_snapshots("").await.ctx("list all after reopen")?,
+        want(&["other", "tx/", "tx/b%", "tx/b_c", "tx0", "tx\\/z", "txa"]),
+        "every snapshot after reopen"
+    );
+    s.finish().await.ctx("close")
+}

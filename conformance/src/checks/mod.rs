@@ -15,6 +15,7 @@ pub mod producer;
 pub mod retention;
 pub mod security;
 pub mod topics;
+pub mod transactions;
 
 mod util;
 
@@ -116,6 +117,15 @@ checks! {
     leases::lease_groups_can_be_deleted,
     group_configs::group_configs_round_trip,
     group_configs::group_snapshots_round_trip,
+    transactions::transactional_batches_open_transactions,
+    transactions::last_stable_offset_is_first_open,
+    transactions::markers_end_transactions,
+    transactions::read_committed_fetch_stops_at_last_stable,
+    transactions::control_records_are_not_records,
+    transactions::leases_read_committed,
+    transactions::transaction_state_survives_reopen,
+    transactions::producer_states_are_described,
+    group_configs::group_snapshots_are_listed,
     retention::delete_records_moves_log_start,
     retention::retention_by_time,
     retention::retention_by_size,
