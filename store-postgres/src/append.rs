@@ -13,22 +13,32 @@ use crate::{notify, PgStore};
 /// Batches a producer remembers for duplicate detection.
 const REMEMBERED_BATCHES: i64 = 5;
 
-const LOCK_PARTITION: &str = "SELECT t.id, t.max_record_bytes, p.log_start, p.next_offset, p.max_ts
+pub(crate) const LOCK_PARTITION: &str =
+    "SELECT t.id, t.max_record_bytes, p.log_start, p.next_offset, p.max_ts
     FROM topics t JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     WHERE t.name = $1 FOR UPDATE OF p";
 
+/// Writes a batch row at the locked partition's next offset: the row, the watermark, the
+/// producer state, the producer's open transaction for a transactional batch (`$18`; kept
+/// when one is open), the delays, and the NOTIFY.
 const FINISH_BATCH: &str = r#"WITH b AS (
         INSERT INTO batches (topic_id, partition, base_offset, last_offset, max_ts, ts_high,
-            bytes, append_time_ms, producer_id, epoch, first_seq, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $15)),
+            bytes, append_time_ms, producer_id, epoch, first_seq, data, txn)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $15, $18)),
     u AS (
         UPDATE partitions SET next_offset = $4 + 1, bytes = bytes + $7, max_ts = $6
         WHERE topic_id = $1 AND partition = $2),
     ps AS (
-        INSERT INTO producer_state (topic_id, partition, producer_id, epoch, last_seq)
-        SELECT $1, $2, $9, $10, $12 WHERE $9::bigint IS NOT NULL
+        INSERT INTO producer_state (topic_id, partition, producer_id, epoch, last_seq,
+            last_timestamp_ms)
+        SELECT $1, $2, $9, $10, $12, $8 WHERE $9::bigint IS NOT NULL
         ON CONFLICT (topic_id, partition, producer_id)
-        DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq),
+        DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq,
+            last_timestamp_ms = excluded.last_timestamp_ms),
+    ot AS (
+        INSERT INTO open_txns (topic_id, partition, producer_id, first_offset)
+        SELECT $1, $2, $9, $3 WHERE $18 AND $9::bigint IS NOT NULL
+        ON CONFLICT (topic_id, partition, producer_id) DO NOTHING),
     dl AS (
         INSERT INTO delays (topic_id, partition, "offset", not_before_ms)
         SELECT $1, $2, x.o, x.nb FROM unnest($16::bigint[], $17::bigint[]) AS x(o, nb))
@@ -41,6 +51,8 @@ pub(crate) struct BatchRow {
     pub count: i64,
     pub max_ts: i64,
     pub producer: Option<ProducerBatch>,
+    /// A batch of a transaction (its producer's open transaction starts or goes on).
+    pub txn: bool,
     /// (offset delta, not-before) of each record that has one.
     pub delays: Vec<(i64, i64)>,
 }
@@ -65,6 +77,7 @@ impl BatchRow {
             count: records.len() as i64,
             max_ts: e.max_timestamp,
             producer,
+            txn: false,
             delays,
         })
     }
@@ -76,6 +89,7 @@ impl BatchRow {
             count: valid.record_count() as i64,
             max_ts: valid.header.max_timestamp,
             producer: valid.header.producer(),
+            txn: valid.header.is_transactional(),
             delays: Vec::new(),
         }
     }
@@ -131,7 +145,7 @@ pub(crate) async fn lock_partition(
 }
 
 /// Writes `batch` at `locked.next_offset` (its batches row, the watermark, the producer
-/// state, its delays, and one NOTIFY when `notify` is set), committing in the same round
+/// state, its open transaction, its delays, and one NOTIFY when `notify` is set), committing in the same round
 /// trip when `commit` is set. Returns the new high watermark.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_batch(
@@ -164,7 +178,7 @@ pub(crate) async fn write_batch(
     let delay_offsets: Vec<i64> = batch.delays.iter().map(|d| base + d.0).collect();
     let delay_times: Vec<i64> = batch.delays.iter().map(|d| d.1).collect();
     let data: &[u8] = &batch.data;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
         &locked.topic_id,
         &partition,
         &base,
@@ -182,6 +196,7 @@ pub(crate) async fn write_batch(
         &data,
         &delay_offsets,
         &delay_times,
+        &batch.txn,
     ];
     if commit {
         tokio::try_join!(tx.query(&finish, &params), tx.batch_execute("COMMIT")).map_err(db_err)?;

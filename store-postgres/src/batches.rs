@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use broker_api::{
-    AppendResult, BatchLimits, FetchedBatches, StoreError, StoreResult, StoredRecord, TimestampType,
+    AbortedTxn, AppendResult, BatchLimits, FetchedBatches, StoreError, StoreResult, StoredRecord,
+    TimestampType,
 };
 use bytes::Bytes;
 use deadpool_postgres::ClientWrapper;
@@ -13,36 +14,75 @@ use crate::append::BatchRow;
 use crate::error::db_err;
 use crate::PgStore;
 
-/// Partition bounds and whole batches from the one holding `$3`, within `$4` bytes (the
-/// first batch also alone when over it and `$5`), all from one snapshot. The batch holding an
-/// offset is the one with the largest base offset at or below it (primary key).
-const FETCH_BATCHES: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.data
+/// Partition bounds (log start, high watermark, last stable offset) and whole batches from
+/// the one holding `$3`, within `$4` bytes (the first batch also alone when over it and
+/// `$5`), all from one snapshot. The batch holding an offset is the one with the largest base
+/// offset at or below it (primary key). With `$7` (read committed) no batch starts at or past
+/// the last stable offset, and each batch row carries the aborted transactions whose first
+/// offset lies in it (the first row: at or before its end) and whose marker is at or after
+/// `$3`: together, those meeting the returned batches. Without `$7` no aborted row is read.
+const FETCH_BATCHES: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.data, l.lso,
+        ab.producers, ab.firsts
     FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
+    CROSS JOIN LATERAL (
+        SELECT greatest(p.log_start, coalesce(min(o.first_offset), p.next_offset)) AS lso
+        FROM open_txns o WHERE o.topic_id = t.id AND o.partition = $2) l
     LEFT JOIN LATERAL (
-        SELECT y.base_offset, y.data FROM (
-            SELECT x.base_offset, x.data,
+        SELECT y.base_offset, y.last_offset, y.n, y.data FROM (
+            SELECT x.base_offset, x.last_offset, x.data,
                    sum(octet_length(x.data)) OVER (ORDER BY x.base_offset) AS run,
                    row_number() OVER (ORDER BY x.base_offset) AS n
             FROM batches x
             WHERE x.topic_id = t.id AND x.partition = $2
               AND x.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
                     WHERE z.topic_id = t.id AND z.partition = $2 AND z.base_offset <= $3), 0)
-              AND x.base_offset < p.next_offset AND $3 >= p.log_start AND $3 < p.next_offset
+              AND x.base_offset < CASE WHEN $7 THEN l.lso ELSE p.next_offset END
+              AND $3 >= p.log_start AND $3 < p.next_offset
             ORDER BY x.base_offset LIMIT $6
         ) y WHERE y.run <= $4 OR (y.n = 1 AND $5)
     ) b ON true
+    LEFT JOIN LATERAL (
+        SELECT array_agg(a.producer_id) AS producers, array_agg(a.first_offset) AS firsts
+        FROM aborted_txns a
+        WHERE $7 AND a.topic_id = t.id AND a.partition = $2
+          AND a.first_offset <= b.last_offset
+          AND a.first_offset >= CASE WHEN b.n = 1 THEN -1 ELSE b.base_offset END
+          AND a.marker_offset >= $3
+    ) ab ON true
     WHERE t.name = $1
     ORDER BY b.base_offset"#;
 
-/// Whole batches holding offsets `$3 .. $3 + $4` (at most `$4` rows: a batch holds at least
-/// one record), in offset order.
-const BATCHES_FROM: &str = r#"SELECT base_offset, data FROM batches
-    WHERE topic_id = $1 AND partition = $2
-      AND base_offset >= coalesce((SELECT max(base_offset) FROM batches
+/// What leases skip (and count as done for every group), as an SQL expression over a batch
+/// row `y`: control batches (transaction markers), and batches of an aborted transaction. A
+/// producer's transactions on a partition do not overlap, so a transactional batch is aborted
+/// when the producer's newest aborted transaction starting at or before it ends (its marker)
+/// after it (`aborted_txns_producer`).
+macro_rules! lease_skips {
+    () => {
+        "(y.control OR (y.txn AND coalesce((
+            SELECT a.marker_offset > y.base_offset FROM aborted_txns a
+            WHERE a.topic_id = y.topic_id AND a.partition = y.partition
+              AND a.producer_id = y.producer_id AND a.first_offset <= y.base_offset
+            ORDER BY a.first_offset DESC LIMIT 1), false)))"
+    };
+}
+
+/// Whole batches holding offsets `$3 .. least($3 + $4, $5)` (at most `$4` rows: a batch holds
+/// at least one offset), in offset order, as [`fresh_items`] reads them: base offset, data
+/// (NULL when skipped), last offset, and whether a lease skips the batch ([`lease_skips`]).
+const BATCHES_FROM: &str = concat!(
+    "SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END, y.last_offset, s.skip
+    FROM batches y
+    CROSS JOIN LATERAL (SELECT ",
+    lease_skips!(),
+    " AS skip) s
+    WHERE y.topic_id = $1 AND y.partition = $2
+      AND y.base_offset >= coalesce((SELECT max(base_offset) FROM batches
             WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3), 0)
-      AND base_offset < $3 + $4
-    ORDER BY base_offset"#;
+      AND y.base_offset < least($3 + $4, $5)
+    ORDER BY y.base_offset"
+);
 
 /// The batch holding each offset of `$3`.
 const BATCHES_AT: &str = r#"SELECT DISTINCT ON (b.base_offset) b.base_offset, b.data
@@ -56,7 +96,8 @@ const BATCHES_AT: &str = r#"SELECT DISTINCT ON (b.base_offset) b.base_offset, b.
 const MAX_FETCH_ROWS: i64 = 10_000;
 
 /// Decodes stored batches (`data` in column `col`), calling `f` for each record at or after
-/// `from` until it returns false. A batch that does not decode is `Corrupt`.
+/// `from` until it returns false. Control batches (transaction markers) hold no records and
+/// are skipped. A batch that does not decode is `Corrupt`.
 pub(crate) fn decode_rows(
     rows: &[tokio_postgres::Row],
     col: usize,
@@ -71,6 +112,9 @@ pub(crate) fn decode_rows(
         let Some(data) = r.get::<_, Option<&[u8]>>(col) else {
             continue;
         };
+        if kafka_batch::BatchHeader::read(data).is_some_and(|h| h.is_control()) {
+            continue;
+        }
         let bytes = Bytes::copy_from_slice(data);
         kafka_batch::decode_records(&bytes, from, |rec| {
             more = f(rec);
@@ -81,26 +125,62 @@ pub(crate) fn decode_rows(
     Ok(())
 }
 
-/// Up to `max` records from offset `from` on (fewer at the end of the partition).
-pub(crate) async fn records_from(
+/// A never-leased offset as a lease call sees it.
+pub(crate) enum Fresh {
+    Record(StoredRecord),
+    /// A control record or a record of an aborted transaction: never leased, done for every
+    /// group.
+    Skip(i64),
+}
+
+/// The offsets `[from, upto)` held by `rows` (whole batches in offset order; in columns
+/// `cols`: base offset, data or NULL, last offset, skipped), one item each, in order.
+pub(crate) fn fresh_items(
+    rows: &[tokio_postgres::Row],
+    cols: [usize; 4],
+    from: i64,
+    upto: i64,
+) -> StoreResult<Vec<Fresh>> {
+    let [base_col, data_col, last_col, skip_col] = cols;
+    let mut out = Vec::new();
+    for r in rows {
+        if r.get::<_, bool>(skip_col) {
+            let (base, last): (i64, i64) = (r.get(base_col), r.get(last_col));
+            out.extend((base.max(from)..(last + 1).min(upto)).map(Fresh::Skip));
+            continue;
+        }
+        let mut past = false;
+        decode_rows(std::slice::from_ref(r), data_col, from, |rec| {
+            past = rec.offset >= upto;
+            if !past {
+                out.push(Fresh::Record(rec));
+            }
+            !past
+        })?;
+        if past {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The items of up to `max` offsets from `from` on, below `upto` (fewer at the end).
+pub(crate) async fn fresh_from(
     db: &ClientWrapper,
     topic_id: i64,
     partition: i32,
     from: i64,
     max: usize,
-) -> StoreResult<Vec<StoredRecord>> {
+    upto: i64,
+) -> StoreResult<Vec<Fresh>> {
     let n = i64::try_from(max).unwrap_or(i64::MAX);
     let stmt = db.prepare_cached(BATCHES_FROM).await.map_err(db_err)?;
     let rows = db
-        .query(&stmt, &[&topic_id, &partition, &from, &n])
+        .query(&stmt, &[&topic_id, &partition, &from, &n, &upto])
         .await
         .map_err(db_err)?;
-    let mut out = Vec::with_capacity(max.min(4096));
-    decode_rows(&rows, 1, from, |r| {
-        out.push(r);
-        out.len() < max
-    })?;
-    Ok(out)
+    let upto = upto.min(from.saturating_add(n));
+    fresh_items(&rows, [0, 1, 2, 3], from, upto)
 }
 
 /// The records at `offsets` (those that exist), by offset.
@@ -171,6 +251,7 @@ impl PgStore {
                     &max_bytes,
                     &limits.min_one,
                     &MAX_FETCH_ROWS,
+                    &limits.read_committed,
                 ],
             )
             .await
@@ -179,7 +260,7 @@ impl PgStore {
             self.topic_partition(&**client, topic, partition).await?;
             return Err(crate::unknown_partition(topic, partition));
         };
-        let (log_start, hw): (i64, i64) = (first.get(1), first.get(2));
+        let (log_start, hw, lso): (i64, i64, i64) = (first.get(1), first.get(2), first.get(4));
         if offset < log_start || offset > hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset,
@@ -187,6 +268,20 @@ impl PgStore {
                 high_watermark: hw,
             });
         }
+        let mut aborted = Vec::new();
+        for r in &rows {
+            let producers: Option<Vec<i64>> = r.get(5);
+            let firsts: Option<Vec<i64>> = r.get(6);
+            if let (Some(producers), Some(firsts)) = (producers, firsts) {
+                aborted.extend(producers.into_iter().zip(firsts).map(
+                    |(producer_id, first_offset)| AbortedTxn {
+                        producer_id,
+                        first_offset,
+                    },
+                ));
+            }
+        }
+        aborted.sort_by_key(|a| (a.first_offset, a.producer_id));
         let total: usize = rows
             .iter()
             .map(|r| r.get::<_, Option<&[u8]>>(3).map_or(0, <[u8]>::len))
@@ -205,6 +300,8 @@ impl PgStore {
             },
             high_watermark: hw,
             log_start_offset: log_start,
+            last_stable_offset: lso,
+            aborted,
         })
     }
 }

@@ -12,9 +12,10 @@ use crate::batches::decode_rows;
 use crate::error::db_err;
 use crate::PgStore;
 
-/// Partition bounds and the batches holding records from `$3` on: at most `$4` records' worth
-/// of rows (a batch holds at least one), those that start within `$5` bytes (the first always),
-/// at most `$6` rows, all from one snapshot. The exact record limits are applied when decoding.
+/// Partition bounds and the data batches holding records from `$3` on: at most `$4` offsets'
+/// worth of rows (a batch holds at least one), those that start within `$5` bytes (the first
+/// always), at most `$6` rows, all from one snapshot; control batches (transaction markers)
+/// are left out. The exact record limits are applied when decoding.
 const FETCH: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.base_offset, b.data
     FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
@@ -28,7 +29,7 @@ const FETCH: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.base_offset, b
               AND x.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
                     WHERE z.topic_id = t.id AND z.partition = $2 AND z.base_offset <= $3), 0)
               AND x.base_offset < p.next_offset AND x.base_offset < $3 + $4
-              AND $3 >= p.log_start AND $3 < p.next_offset
+              AND $3 >= p.log_start AND $3 < p.next_offset AND NOT x.control
             ORDER BY x.base_offset LIMIT $6
         ) y WHERE y.before <= $5 OR y.n = 1
     ) b ON true
@@ -43,27 +44,38 @@ const TS_PAGE: i64 = 64;
 const OFFSETS: &str = "SELECT t.id, p.log_start, p.next_offset FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2 WHERE t.name = $1";
 
+/// [`OFFSETS`] and the last stable offset: the first offset of the oldest open transaction
+/// (at least the log start), else the high watermark; from one snapshot.
+const OFFSETS_LSO: &str = "SELECT t.id, p.log_start, p.next_offset,
+        greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
+            WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset))
+    FROM topics t
+    JOIN partitions p ON p.topic_id = t.id AND p.partition = $2 WHERE t.name = $1";
+
 /// Fast path of the max-timestamp lookup. `ts_high` (max timestamp so far) never decreases
 /// along a partition, so the first batch in (ts_high, base_offset) order whose ts_high reaches
 /// the partition's largest ts_high holds the first record with the largest timestamp ever
 /// appended. Two descents of `batches_ts_high`; the batch is decoded here. It answers only
 /// when that batch is wholly at or above the log start (`$3` decides); otherwise the record
-/// may have been deleted and `MAX_TS_SCAN` runs.
+/// may have been deleted and `MAX_TS_SCAN` runs. Control batches never raise `ts_high` (see
+/// `transactions::MARKER`) and are never the answer.
 const MAX_TS_FAST: &str = r#"SELECT b.max_ts = b.ts_high AND b.base_offset >= $3, b.max_ts, b.data
     FROM batches b
-    WHERE topic_id = $1 AND partition = $2 AND ts_high >= (
+    WHERE topic_id = $1 AND partition = $2 AND NOT control AND ts_high >= (
         SELECT max(ts_high) FROM batches WHERE topic_id = $1 AND partition = $2)
     ORDER BY ts_high, base_offset LIMIT 1"#;
 
 /// Slow path, when the largest timestamp ever appended is below the log start: the batch of
 /// `[log_start, hw)` with the largest max timestamp (reading one small row per live batch),
-/// and the batch that straddles the log start; both are decoded here.
+/// and the batch that straddles the log start; both are decoded here. Control batches hold
+/// no records.
 const MAX_TS_SCAN: &str = r#"(SELECT max_ts, data FROM batches
-        WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3
+        WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3 AND NOT control
         ORDER BY max_ts DESC, base_offset LIMIT 1)
     UNION ALL
     (SELECT max_ts, data FROM batches
         WHERE topic_id = $1 AND partition = $2 AND base_offset < $3 AND last_offset >= $3
+          AND NOT control
         ORDER BY base_offset DESC LIMIT 1)"#;
 
 /// The first batch whose max-timestamp-so-far reaches `$3` (`batches_ts_high`).
@@ -71,9 +83,9 @@ const FIRST_REACHING: &str = "SELECT base_offset FROM batches
     WHERE topic_id = $1 AND partition = $2 AND ts_high >= $3
     ORDER BY ts_high, base_offset LIMIT 1";
 
-/// A page of batches from base offset `$3` on.
+/// A page of data batches (no control batch) from base offset `$3` on.
 const BATCH_PAGE: &str = "SELECT base_offset, data FROM batches
-    WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3
+    WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3 AND NOT control
     ORDER BY base_offset LIMIT $4";
 
 impl PgStore {
@@ -98,6 +110,28 @@ impl PgStore {
         }
     }
 
+    /// `(topic_id, log_start, high_watermark, last_stable_offset)` of a partition, from one
+    /// snapshot, or `UnknownTopic`.
+    pub(crate) async fn offsets_with_lso(
+        &self,
+        client: &deadpool_postgres::Object,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<(i64, i64, i64, i64)> {
+        let stmt = client.prepare_cached(OFFSETS_LSO).await.map_err(db_err)?;
+        match client
+            .query_opt(&stmt, &[&topic, &partition])
+            .await
+            .map_err(db_err)?
+        {
+            Some(r) => Ok((r.get(0), r.get(1), r.get(2), r.get(3))),
+            None => {
+                self.topic_partition(&***client, topic, partition).await?;
+                Err(crate::unknown_partition(topic, partition))
+            }
+        }
+    }
+
     pub(crate) async fn do_fetch(
         &self,
         topic: &str,
@@ -109,36 +143,40 @@ impl PgStore {
         let stmt = client.prepare_cached(FETCH).await.map_err(db_err)?;
         let max_records = i64::try_from(limits.max_records).unwrap_or(i64::MAX);
         let max_bytes = i64::try_from(limits.max_bytes).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &topic,
-                    &partition,
-                    &offset,
-                    &max_records,
-                    &max_bytes,
-                    &MAX_FETCH_ROWS,
-                ],
-            )
-            .await
-            .map_err(db_err)?;
-        let Some(first) = rows.first() else {
-            self.topic_partition(&**client, topic, partition).await?;
-            return Err(crate::unknown_partition(topic, partition));
-        };
-        let (log_start, hw): (i64, i64) = (first.get(1), first.get(2));
-        if offset < log_start || offset > hw {
-            return Err(StoreError::OffsetOutOfRange {
-                offset,
-                log_start,
-                high_watermark: hw,
-            });
-        }
         let mut records = Vec::new();
-        let mut bytes = 0usize;
-        if limits.max_records > 0 {
-            decode_rows(&rows, 4, offset, |r| {
+        let mut from = offset;
+        let (log_start, hw) = loop {
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &topic,
+                        &partition,
+                        &from,
+                        &max_records,
+                        &max_bytes,
+                        &MAX_FETCH_ROWS,
+                    ],
+                )
+                .await
+                .map_err(db_err)?;
+            let Some(first) = rows.first() else {
+                self.topic_partition(&**client, topic, partition).await?;
+                return Err(crate::unknown_partition(topic, partition));
+            };
+            let (log_start, hw): (i64, i64) = (first.get(1), first.get(2));
+            if from == offset && (offset < log_start || offset > hw) {
+                return Err(StoreError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    high_watermark: hw,
+                });
+            }
+            if limits.max_records == 0 {
+                break (log_start, hw);
+            }
+            let mut bytes = 0usize;
+            decode_rows(&rows, 4, from, |r| {
                 if r.offset >= hw || records.len() >= limits.max_records {
                     return false;
                 }
@@ -149,7 +187,14 @@ impl PgStore {
                 records.push(r);
                 true
             })?;
-        }
+            // No record in `[from, from + max_records)`: only control records (transaction
+            // markers) there, so read on after them rather than answer nothing.
+            let next = from.saturating_add(max_records);
+            if !records.is_empty() || next >= hw || from < log_start {
+                break (log_start, hw);
+            }
+            from = next;
+        };
         Ok(FetchResult {
             records,
             high_watermark: hw,
@@ -205,10 +250,11 @@ impl PgStore {
         partition: i32,
     ) -> StoreResult<PartitionOffsets> {
         let client = self.conn().await?;
-        let (_, log_start, hw) = self.offsets_of(&client, topic, partition).await?;
+        let (_, log_start, hw, lso) = self.offsets_with_lso(&client, topic, partition).await?;
         Ok(PartitionOffsets {
             log_start_offset: log_start,
             high_watermark: hw,
+            last_stable_offset: lso,
         })
     }
 

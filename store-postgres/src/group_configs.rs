@@ -144,4 +144,29 @@ impl PgStore {
             .and_then(|r| r.get::<_, Option<Vec<u8>>>(0))
             .map(Bytes::from))
     }
+
+    /// Every saved snapshot (by either save) whose group name starts with `prefix`, compared
+    /// literally (`starts_with`, not a LIKE pattern), sorted by name (in Rust, as the
+    /// database's collation may order text differently); cleared ones are left out. Rule
+    /// **group_snapshots_are_listed**.
+    pub(crate) async fn do_list_group_snapshots(
+        &self,
+        prefix: &str,
+    ) -> StoreResult<Vec<(String, Bytes)>> {
+        let client = self.conn().await?;
+        let rows = client
+            .query(
+                "SELECT grp, state FROM group_coordinators
+                 WHERE starts_with(grp, $1) AND octet_length(state) > 0",
+                &[&prefix],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut out: Vec<(String, Bytes)> = rows
+            .iter()
+            .map(|r| (r.get(0), Bytes::from(r.get::<_, Vec<u8>>(1))))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
 }

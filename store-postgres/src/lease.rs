@@ -7,6 +7,10 @@
 //! Leasing one partition for one group is serialised by the cursor row lock (and an
 //! in-process mutex, so waiting leasers hold no connection); acks, extends and releases touch
 //! only their own rows, and those updates change no indexed column (HOT updates).
+//!
+//! Leases read committed: fresh records are taken only below the last stable offset, and
+//! the offsets leases skip (transaction markers, records of aborted transactions) get a done
+//! row as the cursor passes them, so they count as done like acked records.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use broker_api::{
 use tokio_postgres::types::ToSql;
 
 use crate::append::{lock_partition, write_batch, BatchRow};
-use crate::batches::{decode_rows, records_at, records_from};
+use crate::batches::{decode_rows, fresh_from, fresh_items, records_at, Fresh};
 use crate::error::db_err;
 use crate::group_commit::{Outcome, StatementJob};
 use crate::tx::Tx;
@@ -27,10 +31,13 @@ use crate::{millis, PgStore};
 
 const LEASED: i16 = 1;
 const RELEASED: i16 = 2;
+const DONE: i16 = 3;
 const DEAD: i16 = 4;
 
 /// Most fresh records one lease call looks at beyond what it returns (delayed ones).
 const SCAN_SLACK: usize = 1_000;
+/// Most skipped offsets (transaction markers, aborted records) one lease call marks done.
+const MAX_SKIPPED: usize = 20_000;
 
 const LOCK_CURSOR: &str = "SELECT c.floor, c.next_offset, c.check_at, p.log_start, p.next_offset,
         g.id, g.max_deliveries, g.dead_letter_topic, g.ordered_by_key, t.id
@@ -63,28 +70,41 @@ const ADVANCE_FLOOR: &str = r#"WITH c AS (
           AND s."offset" >= f.fl AND s."offset" < f.nf AND s.state = 3)
     SELECT nf FROM f"#;
 
-/// The batches holding the next `$4` never-leased records from the cursor on (columns: base
-/// offset, data, the first such offset, the high watermark), pipelined with [`LOCK_CURSOR`].
-const FRESH_FIRST: &str = r#"SELECT b.base_offset, b.data, x.nx, p.next_offset
+/// The batches holding the next `$4` never-leased offsets from the cursor on, below the last
+/// stable offset (columns: base offset, data or NULL when skipped, the first such offset, the
+/// last stable offset, last offset, skipped: see `batches::fresh_items`), pipelined with
+/// [`LOCK_CURSOR`].
+const FRESH_FIRST: &str = concat!(
+    r#"SELECT b.base_offset, b.data, x.nx, x.lso, b.last_offset, b.skip
     FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
     JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
-    CROSS JOIN LATERAL (SELECT greatest(c.next_offset, c.floor, p.log_start) AS nx) x
+    CROSS JOIN LATERAL (SELECT greatest(c.next_offset, c.floor, p.log_start) AS nx,
+        greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
+            WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) AS lso) x
     CROSS JOIN LATERAL (
-        SELECT y.base_offset, y.data FROM batches y
+        SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END AS data,
+            y.last_offset, s.skip
+        FROM batches y
+        CROSS JOIN LATERAL (SELECT "#,
+    lease_skips!(),
+    r#" AS skip) s
         WHERE y.topic_id = t.id AND y.partition = $2
           AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
                 WHERE z.topic_id = t.id AND z.partition = $2 AND z.base_offset <= x.nx), 0)
-          AND y.base_offset < least(p.next_offset, x.nx + $4)
+          AND y.base_offset < least(x.lso, x.nx + $4)
         ORDER BY y.base_offset) b
     WHERE t.name = $1
-    ORDER BY b.base_offset"#;
+    ORDER BY b.base_offset"#
+);
 
 /// The fast lease path as one statement (see `lease_fast`): $1 topic, $2 partition, $3 group,
 /// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). Leases the
-/// offsets `[first, upto)` (offsets are dense, so no record row is read); columns: whether it
-/// applied, `first`, `upto`, then the base offset and data of each batch holding them.
+/// offsets `[first, upto)`, below the last stable offset (offsets are dense, so no record row
+/// is read); columns: whether it applied, `first`, `upto`, then the base offset and data of
+/// each batch holding them. It does not apply when a batch there is one leases skip (a
+/// transaction marker or aborted records, found through the partial index `batches_txn`).
 ///
 /// It applies only when the locked cursor is the version the statement's snapshot sees
 /// (same `xmin`). A statement that waited for the cursor lock gets the newest cursor but
@@ -92,9 +112,12 @@ const FRESH_FIRST: &str = r#"SELECT b.base_offset, b.data, x.nx, p.next_offset
 /// miss that call's in-flight rows and move the floor over them, and after a reset it
 /// would see rows the reset removed. It then falls back to the general path, whose
 /// statements after the lock see everything committed before it.
-const LEASE_FAST: &str = r#"WITH c AS (
+const LEASE_FAST: &str = concat!(
+    r#"WITH c AS (
         SELECT c.topic_id, c.group_id, c.check_at, greatest(c.floor, p.log_start) AS fl,
-               greatest(c.next_offset, c.floor, p.log_start) AS nx, p.next_offset AS hw,
+               greatest(c.next_offset, c.floor, p.log_start) AS nx,
+               greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
+                   WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) AS lso,
                g.ordered_by_key, g.dead_letter_topic, c.xmin AS version
         FROM topics t
         JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
@@ -109,12 +132,23 @@ const LEASE_FAST: &str = r#"WITH c AS (
               WHERE v.topic_id = c.topic_id AND v.partition = $2 AND v.group_id = c.group_id)
           AND (c.dead_letter_topic IS NULL
                OR EXISTS (SELECT 1 FROM topics d WHERE d.name = c.dead_letter_topic))),
-    r AS (SELECT ok.nx AS first, least(ok.hw, ok.nx + $4) AS upto FROM ok WHERE ok.nx < ok.hw),
+    r AS (
+        SELECT ok.nx AS first, least(ok.lso, ok.nx + $4) AS upto,
+            coalesce((SELECT max(z.base_offset) FROM batches z
+                WHERE z.topic_id = ok.topic_id AND z.partition = $2
+                  AND z.base_offset <= ok.nx), 0) AS hb
+        FROM ok WHERE ok.nx < ok.lso),
     go AS (
         SELECT ok.* FROM ok WHERE NOT EXISTS (
             SELECT 1 FROM delays d, r
             WHERE d.topic_id = ok.topic_id AND d.partition = $2
-              AND d."offset" >= r.first AND d."offset" < r.upto AND d.not_before_ms > $5)),
+              AND d."offset" >= r.first AND d."offset" < r.upto AND d.not_before_ms > $5)
+          AND NOT EXISTS (
+            SELECT 1 FROM r, batches y
+            WHERE y.topic_id = ok.topic_id AND y.partition = $2 AND y.txn
+              AND y.base_offset >= r.hb AND y.base_offset < r.upto AND "#,
+    lease_skips!(),
+    r#")),
     f AS (
         SELECT go.*, coalesce((SELECT s."offset" FROM lease_state s
             WHERE s.topic_id = go.topic_id AND s.partition = $2 AND s.group_id = go.group_id
@@ -141,19 +175,37 @@ const LEASE_FAST: &str = r#"WITH c AS (
     b AS (
         SELECT y.base_offset, y.data FROM go, r, batches y
         WHERE y.topic_id = go.topic_id AND y.partition = $2
-          AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
-                WHERE z.topic_id = go.topic_id AND z.partition = $2
-                  AND z.base_offset <= r.first), 0)
-          AND y.base_offset < r.upto)
+          AND y.base_offset >= r.hb AND y.base_offset < r.upto)
     SELECT EXISTS (SELECT 1 FROM go) AS went, (SELECT first FROM r), (SELECT upto FROM r),
            b.base_offset, b.data
     FROM (SELECT 1) one LEFT JOIN b ON EXISTS (SELECT 1 FROM go)
-    ORDER BY b.base_offset"#;
+    ORDER BY b.base_offset"#
+);
 
-/// Rows of never-leased records, and whether the query may have had more.
+/// Counts of the never-leased offsets `[$3, $4)` ($4 at most the last stable offset): those
+/// delayed (not-before after `$5`) and those leases skip ([`lease_skips`]).
+const FRESH_COUNTS: &str = concat!(
+    r#"SELECT
+        (SELECT count(*) FROM delays
+         WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
+           AND not_before_ms > $5),
+        (SELECT coalesce(sum(least(y.last_offset, $4 - 1) - greatest(y.base_offset, $3) + 1), 0)
+            ::bigint
+         FROM batches y
+         WHERE y.topic_id = $1 AND y.partition = $2 AND y.txn
+           AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
+                 WHERE z.topic_id = $1 AND z.partition = $2 AND z.base_offset <= $3), 0)
+           AND y.base_offset < $4 AND y.last_offset >= $3 AND "#,
+    lease_skips!(),
+    ")"
+);
+
+/// Never-leased offsets, whether the query may have had more, and the last stable offset
+/// it saw (later pages stop there: it only grows).
 struct Page {
-    rows: Vec<StoredRecord>,
+    rows: Vec<Fresh>,
     full: bool,
+    stable: i64,
 }
 
 const WRITE_STATE: &str = r#"WITH s AS (
@@ -379,21 +431,18 @@ impl PgStore {
             )
             .map_err(db_err)?;
             if let (Some(row), Some(floor)) = (row, floor) {
-                let mut records = Vec::new();
+                let mut items = Vec::new();
+                let mut stable = i64::MAX;
                 if let Some(r0) = fresh.first() {
-                    let (nx, hw): (i64, i64) = (r0.get(2), r0.get(3));
-                    let upto = hw.min(nx.saturating_add(limit));
-                    decode_rows(&fresh, 1, nx, |r| {
-                        let more = r.offset < upto;
-                        if more {
-                            records.push(r);
-                        }
-                        more
-                    })?;
+                    let (nx, lso): (i64, i64) = (r0.get(2), r0.get(3));
+                    let upto = lso.min(nx.saturating_add(limit));
+                    items = fresh_items(&fresh, [0, 1, 4, 5], nx, upto)?;
+                    stable = lso;
                 }
                 let first = Page {
-                    full: records.len() as i64 >= limit,
-                    rows: records,
+                    full: items.len() as i64 >= limit,
+                    rows: items,
+                    stable,
                 };
                 return self
                     .lease_in_tx(
@@ -666,13 +715,31 @@ impl PgStore {
         // 2. Fresh records from the cursor on: the first page came with the lock.
         let mut new_next = next;
         let mut scanned = 0usize;
+        let mut skipped = 0usize;
         let mut page = first_page;
         'pages: loop {
             let full = page.full;
-            for rec in std::mem::take(&mut page.rows) {
+            for item in std::mem::take(&mut page.rows) {
                 if leases.len() >= max {
                     break 'pages;
                 }
+                let rec = match item {
+                    Fresh::Record(rec) => rec,
+                    Fresh::Skip(offset) => {
+                        // Done for the group at once: never leased, counted done.
+                        skipped += 1;
+                        new_next = offset + 1;
+                        writes.push(StateWrite {
+                            offset,
+                            state: DONE,
+                            nonce: 0,
+                            deliveries: 0,
+                            visible_at: now,
+                            first_leased_at: None,
+                        });
+                        continue;
+                    }
+                };
                 scanned += 1;
                 new_next = rec.offset + 1;
                 let key = if ordered { rec.key.clone() } else { None };
@@ -727,14 +794,16 @@ impl PgStore {
                 }
                 fresh_records.insert(rec.offset, rec);
             }
-            if !full || leases.len() >= max || scanned >= max + SCAN_SLACK {
+            if !full || leases.len() >= max || scanned >= max + SCAN_SLACK || skipped >= MAX_SKIPPED
+            {
                 break;
             }
             let want = max - leases.len();
-            let rows = records_from(db, tid, partition, new_next, want).await?;
+            let rows = fresh_from(db, tid, partition, new_next, want, page.stable).await?;
             page = Page {
                 full: rows.len() >= want,
                 rows,
+                stable: page.stable,
             };
         }
         if !leases.is_empty() {
@@ -1093,7 +1162,7 @@ impl PgStore {
     ) -> StoreResult<LeaseCounts> {
         validate_group_name(group)?;
         let client = self.conn().await?;
-        let (tid, log_start, hw) = self.offsets_of(&client, topic, partition).await?;
+        let (tid, log_start, hw, lso) = self.offsets_with_lso(&client, topic, partition).await?;
         let now = self.now();
         let cursor = client
             .query_opt(
@@ -1140,19 +1209,18 @@ impl PgStore {
             c.delayed = r.get::<_, i64>(3) as u64;
             c.available = r.get::<_, i64>(4) as u64;
         }
-        // Never-leased records: delayed while their not-before is in the future.
-        let delayed: i64 = client
-            .query_one(
-                r#"SELECT count(*) FROM delays
-                   WHERE topic_id = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
-                     AND not_before_ms > $5"#,
-                &[&tid, &partition, &next, &hw, &now],
-            )
+        // Never-leased records: delayed at or past the last stable offset, and before it while
+        // their not-before is in the future; done when leases skip them.
+        let stable = lso.clamp(next, hw);
+        let stmt = client.prepare_cached(FRESH_COUNTS).await.map_err(db_err)?;
+        let r = client
+            .query_one(&stmt, &[&tid, &partition, &next, &stable, &now])
             .await
-            .map_err(db_err)?
-            .get(0);
-        c.delayed += delayed as u64;
-        c.available += (hw - next - delayed) as u64;
+            .map_err(db_err)?;
+        let (delayed, skipped): (i64, i64) = (r.get(0), r.get(1));
+        c.delayed += (hw - stable + delayed) as u64;
+        c.done += skipped as u64;
+        c.available += (stable - next - delayed - skipped) as u64;
         Ok(c)
     }
 }

@@ -2,6 +2,7 @@
 //! schema, so users can query, back up and join their messages. See `docs/postgres-schema.md`.
 
 mod append;
+#[macro_use]
 mod batches;
 mod cluster;
 mod error;
@@ -19,6 +20,7 @@ mod schema;
 mod security;
 mod store;
 mod topics;
+mod transactions;
 mod tx;
 
 use std::collections::HashMap;

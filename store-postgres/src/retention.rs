@@ -61,6 +61,14 @@ impl PgStore {
                 .await
                 .map_err(db_err)?;
             }
+            // Aborted transactions ending below the log start meet no fetch any more.
+            tx.execute(
+                "DELETE FROM aborted_txns WHERE topic_id = $1 AND partition = $2
+                 AND marker_offset < $3",
+                &[&topic_id, &partition, &end],
+            )
+            .await
+            .map_err(db_err)?;
             tx.execute(
                 "UPDATE partitions SET purged_to = greatest(purged_to, $3), bytes = bytes - $4
                  WHERE topic_id = $1 AND partition = $2",

@@ -13,6 +13,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("SCRAM credentials and ACLs", V4),
     ("brokers of a cluster and group coordinators", V5),
     ("settings per group name (share groups)", V6),
+    (
+        "transactions: open and aborted transactions, control batches",
+        V7,
+    ),
 ];
 
 /// The newest schema version this binary knows.
@@ -29,6 +33,42 @@ CREATE TABLE IF NOT EXISTS {schema}.group_configs (
     vals   bytea[] NOT NULL,
     CHECK (cardinality(keys) = cardinality(vals) AND cardinality(keys) > 0)
 );
+"#;
+
+/// Transactions (KIP-98). `batches.txn` marks batches of a transaction (data and markers),
+/// `batches.control` the markers (control batches, no records of the record-level API);
+/// both default to false, so existing rows stay valid and nothing is rewritten. Per
+/// partition, `open_txns` holds the first offset of each producer's open transaction (the
+/// last stable offset is the smallest) and `aborted_txns` every aborted transaction up to its
+/// abort marker (kept until the marker is below the log start). `producer_state` gains the
+/// append time of the producer's newest batch or marker (NULL in rows written before: read
+/// from its newest batch instead).
+const V7: &str = r#"
+ALTER TABLE {schema}.batches ADD COLUMN IF NOT EXISTS txn boolean NOT NULL DEFAULT false;
+ALTER TABLE {schema}.batches ADD COLUMN IF NOT EXISTS control boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS batches_txn ON {schema}.batches (topic_id, partition, base_offset)
+    WHERE txn;
+ALTER TABLE {schema}.producer_state ADD COLUMN IF NOT EXISTS last_timestamp_ms bigint;
+CREATE TABLE IF NOT EXISTS {schema}.open_txns (
+    topic_id     bigint NOT NULL,
+    partition    int    NOT NULL,
+    producer_id  bigint NOT NULL,
+    first_offset bigint NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+);
+CREATE INDEX IF NOT EXISTS open_txns_first ON {schema}.open_txns (topic_id, partition, first_offset);
+CREATE TABLE IF NOT EXISTS {schema}.aborted_txns (
+    topic_id      bigint NOT NULL,
+    partition     int    NOT NULL,
+    producer_id   bigint NOT NULL,
+    first_offset  bigint NOT NULL,
+    marker_offset bigint NOT NULL,
+    PRIMARY KEY (topic_id, partition, marker_offset)
+);
+CREATE INDEX IF NOT EXISTS aborted_txns_first
+    ON {schema}.aborted_txns (topic_id, partition, first_offset);
+CREATE INDEX IF NOT EXISTS aborted_txns_producer
+    ON {schema}.aborted_txns (topic_id, partition, producer_id, first_offset);
 "#;
 
 /// Brokers sharing the schema (one row per node id: its latest registration) and the

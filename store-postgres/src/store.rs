@@ -285,6 +285,25 @@ impl Store for PgStore {
         self.do_group_snapshot(group).await
     }
 
+    async fn list_group_snapshots(&self, prefix: &str) -> StoreResult<Vec<(String, bytes::Bytes)>> {
+        self.do_list_group_snapshots(prefix).await
+    }
+
+    async fn write_txn_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        marker: TxnMarker,
+    ) -> StoreResult<i64> {
+        self.timed(1, self.do_write_txn_marker(topic, partition, marker))
+            .await
+    }
+
+    async fn producer_states(&self, topic: &str, partition: i32) -> StoreResult<Vec<ProducerInfo>> {
+        self.timed(8, self.do_producer_states(topic, partition))
+            .await
+    }
+
     async fn lease_floor(&self, topic: &str, partition: i32, group: &str) -> StoreResult<i64> {
         self.timed(5, self.do_lease_floor(topic, partition, group))
             .await

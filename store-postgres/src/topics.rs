@@ -150,6 +150,8 @@ impl PgStore {
             "batches",
             "delays",
             "producer_state",
+            "open_txns",
+            "aborted_txns",
             "lease_state",
             "lease_cursors",
         ] {

@@ -322,6 +322,7 @@ async fn record_rows_of_an_older_schema_become_batches() {
             broker_api::BatchLimits {
                 max_bytes: 1 << 20,
                 min_one: true,
+                read_committed: false,
             },
         )
         .await
