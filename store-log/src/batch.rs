@@ -20,6 +20,10 @@ pub struct BatchHeader {
     pub append_time: i64,
     /// Some record carries a not-before time.
     pub has_not_before: bool,
+    /// A transaction's batch (data or marker).
+    pub is_transactional: bool,
+    /// A control batch (a transaction marker): no records of the record-level API.
+    pub is_control: bool,
     pub crc: u32,
     producer: Option<ProducerBatch>,
     total: usize,
@@ -36,6 +40,8 @@ impl BatchHeader {
             max_timestamp: h.max_timestamp,
             append_time: h.max_timestamp,
             has_not_before: h.has_not_before(),
+            is_transactional: h.is_transactional(),
+            is_control: h.is_control(),
             crc: h.crc,
             producer: h.producer(),
             total: h.total_len(),

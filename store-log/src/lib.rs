@@ -14,6 +14,7 @@ mod producer;
 mod security;
 mod segment;
 mod store;
+mod txn;
 pub mod verify;
 
 pub use dir_lock::LOCK_FILE;

@@ -61,7 +61,8 @@ impl AsRef<[u8]> for MapOwner {
 /// One batch met while scanning a segment.
 pub struct ScannedBatch<'a> {
     pub header: &'a BatchHeader,
-    /// The whole batch, when it was read (verifying, or it holds not-before records).
+    /// The whole batch, when it was read (verifying, a marker, or it holds not-before
+    /// records).
     pub body: Option<&'a Bytes>,
 }
 
@@ -270,7 +271,8 @@ pub fn scan(
             break;
         }
         let verify = verify_from.is_some_and(|from| pos >= from);
-        let need_body = verify || h.has_not_before;
+        // A marker's body says whether it commits; markers are small.
+        let need_body = verify || h.has_not_before || h.is_control;
         let body = if need_body {
             let Some(b) = window.get(file, pos, total as usize, SCAN_WINDOW, len) else {
                 s.problem = problem(pos, Some(h.last_offset()), "cannot read the batch".into());

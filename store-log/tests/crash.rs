@@ -233,3 +233,170 @@ async fn crash_cycles() {
     }
     assert!(!acked.acks.is_empty(), "no ack was ever acknowledged");
 }
+
+// ---- transactions across a SIGKILL ----
+
+const TXN_CHILD_ENV: &str = "STORE_LOG_TXN_CRASH_CHILD_DIR";
+
+/// A transactional batch of `n` records as a producer sends it.
+fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, n: usize) -> bytes::Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record::from_value(format!("p{producer_id}e{epoch}s{first_sequence}-{i}")))
+        .collect();
+    let mut buf = Vec::new();
+    let p = broker_api::ProducerBatch {
+        producer_id,
+        epoch,
+        first_sequence,
+    };
+    kafka_batch::encode_records(&mut buf, &records, 1_000, Some(p)).unwrap();
+    kafka_batch::set_transactional(&mut buf);
+    bytes::Bytes::from(buf)
+}
+
+fn txn_marker(producer_id: i64, producer_epoch: i16, commit: bool) -> broker_api::TxnMarker {
+    broker_api::TxnMarker {
+        producer_id,
+        producer_epoch,
+        commit,
+        coordinator_epoch: 3,
+    }
+}
+
+async fn send_txn(s: &LogStore, producer_id: i64, epoch: i16, seq: i32, n: usize) -> i64 {
+    s.append_batch(
+        "x",
+        0,
+        txn_batch(producer_id, epoch, seq, n),
+        broker_api::TimestampType::CreateTime,
+    )
+    .await
+    .unwrap()
+    .base_offset
+}
+
+/// The child of `transactions_survive_sigkill`: continues the parent's transactions after
+/// a clean reopen, prints DONE and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by transactions_survive_sigkill in a child process"]
+async fn txn_crash_child() {
+    let dir = std::env::var(TXN_CHILD_ENV).expect("run by transactions_survive_sigkill");
+    let s = LogStore::open(Path::new(&dir), options(), Arc::new(SystemClock)).unwrap();
+    let plain = AppendBatch::new(vec![Record::from_value("plain")]);
+    assert_eq!(s.append("x", 0, plain).await.unwrap().base_offset, 3);
+    // Producer 1's transaction aborted by a marker of a newer epoch.
+    assert_eq!(
+        s.write_txn_marker("x", 0, txn_marker(1, 1, false))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(send_txn(&s, 1, 1, 0, 1).await, 5);
+    println!("DONE");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// Checks the transaction state the child left: 0-1 producer 1 (aborted by 4), 2 producer 2
+/// (open), 3 plain, 4 the abort, 5 producer 1 at epoch 1 (open).
+async fn check_txn_state(s: &LogStore) {
+    let o = s.partition_offsets("x", 0).await.unwrap();
+    assert_eq!((o.high_watermark, o.last_stable_offset), (6, 2));
+    let committed = broker_api::BatchLimits {
+        max_bytes: 1 << 20,
+        min_one: true,
+        read_committed: true,
+    };
+    let f = s.fetch_batches("x", 0, 0, committed).await.unwrap();
+    let bases: Vec<i64> = kafka_batch::split_batches(&f.concat())
+        .unwrap()
+        .iter()
+        .map(|b| kafka_batch::BatchHeader::read(b).unwrap().base_offset)
+        .collect();
+    assert_eq!(bases, vec![0]);
+    assert_eq!(
+        f.aborted,
+        vec![broker_api::AbortedTxn {
+            producer_id: 1,
+            first_offset: 0
+        }]
+    );
+    let states: Vec<_> = s
+        .producer_states("x", 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| (p.producer_id, p.epoch, p.last_sequence, p.txn_start_offset))
+        .collect();
+    assert_eq!(states, vec![(1, 1, 0, Some(5)), (2, 0, 0, Some(2))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    // Before the snapshot a clean close writes: producer 1 at 0-1, producer 2 at 2.
+    {
+        let s = LogStore::open(dir.path(), options(), Arc::new(SystemClock)).unwrap();
+        let cfg = TopicConfig {
+            durability: Durability::Always,
+            ..TopicConfig::with_partitions(1)
+        };
+        s.create_topic("x", cfg).await.unwrap();
+        assert_eq!(send_txn(&s, 1, 0, 0, 2).await, 0);
+        assert_eq!(send_txn(&s, 2, 0, 0, 1).await, 2);
+        s.close().await.unwrap();
+    }
+    // After it, in a process killed without closing: replayed from the log on reopen.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "txn_crash_child",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TXN_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let stdout = child.stdout.take().unwrap();
+    let done = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        // The test harness may print "test txn_crash_child ... " before it on the line.
+        .any(|l| l.ends_with("DONE"));
+    child.kill().expect("SIGKILL the child");
+    child.wait().unwrap();
+    assert!(done, "the child did not finish its writes");
+    assert!(!dir.path().join(store_log::CLEAN_SHUTDOWN).exists());
+    let s = LogStore::open(dir.path(), options(), Arc::new(SystemClock)).unwrap();
+    check_txn_state(&s).await;
+    // The marker's epoch fences producer 1's old one.
+    let err = s
+        .append_batch(
+            "x",
+            0,
+            txn_batch(1, 0, 2, 1),
+            broker_api::TimestampType::CreateTime,
+        )
+        .await;
+    assert!(
+        matches!(err, Err(StoreError::ProducerFenced { .. })),
+        "{err:?}"
+    );
+    s.close().await.unwrap();
+    // Without the snapshot the whole log is replayed, to the same state.
+    std::fs::remove_file(dir.path().join("topics/x~0/0/producers.snapshot")).unwrap();
+    let s = LogStore::open(dir.path(), options(), Arc::new(SystemClock)).unwrap();
+    check_txn_state(&s).await;
+    // Committing producer 2 moves the last stable offset to producer 1's open transaction.
+    assert_eq!(
+        s.write_txn_marker("x", 0, txn_marker(2, 0, true))
+            .await
+            .unwrap(),
+        6
+    );
+    let o = s.partition_offsets("x", 0).await.unwrap();
+    assert_eq!((o.high_watermark, o.last_stable_offset), (7, 5));
+    s.close().await.unwrap();
+}

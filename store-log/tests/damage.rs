@@ -128,6 +128,7 @@ async fn check_served(s: &LogStore) -> (i64, Vec<i64>) {
         let limits = BatchLimits {
             max_bytes: 1,
             min_one: true,
+            read_committed: false,
         };
         match s.fetch_batches("d", 0, off, limits).await {
             Ok(f) => {

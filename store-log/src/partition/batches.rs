@@ -34,7 +34,10 @@ fn bytes_at(seg: &Segment, view: &Option<Bytes>, pos: u64, len: usize) -> StoreR
 
 impl Partition {
     /// Whole batches from the one holding `offset`; see rule **batch_fetch_respects_limits**.
-    /// `verify`: check each returned batch's CRC.
+    /// `verify`: check each returned batch's CRC. With `read_committed` the batches stop at
+    /// the last stable offset and the aborted transactions they meet are listed (rule
+    /// **read_committed_fetch_stops_at_last_stable**): the walk simply ends there, at a batch
+    /// boundary, so the chunks stay ranges of the mapped files.
     ///
     /// Damage is handled as in [`Partition::read`]: a damaged batch ends the fetch, the
     /// batches before it are returned, and only a fetch that starts at it fails with
@@ -45,21 +48,23 @@ impl Partition {
         limits: BatchLimits,
         verify: bool,
     ) -> StoreResult<FetchedBatches> {
-        let (segs, hw, log_start) = self.read_plan(offset)?;
+        let ((segs, hw, log_start), view) = self.read_plan_stable(offset)?;
+        let lso = view.last_stable;
+        let end = if limits.read_committed { lso } else { hw };
         let mut chunks = Vec::new();
         let mut total = 0usize;
         let mut next = offset;
         let mut damage = None;
         let mut read_from = Vec::new();
         for (seg, size) in segs {
-            if next >= hw {
+            if next >= end {
                 break;
             }
             let view = seg.view(ACTIVE_MAP_BYTES);
             read_from.push(seg.clone());
             let mut range: Option<(u64, u64)> = None;
             let stop = self.walk_batches(
-                &seg, &view, size, hw, limits, verify, &mut next, &mut total, &mut range,
+                &seg, &view, size, end, limits, verify, &mut next, &mut total, &mut range,
             )?;
             if let Some((start, end)) = range {
                 chunks.push(bytes_at(&seg, &view, start, (end - start) as usize)?);
@@ -90,22 +95,29 @@ impl Partition {
                 seg.release_mapped_pages();
             }
         }
+        let aborted = if limits.read_committed && view.any_aborted && next > offset {
+            self.aborted_between(offset, next - 1)
+        } else {
+            Vec::new()
+        };
         Ok(FetchedBatches {
             chunks,
             high_watermark: hw,
             log_start_offset: log_start,
+            last_stable_offset: lso,
+            aborted,
         })
     }
 
     /// Walks the batches of one segment from the index entry for `*next`, extending `range`
-    /// over the batches to return (moving `*next` and `*total`).
+    /// over the batches to return (moving `*next` and `*total`); none at or past `end`.
     #[allow(clippy::too_many_arguments)]
     fn walk_batches(
         &self,
         seg: &std::sync::Arc<Segment>,
         view: &Option<Bytes>,
         size: u64,
-        hw: i64,
+        end: i64,
         limits: BatchLimits,
         verify: bool,
         next: &mut i64,
@@ -141,7 +153,7 @@ impl Partition {
                 let what = "batch runs past the segment end".to_string();
                 return damage(pos, expect, Some(h.last_offset()), what);
             }
-            if h.base_offset >= hw {
+            if h.base_offset >= end {
                 return Ok(Stop::Done);
             }
             if h.last_offset() >= *next {
@@ -164,7 +176,7 @@ impl Partition {
                 *range = Some((start, pos + len as u64));
                 *total += len;
                 *next = h.last_offset() + 1;
-                if *next >= hw {
+                if *next >= end {
                     return Ok(Stop::Done);
                 }
             }

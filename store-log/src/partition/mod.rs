@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 mod batches;
+mod txn;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::damage::PartLabel;
@@ -45,6 +46,15 @@ type Found = (Arc<Segment>, u64, i64, Option<i64>, String);
 
 /// Segments (with their sizes) a read needs, the high watermark and the log start.
 type ReadPlan = (Vec<(Arc<Segment>, u64)>, i64, i64);
+
+/// The transactions as a read planned them.
+#[derive(Debug, Clone, Copy)]
+struct TxnView {
+    /// The last stable offset (at most the plan's high watermark).
+    last_stable: i64,
+    /// Some aborted transaction is kept: batches may need a lookup.
+    any_aborted: bool,
+}
 
 struct State {
     segments: Vec<Arc<Segment>>,
@@ -161,17 +171,8 @@ impl Partition {
                 now,
                 &label,
                 |b| {
-                    if let Some(p) = b
-                        .header
-                        .producer()
-                        .filter(|_| b.header.base_offset >= snap_next)
-                    {
-                        producers.record(
-                            &p,
-                            b.header.record_count,
-                            b.header.base_offset,
-                            b.header.append_time,
-                        );
+                    if b.header.base_offset >= snap_next {
+                        producers.replay(b.header, b.body);
                     }
                     if let Some(body) = b.body {
                         if b.header.has_not_before {
@@ -193,14 +194,7 @@ impl Partition {
             producers = Producers::default();
             for s in &segments {
                 crate::segment::scan(&s.log, s.base, None, layout.index_interval, |b| {
-                    if let Some(p) = b.header.producer() {
-                        producers.record(
-                            &p,
-                            b.header.record_count,
-                            b.header.base_offset,
-                            b.header.append_time,
-                        );
-                    }
+                    producers.replay(b.header, b.body);
                 })
                 .ok();
             }
@@ -208,6 +202,7 @@ impl Partition {
         let first = segments[0].base;
         let log_start = log_start.max(first).min(hw);
         not_before.retain(|&o, _| o >= log_start);
+        producers.txns.forget_before(log_start);
         let (hw_tx, _) = watch::channel(hw);
         Ok(Partition {
             dir: dir.to_path_buf(),
@@ -310,7 +305,7 @@ impl Partition {
                 return Err(e);
             }
         };
-        let result = self.append_with(n, producer, now, publish, |this, st, base| {
+        let result = self.append_with(n, producer, false, now, publish, |this, st, base| {
             batch::set_base_offset(&mut buf, base);
             this.write_batch(st, &[&buf], base, n, enc.max_timestamp, now, layout)?;
             if enc.has_not_before {
@@ -343,6 +338,7 @@ impl Partition {
         self.append_with(
             n,
             valid.header.producer(),
+            valid.header.is_transactional(),
             now,
             publish,
             |this, st, base| {
@@ -353,12 +349,14 @@ impl Partition {
     }
 
     /// The shared part of an append of `n` records: the producer checks, then `write` (with
-    /// the state locked and the base offset), then the new end, the producer state, and
-    /// publishing.
+    /// the state locked and the base offset), then the new end, the producer state (a
+    /// `transactional` batch opens its producer's transaction), and publishing.
+    #[allow(clippy::too_many_arguments)]
     fn append_with(
         &self,
         n: u32,
         producer: Option<ProducerBatch>,
+        transactional: bool,
         now: i64,
         publish: bool,
         write: impl FnOnce(&Self, &mut State, i64) -> StoreResult<()>,
@@ -379,15 +377,10 @@ impl Partition {
         write(self, &mut st, base)?;
         st.hw = base + n as i64;
         if let Some(p) = &producer {
-            st.producers.record(p, n, base, now);
+            st.producers.record(p, n, base, now, transactional);
         }
-        let hw = st.hw;
         let log_start = st.log_start;
-        drop(st);
-        self.dirty.store(true, Ordering::Release);
-        if publish {
-            self.publish(hw);
-        }
+        self.written(st, publish);
         Ok(AppendResult {
             base_offset: base,
             last_offset: base + n as i64 - 1,
@@ -395,6 +388,17 @@ impl Partition {
             log_start_offset: log_start,
             duplicate: false,
         })
+    }
+
+    /// After a write: marks the partition dirty and, with `publish`, lets readers see the
+    /// new end at once (waking waiters). Releases the state lock first.
+    fn written(&self, st: parking_lot::MutexGuard<'_, State>, publish: bool) {
+        let hw = st.hw;
+        drop(st);
+        self.dirty.store(true, Ordering::Release);
+        if publish {
+            self.publish(hw);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -547,8 +551,19 @@ impl Partition {
 
     /// Snapshot of the segments a read starting at `offset` needs, with their sizes.
     fn read_plan(&self, offset: i64) -> StoreResult<ReadPlan> {
+        self.read_plan_stable(offset).map(|(plan, _)| plan)
+    }
+
+    /// [`Partition::read_plan`] and what the transactions say at the same moment: the last
+    /// stable offset and whether any aborted transaction is kept.
+    fn read_plan_stable(&self, offset: i64) -> StoreResult<(ReadPlan, TxnView)> {
         let st = self.state.lock();
         let hw = self.visible();
+        let txns = &st.producers.txns;
+        let view = TxnView {
+            last_stable: txns.last_stable(st.log_start, hw),
+            any_aborted: !txns.none_aborted(),
+        };
         if offset < st.log_start || offset > hw {
             return Err(StoreError::OffsetOutOfRange {
                 offset,
@@ -564,7 +579,7 @@ impl Partition {
             .iter()
             .map(|s| (s.clone(), s.size()))
             .collect();
-        Ok((segs, hw, st.log_start))
+        Ok(((segs, hw, st.log_start), view))
     }
 
     /// Reads records from `offset`; see the Fetch rules. `verify`: check batch CRCs.
@@ -572,15 +587,46 @@ impl Partition {
     /// A damaged batch ends the read: the records before it are returned, and only a read
     /// that starts at the damaged batch fails, with `Corrupt` naming the file and position.
     /// Every damaged batch is reported once (a WARN and the store's damage counter).
+    /// Control batches (transaction markers) hold no records: they are stepped over.
     pub fn read(&self, offset: i64, limits: FetchLimits, verify: bool) -> StoreResult<FetchResult> {
-        let (segs, hw, log_start) = self.read_plan(offset)?;
+        self.read_records(offset, limits, verify, false)
+            .map(|(r, _)| r)
+    }
+
+    /// [`Partition::read`], and with `committed` (the lease scan) only below the last stable
+    /// offset and without the records of aborted transactions. Also returns the offset the
+    /// read got to: records skipped between the returned ones and up to it are control
+    /// records or (with `committed`) aborted ones.
+    fn read_records(
+        &self,
+        offset: i64,
+        limits: FetchLimits,
+        verify: bool,
+        committed: bool,
+    ) -> StoreResult<(FetchResult, i64)> {
+        let ((segs, hw, log_start), view) = self.read_plan_stable(offset)?;
+        // Where the read must stop, and whether batches need an aborted-transaction lookup.
+        let (end, lookup) = if committed {
+            (view.last_stable, view.any_aborted)
+        } else {
+            (hw, false)
+        };
+        let skip = |h: &BatchHeader| {
+            h.is_control
+                || (lookup
+                    && h.is_transactional
+                    && h.producer().is_some_and(|p| {
+                        let st = self.state.lock();
+                        st.producers.txns.is_aborted(p.producer_id, h.base_offset)
+                    }))
+        };
         let mut records =
             Vec::with_capacity(limits.max_records.min((hw - offset) as usize).min(4096));
         let mut damage: Option<Found> = None;
-        if offset < hw && limits.max_records > 0 {
+        let mut next = offset;
+        if offset < end && limits.max_records > 0 {
             let chunk = (limits.max_bytes.saturating_add(limits.max_bytes / 4) + 4096)
                 .clamp(64 << 10, 16 << 20);
-            let mut next = offset;
             let mut bytes = 0usize;
             let mut full = false;
             'segs: for (seg, size) in segs {
@@ -628,6 +674,9 @@ impl Partition {
                             }
                             buf = read(pos, total)?;
                         }
+                        if h.base_offset >= end {
+                            break 'segs;
+                        }
                         if h.last_offset() >= next {
                             let body = buf.slice(cpos..cpos + total);
                             if verify && !batch::crc_ok(&body, &h) {
@@ -636,9 +685,18 @@ impl Partition {
                                     Some((seg.clone(), at, expect, Some(h.last_offset()), what));
                                 break 'segs;
                             }
+                            if skip(&h) {
+                                next = h.last_offset() + 1;
+                                if next >= end {
+                                    break 'segs;
+                                }
+                                expect = next;
+                                cpos += total;
+                                continue;
+                            }
                             let before = records.len();
                             let ok = batch::decode_records(&body, &h, next, |r| {
-                                if records.len() >= limits.max_records {
+                                if r.offset >= end || records.len() >= limits.max_records {
                                     full = true;
                                     return false;
                                 }
@@ -660,7 +718,7 @@ impl Partition {
                                     Some((seg.clone(), at, expect, Some(h.last_offset()), what));
                                 break 'segs;
                             }
-                            if full || records.len() >= limits.max_records || next >= hw {
+                            if full || records.len() >= limits.max_records || next >= end {
                                 break 'segs;
                             }
                         }
@@ -683,11 +741,12 @@ impl Partition {
                 return Err(self.damage_error(found));
             }
         }
-        Ok(FetchResult {
+        let result = FetchResult {
             records,
             high_watermark: hw,
             log_start_offset: log_start,
-        })
+        };
+        Ok((result, next))
     }
 
     /// Calls `f` with each batch header of `seg` from `pos` to `size`, until it returns false.
@@ -709,7 +768,8 @@ impl Partition {
         Ok(())
     }
 
-    /// The first offset at or after the log start whose timestamp is `>= ts`.
+    /// The first offset at or after the log start whose timestamp is `>= ts` (control
+    /// records do not count).
     pub fn offset_for_timestamp(&self, ts: i64) -> StoreResult<Option<OffsetAndTimestamp>> {
         let (log_start, _) = self.offsets();
         let (segs, hw, _) = self.read_plan(log_start)?;
@@ -736,7 +796,7 @@ impl Partition {
                     read_at(&seg.log, p, HEADER_LEN).map_err(|e| io_err("reading the log", e))?;
                 let h =
                     BatchHeader::parse(&hb).ok_or_else(|| corrupt(&seg, p, "bad batch header"))?;
-                if h.max_timestamp >= ts && h.last_offset() >= next {
+                if h.max_timestamp >= ts && h.last_offset() >= next && !h.is_control {
                     let body = read_at(&seg.log, p, h.total_len())
                         .map_err(|e| io_err("reading the log", e))?;
                     let mut hit = None;
@@ -762,7 +822,8 @@ impl Partition {
         Ok(None)
     }
 
-    /// The record with the largest timestamp in `[log_start, hw)`, the earliest among ties.
+    /// The record with the largest timestamp in `[log_start, hw)`, the earliest among ties
+    /// (control records do not count).
     ///
     /// Each segment's max timestamp is an upper bound for its records: segments are visited
     /// largest bound first and one that cannot beat the best record found so far is skipped,
@@ -825,7 +886,8 @@ impl Partition {
             if h.base_offset >= hw {
                 break;
             }
-            if h.last_offset() >= log_start && beats(best, h.max_timestamp, h.base_offset) {
+            let counts = h.last_offset() >= log_start && !h.is_control;
+            if counts && beats(best, h.max_timestamp, h.base_offset) {
                 let body = read_at(&seg.log, p, h.total_len())
                     .map_err(|e| io_err("reading the log", e))?;
                 batch::record_timestamps(&body, log_start, |offset, ts| {
@@ -863,6 +925,7 @@ impl Partition {
             st.log_start = before;
             let ls = st.log_start;
             st.not_before = st.not_before.split_off(&ls);
+            st.producers.txns.forget_before(ls);
         }
         Ok(st.log_start)
     }
@@ -990,22 +1053,22 @@ impl Partition {
             .collect()
     }
 
-    /// Reads the records `[from, from + max)` (fewer at the end) for the lease scan.
+    /// Reads up to `max` records from `from` for the lease scan: records below the last
+    /// stable offset, not of aborted transactions. Also returns the offset the read got to:
+    /// every offset skipped below it is a control record or of an aborted transaction, done
+    /// for every lease group.
     pub fn read_for_lease(
         &self,
         from: i64,
         max: usize,
         verify: bool,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        let r = self.read(
-            from,
-            FetchLimits {
-                max_records: max,
-                max_bytes: 4 << 20,
-            },
-            verify,
-        )?;
-        Ok(r.records)
+    ) -> StoreResult<(Vec<StoredRecord>, i64)> {
+        let limits = FetchLimits {
+            max_records: max,
+            max_bytes: 4 << 20,
+        };
+        let (r, next) = self.read_records(from, limits, verify, true)?;
+        Ok((r.records, next))
     }
 }
 
@@ -1044,7 +1107,9 @@ fn load_producer_snapshot(dir: &Path) -> Option<(i64, Producers)> {
         tracing::warn!(dir = %dir.display(), "producer snapshot fails its CRC; ignoring it");
         return None;
     }
-    serde_json::from_slice(payload).ok()
+    let (next, mut p): (i64, Producers) = serde_json::from_slice(payload).ok()?;
+    p.txns.reindex();
+    Some((next, p))
 }
 
 /// Encoding buffers shared by every partition's appends: a few, whatever the number of

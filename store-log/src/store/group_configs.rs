@@ -1,7 +1,8 @@
 //! Settings kept per group name (Kafka's GROUP config resource), in the metadata state and
 //! changed through `GroupConfig` journal entries, so they survive reopen and crash recovery
 //! like lease-group configs. Rule **group_configs_round_trip**. A group's saved coordinator
-//! state is kept the same way (`GroupSnapshot` entries). Rule **group_snapshots_round_trip**.
+//! state is kept the same way (`GroupSnapshot` entries). Rules **group_snapshots_round_trip**
+//! and **group_snapshots_are_listed**.
 
 use super::*;
 
@@ -80,5 +81,22 @@ impl Inner {
         validate_group_name(group)?;
         let meta = self.meta.lock();
         Ok(meta.state.group_snapshots.get(group).map(|o| o.0.clone()))
+    }
+
+    /// [`Store::list_group_snapshots`] on the log store: the saved snapshots whose name
+    /// starts with `prefix` (compared literally), sorted by name.
+    pub(super) fn list_group_snapshots(&self, prefix: &str) -> StoreResult<Vec<(String, Bytes)>> {
+        self.check_open()?;
+        let meta = self.meta.lock();
+        Ok(meta
+            .state
+            .group_snapshots
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(g, _)| g.starts_with(prefix))
+            .map(|(g, o)| (g.clone(), o.0.clone()))
+            .collect())
     }
 }

@@ -53,7 +53,10 @@ fn in_flight_keys(
             f.offset <= offset && chunk.last().is_some_and(|l| l.offset >= offset)
         });
         if !cached {
-            chunk = p.read_for_lease(offset, 64, verify).unwrap_or_default();
+            chunk = p
+                .read_for_lease(offset, 64, verify)
+                .map(|(recs, _)| recs)
+                .unwrap_or_default();
         }
         if let Some(k) = chunk
             .iter()
@@ -147,7 +150,9 @@ impl Inner {
             let mut meta = inner.meta.lock();
             let cfg = group_config(&meta, topic, group);
             let now = inner.clock.now_ms();
-            let (log_start, hw) = p.offsets();
+            // Nothing at or past the last stable offset is leased (rule
+            // **leases_read_committed**).
+            let (log_start, hw, lso) = p.stable_offsets();
             let empty = PartLeases {
                 floor: log_start,
                 ..PartLeases::default()
@@ -155,6 +160,10 @@ impl Inner {
             let st =
                 current_leases(&mut meta, topic, group, partition, log_start).unwrap_or(&empty);
             let floor = st.floor;
+            // Where every record below is done: the floor moves over control records and
+            // records of aborted transactions (never leased, done for every group), so that
+            // it does not stay behind them.
+            let mut done_to = floor;
             let mut changed: Vec<(i64, RecState)> = Vec::new();
             let mut dead: Vec<i64> = Vec::new();
             let mut blocked: HashSet<Bytes> = if cfg.ordered_by_key {
@@ -163,22 +172,25 @@ impl Inner {
                 HashSet::new()
             };
             let mut pos = floor;
-            'scan: while pos < hw {
+            'scan: while pos < lso {
                 if !cfg.ordered_by_key {
                     // Records done or in flight need nothing from the log (their keys matter
                     // only under ordering by key): step over them without reading them.
-                    while pos < hw && st.recs.get(&pos).is_some_and(|s| s.is_busy(now)) {
+                    while pos < lso && st.recs.get(&pos).is_some_and(|s| s.is_busy(now)) {
+                        if done_to == pos && st.recs[&pos].is_done() {
+                            done_to += 1;
+                        }
                         pos += 1;
                     }
-                    if pos >= hw {
+                    if pos >= lso {
                         break;
                     }
                 }
                 // Read about what this call still needs (decoding is the scan's cost), more
                 // when records further on may be skipped.
                 let want = ((max - out.len()) * 2).clamp(16, 512);
-                let recs = match p.read_for_lease(pos, want, verify) {
-                    Ok(recs) => recs,
+                let (recs, read_to) = match p.read_for_lease(pos, want, verify) {
+                    Ok(read) => read,
                     Err(StoreError::Corrupt(m)) => {
                         // The records before the damage are leased; the damaged ones stay
                         // not done (never acked or skipped), so the scan stops at them. The
@@ -195,13 +207,20 @@ impl Inner {
                     }
                     Err(e) => return Err(e),
                 };
-                if recs.is_empty() {
+                if recs.is_empty() && read_to <= pos {
                     break;
                 }
                 for rec in recs {
+                    // Offsets skipped before it are control or aborted records.
+                    if done_to == pos {
+                        done_to = rec.offset;
+                    }
                     pos = rec.offset + 1;
                     let state = st.recs.get(&rec.offset).copied();
                     if state.is_some_and(|s| s.is_done()) {
+                        if done_to == rec.offset {
+                            done_to += 1;
+                        }
                         continue;
                     }
                     let busy = state.is_some_and(|s| s.is_busy(now))
@@ -271,8 +290,14 @@ impl Inner {
                         break 'scan;
                     }
                 }
+                // Skipped after the last record returned.
+                if done_to == pos {
+                    done_to = read_to;
+                }
+                pos = pos.max(read_to);
             }
-            if changed.is_empty() {
+            let floor = done_to.max(floor);
+            if changed.is_empty() && floor == st.floor {
                 None
             } else {
                 let seq = inner.record(
@@ -536,7 +561,7 @@ impl Inner {
         let p = t.partition(topic, partition)?;
         let mut meta = inner.meta.lock();
         let now = inner.clock.now_ms();
-        let (log_start, hw) = p.offsets();
+        let (log_start, hw, lso) = p.stable_offsets();
         let empty = PartLeases {
             floor: log_start,
             ..PartLeases::default()
@@ -547,7 +572,10 @@ impl Inner {
             done: (floor - log_start).max(0) as u64,
             ..LeaseCounts::default()
         };
-        for (o, r) in st.recs.range(floor..hw) {
+        // Below the last stable offset; records at or past it are delayed (rule
+        // **leases_read_committed**), control records done wherever they are.
+        let stable = lso.max(floor);
+        for (o, r) in st.recs.range(floor..stable) {
             let _ = o;
             match r.phase {
                 Phase::Done { .. } => c.done += 1,
@@ -557,7 +585,7 @@ impl Inner {
             }
         }
         for (o, _) in p.not_before_after(floor, now) {
-            if o >= hw {
+            if o >= stable {
                 break;
             }
             let counted = st.recs.get(&o).is_some_and(|r| r.is_busy(now));
@@ -565,6 +593,12 @@ impl Inner {
                 c.delayed += 1;
             }
         }
+        let skipped = p.skipped_records(floor, lso, hw).unwrap_or_else(|e| {
+            tracing::debug!(topic, partition, error = %e, "lease counts: cannot read batch headers");
+            Default::default()
+        });
+        c.done += skipped.done;
+        c.delayed += ((hw - stable).max(0) as u64).saturating_sub(skipped.control_past_stable);
         c.dead_lettered = st.dead.range(log_start..hw).count() as u64;
         let total = (hw - log_start).max(0) as u64;
         c.available = total.saturating_sub(c.done + c.leased + c.delayed);

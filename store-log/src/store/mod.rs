@@ -29,6 +29,7 @@ use crate::partition::{Layout, Partition};
 mod group_configs;
 mod leasing;
 mod report;
+mod transactions;
 
 /// Name of the clean-shutdown marker file in the store directory.
 pub const CLEAN_SHUTDOWN: &str = "clean-shutdown";
@@ -951,10 +952,12 @@ impl Store for LogStore {
         partition: i32,
     ) -> StoreResult<PartitionOffsets> {
         let t = self.inner.topic(topic)?;
-        let (log_start_offset, high_watermark) = t.partition(topic, partition)?.offsets();
+        let (log_start_offset, high_watermark, last_stable_offset) =
+            t.partition(topic, partition)?.stable_offsets();
         Ok(PartitionOffsets {
             log_start_offset,
             high_watermark,
+            last_stable_offset,
         })
     }
 
@@ -1218,6 +1221,27 @@ impl Store for LogStore {
 
     async fn group_snapshot(&self, group: &str) -> StoreResult<Option<Bytes>> {
         self.inner.group_snapshot(group)
+    }
+
+    async fn list_group_snapshots(&self, prefix: &str) -> StoreResult<Vec<(String, Bytes)>> {
+        self.inner.list_group_snapshots(prefix)
+    }
+
+    async fn write_txn_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        marker: broker_api::TxnMarker,
+    ) -> StoreResult<i64> {
+        self.inner.write_txn_marker(topic, partition, marker).await
+    }
+
+    async fn producer_states(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> StoreResult<Vec<broker_api::ProducerInfo>> {
+        self.inner.producer_states(topic, partition)
     }
 
     async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> StoreResult<i64> {
