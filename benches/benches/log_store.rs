@@ -203,6 +203,7 @@ fn batch_path(c: &mut Criterion) {
                         let limits = BatchLimits {
                             max_bytes: 1 << 20,
                             min_one: true,
+                            read_committed: false,
                         };
                         while offset < total as i64 {
                             let got = store

@@ -233,7 +233,9 @@ use crate::StoreResult;
 ///   lease group they count as done.
 /// - **leases_read_committed**: `lease` must not hand out a record at or past the last stable
 ///   offset (`lease_counts` counts those as delayed), nor a record of an aborted transaction
-///   (counted as done, never delivered).
+///   (counted as done, never delivered). A group whose config sets `read_uncommitted` is
+///   the exception: it leases every data record below the high watermark, of open and
+///   aborted transactions too (control records stay done); the setting survives reopen.
 /// - **transaction_state_survives_reopen**: open transactions, the last stable offset, aborted
 ///   transactions and the producer epochs markers set must survive close and reopen (and an
 ///   unclean stop, for stores that recover from one).
@@ -486,8 +488,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<i64>;
     /// The producers of one partition (Kafka's DescribeProducers); see
     /// **producer_states_are_described**.
-    async fn producer_states(&self, topic: &str, partition: i32)
-        -> StoreResult<Vec<ProducerInfo>>;
+    async fn producer_states(&self, topic: &str, partition: i32) -> StoreResult<Vec<ProducerInfo>>;
 
     // ---- retention ----
 

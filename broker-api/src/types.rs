@@ -449,6 +449,10 @@ pub struct LeaseGroupConfig {
     /// A record is never leased while an earlier record with the same key is not done (except
     /// one leased by the same call), nor while any record with its key is in flight.
     pub ordered_by_key: bool,
+    /// Lease records of open and aborted transactions too, up to the high watermark (Kafka's
+    /// `share.isolation.level=read_uncommitted`); by default leases read committed.
+    #[serde(default)]
+    pub read_uncommitted: bool,
 }
 
 /// Identifies one lease of one record; opaque to callers.

@@ -663,6 +663,7 @@ impl Driver {
             } => {
                 let (t, g) = (TOPICS[*topic], GROUPS[*group]);
                 let config = LeaseGroupConfig {
+                    read_uncommitted: false,
                     max_deliveries: *max_deliveries,
                     dead_letter_topic: max_deliveries
                         .filter(|_| *dead_letter)

@@ -26,8 +26,8 @@ pub use decode::{decode_records, record_timestamps};
 pub use encode::{encode_records, Encoded, NOT_BEFORE_HEADER};
 pub use error::BatchError;
 pub use layout::{
-    compress_batch, crc_ok, set_base_offset, set_transactional, split_batches, stored_prefix, BatchHeader,
-    Compression, COMPRESSION_MASK, CONTROL_BIT, CRC_FROM, HEADER_LEN, LENGTH_END,
+    compress_batch, crc_ok, set_base_offset, set_transactional, split_batches, stored_prefix,
+    BatchHeader, Compression, COMPRESSION_MASK, CONTROL_BIT, CRC_FROM, HEADER_LEN, LENGTH_END,
     LOG_APPEND_TIME_BIT, MAGIC, MAX_RECORDS, MIN_RECORD_LEN, NOT_BEFORE_BIT, PREFIX_LEN,
     TRANSACTIONAL_BIT,
 };

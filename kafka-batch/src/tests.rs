@@ -368,7 +368,10 @@ fn markers_round_trip_and_pass_the_stored_checks() {
         assert!(crate::crc_ok(&b));
         let h = BatchHeader::parse_stored(&b).expect("a stored marker parses");
         assert!(h.is_control() && h.is_transactional());
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 3, -1));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 3, -1)
+        );
         assert_eq!((h.base_offset, h.record_count), (42, 1));
         assert_eq!(crate::marker_commits(&b), Some(commit));
         // A producer may not send one.

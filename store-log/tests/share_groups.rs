@@ -56,6 +56,7 @@ async fn crash_and_replay(snapshot_bytes: u64) {
         max_deliveries: Some(1),
         dead_letter_topic: None,
         ordered_by_key: false,
+        read_uncommitted: false,
     };
     s.set_lease_group("q", "g", archive.clone()).await.unwrap();
     let recs = (0..6)

@@ -135,7 +135,12 @@ impl PartitionLeases {
                 }
             }
         }
-        for record in log.committed_from(self.floor) {
+        let records: Box<dyn Iterator<Item = &StoredRecord>> = if config.read_uncommitted {
+            Box::new(log.iter_from(self.floor))
+        } else {
+            Box::new(log.committed_from(self.floor))
+        };
+        for record in records {
             if out.leases.len() >= max {
                 break;
             }
@@ -296,14 +301,18 @@ impl PartitionLeases {
     }
 
     /// Counts of the records in `[log_start, high_watermark)`.
-    pub(crate) fn counts(&mut self, log: &Log, now: i64) -> LeaseCounts {
+    pub(crate) fn counts(&mut self, log: &Log, now: i64, read_uncommitted: bool) -> LeaseCounts {
         self.normalize(log.log_start());
         let mut c = LeaseCounts {
             done: (self.floor - log.log_start()) as u64,
             dead_lettered: self.dead_lettered.len() as u64,
             ..LeaseCounts::default()
         };
-        let stable = log.last_stable();
+        let stable = if read_uncommitted {
+            log.high_watermark()
+        } else {
+            log.last_stable()
+        };
         let mut seen = 0u64;
         for record in log.iter_from(self.floor) {
             seen += 1;
@@ -311,7 +320,7 @@ impl PartitionLeases {
                 c.delayed += 1;
                 continue;
             }
-            if log.is_aborted(record.offset) {
+            if !read_uncommitted && log.is_aborted(record.offset) {
                 c.done += 1;
                 continue;
             }

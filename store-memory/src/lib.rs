@@ -543,11 +543,14 @@ impl Store for MemoryStore {
             let t = s.topic_mut(topic)?;
             let log = &t.partitions[partition as usize].log;
             let mut fresh = lease::PartitionLeases::default();
-            let pl = match t.groups.get_mut(group) {
-                Some(g) => g.partitions.entry(partition).or_default(),
-                None => &mut fresh,
+            let (pl, uncommitted) = match t.groups.get_mut(group) {
+                Some(g) => (
+                    g.partitions.entry(partition).or_default(),
+                    g.config.read_uncommitted,
+                ),
+                None => (&mut fresh, false),
             };
-            Ok(pl.counts(log, now))
+            Ok(pl.counts(log, now, uncommitted))
         })
     }
 

@@ -266,15 +266,15 @@ impl State {
         Ok(p.producers
             .describe()
             .into_iter()
-            .map(
-                |(producer_id, epoch, last_sequence, last_timestamp_ms)| broker_api::ProducerInfo {
+            .map(|(producer_id, epoch, last_sequence, last_timestamp_ms)| {
+                broker_api::ProducerInfo {
                     producer_id,
                     epoch,
                     last_sequence,
                     last_timestamp_ms,
                     txn_start_offset: p.log.open_txn(producer_id),
-                },
-            )
+                }
+            })
             .collect())
     }
 }

@@ -279,6 +279,7 @@ fn group_config(row: &tokio_postgres::Row, at: usize) -> LeaseGroupConfig {
         max_deliveries: row.get::<_, Option<i32>>(at).map(|n| n.max(0) as u32),
         dead_letter_topic: row.get(at + 1),
         ordered_by_key: row.get(at + 2),
+        read_uncommitted: false,
     }
 }
 

@@ -493,6 +493,11 @@ impl KafkaServer {
         resp
     }
 
+    /// Transaction APIs: WRITE on the transactional id.
+    pub(super) fn txn_write_denied(&self, id: &str) -> bool {
+        self.authz.enabled() && !self.may(Op::Write, resource::TRANSACTIONAL_ID, id)
+    }
+
     /// Group membership APIs: READ on the group.
     pub(super) fn group_read_denied(&self, group: &str) -> Option<i16> {
         (!self.may_group(Op::Read, group)).then_some(GROUP_DENIED)
@@ -707,4 +712,45 @@ pub(super) fn offset_commit_denied(
         );
     }
     resp
+}
+
+/// AddPartitionsToTxn refused for the transactional id: every partition says so.
+pub(super) fn add_partitions_denied(
+    mut resp: AddPartitionsToTxnResponse,
+) -> AddPartitionsToTxnResponse {
+    for t in &mut resp.results_by_topic_v3_and_below {
+        for p in &mut t.results_by_partition {
+            p.partition_error_code = TXN_DENIED;
+        }
+    }
+    resp
+}
+
+/// TxnOffsetCommit refused: every partition gets `code`.
+pub(super) fn txn_offset_commit_denied(
+    req: &TxnOffsetCommitRequest,
+    code: i16,
+) -> TxnOffsetCommitResponse {
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    TxnOffsetCommitResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
 }

@@ -291,27 +291,40 @@ impl KafkaServer {
         ElectLeadersResponse::default().with_replica_election_results(results)
     }
 
-    /// DescribeProducers: no transactions run, so no partition has an active transactional
-    /// producer; idempotent producers' state is the store's and is not listed.
+    /// DescribeProducers: the idempotent and transactional producers of each partition, as
+    /// the store keeps them (epoch, last sequence and time, open transaction's start).
     pub(super) async fn describe_producers(
         &self,
         req: DescribeProducersRequest,
     ) -> DescribeProducersResponse {
+        use kafka_protocol::messages::describe_producers_response::ProducerState;
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
-            let known = self.store.describe_topic(t.name.as_str()).await;
-            let partitions = t
-                .partition_indexes
-                .iter()
-                .map(|&p| {
-                    let r = PartitionResponse::default().with_partition_index(p);
-                    match &known {
-                        Ok(info) if p >= 0 && p < info.config.partitions as i32 => r,
-                        Ok(_) => r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                        Err(e) => r.with_error_code(code_for(e)),
-                    }
-                })
-                .collect();
+            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+            for &p in &t.partition_indexes {
+                let r = PartitionResponse::default().with_partition_index(p);
+                partitions.push(match self.store.producer_states(t.name.as_str(), p).await {
+                    Ok(states) => r.with_active_producers(
+                        states
+                            .into_iter()
+                            .map(|s| {
+                                ProducerState::default()
+                                    .with_producer_id(kafka_protocol::messages::ProducerId(
+                                        s.producer_id,
+                                    ))
+                                    .with_producer_epoch(s.epoch as i32)
+                                    .with_last_sequence(s.last_sequence)
+                                    .with_last_timestamp(s.last_timestamp_ms)
+                                    .with_coordinator_epoch(-1)
+                                    .with_current_txn_start_offset(s.txn_start_offset.unwrap_or(-1))
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => r
+                        .with_error_code(code_for(&e))
+                        .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+                });
+            }
             topics.push(
                 TopicResponse::default()
                     .with_name(t.name)

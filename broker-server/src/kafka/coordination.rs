@@ -124,6 +124,14 @@ impl KafkaServer {
     /// Replaces what this broker knows of `group` with its saved state (a share group's, a
     /// KIP-848 consumer group's or a classic group's, told apart by their formats).
     fn adopt_saved_state(&self, group: &str, state: Option<Bytes>, epoch: i64) {
+        if let Some(id) = group.strip_prefix(super::txn::SLOT_PREFIX) {
+            self.txns.adopt(id, state);
+            info!(
+                transactional_id = id,
+                epoch, "coordinating the transactional id"
+            );
+            return;
+        }
         self.consumer_groups.evict(group);
         self.shares.evict(group);
         match state {
@@ -189,6 +197,10 @@ impl KafkaServer {
             self.metrics.coordinator_lost();
             info!(group, "no longer coordinating the group: {why}");
         }
+        if let Some(id) = group.strip_prefix(super::txn::SLOT_PREFIX) {
+            self.txns.evict(id);
+            return;
+        }
         self.coordinator.evict(group);
         self.consumer_groups.evict(group);
         self.shares.evict(group);
@@ -250,7 +262,7 @@ impl KafkaServer {
     /// Writes a group's saved state, with the coordinator's fence in a cluster; the error
     /// code to answer when the write is refused (NOT_COORDINATOR once another broker took the
     /// group over).
-    async fn write_group_state(
+    pub(super) async fn write_group_state(
         &self,
         fence: Option<&CoordinatorFence>,
         group: &str,

@@ -2,12 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use broker_api::{BatchLimits, StoreError, StoreResult};
+use broker_api::{BatchLimits, FetchedBatches, StoreError, StoreResult};
 use bytes::Bytes;
 use futures::future::select_all;
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors::code_for;
@@ -21,6 +23,8 @@ use uuid::Uuid;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Wanted {
+    /// `isolation.level=read_committed`: up to the last stable offset, aborted listed.
+    read_committed: bool,
     topic: String,
     partition: i32,
     offset: i64,
@@ -58,7 +62,10 @@ impl KafkaServer {
                 partitions,
             } => (session, partitions, true),
         };
-        let wanted = self.resolve_fetch(&partitions, version).await;
+        let read_committed = version >= 4 && req.isolation_level == 1;
+        let wanted = self
+            .resolve_fetch(&partitions, version, read_committed)
+            .await;
         let resp = self
             .fetch_wanted(&wanted, min_bytes, deadline, total_max)
             .await;
@@ -107,6 +114,7 @@ impl KafkaServer {
         &self,
         partitions: &[(Requested, Option<Told>)],
         version: i16,
+        read_committed: bool,
     ) -> Vec<WantedTopic> {
         let mut wanted: Vec<WantedTopic> = Vec::new();
         // Per topic group: the error for every partition.
@@ -137,6 +145,7 @@ impl KafkaServer {
             let (name, _, parts) = wanted.last_mut().expect("pushed above");
             let id_error = *flags.last().expect("pushed above");
             parts.push(Wanted {
+                read_committed,
                 topic: name.to_string(),
                 partition: p.partition,
                 offset: p.fetch_offset,
@@ -197,27 +206,31 @@ impl KafkaServer {
     }
 
     /// Whole stored batches of one partition within `limit` bytes (none when `limit` is 0;
-    /// with `min_one`, a first batch larger than the limit comes alone), with its high
-    /// watermark and log start. The bytes are the store's, not decoded.
+    /// with `min_one`, a first batch larger than the limit comes alone), with its offsets
+    /// and (read committed) aborted transactions. The bytes are the store's, not decoded.
     async fn read_partition(
         &self,
         w: &Wanted,
         limit: usize,
         min_one: bool,
-    ) -> StoreResult<(Vec<Bytes>, i64, i64)> {
+    ) -> StoreResult<FetchedBatches> {
         if limit == 0 {
             let o = self.store.partition_offsets(&w.topic, w.partition).await?;
-            return Ok((Vec::new(), o.high_watermark, o.log_start_offset));
+            return Ok(FetchedBatches {
+                high_watermark: o.high_watermark,
+                log_start_offset: o.log_start_offset,
+                last_stable_offset: o.last_stable_offset,
+                ..FetchedBatches::default()
+            });
         }
         let limits = BatchLimits {
             max_bytes: limit,
             min_one,
+            read_committed: w.read_committed,
         };
-        let f = self
-            .store
+        self.store
             .fetch_batches(&w.topic, w.partition, w.offset, limits)
-            .await?;
-        Ok((f.chunks, f.high_watermark, f.log_start_offset))
+            .await
     }
 
     /// One pass over the partitions: the response, its record bytes, whether any partition
@@ -277,15 +290,26 @@ impl KafkaServer {
                     None => self.read_partition(w, limit, total == 0).await,
                 };
                 let part = match result {
-                    Ok((chunks, hwm, log_start)) => {
+                    Ok(f) => {
+                        let hwm = f.high_watermark;
                         hwms.push(hwm);
                         // KIP-74: only the first non-empty partition may exceed the limits,
                         // by its first batch.
-                        let bytes = fitting(&chunks, limit, total == 0);
+                        let bytes = fitting(&f.chunks, limit, total == 0);
+                        let aborted = f
+                            .aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect();
                         let base = base
                             .with_high_watermark(hwm)
-                            .with_last_stable_offset(hwm)
-                            .with_log_start_offset(log_start);
+                            .with_last_stable_offset(f.last_stable_offset)
+                            .with_log_start_offset(f.log_start_offset)
+                            .with_aborted_transactions(Some(aborted));
                         if bytes.is_empty() {
                             base
                         } else {

@@ -55,6 +55,12 @@ pub enum KafkaRequest {
     DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
+    EndTxn(EndTxnRequest),
+    DescribeTransactions(DescribeTransactionsRequest),
+    ListTransactions(ListTransactionsRequest),
 }
 
 /// What a frame turned out to be.
@@ -190,6 +196,22 @@ pub fn decode_frame(frame: Bytes) -> Result<Frame, FrameError> {
             KafkaRequest::ShareGroupDescribe(decode(&mut buf, v).map_err(body)?)
         }
         ApiKey::ShareFetch => KafkaRequest::ShareFetch(decode(&mut buf, v).map_err(body)?),
+        ApiKey::AddPartitionsToTxn => {
+            KafkaRequest::AddPartitionsToTxn(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            KafkaRequest::AddOffsetsToTxn(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::TxnOffsetCommit => {
+            KafkaRequest::TxnOffsetCommit(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::EndTxn => KafkaRequest::EndTxn(decode(&mut buf, v).map_err(body)?),
+        ApiKey::DescribeTransactions => {
+            KafkaRequest::DescribeTransactions(decode(&mut buf, v).map_err(body)?)
+        }
+        ApiKey::ListTransactions => {
+            KafkaRequest::ListTransactions(decode(&mut buf, v).map_err(body)?)
+        }
         ApiKey::ShareAcknowledge => {
             KafkaRequest::ShareAcknowledge(decode(&mut buf, v).map_err(body)?)
         }

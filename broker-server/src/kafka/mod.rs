@@ -37,6 +37,7 @@ mod sasl;
 mod share;
 pub mod telemetry;
 mod topics;
+mod txn;
 mod unsupported;
 pub mod versions;
 
@@ -174,6 +175,8 @@ pub struct KafkaServer {
     fences: coordination::Fences,
     /// Share groups and share sessions (KIP-932).
     shares: share::ShareGroups,
+    /// Transactional ids this broker coordinates (KIP-98).
+    txns: txn::Transactions,
     /// KIP-848 consumer groups.
     consumer_groups: Arc<consumer_group::ConsumerGroups>,
 }
@@ -218,6 +221,7 @@ impl KafkaServer {
             node,
             fences: Default::default(),
             shares: Default::default(),
+            txns: Default::default(),
             authz,
             per_ip: Default::default(),
             per_principal: Default::default(),
@@ -245,6 +249,7 @@ impl KafkaServer {
             tasks.spawn(self.clone().serve_listener(listener, info));
         }
         tasks.spawn(self.clone().drop_groups_on_reregistration());
+        tasks.spawn(self.clone().expire_transactions());
         while tasks.join_next().await.is_some() {}
         info!("kafka listeners stopped");
     }
@@ -982,6 +987,61 @@ impl KafkaServer {
                 ApiKey::ElectLeaders,
                 "ElectLeaders",
                 self.elect_leaders(req).await
+            ),
+            KafkaRequest::AddPartitionsToTxn(req)
+                if self.txn_write_denied(req.v3_and_below_transactional_id.0.as_str()) =>
+            {
+                let resp = self.add_partitions_to_txn(req).await;
+                reply!(
+                    ApiKey::AddPartitionsToTxn,
+                    "AddPartitionsToTxn",
+                    authz::add_partitions_denied(resp)
+                )
+            }
+            KafkaRequest::AddPartitionsToTxn(req) => reply!(
+                ApiKey::AddPartitionsToTxn,
+                "AddPartitionsToTxn",
+                self.add_partitions_to_txn(req).await
+            ),
+            KafkaRequest::AddOffsetsToTxn(req) => {
+                let resp = if self.txn_write_denied(req.transactional_id.0.as_str()) {
+                    AddOffsetsToTxnResponse::default().with_error_code(authz::TXN_DENIED)
+                } else if self.group_read_denied(req.group_id.0.as_str()).is_some() {
+                    AddOffsetsToTxnResponse::default().with_error_code(authz::GROUP_DENIED)
+                } else {
+                    self.add_offsets_to_txn(req).await
+                };
+                reply!(ApiKey::AddOffsetsToTxn, "AddOffsetsToTxn", resp)
+            }
+            KafkaRequest::TxnOffsetCommit(req) => {
+                let denied = if self.txn_write_denied(req.transactional_id.0.as_str()) {
+                    Some(authz::TXN_DENIED)
+                } else {
+                    self.group_read_denied(req.group_id.0.as_str())
+                };
+                let resp = match denied {
+                    Some(c) => authz::txn_offset_commit_denied(&req, c),
+                    None => self.txn_offset_commit(req).await,
+                };
+                reply!(ApiKey::TxnOffsetCommit, "TxnOffsetCommit", resp)
+            }
+            KafkaRequest::EndTxn(req) => {
+                let resp = if self.txn_write_denied(req.transactional_id.0.as_str()) {
+                    EndTxnResponse::default().with_error_code(authz::TXN_DENIED)
+                } else {
+                    self.end_txn(req).await
+                };
+                reply!(ApiKey::EndTxn, "EndTxn", resp)
+            }
+            KafkaRequest::DescribeTransactions(req) => reply!(
+                ApiKey::DescribeTransactions,
+                "DescribeTransactions",
+                self.describe_transactions(req).await
+            ),
+            KafkaRequest::ListTransactions(req) => reply!(
+                ApiKey::ListTransactions,
+                "ListTransactions",
+                self.list_transactions(req).await
             ),
             KafkaRequest::DescribeProducers(req) => reply!(
                 ApiKey::DescribeProducers,

@@ -57,6 +57,7 @@ impl KafkaServer {
         req: ListOffsetsRequest,
         v: i16,
     ) -> ListOffsetsResponse {
+        let read_committed = req.isolation_level == 1;
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let name = t.name.0.to_string();
@@ -79,7 +80,9 @@ impl KafkaServer {
                         .partition_offsets(&name, p.partition_index)
                         .await
                         .map(|o| {
-                            let off = if ts == LATEST {
+                            let off = if ts == LATEST && read_committed {
+                                o.last_stable_offset
+                            } else if ts == LATEST {
                                 o.high_watermark
                             } else {
                                 o.log_start_offset

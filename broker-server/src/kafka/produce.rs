@@ -16,26 +16,18 @@ use crate::error_kind;
 
 impl KafkaServer {
     pub(super) async fn produce(&self, req: ProduceRequest, _version: i16) -> ProduceResponse {
-        let transactional = req
+        let txn: Option<String> = req
             .transactional_id
             .as_ref()
-            .is_some_and(|t| !t.0.is_empty());
+            .filter(|t| !t.0.is_empty())
+            .map(|t| t.0.to_string());
         let mut topics = Vec::with_capacity(req.topic_data.len());
         for topic in req.topic_data {
             let name = topic.name.0.to_string();
             let futs = topic.partition_data.into_iter().map(|p| {
                 let name = name.clone();
-                async move {
-                    if transactional {
-                        return PartitionProduceResponse::default()
-                            .with_index(p.index)
-                            .with_error_code(
-                                ResponseError::TransactionalIdAuthorizationFailed.code(),
-                            )
-                            .with_base_offset(-1);
-                    }
-                    self.produce_partition(&name, p.index, p.records).await
-                }
+                let txn = txn.as_deref();
+                async move { self.produce_partition(&name, p.index, p.records, txn).await }
             });
             let partitions = futures::future::join_all(futs).await;
             topics.push(
@@ -49,12 +41,14 @@ impl KafkaServer {
 
     /// Appends the batches of one partition's record set as they came: each is split off
     /// by its length, checked by the store (CRC, framing, counts, producer sequence) and
-    /// stored as bytes; no record is decoded here.
+    /// stored as bytes; no record is decoded here. Transactional batches must come with
+    /// their transactional id, for a partition added to its open transaction.
     async fn produce_partition(
         &self,
         topic: &str,
         partition: i32,
         records: Option<Bytes>,
+        txn: Option<&str>,
     ) -> PartitionProduceResponse {
         let base = PartitionProduceResponse::default()
             .with_index(partition)
@@ -73,6 +67,34 @@ impl KafkaServer {
                 return fail(code, msg);
             }
         };
+        match txn {
+            Some(id) => {
+                if let Some(code) = self
+                    .verify_txn_produce(id, topic, partition, &batches)
+                    .await
+                {
+                    debug!(
+                        topic,
+                        partition,
+                        transactional_id = id,
+                        code,
+                        "transactional produce refused"
+                    );
+                    return fail(code, format!("transactional id {id:?} has no open transaction with {topic}-{partition} for this producer"));
+                }
+            }
+            None => {
+                if batches
+                    .iter()
+                    .any(|b| super::records::first_header(b).is_some_and(|h| h.is_transactional()))
+                {
+                    return fail(
+                        ResponseError::InvalidRecord.code(),
+                        "a transactional batch needs the producer's transactional id".into(),
+                    );
+                }
+            }
+        }
         let log_append_time = self.uses_log_append_time(topic).await;
         let timestamps = if log_append_time {
             TimestampType::LogAppendTime
@@ -140,12 +162,8 @@ impl KafkaServer {
         let resp = InitProducerIdResponse::default()
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
-        if req
-            .transactional_id
-            .as_ref()
-            .is_some_and(|t| !t.0.is_empty())
-        {
-            return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+            return self.init_txn_producer(id.0.as_str(), &req).await;
         }
         match self.store.init_producer_id().await {
             Ok(id) => resp
@@ -163,16 +181,16 @@ impl KafkaServer {
 }
 
 /// Splits one partition's record set into its batches; refuses (with the Kafka error code
-/// and a message) a set that is not whole v2 batches, and transactional or control batches.
-/// Each batch is checked in full by the store.
+/// and a message) a set that is not whole v2 batches, and control batches (only a
+/// transaction coordinator writes those). Each batch is checked in full by the store.
 pub fn split(bytes: Bytes) -> Result<Vec<Bytes>, (i16, String)> {
     let batches = kafka_batch::split_batches(&bytes)
         .map_err(|e| (super::records::error_code(&e), e.to_string()))?;
     for b in &batches {
-        if super::records::first_header(b).is_some_and(|h| h.is_transactional_or_control()) {
+        if super::records::first_header(b).is_some_and(|h| h.is_control()) {
             return Err((
-                ResponseError::TransactionalIdAuthorizationFailed.code(),
-                "transactions are not supported".into(),
+                ResponseError::InvalidRecord.code(),
+                "a producer may not send control batches (transaction markers)".into(),
             ));
         }
     }

@@ -44,7 +44,38 @@ top_level!(
     ShareGroupHeartbeatResponse,
     AlterShareGroupOffsetsResponse,
     DeleteShareGroupOffsetsResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
+    ListTransactionsResponse,
 );
+
+impl ResponseErrors for AddPartitionsToTxnResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.results_by_topic_v3_and_below {
+            for p in &t.results_by_partition {
+                f(p.partition_error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrors for TxnOffsetCommitResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrors for DescribeTransactionsResponse {
+    fn error_codes(&self, f: &mut dyn FnMut(i16)) {
+        for s in &self.transaction_states {
+            f(s.error_code);
+        }
+    }
+}
 
 none!(
     AlterUserScramCredentialsResponse,

@@ -26,6 +26,7 @@ pub(super) fn group_config(q: &Queue) -> LeaseGroupConfig {
         max_deliveries: redrive.as_ref().map(|r| r.max_receive_count),
         dead_letter_topic: redrive.map(|r| r.dead_letter.topic()),
         ordered_by_key: q.fifo,
+        read_uncommitted: false,
     }
 }
 

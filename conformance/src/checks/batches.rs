@@ -103,7 +103,16 @@ async fn batches_at(
     min_one: bool,
 ) -> Result<Vec<Bytes>, String> {
     let f = store
-        .fetch_batches(topic, 0, offset, BatchLimits { max_bytes, min_one, read_committed: false })
+        .fetch_batches(
+            topic,
+            0,
+            offset,
+            BatchLimits {
+                max_bytes,
+                min_one,
+                read_committed: false,
+            },
+        )
         .await
         .ctx(&format!("fetch_batches at {offset} (max {max_bytes})"))?;
     split(&f.chunks)

@@ -248,11 +248,16 @@ pub async fn group_snapshots_are_listed(backend: Arc<dyn Backend>) -> CheckResul
     let mut s = fresh(backend, "group_snapshots_are_listed").await?;
     let st = s.store.clone();
     ensure!(
-        st.list_group_snapshots("").await.ctx("list_group_snapshots")?.is_empty(),
+        st.list_group_snapshots("")
+            .await
+            .ctx("list_group_snapshots")?
+            .is_empty(),
         "a fresh store lists no snapshot"
     );
     // Names with the characters a LIKE pattern or a range scan could get wrong.
-    let names = ["tx/a", "tx/b%", "tx/b_c", "tx0", "txa", "tx/", "other", "tx\\/z"];
+    let names = [
+        "tx/a", "tx/b%", "tx/b_c", "tx0", "txa", "tx/", "other", "tx\\/z",
+    ];
     for (i, n) in names.iter().enumerate() {
         st.save_group_snapshot(n, Bytes::from(format!("state {i}")))
             .await
@@ -265,10 +270,12 @@ pub async fn group_snapshots_are_listed(backend: Arc<dyn Backend>) -> CheckResul
         let mut v: Vec<(String, Bytes)> = names
             .iter()
             .map(|n| {
-                let i = ["tx/a", "tx/b%", "tx/b_c", "tx0", "txa", "tx/", "other", "tx\\/z"]
-                    .iter()
-                    .position(|m| m == n)
-                    .unwrap();
+                let i = [
+                    "tx/a", "tx/b%", "tx/b_c", "tx0", "txa", "tx/", "other", "tx\\/z",
+                ]
+                .iter()
+                .position(|m| m == n)
+                .unwrap();
                 (n.to_string(), Bytes::from(format!("state {i}")))
             })
             .collect();
@@ -292,7 +299,10 @@ pub async fn group_snapshots_are_listed(backend: Arc<dyn Backend>) -> CheckResul
     );
     s.reopen().await.ctx("reopen")?;
     ensure_eq!(
-        s.store.list_group_snapshots("").await.ctx("list all after reopen")?,
+        s.store
+            .list_group_snapshots("")
+            .await
+            .ctx("list all after reopen")?,
         want(&["other", "tx/", "tx/b%", "tx/b_c", "tx0", "tx\\/z", "txa"]),
         "every snapshot after reopen"
     );

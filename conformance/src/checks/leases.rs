@@ -579,6 +579,7 @@ pub async fn max_deliveries_dead_letters(backend: Arc<dyn Backend>) -> CheckResu
     topic(st, "work", 2).await?;
     topic(st, "dlq", 1).await?;
     let config = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(2),
         dead_letter_topic: Some("dlq".into()),
         ordered_by_key: false,
@@ -708,6 +709,7 @@ pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> C
     let st = &s.store;
     topic(st, "t", 1).await?;
     let ordered = LeaseGroupConfig {
+        read_uncommitted: false,
         ordered_by_key: true,
         ..LeaseGroupConfig::default()
     };
@@ -819,6 +821,7 @@ pub async fn ordered_by_key_blocks_later_records(backend: Arc<dyn Backend>) -> C
     topic(st, "dlq", 1).await?;
     topic(st, "u", 1).await?;
     let dead_lettering = LeaseGroupConfig {
+        read_uncommitted: false,
         ordered_by_key: true,
         max_deliveries: Some(1),
         dead_letter_topic: Some("dlq".into()),
@@ -904,6 +907,7 @@ pub async fn lease_counts_add_up(backend: Arc<dyn Backend>) -> CheckResult {
     topic(st, "t", 1).await?;
     topic(st, "dlq", 1).await?;
     let config = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(1),
         dead_letter_topic: Some("dlq".into()),
         ordered_by_key: false,
@@ -987,6 +991,7 @@ pub async fn lease_state_survives_reopen(backend: Arc<dyn Backend>) -> CheckResu
     topic(&s.store, "t", 1).await?;
     topic(&s.store, "dlq", 1).await?;
     let config = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(3),
         dead_letter_topic: Some("dlq".into()),
         ordered_by_key: true,
@@ -1112,6 +1117,7 @@ pub async fn max_deliveries_without_dead_letter_topic_archives(
     topic(&s.store, "other", 1).await?;
     let st = s.store.clone();
     let config = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(2),
         dead_letter_topic: None,
         ordered_by_key: false,
@@ -1321,6 +1327,7 @@ pub async fn lease_start_can_be_reset(backend: Arc<dyn Backend>) -> CheckResult 
     topic(&s.store, "dlq", 1).await?;
     let st = s.store.clone();
     let config = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(1),
         dead_letter_topic: Some("dlq".into()),
         ordered_by_key: false,
@@ -1647,15 +1654,18 @@ pub async fn lease_groups_can_be_deleted(backend: Arc<dyn Backend>) -> CheckResu
     topic(&s.store, "dlq", 1).await?;
     let st = s.store.clone();
     let doomed = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(3),
         dead_letter_topic: Some("dlq".into()),
         ordered_by_key: true,
     };
     let kept = LeaseGroupConfig {
+        read_uncommitted: false,
         ordered_by_key: true,
         ..LeaseGroupConfig::default()
     };
     let same_name = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(5),
         dead_letter_topic: Some("dlq".into()),
         ordered_by_key: false,

@@ -273,6 +273,7 @@ pub async fn unknown_topic_is_reported(backend: Arc<dyn Backend>) -> CheckResult
             .await
     );
     let to_missing_dlq = LeaseGroupConfig {
+        read_uncommitted: false,
         max_deliveries: Some(3),
         dead_letter_topic: Some("missing".into()),
         ordered_by_key: false,
@@ -315,6 +316,7 @@ pub async fn delete_topic_removes_everything(backend: Arc<dyn Backend>) -> Check
         .await
         .ctx("commit_offsets only-gone")?;
     let ordered = LeaseGroupConfig {
+        read_uncommitted: false,
         ordered_by_key: true,
         ..LeaseGroupConfig::default()
     };

@@ -16,7 +16,9 @@ pub const DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 pub const SESSION_TIMEOUT_MS: &str = "share.session.timeout.ms";
 /// `share.heartbeat.interval.ms`: how often members heartbeat.
 pub const HEARTBEAT_INTERVAL_MS: &str = "share.heartbeat.interval.ms";
-/// `share.isolation.level`: accepted for compatibility; only read_uncommitted exists here.
+/// `share.isolation.level`: read_uncommitted (Kafka's default) acquires records of open and
+/// aborted transactions too; read_committed stops at the last stable offset and skips
+/// aborted ones.
 pub const ISOLATION_LEVEL: &str = "share.isolation.level";
 /// `errors.deadletterqueue.topic.name` (KIP-1191's name): records past the delivery limit
 /// are appended to this topic instead of being archived.
@@ -124,6 +126,8 @@ pub struct ShareSettings {
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub dead_letter_topic: Option<String>,
+    /// `share.isolation.level=read_committed`.
+    pub read_committed: bool,
 }
 
 impl ShareSettings {
@@ -157,6 +161,7 @@ impl ShareSettings {
             session_timeout: ms(SESSION_TIMEOUT_MS),
             heartbeat_interval: ms(HEARTBEAT_INTERVAL_MS),
             dead_letter_topic: (!dlq.is_empty()).then_some(dlq),
+            read_committed: get(ISOLATION_LEVEL) == "read_committed",
         }
     }
 
@@ -166,6 +171,7 @@ impl ShareSettings {
             max_deliveries: Some(self.delivery_limit),
             dead_letter_topic: self.dead_letter_topic.clone(),
             ordered_by_key: false,
+            read_uncommitted: !self.read_committed,
         }
     }
 }
