@@ -578,6 +578,37 @@ mod tests {
         assert_eq!((c.leader_epoch, c.metadata.as_str()), (Some(-3), "a\0b"));
     }
 
+    /// Lease-group entries written before groups had an isolation decode as read committed;
+    /// a read-uncommitted config comes back through the JSON journal.
+    #[test]
+    fn lease_groups_without_an_isolation_decode_read_committed() {
+        let old = r#"{"LeaseGroup":{"topic":"t","group":"g","config":{
+            "max_deliveries":3,"dead_letter_topic":null,"ordered_by_key":true}}}"#;
+        let op: Op = serde_json::from_str(old).unwrap();
+        let mut state = MetaState::default();
+        state.apply(&op);
+        let c = &state.lease_groups["t"]["g"];
+        assert_eq!(
+            (c.max_deliveries, c.ordered_by_key, c.read_uncommitted),
+            (Some(3), true, false)
+        );
+        let op = Op::LeaseGroup {
+            topic: "t".into(),
+            group: "u".into(),
+            config: LeaseGroupConfig {
+                read_uncommitted: true,
+                ..LeaseGroupConfig::default()
+            },
+        };
+        let back: Op = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
+        state.apply(&back);
+        assert!(state.lease_groups["t"]["u"].read_uncommitted);
+        // And through a snapshot of the state.
+        let snap: MetaState = serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap();
+        assert!(snap.lease_groups["t"]["u"].read_uncommitted);
+        assert!(!snap.lease_groups["t"]["g"].read_uncommitted);
+    }
+
     /// A reset moves the floor back (which `Lease` entries never do) and forgets the state
     /// from the start on; a group deletion and group configs apply as written. Each entry
     /// applied twice has the effect of applying it once.

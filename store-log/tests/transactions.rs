@@ -1,14 +1,15 @@
 //! Transactions on the log store beyond the conformance checks: read-committed fetches over
-//! many segments, the lease floor past markers, retention of aborted transactions, recovery
-//! when the producer snapshot is ahead of the log, and `verify` on transactional data.
+//! many segments, the lease floor past markers, read-uncommitted lease groups, retention of
+//! aborted transactions, recovery when the producer snapshot is ahead of the log, and
+//! `verify` on transactional data.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::{
-    AbortedTxn, AppendBatch, BatchLimits, Durability, FetchLimits, ManualClock, ProducerBatch,
-    Record, Store, TimestampType, TopicConfig, TxnMarker,
+    AbortedTxn, AppendBatch, BatchLimits, Durability, FetchLimits, Lease, LeaseGroupConfig,
+    ManualClock, ProducerBatch, Record, Store, TimestampType, TopicConfig, TxnMarker,
 };
 use bytes::Bytes;
 use kafka_batch::BatchHeader;
@@ -36,13 +37,17 @@ fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, n: usize) -> Byt
             ))
         })
         .collect();
+    txn_records(producer_id, epoch, first_sequence, &records)
+}
+
+fn txn_records(producer_id: i64, epoch: i16, first_sequence: i32, records: &[Record]) -> Bytes {
     let mut buf = Vec::new();
     let p = ProducerBatch {
         producer_id,
         epoch,
         first_sequence,
     };
-    kafka_batch::encode_records(&mut buf, &records, 1_000, Some(p)).unwrap();
+    kafka_batch::encode_records(&mut buf, records, 1_000, Some(p)).unwrap();
     kafka_batch::set_transactional(&mut buf);
     Bytes::from(buf)
 }
@@ -178,6 +183,127 @@ async fn lease_floor_moves_past_markers_and_aborted_records() {
         leases.iter().map(|l| l.record.offset).collect::<Vec<_>>(),
         vec![6]
     );
+    s.close().await.unwrap();
+}
+
+fn uncommitted(f: impl FnOnce(&mut LeaseGroupConfig)) -> LeaseGroupConfig {
+    let mut c = LeaseGroupConfig {
+        read_uncommitted: true,
+        ..LeaseGroupConfig::default()
+    };
+    f(&mut c);
+    c
+}
+
+fn offsets(leases: &[Lease]) -> Vec<i64> {
+    leases.iter().map(|l| l.record.offset).collect()
+}
+
+async fn ack_all(s: &LogStore, group: &str, leases: &[Lease]) {
+    let tokens: Vec<_> = leases.iter().map(|l| l.token).collect();
+    let r = s.ack("t", group, &tokens).await.unwrap();
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+}
+
+/// A read-uncommitted group leases records of aborted and open transactions; its floor
+/// moves past markers only (aborted records are done once acked), its counts delay nothing
+/// for the last stable offset, records past `max_deliveries` are dead-lettered whatever
+/// their transaction, and all of it survives reopen.
+#[tokio::test]
+async fn read_uncommitted_group_floor_counts_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    let open = || LogStore::open(dir.path(), options(), Arc::new(clock.clone())).unwrap();
+    let s = open();
+    topic(&s, Durability::Never).await;
+    s.create_topic("dl", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    plain(&s, "0").await; // 0
+    send(&s, 3, 0, 2).await; // 1-2, aborted by 3
+    s.write_txn_marker("t", 0, marker(3, false)).await.unwrap(); // 3
+    plain(&s, "4").await; // 4
+    send(&s, 5, 0, 2).await; // 5-6, left open
+    let cfg = uncommitted(|c| {
+        c.max_deliveries = Some(1);
+        c.dead_letter_topic = Some("dl".into());
+    });
+    s.set_lease_group("t", "u", cfg.clone()).await.unwrap();
+    let vis = Duration::from_secs(30);
+    let leases = s.lease("t", 0, "u", 10, vis).await.unwrap();
+    assert_eq!(offsets(&leases), vec![0, 1, 2, 4, 5, 6]);
+    let c = s.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.done, c.delayed, c.available), (6, 1, 0, 0));
+    // The read-committed default group still stops at the open transaction.
+    let g = s.lease("t", 0, "g", 10, vis).await.unwrap();
+    assert_eq!(offsets(&g), vec![0, 4]);
+    let c = s.lease_counts("t", 0, "g").await.unwrap();
+    assert_eq!((c.leased, c.done, c.delayed, c.available), (2, 3, 2, 0));
+    // Acking 0 leaves the floor at the aborted record 1, still leased.
+    ack_all(&s, "u", &leases[..1]).await;
+    assert_eq!(s.lease_floor("t", 0, "u").await.unwrap(), 1);
+    // Once 1-2 are acked too the floor moves past the marker, up to 4 (in flight).
+    ack_all(&s, "u", &leases[1..3]).await;
+    assert!(s.lease("t", 0, "u", 10, vis).await.unwrap().is_empty());
+    assert_eq!(s.lease_floor("t", 0, "u").await.unwrap(), 4);
+    let c = s.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.done, c.delayed, c.available), (3, 4, 0, 0));
+    // Past the visibility, 4-6 were delivered once: they go to the dead-letter topic, the
+    // open transaction's records too.
+    clock.advance(31_000);
+    let c = s.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.done, c.available), (0, 4, 3));
+    assert!(s.lease("t", 0, "u", 10, vis).await.unwrap().is_empty());
+    let c = s.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.done, c.dead_lettered, c.available), (7, 3, 0));
+    assert_eq!(s.lease_floor("t", 0, "u").await.unwrap(), 7);
+    let dl = s.fetch("dl", 0, 0, FetchLimits::default()).await.unwrap();
+    assert_eq!(dl.records.len(), 3);
+    s.close().await.unwrap();
+
+    let s = open();
+    assert_eq!(s.lease_groups("t").await.unwrap().get("u"), Some(&cfg));
+    let c = s.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.done, c.dead_lettered, c.delayed), (7, 3, 0));
+    // New records of the open transaction are leased right away after reopen.
+    send(&s, 5, 2, 1).await; // 7
+    let leases = s.lease("t", 0, "u", 10, vis).await.unwrap();
+    assert_eq!(offsets(&leases), vec![7]);
+    // The read-committed group's leases lapsed: 0 and 4 again, nothing of the open one.
+    let g = s.lease("t", 0, "g", 10, vis).await.unwrap();
+    assert_eq!(offsets(&g), vec![0, 4]);
+    s.close().await.unwrap();
+}
+
+/// With `ordered_by_key`, a read-uncommitted group keeps a key locked while a record of an
+/// open transaction with that key is in flight, also for an earlier record of the key.
+#[tokio::test]
+async fn read_uncommitted_ordered_by_key_locks_keys_of_open_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    topic(&s, Durability::Never).await;
+    let keyed = |k: &str| AppendBatch::new(vec![Record::keyed(k.to_string(), "v")]);
+    s.append("t", 0, keyed("a")).await.unwrap(); // 0
+    s.append("t", 0, keyed("b")).await.unwrap(); // 1
+    let b = txn_records(9, 0, 0, &[Record::keyed("b", "open")]);
+    s.append_batch("t", 0, b, TimestampType::CreateTime)
+        .await
+        .unwrap(); // 2, left open
+    s.append("t", 0, keyed("c")).await.unwrap(); // 3
+    let cfg = uncommitted(|c| c.ordered_by_key = true);
+    s.set_lease_group("t", "k", cfg).await.unwrap();
+    let vis = Duration::from_secs(30);
+    let first = s.lease("t", 0, "k", 3, vis).await.unwrap();
+    assert_eq!(offsets(&first), vec![0, 1, 2]);
+    s.release("t", "k", first[1].token, Duration::ZERO)
+        .await
+        .unwrap();
+    // 1 waits for 2 (key b, in flight in the open transaction); 3 is free.
+    let next = s.lease("t", 0, "k", 10, vis).await.unwrap();
+    assert_eq!(offsets(&next), vec![3]);
+    ack_all(&s, "k", &first[2..]).await;
+    let next = s.lease("t", 0, "k", 10, vis).await.unwrap();
+    assert_eq!(offsets(&next), vec![1]);
     s.close().await.unwrap();
 }
 

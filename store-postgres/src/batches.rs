@@ -53,29 +53,35 @@ const FETCH_BATCHES: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.data, 
     WHERE t.name = $1
     ORDER BY b.base_offset"#;
 
-/// What leases skip (and count as done for every group), as an SQL expression over a batch
-/// row `y`: control batches (transaction markers), and batches of an aborted transaction. A
-/// producer's transactions on a partition do not overlap, so a transactional batch is aborted
-/// when the producer's newest aborted transaction starting at or before it ends (its marker)
-/// after it (`aborted_txns_producer`).
+/// What leases skip (and count as done), as an SQL expression over a batch row `y` and the
+/// boolean SQL expression `$read_uncommitted` (the group's setting): control batches
+/// (transaction markers) always, and batches of an aborted transaction unless the group reads
+/// uncommitted. A producer's transactions on a partition do not overlap, so a transactional
+/// batch is aborted when the producer's newest aborted transaction starting at or before it
+/// ends (its marker) after it (`aborted_txns_producer`).
 macro_rules! lease_skips {
-    () => {
-        "(y.control OR (y.txn AND coalesce((
+    ($read_uncommitted:literal) => {
+        concat!(
+            "(y.control OR (y.txn AND NOT ",
+            $read_uncommitted,
+            " AND coalesce((
             SELECT a.marker_offset > y.base_offset FROM aborted_txns a
             WHERE a.topic_id = y.topic_id AND a.partition = y.partition
               AND a.producer_id = y.producer_id AND a.first_offset <= y.base_offset
             ORDER BY a.first_offset DESC LIMIT 1), false)))"
+        )
     };
 }
 
 /// Whole batches holding offsets `$3 .. least($3 + $4, $5)` (at most `$4` rows: a batch holds
 /// at least one offset), in offset order, as [`fresh_items`] reads them: base offset, data
-/// (NULL when skipped), last offset, and whether a lease skips the batch ([`lease_skips`]).
+/// (NULL when skipped), last offset, and whether a lease skips the batch ([`lease_skips`],
+/// `$6`: the group reads uncommitted).
 const BATCHES_FROM: &str = concat!(
     "SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END, y.last_offset, s.skip
     FROM batches y
     CROSS JOIN LATERAL (SELECT ",
-    lease_skips!(),
+    lease_skips!("$6::boolean"),
     " AS skip) s
     WHERE y.topic_id = $1 AND y.partition = $2
       AND y.base_offset >= coalesce((SELECT max(base_offset) FROM batches
@@ -128,8 +134,8 @@ pub(crate) fn decode_rows(
 /// A never-leased offset as a lease call sees it.
 pub(crate) enum Fresh {
     Record(StoredRecord),
-    /// A control record or a record of an aborted transaction: never leased, done for every
-    /// group.
+    /// A control record, or a record of an aborted transaction for a group reading
+    /// committed: never leased, done for the group.
     Skip(i64),
 }
 
@@ -164,7 +170,9 @@ pub(crate) fn fresh_items(
     Ok(out)
 }
 
-/// The items of up to `max` offsets from `from` on, below `upto` (fewer at the end).
+/// The items of up to `max` offsets from `from` on, below `upto` (fewer at the end). Records
+/// of aborted transactions are items to skip unless `read_uncommitted`; control records
+/// always are.
 pub(crate) async fn fresh_from(
     db: &ClientWrapper,
     topic_id: i64,
@@ -172,11 +180,15 @@ pub(crate) async fn fresh_from(
     from: i64,
     max: usize,
     upto: i64,
+    read_uncommitted: bool,
 ) -> StoreResult<Vec<Fresh>> {
     let n = i64::try_from(max).unwrap_or(i64::MAX);
     let stmt = db.prepare_cached(BATCHES_FROM).await.map_err(db_err)?;
     let rows = db
-        .query(&stmt, &[&topic_id, &partition, &from, &n, &upto])
+        .query(
+            &stmt,
+            &[&topic_id, &partition, &from, &n, &upto, &read_uncommitted],
+        )
         .await
         .map_err(db_err)?;
     let upto = upto.min(from.saturating_add(n));

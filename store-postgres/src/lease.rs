@@ -8,9 +8,11 @@
 //! in-process mutex, so waiting leasers hold no connection); acks, extends and releases touch
 //! only their own rows, and those updates change no indexed column (HOT updates).
 //!
-//! Leases read committed: fresh records are taken only below the last stable offset, and
-//! the offsets leases skip (transaction markers, records of aborted transactions) get a done
-//! row as the cursor passes them, so they count as done like acked records.
+//! Leases read committed by default: fresh records are taken only below the last stable
+//! offset, and the offsets leases skip (transaction markers, records of aborted transactions)
+//! get a done row as the cursor passes them, so they count as done like acked records. A
+//! group with `lease_groups.read_uncommitted` takes fresh records up to the high watermark
+//! and skips only the markers.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -40,7 +42,7 @@ const SCAN_SLACK: usize = 1_000;
 const MAX_SKIPPED: usize = 20_000;
 
 const LOCK_CURSOR: &str = "SELECT c.floor, c.next_offset, c.check_at, p.log_start, p.next_offset,
-        g.id, g.max_deliveries, g.dead_letter_topic, g.ordered_by_key, t.id
+        g.id, g.max_deliveries, g.dead_letter_topic, g.ordered_by_key, g.read_uncommitted, t.id
     FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
@@ -71,24 +73,26 @@ const ADVANCE_FLOOR: &str = r#"WITH c AS (
     SELECT nf FROM f"#;
 
 /// The batches holding the next `$4` never-leased offsets from the cursor on, below the last
-/// stable offset (columns: base offset, data or NULL when skipped, the first such offset, the
-/// last stable offset, last offset, skipped: see `batches::fresh_items`), pipelined with
+/// stable offset (the high watermark for a group reading uncommitted) (columns: base offset,
+/// data or NULL when skipped, the first such offset, that stable offset, last offset,
+/// skipped: see `batches::fresh_items`, and the group's `read_uncommitted`), pipelined with
 /// [`LOCK_CURSOR`].
 const FRESH_FIRST: &str = concat!(
-    r#"SELECT b.base_offset, b.data, x.nx, x.lso, b.last_offset, b.skip
+    r#"SELECT b.base_offset, b.data, x.nx, x.lso, b.last_offset, b.skip, g.read_uncommitted
     FROM topics t
     JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
     JOIN lease_cursors c ON c.topic_id = t.id AND c.partition = $2 AND c.group_id = g.id
     CROSS JOIN LATERAL (SELECT greatest(c.next_offset, c.floor, p.log_start) AS nx,
-        greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
-            WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) AS lso) x
+        CASE WHEN g.read_uncommitted THEN p.next_offset
+        ELSE greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
+            WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) END AS lso) x
     CROSS JOIN LATERAL (
         SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END AS data,
             y.last_offset, s.skip
         FROM batches y
         CROSS JOIN LATERAL (SELECT "#,
-    lease_skips!(),
+    lease_skips!("g.read_uncommitted"),
     r#" AS skip) s
         WHERE y.topic_id = t.id AND y.partition = $2
           AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
@@ -101,10 +105,11 @@ const FRESH_FIRST: &str = concat!(
 
 /// The fast lease path as one statement (see `lease_fast`): $1 topic, $2 partition, $3 group,
 /// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). Leases the
-/// offsets `[first, upto)`, below the last stable offset (offsets are dense, so no record row
-/// is read); columns: whether it applied, `first`, `upto`, then the base offset and data of
-/// each batch holding them. It does not apply when a batch there is one leases skip (a
-/// transaction marker or aborted records, found through the partial index `batches_txn`).
+/// offsets `[first, upto)`, below the last stable offset (the high watermark for a group
+/// reading uncommitted; offsets are dense, so no record row is read); columns: whether it
+/// applied, `first`, `upto`, then the base offset and data of each batch holding them. It
+/// does not apply when a batch there is one leases skip (a transaction marker, or aborted
+/// records when reading committed, found through the partial index `batches_txn`).
 ///
 /// It applies only when the locked cursor is the version the statement's snapshot sees
 /// (same `xmin`). A statement that waited for the cursor lock gets the newest cursor but
@@ -116,9 +121,10 @@ const LEASE_FAST: &str = concat!(
     r#"WITH c AS (
         SELECT c.topic_id, c.group_id, c.check_at, greatest(c.floor, p.log_start) AS fl,
                greatest(c.next_offset, c.floor, p.log_start) AS nx,
-               greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
-                   WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) AS lso,
-               g.ordered_by_key, g.dead_letter_topic, c.xmin AS version
+               CASE WHEN g.read_uncommitted THEN p.next_offset
+               ELSE greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
+                   WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) END AS lso,
+               g.ordered_by_key, g.dead_letter_topic, g.read_uncommitted, c.xmin AS version
         FROM topics t
         JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
         JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
@@ -147,7 +153,7 @@ const LEASE_FAST: &str = concat!(
             SELECT 1 FROM r, batches y
             WHERE y.topic_id = ok.topic_id AND y.partition = $2 AND y.txn
               AND y.base_offset >= r.hb AND y.base_offset < r.upto AND "#,
-    lease_skips!(),
+    lease_skips!("ok.read_uncommitted"),
     r#")),
     f AS (
         SELECT go.*, coalesce((SELECT s."offset" FROM lease_state s
@@ -182,8 +188,9 @@ const LEASE_FAST: &str = concat!(
     ORDER BY b.base_offset"#
 );
 
-/// Counts of the never-leased offsets `[$3, $4)` ($4 at most the last stable offset): those
-/// delayed (not-before after `$5`) and those leases skip ([`lease_skips`]).
+/// Counts of the never-leased offsets `[$3, $4)` ($4 at most the last stable offset, or the
+/// high watermark when `$6`, the group reads uncommitted): those delayed (not-before after
+/// `$5`) and those leases skip ([`lease_skips`]).
 const FRESH_COUNTS: &str = concat!(
     r#"SELECT
         (SELECT count(*) FROM delays
@@ -196,16 +203,19 @@ const FRESH_COUNTS: &str = concat!(
            AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
                  WHERE z.topic_id = $1 AND z.partition = $2 AND z.base_offset <= $3), 0)
            AND y.base_offset < $4 AND y.last_offset >= $3 AND "#,
-    lease_skips!(),
+    lease_skips!("$6::boolean"),
     ")"
 );
 
-/// Never-leased offsets, whether the query may have had more, and the last stable offset
-/// it saw (later pages stop there: it only grows).
+/// Never-leased offsets, whether the query may have had more, the last stable offset it
+/// saw (the high watermark when reading uncommitted; later pages stop there: it only grows)
+/// and whether it read uncommitted (later pages read the same way, even if the group's
+/// config changed meanwhile).
 struct Page {
     rows: Vec<Fresh>,
     full: bool,
     stable: i64,
+    read_uncommitted: bool,
 }
 
 const WRITE_STATE: &str = r#"WITH s AS (
@@ -274,12 +284,14 @@ struct StateWrite {
     first_leased_at: Option<i64>,
 }
 
+/// The config in columns `at..at + 4` of `row`: max_deliveries, dead_letter_topic,
+/// ordered_by_key, read_uncommitted (the order of `lease_groups`).
 fn group_config(row: &tokio_postgres::Row, at: usize) -> LeaseGroupConfig {
     LeaseGroupConfig {
         max_deliveries: row.get::<_, Option<i32>>(at).map(|n| n.max(0) as u32),
         dead_letter_topic: row.get(at + 1),
         ordered_by_key: row.get(at + 2),
-        read_uncommitted: false,
+        read_uncommitted: row.get(at + 3),
     }
 }
 
@@ -359,12 +371,21 @@ impl PgStore {
             .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         client
             .execute(
-                "INSERT INTO lease_groups (topic_id, name, max_deliveries, dead_letter_topic, ordered_by_key)
-                 VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO lease_groups (topic_id, name, max_deliveries, dead_letter_topic,
+                     ordered_by_key, read_uncommitted)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (topic_id, name) DO UPDATE SET max_deliveries = excluded.max_deliveries,
                      dead_letter_topic = excluded.dead_letter_topic,
-                     ordered_by_key = excluded.ordered_by_key",
-                &[&t.id, &group, &max, &config.dead_letter_topic, &config.ordered_by_key],
+                     ordered_by_key = excluded.ordered_by_key,
+                     read_uncommitted = excluded.read_uncommitted",
+                &[
+                    &t.id,
+                    &group,
+                    &max,
+                    &config.dead_letter_topic,
+                    &config.ordered_by_key,
+                    &config.read_uncommitted,
+                ],
             )
             .await
             .map_err(db_err)?;
@@ -379,7 +400,7 @@ impl PgStore {
         let t = self.topic_row(&**client, topic).await?;
         let rows = client
             .query(
-                "SELECT name, max_deliveries, dead_letter_topic, ordered_by_key
+                "SELECT name, max_deliveries, dead_letter_topic, ordered_by_key, read_uncommitted
                  FROM lease_groups WHERE topic_id = $1",
                 &[&t.id],
             )
@@ -434,16 +455,20 @@ impl PgStore {
             if let (Some(row), Some(floor)) = (row, floor) {
                 let mut items = Vec::new();
                 let mut stable = i64::MAX;
+                // Without fresh rows there is no later page: the mode does not matter.
+                let mut read_uncommitted = false;
                 if let Some(r0) = fresh.first() {
                     let (nx, lso): (i64, i64) = (r0.get(2), r0.get(3));
                     let upto = lso.min(nx.saturating_add(limit));
                     items = fresh_items(&fresh, [0, 1, 4, 5], nx, upto)?;
                     stable = lso;
+                    read_uncommitted = r0.get(6);
                 }
                 let first = Page {
                     full: items.len() as i64 >= limit,
                     rows: items,
                     stable,
+                    read_uncommitted,
                 };
                 return self
                     .lease_in_tx(
@@ -562,7 +587,7 @@ impl PgStore {
             log_start: row.get(3),
             group_id: row.get(5),
             config: group_config(&row, 6),
-            topic_id: row.get(9),
+            topic_id: row.get(10),
         };
         if let Some(dlq) = &c.config.dead_letter_topic {
             if let Err(e) = self.topic_partition(&**tx.client(), dlq, 0).await {
@@ -800,11 +825,21 @@ impl PgStore {
                 break;
             }
             let want = max - leases.len();
-            let rows = fresh_from(db, tid, partition, new_next, want, page.stable).await?;
+            let rows = fresh_from(
+                db,
+                tid,
+                partition,
+                new_next,
+                want,
+                page.stable,
+                page.read_uncommitted,
+            )
+            .await?;
             page = Page {
                 full: rows.len() >= want,
                 rows,
                 stable: page.stable,
+                read_uncommitted: page.read_uncommitted,
             };
         }
         if !leases.is_empty() {
@@ -1165,22 +1200,25 @@ impl PgStore {
         let client = self.conn().await?;
         let (tid, log_start, hw, lso) = self.offsets_with_lso(&client, topic, partition).await?;
         let now = self.now();
+        // The group's mode even before it has a cursor on the partition.
         let cursor = client
             .query_opt(
-                "SELECT c.floor, c.next_offset, g.id FROM lease_groups g
-                 JOIN lease_cursors c ON c.group_id = g.id AND c.partition = $2
+                "SELECT c.floor, c.next_offset, c.group_id, g.read_uncommitted
+                 FROM lease_groups g
+                 LEFT JOIN lease_cursors c ON c.group_id = g.id AND c.partition = $2
                  WHERE g.topic_id = $1 AND g.name = $3",
                 &[&tid, &partition, &group],
             )
             .await
             .map_err(db_err)?;
-        let (floor, next, gid) = match cursor {
+        let (floor, next, gid, read_uncommitted) = match cursor {
             Some(r) => (
-                r.get::<_, i64>(0),
-                r.get::<_, i64>(1),
-                Some(r.get::<_, i64>(2)),
+                r.get::<_, Option<i64>>(0).unwrap_or(0),
+                r.get::<_, Option<i64>>(1).unwrap_or(0),
+                r.get::<_, Option<i64>>(2),
+                r.get::<_, bool>(3),
             ),
-            None => (0, 0, None),
+            None => (0, 0, None, false),
         };
         let floor = floor.max(log_start).min(hw);
         let next = next.max(floor).min(hw);
@@ -1210,12 +1248,20 @@ impl PgStore {
             c.delayed = r.get::<_, i64>(3) as u64;
             c.available = r.get::<_, i64>(4) as u64;
         }
-        // Never-leased records: delayed at or past the last stable offset, and before it while
-        // their not-before is in the future; done when leases skip them.
-        let stable = lso.clamp(next, hw);
+        // Never-leased records: delayed at or past the last stable offset (none when reading
+        // uncommitted), and before it while their not-before is in the future; done when
+        // leases skip them.
+        let stable = if read_uncommitted {
+            hw
+        } else {
+            lso.clamp(next, hw)
+        };
         let stmt = client.prepare_cached(FRESH_COUNTS).await.map_err(db_err)?;
         let r = client
-            .query_one(&stmt, &[&tid, &partition, &next, &stable, &now])
+            .query_one(
+                &stmt,
+                &[&tid, &partition, &next, &stable, &now, &read_uncommitted],
+            )
             .await
             .map_err(db_err)?;
         let (delayed, skipped): (i64, i64) = (r.get(0), r.get(1));

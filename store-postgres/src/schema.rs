@@ -42,13 +42,16 @@ CREATE TABLE IF NOT EXISTS {schema}.group_configs (
 /// last stable offset is the smallest) and `aborted_txns` every aborted transaction up to its
 /// abort marker (kept until the marker is below the log start). `producer_state` gains the
 /// append time of the producer's newest batch or marker (NULL in rows written before: read
-/// from its newest batch instead).
+/// from its newest batch instead). `lease_groups.read_uncommitted` marks groups whose leases
+/// read uncommitted (existing groups read committed).
 const V7: &str = r#"
 ALTER TABLE {schema}.batches ADD COLUMN IF NOT EXISTS txn boolean NOT NULL DEFAULT false;
 ALTER TABLE {schema}.batches ADD COLUMN IF NOT EXISTS control boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS batches_txn ON {schema}.batches (topic_id, partition, base_offset)
     WHERE txn;
 ALTER TABLE {schema}.producer_state ADD COLUMN IF NOT EXISTS last_timestamp_ms bigint;
+ALTER TABLE {schema}.lease_groups
+    ADD COLUMN IF NOT EXISTS read_uncommitted boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS {schema}.open_txns (
     topic_id     bigint NOT NULL,
     partition    int    NOT NULL,

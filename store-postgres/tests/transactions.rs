@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::{
-    AbortedTxn, AppendBatch, BatchLimits, FetchLimits, ProducerBatch, Record, Store, TimestampType,
-    TopicConfig, TxnMarker,
+    AbortedTxn, AppendBatch, BatchLimits, FetchLimits, LeaseGroupConfig, ProducerBatch, Record,
+    Store, TimestampType, TopicConfig, TxnMarker,
 };
 use bytes::Bytes;
 use store_postgres::SCHEMA_VERSION;
@@ -80,9 +80,10 @@ fn marker(producer_id: i64, commit: bool) -> TxnMarker {
     }
 }
 
-/// A schema of version 6 (no transaction tables or columns) with records and an idempotent
-/// producer opens: migration 7 is applied, the old rows stay valid (plain data batches, the
-/// producer's last append time read from its newest batch), and transactions work.
+/// A schema of version 6 (no transaction tables or columns) with records, an idempotent
+/// producer and a lease group opens: migration 7 is applied, the old rows stay valid (plain
+/// data batches, the producer's last append time read from its newest batch, the group reads
+/// committed), and transactions work, for groups reading committed or uncommitted.
 #[tokio::test]
 async fn a_version_6_schema_is_migrated_for_transactions() {
     const { assert!(SCHEMA_VERSION >= 7) };
@@ -98,6 +99,14 @@ async fn a_version_6_schema_is_migrated_for_transactions() {
         .await
         .unwrap();
     assert_eq!(send(&store, p, 0, 2, false).await, 1);
+    let old_group = LeaseGroupConfig {
+        max_deliveries: Some(3),
+        ..LeaseGroupConfig::default()
+    };
+    store
+        .set_lease_group("t", "g", old_group.clone())
+        .await
+        .unwrap();
     store.close().await.unwrap();
     // Back to the version 6 shape.
     for stmt in [
@@ -105,6 +114,7 @@ async fn a_version_6_schema_is_migrated_for_transactions() {
         "DROP TABLE pgt_v6_txn.aborted_txns",
         "ALTER TABLE pgt_v6_txn.batches DROP COLUMN txn, DROP COLUMN control",
         "ALTER TABLE pgt_v6_txn.producer_state DROP COLUMN last_timestamp_ms",
+        "ALTER TABLE pgt_v6_txn.lease_groups DROP COLUMN read_uncommitted",
         "DELETE FROM pgt_v6_txn.schema_migrations WHERE version > 6",
     ] {
         sql(stmt).await;
@@ -114,6 +124,22 @@ async fn a_version_6_schema_is_migrated_for_transactions() {
     assert_eq!(
         count("SELECT max(version)::bigint FROM pgt_v6_txn.schema_migrations").await,
         i64::from(SCHEMA_VERSION)
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_schema = 'pgt_v6_txn' AND table_name = 'lease_groups'
+               AND column_name = 'read_uncommitted' AND data_type = 'boolean'
+               AND is_nullable = 'NO' AND column_default = 'false'"
+        )
+        .await,
+        1,
+        "lease_groups.read_uncommitted added"
+    );
+    assert_eq!(
+        store.lease_groups("t").await.unwrap().get("g"),
+        Some(&old_group),
+        "an existing group reads committed"
     );
     let o = store.partition_offsets("t", 0).await.unwrap();
     assert_eq!((o.high_watermark, o.last_stable_offset), (3, 3));
@@ -175,8 +201,32 @@ async fn a_version_6_schema_is_migrated_for_transactions() {
         .map(|l| l.record.offset)
         .collect();
     assert_eq!(leased, vec![0, 1, 2, 3], "old and committed records");
+    let uncommitted = LeaseGroupConfig {
+        read_uncommitted: true,
+        ..LeaseGroupConfig::default()
+    };
+    store
+        .set_lease_group("t", "u", uncommitted.clone())
+        .await
+        .unwrap();
+    let leased: Vec<i64> = store
+        .lease("t", 0, "u", 100, LONG)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.record.offset)
+        .collect();
+    assert_eq!(leased, vec![0, 1, 2, 3, 4, 5], "aborted records too");
     let producers = store.producer_states("t", 0).await.unwrap();
     assert_eq!(producers[0].last_timestamp_ms, 9_000, "set by the marker");
+    store.close().await.unwrap();
+    let store = open_store("pgt_v6_txn", Arc::new(clock.clone())).await;
+    let groups = store.lease_groups("t").await.unwrap();
+    assert_eq!(
+        (groups.get("g"), groups.get("u")),
+        (Some(&old_group), Some(&uncommitted)),
+        "both modes after reopen"
+    );
     store.close().await.unwrap();
 }
 
@@ -293,6 +343,109 @@ async fn leases_meet_markers_on_both_paths() {
         offsets(store.lease("t", 0, "g", 10, LONG).await.unwrap()),
         vec![9]
     );
+    store.close().await.unwrap();
+}
+
+/// A group reading uncommitted leases open and aborted transactions' records on the fast
+/// path (no marker in range), skips markers on the general path (also on its later pages),
+/// and its counts add up with nothing delayed by the last stable offset; a read-committed
+/// group on the same partition still stops there.
+#[tokio::test]
+async fn read_uncommitted_leases_on_both_paths() {
+    let (store, clock) = fresh_store("pgt_txn_uncommitted").await;
+    clock.set(1_000);
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    let uncommitted = LeaseGroupConfig {
+        read_uncommitted: true,
+        ..LeaseGroupConfig::default()
+    };
+    store
+        .set_lease_group("t", "u", uncommitted.clone())
+        .await
+        .unwrap();
+    let a = store.init_producer_id().await.unwrap().producer_id;
+    let b = store.init_producer_id().await.unwrap().producer_id;
+    let offsets =
+        |ls: Vec<broker_api::Lease>| ls.iter().map(|l| l.record.offset).collect::<Vec<_>>();
+    store
+        .append("t", 0, AppendBatch::new(vec![Record::from_value("x0")]))
+        .await
+        .unwrap(); // 0
+    assert_eq!(
+        offsets(store.lease("t", 0, "u", 1, LONG).await.unwrap()),
+        vec![0]
+    );
+    send(&store, a, 0, 3, true).await; // 1-3, open
+    let c = store.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.delayed, c.available, c.done), (1, 0, 3, 0));
+    // The fast path applies (a lease in flight, none due) and takes the open records.
+    assert_eq!(
+        offsets(store.lease("t", 0, "u", 2, LONG).await.unwrap()),
+        vec![1, 2]
+    );
+    let c = store.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.delayed, c.available, c.done), (3, 0, 1, 0));
+    store
+        .write_txn_marker("t", 0, marker(a, false))
+        .await
+        .unwrap(); // 4
+    send(&store, b, 0, 2, true).await; // 5-6, open
+    store
+        .write_txn_marker("t", 0, marker(b, true))
+        .await
+        .unwrap(); // 7
+    send(&store, a, 3, 1, true).await; // 8, open
+    store
+        .write_txn_marker("t", 0, marker(a, false))
+        .await
+        .unwrap(); // 9
+    store
+        .append("t", 0, AppendBatch::new(vec![Record::from_value("x10")]))
+        .await
+        .unwrap(); // 10
+    send(&store, b, 2, 1, true).await; // 11, open
+    let c = store.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!(
+        (c.leased, c.delayed, c.available, c.done),
+        (3, 0, 6, 3),
+        "markers are done, aborted records available"
+    );
+    // Markers in range: the general path, paging one record at a time past them.
+    let mut got = Vec::new();
+    loop {
+        let l = offsets(store.lease("t", 0, "u", 1, LONG).await.unwrap());
+        if l.is_empty() {
+            break;
+        }
+        got.extend(l);
+    }
+    assert_eq!(got, vec![3, 5, 6, 8, 10, 11]);
+    let c = store.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.delayed, c.available, c.done), (9, 0, 0, 3));
+    // From the start again in one call: the general path over markers.
+    store.reset_lease_start("t", 0, "u", 0).await.unwrap();
+    assert_eq!(
+        offsets(store.lease("t", 0, "u", 100, LONG).await.unwrap()),
+        vec![0, 1, 2, 3, 5, 6, 8, 10, 11]
+    );
+    // A read-committed group stops at the open transaction and skips aborted records.
+    assert_eq!(
+        offsets(store.lease("t", 0, "g", 100, LONG).await.unwrap()),
+        vec![0, 5, 6, 10]
+    );
+    let c = store.lease_counts("t", 0, "g").await.unwrap();
+    assert_eq!((c.leased, c.delayed, c.available, c.done), (4, 1, 0, 7));
+    store.close().await.unwrap();
+    let store = open_store("pgt_txn_uncommitted", Arc::new(clock.clone())).await;
+    assert_eq!(
+        store.lease_groups("t").await.unwrap().get("u"),
+        Some(&uncommitted)
+    );
+    let c = store.lease_counts("t", 0, "u").await.unwrap();
+    assert_eq!((c.leased, c.delayed, c.available, c.done), (9, 0, 0, 3));
     store.close().await.unwrap();
 }
 

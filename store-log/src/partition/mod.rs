@@ -1053,21 +1053,23 @@ impl Partition {
             .collect()
     }
 
-    /// Reads up to `max` records from `from` for the lease scan: records below the last
-    /// stable offset, not of aborted transactions. Also returns the offset the read got to:
-    /// every offset skipped below it is a control record or of an aborted transaction, done
-    /// for every lease group.
+    /// Reads up to `max` records from `from` for the lease scan. With `committed` (a
+    /// read-committed group) only records below the last stable offset and not of aborted
+    /// transactions; otherwise every data record below the high watermark. Also returns the
+    /// offset the read got to: every offset skipped below it is a control record or (with
+    /// `committed`) of an aborted transaction, done for the group.
     pub fn read_for_lease(
         &self,
         from: i64,
         max: usize,
         verify: bool,
+        committed: bool,
     ) -> StoreResult<(Vec<StoredRecord>, i64)> {
         let limits = FetchLimits {
             max_records: max,
             max_bytes: 4 << 20,
         };
-        let (r, next) = self.read_records(from, limits, verify, true)?;
+        let (r, next) = self.read_records(from, limits, verify, committed)?;
         Ok((r.records, next))
     }
 }

@@ -8,8 +8,8 @@ use super::{Layout, Partition};
 /// Control and aborted records of a range, as the lease counts need them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Skipped {
-    /// Records done for every lease group: control records, and records of aborted
-    /// transactions below the last stable offset.
+    /// Records the group never leases, done for it: control records, and (for a
+    /// read-committed group) records of aborted transactions below the last stable offset.
     pub done: u64,
     /// Of those, control records at or past the last stable offset (which are otherwise
     /// counted as delayed).
@@ -72,15 +72,26 @@ impl Partition {
         Ok(base)
     }
 
-    /// Control records in `[from, hw)` and records of aborted transactions in `[from, lso)`
-    /// (`lso` the last stable offset, `hw` the visible high watermark). Reads batch headers
-    /// only, and only where transactional batches ever were: nothing for a partition that
-    /// never had one.
-    pub fn skipped_records(&self, from: i64, lso: i64, hw: i64) -> StoreResult<Skipped> {
+    /// Control records in `[from, hw)` and, with `committed` (a read-committed group),
+    /// records of aborted transactions in `[from, lso)` (`lso` the last stable offset, `hw`
+    /// the visible high watermark): what the group never leases. Reads batch headers only,
+    /// and only where transactional batches ever were: nothing for a partition that never
+    /// had one.
+    pub fn skipped_records(
+        &self,
+        from: i64,
+        lso: i64,
+        hw: i64,
+        committed: bool,
+    ) -> StoreResult<Skipped> {
         let (span, any_aborted, segs) = {
             let st = self.state.lock();
             let txns = &st.producers.txns;
-            (txns.span(), !txns.none_aborted(), st.segments.clone())
+            (
+                txns.span(),
+                committed && !txns.none_aborted(),
+                st.segments.clone(),
+            )
         };
         let mut out = Skipped::default();
         let Some((lo, hi)) = span else {

@@ -33,8 +33,10 @@ fn group_config(meta: &Meta, topic: &str, group: &str) -> LeaseGroupConfig {
 }
 
 /// The keys of the partition's records that are in flight (leased, not expired) at `now`:
-/// with `ordered_by_key` no record of such a key is leased. Records that cannot be read
-/// (damage) count as keyless; the lease scan stops at them anyway.
+/// with `ordered_by_key` no record of such a key is leased. Records are read up to the high
+/// watermark whatever the group's isolation (an in-flight record may be of an open or aborted
+/// transaction). Records that cannot be read (damage) count as keyless; the lease scan stops
+/// at them anyway.
 fn in_flight_keys(
     p: &Partition,
     st: &PartLeases,
@@ -54,7 +56,7 @@ fn in_flight_keys(
         });
         if !cached {
             chunk = p
-                .read_for_lease(offset, 64, verify)
+                .read_for_lease(offset, 64, verify, false)
                 .map(|(recs, _)| recs)
                 .unwrap_or_default();
         }
@@ -150,9 +152,11 @@ impl Inner {
             let mut meta = inner.meta.lock();
             let cfg = group_config(&meta, topic, group);
             let now = inner.clock.now_ms();
-            // Nothing at or past the last stable offset is leased (rule
-            // **leases_read_committed**).
+            // A read-committed group leases nothing at or past the last stable offset, a
+            // read-uncommitted one up to the high watermark (rule **leases_read_committed**).
             let (log_start, hw, lso) = p.stable_offsets();
+            let committed = !cfg.read_uncommitted;
+            let end = if committed { lso } else { hw };
             let empty = PartLeases {
                 floor: log_start,
                 ..PartLeases::default()
@@ -160,9 +164,9 @@ impl Inner {
             let st =
                 current_leases(&mut meta, topic, group, partition, log_start).unwrap_or(&empty);
             let floor = st.floor;
-            // Where every record below is done: the floor moves over control records and
-            // records of aborted transactions (never leased, done for every group), so that
-            // it does not stay behind them.
+            // Where every record below is done: the floor moves over control records and,
+            // for a read-committed group, records of aborted transactions (never leased, done
+            // for the group), so that it does not stay behind them.
             let mut done_to = floor;
             let mut changed: Vec<(i64, RecState)> = Vec::new();
             let mut dead: Vec<i64> = Vec::new();
@@ -172,24 +176,24 @@ impl Inner {
                 HashSet::new()
             };
             let mut pos = floor;
-            'scan: while pos < lso {
+            'scan: while pos < end {
                 if !cfg.ordered_by_key {
                     // Records done or in flight need nothing from the log (their keys matter
                     // only under ordering by key): step over them without reading them.
-                    while pos < lso && st.recs.get(&pos).is_some_and(|s| s.is_busy(now)) {
+                    while pos < end && st.recs.get(&pos).is_some_and(|s| s.is_busy(now)) {
                         if done_to == pos && st.recs[&pos].is_done() {
                             done_to += 1;
                         }
                         pos += 1;
                     }
-                    if pos >= lso {
+                    if pos >= end {
                         break;
                     }
                 }
                 // Read about what this call still needs (decoding is the scan's cost), more
                 // when records further on may be skipped.
                 let want = ((max - out.len()) * 2).clamp(16, 512);
-                let (recs, read_to) = match p.read_for_lease(pos, want, verify) {
+                let (recs, read_to) = match p.read_for_lease(pos, want, verify, committed) {
                     Ok(read) => read,
                     Err(StoreError::Corrupt(m)) => {
                         // The records before the damage are leased; the damaged ones stay
@@ -211,7 +215,8 @@ impl Inner {
                     break;
                 }
                 for rec in recs {
-                    // Offsets skipped before it are control or aborted records.
+                    // Offsets skipped before it are control records or (read committed)
+                    // aborted ones.
                     if done_to == pos {
                         done_to = rec.offset;
                     }
@@ -561,7 +566,11 @@ impl Inner {
         let p = t.partition(topic, partition)?;
         let mut meta = inner.meta.lock();
         let now = inner.clock.now_ms();
+        let committed = !group_config(&meta, topic, group).read_uncommitted;
         let (log_start, hw, lso) = p.stable_offsets();
+        // A read-uncommitted group waits for no transaction: nothing is delayed for it by
+        // the last stable offset (rule **leases_read_committed**).
+        let lso = if committed { lso } else { hw };
         let empty = PartLeases {
             floor: log_start,
             ..PartLeases::default()
@@ -572,8 +581,8 @@ impl Inner {
             done: (floor - log_start).max(0) as u64,
             ..LeaseCounts::default()
         };
-        // Below the last stable offset; records at or past it are delayed (rule
-        // **leases_read_committed**), control records done wherever they are.
+        // Below the stable bound (`lso`, the high watermark for read uncommitted); records
+        // at or past it are delayed, control records done wherever they are.
         let stable = lso.max(floor);
         for (o, r) in st.recs.range(floor..stable) {
             let _ = o;
@@ -593,7 +602,7 @@ impl Inner {
                 c.delayed += 1;
             }
         }
-        let skipped = p.skipped_records(floor, lso, hw).unwrap_or_else(|e| {
+        let skipped = p.skipped_records(floor, lso, hw, committed).unwrap_or_else(|e| {
             tracing::debug!(topic, partition, error = %e, "lease counts: cannot read batch headers");
             Default::default()
         });
