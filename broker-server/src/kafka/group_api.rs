@@ -438,7 +438,32 @@ impl KafkaServer {
     }
 
     /// Committed offsets of one group: (topic, [(partition, offset, metadata, error)]).
+    /// The group's committed offsets; with `require_stable` (KIP-447), partitions with
+    /// offsets of a transaction not yet settled get UNSTABLE_OFFSET_COMMIT instead.
     async fn committed(
+        &self,
+        group: &str,
+        topics: Option<Vec<(TopicName, Vec<i32>)>>,
+        require_stable: bool,
+    ) -> Result<Vec<TopicCommits>, i16> {
+        let mut out = self.committed_offsets(group, topics).await?;
+        if require_stable {
+            let unsettled = self.unsettled_txn_offsets(group).await?;
+            if !unsettled.is_empty() {
+                for (name, ps) in &mut out {
+                    for p in ps.iter_mut() {
+                        if unsettled.contains(&(name.0.to_string(), p.0)) {
+                            p.1 = -1;
+                            p.4 = ResponseError::UnstableOffsetCommit.code();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn committed_offsets(
         &self,
         group: &str,
         topics: Option<Vec<(TopicName, Vec<i32>)>>,
@@ -504,7 +529,10 @@ impl KafkaServer {
                 );
                 let result = match checked {
                     Some(code) => Err(code),
-                    None => self.committed(g.group_id.0.as_str(), topics).await,
+                    None => {
+                        self.committed(g.group_id.0.as_str(), topics, req.require_stable)
+                            .await
+                    }
                 };
                 let resp = match result {
                     Ok(list) => OffsetFetchResponseGroup::default().with_topics(
@@ -540,7 +568,11 @@ impl KafkaServer {
                 .map(|t| (t.name, t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        match self.committed(req.group_id.0.as_str(), topics).await {
+        let stable = version >= 7 && req.require_stable;
+        match self
+            .committed(req.group_id.0.as_str(), topics, stable)
+            .await
+        {
             Ok(list) => OffsetFetchResponse::default().with_topics(
                 list.into_iter()
                     .map(|(name, ps)| {

@@ -17,7 +17,7 @@ use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
 use super::{
-    now_ms, offsets_slot, slot, valid_id, Entry, PendingOffsets, Status, TxnMeta, MAX_TIMEOUT_MS,
+    now_ms, offsets_prefix, offsets_slot, slot, valid_id, Entry, PendingOffsets, Status, TxnMeta, MAX_TIMEOUT_MS,
     SLOT_PREFIX,
 };
 use crate::kafka::KafkaServer;
@@ -572,6 +572,28 @@ impl KafkaServer {
                 result
             }
         })
+    }
+
+    /// The partitions of `group` with offsets a transaction committed that its end has not
+    /// settled yet (an OffsetFetch that requires stable offsets gets UNSTABLE_OFFSET_COMMIT
+    /// for them, KIP-447); `Err` when the store cannot tell.
+    pub(crate) async fn unsettled_txn_offsets(
+        &self,
+        group: &str,
+    ) -> Result<std::collections::HashSet<(String, i32)>, i16> {
+        let listed = self
+            .store
+            .list_group_snapshots(&offsets_prefix(group))
+            .await
+            .map_err(|e| {
+                warn!(group, "cannot list the group's transactional offsets: {e}");
+                UNAVAILABLE
+            })?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice::<PendingOffsets>(&b).ok())
+            .flat_map(|p| p.offsets.into_iter().map(|(k, _)| k))
+            .collect())
     }
 
     pub(crate) async fn end_txn(&self, req: EndTxnRequest) -> EndTxnResponse {

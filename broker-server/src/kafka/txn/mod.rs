@@ -31,9 +31,14 @@ pub(super) fn slot(id: &str) -> String {
     format!("{SLOT_PREFIX}{id}")
 }
 
+/// The prefix of the slots of offsets transactions committed for `group`.
+fn offsets_prefix(group: &str) -> String {
+    format!("__transaction_offsets/{}/{group}/", group.len())
+}
+
 /// The slot of the offsets a transaction committed for `group` (lengths keep it unique).
 fn offsets_slot(id: &str, group: &str) -> String {
-    format!("__transaction_offsets/{}/{id}/{group}", id.len())
+    format!("{}{id}", offsets_prefix(group))
 }
 
 /// Whether `id` can be a transactional id here: 1-235 bytes without control characters.
