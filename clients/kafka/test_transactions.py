@@ -212,7 +212,7 @@ def test_consume_transform_produce_is_exactly_once_under_sigkill(fresh_broker, u
                 b.start()
         else:
             raise AssertionError(f"input not consumed in time; worker errors: {errors[-5:]}\n"
-                                 f"broker log:\n{b.log_tail()}")
+                                 f"broker log:\n{b.log_tail(150)}")
     finally:
         done.set()
         worker.join(60)

@@ -17,8 +17,8 @@ use kafka_protocol::ResponseError;
 use tracing::{info, warn};
 
 use super::{
-    now_ms, offsets_prefix, offsets_slot, slot, valid_id, Entry, PendingOffsets, Status, TxnMeta, MAX_TIMEOUT_MS,
-    SLOT_PREFIX,
+    now_ms, offsets_prefix, offsets_slot, slot, valid_id, Entry, PendingOffsets, Status, TxnMeta,
+    MAX_TIMEOUT_MS, SLOT_PREFIX,
 };
 use crate::kafka::KafkaServer;
 
