@@ -259,6 +259,43 @@ use crate::StoreResult;
 ///   partition is over the limit.
 /// - **retention_keeps_newest_batch**: retention never removes the newest batch of a partition,
 ///   nor anything at or past the high watermark.
+/// - **retention_needs_delete_policy**: on a topic whose [`CleanupPolicy`] has `delete` off
+///   (Kafka's `cleanup.policy=compact`), `enforce_retention` must remove nothing.
+///
+/// # Compaction (Kafka's `cleanup.policy=compact`)
+/// `compact(topic, partition, ..)` cleans one partition of a topic whose [`CleanupPolicy`]
+/// has `compact` on. It chooses a cleanable end `E` (returned as `cleaned_to`): at most the
+/// last stable offset, at most the first offset of a record younger than
+/// `min_compaction_lag_ms` (by its timestamp and the store's clock), and, for stores with
+/// segments, at most the base offset of the active segment. With `segment_bytes = Some(1)`
+/// (every batch closes its segment) and no lag, `E` must reach at least the base offset of
+/// the partition's newest batch.
+/// - **compaction_keeps_newest_per_key**: below `E`, a record must be removed when a newer
+///   record of the same key exists below `E`, and kept otherwise (unless a rule below removes
+///   it). A store whose memory for keys is full may clean a prefix only (`cleaned_to` says
+///   how far); calling again continues.
+/// - **compaction_keeps_offsets**: surviving records keep their offsets and contents; the log
+///   start and high watermark do not move; `fetch` from a removed offset returns the next
+///   surviving record; `fetch_batches` returns valid batches (CRC-32C intact, base offset
+///   and last offset delta of the original batch) holding exactly the survivors; leases never
+///   deliver a removed record; `offset_for_timestamp` and `max_timestamp_offset` see the
+///   survivors only.
+/// - **tombstones_expire_after_delete_retention**: a tombstone (a key and no value) that is
+///   the newest record of its key below `E` must survive the compaction that first keeps
+///   it (at time `t`) and every compaction before `t + delete_retention_ms`, and must be
+///   removed by the first compaction at or after that time.
+/// - **compaction_removes_aborted_records**: below `E`, records of aborted transactions must
+///   be removed; committed transactional records are compacted like any other; transaction
+///   markers stay (they are not records).
+/// - **compaction_needs_the_policy**: on a topic without `compact`, `compact` must change
+///   nothing and report no removed record.
+/// - **compacted_topics_need_keys**: on a topic with `compact`, `append` and `append_batch`
+///   of a batch with a record without a key must be `InvalidBatch` naming the topic and
+///   partition, and append nothing (Kafka: "Compacted topic cannot accept message without
+///   key").
+/// - **compaction_survives_reopen**: after close and reopen (and after an unclean stop
+///   during compaction, for stores that recover from one) every record is either as before
+///   compaction or removed by it, never duplicated, and no removed record comes back.
 ///
 /// # Credentials and ACLs
 /// - **credentials_round_trip**: `put_credential` must store the credential under (user,
@@ -497,6 +534,15 @@ pub trait Store: Send + Sync + 'static {
     /// Applies the topic's time and size retention to every partition; returns how many
     /// records were removed.
     async fn enforce_retention(&self, topic: &str) -> StoreResult<u64>;
+    /// Compacts one partition (rules under "Compaction"). With `min_dirty_ratio`, a store
+    /// may return early, having cleaned nothing, while the bytes written since its last
+    /// compaction are below that share of the partition's bytes.
+    async fn compact(
+        &self,
+        topic: &str,
+        partition: i32,
+        min_dirty_ratio: Option<f64>,
+    ) -> StoreResult<CompactionStats>;
 
     // ---- credentials and ACLs ----
 

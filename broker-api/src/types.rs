@@ -61,7 +61,7 @@ impl std::str::FromStr for Durability {
 }
 
 /// Per-topic settings. Stores keep all of them and return them unchanged from `describe_topic`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicConfig {
     /// Number of partitions, at least 1.
     pub partitions: u32,
@@ -77,8 +77,71 @@ pub struct TopicConfig {
     pub segment_bytes: Option<u64>,
     /// Roll to a new segment past this age, for stores with segments. `None`: store default.
     pub segment_ms: Option<i64>,
+    /// How old records go: retention (delete) and/or compaction (Kafka's `cleanup.policy`).
+    #[serde(default)]
+    pub cleanup: CleanupPolicy,
     /// Free-form settings kept for the layers above (queue attributes and the like).
     pub attributes: BTreeMap<String, String>,
+}
+
+/// Default `delete_retention_ms`: Kafka's `delete.retention.ms` (one day).
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 86_400_000;
+
+/// Kafka's `cleanup.policy` and the compaction settings that go with it (rules under
+/// "Compaction" of [`crate::Store`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CleanupPolicy {
+    /// Retention (`retention_ms`, `retention_bytes`) removes old records.
+    pub delete: bool,
+    /// Compaction keeps only the newest record of each key.
+    pub compact: bool,
+    /// A record is not compacted until it is at least this old (by its timestamp).
+    pub min_compaction_lag_ms: i64,
+    /// A tombstone (a record with a key and no value) stays this long after compaction first
+    /// kept it as the newest of its key; then compaction removes it.
+    pub delete_retention_ms: i64,
+    /// Share of a partition's bytes written since its last compaction below which a
+    /// background cleaner may skip it (Kafka's `min.cleanable.dirty.ratio`); `compact`
+    /// called directly ignores it.
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            delete: true,
+            compact: false,
+            min_compaction_lag_ms: 0,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            min_cleanable_dirty_ratio: 0.5,
+        }
+    }
+}
+
+impl CleanupPolicy {
+    /// Kafka's spelling: `delete`, `compact` or `compact,delete`.
+    pub fn kafka_name(&self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// What one [`crate::Store::compact`] did to a partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Every record below this offset was considered (the cleanable end); records at or
+    /// after it were not touched.
+    pub cleaned_to: i64,
+    /// Records removed (superseded, expired tombstones, aborted transactional data).
+    pub records_removed: u64,
+    /// Bytes of stored batches read.
+    pub bytes_read: u64,
+    /// Bytes of stored batches written back.
+    pub bytes_written: u64,
 }
 
 impl TopicConfig {
@@ -101,13 +164,14 @@ impl Default for TopicConfig {
             durability: Durability::default(),
             segment_bytes: None,
             segment_ms: None,
+            cleanup: CleanupPolicy::default(),
             attributes: BTreeMap::new(),
         }
     }
 }
 
 /// A topic as the store describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicInfo {
     pub name: String,
     pub config: TopicConfig,

@@ -73,6 +73,13 @@ enum Fault {
     AbortedNotListed,
     /// `list_group_snapshots` matches the prefix as a LIKE pattern would (`_` any character).
     SnapshotPrefixAsPattern,
+    /// `compact` never removes a tombstone (as if `delete_retention_ms` were endless).
+    TombstonesKeptForever,
+    /// `append` and `append_batch` give a record without a key an empty key on a compacted
+    /// topic instead of refusing it.
+    KeylessAccepted,
+    /// `enforce_retention` applies time and size retention also to compact-only topics.
+    RetentionIgnoresPolicy,
 }
 
 struct BrokenStore {
@@ -135,7 +142,12 @@ impl Store for BrokenStore {
         }
         self.inner.update_topic_config(name, c).await
     }
-    async fn append(&self, t: &str, p: i32, batch: AppendBatch) -> StoreResult<AppendResult> {
+    async fn append(&self, t: &str, p: i32, mut batch: AppendBatch) -> StoreResult<AppendResult> {
+        if self.fault == Fault::KeylessAccepted && self.compacted(t).await? {
+            for r in &mut batch.records {
+                r.key.get_or_insert_with(bytes::Bytes::new);
+            }
+        }
         if self.fault == Fault::GapEveryThirdAppend
             && !batch.records.is_empty()
             && self.appends.fetch_add(1, Ordering::SeqCst) % 3 == 2
@@ -157,6 +169,24 @@ impl Store for BrokenStore {
             let crc = crc32c(&b[21..]);
             b[17..21].copy_from_slice(&crc.to_be_bytes());
             return self.inner.append_batch(t, p, b.into(), ts).await;
+        }
+        if self.fault == Fault::KeylessAccepted
+            && self.compacted(t).await?
+            && !kafka_batch::all_records_keyed(&batch).unwrap_or(true)
+        {
+            let mut records = Vec::new();
+            kafka_batch::decode_records(&batch, 0, |r| {
+                records.push(Record {
+                    key: Some(r.key.unwrap_or_default()),
+                    value: r.value,
+                    headers: r.headers,
+                    timestamp_ms: Some(r.timestamp_ms),
+                    not_before_ms: r.not_before_ms,
+                });
+                true
+            })
+            .map_err(StoreError::from)?;
+            return self.append(t, p, AppendBatch::new(records)).await;
         }
         self.inner.append_batch(t, p, batch, ts).await
     }
@@ -457,7 +487,28 @@ impl Store for BrokenStore {
         self.inner.delete_records(t, p, before).await
     }
     async fn enforce_retention(&self, t: &str) -> StoreResult<u64> {
+        let config = self.inner.describe_topic(t).await?.config;
+        if self.fault == Fault::RetentionIgnoresPolicy && !config.cleanup.delete {
+            let mut with_delete = config.clone();
+            with_delete.cleanup.delete = true;
+            self.inner.update_topic_config(t, with_delete).await?;
+            let removed = self.inner.enforce_retention(t).await;
+            self.inner.update_topic_config(t, config).await?;
+            return removed;
+        }
         self.inner.enforce_retention(t).await
+    }
+    async fn compact(&self, t: &str, p: i32, ratio: Option<f64>) -> StoreResult<CompactionStats> {
+        let config = self.inner.describe_topic(t).await?.config;
+        if self.fault == Fault::TombstonesKeptForever {
+            let mut endless = config.clone();
+            endless.cleanup.delete_retention_ms = i64::MAX / 2;
+            self.inner.update_topic_config(t, endless).await?;
+            let stats = self.inner.compact(t, p, ratio).await;
+            self.inner.update_topic_config(t, config).await?;
+            return stats;
+        }
+        self.inner.compact(t, p, ratio).await
     }
     async fn put_credential(&self, c: ScramCredential) -> StoreResult<()> {
         if self.fault == Fault::CredentialNotReplaced
@@ -568,6 +619,10 @@ impl Cluster for BrokenStore {
 }
 
 impl BrokenStore {
+    async fn compacted(&self, t: &str) -> StoreResult<bool> {
+        Ok(self.inner.describe_topic(t).await?.config.cleanup.compact)
+    }
+
     fn c(&self) -> &dyn Cluster {
         self.inner
             .cluster()
@@ -585,6 +640,9 @@ fn broken(fault: Fault) -> Arc<dyn Backend> {
 /// The rules each fault breaks, as the suite must report them.
 fn expected_failures(fault: Fault) -> Vec<&'static str> {
     match fault {
+        Fault::TombstonesKeptForever => vec!["tombstones_expire_after_delete_retention"],
+        Fault::KeylessAccepted => vec!["compacted_topics_need_keys"],
+        Fault::RetentionIgnoresPolicy => vec!["retention_needs_delete_policy"],
         Fault::DuplicateTopicOk => vec!["duplicate_topic_is_rejected"],
         // Every check that asserts an offset after the third append of its store.
         Fault::GapEveryThirdAppend => vec![
@@ -609,6 +667,7 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
             "delete_records_moves_log_start",
             "retention_by_time",
             "retention_by_size",
+            "compaction_needs_the_policy",
             "data_survives_reopen",
         ],
         Fault::AckForgotten => vec![
@@ -646,13 +705,16 @@ fn expected_failures(fault: Fault) -> Vec<&'static str> {
         Fault::MetadataCutAtNul => vec!["commit_metadata_is_kept_verbatim"],
         Fault::DeleteCommittedIgnoresList => vec!["committed_offsets_can_be_deleted"],
         Fault::GrowthRefused => vec!["partitions_can_grow"],
-        Fault::MaxTimestampLatestTie => vec!["max_timestamp_offset_is_found"],
+        Fault::MaxTimestampLatestTie => {
+            vec!["max_timestamp_offset_is_found", "compaction_keeps_offsets"]
+        }
         Fault::LapsedAckRefused => vec!["lapsed_lease_can_be_acked"],
         Fault::BatchesReencoded => {
             vec![
                 "batches_come_back_as_stored",
                 "log_append_time_is_stamped",
                 "markers_end_transactions",
+                "compaction_keeps_offsets",
             ]
         }
         Fault::MinOneIgnored => vec!["batch_fetch_respects_limits"],
@@ -736,6 +798,9 @@ async fn suite_reports_exactly_the_broken_rules() {
         Fault::StableIsHighWatermark,
         Fault::AbortedNotListed,
         Fault::SnapshotPrefixAsPattern,
+        Fault::TombstonesKeptForever,
+        Fault::KeylessAccepted,
+        Fault::RetentionIgnoresPolicy,
     ];
     for fault in FAULTS.into_iter().chain(BATCH_FAULTS).chain(unmodelled) {
         let report = run_all(broken(fault)).await;

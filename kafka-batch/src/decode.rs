@@ -50,15 +50,21 @@ pub fn decode_records(
     let body = body(batch, &h)?;
     let mut r = Reader { b: &body, at: 0 };
     let mut spans = Vec::new();
+    let mut prev = -1;
     for i in 0..h.record_count {
-        let offset = h.base_offset + i as i64;
-        if offset < from {
+        if h.is_dense() && h.base_offset + (i as i64) < from {
             record::skip(&mut r).ok_or_else(|| malformed(&h, i))?;
             continue;
         }
         let rec = record::parse(&mut r, &mut spans).ok_or_else(|| malformed(&h, i))?;
-        if rec.offset_delta != i {
+        // Offset deltas grow; a compacted batch may skip some.
+        if rec.offset_delta <= prev || rec.offset_delta > h.last_offset_delta {
             return Err(malformed(&h, i));
+        }
+        prev = rec.offset_delta;
+        let offset = h.base_offset + rec.offset_delta as i64;
+        if offset < from {
+            continue;
         }
         let timestamp_ms = if h.log_append_time() {
             h.max_timestamp
@@ -121,7 +127,7 @@ pub fn record_timestamps(
     if h.last_offset() < from {
         return Ok(());
     }
-    if h.log_append_time() {
+    if h.log_append_time() && h.is_dense() {
         // Every record has the max timestamp.
         for o in from.max(h.base_offset)..=h.last_offset() {
             if !f(o, h.max_timestamp) {
@@ -134,13 +140,17 @@ pub fn record_timestamps(
     let mut r = Reader { b: &body, at: 0 };
     let mut spans = Vec::new();
     for i in 0..h.record_count {
-        let offset = h.base_offset + i as i64;
+        let rec = record::parse(&mut r, &mut spans).ok_or_else(|| malformed(&h, i))?;
+        let offset = h.base_offset + rec.offset_delta as i64;
         if offset < from {
-            record::skip(&mut r).ok_or_else(|| malformed(&h, i))?;
             continue;
         }
-        let rec = record::parse(&mut r, &mut spans).ok_or_else(|| malformed(&h, i))?;
-        if !f(offset, h.base_timestamp.wrapping_add(rec.timestamp_delta)) {
+        let ts = if h.log_append_time() {
+            h.max_timestamp
+        } else {
+            h.base_timestamp.wrapping_add(rec.timestamp_delta)
+        };
+        if !f(offset, ts) {
             return Ok(());
         }
     }

@@ -129,7 +129,8 @@ impl BatchHeader {
 
     /// Checks what the header alone can tell: magic 2, a known codec, no undefined attribute
     /// bits except [`NOT_BEFORE_BIT`], a record count between 1 and [`MAX_RECORDS`] that the
-    /// length can hold, and a last offset delta of count - 1.
+    /// length can hold, and a last offset delta of at least count - 1 (more only in a
+    /// compacted batch; [`crate::validate`] requires exactly count - 1).
     pub fn check(&self) -> Result<(), BatchError> {
         if self.magic != MAGIC {
             return Err(BatchError::UnsupportedMagic(self.magic));
@@ -164,13 +165,25 @@ impl BatchHeader {
                 "batch declares {count} records, which its size cannot hold"
             )));
         }
-        if self.last_offset_delta as i64 != count - 1 {
+        if (self.last_offset_delta as i64) < count - 1 {
             return Err(invalid(format!(
                 "batch of {count} records has last offset delta {}",
                 self.last_offset_delta
             )));
         }
         Ok(())
+    }
+
+    /// True when the batch holds a record for every offset from its base to its last offset
+    /// (every produced batch; a compacted one may have gaps).
+    pub fn is_dense(&self) -> bool {
+        self.last_offset_delta as i64 == self.record_count as i64 - 1
+    }
+
+    /// The delete horizon compaction set on a batch that keeps tombstones (Kafka's KIP-534:
+    /// the base timestamp holds it while [`DELETE_HORIZON_BIT`] is set).
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
 
     /// Total bytes of the batch (`12 + length`; 12 for a negative length).

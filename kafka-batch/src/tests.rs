@@ -379,3 +379,117 @@ fn markers_round_trip_and_pass_the_stored_checks() {
         assert!(matches!(err, Err(BatchError::Invalid(_))), "{err:?}");
     }
 }
+
+fn keyed(key: &str, value: Option<&str>, ts: i64) -> Record {
+    Record {
+        key: Some(Bytes::from(key.to_string())),
+        value: value.map(|v| Bytes::from(v.to_string())),
+        headers: vec![],
+        timestamp_ms: Some(ts),
+        not_before_ms: None,
+    }
+}
+
+#[test]
+fn compaction_keeps_offsets_and_newest_values() {
+    let first = encoded(
+        &[
+            keyed("a", Some("1"), 100),
+            keyed("b", Some("1"), 101),
+            keyed("a", Some("2"), 102),
+            keyed("c", None, 103),
+        ],
+        10,
+    );
+    let second = encoded(&[keyed("b", Some("2"), 104)], 14);
+    for codec in [Compression::None, Compression::Zstd] {
+        let first = if codec == Compression::None {
+            first.clone()
+        } else {
+            Bytes::from(compress_batch(&first, codec).unwrap())
+        };
+        let mut map = OffsetMap::with_memory(1 << 20);
+        assert!(map.add_batch(&first, 0).unwrap());
+        assert!(map.add_batch(&second, 0).unwrap());
+        assert_eq!(map.newest(b"a"), Some(12));
+        let cx = CleanContext {
+            map: &map,
+            now_ms: 1_000,
+            delete_retention_ms: 50,
+        };
+        let out = clean_batch(&first, &cx, false).unwrap();
+        assert_eq!(out.records_removed, 2);
+        let Cleaned::Rewrite(bytes) = out.action else {
+            panic!("expected a rewrite, got {:?}", out.action)
+        };
+        assert!(crc_ok(&bytes));
+        let h = BatchHeader::read(&bytes).unwrap();
+        assert_eq!(
+            (h.base_offset, h.last_offset(), h.record_count),
+            (10, 13, 2)
+        );
+        assert_eq!(h.compression(), codec);
+        // The kept tombstone set the delete horizon; timestamps did not move.
+        assert_eq!(h.delete_horizon(), Some(1_050));
+        let got = decode_all(&bytes, 0).unwrap();
+        let view: Vec<_> = got
+            .iter()
+            .map(|r| (r.offset, r.value.clone(), r.timestamp_ms))
+            .collect();
+        assert_eq!(
+            view,
+            vec![(12, Some(Bytes::from("2")), 102), (13, None, 103)]
+        );
+        assert_eq!(decode_all(&bytes, 13).unwrap().len(), 1);
+        // Before the horizon the tombstone stays; at it, it goes.
+        let early = clean_batch(&bytes, &cx, false).unwrap();
+        assert_eq!(early.action, Cleaned::Keep);
+        let late = CleanContext {
+            now_ms: 1_050,
+            ..cx
+        };
+        let Cleaned::Rewrite(last) = clean_batch(&bytes, &late, false).unwrap().action else {
+            panic!("expected the tombstone to go")
+        };
+        let got = decode_all(&last, 0).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].offset, 12);
+        // An aborted batch goes whole, a newest-only batch stays.
+        assert_eq!(
+            clean_batch(&second, &cx, true).unwrap().action,
+            Cleaned::Remove
+        );
+        assert_eq!(
+            clean_batch(&second, &cx, false).unwrap().action,
+            Cleaned::Keep
+        );
+    }
+}
+
+#[test]
+fn offset_map_refuses_a_batch_it_cannot_hold() {
+    let batch = encoded(&[keyed("a", Some("1"), 1), keyed("b", Some("1"), 2)], 0);
+    let mut map = OffsetMap::with_memory(OFFSET_MAP_ENTRY_BYTES);
+    assert!(!map.add_batch(&batch, 0).unwrap());
+    assert!(map.is_empty());
+    assert!(!all_records_keyed(&encoded(&[rec(1)], 0)).unwrap());
+    assert!(all_records_keyed(&batch).unwrap());
+}
+
+#[test]
+fn produced_batches_must_be_dense() {
+    let batch = encoded(&[keyed("a", Some("1"), 1), keyed("b", Some("1"), 2)], 0);
+    let mut map = OffsetMap::with_memory(1 << 20);
+    map.add_batch(&encoded(&[keyed("a", Some("2"), 3)], 5), 0)
+        .unwrap();
+    let cx = CleanContext {
+        map: &map,
+        now_ms: 0,
+        delete_retention_ms: 0,
+    };
+    let Cleaned::Rewrite(gappy) = clean_batch(&batch, &cx, false).unwrap().action else {
+        panic!("expected a rewrite")
+    };
+    let err = validate(gappy, Timestamps::Create, usize::MAX).unwrap_err();
+    assert!(matches!(err, BatchError::Invalid(_)), "{err:?}");
+}

@@ -28,6 +28,8 @@ pub struct ValidBatch {
     pub header: BatchHeader,
     /// Sum of the records' sizes (key + value + header keys and values).
     pub record_bytes: u64,
+    /// Every record has a key (what a compacted topic requires).
+    pub all_keyed: bool,
 }
 
 impl ValidBatch {
@@ -104,6 +106,12 @@ pub fn validate(
         )));
     }
     h.check()?;
+    if !h.is_dense() {
+        return Err(invalid(format!(
+            "batch of {} records has last offset delta {}",
+            h.record_count, h.last_offset_delta
+        )));
+    }
     if h.attributes & (UNDEFINED_BITS | DELETE_HORIZON_BIT) != 0 {
         return Err(invalid(format!(
             "attributes {:#06x} set bits a producer may not set",
@@ -134,6 +142,7 @@ pub fn validate(
     let mut headers = Vec::new();
     let mut max_ts = i64::MIN;
     let mut total: u64 = 0;
+    let mut all_keyed = true;
     for i in 0..h.record_count {
         let rec = record::parse(&mut r, &mut headers)
             .ok_or_else(|| corrupt(format!("record {i} of the batch is truncated or malformed")))?;
@@ -160,6 +169,7 @@ pub fn validate(
             });
         }
         total += size as u64;
+        all_keyed &= rec.key.is_some();
     }
     if r.at != body.len() {
         return Err(corrupt(format!(
@@ -177,6 +187,7 @@ pub fn validate(
             bytes: batch,
             header: h,
             record_bytes: total,
+            all_keyed,
         });
     }
     let mut copy = batch.to_vec();
@@ -188,5 +199,6 @@ pub fn validate(
         bytes: Bytes::from(copy),
         header,
         record_bytes: total,
+        all_keyed,
     })
 }

@@ -694,11 +694,36 @@ impl Store for MemoryStore {
         let now = self.now();
         self.with(|s| {
             let t = s.topic_mut(topic)?;
+            if !t.config.cleanup.delete {
+                return Ok(0);
+            }
             let (ms, bytes) = (t.config.retention_ms, t.config.retention_bytes);
             Ok(t.partitions
                 .iter_mut()
                 .map(|p| p.log.enforce_retention(now, ms, bytes))
                 .sum())
+        })
+    }
+
+    async fn compact(
+        &self,
+        topic: &str,
+        partition: i32,
+        _min_dirty_ratio: Option<f64>,
+    ) -> StoreResult<broker_api::CompactionStats> {
+        let now = self.now();
+        self.with(|s| {
+            s.check_partition(topic, partition)?;
+            let t = s.topic_mut(topic)?;
+            let policy = t.config.cleanup;
+            let log = &mut t.partitions[partition as usize].log;
+            if !policy.compact {
+                return Ok(broker_api::CompactionStats {
+                    cleaned_to: log.log_start(),
+                    ..broker_api::CompactionStats::default()
+                });
+            }
+            Ok(log.compact(now, &policy)?)
         })
     }
 

@@ -2,10 +2,11 @@
 
 use std::collections::VecDeque;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use broker_api::{AbortedTxn, BatchLimits, StoredRecord};
+use broker_api::{AbortedTxn, BatchLimits, CleanupPolicy, CompactionStats, StoredRecord};
 use bytes::Bytes;
+use kafka_batch::{CleanContext, Cleaned, OffsetMap};
 
 /// One appended batch: its stored Kafka record batch and its records, decoded (none for a
 /// control batch).
@@ -235,10 +236,78 @@ impl Log {
     }
 
     fn live_records(&self, b: &Batch) -> u64 {
-        if b.records.is_empty() {
-            return 0;
+        b.records
+            .iter()
+            .filter(|r| r.offset >= self.log_start)
+            .count() as u64
+    }
+
+    /// Compacts the batches wholly below the cleanable end (the last stable offset and the
+    /// first record younger than the compaction lag), with an unbounded key map.
+    pub(crate) fn compact(
+        &mut self,
+        now_ms: i64,
+        policy: &CleanupPolicy,
+    ) -> Result<CompactionStats, kafka_batch::BatchError> {
+        let young = now_ms.saturating_sub(policy.min_compaction_lag_ms);
+        let limit = self
+            .iter_from(self.log_start)
+            .find(|r| r.timestamp_ms > young)
+            .map_or(self.next_offset, |r| r.offset)
+            .min(self.last_stable());
+        let end = self
+            .batches
+            .iter()
+            .find(|b| b.end() > limit)
+            .map_or(self.next_offset, |b| b.base);
+        let mut stats = CompactionStats {
+            cleaned_to: end,
+            ..CompactionStats::default()
+        };
+        let mut map = OffsetMap::with_memory(usize::MAX);
+        for b in self.batches.iter().take_while(|b| b.end() <= end) {
+            if !b.aborted {
+                map.add_batch(&b.bytes, self.log_start)?;
+            }
         }
-        (b.end() - b.base.max(self.log_start)).max(0) as u64
+        let cx = CleanContext {
+            map: &map,
+            now_ms,
+            delete_retention_ms: policy.delete_retention_ms,
+        };
+        let mut kept = VecDeque::with_capacity(self.batches.len());
+        while let Some(mut b) = self.batches.pop_front() {
+            if b.end() > end {
+                kept.push_back(b);
+                continue;
+            }
+            stats.bytes_read += b.bytes.len() as u64;
+            let out = kafka_batch::clean_batch(&b.bytes, &cx, b.aborted)?;
+            stats.records_removed += out.records_removed;
+            match out.action {
+                Cleaned::Keep => {}
+                Cleaned::Remove => continue,
+                Cleaned::Rewrite(bytes) => {
+                    let mut survivors = BTreeSet::new();
+                    kafka_batch::decode_records(&bytes, 0, |r| {
+                        survivors.insert(r.offset);
+                        true
+                    })?;
+                    b.records.retain(|r| survivors.contains(&r.offset));
+                    b.max_timestamp_ms = b
+                        .records
+                        .iter()
+                        .map(|r| r.timestamp_ms)
+                        .max()
+                        .unwrap_or(i64::MIN);
+                    b.bytes = bytes;
+                }
+            }
+            stats.bytes_written += b.bytes.len() as u64;
+            kept.push_back(b);
+        }
+        self.batches = kept;
+        Ok(stats)
     }
 
     fn live_bytes(&self, b: &Batch) -> u64 {

@@ -135,6 +135,11 @@ impl State {
         if batch.records.is_empty() {
             return Err(StoreError::InvalidArgument("empty batch".into()));
         }
+        if self.topic(topic)?.config.cleanup.compact
+            && batch.records.iter().any(|r| r.key.is_none())
+        {
+            return Err(kafka_batch::missing_key(topic, partition).into());
+        }
         if let Some(size) = batch
             .records
             .iter()
@@ -196,6 +201,9 @@ impl State {
         now: i64,
     ) -> StoreResult<AppendResult> {
         self.check_partition(topic, partition)?;
+        if self.topic(topic)?.config.cleanup.compact && !batch.all_keyed {
+            return Err(kafka_batch::missing_key(topic, partition).into());
+        }
         let p = &mut self.topic_mut(topic)?.partitions[partition as usize];
         let count = batch.record_count() as usize;
         let producer = batch.header.producer();

@@ -6,6 +6,7 @@
 pub mod append;
 pub mod batches;
 pub mod cluster;
+pub mod compaction;
 pub mod fetch;
 pub mod group_configs;
 pub mod leases;
@@ -130,6 +131,14 @@ checks! {
     retention::retention_by_time,
     retention::retention_by_size,
     retention::retention_keeps_newest_batch,
+    retention::retention_needs_delete_policy,
+    compaction::compaction_keeps_newest_per_key,
+    compaction::compaction_keeps_offsets,
+    compaction::tombstones_expire_after_delete_retention,
+    compaction::compaction_removes_aborted_records,
+    compaction::compaction_needs_the_policy,
+    compaction::compacted_topics_need_keys,
+    compaction::compaction_survives_reopen,
     security::credentials_round_trip,
     security::credentials_are_listed_and_deleted,
     security::acls_round_trip,

@@ -247,3 +247,38 @@ pub async fn retention_keeps_newest_batch(backend: Arc<dyn Backend>) -> CheckRes
     );
     s.finish().await.ctx("close")
 }
+
+/// **retention_needs_delete_policy**
+pub async fn retention_needs_delete_policy(backend: Arc<dyn Backend>) -> CheckResult {
+    let s = fresh(backend, "retention_needs_delete_policy").await?;
+    let st = &s.store;
+    let mut config = retained(Some(10_000), Some(1));
+    config.cleanup = broker_api::CleanupPolicy {
+        delete: false,
+        compact: true,
+        ..broker_api::CleanupPolicy::default()
+    };
+    st.create_topic("t", config).await.ctx("create_topic")?;
+    let now = clock_now(&s);
+    for i in 0..3 {
+        let r = Record {
+            key: Some(Bytes::from(format!("k{i}"))),
+            timestamp_ms: Some(now - 60_000),
+            ..Record::from_value(format!("{i}"))
+        };
+        append(st, "t", 0, vec![r]).await?;
+    }
+    let removed = st.enforce_retention("t").await.ctx("enforce_retention")?;
+    ensure_eq!(
+        removed,
+        0,
+        "records removed by retention on a compact-only topic"
+    );
+    let o = st.partition_offsets("t", 0).await.ctx("offsets")?;
+    ensure_eq!(
+        (o.log_start_offset, o.high_watermark),
+        (0, 3),
+        "offsets after retention on a compact-only topic"
+    );
+    s.finish().await.ctx("finish")
+}
