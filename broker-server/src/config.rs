@@ -133,6 +133,10 @@ pub struct Cli {
     /// How often time and size retention is applied to every topic, in ms [default: 60000].
     #[arg(long, env = "BROKER_RETENTION_CHECK_MS", value_name = "MS")]
     pub retention_check_ms: Option<u64>,
+    /// How often partitions of compacted topics (`cleanup.policy=compact`) are checked and
+    /// compacted when dirty enough, in ms (Kafka's log.cleaner.backoff.ms) [default: 15000].
+    #[arg(long, env = "BROKER_CLEANER_CHECK_MS", value_name = "MS")]
+    pub cleaner_check_ms: Option<u64>,
     /// This broker's node id. With the postgres store, brokers on one schema form a cluster
     /// and no two live brokers may share an id; without it the store allocates one from
     /// 1000 up [default: 0 on the log and memory stores, allocated on postgres].
@@ -265,6 +269,7 @@ struct FileConfig {
     max_replication_factor: Option<u32>,
     sqs_credentials_file: Option<PathBuf>,
     retention_check_ms: Option<u64>,
+    cleaner_check_ms: Option<u64>,
     node_id: Option<i32>,
     rack: Option<String>,
     cluster_heartbeat_ms: Option<u64>,
@@ -309,6 +314,8 @@ pub struct Config {
     pub max_replication_factor: u32,
     pub sqs_credentials_file: Option<PathBuf>,
     pub retention_check_ms: u64,
+    /// How often compacted topics are cleaned.
+    pub cleaner_check_ms: u64,
     /// The node id asked for (`None`: 0, or allocated by a shared store).
     pub node_id: Option<i32>,
     pub rack: Option<String>,
@@ -342,6 +349,7 @@ impl Default for Config {
             max_replication_factor: 3,
             sqs_credentials_file: None,
             retention_check_ms: 60_000,
+            cleaner_check_ms: 15_000,
             node_id: None,
             rack: None,
             cluster_heartbeat_ms: 1000,
@@ -529,6 +537,10 @@ impl Config {
                 .retention_check_ms
                 .or(file.retention_check_ms)
                 .unwrap_or(d.retention_check_ms),
+            cleaner_check_ms: cli
+                .cleaner_check_ms
+                .or(file.cleaner_check_ms)
+                .unwrap_or(d.cleaner_check_ms),
             node_id: cli.node_id.or(file.node_id),
             rack: cli.rack.or(file.rack),
             cluster_heartbeat_ms: cli
@@ -551,6 +563,11 @@ impl Config {
         if self.default_partitions == 0 {
             return Err(ServerError::Config(
                 "--default-partitions must be at least 1".into(),
+            ));
+        }
+        if self.cleaner_check_ms == 0 {
+            return Err(ServerError::Config(
+                "--cleaner-check-ms must be at least 1".into(),
             ));
         }
         if self.retention_check_ms == 0 {

@@ -148,6 +148,7 @@ pub struct Server {
     authz: Arc<security::acl::Authorizer>,
     sqs_credentials: Option<http::SigV4Credentials>,
     retention_check_ms: u64,
+    cleaner_check_ms: u64,
     /// Serve the web console; the Kafka address clients are told, for its overview.
     ui: bool,
     advertised: String,
@@ -304,6 +305,7 @@ impl Server {
             authz,
             sqs_credentials,
             retention_check_ms: config.retention_check_ms,
+            cleaner_check_ms: config.cleaner_check_ms,
             ui,
             advertised,
             node,
@@ -387,6 +389,11 @@ impl Server {
             Duration::from_millis(self.retention_check_ms),
             stop_rx.clone(),
         ));
+        let cleaner_task = tokio::spawn(retention::run_cleaner(
+            self.store.clone(),
+            Duration::from_millis(self.cleaner_check_ms),
+            stop_rx.clone(),
+        ));
         let mut http_stop = stop_rx.clone();
         let http_task = match (&self.tls, self.http_tls) {
             (Some(tls), true) => {
@@ -439,6 +446,9 @@ impl Server {
         }
         if let Err(e) = retention_task.await {
             error!("retention task failed: {e}");
+        }
+        if let Err(e) = cleaner_task.await {
+            error!("cleaner task failed: {e}");
         }
         if let Err(e) = self.store.close().await {
             error!("closing the store failed: {e}");

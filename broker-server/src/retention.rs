@@ -1,4 +1,5 @@
-//! Periodic retention: applies every topic's time and size limits in the background.
+//! Periodic retention and compaction: applies every topic's time and size limits, and
+//! compacts every partition of topics with `cleanup.policy=compact`, in the background.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +25,56 @@ pub async fn run(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiv
     }
 }
 
+/// Every `every`, runs [`compact_all`], until `stop` turns true. Errors are logged and
+/// retried at the next tick.
+pub async fn run_cleaner(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = compact_all(store.as_ref()).await {
+            warn!("compaction pass failed: {e}");
+        }
+    }
+}
+
+/// One compaction pass: every partition of every topic with `compact` in its cleanup
+/// policy, skipped by the store while its dirty share is below the topic's
+/// `min.cleanable.dirty.ratio`; returns the records removed.
+pub async fn compact_all(store: &dyn Store) -> broker_api::StoreResult<u64> {
+    let mut removed = 0;
+    for topic in store.list_topics().await? {
+        let c = &topic.config;
+        if !c.cleanup.compact {
+            continue;
+        }
+        for p in 0..c.partitions as i32 {
+            let ratio = Some(c.cleanup.min_cleanable_dirty_ratio);
+            match store.compact(&topic.name, p, ratio).await {
+                Ok(stats) => removed += stats.records_removed,
+                Err(broker_api::StoreError::UnknownTopic(_)) => break,
+                Err(e) => {
+                    warn!(topic = %topic.name, partition = p, "compaction failed: {e}");
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        debug!(removed, "compaction removed records");
+    }
+    Ok(removed)
+}
+
 /// One retention pass over every topic with a limit; returns the records removed.
 pub async fn enforce_all(store: &dyn Store) -> broker_api::StoreResult<u64> {
     let mut removed = 0;
     for topic in store.list_topics().await? {
         let c = &topic.config;
-        if c.retention_ms.is_none() && c.retention_bytes.is_none() {
+        if !c.cleanup.delete || (c.retention_ms.is_none() && c.retention_bytes.is_none()) {
             continue;
         }
         match store.enforce_retention(&topic.name).await {
@@ -80,5 +125,39 @@ mod tests {
         assert_eq!(limited.log_start_offset, 3);
         let kept = store.partition_offsets("kept", 0).await.unwrap();
         assert_eq!(kept.log_start_offset, 0);
+    }
+
+    #[tokio::test]
+    async fn compact_all_compacts_only_compacted_topics() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::new(Arc::new(clock.clone()));
+        let mut compacted = TopicConfig::with_partitions(2);
+        compacted.cleanup.compact = true;
+        compacted.cleanup.delete = false;
+        compacted.cleanup.min_cleanable_dirty_ratio = 0.0;
+        store.create_topic("table", compacted).await.unwrap();
+        store
+            .create_topic("stream", TopicConfig::default())
+            .await
+            .unwrap();
+        for topic in ["table", "stream"] {
+            for p in 0..2 {
+                for i in 0..3 {
+                    let r = Record::keyed("k", format!("v{i}"));
+                    store
+                        .append(topic, p, AppendBatch::new(vec![r]))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        // Two superseded records in each partition of the compacted topic.
+        assert_eq!(compact_all(&store).await.unwrap(), 4);
+        assert_eq!(compact_all(&store).await.unwrap(), 0);
+        let stream = store
+            .fetch("stream", 0, 0, Default::default())
+            .await
+            .unwrap();
+        assert_eq!(stream.records.len(), 3);
     }
 }

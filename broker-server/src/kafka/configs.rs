@@ -1,7 +1,7 @@
 //! Topic and broker settings as Kafka names them: DescribeConfigs, AlterConfigs and
 //! IncrementalAlterConfigs.
 //!
-//! Settings the stores act on (retention, sizes, segments, durability) live in
+//! Settings the stores act on (retention, compaction, sizes, segments, durability) live in
 //! [`TopicConfig`]'s fields; every other Kafka topic setting is checked against its type and
 //! kept verbatim in the topic's attributes under `kafka.`. Unknown names are INVALID_CONFIG,
 //! as in Kafka.
@@ -200,6 +200,15 @@ pub fn apply_topic_setting(
     };
     check_value(name, kind, value)?;
     let num = || value.trim().parse::<i64>().unwrap_or_default();
+    let at_least_zero = |v: i64| {
+        if v >= 0 {
+            Ok(v)
+        } else {
+            Err(format!(
+                "Invalid value {value} for configuration {name}: Value must be at least 0"
+            ))
+        }
+    };
     let positive = |v: i64| {
         if v > 0 {
             Ok(v)
@@ -220,11 +229,23 @@ pub fn apply_topic_setting(
                 .parse()
                 .map_err(|e| format!("Invalid value {value} for configuration {name}: {e}"))?
         }
-        "cleanup.policy" if value.split(',').any(|p| p.trim() == "compact") => {
-            return Err(format!(
-                "Invalid value {value} for configuration {name}: log compaction is not \
-                 supported by this broker (cleanup.policy=delete only)"
-            ));
+        "cleanup.policy" => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            config.cleanup.compact = items.contains(&"compact");
+            // An empty list means neither: Kafka keeps such a topic forever.
+            config.cleanup.delete = items.contains(&"delete");
+        }
+        "min.compaction.lag.ms" => config.cleanup.min_compaction_lag_ms = at_least_zero(num())?,
+        "delete.retention.ms" => config.cleanup.delete_retention_ms = at_least_zero(num())?,
+        "min.cleanable.dirty.ratio" => {
+            let r = value.trim().parse::<f64>().unwrap_or(-1.0);
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be between 0 \
+                     and 1"
+                ));
+            }
+            config.cleanup.min_cleanable_dirty_ratio = r;
         }
         other => {
             config
@@ -244,6 +265,17 @@ fn reset_setting(config: &mut TopicConfig, name: &str, durability: Durability) {
         "segment.bytes" => config.segment_bytes = d.segment_bytes,
         "segment.ms" => config.segment_ms = d.segment_ms,
         "broker.durability" => config.durability = durability,
+        "cleanup.policy" => {
+            config.cleanup.delete = d.cleanup.delete;
+            config.cleanup.compact = d.cleanup.compact;
+        }
+        "min.compaction.lag.ms" => {
+            config.cleanup.min_compaction_lag_ms = d.cleanup.min_compaction_lag_ms
+        }
+        "delete.retention.ms" => config.cleanup.delete_retention_ms = d.cleanup.delete_retention_ms,
+        "min.cleanable.dirty.ratio" => {
+            config.cleanup.min_cleanable_dirty_ratio = d.cleanup.min_cleanable_dirty_ratio
+        }
         other => {
             config.attributes.remove(&format!("{ATTR_PREFIX}{other}"));
         }
@@ -278,6 +310,26 @@ pub fn topic_settings(config: &TopicConfig) -> Vec<(String, String, bool, i8)> {
                     config.segment_ms.is_some(),
                 ),
                 "broker.durability" => (config.durability.to_string(), false),
+                "cleanup.policy" => (
+                    match (config.cleanup.compact, config.cleanup.delete) {
+                        (false, false) => String::new(),
+                        _ => config.cleanup.kafka_name().to_string(),
+                    },
+                    (config.cleanup.compact, config.cleanup.delete)
+                        != (d.cleanup.compact, d.cleanup.delete),
+                ),
+                "min.compaction.lag.ms" => (
+                    config.cleanup.min_compaction_lag_ms.to_string(),
+                    config.cleanup.min_compaction_lag_ms != d.cleanup.min_compaction_lag_ms,
+                ),
+                "delete.retention.ms" => (
+                    config.cleanup.delete_retention_ms.to_string(),
+                    config.cleanup.delete_retention_ms != d.cleanup.delete_retention_ms,
+                ),
+                "min.cleanable.dirty.ratio" => (
+                    config.cleanup.min_cleanable_dirty_ratio.to_string(),
+                    config.cleanup.min_cleanable_dirty_ratio != d.cleanup.min_cleanable_dirty_ratio,
+                ),
                 other => match config.attributes.get(&format!("{ATTR_PREFIX}{other}")) {
                     Some(v) => (v.clone(), true),
                     None => (default.to_string(), false),

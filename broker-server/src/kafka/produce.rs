@@ -2,7 +2,9 @@
 
 use broker_api::{AppendBatch, StoreError, TimestampType};
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
@@ -107,7 +109,7 @@ impl KafkaServer {
             let bytes = batch.len() as u64;
             match self
                 .store
-                .append_batch(topic, partition, batch, timestamps)
+                .append_batch(topic, partition, batch.clone(), timestamps)
                 .await
             {
                 Ok(res) => {
@@ -135,7 +137,13 @@ impl KafkaServer {
                             warn!(topic, partition, "append failed: {e}{}", v.suffix());
                         }
                     }
-                    return fail(code_for(&e), e.to_string());
+                    let resp = fail(code_for(&e), e.to_string());
+                    if matches!(e, StoreError::InvalidBatch(_)) {
+                        return resp.with_record_errors(
+                            self.keyless_records(topic, partition, &batch).await,
+                        );
+                    }
+                    return resp;
                 }
             }
         }
@@ -153,6 +161,42 @@ impl KafkaServer {
                 "no records in the request".into(),
             ),
         }
+    }
+
+    /// For a batch refused by a compacted topic: the records without a key, as Kafka lists
+    /// them (KIP-467), so a client fails exactly those with INVALID_RECORD and the rest of
+    /// the batch with its "different record" error. Empty for other topics and batches.
+    async fn keyless_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &Bytes,
+    ) -> Vec<BatchIndexAndErrorMessage> {
+        let compacted = self
+            .store
+            .describe_topic(topic)
+            .await
+            .is_ok_and(|t| t.config.cleanup.compact);
+        if !compacted {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut index = 0i32;
+        let _ = kafka_batch::decode_records(batch, 0, |r| {
+            if r.key.is_none() {
+                out.push(
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(format!(
+                            "Compacted topic cannot accept message without key in topic \
+                             partition {topic}-{partition}."
+                        )))),
+                );
+            }
+            index += 1;
+            true
+        });
+        out
     }
 
     pub(super) async fn init_producer_id(
