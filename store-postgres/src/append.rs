@@ -14,7 +14,8 @@ use crate::{notify, PgStore};
 const REMEMBERED_BATCHES: i64 = 5;
 
 pub(crate) const LOCK_PARTITION: &str =
-    "SELECT t.id, t.max_record_bytes, p.log_start, p.next_offset, p.max_ts
+    "SELECT t.id, t.max_record_bytes, p.log_start, p.next_offset, p.max_ts,
+        coalesce((t.config->'cleanup'->>'compact')::boolean, false)
     FROM topics t JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
     WHERE t.name = $1 FOR UPDATE OF p";
 
@@ -55,6 +56,8 @@ pub(crate) struct BatchRow {
     pub txn: bool,
     /// (offset delta, not-before) of each record that has one.
     pub delays: Vec<(i64, i64)>,
+    /// Every record has a key (what a compacted topic requires).
+    pub all_keyed: bool,
 }
 
 impl BatchRow {
@@ -79,6 +82,7 @@ impl BatchRow {
             producer,
             txn: false,
             delays,
+            all_keyed: records.iter().all(|r| r.key.is_some()),
         })
     }
 
@@ -91,6 +95,7 @@ impl BatchRow {
             producer: valid.header.producer(),
             txn: valid.header.is_transactional(),
             delays: Vec::new(),
+            all_keyed: valid.all_keyed,
         }
     }
 }
@@ -115,6 +120,8 @@ pub(crate) struct Locked {
     pub log_start: i64,
     pub next_offset: i64,
     pub max_ts: Option<i64>,
+    /// The topic's cleanup policy has `compact` (every record needs a key).
+    pub compact: bool,
 }
 
 fn locked_from(r: &tokio_postgres::Row) -> Locked {
@@ -124,6 +131,7 @@ fn locked_from(r: &tokio_postgres::Row) -> Locked {
         log_start: r.get(2),
         next_offset: r.get(3),
         max_ts: r.get(4),
+        compact: r.get(5),
     }
 }
 
@@ -376,6 +384,10 @@ impl PgStore {
                 size: largest_record,
                 limit,
             });
+        }
+        if locked.compact && !row.all_keyed {
+            tx.rollback().await;
+            return Err(kafka_batch::missing_key(topic, partition).into());
         }
         if let Some(p) = &row.producer {
             match check_producer(c, &locked, partition, p, row.count as usize).await {

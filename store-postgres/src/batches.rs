@@ -73,20 +73,23 @@ macro_rules! lease_skips {
     };
 }
 
-/// Whole batches holding offsets `$3 .. least($3 + $4, $5)` (at most `$4` rows: a batch holds
-/// at least one offset), in offset order, as [`fresh_items`] reads them: base offset, data
-/// (NULL when skipped), last offset, and whether a lease skips the batch ([`lease_skips`],
-/// `$6`: the group reads uncommitted).
+/// Whole batches holding offsets `$3 .. upto` (at most `$4` rows: a batch holds at least one
+/// offset), in offset order, as [`fresh_items`] reads them: base offset, data (NULL when
+/// skipped), last offset, whether a lease skips the batch ([`lease_skips`], `$6`: the group
+/// reads uncommitted), and `upto`: at most `$5`, `$4` offsets from the first batch starting
+/// at or after `$3` (a run of offsets compaction removed is jumped).
 const BATCHES_FROM: &str = concat!(
-    "SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END, y.last_offset, s.skip
-    FROM batches y
+    "SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END, y.last_offset, s.skip,
+        w.upto
+    FROM (SELECT least($5, greatest($3, coalesce((SELECT min(base_offset) FROM batches
+            WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3), $5)) + $4) AS upto) w
+    JOIN batches y ON y.topic_id = $1 AND y.partition = $2
     CROSS JOIN LATERAL (SELECT ",
     lease_skips!("$6::boolean"),
     " AS skip) s
-    WHERE y.topic_id = $1 AND y.partition = $2
-      AND y.base_offset >= coalesce((SELECT max(base_offset) FROM batches
+    WHERE y.base_offset >= coalesce((SELECT max(base_offset) FROM batches
             WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3), 0)
-      AND y.base_offset < least($3 + $4, $5)
+      AND y.base_offset < w.upto
     ORDER BY y.base_offset"
 );
 
@@ -170,9 +173,10 @@ pub(crate) fn fresh_items(
     Ok(out)
 }
 
-/// The items of up to `max` offsets from `from` on, below `upto` (fewer at the end). Records
-/// of aborted transactions are items to skip unless `read_uncommitted`; control records
-/// always are.
+/// The items of the offsets from `from` on up to the returned end: at most `upto`, `max`
+/// offsets past the first batch starting at or after `from` (offsets compaction removed
+/// have no item). Records of aborted transactions are items to skip unless
+/// `read_uncommitted`; control records always are.
 pub(crate) async fn fresh_from(
     db: &ClientWrapper,
     topic_id: i64,
@@ -181,8 +185,8 @@ pub(crate) async fn fresh_from(
     max: usize,
     upto: i64,
     read_uncommitted: bool,
-) -> StoreResult<Vec<Fresh>> {
-    let n = i64::try_from(max).unwrap_or(i64::MAX);
+) -> StoreResult<(Vec<Fresh>, i64)> {
+    let n = i64::try_from(max).unwrap_or(i64::MAX).min(i64::MAX / 4);
     let stmt = db.prepare_cached(BATCHES_FROM).await.map_err(db_err)?;
     let rows = db
         .query(
@@ -191,8 +195,8 @@ pub(crate) async fn fresh_from(
         )
         .await
         .map_err(db_err)?;
-    let upto = upto.min(from.saturating_add(n));
-    fresh_items(&rows, [0, 1, 2, 3], from, upto)
+    let end = rows.first().map_or(upto, |r| r.get::<_, i64>(4)).min(upto);
+    Ok((fresh_items(&rows, [0, 1, 2, 3], from, end)?, end))
 }
 
 /// The records at `offsets` (those that exist), by offset.

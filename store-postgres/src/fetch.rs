@@ -36,6 +36,14 @@ const FETCH: &str = r#"SELECT t.id, p.log_start, p.next_offset, b.base_offset, b
     WHERE t.name = $1
     ORDER BY b.base_offset"#;
 
+/// Where the record fetch goes on past offsets without records: `$3`, or the base offset of
+/// the first data batch after it when none holds `$3`.
+const NEXT_DATA: &str = "SELECT greatest(base_offset, $3) FROM batches
+    WHERE topic_id = $1 AND partition = $2 AND NOT control AND last_offset >= $3
+      AND base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
+            WHERE z.topic_id = $1 AND z.partition = $2 AND z.base_offset <= $3), 0)
+    ORDER BY base_offset LIMIT 1";
+
 /// Most batch rows one record fetch reads.
 const MAX_FETCH_ROWS: i64 = 10_000;
 /// Batch rows read per page by the timestamp lookup.
@@ -193,7 +201,14 @@ impl PgStore {
             if !records.is_empty() || next >= hw || from < log_start {
                 break (log_start, hw);
             }
-            from = next;
+            // Offsets compaction removed hold no batch: go on at the next data batch.
+            let topic_id: i64 = first.get(0);
+            let ahead: Option<i64> = client
+                .query_opt(NEXT_DATA, &[&topic_id, &partition, &next])
+                .await
+                .map_err(db_err)?
+                .map(|r| r.get(0));
+            from = ahead.unwrap_or(hw).max(next);
         };
         Ok(FetchResult {
             records,

@@ -49,14 +49,16 @@ const MAX_GROUP_JOBS: usize = 1024;
 /// window over the queue order), the watermarks moved once per partition, one NOTIFY per
 /// partition. Locks the partitions in (topic id, partition) order. One row per job: its
 /// index, the partition's topic id (NULL: unknown partition), the topic's record size limit,
-/// the assigned base offset (NULL: refused), the log start.
+/// the assigned base offset (NULL: refused), the log start, the number of NOTIFYs, and
+/// whether the topic is compacted while the batch has a record without a key (refused).
 const GROUP_APPEND: &str = r#"WITH req AS (
         SELECT * FROM unnest($1::int[], $2::text[], $3::int[], $4::bigint[], $5::bigint[],
-                             $6::bigint[], $7::bytea[], $8::bigint[])
-            AS r(i, topic, part, cnt, max_ts, largest, data, now)),
+                             $6::bigint[], $7::bytea[], $8::bigint[], $13::boolean[])
+            AS r(i, topic, part, cnt, max_ts, largest, data, now, keyed)),
     locked AS (
         SELECT t.id AS topic_id, t.name, t.max_record_bytes, p.partition, p.next_offset,
-               p.max_ts AS pmax, p.log_start
+               p.max_ts AS pmax, p.log_start,
+               coalesce((t.config->'cleanup'->>'compact')::boolean, false) AS compact
         FROM topics t JOIN partitions p ON p.topic_id = t.id
         WHERE (t.name, p.partition) IN (SELECT topic, part FROM req)
         ORDER BY t.id, p.partition
@@ -64,7 +66,7 @@ const GROUP_APPEND: &str = r#"WITH req AS (
     ok AS (
         SELECT r.*, l.topic_id, l.next_offset, l.pmax
         FROM req r JOIN locked l ON l.name = r.topic AND l.partition = r.part
-        WHERE r.largest <= l.max_record_bytes),
+        WHERE r.largest <= l.max_record_bytes AND (r.keyed OR NOT l.compact)),
     placed AS (
         SELECT ok.*,
             ok.next_offset + (sum(ok.cnt) OVER w)::bigint - ok.cnt AS base,
@@ -92,7 +94,7 @@ const GROUP_APPEND: &str = r#"WITH req AS (
     n AS (
         SELECT pg_notify($9, per.topic_id || ':' || per.part || ':' || per.hw) FROM per)
     SELECT r.i, l.topic_id, l.max_record_bytes, pl.base, l.log_start,
-        (SELECT count(*) FROM n) AS notified
+        (SELECT count(*) FROM n) AS notified, coalesce(l.compact AND NOT r.keyed, false)
     FROM req r
     LEFT JOIN locked l ON l.name = r.topic AND l.partition = r.part
     LEFT JOIN placed pl ON pl.i = r.i"#;
@@ -381,7 +383,8 @@ async fn execute(
             d_nb.push(nb);
         }
     }
-    let append_params: [&(dyn ToSql + Sync); 12] = [
+    let keyed: Vec<bool> = appends.iter().map(|(a, _)| a.row.all_keyed).collect();
+    let append_params: [&(dyn ToSql + Sync); 13] = [
         &idx,
         &topics,
         &parts,
@@ -394,6 +397,7 @@ async fn execute(
         &d_idx,
         &d_delta,
         &d_nb,
+        &keyed,
     ];
     let appended = async {
         match &append_stmt {
@@ -450,6 +454,9 @@ fn answer_appends(ctx: &Ctx, appends: Vec<(AppendJob, AppendReply)>, rows: Vec<R
             )),
             Some(r) => match (r.get::<_, Option<i64>>(1), r.get::<_, Option<i64>>(3)) {
                 (None, _) => Err(crate::unknown_partition(&job.topic, job.partition)),
+                (Some(_), None) if r.get::<_, bool>(6) => {
+                    Err(kafka_batch::missing_key(&job.topic, job.partition).into())
+                }
                 (Some(_), None) => Err(StoreError::RecordTooLarge {
                     size: job.largest as usize,
                     limit: r.get::<_, Option<i64>>(2).unwrap_or(0).max(0) as usize,

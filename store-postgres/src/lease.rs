@@ -38,6 +38,8 @@ const DEAD: i16 = 4;
 
 /// Most fresh records one lease call looks at beyond what it returns (delayed ones).
 const SCAN_SLACK: usize = 1_000;
+/// Most offsets one later page of fresh records spans.
+const MAX_WINDOW: usize = 1 << 16;
 /// Most skipped offsets (transaction markers, aborted records) one lease call marks done.
 const MAX_SKIPPED: usize = 20_000;
 
@@ -76,7 +78,8 @@ const ADVANCE_FLOOR: &str = r#"WITH c AS (
 /// stable offset (the high watermark for a group reading uncommitted) (columns: base offset,
 /// data or NULL when skipped, the first such offset, that stable offset, last offset,
 /// skipped: see `batches::fresh_items`, and the group's `read_uncommitted`), pipelined with
-/// [`LOCK_CURSOR`].
+/// [`LOCK_CURSOR`]. One row with NULL batch columns when no batch is there (compaction may
+/// have removed every batch of those offsets).
 const FRESH_FIRST: &str = concat!(
     r#"SELECT b.base_offset, b.data, x.nx, x.lso, b.last_offset, b.skip, g.read_uncommitted
     FROM topics t
@@ -87,7 +90,7 @@ const FRESH_FIRST: &str = concat!(
         CASE WHEN g.read_uncommitted THEN p.next_offset
         ELSE greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
             WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) END AS lso) x
-    CROSS JOIN LATERAL (
+    LEFT JOIN LATERAL (
         SELECT y.base_offset, CASE WHEN s.skip THEN NULL ELSE y.data END AS data,
             y.last_offset, s.skip
         FROM batches y
@@ -98,7 +101,7 @@ const FRESH_FIRST: &str = concat!(
           AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
                 WHERE z.topic_id = t.id AND z.partition = $2 AND z.base_offset <= x.nx), 0)
           AND y.base_offset < least(x.lso, x.nx + $4)
-        ORDER BY y.base_offset) b
+        ORDER BY y.base_offset) b ON true
     WHERE t.name = $1
     ORDER BY b.base_offset"#
 );
@@ -106,7 +109,8 @@ const FRESH_FIRST: &str = concat!(
 /// The fast lease path as one statement (see `lease_fast`): $1 topic, $2 partition, $3 group,
 /// $4 max, $5 now, $6 expiry, $7 nonce base (a record's nonce is base + offset). Leases the
 /// offsets `[first, upto)`, below the last stable offset (the high watermark for a group
-/// reading uncommitted; offsets are dense, so no record row is read); columns: whether it
+/// reading uncommitted; offsets are dense there, as it applies only from the partition's
+/// `sparse_to` on (past every batch compaction changed), so no record row is read); columns: whether it
 /// applied, `first`, `upto`, then the base offset and data of each batch holding them. It
 /// does not apply when a batch there is one leases skip (a transaction marker, or aborted
 /// records when reading committed, found through the partial index `batches_txn`).
@@ -124,7 +128,8 @@ const LEASE_FAST: &str = concat!(
                CASE WHEN g.read_uncommitted THEN p.next_offset
                ELSE greatest(p.log_start, coalesce((SELECT min(o.first_offset) FROM open_txns o
                    WHERE o.topic_id = t.id AND o.partition = $2), p.next_offset)) END AS lso,
-               g.ordered_by_key, g.dead_letter_topic, g.read_uncommitted, c.xmin AS version
+               g.ordered_by_key, g.dead_letter_topic, g.read_uncommitted, c.xmin AS version,
+               p.sparse_to
         FROM topics t
         JOIN partitions p ON p.topic_id = t.id AND p.partition = $2
         JOIN lease_groups g ON g.topic_id = t.id AND g.name = $3
@@ -133,7 +138,7 @@ const LEASE_FAST: &str = concat!(
         FOR UPDATE OF c),
     ok AS (
         SELECT * FROM c
-        WHERE NOT c.ordered_by_key AND c.check_at > $5
+        WHERE NOT c.ordered_by_key AND c.check_at > $5 AND c.nx >= c.sparse_to
           AND c.version = (SELECT v.xmin FROM lease_cursors v
               WHERE v.topic_id = c.topic_id AND v.partition = $2 AND v.group_id = c.group_id)
           AND (c.dead_letter_topic IS NULL
@@ -190,7 +195,9 @@ const LEASE_FAST: &str = concat!(
 
 /// Counts of the never-leased offsets `[$3, $4)` ($4 at most the last stable offset, or the
 /// high watermark when `$6`, the group reads uncommitted): those delayed (not-before after
-/// `$5`) and those leases skip ([`lease_skips`]).
+/// `$5`), those leases skip ([`lease_skips`]), and those without a record (removed by
+/// compaction: only below the partition's `sparse_to`, where the batches' `records` say how
+/// many each holds; a batch straddling `$3` counts at most its records).
 const FRESH_COUNTS: &str = concat!(
     r#"SELECT
         (SELECT count(*) FROM delays
@@ -204,7 +211,17 @@ const FRESH_COUNTS: &str = concat!(
                  WHERE z.topic_id = $1 AND z.partition = $2 AND z.base_offset <= $3), 0)
            AND y.base_offset < $4 AND y.last_offset >= $3 AND "#,
     lease_skips!("$6::boolean"),
-    ")"
+    r#"),
+        (SELECT greatest(0, sp.e - $3) - coalesce((
+            SELECT sum(least(coalesce(y.records, y.last_offset - y.base_offset + 1),
+                             least(y.last_offset, sp.e - 1) - greatest(y.base_offset, $3) + 1))
+            FROM batches y
+            WHERE y.topic_id = $1 AND y.partition = $2
+              AND y.base_offset >= coalesce((SELECT max(z.base_offset) FROM batches z
+                    WHERE z.topic_id = $1 AND z.partition = $2 AND z.base_offset <= $3), 0)
+              AND y.base_offset < sp.e AND y.last_offset >= $3), 0)::bigint
+         FROM (SELECT least($4, p.sparse_to) AS e FROM partitions p
+               WHERE p.topic_id = $1 AND p.partition = $2) sp)"#
 );
 
 /// Never-leased offsets, whether the query may have had more, the last stable offset it
@@ -213,6 +230,8 @@ const FRESH_COUNTS: &str = concat!(
 /// config changed meanwhile).
 struct Page {
     rows: Vec<Fresh>,
+    /// The offsets `[.., upto)` are all in `rows` (offsets compaction removed have no item).
+    upto: i64,
     full: bool,
     stable: i64,
     read_uncommitted: bool,
@@ -454,19 +473,31 @@ impl PgStore {
             .map_err(db_err)?;
             if let (Some(row), Some(floor)) = (row, floor) {
                 let mut items = Vec::new();
-                let mut stable = i64::MAX;
+                let mut stable = i64::MIN;
+                let mut upto = i64::MIN;
                 // Without fresh rows there is no later page: the mode does not matter.
                 let mut read_uncommitted = false;
-                if let Some(r0) = fresh.first() {
-                    let (nx, lso): (i64, i64) = (r0.get(2), r0.get(3));
-                    let upto = lso.min(nx.saturating_add(limit));
-                    items = fresh_items(&fresh, [0, 1, 4, 5], nx, upto)?;
+                let head = fresh.first().map(|r0| {
+                    (
+                        r0.get::<_, i64>(2),
+                        r0.get::<_, i64>(3),
+                        r0.get::<_, bool>(6),
+                    )
+                });
+                if let Some((nx, lso, ru)) = head {
+                    upto = lso.min(nx.saturating_add(limit));
+                    let batches: Vec<tokio_postgres::Row> = fresh
+                        .into_iter()
+                        .filter(|r| r.get::<_, Option<i64>>(0).is_some())
+                        .collect();
+                    items = fresh_items(&batches, [0, 1, 4, 5], nx, upto)?;
                     stable = lso;
-                    read_uncommitted = r0.get(6);
+                    read_uncommitted = ru;
                 }
                 let first = Page {
-                    full: items.len() as i64 >= limit,
+                    full: upto < stable,
                     rows: items,
+                    upto,
                     stable,
                     read_uncommitted,
                 };
@@ -707,8 +738,26 @@ impl PgStore {
                     .iter()
                     .map(|r| r.get(0))
                     .collect();
+                // Their bodies: a record compaction removed is never delivered again.
+                let offs: Vec<i64> = candidates
+                    .iter()
+                    .map(|p| p.offset)
+                    .filter(|o| locked.contains(o))
+                    .collect();
+                fresh_records.extend(records_at(db, tid, partition, &offs).await?);
                 for p in candidates {
                     if !locked.contains(&p.offset) {
+                        continue;
+                    }
+                    if !fresh_records.contains_key(&p.offset) {
+                        writes.push(StateWrite {
+                            offset: p.offset,
+                            state: DONE,
+                            nonce: 0,
+                            deliveries: p.deliveries,
+                            visible_at: now,
+                            first_leased_at: p.first_leased_at,
+                        });
                         continue;
                     }
                     let first = p.first_leased_at.unwrap_or(now);
@@ -743,6 +792,7 @@ impl PgStore {
         let mut scanned = 0usize;
         let mut skipped = 0usize;
         let mut page = first_page;
+        let mut window = 0usize;
         'pages: loop {
             let full = page.full;
             for item in std::mem::take(&mut page.rows) {
@@ -820,24 +870,31 @@ impl PgStore {
                 }
                 fresh_records.insert(rec.offset, rec);
             }
+            // Every offset of the page is passed (those compaction removed have no item).
+            new_next = new_next.max(page.upto);
             if !full || leases.len() >= max || scanned >= max + SCAN_SLACK || skipped >= MAX_SKIPPED
             {
                 break;
             }
-            let want = max - leases.len();
-            let rows = fresh_from(
+            // Windows grow, so a compacted (sparse) range takes few pages.
+            window = window
+                .saturating_mul(2)
+                .max(max - leases.len())
+                .min(MAX_WINDOW);
+            let (rows, upto) = fresh_from(
                 db,
                 tid,
                 partition,
                 new_next,
-                want,
+                window,
                 page.stable,
                 page.read_uncommitted,
             )
             .await?;
             page = Page {
-                full: rows.len() >= want,
+                full: upto < page.stable,
                 rows,
+                upto,
                 stable: page.stable,
                 read_uncommitted: page.read_uncommitted,
             };
@@ -1265,9 +1322,10 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         let (delayed, skipped): (i64, i64) = (r.get(0), r.get(1));
+        let removed = r.get::<_, Option<i64>>(2).unwrap_or(0).max(0);
         c.delayed += (hw - stable + delayed) as u64;
         c.done += skipped as u64;
-        c.available += (stable - next - delayed - skipped) as u64;
+        c.available += (stable - next - delayed - skipped - removed).max(0) as u64;
         Ok(c)
     }
 }

@@ -5,6 +5,7 @@ mod append;
 #[macro_use]
 mod batches;
 mod cluster;
+mod compaction;
 mod error;
 mod fetch;
 mod group_commit;
@@ -32,6 +33,7 @@ use broker_api::{SharedClock, StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+pub use compaction::DEFAULT_MAP_BYTES;
 pub use error::PgError;
 pub use schema::SCHEMA_VERSION;
 
@@ -63,6 +65,9 @@ pub struct PgOptions {
     /// every other broker's appends and coordinator claims on those rows, until it wakes.
     /// Keep it below the cluster's registration lapse. `None` leaves the server's setting.
     pub idle_in_transaction_timeout: Option<Duration>,
+    /// Memory for the key map of one compaction (about 48 bytes a key). A partition whose
+    /// dirty range has more keys is cleaned a prefix per call.
+    pub compaction_map_bytes: usize,
 }
 
 impl PgOptions {
@@ -87,6 +92,7 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
             startup_wait: Duration::ZERO,
             idle_in_transaction_timeout: Some(Duration::from_secs(3)),
+            compaction_map_bytes: compaction::DEFAULT_MAP_BYTES,
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct PgStore {
     /// Appends, acks and commits sharing transactions (see [`group_commit`]).
     group: group_commit::GroupCommit,
     group_ctx: group_commit::Ctx,
+    /// Memory of one compaction's key map.
+    compaction_map_bytes: usize,
+    /// Compaction figures, for `/metrics`.
+    compaction: compaction::CompactionCounters,
 }
 
 /// Counters and histograms of the pools and of the database work per store call.
@@ -216,6 +226,8 @@ impl PgStore {
             listener: parking_lot::Mutex::new(Some(listener)),
             lease_locks: parking_lot::Mutex::new(HashMap::new()),
             stats: PgStats::default(),
+            compaction_map_bytes: options.compaction_map_bytes,
+            compaction: compaction::CompactionCounters::default(),
         })
     }
 
@@ -348,6 +360,14 @@ impl PgStore {
                 help: "Time to get a connection from a PostgreSQL pool.",
                 labels: labels(),
                 value: MetricValue::Histogram(self.stats.pool_wait[i].snapshot()),
+            });
+        }
+        for (name, help, value) in self.compaction.figures() {
+            out.push(StoreMetric {
+                name,
+                help,
+                labels: Vec::new(),
+                value: MetricValue::Counter(value),
             });
         }
         for (i, op) in store::QUERY_OPS.iter().enumerate() {

@@ -127,7 +127,8 @@ impl PgStore {
         };
         let now = self.now();
         let (retention_ms, retention_bytes) = (t.config.retention_ms, t.config.retention_bytes);
-        if retention_ms.is_none() && retention_bytes.is_none() {
+        // Rule retention_needs_delete_policy: a compact-only topic keeps everything.
+        if !t.config.cleanup.delete || (retention_ms.is_none() && retention_bytes.is_none()) {
             return Ok(0);
         }
         let mut removed = 0u64;

@@ -17,6 +17,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "transactions: open and aborted transactions, control batches",
         V7,
     ),
+    (
+        "compaction: cleaned-to offsets, record counts of compacted batches",
+        V8,
+    ),
 ];
 
 /// The newest schema version this binary knows.
@@ -72,6 +76,19 @@ CREATE INDEX IF NOT EXISTS aborted_txns_first
     ON {schema}.aborted_txns (topic_id, partition, first_offset);
 CREATE INDEX IF NOT EXISTS aborted_txns_producer
     ON {schema}.aborted_txns (topic_id, partition, producer_id, first_offset);
+"#;
+
+/// Log compaction. Per partition, `cleaned_to`: every batch below it was cleaned by a
+/// finished compaction (the dirty range, whose keys the next compaction maps, starts there);
+/// `sparse_to`: no batch at or past it has lost records to compaction (raised before a
+/// compaction rewrites anything, so the dense fast paths, e.g. the fast lease, stay exact).
+/// `batches.records` is the record count of a compacted batch (fewer than its offsets, which
+/// keep their gaps); NULL for a batch never compacted (one record per offset). Constant
+/// defaults: no row is rewritten.
+const V8: &str = r#"
+ALTER TABLE {schema}.partitions ADD COLUMN IF NOT EXISTS cleaned_to bigint NOT NULL DEFAULT 0;
+ALTER TABLE {schema}.partitions ADD COLUMN IF NOT EXISTS sparse_to bigint NOT NULL DEFAULT 0;
+ALTER TABLE {schema}.batches ADD COLUMN IF NOT EXISTS records int;
 "#;
 
 /// Brokers sharing the schema (one row per node id: its latest registration) and the

@@ -11,7 +11,7 @@ use crate::PgStore;
 
 /// The kinds of store call whose database time is measured (the `op` label of
 /// `broker_pg_query_duration_seconds`); `wait_for` is left out, as it waits by design.
-pub(crate) const QUERY_OPS: [&str; 9] = [
+pub(crate) const QUERY_OPS: [&str; 10] = [
     "topics",
     "append",
     "fetch",
@@ -21,6 +21,7 @@ pub(crate) const QUERY_OPS: [&str; 9] = [
     "ack",
     "retention",
     "producer",
+    "compact",
 ];
 
 impl PgStore {
@@ -320,6 +321,16 @@ impl Store for PgStore {
 
     async fn enforce_retention(&self, topic: &str) -> StoreResult<u64> {
         self.timed(7, self.do_enforce_retention(topic)).await
+    }
+
+    async fn compact(
+        &self,
+        topic: &str,
+        partition: i32,
+        min_dirty_ratio: Option<f64>,
+    ) -> StoreResult<CompactionStats> {
+        self.timed(9, self.do_compact(topic, partition, min_dirty_ratio))
+            .await
     }
 
     async fn put_credential(&self, credential: ScramCredential) -> StoreResult<()> {
