@@ -12,7 +12,11 @@ pub const HEADER_LEN: usize = kafka_batch::HEADER_LEN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
     pub base_offset: i64,
+    /// Records the batch holds (fewer than its offsets span once compaction removed some).
     pub record_count: u32,
+    /// Offset of its last record minus its base offset: a compacted batch keeps the original
+    /// one, so the batch still spans the offsets it was appended with.
+    pub last_offset_delta: u32,
     /// Largest record timestamp (the append time of a LogAppendTime batch).
     pub max_timestamp: i64,
     /// What the batch says about when it was appended: its max timestamp. Exact for batches
@@ -37,6 +41,7 @@ impl BatchHeader {
         Some(BatchHeader {
             base_offset: h.base_offset,
             record_count: h.record_count as u32,
+            last_offset_delta: h.last_offset_delta.max(0) as u32,
             max_timestamp: h.max_timestamp,
             append_time: h.max_timestamp,
             has_not_before: h.has_not_before(),
@@ -53,9 +58,15 @@ impl BatchHeader {
         self.total
     }
 
-    /// Offset of the batch's last record.
+    /// Offset of the batch's last record (from the last offset delta, so right for a
+    /// compacted batch with gaps too).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.record_count as i64 - 1
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    /// Offsets the batch spans (its record count unless compaction removed records).
+    pub fn offset_span(&self) -> u32 {
+        self.last_offset_delta + 1
     }
 
     /// The producer identity, if the batch was idempotent.

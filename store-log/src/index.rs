@@ -93,6 +93,11 @@ impl IndexFile {
         (data.len() % entry == 0).then_some(data)
     }
 
+    /// Records that the file was renamed to `path` (its mapping and handle stay valid).
+    pub fn renamed(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+    }
+
     /// True when another entry does not fit, even after growing.
     pub fn is_full(&self) -> bool {
         self.entries >= self.max

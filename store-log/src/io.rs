@@ -25,6 +25,22 @@ pub struct FaultInjector {
     failing_syncs: AtomicU64,
     /// Early writebacks started so far.
     writebacks: AtomicU64,
+    /// The cleaner step after which the next segment swap stops, as if the process died
+    /// there (0: none; see [`CleanerStop`]).
+    cleaner_stop: AtomicU64,
+}
+
+/// A point of the cleaner's segment swap at which [`FaultInjector::stop_cleaner_after`]
+/// stops it, leaving the files as a crash there would.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanerStop {
+    /// `<base>.log.cleaned` (and its indexes) written and synced.
+    CleanedWritten = 1,
+    /// Renamed to `<base>.log.swap`.
+    SwapRenamed = 2,
+    /// The old `<base>.log` renamed to `<base>.log.deleted`.
+    OldDeleted = 3,
 }
 
 impl Default for FaultInjector {
@@ -37,6 +53,7 @@ impl Default for FaultInjector {
             sync_delay_ms: AtomicU64::new(0),
             failing_syncs: AtomicU64::new(0),
             writebacks: AtomicU64::new(0),
+            cleaner_stop: AtomicU64::new(0),
         }
     }
 }
@@ -77,6 +94,13 @@ impl FaultInjector {
     /// How many data syncs (fdatasync) went through so far.
     pub fn data_syncs(&self) -> u64 {
         self.data_syncs.load(Ordering::SeqCst)
+    }
+
+    /// The next segment swap of the cleaner stops after `step`, leaving its files as a crash
+    /// there would (the call fails); later swaps run normally. For crash tests.
+    #[doc(hidden)]
+    pub fn stop_cleaner_after(&self, step: CleanerStop) {
+        self.cleaner_stop.store(step as u64, Ordering::SeqCst);
     }
 
     /// Decides the fate of one write of `len` bytes: `None` to let it through, or the number
@@ -196,6 +220,23 @@ impl Io {
             file.write_all_at(&p[skip..], at)?;
             at += (p.len() - skip) as u64;
             skip = 0;
+        }
+        Ok(())
+    }
+
+    /// Fails (once) when a crash test asked the cleaner to stop after `step`.
+    pub fn cleaner_step(&self, step: CleanerStop) -> io::Result<()> {
+        let Some(f) = &self.faults else {
+            return Ok(());
+        };
+        let hit = f
+            .cleaner_stop
+            .compare_exchange(step as u64, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if hit {
+            return Err(io::Error::other(format!(
+                "injected stop of the cleaner after {step:?}"
+            )));
         }
         Ok(())
     }

@@ -185,7 +185,8 @@ impl Producers {
             let commit = commit.unwrap_or(true);
             self.record_marker(p.producer_id, p.epoch, commit, h.base_offset, h.append_time);
         } else {
-            let (base, count, time) = (h.base_offset, h.record_count, h.append_time);
+            // The offsets the batch was appended with: compaction may have removed records.
+            let (base, count, time) = (h.base_offset, h.offset_span(), h.append_time);
             self.record(&p, count, base, time, h.is_transactional);
         }
     }

@@ -45,6 +45,9 @@ pub struct Segment {
     pub indexes: RwLock<Indexes>,
     /// A sealed segment whose batches could not all be read on open.
     pub damaged: bool,
+    /// Offsets may be missing between its batches: a segment the cleaner wrote, or found
+    /// below the cleaner checkpoint's `gaps_below` on open. Appends never leave gaps.
+    pub gaps: bool,
     /// The memory mapping of a sealed segment's log, made on its first read.
     sealed: std::sync::OnceLock<Option<Bytes>>,
 }
@@ -202,12 +205,15 @@ impl Window {
 /// Scans a segment's log from the start, stopping at the first batch that is torn, malformed,
 /// out of sequence or (at or after byte `verify_from`, when given) fails its CRC. Calls
 /// `on_batch` for every good batch and rebuilds the index entries with `interval` bytes
-/// between entries.
+/// between entries. `gaps`: offsets may be missing between and inside batches (a segment the
+/// cleaner may have rewritten); otherwise each batch must hold every offset it spans and start
+/// where the one before ended.
 pub fn scan(
     file: &File,
     base: i64,
     verify_from: Option<u64>,
     interval: u64,
+    gaps: bool,
     mut on_batch: impl FnMut(ScannedBatch<'_>),
 ) -> LogResult<Scan> {
     let len = file
@@ -259,7 +265,13 @@ pub fn scan(
             );
             break;
         }
-        if h.base_offset != s.next_offset {
+        // Without gaps every batch is as appended: dense, right after the one before.
+        let in_sequence = if gaps {
+            h.base_offset >= s.next_offset
+        } else {
+            h.base_offset == s.next_offset && h.offset_span() == h.record_count
+        };
+        if !in_sequence {
             s.problem = problem(
                 pos,
                 None,
@@ -301,7 +313,7 @@ pub fn scan(
         });
         s.first_append_time.get_or_insert(h.append_time);
         s.max_ts = s.max_ts.max(h.max_timestamp);
-        s.next_offset = h.base_offset + h.record_count as i64;
+        s.next_offset = h.last_offset() + 1;
         last_total = total;
         pos += total;
     }
@@ -394,6 +406,7 @@ impl Segment {
                 bytes_since_entry: 0,
             }),
             damaged: false,
+            gaps: false,
             sealed: std::sync::OnceLock::new(),
         })
     }
@@ -403,13 +416,15 @@ impl Segment {
     /// indexes are reused when they check out (rebuilt when missing or damaged); the active
     /// segment's batches after its last index entry (the last point known good) are verified
     /// all the same. `active`: the indexes get room for more entries, and a damaged tail is
-    /// cut off into a quarantine file (see [`crate::damage::cut_to_quarantine`]).
+    /// cut off into a quarantine file (see [`crate::damage::cut_to_quarantine`]). `gaps`:
+    /// the cleaner may have removed batches of the segment (see [`scan`]).
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         dir: &Path,
         base: i64,
         recover: bool,
         active: bool,
+        gaps: bool,
         interval: u64,
         index_bytes: usize,
         io: &Io,
@@ -434,7 +449,7 @@ impl Segment {
         } else {
             None
         };
-        let scan = scan(&log, base, verify_from, interval, on_batch)?;
+        let scan = scan(&log, base, verify_from, interval, gaps, on_batch)?;
         let mut size = scan.valid_len;
         let damaged = scan.valid_len < file_len && !active;
         if let Some(p) = &scan.problem {
@@ -511,6 +526,7 @@ impl Segment {
             log,
             size: AtomicU64::new(size),
             damaged,
+            gaps,
             sealed: std::sync::OnceLock::new(),
             next_offset: AtomicI64::new(scan.next_offset),
             max_ts: AtomicI64::new(scan.max_ts),
@@ -521,6 +537,29 @@ impl Segment {
                 bytes_since_entry: scan.bytes_since_entry,
             }),
         })
+    }
+
+    /// The segment that replaces `old` once its cleaned copy `c` has been renamed to the
+    /// final names (`log_path` for the log): same base offset, same end (its last batches may
+    /// be gone, the offsets it spans are not), the survivors' sizes and timestamps.
+    pub fn cleaned(old: &Segment, c: crate::cleaner::CleanedFiles, log_path: PathBuf) -> Segment {
+        Segment {
+            base: old.base,
+            log_path,
+            log: c.log,
+            size: AtomicU64::new(c.size),
+            next_offset: AtomicI64::new(old.next_offset.load(Ordering::Acquire)),
+            max_ts: AtomicI64::new(c.max_ts),
+            created_ms: AtomicI64::new(old.created_ms.load(Ordering::Acquire)),
+            indexes: RwLock::new(Indexes {
+                offset: c.offset_index,
+                time: c.time_index,
+                bytes_since_entry: c.bytes_since_entry,
+            }),
+            damaged: false,
+            gaps: true,
+            sealed: std::sync::OnceLock::new(),
+        }
     }
 
     /// The segment's log as shared bytes borrowed from a read-only memory mapping of at
@@ -641,6 +680,12 @@ impl Segment {
         let mut ix = self.indexes.write();
         ix.offset.trim()?;
         ix.time.trim()
+    }
+
+    /// True when a batch at `base_offset` may follow one that ended just before `expect`:
+    /// exactly there, or later in a segment the cleaner may have rewritten.
+    pub fn in_sequence(&self, base_offset: i64, expect: i64) -> bool {
+        base_offset == expect || (self.gaps && base_offset > expect)
     }
 
     /// Removes the segment's files.

@@ -294,13 +294,18 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
         .collect();
     bases.sort_unstable();
     let mut expect_base: Option<i64> = None;
+    // Segments below it may have gaps the cleaner left.
+    let gaps_below = crate::cleaner::read_checkpoint(pdir).map_or(0, |c| c.gaps_below);
     let n = bases.len();
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == n;
         let stem = crate::segment::stem(base);
         let lp = pdir.join(format!("{stem}.log"));
         if let Some(e) = expect_base {
-            if e != base {
+            // A gap after a cleaned segment is fine (the cleaner may have removed its last
+            // batches); otherwise segments are contiguous.
+            let cleaned = bases[i - 1] < gaps_below;
+            if e > base || (e < base && !cleaned) {
                 r.add(
                     &lp,
                     None,
@@ -339,7 +344,14 @@ fn check_partition(pdir: &Path, repair: bool, io: &Io, r: &mut VerifyReport) -> 
                 first_bad.get_or_insert(pos);
                 break;
             };
-            if h.base_offset != next {
+            // Cleaned segments may have gaps; the others hold every offset they span.
+            let in_sequence = if !last && base < gaps_below {
+                h.base_offset >= next
+            } else {
+                h.base_offset == next
+                    && h.last_offset() + 1 - h.base_offset == h.record_count as i64
+            };
+            if !in_sequence {
                 bad(r, format!("batch out of sequence: base offset {}, expected {next}; the rest of the segment ({} bytes) cannot be read", h.base_offset, data.len() - pos));
                 first_bad.get_or_insert(pos);
                 break;
@@ -580,7 +592,7 @@ fn rebuild_indexes(
     let ip = pdir.join(format!("{stem}.index"));
     let tp = pdir.join(format!("{stem}.timeindex"));
     let log = File::open(&lp).map_err(|e| LogError::io(format!("opening {}", lp.display()), e))?;
-    let s = crate::segment::scan(&log, base, None, REPAIR_INDEX_INTERVAL, |_| {})?;
+    let s = crate::segment::scan(&log, base, None, REPAIR_INDEX_INTERVAL, true, |_| {})?;
     for (path, bytes) in [(&ip, &s.offset_entries), (&tp, &s.time_entries)] {
         let ctx = |e| LogError::io(format!("rewriting {}", path.display()), e);
         let tmp = path.with_extension("rebuild.tmp");

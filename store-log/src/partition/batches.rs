@@ -141,7 +141,7 @@ impl Partition {
             let Some(h) = header else {
                 return damage(pos, expect, None, "bad batch header".into());
             };
-            if h.base_offset != expect {
+            if !seg.in_sequence(h.base_offset, expect) {
                 let what = format!(
                     "batch out of sequence: base offset {}, expected {expect}",
                     h.base_offset

@@ -16,7 +16,10 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 mod batches;
+mod compaction;
 mod txn;
+
+pub use compaction::CompactParams;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::damage::PartLabel;
@@ -87,6 +90,10 @@ pub struct Partition {
     label: PartLabel,
     /// Bytes of batches served since the mapped pages were last let go of.
     served: std::sync::atomic::AtomicU64,
+    /// Held by a compaction (one at a time per partition) and by `close`.
+    cleaner: Mutex<()>,
+    /// The cleaner checkpoint (`cleaner.checkpoint`).
+    checkpoint: Mutex<crate::cleaner::Checkpoint>,
 }
 
 fn corrupt(seg: &Segment, pos: u64, what: &str) -> StoreError {
@@ -124,6 +131,8 @@ impl Partition {
     ) -> LogResult<Partition> {
         std::fs::create_dir_all(dir)
             .map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        crate::cleaner::recover_swaps(dir, io)?;
+        let checkpoint = crate::cleaner::read_checkpoint(dir).unwrap_or_default();
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?
             .filter_map(|e| {
@@ -143,8 +152,9 @@ impl Partition {
         let n = bases.len();
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
-                if prev.damaged && prev.next_offset.load(Ordering::Acquire) <= base {
-                    // Its undamaged successors define where it ends.
+                if (prev.damaged || prev.gaps) && prev.next_offset.load(Ordering::Acquire) <= base {
+                    // Its successor defines where it ends: the cleaner may have removed its
+                    // last batches, and a damaged one could not be read to its end.
                     prev.next_offset.store(base, Ordering::Release);
                 }
                 if prev.next_offset.load(Ordering::Acquire) != base {
@@ -165,6 +175,7 @@ impl Partition {
                 base,
                 recover && last,
                 last,
+                !last && base < checkpoint.gaps_below,
                 layout.index_interval,
                 layout.index_bytes,
                 io,
@@ -193,7 +204,7 @@ impl Partition {
             tracing::warn!(dir = %dir.display(), "producer snapshot is ahead of the log; ignoring it");
             producers = Producers::default();
             for s in &segments {
-                crate::segment::scan(&s.log, s.base, None, layout.index_interval, |b| {
+                crate::segment::scan(&s.log, s.base, None, layout.index_interval, true, |b| {
                     producers.replay(b.header, b.body);
                 })
                 .ok();
@@ -222,6 +233,8 @@ impl Partition {
             failed: SyncFailure::default(),
             label,
             served: Default::default(),
+            cleaner: Mutex::new(()),
+            checkpoint: Mutex::new(checkpoint),
         })
     }
 
@@ -538,6 +551,8 @@ impl Partition {
     /// Syncs everything and trims the active indexes (before a clean shutdown). Fails for a
     /// partition whose fsync failed, so that the next open recovers it.
     pub fn close(&self) -> StoreResult<()> {
+        // A compaction running now finishes its swap first.
+        let _cleaner = self.cleaner.lock();
         self.failed.check()?;
         let st = self.state.lock();
         let seg = st.segments.last().unwrap().clone();
@@ -595,8 +610,8 @@ impl Partition {
 
     /// [`Partition::read`], and with `committed` (the lease scan) only below the last stable
     /// offset and without the records of aborted transactions. Also returns the offset the
-    /// read got to: records skipped between the returned ones and up to it are control
-    /// records or (with `committed`) aborted ones.
+    /// read got to: offsets skipped between the returned records and up to it are control
+    /// records, (with `committed`) aborted ones, or offsets compaction removed.
     fn read_records(
         &self,
         offset: i64,
@@ -653,7 +668,7 @@ impl Partition {
                                 Some((seg.clone(), at, expect, None, "bad batch header".into()));
                             break 'segs;
                         };
-                        if h.base_offset != expect {
+                        if !seg.in_sequence(h.base_offset, expect) {
                             let what = format!(
                                 "batch out of sequence: base offset {}, expected {expect}",
                                 h.base_offset
@@ -717,6 +732,11 @@ impl Partition {
                                 damage =
                                     Some((seg.clone(), at, expect, Some(h.last_offset()), what));
                                 break 'segs;
+                            }
+                            if !full {
+                                // Offsets of the batch after its last record were removed by
+                                // compaction: the read got past them too.
+                                next = next.max((h.last_offset() + 1).min(end));
                             }
                             if full || records.len() >= limits.max_records || next >= end {
                                 break 'segs;

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use broker_api::{
     validate_group_name, validate_topic_name, AppendBatch, AppendResult, BatchLimits,
-    CommittedOffset, Durability, FetchLimits, FetchResult, FetchedBatches, Lease, LeaseCounts,
-    LeaseGroupConfig, LeaseToken, MetricValue, OffsetAndTimestamp, OffsetCommit, PartitionOffsets,
-    ProducerIdentity, SharedClock, Store, StoreError, StoreMetric, StoreResult, TimestampType,
-    TopicConfig, TopicInfo,
+    CommittedOffset, CompactionStats, Durability, FetchLimits, FetchResult, FetchedBatches, Lease,
+    LeaseCounts, LeaseGroupConfig, LeaseToken, MetricValue, OffsetAndTimestamp, OffsetCommit,
+    PartitionOffsets, ProducerIdentity, SharedClock, Store, StoreError, StoreMetric, StoreResult,
+    TimestampType, TopicConfig, TopicInfo,
 };
 use broker_api::{AclBinding, ScramCredential, ScramMechanism};
 use bytes::Bytes;
@@ -24,8 +24,9 @@ use crate::error::{LogError, LogResult};
 use crate::io::{sync_dir, FaultInjector, Io, SyncFailure};
 use crate::lease::{PartLeases, Phase, RecState};
 use crate::meta::{Meta, Op, Opaque};
-use crate::partition::{Layout, Partition};
+use crate::partition::{CompactParams, Layout, Partition};
 
+mod cleaner_metrics;
 mod group_configs;
 mod leasing;
 mod report;
@@ -112,6 +113,9 @@ pub struct LogOptions {
     pub verify_reads: bool,
     /// The metadata journal is compacted into a snapshot past this size.
     pub snapshot_bytes: u64,
+    /// Memory for the cleaner's key map (Kafka's `log.cleaner.dedupe.buffer.size`): one
+    /// compaction call takes the keys of as many batches as fit and cleans up to there.
+    pub cleaner_memory_bytes: usize,
     /// Injected disk faults, for tests.
     pub faults: Option<Arc<FaultInjector>>,
 }
@@ -125,6 +129,7 @@ impl Default for LogOptions {
             index_bytes: 10 << 20,
             verify_reads: true,
             snapshot_bytes: 8 << 20,
+            cleaner_memory_bytes: 32 << 20,
             faults: None,
         }
     }
@@ -175,6 +180,8 @@ struct Inner {
     damage: Arc<DamageLog>,
     /// SCRAM credentials and ACLs (`security.json`).
     security: crate::security::SecurityFile,
+    /// What the cleaner did since open.
+    cleaner: crate::cleaner::CleanerMetrics,
 }
 
 /// The log store. Cheap to share through `Arc<dyn Store>`.
@@ -333,6 +340,7 @@ impl LogStore {
             flusher: Mutex::new(None),
             dir_lock: Mutex::new(Some(dir_lock)),
             damage,
+            cleaner: Default::default(),
         });
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak = Arc::downgrade(&inner);
@@ -583,14 +591,18 @@ impl Inner {
         if batch.records.is_empty() {
             return Err(StoreError::InvalidArgument("empty batch".into()));
         }
-        let (max_record_bytes, durability, lay) = {
+        let (max_record_bytes, durability, lay, compacted) = {
             let cfg = t.config.read();
             (
                 cfg.max_record_bytes,
                 cfg.durability,
                 layout(&self.opts, &cfg),
+                cfg.cleanup.compact,
             )
         };
+        if compacted && batch.records.iter().any(|r| r.key.is_none()) {
+            return Err(kafka_batch::missing_key(name, partition).into());
+        }
         for r in &batch.records {
             let size = r.size();
             if size > max_record_bytes {
@@ -863,12 +875,13 @@ impl Store for LogStore {
         let inner = &self.inner;
         let t = inner.topic(topic)?;
         let p = t.partition(topic, partition)?.clone();
-        let (max_record_bytes, durability, lay) = {
+        let (max_record_bytes, durability, lay, compacted) = {
             let cfg = t.config.read();
             (
                 cfg.max_record_bytes,
                 cfg.durability,
                 layout(&inner.opts, &cfg),
+                cfg.cleanup.compact,
             )
         };
         let now = inner.clock.now_ms();
@@ -877,6 +890,9 @@ impl Store for LogStore {
             TimestampType::LogAppendTime => kafka_batch::Timestamps::LogAppend(now),
         };
         let valid = kafka_batch::validate(batch, stamp, max_record_bytes)?;
+        if compacted && !valid.all_keyed {
+            return Err(kafka_batch::missing_key(topic, partition).into());
+        }
         if let Some(pb) = valid.header.producer() {
             if pb.first_sequence < 0 || pb.epoch < 0 {
                 return Err(StoreError::InvalidBatch(
@@ -1255,7 +1271,8 @@ impl Store for LogStore {
         let inner = &self.inner;
         let t = inner.topic(topic)?;
         let cfg = t.config.read().clone();
-        if cfg.retention_ms.is_none() && cfg.retention_bytes.is_none() {
+        // Rule **retention_needs_delete_policy**.
+        if !cfg.cleanup.delete || (cfg.retention_ms.is_none() && cfg.retention_bytes.is_none()) {
             return Ok(0);
         }
         let now = inner.clock.now_ms();
@@ -1270,6 +1287,40 @@ impl Store for LogStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn compact(
+        &self,
+        topic: &str,
+        partition: i32,
+        min_dirty_ratio: Option<f64>,
+    ) -> StoreResult<CompactionStats> {
+        let t = self.inner.topic(topic)?;
+        let p = t.partition(topic, partition)?.clone();
+        let cfg = t.config.read().clone();
+        if !cfg.cleanup.compact {
+            // Rule **compaction_needs_the_policy**.
+            let (log_start, _) = p.offsets();
+            return Ok(CompactionStats {
+                cleaned_to: log_start,
+                ..CompactionStats::default()
+            });
+        }
+        let inner = self.inner.clone();
+        let now = inner.clock.now_ms();
+        tokio::task::spawn_blocking(move || {
+            let params = CompactParams {
+                policy: cfg.cleanup,
+                now,
+                memory: inner.opts.cleaner_memory_bytes,
+                min_dirty_ratio,
+                index_interval: layout(&inner.opts, &cfg).index_interval,
+                metrics: &inner.cleaner,
+            };
+            p.compact(&params)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("compaction task failed: {e}")))?
     }
 
     async fn put_credential(&self, credential: ScramCredential) -> StoreResult<()> {
@@ -1345,12 +1396,14 @@ impl Store for LogStore {
     }
 
     fn store_metrics(&self) -> Vec<StoreMetric> {
-        vec![StoreMetric {
+        let mut out = vec![StoreMetric {
             name: "broker_log_fsync_duration_seconds",
             help: "Duration of the log store's data syncs (fdatasync) of segment files.",
             labels: Vec::new(),
             value: MetricValue::Histogram(self.inner.io.fsync_latency()),
-        }]
+        }];
+        out.extend(self.inner.cleaner_metrics());
+        out
     }
 
     async fn close(&self) -> StoreResult<()> {
