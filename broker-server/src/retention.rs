@@ -28,6 +28,7 @@ pub async fn run(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiv
 /// Every `every`, runs [`compact_all`], until `stop` turns true. Errors are logged and
 /// retried at the next tick.
 pub async fn run_cleaner(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut last_full = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -36,37 +37,68 @@ pub async fn run_cleaner(store: Arc<dyn Store>, every: Duration, mut stop: watch
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = compact_all(store.as_ref()).await {
-            warn!("compaction pass failed: {e}");
+        // Past a topic's delete.retention.ms, clean it whatever its dirty share, so that
+        // expired tombstones go also when nothing new was written.
+        let now = std::time::Instant::now();
+        let due = |t: &broker_api::TopicInfo| {
+            let every =
+                Duration::from_millis(t.config.cleanup.delete_retention_ms.max(1_000) as u64);
+            last_full
+                .get(&t.name)
+                .is_none_or(|at: &std::time::Instant| now.duration_since(*at) >= every)
+        };
+        match compact_all(store.as_ref(), due).await {
+            Ok(report) => {
+                for name in report.forced {
+                    last_full.insert(name, now);
+                }
+            }
+            Err(e) => warn!("compaction pass failed: {e}"),
         }
     }
 }
 
+/// What one [`compact_all`] pass did.
+#[derive(Debug, Default)]
+pub struct CompactionPass {
+    /// Records removed.
+    pub removed: u64,
+    /// Topics cleaned whatever their dirty share.
+    pub forced: Vec<String>,
+}
+
 /// One compaction pass: every partition of every topic with `compact` in its cleanup
 /// policy, skipped by the store while its dirty share is below the topic's
-/// `min.cleanable.dirty.ratio`; returns the records removed.
-pub async fn compact_all(store: &dyn Store) -> broker_api::StoreResult<u64> {
-    let mut removed = 0;
+/// `min.cleanable.dirty.ratio`, unless `force` says the topic is due for a full clean.
+pub async fn compact_all(
+    store: &dyn Store,
+    force: impl Fn(&broker_api::TopicInfo) -> bool,
+) -> broker_api::StoreResult<CompactionPass> {
+    let mut pass = CompactionPass::default();
     for topic in store.list_topics().await? {
         let c = &topic.config;
         if !c.cleanup.compact {
             continue;
         }
+        let forced = force(&topic);
+        let ratio = (!forced).then_some(c.cleanup.min_cleanable_dirty_ratio);
         for p in 0..c.partitions as i32 {
-            let ratio = Some(c.cleanup.min_cleanable_dirty_ratio);
             match store.compact(&topic.name, p, ratio).await {
-                Ok(stats) => removed += stats.records_removed,
+                Ok(stats) => pass.removed += stats.records_removed,
                 Err(broker_api::StoreError::UnknownTopic(_)) => break,
                 Err(e) => {
                     warn!(topic = %topic.name, partition = p, "compaction failed: {e}");
                 }
             }
         }
+        if forced {
+            pass.forced.push(topic.name.clone());
+        }
     }
-    if removed > 0 {
-        debug!(removed, "compaction removed records");
+    if pass.removed > 0 {
+        debug!(removed = pass.removed, "compaction removed records");
     }
-    Ok(removed)
+    Ok(pass)
 }
 
 /// One retention pass over every topic with a limit; returns the records removed.
@@ -137,7 +169,7 @@ mod tests {
         compacted.cleanup.min_cleanable_dirty_ratio = 0.0;
         store.create_topic("table", compacted).await.unwrap();
         store
-            .create_topic("stream", TopicConfig::default())
+            .create_topic("stream", TopicConfig::with_partitions(2))
             .await
             .unwrap();
         for topic in ["table", "stream"] {
@@ -152,8 +184,9 @@ mod tests {
             }
         }
         // Two superseded records in each partition of the compacted topic.
-        assert_eq!(compact_all(&store).await.unwrap(), 4);
-        assert_eq!(compact_all(&store).await.unwrap(), 0);
+        let pass = compact_all(&store, |_| true).await.unwrap();
+        assert_eq!((pass.removed, pass.forced), (4, vec!["table".to_string()]));
+        assert_eq!(compact_all(&store, |_| false).await.unwrap().removed, 0);
         let stream = store
             .fetch("stream", 0, 0, Default::default())
             .await
