@@ -344,6 +344,37 @@ impl KafkaAdmin {
         ))
     }
 
+    /// `topics add-partitions NAME --partitions N`: N is the new total.
+    pub async fn topics_add_partitions(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<Output> {
+        let req = CreatePartitionsRequest::default()
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_count(partitions),
+            ])
+            .with_timeout_ms(self.timeout.as_millis().min(i32::MAX as u128) as i32);
+        let resp: CreatePartitionsResponse = self.call(ApiKey::CreatePartitions, 3, &req).await?;
+        let r = resp
+            .results
+            .first()
+            .ok_or_else(|| anyhow!("topic {topic:?}: CreatePartitions returned no result"))?;
+        if r.error_code != 0 {
+            return Err(code_error(
+                format!("cannot raise the partitions of topic {topic:?} to {partitions}"),
+                r.error_code,
+                r.error_message.as_ref(),
+            ));
+        }
+        Ok(Output::message(
+            format!("Topic {topic} has {partitions} partitions."),
+            json!({"topic": topic, "partitions": partitions}),
+        ))
+    }
+
     /// `topics alter-config NAME --set k=v --delete k`.
     pub async fn topics_alter_config(
         &mut self,

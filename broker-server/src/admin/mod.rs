@@ -130,6 +130,13 @@ pub enum TopicsCmd {
     },
     /// Deletes a topic and its data.
     Delete { name: String },
+    /// Raises a topic's partition count (CreatePartitions); existing partitions keep their data.
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        partitions: i32,
+    },
     /// Sets or removes topic settings (IncrementalAlterConfigs).
     AlterConfig {
         name: String,
@@ -305,6 +312,9 @@ pub async fn run(cli: AdminCli) -> anyhow::Result<Output> {
                         .await
                 }
                 TopicsCmd::Delete { name } => k.topics_delete(&name).await,
+                TopicsCmd::AddPartitions { name, partitions } => {
+                    k.topics_add_partitions(&name, partitions).await
+                }
                 TopicsCmd::AlterConfig { name, delete, .. } => {
                     k.topics_alter_config(&name, &parsed, &delete).await
                 }
