@@ -24,6 +24,7 @@ mod harness;
 mod memory_backend;
 pub mod model;
 mod properties;
+mod txn_properties;
 
 pub use checks::{
     assert_all, assert_cluster, run_all, run_check, run_list, Check, CheckResult, Report, CHECKS,
@@ -34,3 +35,4 @@ pub use memory_backend::MemoryBackend;
 pub use properties::{check_properties, check_properties_seeded, Op};
 /// Re-exported for compatibility; the store lives in the `store-memory` crate.
 pub use store_memory::MemoryStore;
+pub use txn_properties::{check_txn_properties, check_txn_properties_seeded, TxnOp};

@@ -863,3 +863,22 @@ fn property_test_catches_each_fault() {
         );
     }
 }
+
+#[test]
+fn transaction_property_test_catches_transaction_faults() {
+    for fault in [Fault::AbortedNotListed, Fault::StableIsHighWatermark] {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            conformance::check_txn_properties_seeded(broken(fault), 256, Some([9u8; 32]))
+        }));
+        let err = outcome.expect_err(&format!(
+            "check_txn_properties passed on a store with {fault:?}"
+        ));
+        let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            text.contains("minimal failing op sequence"),
+            "unexpected panic for {fault:?}: {text}"
+        );
+    }
+    // And passes on the unbroken store.
+    conformance::check_txn_properties_seeded(broken(Fault::DuplicateTopicOk), 64, Some([9u8; 32]));
+}

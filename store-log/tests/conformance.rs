@@ -60,3 +60,8 @@ async fn conformance_suite() {
 fn model_based_properties() {
     conformance::check_properties(LogBackend::new(), 64);
 }
+
+#[test]
+fn transaction_model_properties() {
+    conformance::check_txn_properties(LogBackend::new(), 32);
+}

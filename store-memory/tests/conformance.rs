@@ -19,3 +19,8 @@ fn memory_store_agrees_with_the_model() {
 async fn memory_store_passes_every_cluster_check() {
     conformance::assert_cluster(Arc::new(MemoryBackend::new())).await;
 }
+
+#[test]
+fn memory_store_agrees_with_the_transaction_model() {
+    conformance::check_txn_properties(Arc::new(MemoryBackend::new()), 256);
+}

@@ -17,6 +17,12 @@ fn conformance_properties() {
     conformance::check_properties(Arc::new(PgBackend::new("prop")), 24);
 }
 
+/// Interleaved transactional and plain producers against the transaction model.
+#[test]
+fn transaction_properties() {
+    conformance::check_txn_properties(Arc::new(PgBackend::new("txnprop")), 12);
+}
+
 /// The cluster rules: two stores opened on one schema are two brokers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_conformance_suite() {
