@@ -90,15 +90,26 @@ impl Node {
                 registration.rack,
             ));
         };
-        // A broker restarted right after a crash finds its old registration still live: it
-        // waits (a little longer than one lapse) for it to lapse, as a live holder would have
-        // renewed it by then.
+        // A broker restarted right after a crash ends its predecessor's registration (it
+        // holds the addresses that process served) and takes its node id over.
+        let mut attempt = registration.clone();
+        if let Some(old) = retire_predecessor(cluster, &registration).await {
+            if registration.node_id.is_none() {
+                attempt.node_id = Some(old);
+            }
+        }
+        // A node id still held by a live registration: waits (a little longer than one lapse)
+        // for it to lapse, as a live holder would have renewed it by then.
         let give_up = Instant::now() + registration.lapse + Duration::from_secs(1);
         let mut waited = false;
         let (membership, started) = loop {
             let started = Instant::now();
-            match cluster.register_broker(registration.clone()).await {
+            match cluster.register_broker(attempt.clone()).await {
                 Ok(m) => break (m, started),
+                // Another broker registered under the predecessor's node id first.
+                Err(StoreError::NodeIdInUse(_)) if attempt.node_id != registration.node_id => {
+                    attempt = registration.clone();
+                }
                 Err(StoreError::NodeIdInUse(n)) if Instant::now() < give_up => {
                     if !waited {
                         info!(
@@ -308,6 +319,56 @@ impl Node {
             ),
         }
     }
+}
+
+/// Ends the live registration of this broker's predecessor, if any, and returns its node
+/// id: a registration that advertises exactly this broker's Kafka endpoints, which this
+/// process has bound, so the process behind it serves them no more (it crashed or is
+/// exiting). Left live until it lapses, it would keep coordinating its groups and
+/// transactional ids, so clients would be sent to a node id that then leaves the metadata
+/// while their requests wait for it (librdkafka waits for good).
+async fn retire_predecessor(
+    cluster: &dyn broker_api::Cluster,
+    registration: &BrokerRegistration,
+) -> Option<i32> {
+    let mine = endpoint_set(&registration.endpoints);
+    if mine.is_empty() || mine.iter().any(|e| e.port <= 0) {
+        return None;
+    }
+    let live = match cluster.live_brokers().await {
+        Ok(live) => live,
+        Err(e) => {
+            warn!("cannot list the brokers of the cluster to find a predecessor: {e}");
+            return None;
+        }
+    };
+    let old = live
+        .into_iter()
+        .find(|b| endpoint_set(&b.endpoints) == mine)?;
+    match cluster.deregister(old.membership).await {
+        Ok(()) => {
+            info!(
+                node_id = old.membership.node_id,
+                incarnation = old.membership.incarnation,
+                "ended the registration of this broker's predecessor (same addresses)"
+            );
+            Some(old.membership.node_id)
+        }
+        Err(e) => {
+            warn!(
+                node_id = old.membership.node_id,
+                "cannot end the registration of this broker's predecessor: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Endpoints in a fixed order, for comparing two brokers' addresses.
+fn endpoint_set(endpoints: &[BrokerEndpoint]) -> Vec<&BrokerEndpoint> {
+    let mut v: Vec<&BrokerEndpoint> = endpoints.iter().collect();
+    v.sort_by(|a, b| (&a.listener, &a.host, a.port).cmp(&(&b.listener, &b.host, b.port)));
+    v
 }
 
 fn ids(live: &[LiveBroker]) -> Vec<i32> {

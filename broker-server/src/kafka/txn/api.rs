@@ -499,7 +499,8 @@ impl KafkaServer {
         }
         // The producer must be the id's current one where this broker knows it.
         if let Some(entry) = self.txns.existing(&id) {
-            let held = entry.lock().await;
+            let mut held = entry.lock().await;
+            self.txns.settle(&id, &mut held);
             if held.is_some() {
                 if let Some(c) = producer_error(&held, req.producer_id.0, req.producer_epoch) {
                     return answer(&req, &|_, _| c);

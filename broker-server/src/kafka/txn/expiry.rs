@@ -30,7 +30,9 @@ impl KafkaServer {
             }
             for (id, entry) in self.txns.all() {
                 let due = {
-                    let held = entry.lock().await;
+                    let mut held = entry.lock().await;
+                    // State adopted from the store (after a restart or takeover) counts too.
+                    self.txns.settle(&id, &mut held);
                     held.as_ref().is_some_and(needs_work)
                 };
                 if due {
