@@ -1,6 +1,7 @@
 //! Postgres's limits, measured without any store: binary COPY of the same rows into a bare
 //! table, and the naive queue of the seeds (single-row INSERT; SELECT ... FOR UPDATE SKIP
-//! LOCKED LIMIT 1 + DELETE). Everything lives in a throwaway schema dropped afterwards.
+//! LOCKED LIMIT 1 + DELETE); and a chunked read of batch-sized rows (what a cleaner reads).
+//! Everything lives in a throwaway schema dropped afterwards.
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,8 @@ impl PgBaseline {
         c.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
              CREATE TABLE {s}.copy_rows (part int NOT NULL, off bigint NOT NULL, ts bigint NOT NULL, key bytea, value bytea);
-             CREATE TABLE {s}.naive_q (id bigserial PRIMARY KEY, payload bytea NOT NULL);"
+             CREATE TABLE {s}.naive_q (id bigserial PRIMARY KEY, payload bytea NOT NULL);
+             CREATE TABLE {s}.batch_rows (id bigint PRIMARY KEY, data bytea NOT NULL);"
         ))
         .await?;
         Ok(PgBaseline {
@@ -259,6 +261,64 @@ impl PgBaseline {
             i += 1;
         }
         Ok((h, start.elapsed().as_secs_f64()))
+    }
+
+    /// Fills a bare table with about `bytes` of random `row_bytes`-byte bytea rows (the
+    /// size of a stored batch; random, so TOAST cannot compress them), untimed; then reads
+    /// it in id order, `chunk_rows` rows per query (keyset on the id), pass after pass until
+    /// `duration` is spent. Counts bytes of row data read.
+    pub async fn chunked_read(
+        &self,
+        bytes: u64,
+        row_bytes: usize,
+        chunk_rows: usize,
+        duration: Duration,
+    ) -> BenchResult<Throughput> {
+        use rand::{Rng, SeedableRng};
+        self.truncate("batch_rows").await?;
+        let c = connect(&self.url).await?;
+        let rows = bytes.div_ceil(row_bytes.max(1) as u64).max(1) as i64;
+        let insert = c
+            .prepare(&format!(
+                "INSERT INTO {} (id, data) VALUES ($1, $2)",
+                self.table("batch_rows")
+            ))
+            .await?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let mut data = vec![0u8; row_bytes];
+        for id in 0..rows {
+            rng.fill(&mut data[..]);
+            c.execute(&insert, &[&id, &data]).await?;
+        }
+        c.batch_execute(&format!("VACUUM ANALYZE {}", self.table("batch_rows")))
+            .await?;
+        let chunk = c
+            .prepare(&format!(
+                "SELECT id, data FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+                self.table("batch_rows")
+            ))
+            .await?;
+        let limit = chunk_rows as i64;
+        let start = Instant::now();
+        let mut total = 0u64;
+        loop {
+            let mut after = -1i64;
+            loop {
+                let got = c.query(&chunk, &[&after, &limit]).await?;
+                let Some(last) = got.last() else { break };
+                after = last.get(0);
+                for r in &got {
+                    total += r.get::<_, &[u8]>(1).len() as u64;
+                }
+            }
+            if start.elapsed() >= duration {
+                break;
+            }
+        }
+        Ok(Throughput {
+            records: total,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        })
     }
 
     async fn truncate(&self, t: &str) -> BenchResult<()> {

@@ -35,14 +35,14 @@ fn color(layer: Layer) -> RGBColor {
 
 fn panel_of(m: &Measurement) -> Option<&'static str> {
     Some(match m.workload.as_str() {
-        "append" | "write" | "insert" | "produce" | "send" => {
-            "append / produce (records/s, log scale)"
-        }
+        "append" | "write" | "insert" | "produce" | "send" | "idempotent-produce"
+        | "txn-produce" => "append / produce (records/s, log scale)",
         "fetch" | "read" => "catch-up fetch (MB/s, log scale)",
         "lease" | "queue" | "receive+delete" | "share-consume" => {
             "lease + ack (records/s, log scale)"
         }
         "ts-lookup" | "random-read" => "timestamp lookup (lookups/s, log scale)",
+        "compact" | "scan" => "compaction (MB/s of stored bytes read, log scale)",
         _ => return None,
     })
 }
@@ -124,6 +124,7 @@ pub fn write_charts(out: &Path, ms: &[Measurement]) -> BenchResult<()> {
         "catch-up fetch (MB/s, log scale)",
         "lease + ack (records/s, log scale)",
         "timestamp lookup (lookups/s, log scale)",
+        "compaction (MB/s of stored bytes read, log scale)",
     ];
     let mut panels: Vec<Panel> = order
         .iter()

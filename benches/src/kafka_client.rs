@@ -1,7 +1,10 @@
 //! A minimal Kafka load client built on the kafka-protocol crate: Produce (v7) of record
 //! batch v2 and Fetch (v11), one request in flight per connection, over plain TCP or TLS; and
 //! what a share-group consumer (KIP-932) needs: CreateTopics, Metadata with topic ids,
-//! IncrementalAlterConfigs of a GROUP, ShareGroupHeartbeat, ShareFetch and ShareAcknowledge.
+//! IncrementalAlterConfigs of a GROUP, ShareGroupHeartbeat, ShareFetch and ShareAcknowledge;
+//! and what an idempotent or transactional producer (KIP-98) needs: FindCoordinator of a
+//! transactional id, InitProducerId, AddPartitionsToTxn (v3), Produce of producer batches and
+//! EndTxn.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -23,11 +27,14 @@ use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition as ShareFetchPartition, FetchTopic as ShareFetchTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, GroupId,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
-    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
-    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, CreateTopicsRequest,
+    CreateTopicsResponse, EndTxnRequest, EndTxnResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
+    ResponseHeader, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
+    ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
@@ -55,6 +62,20 @@ const OP_SET: i8 = 0;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Acknowledge type of a processed record (ShareFetch, ShareAcknowledge).
 pub const ACCEPT: i8 = 1;
+/// FindCoordinator v1: the first with a key type.
+const FIND_COORDINATOR_VERSION: i16 = 1;
+/// FindCoordinator key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+const INIT_PRODUCER_ID_VERSION: i16 = 1;
+/// AddPartitionsToTxn v3: the last a producer sends (v4+ are broker-to-broker, KIP-890).
+const ADD_PARTITIONS_VERSION: i16 = 3;
+const END_TXN_VERSION: i16 = 1;
+/// Error code of a transaction call made while the previous transaction is still ending;
+/// the call is retried.
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+/// Times a call refused with [`CONCURRENT_TRANSACTIONS`] is retried, 1 ms apart, before it
+/// fails.
+const TXN_RETRIES: u32 = 2000;
 
 fn proto(e: impl std::fmt::Display) -> BenchError {
     BenchError::Protocol(e.to_string())
@@ -185,7 +206,22 @@ impl KafkaConn {
         partition: i32,
         batch: &Bytes,
     ) -> BenchResult<i64> {
+        self.produce_as(topic, partition, batch, None).await
+    }
+
+    /// [`KafkaConn::produce_to`] with the producer's transactional id, which transactional
+    /// batches need.
+    pub async fn produce_as(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: &Bytes,
+        transactional_id: Option<&str>,
+    ) -> BenchResult<i64> {
         let req = ProduceRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+            )
             .with_acks(-1)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![TopicProduceData::default()
@@ -608,6 +644,143 @@ impl KafkaConn {
     }
 }
 
+/// A producer id and epoch from InitProducerId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+}
+
+fn txn_id(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(id.to_string()))
+}
+
+impl KafkaConn {
+    /// FindCoordinator v1 of transactional id `id`: the coordinator's `host:port`.
+    pub async fn txn_coordinator(&mut self, id: &str) -> BenchResult<String> {
+        let req = FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_string(id.to_string()))
+            .with_key_type(KEY_TYPE_TRANSACTION);
+        let resp: FindCoordinatorResponse = self
+            .call(ApiKey::FindCoordinator, FIND_COORDINATOR_VERSION, &req)
+            .await?;
+        if resp.error_code != 0 {
+            return Err(BenchError::Protocol(format!(
+                "FindCoordinator of transactional id {id}: error code {}: {}",
+                resp.error_code,
+                message(&resp.error_message)
+            )));
+        }
+        Ok(format!("{}:{}", resp.host.as_str(), resp.port))
+    }
+
+    /// InitProducerId v1: an idempotent producer (`transactional_id` `None`) or the
+    /// transactional producer of an id, whose transactions time out after `timeout_ms`.
+    pub async fn init_producer_id(
+        &mut self,
+        transactional_id: Option<&str>,
+        timeout_ms: i32,
+    ) -> BenchResult<Producer> {
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(transactional_id.map(txn_id))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let resp: InitProducerIdResponse = self
+            .call(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION, &req)
+            .await?;
+        if resp.error_code != 0 || resp.producer_id.0 < 0 {
+            return Err(BenchError::Protocol(format!(
+                "InitProducerId ({transactional_id:?}): error code {}, producer id {}",
+                resp.error_code, resp.producer_id.0
+            )));
+        }
+        Ok(Producer {
+            id: resp.producer_id.0,
+            epoch: resp.producer_epoch,
+        })
+    }
+
+    /// AddPartitionsToTxn v3: adds `partitions` of `topic` to the open transaction of `id`
+    /// (opening one). A call refused with CONCURRENT_TRANSACTIONS (the previous transaction
+    /// still ending) is retried 1 ms later; any other error of a partition fails.
+    pub async fn add_partitions_to_txn(
+        &mut self,
+        id: &str,
+        producer: Producer,
+        topic: &str,
+        partitions: &[i32],
+    ) -> BenchResult<()> {
+        let req = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id(id))
+            .with_v3_and_below_producer_id(ProducerId(producer.id))
+            .with_v3_and_below_producer_epoch(producer.epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(partitions.to_vec())]);
+        for _ in 0..TXN_RETRIES {
+            let resp: AddPartitionsToTxnResponse = self
+                .call(ApiKey::AddPartitionsToTxn, ADD_PARTITIONS_VERSION, &req)
+                .await?;
+            let codes: Vec<i16> = resp
+                .results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| t.results_by_partition.iter())
+                .map(|p| p.partition_error_code)
+                .collect();
+            if codes.len() != partitions.len() {
+                return Err(BenchError::Protocol(format!(
+                    "AddPartitionsToTxn of {id} answered {} of {} partitions",
+                    codes.len(),
+                    partitions.len()
+                )));
+            }
+            match codes.iter().find(|c| **c != 0) {
+                None => return Ok(()),
+                Some(&CONCURRENT_TRANSACTIONS) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await
+                }
+                Some(c) => {
+                    return Err(BenchError::Protocol(format!(
+                        "AddPartitionsToTxn of {id} to {topic}: error code {c}"
+                    )))
+                }
+            }
+        }
+        Err(BenchError::Protocol(format!(
+            "AddPartitionsToTxn of {id}: CONCURRENT_TRANSACTIONS {TXN_RETRIES} times"
+        )))
+    }
+
+    /// EndTxn v1: commits (or aborts) the open transaction of `id`; returns once the broker
+    /// answered without error (its markers are written). CONCURRENT_TRANSACTIONS is retried
+    /// 1 ms later.
+    pub async fn end_txn(&mut self, id: &str, producer: Producer, commit: bool) -> BenchResult<()> {
+        let req = EndTxnRequest::default()
+            .with_transactional_id(txn_id(id))
+            .with_producer_id(ProducerId(producer.id))
+            .with_producer_epoch(producer.epoch)
+            .with_committed(commit);
+        for _ in 0..TXN_RETRIES {
+            let resp: EndTxnResponse = self.call(ApiKey::EndTxn, END_TXN_VERSION, &req).await?;
+            match resp.error_code {
+                0 => return Ok(()),
+                CONCURRENT_TRANSACTIONS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await
+                }
+                c => {
+                    return Err(BenchError::Protocol(format!(
+                        "EndTxn of {id} (commit {commit}): error code {c}"
+                    )))
+                }
+            }
+        }
+        Err(BenchError::Protocol(format!(
+            "EndTxn of {id}: CONCURRENT_TRANSACTIONS {TXN_RETRIES} times"
+        )))
+    }
+}
+
 /// What one fetch returned.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchOutcome {
@@ -653,4 +826,29 @@ pub fn encode_batch(count: usize, size: usize) -> BenchResult<Bytes> {
     )
     .map_err(proto)?;
     Ok(buf.freeze())
+}
+
+/// A record batch v2 of `count` records with `size`-byte values, uncompressed, carrying
+/// `producer`'s id, epoch and first sequence (which must advance by `count` per batch on the
+/// partition), with the transactional bit when `transactional`.
+pub fn encode_producer_batch(
+    count: usize,
+    size: usize,
+    producer: broker_api::ProducerBatch,
+    transactional: bool,
+) -> BenchResult<Bytes> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let value = Bytes::from(vec![0x5a_u8; size]);
+    let records: Vec<broker_api::Record> = (0..count)
+        .map(|_| broker_api::Record::from_value(value.clone()))
+        .collect();
+    let mut buf = Vec::new();
+    kafka_batch::encode_records(&mut buf, &records, now, Some(producer)).map_err(proto)?;
+    if transactional {
+        kafka_batch::set_transactional(&mut buf);
+    }
+    Ok(Bytes::from(buf))
 }

@@ -24,9 +24,13 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     store: Vec<String>,
     /// Workloads to run (repeat or comma-separate): append, fetch, tail, lease, ts-lookup,
-    /// kafka, sqs, share, cluster [default: all but cluster]. `share`: share-group consume
-    /// (KIP-932) through the server, 3 members over 3 partitions, compared with the
-    /// contract's lease + ack with 8 consumers (add `lease` for that ratio).
+    /// kafka, sqs, share, txn, compact, cluster [default: all but cluster]. `share`:
+    /// share-group consume (KIP-932) through the server, 3 members over 3 partitions,
+    /// compared with the contract's lease + ack with 8 consumers (add `lease` for that
+    /// ratio). `txn`: transactional produce (KIP-98) through the server, transactions of 100
+    /// and 1000 records, compared with idempotent produce on the same broker. `compact`:
+    /// `Store::compact` of a compacted topic, MB/s of stored bytes read, compared with the
+    /// disk's page-cache read (PostgreSQL: a chunked read of batch-sized rows).
     #[arg(long, value_delimiter = ',')]
     workload: Vec<String>,
     /// Seconds per case [default: 2, or 0.25 with --quick].

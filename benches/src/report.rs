@@ -137,6 +137,8 @@ fn rows(ms: &[Measurement]) -> Vec<[String; 7]> {
             "write",
             "insert",
             "produce",
+            "idempotent-produce",
+            "txn-produce",
             "send",
             "fetch",
             "read",
@@ -150,6 +152,8 @@ fn rows(ms: &[Measurement]) -> Vec<[String; 7]> {
             "share-consume",
             "ts-lookup",
             "random-read",
+            "compact",
+            "scan",
         ]
         .iter()
         .position(|x| *x == w)

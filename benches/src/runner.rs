@@ -25,6 +25,8 @@ pub const WORKLOADS: &[&str] = &[
     "kafka",
     "sqs",
     "share",
+    "txn",
+    "compact",
     "cluster",
 ];
 
@@ -112,6 +114,12 @@ enum Job {
         consumers: usize,
     },
     TsLookup {
+        spec: StoreSpec,
+    },
+    /// Reading a table of batch-sized rows in the cleaner's chunks: PostgreSQL's limit for
+    /// the postgres store's compaction.
+    PgScan,
+    Compact {
         spec: StoreSpec,
     },
     Server {
@@ -204,8 +212,11 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
     if want("append") && opts.stores.contains(&StoreSpec::Log(Durability::Never)) {
         jobs.push(Job::Bulk);
     }
-    if want("fetch") {
+    if want("fetch") || (want("compact") && !non_pg.is_empty()) {
         jobs.push(Job::DiskRead);
+    }
+    if want("compact") && has_pg {
+        jobs.push(Job::PgScan);
     }
     if want("ts-lookup") {
         jobs.push(Job::DiskRandomRead);
@@ -265,8 +276,11 @@ fn plan(opts: &RunOptions) -> Vec<Job> {
         if want("ts-lookup") {
             jobs.push(Job::TsLookup { spec });
         }
+        if want("compact") {
+            jobs.push(Job::Compact { spec });
+        }
     }
-    if want("kafka") || want("sqs") || want("share") {
+    if want("kafka") || want("sqs") || want("share") || want("txn") {
         for s in &opts.server_stores {
             if opts.before_broker_bin.is_some() {
                 jobs.push(Job::Server {
@@ -329,6 +343,8 @@ fn job_label(job: &Job) -> String {
         Job::Tail { spec } => format!("{} tail", spec.name()),
         Job::Lease { spec, consumers } => format!("{} lease c{consumers}", spec.name()),
         Job::TsLookup { spec } => format!("{} ts-lookup", spec.name()),
+        Job::PgScan => "pg chunked read of batch rows".into(),
+        Job::Compact { spec } => format!("{} compact", spec.name()),
         Job::Server { store, before } => {
             format!(
                 "{} on {store}",
@@ -651,6 +667,54 @@ async fn run_job(
                 .map(|t| m.clone().with_ops(t.records, t.elapsed_s));
             vec![fill(m, r)]
         }
+        Job::PgScan => {
+            let m = Measurement::new(
+                Layer::Baseline,
+                "pg-read",
+                "scan",
+                &compact_case(&sz),
+                Metric::MbPerS,
+            );
+            let shape = workloads::CompactShape::of(&sz);
+            let r = match pg {
+                Ok(pg) => {
+                    pg.chunked_read(
+                        shape.stored_bytes(),
+                        shape.batch_bytes(),
+                        workloads::COMPACT_CHUNK_ROWS,
+                        sz.duration,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
+            .map(|t| m.clone().with_records(t.records, 1, t.elapsed_s));
+            vec![fill(m, r)]
+        }
+        Job::Compact { spec } => {
+            let base = match spec {
+                StoreSpec::Postgres => format!("pg-read/scan/{}", compact_case(&sz)),
+                _ => "disk/read/page-cache 1MiB blocks".to_string(),
+            };
+            let m = Measurement::new(
+                Layer::Contract,
+                &spec.name(),
+                "compact",
+                &compact_case(&sz),
+                Metric::MbPerS,
+            )
+            .against(base);
+            let r = with_store(spec, &opts.env, no, |s| {
+                workloads::compact(s, spec.durability(), &sz)
+            })
+            .await
+            .map(|c| {
+                m.clone()
+                    .with_records(c.bytes_read, 1, c.elapsed_s)
+                    .noted(c.describe())
+            });
+            vec![fill(m, r)]
+        }
         Job::Server { store, before } => server::run_suite(&store, opts, no, before).await,
         Job::Cluster { n } => crate::cluster::run_suite(n, opts, no).await,
     }
@@ -665,6 +729,17 @@ where
     let r = f(opened.store.clone()).await;
     opened.dispose(env).await;
     r
+}
+
+/// Case name of the compaction case: records, keys, record size, segment size.
+pub fn compact_case(sz: &Sizing) -> String {
+    let shape = workloads::CompactShape::of(sz);
+    format!(
+        "{}k rec {}k keys 100B seg{}KiB",
+        shape.records / 1000,
+        shape.keys as f64 / 1000.0,
+        shape.segment_bytes >> 10
+    )
 }
 
 /// The case names the server suite compares with.

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
-use crate::kafka_client::{encode_batch, KafkaConn, KafkaTarget, Ranges, ShareMember};
+use crate::kafka_client::{
+    encode_batch, encode_producer_batch, KafkaConn, KafkaTarget, Producer, Ranges, ShareMember,
+};
 use crate::model::{Layer, Measurement, Metric};
 use crate::runner::{append_case, lease_case, RunOptions};
 use crate::sqs_client::SqsClient;
@@ -246,17 +248,60 @@ const SHARE_TOPIC: &str = "bench-share";
 /// The contract's lease + ack case the share-consume case is compared with.
 const SHARE_AGAINST_CONSUMERS: usize = 8;
 
+/// The transactional-produce cases: records per Produce request (one batch), records per
+/// transaction, and connections (one producer, and transactional id, each).
+const TXN_BATCH: usize = 100;
+const TXN_RECORDS: &[usize] = &[100, 1000];
+const TXN_CONNS: &[usize] = &[1, 4];
+/// `transaction.timeout.ms` of the transactional producers.
+const TXN_TIMEOUT_MS: i32 = 60_000;
+
+/// Case name of idempotent produce of 100 B records in batches of [`TXN_BATCH`].
+fn idempotent_case(conns: usize) -> String {
+    append_case(100, TXN_BATCH, conns)
+}
+
+/// Case name of transactions of `records` 100 B records in batches of [`TXN_BATCH`].
+fn txn_case(records: usize, conns: usize) -> String {
+    format!("100B b{TXN_BATCH} t{records} c{conns}")
+}
+
+/// The `t` (records per transaction) and `c` (connections) of a [`txn_case`] or
+/// [`idempotent_case`] name; `t` is `None` for the idempotent one.
+fn parse_txn_case(case: &str) -> (Option<usize>, usize) {
+    let mut per_txn = None;
+    let mut conns = 1;
+    for part in case.split(' ') {
+        if let Some(t) = part.strip_prefix('t') {
+            per_txn = t.parse().ok();
+        }
+        if let Some(c) = part.strip_prefix('c') {
+            conns = c.parse().unwrap_or(1);
+        }
+    }
+    (per_txn, conns)
+}
+
 fn share_case() -> String {
     format!("100B p{SHARE_PARTITIONS} m{SHARE_MAX_RECORDS} c{SHARE_CONSUMERS}")
 }
 
-fn planned(
-    store: &str,
-    want_kafka: bool,
-    want_sqs: bool,
-    want_share: bool,
-    before: bool,
-) -> Vec<Measurement> {
+/// Which server workloads a suite runs.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    kafka: bool,
+    sqs: bool,
+    share: bool,
+    txn: bool,
+}
+
+fn planned(store: &str, want: Wanted, before: bool) -> Vec<Measurement> {
+    let Wanted {
+        kafka: want_kafka,
+        sqs: want_sqs,
+        share: want_share,
+        txn: want_txn,
+    } = want;
     let c = contract_subject(store);
     let tag = if before { "-before" } else { "" };
     let k = format!("kafka{tag}@{store}");
@@ -341,6 +386,47 @@ fn planned(
             )),
         );
     }
+    if want_txn {
+        for &conns in TXN_CONNS {
+            let base = idempotent_case(conns);
+            let idem = Measurement::new(
+                Layer::Server,
+                &k,
+                "idempotent-produce",
+                &base,
+                Metric::RecordsPerS,
+            )
+            .noted(format!(
+                "InitProducerId per connection, then Produce v7 of {TXN_BATCH} records per \
+                 request with producer id, epoch and sequence (acks=-1), not transactional"
+            ));
+            // The contract's append of the same batches, where the append workload has the
+            // same number of appenders.
+            v.push(if crate::runner::APPENDERS.contains(&conns) {
+                idem.against(format!("{c}/append/{}", append_case(100, TXN_BATCH, conns)))
+            } else {
+                idem
+            });
+            for &records in TXN_RECORDS {
+                v.push(
+                    Measurement::new(
+                        Layer::Server,
+                        &k,
+                        "txn-produce",
+                        &txn_case(records, conns),
+                        Metric::RecordsPerS,
+                    )
+                    .against(format!("{k}/idempotent-produce/{base}"))
+                    .noted(format!(
+                        "transactions (KIP-98) of {records} records: AddPartitionsToTxn v3, {} \
+                         transactional Produce of {TXN_BATCH}, EndTxn(commit); committed \
+                         records/s, compared with idempotent produce on the same broker",
+                        records / TXN_BATCH
+                    )),
+                );
+            }
+        }
+    }
     v
 }
 
@@ -355,7 +441,13 @@ pub async fn run_suite(
     before: bool,
 ) -> Vec<Measurement> {
     let want = |w: &str| opts.workloads.iter().any(|x| x == w);
-    let mut ms = planned(store, want("kafka"), want("sqs"), want("share"), before);
+    let wanted = Wanted {
+        kafka: want("kafka"),
+        sqs: want("sqs"),
+        share: want("share"),
+        txn: want("txn"),
+    };
+    let mut ms = planned(store, wanted, before);
     let bin = if before {
         opts.before_broker_bin.as_ref()
     } else {
@@ -375,6 +467,8 @@ pub async fn run_suite(
             (Some(t), true) => t.clone(),
             _ => plain.clone(),
         };
+        // Where the time of a produce unit went, for the note.
+        let mut timing: Option<String> = None;
         let r = match (m.workload.as_str(), m.case.as_str()) {
             ("produce", case) => {
                 let (size, batch, conns) = parse_case(case);
@@ -421,12 +515,35 @@ pub async fn run_suite(
                     r => r,
                 }
             }
+            ("idempotent-produce" | "txn-produce", case) => {
+                let (per_txn, conns) = parse_txn_case(case);
+                let tag = if before { "before-" } else { "" };
+                let topic = format!("bench-{tag}{}-{}", m.workload, case.replace(' ', "-"));
+                let r = kafka_producers(&target, &topic, conns, per_txn, d, budget)
+                    .await
+                    .map(|(counted, phases)| {
+                        timing = phases.describe();
+                        counted
+                    });
+                match r {
+                    // An earlier broker may not serve transactions.
+                    Err(e) if before => Err(BenchError::NotAvailable(format!(
+                        "the earlier broker's transactions: {e}"
+                    ))),
+                    r => r,
+                }
+            }
             _ => Err(BenchError::Wrong(format!("unknown server case {}", m.id))),
         };
         let taken = std::mem::replace(
             m,
             Measurement::new(Layer::Server, "", "", "", Metric::OpsPerS),
         );
+        let taken = match (timing, taken.note.clone()) {
+            (Some(t), Some(n)) => taken.noted(format!("{n}; {t}")),
+            (Some(t), None) => taken.noted(t),
+            (None, _) => taken,
+        };
         *m = match r {
             Ok((records, bytes_each, secs)) => taken.with_records(records, bytes_each, secs),
             Err(e) => taken.unavailable(&e),
@@ -503,6 +620,142 @@ async fn kafka_produce(
     }
     let total = join(tasks).await?;
     Ok((total, size, start.elapsed().as_secs_f64()))
+}
+
+/// The idempotent and transactional produce cases: `conns` connections, each its own
+/// producer (InitProducerId; with `per_txn`, of its own transactional id, whose coordinator
+/// is looked up first), produce 100-byte records in batches of [`TXN_BATCH`] to partition 0
+/// of `topic` with acks=-1, the batch's sequence advancing by its record count. With
+/// `per_txn`, each transaction is AddPartitionsToTxn, `per_txn / TXN_BATCH` transactional
+/// Produce requests and EndTxn(commit), and only committed transactions count. Set-up
+/// (topic, coordinator, producer ids) is untimed. Also returns the time spent waiting on
+/// each kind of request.
+async fn kafka_producers(
+    target: &KafkaTarget,
+    topic: &str,
+    conns: usize,
+    per_txn: Option<usize>,
+    d: Duration,
+    budget: u64,
+) -> BenchResult<((u64, usize, f64), PhaseTimes)> {
+    let mut first = KafkaConn::open(target).await?;
+    first.metadata(topic).await?;
+    let mut producers = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let id = per_txn.map(|_| format!("{topic}-{i}"));
+        if let Some(id) = &id {
+            // One broker coordinates every id; a client asks all the same.
+            first.txn_coordinator(id).await?;
+        }
+        let mut c = KafkaConn::open(target).await?;
+        let p = c.init_producer_id(id.as_deref(), TXN_TIMEOUT_MS).await?;
+        producers.push((c, id, p));
+    }
+    let requests = per_txn.map_or(1, |t| (t / TXN_BATCH).max(1));
+    let per_conn = budget.div_ceil(conns as u64);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut c, id, p) in producers {
+        let topic = topic.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut seq = 0i32;
+            let mut n = 0u64;
+            let mut phases = PhaseTimes::default();
+            while n < per_conn && start.elapsed() < d {
+                let mut spent = PhaseTimes::default();
+                let unit = async {
+                    if let Some(id) = &id {
+                        let t = Instant::now();
+                        c.add_partitions_to_txn(id, p, &topic, &[0]).await?;
+                        spent.add_partitions += t.elapsed();
+                    }
+                    for _ in 0..requests {
+                        let batch = producer_batch(p, seq, id.is_some())?;
+                        let t = Instant::now();
+                        c.produce_as(&topic, 0, &batch, id.as_deref()).await?;
+                        spent.produce += t.elapsed();
+                        seq = seq.wrapping_add(TXN_BATCH as i32);
+                    }
+                    if let Some(id) = &id {
+                        let t = Instant::now();
+                        c.end_txn(id, p, true).await?;
+                        spent.end_txn += t.elapsed();
+                    }
+                    Ok::<(), BenchError>(())
+                };
+                match within(start, d, unit).await {
+                    Some(r) => r?,
+                    None => break,
+                }
+                spent.units = 1;
+                spent.transactional = id.is_some();
+                phases.merge(&spent);
+                n += (requests * TXN_BATCH) as u64;
+            }
+            Ok::<(u64, PhaseTimes), BenchError>((n, phases))
+        }));
+    }
+    let mut total = 0;
+    let mut phases = PhaseTimes::default();
+    for t in tasks {
+        let (n, ph) = t
+            .await
+            .map_err(|e| BenchError::Wrong(format!("producer task panicked: {e}")))??;
+        total += n;
+        phases.merge(&ph);
+    }
+    Ok(((total, 100, start.elapsed().as_secs_f64()), phases))
+}
+
+/// Time the producers of a case waited on each kind of request, summed over connections.
+#[derive(Debug, Clone, Copy, Default)]
+struct PhaseTimes {
+    add_partitions: Duration,
+    produce: Duration,
+    end_txn: Duration,
+    /// Transactions (or, idempotent, Produce requests) completed.
+    units: u64,
+    transactional: bool,
+}
+
+impl PhaseTimes {
+    fn merge(&mut self, o: &PhaseTimes) {
+        self.add_partitions += o.add_partitions;
+        self.produce += o.produce;
+        self.end_txn += o.end_txn;
+        self.units += o.units;
+        self.transactional |= o.transactional;
+    }
+
+    /// Mean milliseconds per transaction (or per Produce) of each request kind; `None`
+    /// before any completed.
+    fn describe(&self) -> Option<String> {
+        if self.units == 0 {
+            return None;
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3 / self.units as f64;
+        Some(if self.transactional {
+            format!(
+                "mean per transaction: AddPartitionsToTxn {:.3} ms, Produce {:.3} ms, EndTxn \
+                 {:.3} ms",
+                ms(self.add_partitions),
+                ms(self.produce),
+                ms(self.end_txn)
+            )
+        } else {
+            format!("mean per Produce: {:.3} ms", ms(self.produce))
+        })
+    }
+}
+
+/// One batch of [`TXN_BATCH`] 100-byte records of producer `p` from sequence `seq`.
+fn producer_batch(p: Producer, seq: i32, transactional: bool) -> BenchResult<bytes::Bytes> {
+    let producer = broker_api::ProducerBatch {
+        producer_id: p.id,
+        epoch: p.epoch,
+        first_sequence: seq,
+    };
+    encode_producer_batch(TXN_BATCH, 100, producer, transactional)
 }
 
 /// Produces about `bytes` of `size`-byte records (batches of 100) to `topic`, untimed.

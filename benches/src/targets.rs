@@ -213,6 +213,7 @@ pub fn evaluate(ms: &[Measurement]) -> Vec<Target> {
     ));
     speed_targets(&l, &mut t);
     tls_targets(&l, &mut t);
+    txn_targets(&l, &mut t);
     let c8 = l.rate("postgres/lease/b100 c8");
     let c64 = l.rate("postgres/lease/b100 c64");
     t.push(target(
@@ -247,6 +248,37 @@ fn tls_targets(l: &Lookup<'_>, t: &mut Vec<Target>) {
             },
             format!("TLS: {} {unit}; plaintext: {} {unit}", f(tls), f(plain)),
         ));
+    }
+}
+
+/// Issue 19's target: transactional produce through the server >= 70% of idempotent produce
+/// (same batches of 100, one connection, same broker), for transactions of 100 and of 1000
+/// records.
+fn txn_targets(l: &Lookup<'_>, t: &mut Vec<Target>) {
+    for store in ["log", "postgres"] {
+        let idem = l.rate(&format!("kafka@{store}/idempotent-produce/100B b100 c1"));
+        for records in [100, 1000] {
+            let txn = l.rate(&format!(
+                "kafka@{store}/txn-produce/100B b100 t{records} c1"
+            ));
+            t.push(target(
+                store,
+                &format!(
+                    "transactional produce, transactions of {records} records, >= 0.7x of \
+                     idempotent produce (batches of 100, one connection)"
+                ),
+                0.7,
+                match (txn, idem) {
+                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                    _ => None,
+                },
+                format!(
+                    "transactional: {} rec/s; idempotent: {} rec/s",
+                    f(txn),
+                    f(idem)
+                ),
+            ));
+        }
     }
 }
 

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker_api::{AppendBatch, Durability, FetchLimits, Record, Store, TopicConfig};
+use broker_api::{AppendBatch, CleanupPolicy, Durability, FetchLimits, Record, Store, TopicConfig};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 use crate::{BenchError, BenchResult};
 
@@ -311,4 +311,192 @@ pub async fn timestamp_lookup(store: Arc<dyn Store>, sizing: &Sizing) -> BenchRe
     })
 }
 
-use rand::SeedableRng;
+/// Batch rows the PostgreSQL store's cleaner reads per chunk (and its baseline reads per query).
+pub const COMPACT_CHUNK_ROWS: usize = 500;
+/// Records per append of the compaction case's fill (one stored batch each).
+const COMPACT_BATCH: usize = 1000;
+/// Compaction calls after which the case gives up on reaching a call that removes nothing.
+const COMPACT_MAX_CALLS: u32 = 1000;
+
+/// The compaction case's data: `records` 100-byte records over `keys` keys, on a topic
+/// rolling segments past `segment_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactShape {
+    pub records: usize,
+    pub keys: usize,
+    pub segment_bytes: u64,
+}
+
+impl CompactShape {
+    /// Sized from the lease case's record count: 200 000 records over 10 000 keys in 1 MiB
+    /// segments for a full run (100 000 lease records); 6 000 over 300 in 64 KiB segments
+    /// with `--quick`.
+    pub fn of(sizing: &Sizing) -> CompactShape {
+        let records = (sizing.lease_records * 2).max(2 * COMPACT_BATCH);
+        let keys = (records / 20).max(1);
+        let segment_bytes = ((records as u64 * 100) / 16).clamp(64 << 10, 1 << 20);
+        CompactShape {
+            records,
+            keys,
+            segment_bytes,
+        }
+    }
+
+    /// Bytes of one stored batch of the fill (1000 keyed records).
+    pub fn batch_bytes(&self) -> usize {
+        let values = random_values();
+        let records = compact_records(self, 0, COMPACT_BATCH, &values);
+        let mut buf = Vec::new();
+        match kafka_batch::encode_records(&mut buf, &records, 0, None) {
+            Ok(_) => buf.len(),
+            // Not reached for these records; an estimate keeps the baseline's size close.
+            Err(_) => COMPACT_BATCH * 116 + kafka_batch::HEADER_LEN,
+        }
+    }
+
+    /// Bytes of the fill as stored batches.
+    pub fn stored_bytes(&self) -> u64 {
+        (self.records.div_ceil(COMPACT_BATCH) * self.batch_bytes()) as u64
+    }
+
+    /// Unique-key records appended after the fill: more than a segment's worth, so that the
+    /// fill lies below the active segment (the log store never cleans that one).
+    fn tail_records(&self) -> usize {
+        (self.segment_bytes as usize / 100 + COMPACT_BATCH).div_ceil(COMPACT_BATCH) * COMPACT_BATCH
+    }
+}
+
+/// 1 MiB of seeded random bytes, which record values are cut from (incompressible, so no
+/// store or TOAST gets a free ride).
+fn random_values() -> Bytes {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let mut v = vec![0u8; 1 << 20];
+    rng.fill(&mut v[..]);
+    Bytes::from(v)
+}
+
+/// Records `from .. from + n` of the fill: record `i` has key `k{i % keys}` and a 100-byte
+/// value cut from `values`.
+fn compact_records(shape: &CompactShape, from: usize, n: usize, values: &Bytes) -> Vec<Record> {
+    (from..from + n)
+        .map(|i| {
+            let at = (i * 97) % (values.len() - 100);
+            Record {
+                key: Some(Bytes::from(format!("k{:06}", i % shape.keys))),
+                value: Some(values.slice(at..at + 100)),
+                ..Record::default()
+            }
+        })
+        .collect()
+}
+
+/// What the compaction case did.
+#[derive(Debug, Clone, Copy)]
+pub struct Compacted {
+    /// Bytes of stored batches read, summed over the calls.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+    /// Records superseded in the fill (records - keys): what a full cleaning removes.
+    pub superseded: u64,
+    /// Compaction calls, the last of which removed nothing.
+    pub calls: u32,
+    pub elapsed_s: f64,
+}
+
+impl Compacted {
+    /// One line for the report's note.
+    pub fn describe(&self) -> String {
+        let secs = self.elapsed_s.max(1e-9);
+        format!(
+            "{} compact calls in {:.3} s: removed {} of {} superseded records, read {:.1} MB, \
+             wrote {:.1} MB ({:.0} MB/s written)",
+            self.calls,
+            self.elapsed_s,
+            self.records_removed,
+            self.superseded,
+            self.bytes_read as f64 / 1e6,
+            self.bytes_written as f64 / 1e6,
+            self.bytes_written as f64 / 1e6 / secs
+        )
+    }
+}
+
+/// Fills a compacted topic (`cleanup.policy=compact`, no lag, small segments) with the
+/// [`CompactShape`]'s records over its keys in batches of 1000, then more than a segment of
+/// unique-key records, untimed; then calls `compact` until a call removes nothing, timed.
+/// Fails if more records were removed than the fill superseded (a compaction never removes
+/// the newest record of a key), or if compaction never settles.
+pub async fn compact(
+    store: Arc<dyn Store>,
+    durability: Durability,
+    sizing: &Sizing,
+) -> BenchResult<Compacted> {
+    let shape = CompactShape::of(sizing);
+    let config = TopicConfig {
+        durability,
+        segment_bytes: Some(shape.segment_bytes),
+        cleanup: CleanupPolicy {
+            compact: true,
+            delete: false,
+            min_compaction_lag_ms: 0,
+            ..CleanupPolicy::default()
+        },
+        ..TopicConfig::with_partitions(1)
+    };
+    store.create_topic(TOPIC, config).await?;
+    let values = random_values();
+    let mut done = 0;
+    while done < shape.records {
+        let n = (shape.records - done).min(COMPACT_BATCH);
+        let records = compact_records(&shape, done, n, &values);
+        store.append(TOPIC, 0, AppendBatch::new(records)).await?;
+        done += n;
+    }
+    let tail = shape.tail_records();
+    let mut done = 0;
+    while done < tail {
+        let records = (done..done + COMPACT_BATCH)
+            .map(|i| Record {
+                key: Some(Bytes::from(format!("u{i:08}"))),
+                value: Some(values.slice(i % 1000..i % 1000 + 100)),
+                ..Record::default()
+            })
+            .collect();
+        store.append(TOPIC, 0, AppendBatch::new(records)).await?;
+        done += COMPACT_BATCH;
+    }
+    let superseded = (shape.records - shape.keys) as u64;
+    let mut out = Compacted {
+        bytes_read: 0,
+        bytes_written: 0,
+        records_removed: 0,
+        superseded,
+        calls: 0,
+        elapsed_s: 0.0,
+    };
+    let start = Instant::now();
+    loop {
+        if out.calls >= COMPACT_MAX_CALLS {
+            return Err(BenchError::Wrong(format!(
+                "compaction still removed records after {COMPACT_MAX_CALLS} calls"
+            )));
+        }
+        let st = store.compact(TOPIC, 0, None).await?;
+        out.calls += 1;
+        out.bytes_read += st.bytes_read;
+        out.bytes_written += st.bytes_written;
+        out.records_removed += st.records_removed;
+        if st.records_removed == 0 {
+            break;
+        }
+    }
+    out.elapsed_s = start.elapsed().as_secs_f64();
+    if out.records_removed > superseded {
+        return Err(BenchError::Wrong(format!(
+            "compaction removed {} records; only {superseded} were superseded",
+            out.records_removed
+        )));
+    }
+    Ok(out)
+}
