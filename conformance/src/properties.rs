@@ -928,6 +928,34 @@ pub fn check_properties(backend: Arc<dyn Backend>, cases: u32) {
 /// [`check_properties`] with the op sequences drawn from `seed` when given, so the same
 /// sequences run every time (for tests that must catch a known fault on every run).
 pub fn check_properties_seeded(backend: Arc<dyn Backend>, cases: u32, seed: Option<[u8; 32]>) {
+    run_seeded(
+        "model-based property test",
+        case(),
+        cases,
+        seed,
+        120_000,
+        |ops| {
+            let backend = backend.clone();
+            async move { run_case(backend, &ops).await }
+        },
+    );
+}
+
+/// Runs `cases` values of `strategy` through `run` on a fresh tokio runtime (drawn from
+/// `seed` when given); panics with the shortest failing value found, named by `label`.
+pub(crate) fn run_seeded<S, F, Fut>(
+    label: &str,
+    strategy: S,
+    cases: u32,
+    seed: Option<[u8; 32]>,
+    max_shrink_time: u32,
+    run: F,
+) where
+    S: Strategy,
+    S::Value: std::fmt::Debug + HasLen,
+    F: Fn(S::Value) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -936,7 +964,7 @@ pub fn check_properties_seeded(backend: Arc<dyn Backend>, cases: u32, seed: Opti
     let config = Config {
         cases,
         failure_persistence: None,
-        max_shrink_time: 120_000,
+        max_shrink_time,
         ..Config::default()
     };
     let mut runner = match seed {
@@ -945,17 +973,26 @@ pub fn check_properties_seeded(backend: Arc<dyn Backend>, cases: u32, seed: Opti
         }
         None => TestRunner::new(config),
     };
-    let strategy = case();
     let result = runner.run(&strategy, |ops| {
-        rt.block_on(run_case(backend.clone(), &ops))
-            .map_err(TestCaseError::fail)
+        rt.block_on(run(ops)).map_err(TestCaseError::fail)
     });
     match result {
         Ok(()) => {}
         Err(TestError::Fail(why, ops)) => panic!(
-            "model-based property test failed: {why}\nminimal failing op sequence ({} ops):\n{ops:#?}",
+            "{label} failed: {why}\nminimal failing op sequence ({} ops):\n{ops:#?}",
             ops.len()
         ),
-        Err(TestError::Abort(why)) => panic!("model-based property test aborted: {why}"),
+        Err(TestError::Abort(why)) => panic!("{label} aborted: {why}"),
+    }
+}
+
+/// The length of a generated op sequence, for the failure message.
+pub(crate) trait HasLen {
+    fn len(&self) -> usize;
+}
+
+impl<T> HasLen for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
     }
 }

@@ -17,7 +17,6 @@ use broker_api::{
 use bytes::Bytes;
 use kafka_batch::BatchHeader;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
 use crate::harness::{Backend, Subject};
 
@@ -88,20 +87,12 @@ fn txn_batch(producer_id: i64, first_sequence: i32, values: &[String]) -> Bytes 
         .iter()
         .map(|v| Record::from_value(v.clone()))
         .collect();
-    let mut buf = Vec::new();
-    kafka_batch::encode_records(
-        &mut buf,
-        &records,
-        1_000,
-        Some(ProducerBatch {
-            producer_id,
-            epoch: 0,
-            first_sequence,
-        }),
-    )
-    .expect("encoding a test batch");
-    kafka_batch::set_transactional(&mut buf);
-    Bytes::from(buf)
+    let producer = ProducerBatch {
+        producer_id,
+        epoch: 0,
+        first_sequence,
+    };
+    crate::checks::util::transactional_batch(producer, &records)
 }
 
 impl Driver {
@@ -381,34 +372,16 @@ pub fn check_txn_properties(backend: Arc<dyn Backend>, cases: u32) {
 
 /// [`check_txn_properties`] with the sequences drawn from `seed` when given.
 pub fn check_txn_properties_seeded(backend: Arc<dyn Backend>, cases: u32, seed: Option<[u8; 32]>) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime for the property tests");
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_time: 60_000,
-        ..Config::default()
-    };
-    let mut runner = match seed {
-        Some(seed) => {
-            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed))
-        }
-        None => TestRunner::new(config),
-    };
     let strategy = proptest::collection::vec(op(), 1..30);
-    let result = runner.run(&strategy, |ops| {
-        rt.block_on(run_case(backend.clone(), &ops))
-            .map_err(TestCaseError::fail)
-    });
-    match result {
-        Ok(()) => {}
-        Err(TestError::Fail(why, ops)) => panic!(
-            "transaction property test failed: {why}\nminimal failing op sequence ({} ops):\n{ops:#?}",
-            ops.len()
-        ),
-        Err(TestError::Abort(why)) => panic!("transaction property test aborted: {why}"),
-    }
+    crate::properties::run_seeded(
+        "transaction property test",
+        strategy,
+        cases,
+        seed,
+        60_000,
+        |ops| {
+            let backend = backend.clone();
+            async move { run_case(backend, &ops).await }
+        },
+    );
 }

@@ -349,20 +349,12 @@ pub async fn tombstones_expire_after_delete_retention(backend: Arc<dyn Backend>)
 }
 
 fn txn_batch(producer_id: i64, first_sequence: i32, records: &[Record]) -> Bytes {
-    let mut buf = Vec::new();
-    kafka_batch::encode_records(
-        &mut buf,
-        records,
-        1_000,
-        Some(ProducerBatch {
-            producer_id,
-            epoch: 0,
-            first_sequence,
-        }),
-    )
-    .expect("encoding a test batch");
-    kafka_batch::set_transactional(&mut buf);
-    Bytes::from(buf)
+    let producer = ProducerBatch {
+        producer_id,
+        epoch: 0,
+        first_sequence,
+    };
+    transactional_batch(producer, records)
 }
 
 /// **compaction_removes_aborted_records**

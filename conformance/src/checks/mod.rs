@@ -18,7 +18,7 @@ pub mod security;
 pub mod topics;
 pub mod transactions;
 
-mod util;
+pub(crate) mod util;
 
 use std::fmt;
 use std::sync::Arc;

@@ -20,20 +20,12 @@ fn txn_batch(producer_id: i64, epoch: i16, first_sequence: i32, n: usize, tag: &
     let records: Vec<Record> = (0..n)
         .map(|i| Record::from_value(format!("{tag}-{i}")))
         .collect();
-    let mut buf = Vec::new();
-    kafka_batch::encode_records(
-        &mut buf,
-        &records,
-        1_000,
-        Some(ProducerBatch {
-            producer_id,
-            epoch,
-            first_sequence,
-        }),
-    )
-    .expect("encoding a test batch");
-    kafka_batch::set_transactional(&mut buf);
-    Bytes::from(buf)
+    let producer = ProducerBatch {
+        producer_id,
+        epoch,
+        first_sequence,
+    };
+    transactional_batch(producer, &records)
 }
 
 async fn send_txn(

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_api::{
-    AppendBatch, AppendResult, FetchLimits, Lease, LeaseCounts, LeaseToken, Record, Store,
-    StoreResult, StoredRecord, TopicConfig,
+    AppendBatch, AppendResult, FetchLimits, Lease, LeaseCounts, LeaseToken, ProducerBatch, Record,
+    Store, StoreResult, StoredRecord, TopicConfig,
 };
+use bytes::Bytes;
 
 use crate::harness::{Backend, Subject};
 
@@ -235,4 +236,14 @@ pub(crate) fn tuple(c: LeaseCounts) -> (u64, u64, u64, u64, u64) {
 pub(crate) fn clock_now(s: &Subject) -> i64 {
     use broker_api::Clock;
     s.clock.now_ms()
+}
+
+/// A transactional batch of `records` as a producer with `producer` sends it (CreateTime,
+/// base offset 0).
+pub(crate) fn transactional_batch(producer: ProducerBatch, records: &[Record]) -> Bytes {
+    let mut buf = Vec::new();
+    kafka_batch::encode_records(&mut buf, records, 1_000, Some(producer))
+        .expect("encoding a test batch");
+    kafka_batch::set_transactional(&mut buf);
+    Bytes::from(buf)
 }
