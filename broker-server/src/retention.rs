@@ -10,15 +10,9 @@ use tracing::{debug, warn};
 
 /// Every `every`, calls `enforce_retention` on each topic that has a time or size limit, until
 /// `stop` turns true. Errors are logged and retried at the next tick; they never stop the loop.
-pub async fn run(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+pub async fn run(store: Arc<dyn Store>, every: Duration, stop: watch::Receiver<bool>) {
+    let mut ticks = Ticks::new(every, stop).await;
+    while ticks.next().await {
         if let Err(e) = enforce_all(store.as_ref()).await {
             warn!("retention pass failed: {e}");
         }
@@ -27,16 +21,10 @@ pub async fn run(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiv
 
 /// Every `every`, runs [`compact_all`], until `stop` turns true. Errors are logged and
 /// retried at the next tick.
-pub async fn run_cleaner(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run_cleaner(store: Arc<dyn Store>, every: Duration, stop: watch::Receiver<bool>) {
     let mut last_full = std::collections::HashMap::new();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    let mut ticks = Ticks::new(every, stop).await;
+    while ticks.next().await {
         // Past a topic's delete.retention.ms, clean it whatever its dirty share, so that
         // expired tombstones go also when nothing new was written.
         let now = std::time::Instant::now();
@@ -54,6 +42,31 @@ pub async fn run_cleaner(store: Arc<dyn Store>, every: Duration, mut stop: watch
                 }
             }
             Err(e) => warn!("compaction pass failed: {e}"),
+        }
+    }
+}
+
+/// A background pass's clock: a tick every interval (late ticks are delayed, not bunched)
+/// until the stop signal.
+struct Ticks {
+    tick: tokio::time::Interval,
+    stop: watch::Receiver<bool>,
+}
+
+impl Ticks {
+    /// Starts the interval; the first tick comes one interval from now.
+    async fn new(every: Duration, stop: watch::Receiver<bool>) -> Ticks {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        Ticks { tick, stop }
+    }
+
+    /// Waits for the next tick: true, or false once the stop signal turned true.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => true,
+            _ = self.stop.wait_for(|s| *s) => false,
         }
     }
 }
